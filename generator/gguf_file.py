@@ -197,6 +197,10 @@ class GGUFFile:
             raise self.error(f"unsupported GGUF version {version} (supported: "
                              f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
 
+    def value_types(self, key: str) -> list[GGUFValueType]:
+        """GGUF value type(s) of a metadata key: [type] or [ARRAY, item type] (to copy keys faithfully)."""
+        return list(self._reader.fields[key].types)
+
     # --- tensors --------------------------------------------------------------------------------------------
 
     @property
