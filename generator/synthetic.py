@@ -116,10 +116,13 @@ def random_tensor(rng: np.random.Generator, ggml_type: int, n_in: int, n_out: in
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str, tokenizer_from: str | os.PathLike[str],
-                         seed: int = 0, weight_type: str | None = None) -> Path:
+def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
+                         tokenizer_from: str | os.PathLike[str] | None, seed: int = 0,
+                         weight_type: str | None = None, n_vocab: int = 151936) -> Path:
     """Write a random-weight Qwen3 GGUF of shape `spec` (or a PRESETS name), tokenizer copied from a GGUF.
 
+    The vocab size is the source tokenizer's. `tokenizer_from=None` writes no tokenizer and `n_vocab` rows
+    instead: for tests of the arithmetic alone, where a small vocab keeps them fast.
     Streams tensor by tensor: peak memory is one tensor, not the model.
     """
     if isinstance(spec, str):
@@ -135,11 +138,13 @@ def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
         if wtype == GGML_Q1_0 and n % Q1_BLOCK:
             raise ValueError(f"Q1_0 needs every matrix input size to be a multiple of {Q1_BLOCK}, got {n}")
 
-    src = GGUFFile(tokenizer_from)
-    tok_keys = [k for k in src.metadata if k.startswith("tokenizer.")]
-    if "tokenizer.ggml.tokens" not in src.metadata:
-        raise ValueError(f"{tokenizer_from}: has no tokenizer.ggml.tokens to copy")
-    n_vocab = len(src.metadata["tokenizer.ggml.tokens"])
+    src, tok_keys = None, []
+    if tokenizer_from is not None:
+        src = GGUFFile(tokenizer_from)
+        tok_keys = [k for k in src.metadata if k.startswith("tokenizer.")]
+        if "tokenizer.ggml.tokens" not in src.metadata:
+            raise ValueError(f"{tokenizer_from}: has no tokenizer.ggml.tokens to copy")
+        n_vocab = len(src.metadata["tokenizer.ggml.tokens"])
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
