@@ -190,3 +190,26 @@ def test_random_corruption_never_escapes_as_other_exception(tmp_path):
             assert path.name in str(exc)
             outcomes.add("error")
     assert "error" in outcomes
+
+
+def test_synthetic_file_has_the_bonsai_layout(tmp_path):
+    """synthetic.py with the reference model's shape writes the same tensor names, types and shapes, and
+    copies every tokenizer key (vocab, merges, types, special ids, chat template) unchanged."""
+    from generator.synthetic import SyntheticSpec, write_synthetic_gguf
+
+    spec = SyntheticSpec(n_layer=4, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, head_dim=64)
+    path = write_synthetic_gguf(tmp_path / "syn.gguf", spec, TIED, seed=1)
+    syn, ref = GGUFFile(path), GGUFFile(TIED)
+    layout = lambda gf: [(n, gf.tensor(n).ggml_type, gf.tensor(n).shape) for n in gf.tensor_names]  # noqa: E731
+    assert layout(syn) == layout(ref)
+    tok_keys = [k for k in ref.metadata if k.startswith("tokenizer.")]
+    assert len(tok_keys) >= 9
+    for key in tok_keys:
+        assert syn.metadata[key] == ref.metadata[key], key
+    for key in ("qwen3.block_count", "qwen3.attention.head_count_kv", "qwen3.rope.freq_base"):
+        assert syn.metadata[key] == ref.metadata[key]
+    assert config_from_gguf(syn) == config_from_gguf(ref)
+    # Q1_0 blocks: random signs, per-block fp16 scales around 1/sqrt(n_in)
+    q = syn.tensor("blk.0.attn_q.weight").raw.reshape(-1, 18)
+    d = q[:, :2].copy().view(np.float16).astype(np.float32).ravel()
+    assert 0.3 / 16 < d.min() and d.max() < 2.0 / 16 and np.unique(d).size > 100
