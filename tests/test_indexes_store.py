@@ -208,3 +208,35 @@ def test_corrupt_pointer_or_manifest(tmp_path):
     (store.root / "CURRENT").write_text("gen-999999\n")
     with pytest.raises(IndexFormatError, match="missing"):
         store.current()
+
+
+def test_read_retries_when_a_writer_replaces_the_generation_mid_load(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    _commit(store, "old")
+    writer = IndexStore(store.root)
+    calls = []
+
+    def loader(path, manifest):
+        calls.append(manifest["text"])
+        if len(calls) == 1:
+            _commit(writer, "new")                  # switch + delete `path` between resolve and open
+        return (path / "payload.txt").read_text()
+
+    assert store.read(loader) == "new"
+    assert calls == ["old", "new"]
+
+
+def test_read_does_not_retry_a_broken_generation(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    _commit(store, "x")
+    calls = []
+
+    def loader(path, manifest):
+        calls.append(1)
+        return (path / "absent.bin").read_bytes()
+
+    with pytest.raises(FileNotFoundError):
+        store.read(loader)
+    assert len(calls) == 1
+    with pytest.raises(IndexMissingError):
+        IndexStore(tmp_path / "none").read(loader)
