@@ -94,7 +94,10 @@ class DenseIndex:
         return int(self._index.ntotal)
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Best-first (position, inner product) of the k nearest vectors to `query` (dim,)."""
+        """Best-first (position, inner product) of the k nearest vectors to `query` (dim,).
+
+        Fewer than k results when the index is smaller, or for "ivf" when the probed lists hold fewer than k
+        vectors (IVF only looks at nprobe of its nlist lists)."""
         q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))   # (1, dim)
         if q.shape[1] != self.dim:
             raise DenseIndexError(f"query has dimension {q.shape[1]}, index has {self.dim}")
