@@ -225,7 +225,10 @@ class IndexStore:
         `self.lock()`), so two writers never interleave.
         """
         with self.lock():
-            previous = self._current_name()
+            try:
+                previous = self._current_name()
+            except IndexFormatError:            # a corrupt pointer must not block the rebuild that fixes it
+                previous = None
             self._remove_leftovers(keep={previous} if previous else set())
             staging = self.root / f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
             staging.mkdir()

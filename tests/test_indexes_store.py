@@ -208,6 +208,11 @@ def test_corrupt_pointer_or_manifest(tmp_path):
     (store.root / "CURRENT").write_text("gen-999999\n")
     with pytest.raises(IndexFormatError, match="missing"):
         store.current()
+    _commit(store, "rebuilt")                                   # a rebuild repairs a broken pointer
+    assert _check_consistent(store) == "rebuilt"
+    (store.root / "CURRENT").write_text("garbage")
+    _commit(store, "again")
+    assert _check_consistent(store) == "again"
 
 
 def test_read_retries_when_a_writer_replaces_the_generation_mid_load(tmp_path):
