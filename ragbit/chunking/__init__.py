@@ -40,7 +40,8 @@ def chunk_file(path: str, text: str, cfg: ChunkConfig,
     """
     text = normalize_newlines(text)
     language = language_for_path(path) or "text"
-    budget = Budget(path, language, text.split("\n"), cfg.max_tokens, cfg.min_lines, count_tokens)
+    budget = Budget(path, language, text.split("\n"), cfg.max_tokens, cfg.min_lines, count_tokens,
+                    cfg.merge_under)
     pieces: list[Piece] | None = None
     try:
         if language in SYNTAX_LANGUAGES:

@@ -56,9 +56,9 @@ class Budget:
     """One file's lines plus the token budget; answers "does this span fit?" and builds the final chunks."""
 
     def __init__(self, path: str, language: str, lines: list[str], max_tokens: int, min_lines: int,
-                 count_tokens: Callable[[str], int] | None = None):
+                 count_tokens: Callable[[str], int] | None = None, merge_under: float = 0.5):
         self.path, self.language, self.lines = path, language, lines
-        self.max_tokens, self.min_lines = max_tokens, min_lines
+        self.max_tokens, self.min_lines, self.merge_under = max_tokens, min_lines, merge_under
         self.count = count_tokens or estimate_tokens
         self.overhead = self.count("")                              # special tokens added to every call
         self._line_cost: list[int | None] = [None] * len(lines)     # filled lazily: tokens(line) - overhead
@@ -102,10 +102,15 @@ class Budget:
 
     # ---------------------------------------------------------------------------------------------- building
     def assemble(self, pieces: list[Piece]) -> list[Chunk]:
-        """Merge neighbouring small pieces while the merged piece still fits, then turn pieces into chunks.
+        """Merge small neighbours, then turn pieces into chunks."""
+        return [self.to_chunk(p) for p in self.merge(pieces)]
+
+    def merge(self, pieces: list[Piece]) -> list[Piece]:
+        """Merge neighbouring small pieces (left to right) while the merged piece still fits.
 
         Two neighbours merge when both are mergeable, the union fits `max_tokens`, and one of them is shorter
-        than `min_lines` or together they are estimated at no more than half the budget.
+        than `min_lines` or together they are estimated at no more than `merge_under` x the budget. The merged
+        piece's scope is the common prefix of both scopes.
         """
         merged: list[Piece] = []
         for piece in pieces:
@@ -116,14 +121,14 @@ class Budget:
                     merged[-1] = candidate
                     continue
             merged.append(piece)
-        return [self.to_chunk(p) for p in merged]
+        return merged
 
     def _should_merge(self, a: Piece, b: Piece) -> bool:
         if not (a.mergeable and b.mergeable) or a.text is not None or b.text is not None or b.start <= a.end:
             return False
         if a.end - a.start + 1 < self.min_lines or b.end - b.start + 1 < self.min_lines:
             return True
-        return self.estimate(a.start, b.end, common_scope(a.scope, b.scope)) <= self.max_tokens // 2
+        return self.estimate(a.start, b.end, common_scope(a.scope, b.scope)) <= self.max_tokens * self.merge_under
 
     def to_chunk(self, p: Piece) -> Chunk:
         text = p.text if p.text is not None else self.text(p.start, p.end)
