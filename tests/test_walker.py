@@ -143,10 +143,11 @@ def test_virtualenvs_detected_by_pyvenv_cfg(tmp_path, dirname):
     assert paths == ["keep.py"]
 
 
-def test_dirs_named_like_venvs_without_pyvenv_cfg_and_files_named_build_are_kept(tmp_path):
-    make(tmp_path, {"env/settings.py": "x", "venv/notes.md": "x", "scripts/build": "#!/bin/sh\n"})
+def test_dirs_named_like_venvs_or_secrets_and_files_named_build_are_kept(tmp_path):
+    make(tmp_path, {"env/settings.py": "x", "venv/notes.md": "x", "scripts/build": "#!/bin/sh\n",
+                    "docker/credentials/store.py": "x"})
     paths, _, _ = walk(tmp_path)
-    assert paths == ["env/settings.py", "scripts/build", "venv/notes.md"]
+    assert paths == ["docker/credentials/store.py", "env/settings.py", "scripts/build", "venv/notes.md"]
 
 
 # ==================================================================================================================
@@ -269,6 +270,15 @@ def test_symlinks_outside_repository_are_not_followed(tmp_path):
     assert paths == ["a.py", "inside_link.py", "real/b.py"]
     assert warnings == []
     assert stats.skipped["symlink outside repo"] == 2 and stats.skipped["broken symlink"] == 1
+
+
+def test_symlinked_directory_inside_repository_is_followed_once_per_path(tmp_path):
+    repo = make(tmp_path / "repo", {"lib/core/a.py": "x\n"})
+    (repo / "alias").symlink_to(repo / "lib", target_is_directory=True)
+    (repo / "lib" / "core" / "back").symlink_to(repo / "lib", target_is_directory=True)   # cycle through alias
+    paths, _, stats = walk(repo)
+    assert paths == ["alias/core/a.py", "lib/core/a.py"]
+    assert stats.skipped["symlink loop"] == 2                     # alias/core/back and lib/core/back
 
 
 def test_symlink_cycles_terminate(tmp_path):
