@@ -312,3 +312,18 @@ def test_stats_summary(tmp_path):
     assert paths == ["a.py"] and stats.files == 1 and stats.bytes == 2
     assert stats.summary() == "skipped 2 binary, 1 media, 1 secret"
     assert WalkStats().summary() == ""
+
+
+def test_unreadable_directory_gives_one_warning_and_the_walk_goes_on(tmp_path, monkeypatch):
+    make(tmp_path, {"locked/a.py": "x\n", "open/b.py": "x\n"})
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    paths, warnings, stats = walk(tmp_path)
+    assert paths == ["open/b.py"]
+    assert warnings == ["skipped locked/: permission denied"]
+    assert stats.skipped["unreadable"] == 1
