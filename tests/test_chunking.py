@@ -315,3 +315,15 @@ def test_embed_text_and_content_hash():
 ])
 def test_language_for_path(path, language):
     assert language_for_path(path) == language
+
+
+def test_budget_holds_when_the_line_estimate_is_far_too_optimistic():
+    """A counter that is not additive over lines (quadratic in the line count): planning by per-line estimate
+    merges too much, and the final exact check must undo those merges without losing or doubling lines."""
+    def quadratic(s: str) -> int:
+        return (s.count("\n") + 1) ** 2
+    for name in ("sample.py", "Sample.java", "doc.md"):
+        text = read(name)
+        chunks = chunk_file(name, text, ChunkConfig(max_tokens=50, min_lines=5), count_tokens=quadratic)
+        assert max(quadratic(c.embed_text) for c in chunks) <= 50
+        assert_exact_and_covering(chunks, text)

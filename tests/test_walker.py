@@ -143,10 +143,11 @@ def test_virtualenvs_detected_by_pyvenv_cfg(tmp_path, dirname):
     assert paths == ["keep.py"]
 
 
-def test_dirs_named_like_venvs_without_pyvenv_cfg_and_files_named_build_are_kept(tmp_path):
-    make(tmp_path, {"env/settings.py": "x", "venv/notes.md": "x", "scripts/build": "#!/bin/sh\n"})
+def test_dirs_named_like_venvs_or_secrets_and_files_named_build_are_kept(tmp_path):
+    make(tmp_path, {"env/settings.py": "x", "venv/notes.md": "x", "scripts/build": "#!/bin/sh\n",
+                    "docker/credentials/store.py": "x"})
     paths, _, _ = walk(tmp_path)
-    assert paths == ["env/settings.py", "scripts/build", "venv/notes.md"]
+    assert paths == ["docker/credentials/store.py", "env/settings.py", "scripts/build", "venv/notes.md"]
 
 
 # ==================================================================================================================
@@ -271,6 +272,15 @@ def test_symlinks_outside_repository_are_not_followed(tmp_path):
     assert stats.skipped["symlink outside repo"] == 2 and stats.skipped["broken symlink"] == 1
 
 
+def test_symlinked_directory_inside_repository_is_followed_once_per_path(tmp_path):
+    repo = make(tmp_path / "repo", {"lib/core/a.py": "x\n"})
+    (repo / "alias").symlink_to(repo / "lib", target_is_directory=True)
+    (repo / "lib" / "core" / "back").symlink_to(repo / "lib", target_is_directory=True)   # cycle through alias
+    paths, _, stats = walk(repo)
+    assert paths == ["alias/core/a.py", "lib/core/a.py"]
+    assert stats.skipped["symlink loop"] == 2                     # alias/core/back and lib/core/back
+
+
 def test_symlink_cycles_terminate(tmp_path):
     repo = make(tmp_path / "repo", {"a/x.py": "x\n", "b.py": "x\n"})
     (repo / "a" / "up").symlink_to(repo, target_is_directory=True)      # a/up -> repo root (an ancestor)
@@ -302,3 +312,18 @@ def test_stats_summary(tmp_path):
     assert paths == ["a.py"] and stats.files == 1 and stats.bytes == 2
     assert stats.summary() == "skipped 2 binary, 1 media, 1 secret"
     assert WalkStats().summary() == ""
+
+
+def test_unreadable_directory_gives_one_warning_and_the_walk_goes_on(tmp_path, monkeypatch):
+    make(tmp_path, {"locked/a.py": "x\n", "open/b.py": "x\n"})
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    paths, warnings, stats = walk(tmp_path)
+    assert paths == ["open/b.py"]
+    assert warnings == ["skipped locked/: permission denied"]
+    assert stats.skipped["unreadable"] == 1
