@@ -1,8 +1,17 @@
 """Q1_0 kernels (1 bit per weight + one fp16 scale per 128): numba, straight from packed sign bits.
 
-Repacked layout (made once by `repack`, replaces the GGUF bytes in memory; 20/18 of their size):
+Repacked layout (made once by `repack`; it replaces the GGUF bytes in memory and costs 20/18 of them,
+because scales are widened to float32):
   bits   uint8   (n_out, n_in // 8)    sign bits, GGUF bit order (bit j%8 of byte j//8, 1 = +d)
   scales float32 (n_out, n_in // 128)  per-block scale d
+
+The one fast idea: lookup tables of signed partial sums (T-MAC style). A weight byte holds 8 signs, so
+its dot product with 8 activations is one of 256 values; precompute them once per input vector and
+every weight byte costs a single table lookup and add instead of 8 multiply-adds.
+  decode  (matvec): 8-bit tables, one float per (byte position, byte value): n_in * 128 bytes.
+  prefill (matmul): 4-bit tables holding T tokens side by side, so one lookup feeds a SIMD add over
+                    T tokens; built per 128-wide column block (32 KB per 16 tokens), per thread.
+All sums are float32 on float32 activations (no activation quantization).
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ from .formats import GGML_Q1_0, split_blocks
 
 QK = 128  # weights per block
 BYTES_PER_BLOCK = QK // 8
+ROW_TILE = 64  # decode: rows that reuse one block's 16 KB of tables while it sits in L1
+TOK_VEC = 16  # prefill: tokens per SIMD inner loop (compile-time constant so LLVM vectorizes it)
+MAX_TOK_TILE = 64  # prefill: tokens per table (4 x TOK_VEC); 128 KB of tables per thread
 
 
 def repack(raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,24 +39,120 @@ def repack(raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarr
 # decode path: out (n_out,) = W (n_out, n_in) @ x (n_in,)
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matvec_simple(bits, scales, x, out):
+def build_lut8(x, lut):
+    """lut (n_in//8 * 256,): lut[j*256 + m] = sum_i (bit i of m ? +x[8j+i] : -x[8j+i]).
+
+    Built by doubling: entries with bit i set = entries without it + 2 x[8j+i].
+    """
+    for j in prange(x.size // 8):
+        base = j * 256
+        tot = np.float32(0.0)
+        for i in range(8):
+            tot -= x[8 * j + i]
+        lut[base] = tot
+        for i in range(8):
+            step = 1 << i
+            twice = 2 * x[8 * j + i]
+            for m in range(step):
+                lut[base + step + m] = lut[base + m] + twice
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def matvec_lut8(bits, scales, lut, out):
+    """out (n_out,) = W @ x given x's 8-bit tables. Row tiles in parallel; within a tile, block by
+    block, so the block's 16 KB of tables stay in L1 across ROW_TILE rows."""
     n_out, n_blocks = scales.shape
-    for r in prange(n_out):
-        acc = np.float32(0.0)
+    for it in prange((n_out + ROW_TILE - 1) // ROW_TILE):
+        r0 = it * ROW_TILE
+        r1 = min(n_out, r0 + ROW_TILE)
+        for r in range(r0, r1):
+            out[r] = 0
         for b in range(n_blocks):
-            s = np.float32(0.0)
-            for k in range(BYTES_PER_BLOCK):
-                byte = bits[r, b * BYTES_PER_BLOCK + k]
-                base = b * QK + k * 8
-                for j in range(8):
-                    v = x[base + j]
-                    s += v if (byte >> j) & 1 else -v
-            acc += scales[r, b] * s
-        out[r] = acc
+            j0 = b * BYTES_PER_BLOCK
+            for r in range(r0, r1):
+                s0 = np.float32(0.0)
+                s1 = np.float32(0.0)
+                s2 = np.float32(0.0)
+                s3 = np.float32(0.0)
+                for k in range(0, BYTES_PER_BLOCK, 4):  # 4 independent chains hide load latency
+                    j = j0 + k
+                    s0 += lut[j * 256 + np.intp(bits[r, j])]
+                    s1 += lut[j * 256 + 256 + np.intp(bits[r, j + 1])]
+                    s2 += lut[j * 256 + 512 + np.intp(bits[r, j + 2])]
+                    s3 += lut[j * 256 + 768 + np.intp(bits[r, j + 3])]
+                out[r] += scales[r, b] * ((s0 + s1) + (s2 + s3))
 
 
 # ----------------------------------------------------------------------------------------------------
-# dequantized rows: embedding lookup and tiles for BLAS
+# prefill path: out (n_tok, n_out) = x (n_tok, n_in) @ W.T
+
+@njit(cache=True, fastmath=True)
+def _build_block_lut4(x, t0, n_t, b, lut):
+    """lut (32 * 16 * n_t,): lut[(g*16 + m)*n_t + t] = signed sum of nibble m with x[t0+t, b*128 + 4g : +4].
+
+    Tokens past the end of x get zero tables (they only pad the last SIMD group)."""
+    n_tok = x.shape[0]
+    for g in range(32):
+        c0 = b * QK + g * 4
+        base = g * 16 * n_t
+        for t in range(n_t):
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            if t0 + t < n_tok:
+                a0 = x[t0 + t, c0]
+                a1 = x[t0 + t, c0 + 1]
+                a2 = x[t0 + t, c0 + 2]
+                a3 = x[t0 + t, c0 + 3]
+            for m in range(16):
+                lut[base + m * n_t + t] = ((a0 if m & 1 else -a0) + (a1 if m & 2 else -a1)) + (
+                    (a2 if m & 4 else -a2) + (a3 if m & 8 else -a3)
+                )
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def matmul_lut4(bits, scales, x, out, n_threads):
+    """out (n_tok, n_out) = x @ W.T. Each thread owns a slice of rows and its own tables; per tile of
+    up to MAX_TOK_TILE tokens and per 128-column block it builds the block's nibble tables (tokens
+    side by side), then every row's 16 bytes are 32 lookups, each a TOK_VEC-wide SIMD add.
+    n_threads = numba.get_num_threads() (passed in: reading it inside would block on-disk caching)."""
+    n_out, n_blocks = scales.shape
+    n_tok = x.shape[0]
+    chunk = (n_out + n_threads - 1) // n_threads
+    for th in prange(n_threads):
+        r0 = th * chunk
+        r1 = min(n_out, r0 + chunk)
+        lut = np.empty(32 * 16 * MAX_TOK_TILE, np.float32)
+        acc = np.empty((max(r1 - r0, 0), MAX_TOK_TILE), np.float32)  # (rows, tokens) of this tile
+        for t0 in range(0, n_tok, MAX_TOK_TILE):
+            n_t = min(MAX_TOK_TILE, (n_tok - t0 + TOK_VEC - 1) // TOK_VEC * TOK_VEC)
+            acc[:, :] = 0
+            for b in range(n_blocks):
+                _build_block_lut4(x, t0, n_t, b, lut)
+                for r in range(r0, r1):
+                    d = scales[r, b]
+                    for k0 in range(0, BYTES_PER_BLOCK, 4):
+                        q = bits[r, b * BYTES_PER_BLOCK + k0: b * BYTES_PER_BLOCK + k0 + 4]
+                        g = 2 * k0 * 16  # first table entry of this 4-byte (8-nibble) group
+                        i0 = (g + np.intp(q[0] & 15)) * n_t
+                        i1 = (g + 16 + np.intp(q[0] >> 4)) * n_t
+                        i2 = (g + 32 + np.intp(q[1] & 15)) * n_t
+                        i3 = (g + 48 + np.intp(q[1] >> 4)) * n_t
+                        i4 = (g + 64 + np.intp(q[2] & 15)) * n_t
+                        i5 = (g + 80 + np.intp(q[2] >> 4)) * n_t
+                        i6 = (g + 96 + np.intp(q[3] & 15)) * n_t
+                        i7 = (g + 112 + np.intp(q[3] >> 4)) * n_t
+                        for tv in range(0, n_t, TOK_VEC):
+                            for t in range(tv, tv + TOK_VEC):
+                                acc[r - r0, t] += d * (
+                                    ((lut[i0 + t] + lut[i1 + t]) + (lut[i2 + t] + lut[i3 + t]))
+                                    + ((lut[i4 + t] + lut[i5 + t]) + (lut[i6 + t] + lut[i7 + t]))
+                                )
+            for t in range(min(n_t, n_tok - t0)):
+                for r in range(r0, r1):
+                    out[t0 + t, r] = acc[r - r0, t]
+
+
+# ----------------------------------------------------------------------------------------------------
+# dequantized rows: embedding lookup
 
 @njit(parallel=True, cache=True)
 def dequant_rows(bits, scales, r0, r1, out):
