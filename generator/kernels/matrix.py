@@ -180,7 +180,8 @@ class Q1Matrix(QuantMatrix):
             for t in range(x.shape[0]):
                 self._matvec_into(x[t], out[t])
         else:
-            q1_0.matmul_lut4(self.bits, self.scales, x, out, numba.get_num_threads())
+            kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
+            kernel(self.bits, self.scales, x, out, numba.get_num_threads())
 
     def _dequant_rows_into(self, r0, r1, out):
         q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)

@@ -9,8 +9,8 @@ The one fast idea: lookup tables of signed partial sums (T-MAC style). A weight 
 its dot product with 8 activations is one of 256 values; precompute them once per input vector and
 every weight byte costs a single table lookup and add instead of 8 multiply-adds.
   decode  (matvec): 8-bit tables, one float per (byte position, byte value): n_in * 128 bytes.
-  prefill (matmul): 4-bit tables holding T tokens side by side, so one lookup feeds a SIMD add over
-                    T tokens; built per 128-wide column block (32 KB per 16 tokens), per thread.
+  prefill (matmul): 4-bit tables holding T (16 or 64) tokens side by side, so one lookup feeds a SIMD
+                    add over T tokens; built per 128-wide column block (32 KB per 16 tokens), per thread.
 All sums are float32 on float32 activations (no activation quantization).
 """
 
@@ -24,8 +24,6 @@ from .formats import GGML_Q1_0, split_blocks
 QK = 128  # weights per block
 BYTES_PER_BLOCK = QK // 8
 ROW_TILE = 64  # decode: rows that reuse one block's 16 KB of tables while it sits in L1
-TOK_VEC = 16  # prefill: tokens per SIMD inner loop (compile-time constant so LLVM vectorizes it)
-MAX_TOK_TILE = 64  # prefill: tokens per table (4 x TOK_VEC); 128 KB of tables per thread
 
 
 def repack(raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,47 +106,58 @@ def _build_block_lut4(x, t0, n_t, b, lut):
                 )
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4(bits, scales, x, out, n_threads):
-    """out (n_tok, n_out) = x @ W.T. Each thread owns a slice of rows and its own tables; per tile of
-    up to MAX_TOK_TILE tokens and per 128-column block it builds the block's nibble tables (tokens
-    side by side), then every row's 16 bytes are 32 lookups, each a TOK_VEC-wide SIMD add.
-    n_threads = numba.get_num_threads() (passed in: reading it inside would block on-disk caching)."""
-    n_out, n_blocks = scales.shape
+@njit(inline="always", fastmath=True)
+def _matmul_rows(bits, scales, x, out, r0, r1, n_t):
+    """Rows r0..r1 of out (n_tok, n_out) = x @ W.T, n_t tokens per table tile. Inlined into callers that
+    pass n_t as a constant: with a run-time n_t LLVM does not vectorize the token loop (4-8x slower)."""
+    n_blocks = scales.shape[1]
     n_tok = x.shape[0]
-    chunk = (n_out + n_threads - 1) // n_threads
+    lut = np.empty(32 * 16 * n_t, np.float32)  # (32 nibble groups, 16 values, n_t tokens)
+    acc = np.empty((max(r1 - r0, 0), n_t), np.float32)  # (rows, tokens) of this tile
+    for t0 in range(0, n_tok, n_t):
+        acc[:, :] = 0
+        for b in range(n_blocks):
+            _build_block_lut4(x, t0, n_t, b, lut)
+            for r in range(r0, r1):
+                d = scales[r, b]
+                for k0 in range(0, BYTES_PER_BLOCK, 4):
+                    q = bits[r, b * BYTES_PER_BLOCK + k0: b * BYTES_PER_BLOCK + k0 + 4]
+                    g = 2 * k0 * 16  # first table entry of this 4-byte (8-nibble) group
+                    i0 = (g + np.intp(q[0] & 15)) * n_t
+                    i1 = (g + 16 + np.intp(q[0] >> 4)) * n_t
+                    i2 = (g + 32 + np.intp(q[1] & 15)) * n_t
+                    i3 = (g + 48 + np.intp(q[1] >> 4)) * n_t
+                    i4 = (g + 64 + np.intp(q[2] & 15)) * n_t
+                    i5 = (g + 80 + np.intp(q[2] >> 4)) * n_t
+                    i6 = (g + 96 + np.intp(q[3] & 15)) * n_t
+                    i7 = (g + 112 + np.intp(q[3] >> 4)) * n_t
+                    for t in range(n_t):
+                        acc[r - r0, t] += d * (
+                            ((lut[i0 + t] + lut[i1 + t]) + (lut[i2 + t] + lut[i3 + t]))
+                            + ((lut[i4 + t] + lut[i5 + t]) + (lut[i6 + t] + lut[i7 + t]))
+                        )
+        for t in range(min(n_t, n_tok - t0)):
+            for r in range(r0, r1):
+                out[t0 + t, r] = acc[r - r0, t]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def matmul_lut4_t64(bits, scales, x, out, n_threads):
+    """out (n_tok, n_out) = x @ W.T in tiles of 64 tokens. Each of n_threads (= numba.get_num_threads(),
+    passed in: reading it inside would block on-disk caching) owns a slice of rows and its own tables:
+    per 128-column block it builds the block's nibble tables (128 KB), then each row's 16 bytes are
+    32 lookups, each a 64-token SIMD add."""
+    chunk = (out.shape[1] + n_threads - 1) // n_threads
     for th in prange(n_threads):
-        r0 = th * chunk
-        r1 = min(n_out, r0 + chunk)
-        lut = np.empty(32 * 16 * MAX_TOK_TILE, np.float32)
-        acc = np.empty((max(r1 - r0, 0), MAX_TOK_TILE), np.float32)  # (rows, tokens) of this tile
-        for t0 in range(0, n_tok, MAX_TOK_TILE):
-            n_t = min(MAX_TOK_TILE, (n_tok - t0 + TOK_VEC - 1) // TOK_VEC * TOK_VEC)
-            acc[:, :] = 0
-            for b in range(n_blocks):
-                _build_block_lut4(x, t0, n_t, b, lut)
-                for r in range(r0, r1):
-                    d = scales[r, b]
-                    for k0 in range(0, BYTES_PER_BLOCK, 4):
-                        q = bits[r, b * BYTES_PER_BLOCK + k0: b * BYTES_PER_BLOCK + k0 + 4]
-                        g = 2 * k0 * 16  # first table entry of this 4-byte (8-nibble) group
-                        i0 = (g + np.intp(q[0] & 15)) * n_t
-                        i1 = (g + 16 + np.intp(q[0] >> 4)) * n_t
-                        i2 = (g + 32 + np.intp(q[1] & 15)) * n_t
-                        i3 = (g + 48 + np.intp(q[1] >> 4)) * n_t
-                        i4 = (g + 64 + np.intp(q[2] & 15)) * n_t
-                        i5 = (g + 80 + np.intp(q[2] >> 4)) * n_t
-                        i6 = (g + 96 + np.intp(q[3] & 15)) * n_t
-                        i7 = (g + 112 + np.intp(q[3] >> 4)) * n_t
-                        for tv in range(0, n_t, TOK_VEC):
-                            for t in range(tv, tv + TOK_VEC):
-                                acc[r - r0, t] += d * (
-                                    ((lut[i0 + t] + lut[i1 + t]) + (lut[i2 + t] + lut[i3 + t]))
-                                    + ((lut[i4 + t] + lut[i5 + t]) + (lut[i6 + t] + lut[i7 + t]))
-                                )
-            for t in range(min(n_t, n_tok - t0)):
-                for r in range(r0, r1):
-                    out[t0 + t, r] = acc[r - r0, t]
+        _matmul_rows(bits, scales, x, out, th * chunk, min(out.shape[1], (th + 1) * chunk), 64)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def matmul_lut4_t16(bits, scales, x, out, n_threads):
+    """As matmul_lut4_t64 with 16-token tiles: less padding waste for short batches."""
+    chunk = (out.shape[1] + n_threads - 1) // n_threads
+    for th in prange(n_threads):
+        _matmul_rows(bits, scales, x, out, th * chunk, min(out.shape[1], (th + 1) * chunk), 16)
 
 
 # ----------------------------------------------------------------------------------------------------
