@@ -171,9 +171,10 @@ class Q1Matrix(QuantMatrix):
     def __init__(self, raw, n_in, n_out):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
         self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
+        self.words = self.bits.view(np.uint64)  # (n_out, n_in // 64), same memory
 
     def _matvec_into(self, x, out):
-        q1_0.matvec_lut8(self.bits, self.scales, _LUTS.tables_for(x), out)
+        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out)
 
     def _matmul_into(self, x, out):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on

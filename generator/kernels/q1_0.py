@@ -36,13 +36,13 @@ def repack(raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarr
 # ----------------------------------------------------------------------------------------------------
 # decode path: out (n_out,) = W (n_out, n_in) @ x (n_in,)
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(cache=True, fastmath=True)
 def build_lut8(x, lut):
     """lut (n_in//8 * 256,): lut[j*256 + m] = sum_i (bit i of m ? +x[8j+i] : -x[8j+i]).
 
-    Built by doubling: entries with bit i set = entries without it + 2 x[8j+i].
-    """
-    for j in prange(x.size // 8):
+    Built by doubling: entries with bit i set = entries without it + 2 x[8j+i]. Serial on purpose: it
+    is ~1/30 of a matvec, and a second parallel region per matvec costs more than it saves."""
+    for j in range(x.size // 8):
         base = j * 256
         tot = np.float32(0.0)
         for i in range(8):
@@ -56,9 +56,12 @@ def build_lut8(x, lut):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matvec_lut8(bits, scales, lut, out):
-    """out (n_out,) = W @ x given x's 8-bit tables. Row tiles in parallel; within a tile, block by
-    block, so the block's 16 KB of tables stay in L1 across ROW_TILE rows."""
+def matvec_lut8(words, scales, lut, out):
+    """out (n_out,) = W @ x given x's 8-bit tables; words = bits viewed as uint64 (n_out, n_in // 64).
+
+    Row tiles in parallel; within a tile, block by block, so the block's 16 KB of tables stay in L1
+    across ROW_TILE rows. A block's 16 sign bytes are two 64-bit loads; each byte is shifted out and
+    looked up (one table load + add per 8 weights), into 4 independent sums to hide load latency."""
     n_out, n_blocks = scales.shape
     for it in prange((n_out + ROW_TILE - 1) // ROW_TILE):
         r0 = it * ROW_TILE
@@ -66,44 +69,39 @@ def matvec_lut8(bits, scales, lut, out):
         for r in range(r0, r1):
             out[r] = 0
         for b in range(n_blocks):
-            j0 = b * BYTES_PER_BLOCK
+            t = lut[b * 4096:(b + 1) * 4096]  # this block's 16 tables of 256
             for r in range(r0, r1):
-                s0 = np.float32(0.0)
-                s1 = np.float32(0.0)
-                s2 = np.float32(0.0)
-                s3 = np.float32(0.0)
-                for k in range(0, BYTES_PER_BLOCK, 4):  # 4 independent chains hide load latency
-                    j = j0 + k
-                    s0 += lut[j * 256 + np.intp(bits[r, j])]
-                    s1 += lut[j * 256 + 256 + np.intp(bits[r, j + 1])]
-                    s2 += lut[j * 256 + 512 + np.intp(bits[r, j + 2])]
-                    s3 += lut[j * 256 + 768 + np.intp(bits[r, j + 3])]
+                w0 = words[r, 2 * b]
+                w1 = words[r, 2 * b + 1]
+                s0 = t[np.intp(w0 & 255)] + t[256 + np.intp((w0 >> 8) & 255)]
+                s1 = t[512 + np.intp((w0 >> 16) & 255)] + t[768 + np.intp((w0 >> 24) & 255)]
+                s2 = t[1024 + np.intp((w0 >> 32) & 255)] + t[1280 + np.intp((w0 >> 40) & 255)]
+                s3 = t[1536 + np.intp((w0 >> 48) & 255)] + t[1792 + np.intp(w0 >> 56)]
+                s0 += t[2048 + np.intp(w1 & 255)] + t[2304 + np.intp((w1 >> 8) & 255)]
+                s1 += t[2560 + np.intp((w1 >> 16) & 255)] + t[2816 + np.intp((w1 >> 24) & 255)]
+                s2 += t[3072 + np.intp((w1 >> 32) & 255)] + t[3328 + np.intp((w1 >> 40) & 255)]
+                s3 += t[3584 + np.intp((w1 >> 48) & 255)] + t[3840 + np.intp(w1 >> 56)]
                 out[r] += scales[r, b] * ((s0 + s1) + (s2 + s3))
 
 
 # ----------------------------------------------------------------------------------------------------
 # prefill path: out (n_tok, n_out) = x (n_tok, n_in) @ W.T
 
-@njit(cache=True, fastmath=True)
-def _build_block_lut4(x, t0, n_t, b, lut):
-    """lut (32 * 16 * n_t,): lut[(g*16 + m)*n_t + t] = signed sum of nibble m with x[t0+t, b*128 + 4g : +4].
+@njit(inline="always", fastmath=True)
+def _build_block_lut4(xt, b, n_t, lut):
+    """lut (32 * 16 * n_t,): lut[(g*16 + m)*n_t + t] = signed sum of nibble m with xt[b*128 + 4g : +4, t].
 
-    Tokens past the end of x get zero tables (they only pad the last SIMD group)."""
-    n_tok = x.shape[0]
+    xt is the token tile transposed (n_in, n_t), so each entry row is a SIMD sum over tokens."""
     for g in range(32):
         c0 = b * QK + g * 4
-        base = g * 16 * n_t
-        for t in range(n_t):
-            a0 = a1 = a2 = a3 = np.float32(0.0)
-            if t0 + t < n_tok:
-                a0 = x[t0 + t, c0]
-                a1 = x[t0 + t, c0 + 1]
-                a2 = x[t0 + t, c0 + 2]
-                a3 = x[t0 + t, c0 + 3]
-            for m in range(16):
-                lut[base + m * n_t + t] = ((a0 if m & 1 else -a0) + (a1 if m & 2 else -a1)) + (
-                    (a2 if m & 4 else -a2) + (a3 if m & 8 else -a3)
-                )
+        for m in range(16):
+            p0 = np.float32(1.0) if m & 1 else np.float32(-1.0)
+            p1 = np.float32(1.0) if m & 2 else np.float32(-1.0)
+            p2 = np.float32(1.0) if m & 4 else np.float32(-1.0)
+            p3 = np.float32(1.0) if m & 8 else np.float32(-1.0)
+            base = (g * 16 + m) * n_t
+            for t in range(n_t):
+                lut[base + t] = (p0 * xt[c0, t] + p1 * xt[c0 + 1, t]) + (p2 * xt[c0 + 2, t] + p3 * xt[c0 + 3, t])
 
 
 @njit(inline="always", fastmath=True)
@@ -112,12 +110,17 @@ def _matmul_rows(bits, scales, x, out, r0, r1, n_t):
     pass n_t as a constant: with a run-time n_t LLVM does not vectorize the token loop (4-8x slower)."""
     n_blocks = scales.shape[1]
     n_tok = x.shape[0]
+    n_in = x.shape[1]
     lut = np.empty(32 * 16 * n_t, np.float32)  # (32 nibble groups, 16 values, n_t tokens)
     acc = np.empty((max(r1 - r0, 0), n_t), np.float32)  # (rows, tokens) of this tile
+    xt = np.empty((n_in, n_t), np.float32)  # token tile transposed; zero past the last token
     for t0 in range(0, n_tok, n_t):
+        for c in range(n_in):
+            for t in range(n_t):
+                xt[c, t] = x[t0 + t, c] if t0 + t < n_tok else np.float32(0.0)
         acc[:, :] = 0
         for b in range(n_blocks):
-            _build_block_lut4(x, t0, n_t, b, lut)
+            _build_block_lut4(xt, b, n_t, lut)
             for r in range(r0, r1):
                 d = scales[r, b]
                 for k0 in range(0, BYTES_PER_BLOCK, 4):
