@@ -174,7 +174,8 @@ class Q1Matrix(QuantMatrix):
         self.words = self.bits.view(np.uint64)  # (n_out, n_in // 64), same memory
 
     def _matvec_into(self, x, out):
-        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out)
+        tile = q1_0.decode_row_tile(self.n_out, numba.get_num_threads())
+        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out, tile)
 
     def _matmul_into(self, x, out):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on

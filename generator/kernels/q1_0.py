@@ -23,7 +23,7 @@ from .formats import GGML_Q1_0, split_blocks
 
 QK = 128  # weights per block
 BYTES_PER_BLOCK = QK // 8
-ROW_TILE = 64  # decode: rows that reuse one block's 16 KB of tables while it sits in L1
+MAX_ROW_TILE = 512  # decode: rows that reuse one block's 16 KB of tables while it sits in L1
 
 
 def repack(raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,16 +56,16 @@ def build_lut8(x, lut):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matvec_lut8(words, scales, lut, out):
+def matvec_lut8(words, scales, lut, out, row_tile):
     """out (n_out,) = W @ x given x's 8-bit tables; words = bits viewed as uint64 (n_out, n_in // 64).
 
     Row tiles in parallel; within a tile, block by block, so the block's 16 KB of tables stay in L1
-    across ROW_TILE rows. A block's 16 sign bytes are two 64-bit loads; each byte is shifted out and
+    across row_tile rows (bigger tiles re-read the tables less: 512 rows is ~15% faster than 64). A block's 16 sign bytes are two 64-bit loads; each byte is shifted out and
     looked up (one table load + add per 8 weights), into 4 independent sums to hide load latency."""
     n_out, n_blocks = scales.shape
-    for it in prange((n_out + ROW_TILE - 1) // ROW_TILE):
-        r0 = it * ROW_TILE
-        r1 = min(n_out, r0 + ROW_TILE)
+    for it in prange((n_out + row_tile - 1) // row_tile):
+        r0 = it * row_tile
+        r1 = min(n_out, r0 + row_tile)
         for r in range(r0, r1):
             out[r] = 0
         for b in range(n_blocks):
@@ -82,6 +82,12 @@ def matvec_lut8(words, scales, lut, out):
                 s2 += t[3072 + np.intp((w1 >> 32) & 255)] + t[3328 + np.intp((w1 >> 40) & 255)]
                 s3 += t[3584 + np.intp((w1 >> 48) & 255)] + t[3840 + np.intp(w1 >> 56)]
                 out[r] += scales[r, b] * ((s0 + s1) + (s2 + s3))
+
+
+def decode_row_tile(n_out: int, n_threads: int) -> int:
+    """Largest tile up to MAX_ROW_TILE that still gives every thread work."""
+    per_thread = -(-n_out // max(1, n_threads))
+    return max(16, min(MAX_ROW_TILE, -(-per_thread // 16) * 16))
 
 
 # ----------------------------------------------------------------------------------------------------
