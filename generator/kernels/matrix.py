@@ -177,12 +177,12 @@ class Q1Matrix(QuantMatrix):
     def __init__(self, raw, n_in, n_out):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
         self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
-        # (n_out, n_in // 64), same memory; byte k of a word is bits byte k on little-endian hosts (x86, arm64)
+        # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's sign
+        # bytes on little-endian hosts (x86, arm64)
         self.words = self.bits.view(np.uint64)
 
     def _matvec_into(self, x, out):
-        tile = q1_0.decode_row_tile(self.n_out, numba.get_num_threads())
-        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out, tile)
+        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out)
 
     def _matmul_into(self, x, out):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
