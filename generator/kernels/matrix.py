@@ -1,8 +1,9 @@
 """QuantMatrix: one weight matrix kept in its packed form, with decode (matvec) and prefill (matmul) paths.
 
 `prepare_matrix` is the "quantization as its own step" of gpt-fast: any repacking into a faster layout
-happens there, once, at load time. A QuantMatrix never holds a dequantized copy of its weights; matmul
-dequantizes small row TILES on the fly.
+happens there, once, at load time. A QuantMatrix never holds a dequantized copy of its weights: Q1_0
+multiplies straight from sign bits via lookup tables (q1_0.py); the rarer types (Q8_0, F16, BF16) decode
+rows inside their numba kernels and, for matmul, dequantize ~1 MB row tiles for BLAS.
 """
 
 from __future__ import annotations

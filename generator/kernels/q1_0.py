@@ -17,6 +17,9 @@ every weight byte costs a single table lookup and add instead of 8 multiply-adds
   prefill (matmul): 4-bit tables holding T (16 or 64) tokens side by side, so one lookup feeds a SIMD
                     add over T tokens; built per 128-wide column block (32 KB per 16 tokens), per thread.
 All sums are float32 on float32 activations (no activation quantization).
+Scratch memory: decode tables n_in * 128 B per Python thread (256 KB at n_in 2048, 1.5 MB at 12288,
+kept and reused while the input is unchanged); prefill per numba thread: 128 KB of tables, the token
+tile transposed (n_in * 256 B) and a (rows, 64) float32 accumulator.
 """
 
 from __future__ import annotations
