@@ -222,8 +222,17 @@ class Qwen3Model:
                              f"{config.n_ctx_train}")
         if threads < 0:
             raise ModelError(f"threads must be >= 0 (0 = all cores), got {threads}")
+        need, free = kv_cache_bytes(config, int(n_ctx)), _available_ram()
+        if free is not None and need > free:
+            raise ModelError(f"the KV cache for n_ctx={n_ctx} needs {need / 2**30:.1f} GiB but only "
+                             f"{free / 2**30:.1f} GiB of RAM is available; lower n_ctx")
         set_threads(threads)
         return cls(gguf, config, int(n_ctx))
+
+    @staticmethod
+    def estimate_kv_cache_bytes(path: str | os.PathLike[str], n_ctx: int) -> int:
+        """KV cache bytes load(path, n_ctx) would allocate, read from the file's metadata only."""
+        return kv_cache_bytes_for_file(path, n_ctx)
 
     # --- cache control ----------------------------------------------------------------------------------------
 
@@ -352,6 +361,18 @@ def config_from_gguf(gguf: GGUFFile) -> Qwen3Config:
         raise gguf.error(str(exc)) from None
     gguf.require("token_embd.weight", (config.n_embd, config.n_vocab))
     return config
+
+
+def _available_ram() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where unknown, e.g. not Linux)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def kv_cache_bytes_for_file(path: str | os.PathLike[str], n_ctx: int) -> int:

@@ -93,3 +93,4 @@ def test_cache_accounting_and_context_overflow():
     assert np.array_equal(model.prefill([785, 6722, 315]), first)  # same input, same cache state, same logits
     with pytest.raises(ModelError, match="n_ctx"):
         Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=10**6)
+    assert Qwen3Model.estimate_kv_cache_bytes(REF / MODEL_FILES[0], 8) == model.kv_cache_bytes
