@@ -7,6 +7,8 @@ dequantizes small row TILES on the fly.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -141,15 +143,47 @@ class Q8Matrix(QuantMatrix):
         dense.q8_dequant_rows(self.qs, self.scales, r0, r1, out)
 
 
+class _LutCache(threading.local):
+    """Per-thread 8-bit tables of the last decode input. q/k/v (and gate/up) multiply the same x, so
+    the tables are built once for them; reuse is decided by comparing contents (x buffers are reused
+    in place by callers, so identity would be wrong)."""
+
+    def __init__(self):
+        self.x = np.empty(0, dtype=np.float32)
+        self.lut = np.empty(0, dtype=np.float32)
+
+    def tables_for(self, x: np.ndarray) -> np.ndarray:
+        if self.x.shape != x.shape or not np.array_equal(self.x, x):
+            if self.lut.size != x.size * 32:
+                self.lut = np.empty(x.size * 32, dtype=np.float32)  # (n_in // 8 * 256,)
+                self.x = np.empty_like(x)
+            q1_0.build_lut8(x, self.lut)
+            self.x[...] = x
+        return self.lut
+
+
+_LUTS = _LutCache()
+
+
 class Q1Matrix(QuantMatrix):
     """Q1_0 repacked into sign bits + float32 scales (see q1_0.py for the layout and its memory cost)."""
 
     def __init__(self, raw, n_in, n_out):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
         self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
+        self.words = self.bits.view(np.uint64)  # (n_out, n_in // 64), same memory
 
     def _matvec_into(self, x, out):
-        q1_0.matvec_simple(self.bits, self.scales, x, out)
+        tile = q1_0.decode_row_tile(self.n_out, numba.get_num_threads())
+        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out, tile)
+
+    def _matmul_into(self, x, out):
+        if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
+            for t in range(x.shape[0]):
+                self._matvec_into(x[t], out[t])
+        else:
+            kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
+            kernel(self.bits, self.scales, x, out, numba.get_num_threads())
 
     def _dequant_rows_into(self, r0, r1, out):
         q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)
