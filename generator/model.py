@@ -66,11 +66,12 @@ class Qwen3Config:
         return self.n_head_kv * self.head_dim
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, Any], n_vocab: int) -> "Qwen3Config":
-        """Config from GGUF metadata; n_vocab is taken from the token_embd shape by the caller.
-
-        Raises ModelError naming the missing/bad key.
+    def from_metadata(cls, meta: dict[str, Any], n_vocab: int | None = None) -> "Qwen3Config":
+        """Config from GGUF metadata. n_vocab: rows of token_embd (config_from_gguf passes it); without it,
+        the tokenizer's vocab size. Raises ModelError naming the missing/bad key.
         """
+        if n_vocab is None:
+            n_vocab = len(meta.get("tokenizer.ggml.tokens") or [])
         arch = meta.get("general.architecture")
         if arch != "qwen3":
             raise ModelError(f"unsupported architecture {arch!r} (only qwen3 / Bonsai is supported)")
