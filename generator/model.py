@@ -194,8 +194,9 @@ class Qwen3Model:
             n_ctx, cfg.head_dim, cfg.rope_base, cfg.rope_factor, cfg.rope_orig_ctx)
         self.attn_scale = np.float32(1.0 / math.sqrt(cfg.head_dim))
 
-        # ---- KV cache: per layer and KV head, positions contiguous so decode reads rows in order ----
-        self.k_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), np.float32)
+        # ---- KV cache, per layer and KV head. Keys transposed (hd, n_ctx): decode's q.k streams contiguous
+        # position rows; values (n_ctx, hd): the weighted sum streams contiguous value rows ----
+        self.k_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx), np.float32)
         self.v_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), np.float32)
 
         # ---- decode work buffers, (1, n) so the batched layer kernels serve decode too ----
@@ -339,8 +340,8 @@ class Qwen3Model:
         layers.head_norm_rope(q, cfg.n_head, cfg.head_dim, lw.q_norm, cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
         layers.head_norm_rope(k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
                               pos0)
-        # (T, n_kv*hd) -> cache[li] (n_kv, pos, hd)
-        self.k_cache[li, :, pos0:pos0 + T, :] = k.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 0, 2)
+        # (T, n_kv*hd) -> k_cache[li] (n_kv, hd, pos), v_cache[li] (n_kv, pos, hd)
+        self.k_cache[li, :, :, pos0:pos0 + T] = k.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 2, 0)
         self.v_cache[li, :, pos0:pos0 + T, :] = v.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 0, 2)
         layers.attention(q, self.k_cache[li], self.v_cache[li], pos0, cfg.n_head, self.attn_scale, self.scores, out)
 
