@@ -131,6 +131,10 @@ def test_bad_inputs_raise_format_errors():
     m = prepare_matrix(GGML_Q1_0, np.zeros(36, np.uint8), 128, 2)
     with pytest.raises(KernelFormatError):
         m.matvec(np.zeros(127, np.float32))
+    with pytest.raises(KernelFormatError):
+        m.matvec(np.zeros(128, np.float32), out=np.zeros(2, np.float64))  # wrong out dtype
+    with pytest.raises(KernelFormatError):
+        m.matmul(np.zeros((3, 128), np.float32), out=np.zeros((2, 3), np.float32))  # wrong out shape
 
 
 def _by_hand_q1_0_block(block: bytes) -> np.ndarray:

@@ -42,6 +42,14 @@ def _as_f32(a: np.ndarray, ndim: int, n_in: int, name: str) -> np.ndarray:
     return a
 
 
+def _check_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise KernelFormatError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+    return out
+
+
 class QuantMatrix:
     """W (n_out, n_in) in packed form. Subclasses fill `_matvec_into` and `_dequant_rows_into`."""
 
@@ -55,8 +63,7 @@ class QuantMatrix:
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x float32 (n_in,) -> W @ x, float32 (n_out,)."""
         x = _as_f32(x, 1, self.n_in, "matvec")
-        if out is None:
-            out = np.empty(self.n_out, dtype=np.float32)
+        out = _check_out(out, (self.n_out,))
         self._matvec_into(x, out)
         return out
 
@@ -64,8 +71,7 @@ class QuantMatrix:
     def matmul(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x float32 (n_tok, n_in) -> x @ W.T, float32 (n_tok, n_out)."""
         x = _as_f32(x, 2, self.n_in, "matmul")
-        if out is None:
-            out = np.empty((x.shape[0], self.n_out), dtype=np.float32)
+        out = _check_out(out, (x.shape[0], self.n_out))
         self._matmul_into(x, out)
         return out
 
@@ -171,11 +177,12 @@ class Q1Matrix(QuantMatrix):
     def __init__(self, raw, n_in, n_out):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
         self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
-        self.words = self.bits.view(np.uint64)  # (n_out, n_in // 64), same memory
+        # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's sign
+        # bytes on little-endian hosts (x86, arm64)
+        self.words = self.bits.view(np.uint64)
 
     def _matvec_into(self, x, out):
-        tile = q1_0.decode_row_tile(self.n_out, numba.get_num_threads())
-        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out, tile)
+        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out)
 
     def _matmul_into(self, x, out):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
