@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels import dequantize, prepare_matrix, set_threads
+from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
 from .kernels.matrix import QuantMatrix
 from . import layers
 
@@ -140,12 +140,18 @@ class LayerWeights:
 
 def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int) -> QuantMatrix:
     ref = gf.require(name, (n_in, n_out))
-    return prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
+    try:
+        return prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
+    except KernelFormatError as exc:
+        raise gf.error(f"tensor {name!r}: {exc}") from None
 
 
 def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
     ref: TensorRef = gf.require(name, (n,))
-    return np.ascontiguousarray(dequantize(ref.ggml_type, ref.raw, n, 1).reshape(n), dtype=np.float32)
+    try:
+        return np.ascontiguousarray(dequantize(ref.ggml_type, ref.raw, n, 1).reshape(n), dtype=np.float32)
+    except KernelFormatError as exc:
+        raise gf.error(f"tensor {name!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
