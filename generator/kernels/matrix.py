@@ -176,7 +176,8 @@ class Q1Matrix(QuantMatrix):
 
     def __init__(self, raw, n_in, n_out):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
-        self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
+        tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
+        self.bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows)
         # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's sign
         # bytes on little-endian hosts (x86, arm64)
         self.words = self.bits.view(np.uint64)
