@@ -214,3 +214,11 @@ def test_synthetic_file_has_the_bonsai_layout(tmp_path):
     q = syn.tensor("blk.0.attn_q.weight").raw.reshape(-1, 18)
     d = q[:, :2].copy().view(np.float16).astype(np.float32).ravel()
     assert 0.3 / 16 < d.min() and d.max() < 2.0 / 16 and np.unique(d).size > 100
+
+
+def test_wrong_architecture_is_a_gguf_error(tmp_path):
+    path = _copy(tmp_path)
+    key = struct.pack("<Q", 5) + b"qwen3"                             # value of general.architecture
+    blob = path.read_bytes()
+    _patch(path, blob.index(key) + 8, b"llama")
+    _expect_error(path, "unsupported architecture 'llama'", load_model=True)
