@@ -1,6 +1,7 @@
 """Kernel speed per matrix shape and whole-model estimates for Bonsai-1.7B / 8B shapes, next to llama.cpp.
 
 Run:  python benchmarks/bench_kernels.py [--model 1.7b|8b|both] [--threads 1,2] [--reps 3] [--pp-tokens 512]
+        [--q1-decode float|int11] [--no-pp]
 
 For every matrix shape (random Q1_0 bytes of that shape) it times QuantMatrix.matvec (decode, one token)
 and QuantMatrix.matmul (prefill, --pp-tokens tokens) and prints GFLOP/s (2 flops per weight and token)
@@ -87,8 +88,8 @@ def memory_bandwidth(reps: int) -> dict[str, float]:
     return out
 
 
-def bench_shape(n_in, n_out, threads, reps, pp_tokens, rng, do_pp=True):
-    m = prepare_matrix(GGML_Q1_0, random_q1_0(n_in, n_out, rng), n_in, n_out)
+def bench_shape(n_in, n_out, threads, reps, pp_tokens, rng, do_pp=True, q1_decode="float"):
+    m = prepare_matrix(GGML_Q1_0, random_q1_0(n_in, n_out, rng), n_in, n_out, q1_decode=q1_decode)
     nbytes = tensor_nbytes(GGML_Q1_0, n_in, n_out)
     xs = [rng.standard_normal(n_in).astype(np.float32) for _ in range(2)]
     out = np.empty(n_out, np.float32)
@@ -113,6 +114,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--pp-tokens", type=int, default=512)
+    ap.add_argument("--q1-decode", default="float", choices=["float", "int11"], help="Q1_0 decode kernel")
+    ap.add_argument("--no-pp", action="store_true", help="decode only (skip the prefill timings)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} cores available")
@@ -126,15 +129,16 @@ def main() -> None:
         set_threads(threads)
         for name in models:
             spec = MODELS[name]
-            print(f"\n== Bonsai-{name} shapes, {threads} thread(s), Q1_0 ==")
+            print(f"\n== Bonsai-{name} shapes, {threads} thread(s), Q1_0, decode {args.q1_decode} ==")
             print(f"{'matrix':>8} {'n_in':>6} {'n_out':>7} | {'tg ms':>7} {'GFLOP/s':>8} {'GB/s':>6} {'cpu GB/s':>8} |"
                   f" {'pp ms':>8} {'GFLOP/s':>8} {'cpu GF/s':>8}")
             shapes = {}
             for label, n_in, n_out in spec["layer"]:
                 if (n_in, n_out) not in shapes:
-                    shapes[(n_in, n_out)] = bench_shape(n_in, n_out, threads, args.reps, n_tok, rng)
+                    shapes[(n_in, n_out)] = bench_shape(n_in, n_out, threads, args.reps, n_tok, rng,
+                                                         not args.no_pp, args.q1_decode)
             lm = spec["lm_head"]
-            shapes[lm] = bench_shape(*lm, threads, args.reps, n_tok, rng, do_pp=False)
+            shapes[lm] = bench_shape(*lm, threads, args.reps, n_tok, rng, False, args.q1_decode)
             rows = [(lbl, ni, no) for lbl, ni, no in spec["layer"]] + [("lm_head", *lm)]
             tg = {"wall": 0.0, "cpu": 0.0}
             pp = {"wall": 0.0, "cpu": 0.0}
@@ -154,7 +158,7 @@ def main() -> None:
                     pp["cpu"] += tc
                     line += "   (last token only: 1 matvec)"
                 else:
-                    pw, pc = r["pp"]
+                    pw, pc = r.get("pp", (float("nan"), float("nan")))
                     pp["wall"] += pw * mult
                     pp["cpu"] += pc * mult
                     line += f" {pw * 1e3:8.1f} {flops * n_tok / pw / 1e9:8.1f} {flops * n_tok / pc / 1e9:8.1f}"

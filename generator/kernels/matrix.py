@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, q1_0
+from . import dense, q1_0, q1_0_simd
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -150,41 +150,65 @@ class Q8Matrix(QuantMatrix):
         dense.q8_dequant_rows(self.qs, self.scales, r0, r1, out)
 
 
-class _LutCache(threading.local):
-    """Per-thread 8-bit tables of the last decode input. q/k/v (and gate/up) multiply the same x, so
-    the tables are built once for them; reuse is decided by comparing contents (x buffers are reused
-    in place by callers, so identity would be wrong)."""
+class _TableCache(threading.local):
+    """Per-thread decode tables of the last input. q/k/v (and gate/up) multiply the same x, so the
+    tables are built once for them; reuse is decided by comparing contents (x buffers are reused in
+    place by callers, so identity would be wrong). `make(n_in)` allocates a tuple of table arrays,
+    `build(x, *tables)` fills them."""
 
-    def __init__(self):
+    def __init__(self, make, build):
+        self.make, self.build = make, build
         self.x = np.empty(0, dtype=np.float32)
-        self.lut = np.empty(0, dtype=np.float32)
+        self.tables = ()
 
-    def tables_for(self, x: np.ndarray) -> np.ndarray:
+    def tables_for(self, x: np.ndarray) -> tuple:
         if self.x.shape != x.shape or not np.array_equal(self.x, x):
-            if self.lut.size != x.size * 32:
-                self.lut = np.empty(x.size * 32, dtype=np.float32)  # (n_in // 8 * 256,)
+            if self.x.shape != x.shape:
+                self.tables = self.make(x.size)
                 self.x = np.empty_like(x)
-            q1_0.build_lut8(x, self.lut)
+            self.build(x, *self.tables)
             self.x[...] = x
-        return self.lut
+        return self.tables
 
 
-_LUTS = _LutCache()
+_LUTS = _TableCache(lambda n_in: (np.empty(n_in * 32, dtype=np.float32),), q1_0.build_lut8)  # (n_in // 8 * 256,)
+_INT_TABLES = _TableCache(  # (n_blocks, 16, 4, 16) uint8 tables, (n_blocks,) float32 scales
+    lambda n_in: (np.empty((n_in // 128, 16, 4, 16), np.uint8), np.empty(n_in // 128, np.float32)),
+    q1_0_simd.build_tables,
+)
+Q1_DECODE_MODES = ("float", "int11")
 
 
 class Q1Matrix(QuantMatrix):
-    """Q1_0 repacked into sign bits + float32 scales (see q1_0.py for the layout and its memory cost)."""
+    """Q1_0 repacked into sign bits + float32 scales (see q1_0.py for the layout and its memory cost).
 
-    def __init__(self, raw, n_in, n_out):
+    decode "float" (default): float32 tables, float32-exact up to summation order (q1_0.matvec_lut8).
+    decode "int11": 11-bit integer tables + SSSE3 pshufb (q1_0_simd.py), ~2x faster, error bounded by
+    16 * sum_b |d_b| * s_b (see there); falls back to "float" on CPUs without SSSE3 (`self.decode`
+    says which one runs). The two keep the bits in different layouts, so the mode is fixed at load."""
+
+    def __init__(self, raw, n_in, n_out, decode: str = "float"):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
+        if decode not in Q1_DECODE_MODES:
+            raise KernelFormatError(f"unknown Q1_0 decode mode {decode!r}; expected one of {Q1_DECODE_MODES}")
+        self.decode = decode if decode == "float" or q1_0_simd.available() else "float"
         tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
-        self.bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows)
-        # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's sign
-        # bytes on little-endian hosts (x86, arm64)
-        self.words = self.bits.view(np.uint64)
+        bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows)
+        if self.decode == "float":
+            self.bits = bits  # (n_tiles, n_blocks, tile_rows, 16)
+            # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's
+            # sign bytes on little-endian hosts (x86, arm64)
+            self.words = self.bits.view(np.uint64)
+        else:
+            self.bits_t = q1_0_simd.transpose_bits(bits)  # (n_tiles, n_blocks, 16, tile_rows)
+            self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
+            del bits
 
     def _matvec_into(self, x, out):
-        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out)
+        if self.decode == "float":
+            q1_0.matvec_lut8(self.words, self.scales, *_LUTS.tables_for(x), out)
+        else:
+            q1_0_simd.matvec_pshufb(self.bits_t, self.scales, *_INT_TABLES.tables_for(x), out)
 
     def _matmul_into(self, x, out):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
@@ -198,8 +222,9 @@ class Q1Matrix(QuantMatrix):
         q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)
 
 
-def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> QuantMatrix:
-    """Wrap a tensor's raw GGUF bytes (e.g. a np.memmap slice) as a QuantMatrix, repacking once if useful."""
+def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int, q1_decode: str = "float") -> QuantMatrix:
+    """Wrap a tensor's raw GGUF bytes (e.g. a np.memmap slice) as a QuantMatrix, repacking once if useful.
+    q1_decode picks the Q1_0 decode kernel (Q1_DECODE_MODES, see Q1Matrix); other types ignore it."""
     raw = check_raw(ggml_type, raw, n_in, n_out)
     if ggml_type in (GGML_F32, GGML_F16, GGML_BF16) and raw.ctypes.data % 4:
         raw = raw.copy()  # unaligned views make numba compile a separate (slow) specialization
@@ -209,4 +234,4 @@ def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> Qu
         return Table16Matrix(ggml_type, raw, n_in, n_out)
     if ggml_type == GGML_Q8_0:
         return Q8Matrix(raw, n_in, n_out)
-    return Q1Matrix(raw, n_in, n_out)
+    return Q1Matrix(raw, n_in, n_out, q1_decode)

@@ -1,0 +1,179 @@
+"""Q1_0 decode with 16-entry integer tables and SSSE3 `pshufb` (T-MAC style): an optional, faster matvec.
+
+The float decode kernel (q1_0.py) pays one scalar load + add per 8 weights. Here one 128-bit `pshufb`
+looks up 16 rows at once: a 4-bit group of sign bits (4 weights) indexes a 16-entry table of the signed
+sums of 4 activations, and each byte lane of the index vector is a different row.
+
+Activation tables ("int11"): per 128-input block b, every 4-input signed sum v is rounded to an integer
+q = round(v / s_b), s_b = (largest sum of |x| over the block's 4-input groups) / 1023, so |q| <= 1023.
+q + 1024 (1..2047) is split into a low byte table and a high byte table (0..7). Per 16 rows and block:
+  high bytes: 32 lookups summed in uint8 (<= 32 * 7 = 224, no overflow)
+  low bytes:  two groups' lookups interleaved and summed pairwise into uint16 by `pmaddubsw` (<= 8160)
+  block sum:  low + 256 * high - 32 * 1024 (fits int16), then float: out += d_w * s_b * sum
+Error: each table entry is off by <= s_b / 2, so |error| <= 16 * sum_b |d_w,b| * s_b per row: about a
+quarter of what int8 activations (llama.cpp's Q8_0 with one scale per 128) would give, but NOT float32
+exact. That is why this path is opt-in (QuantMatrix decode mode "int11"), and float32 stays the default.
+
+Weight layout: bits (n_tiles, n_blocks, 16, tile_rows) uint8, i.e. q1_0.repack's layout with the last two
+axes swapped, so byte k of 16 consecutive rows is one 16-byte load. Needs SSSE3 (any x86-64 since 2006);
+`available()` says whether the host has it, callers fall back to the float kernel otherwise.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm_binding
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+QK = 128
+GROUPS = QK // 4  # 4-input groups per block
+TABLE_BYTES = GROUPS * 2 * 16  # per block: (16 byte positions, [lo g0, lo g1, hi g0, hi g1], 16 entries)
+Q_MAX = 1023  # |q| bound of a table entry; q + Q_BIAS is 11 bits
+Q_BIAS = 1024
+
+
+def available() -> bool:
+    """True if the host CPU has SSSE3 (pshufb, pmaddubsw): the only instructions this path needs."""
+    try:
+        return bool(llvm_binding.get_host_cpu_features().get("ssse3", False))
+    except Exception:  # noqa: BLE001  (non-x86 hosts, or llvmlite cannot query)
+        return False
+
+
+def transpose_bits(bits: np.ndarray) -> np.ndarray:
+    """q1_0.repack bits (n_tiles, n_blocks, tile_rows, 16) -> (n_tiles, n_blocks, 16, tile_rows)."""
+    return np.ascontiguousarray(bits.transpose(0, 1, 3, 2))
+
+
+# ----------------------------------------------------------------------------------------------------
+# activation tables
+
+@njit(cache=True)
+def build_tables(x, tab, s):
+    """tab (n_blocks, 16, 4, 16) uint8, s (n_blocks,) float32 from x (n_in,).
+
+    tab[b, k, 0|1, m] = low byte of q + 1024 for the group of inputs b*128 + 8k + (0|4) .. +4 and sign
+    pattern m (bit i set = +x), tab[b, k, 2|3, m] = its high byte."""
+    n_blocks = x.size // QK
+    for b in range(n_blocks):
+        amax = 0.0
+        for g in range(GROUPS):
+            a = 0.0
+            for i in range(4):
+                a += abs(np.float64(x[b * QK + 4 * g + i]))
+            amax = max(amax, a)
+        scale = amax / Q_MAX if amax > 0 else 1.0
+        s[b] = scale
+        inv = 1.0 / scale
+        for g in range(GROUPS):
+            k, half = g // 2, g % 2
+            c = b * QK + 4 * g
+            for m in range(16):
+                v = 0.0
+                for i in range(4):
+                    xi = np.float64(x[c + i])
+                    v += xi if (m >> i) & 1 else -xi
+                e = min(max(np.int64(np.round(v * inv)), -Q_MAX), Q_MAX) + Q_BIAS
+                tab[b, k, half, m] = e & 255
+                tab[b, k, 2 + half, m] = e >> 8
+
+
+# ----------------------------------------------------------------------------------------------------
+# the block kernel, written in LLVM IR (numba has no vector types)
+
+_FN_NAME = "ragbit_q1_0_pshufb_block"
+
+
+def _define_block_fn(module: ir.Module) -> ir.Function:
+    """void f(i8* w, i8* tab, float* d, float s, float* acc, i64 n_chunks, i64 stride):
+    for each chunk c of 16 rows: acc[16c:16c+16] += d[16c:16c+16] * s * (block sum of the 16 rows),
+    w = this block's (16, stride) sign bytes, tab = this block's 1 KB of tables."""
+    if _FN_NAME in module.globals:
+        return module.globals[_FN_NAME]
+    i8, i16, i32, i64, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
+    v16i8, v8i16, v8i32, v8f32 = ir.VectorType(i8, 16), ir.VectorType(i16, 8), ir.VectorType(i32, 8), ir.VectorType(f32, 8)
+    fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), f32.as_pointer(), f32,
+                                           f32.as_pointer(), i64, i64])
+    fn = ir.Function(module, fnty, _FN_NAME)
+    fn.linkage = "internal"
+    pshufb = module.globals.get("llvm.x86.ssse3.pshuf.b.128") or ir.Function(
+        module, ir.FunctionType(v16i8, [v16i8, v16i8]), "llvm.x86.ssse3.pshuf.b.128")
+    maddubs = module.globals.get("llvm.x86.ssse3.pmadd.ub.sw.128") or ir.Function(
+        module, ir.FunctionType(v8i16, [v16i8, v16i8]), "llvm.x86.ssse3.pmadd.ub.sw.128")
+    w, tab, d, s, acc, n_chunks, stride = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def splat(ty, n, v):
+        return ir.Constant(ir.VectorType(ty, n), [ir.Constant(ty, v)] * n)
+
+    def load16(ptr, offset):
+        p = b.bitcast(b.gep(ptr, [offset]), v16i8.as_pointer())
+        return b.load(p, align=1)
+
+    nib, four, ones = splat(i8, 16, 15), splat(i8, 16, 4), splat(i8, 16, 1)
+    zero8, zero16 = splat(i8, 16, 0), splat(i16, 8, 0)
+    flip = splat(i16, 8, 0x8000 - 0x10000)
+    lo_mask = ir.Constant(ir.VectorType(i32, 16), [i // 2 + (16 if i % 2 else 0) for i in range(16)])
+    hi_mask = ir.Constant(ir.VectorType(i32, 16), [8 + i // 2 + (16 if i % 2 else 0) for i in range(16)])
+    tables = [load16(tab, ir.Constant(i64, 16 * j)) for j in range(64)]  # 1 KB: LLVM keeps what fits
+    sv = b.insert_element(ir.Constant(v8f32, None), s, ir.Constant(i32, 0))
+    sv = b.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(i32, 8), [0] * 8))  # (8,) copies of s
+    with cgutils.for_range(b, n_chunks) as loop:
+        r0 = b.mul(loop.index, ir.Constant(i64, 16))
+        acc_lo, acc_hi, acc_h = zero16, zero16, zero8
+        for k in range(16):
+            wv = load16(w, b.add(b.mul(stride, ir.Constant(i64, k)), r0))
+            i0 = b.and_(wv, nib)
+            i1 = b.lshr(wv, four)
+            l0 = b.call(pshufb, [tables[4 * k], i0])
+            l1 = b.call(pshufb, [tables[4 * k + 1], i1])
+            h0 = b.call(pshufb, [tables[4 * k + 2], i0])
+            h1 = b.call(pshufb, [tables[4 * k + 3], i1])
+            acc_h = b.add(acc_h, b.add(h0, h1))
+            acc_lo = b.add(acc_lo, b.call(maddubs, [b.shuffle_vector(l0, l1, lo_mask), ones]))
+            acc_hi = b.add(acc_hi, b.call(maddubs, [b.shuffle_vector(l0, l1, hi_mask), ones]))
+        for half, acc16 in enumerate((acc_lo, acc_hi)):
+            mask = lo_mask if half == 0 else hi_mask
+            h16 = b.bitcast(b.shuffle_vector(zero8, acc_h, mask), v8i16)  # high sums << 8
+            tot = b.xor(b.add(acc16, h16), flip)  # uint16 sum of (q + 1024) - 32768 = signed sum of q
+            f = b.sitofp(b.sext(tot, v8i32), v8f32)
+            off = b.add(r0, ir.Constant(i64, 8 * half))
+            dp = b.bitcast(b.gep(d, [off]), v8f32.as_pointer())
+            ap = b.bitcast(b.gep(acc, [off]), v8f32.as_pointer())
+            b.store(b.fadd(b.load(ap, align=4), b.fmul(b.fmul(b.load(dp, align=4), sv), f)), ap, align=4)
+    b.ret_void()
+    return fn
+
+
+@intrinsic
+def _block(typingctx, w, tab, d, s, acc, n_chunks, stride):
+    sig = types.void(w, tab, d, types.float32, acc, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        fn = _define_block_fn(builder.module)
+        nc, st = args[5], args[6]
+        ptr = {i: context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 1, 2, 4)}
+        i8p, f32p = ir.IntType(8).as_pointer(), ir.FloatType().as_pointer()
+        builder.call(fn, [builder.bitcast(ptr[0], i8p), builder.bitcast(ptr[1], i8p), builder.bitcast(ptr[2], f32p),
+                          args[3], builder.bitcast(ptr[4], f32p), nc, st])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(parallel=True, cache=True)
+def matvec_pshufb(bits_t, scales, tab, s, out):
+    """out (n_out,) = W @ x given x's tables (build_tables); bits_t (n_tiles, n_blocks, 16, tile_rows)."""
+    n_out = out.size
+    n_tiles, n_blocks, tile_rows = scales.shape
+    for it in prange(n_tiles):
+        r0 = it * tile_rows
+        n_r = min(n_out - r0, tile_rows)
+        n_chunks = (n_r + 15) // 16
+        acc = np.zeros(tile_rows, np.float32)
+        for b in range(n_blocks):
+            _block(bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
+        out[r0:r0 + n_r] = acc[:n_r]

@@ -1,0 +1,108 @@
+"""The opt-in Q1_0 "int11" decode path (q1_0_simd.py) against float64 dequantize(W) @ x.
+
+Tolerance for int11 matvec, per row: |kernel - ref| <= 16 * sum_b |d_b| * s_b * (1 + 1e-4) + 3e-5 * (|W| @ |x|)
++ 1e-6, where d_b is the row's block scale and s_b = (largest sum of |x| over the block's 4-input groups) / 1023:
+each of a block's 32 table entries is rounded by at most s_b / 2, plus float32 rounding. The test also checks
+that this bound is tight enough to catch a wrong sign or scale (it is < 1% of |W| @ |x|).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generator.kernels import GGML_Q1_0, dequantize, prepare_matrix, quantize, set_threads
+from generator.kernels import q1_0_simd
+
+pytestmark = pytest.mark.skipif(not q1_0_simd.available(), reason="host CPU has no SSSE3")
+
+SHAPES = [(384, 67), (640, 301), (256, 1024)]
+
+
+def _case(n_in: int, n_out: int, seed: int):
+    rng = np.random.default_rng(seed)
+    w32 = (rng.standard_normal((n_out, n_in)) * rng.uniform(0.5, 1.5, (n_out, 1))).astype(np.float32)
+    raw = quantize(GGML_Q1_0, w32)
+    w = dequantize(GGML_Q1_0, raw, n_in, n_out).astype(np.float64)  # (n_out, n_in)
+    return raw, w, rng
+
+
+def _int11_bound(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """16 * sum_b |d_b| s_b per row, from the format's definition (not from the kernel's tables)."""
+    n_out, n_in = w.shape
+    d = np.abs(w).reshape(n_out, n_in // 128, 128)[:, :, 0]  # (n_out, n_blocks): |weight| = block scale
+    s = np.abs(x.astype(np.float64)).reshape(n_in // 128, 32, 4).sum(-1).max(-1) / 1023  # (n_blocks,)
+    return 16 * d @ s
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_int11_matvec_within_its_rounding_bound(shape):
+    n_in, n_out = shape
+    raw, w, rng = _case(n_in, n_out, seed=n_out)
+    m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+    assert m.decode == "int11"
+    for scale in (1.0, 1e-3, 50.0):  # the tables rescale per block: any input magnitude works
+        x = (rng.standard_normal(n_in) * scale).astype(np.float32)
+        x[:128] *= 10  # one block much larger than the rest
+        ref = w @ x
+        mag = np.abs(w) @ np.abs(x)
+        bound = _int11_bound(w, x)
+        assert np.all(bound < 0.01 * mag)  # a wrong sign or scale would exceed it
+        got = m.matvec(x)
+        assert got.dtype == np.float32 and got.shape == (n_out,)
+        err = np.abs(got.astype(np.float64) - ref)
+        assert np.all(err <= bound * (1 + 1e-4) + 3e-5 * mag + 1e-6), f"worst err/bound {(err / bound).max():.3g}"
+        assert err.max() > 0  # really the integer path, not the float one
+
+
+def test_int11_zero_input_and_thread_count():
+    n_in, n_out = 640, 301
+    raw, w, rng = _case(n_in, n_out, seed=5)
+    m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+    assert np.array_equal(m.matvec(np.zeros(n_in, np.float32)), np.zeros(n_out, np.float32))
+    x = rng.standard_normal(n_in).astype(np.float32)
+    x[128:256] = 0  # an all-zero block in the middle
+    try:
+        set_threads(1)
+        one = m.matvec(x).copy()
+    finally:
+        set_threads(0)
+    assert np.array_equal(one, m.matvec(x))  # integer sums per block: no order dependence
+    err = np.abs(one.astype(np.float64) - w @ x)
+    assert np.all(err <= _int11_bound(w, x) * (1 + 1e-4) + 3e-5 * (np.abs(w) @ np.abs(x)) + 1e-6)
+
+
+def test_int11_mode_keeps_prefill_and_rows_float_exact():
+    n_in, n_out = 384, 67
+    raw, w, rng = _case(n_in, n_out, seed=9)
+    m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+    xs = rng.standard_normal((17, n_in)).astype(np.float32)
+    err = np.abs(m.matmul(xs).astype(np.float64) - xs @ w.T)
+    assert np.all(err <= 3e-5 * (np.abs(xs) @ np.abs(w).T) + 1e-6)
+    for i in (0, 33, n_out - 1):
+        assert np.array_equal(m.row(i), w[i].astype(np.float32))
+
+
+def test_tables_hold_rounded_group_sums():
+    x = np.random.default_rng(1).standard_normal(256).astype(np.float32)
+    tab = np.empty((2, 16, 4, 16), np.uint8)
+    s = np.empty(2, np.float32)
+    q1_0_simd.build_tables(x, tab, s)
+    q = tab[:, :, :2].astype(np.int64) + 256 * tab[:, :, 2:].astype(np.int64) - 1024  # (2, 16, 2, 16)
+    signs = np.array([[1 if (m >> i) & 1 else -1 for i in range(4)] for m in range(16)])  # (16 patterns, 4)
+    groups = x.astype(np.float64).reshape(2, 16, 2, 4)  # (block, byte, nibble, input)
+    exact = np.einsum("bkhi,mi->bkhm", groups, signs) / s[:, None, None, None]
+    assert np.all(np.abs(q - exact) <= 0.5 + 1e-4)
+    assert np.abs(q).max() == 1023  # the largest group uses the full range
+
+
+def test_unknown_mode_and_fallback(monkeypatch):
+    raw, w, _ = _case(128, 3, seed=2)
+    from generator.kernels import KernelFormatError
+    with pytest.raises(KernelFormatError):
+        prepare_matrix(GGML_Q1_0, raw, 128, 3, q1_decode="int4")
+    monkeypatch.setattr(q1_0_simd, "available", lambda: False)
+    m = prepare_matrix(GGML_Q1_0, raw, 128, 3, q1_decode="int11")
+    assert m.decode == "float"
+    x = np.arange(128, dtype=np.float32) / 128
+    np.testing.assert_allclose(m.matvec(x), w @ x, rtol=1e-5, atol=1e-6)
