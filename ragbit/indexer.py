@@ -125,7 +125,8 @@ class _Progress:
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
                      embedder=None, warn=None) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring."""
-    from indexes import IndexStore, VectorCache
+    from indexes.store import IndexStore
+    from indexes.vector_cache import VectorCache
     from ragbit.chunking import chunk_file
     from ragbit.walker import walk_repository
 
@@ -200,7 +201,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         t = time.perf_counter()
-        from indexes import LexicalIndex
+        from indexes.lexical import LexicalIndex
         lexical = LexicalIndex.build([c.embed_text for c in table.chunks])
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
@@ -246,7 +247,8 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
 def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):
     """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index."""
-    from indexes import FORMAT_VERSION, DenseIndex
+    from indexes.dense import DenseIndex
+    from indexes.store import FORMAT_VERSION
     manifest = dict(base_manifest, format_version=FORMAT_VERSION, created=time.time(),
                     dense_complete=complete, dense_vectors=int(found.sum()))
     with store.write_generation(manifest) as staging:

@@ -108,7 +108,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     import ragbit.indexer as ix
     from ragbit.config import RagbitConfig
     from tests.retrieval_fixtures import FakeEmbedder
-    ix.EMBED_FLUSH = 2
+    ix.EMBED_FLUSH = 1
     emb = FakeEmbedder(delay_per_call=0.4, calls_file=Path(sys.argv[2]))
     ix.index_repository(RagbitConfig.load(sys.argv[1]), progress=False, embedder=emb)
 """)
@@ -131,7 +131,7 @@ def test_killed_run_keeps_previous_index_and_resume_reuses_cached_vectors(repo, 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     flushed = sum(int(n) for n in calls.read_text().split()[:-1])   # the last batch may not be flushed yet
-    assert flushed >= 4
+    assert flushed >= 2
 
     # the index is loadable: the chunk table + BM25 generation was committed, dense is incomplete
     searcher = Searcher(RagbitConfig.load(repo), embedder=FakeEmbedder())
