@@ -1,1 +1,36 @@
 """Shared pytest fixtures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REFERENCE_DIR = Path(__file__).parent / "fixtures" / "reference"
+
+
+def read_jsonl(name: str) -> list[dict]:
+    with open(REFERENCE_DIR / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def tied_metadata() -> dict:
+    """GGUF metadata of the tiny tied reference model (real Qwen3 tokenizer, 151,936 entries)."""
+    # TEMPORARY: gguf.GGUFReader until generator.gguf_file.GGUFFile lands from branch gen-core.
+    import gguf
+
+    reader = gguf.GGUFReader(REFERENCE_DIR / "tiny-tied-q1_0.gguf")
+    return {k: f.contents() for k, f in reader.fields.items()}
+
+
+@pytest.fixture(scope="session")
+def bonsai_tokenizer(tied_metadata):
+    from generator.tokenizer import BonsaiTokenizer
+
+    return BonsaiTokenizer.from_metadata(tied_metadata)
