@@ -1,0 +1,156 @@
+"""Numba hot loops of the Qwen3 forward pass that are not matrix products: RMSNorm, q/k head norm + RoPE,
+causal GQA attention over the KV cache, SwiGLU. Plus the RoPE tables (plain numpy, built once per model).
+
+Every kernel works on 2-D row batches `(T, ...)`: prefill passes T prompt tokens, decode passes T = 1
+(a `(1, n)` view of its preallocated buffers), so both paths share one tested implementation.
+Reductions (sum of squares, softmax denominators) accumulate in float64, as ggml does; everything stored
+is float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# ---------------------------------------------------------------------------------------------------------------
+# RMSNorm
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=False)
+def rmsnorm(x, w, eps, out):
+    """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w.   x, out: (T, n) float32; w: (n,) float32."""
+    T, n = x.shape
+    for t in range(T):
+        ss = 0.0
+        for i in range(n):
+            v = np.float64(x[t, i])
+            ss += v * v
+        scale = np.float32(1.0 / math.sqrt(ss / n + eps))
+        for i in range(n):
+            out[t, i] = (x[t, i] * scale) * w[i]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-head RMSNorm followed by NEOX RoPE (Qwen3 normalises q and k per head BEFORE rotating them)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=False)
+def head_norm_rope(x, n_heads, head_dim, w, eps, cos_tab, sin_tab, pos0):
+    """In place on x: (T, n_heads*head_dim) float32, token t at position pos0 + t.
+
+    w: (head_dim,) gains; cos_tab, sin_tab: (n_ctx, head_dim/2) float32 (YaRN mscale already folded in).
+    NEOX pairing: element j rotates with element j + head_dim/2.
+    """
+    T = x.shape[0]
+    half = head_dim // 2
+    for t in range(T):
+        p = pos0 + t
+        for h in range(n_heads):
+            base = h * head_dim
+            ss = 0.0
+            for i in range(head_dim):
+                v = np.float64(x[t, base + i])
+                ss += v * v
+            scale = np.float32(1.0 / math.sqrt(ss / head_dim + eps))
+            for i in range(head_dim):
+                x[t, base + i] = (x[t, base + i] * scale) * w[i]
+            for j in range(half):
+                c = cos_tab[p, j]
+                s = sin_tab[p, j]
+                a = x[t, base + j]
+                b = x[t, base + j + half]
+                x[t, base + j] = a * c - b * s
+                x[t, base + j + half] = a * s + b * c
+
+
+def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
+                yarn_orig_ctx: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin tables (n_ctx, head_dim/2) float32 for NEOX RoPE, with YaRN when yarn_factor > 1.
+
+    YaRN as llama.cpp applies it (beta_fast 32, beta_slow 1, ext_factor 1): pair j keeps its frequency
+    below the `low` correction dim, is divided by `factor` above `high`, linear ramp in between; cos and sin
+    are scaled by mscale = 1 + 0.1 ln(factor) (so attention scores grow by mscale^2).
+    """
+    d = head_dim
+    j = np.arange(d // 2, dtype=np.float64)
+    inv_freq = base ** (-2.0 * j / d)  # (d/2,)
+    mscale = 1.0
+    if yarn_factor > 1.0:
+        def corr(n_rot: float) -> float:
+            return d * math.log(yarn_orig_ctx / (2 * math.pi * n_rot)) / (2 * math.log(base))
+        low = max(0.0, math.floor(corr(32.0)))
+        high = min(d - 1.0, math.ceil(corr(1.0)))
+        ramp = 1.0 - np.clip((j - low) / max(0.001, high - low), 0.0, 1.0)  # 1 = keep (extrapolate)
+        inv_freq = inv_freq / yarn_factor * (1.0 - ramp) + inv_freq * ramp
+        mscale = 1.0 + 0.1 * math.log(yarn_factor)
+    theta = np.arange(n_ctx, dtype=np.float64)[:, None] * inv_freq[None, :]  # (n_ctx, d/2)
+    return ((np.cos(theta) * mscale).astype(np.float32), (np.sin(theta) * mscale).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Causal grouped-query attention over the KV cache
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
+    """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
+
+    q:       (T, n_heads*hd) float32 (normed + rotated)
+    k_cache: (n_kv, n_ctx, hd) float32 - one layer; positions contiguous per KV head (decode reads rows in order)
+    v_cache: (n_kv, n_ctx, hd) float32
+    scores:  (n_heads, n_ctx) float32 scratch
+    out:     (T, n_heads*hd) float32
+    Query head h reads KV head h // (n_heads / n_kv).
+    """
+    T = q.shape[0]
+    n_kv, _, hd = k_cache.shape
+    group = n_heads // n_kv
+    for h in prange(n_heads):
+        kvh = h // group
+        qo = h * hd
+        for t in range(T):
+            n_pos = pos0 + t + 1
+            # scores = scale * q . k, and their max
+            smax = -np.inf
+            for p in range(n_pos):
+                acc = np.float32(0.0)
+                for i in range(hd):
+                    acc += q[t, qo + i] * k_cache[kvh, p, i]
+                s = acc * scale
+                scores[h, p] = s
+                if s > smax:
+                    smax = s
+            # softmax (float32 values, float64 denominator)
+            den = 0.0
+            for p in range(n_pos):
+                e = np.float32(math.exp(scores[h, p] - smax))
+                scores[h, p] = e
+                den += e
+            inv = np.float32(1.0 / den)
+            # out = sum_p softmax_p * v_p
+            for i in range(hd):
+                out[t, qo + i] = 0.0
+            for p in range(n_pos):
+                wgt = scores[h, p] * inv
+                for i in range(hd):
+                    out[t, qo + i] += wgt * v_cache[kvh, p, i]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SwiGLU
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=False)
+def swiglu(gate, up):
+    """In place: gate = silu(gate) * up.   gate, up: (T, n_ff) float32."""
+    T, n = gate.shape
+    for t in range(T):
+        for i in range(n):
+            g = gate[t, i]
+            gate[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * up[t, i]

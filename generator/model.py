@@ -1,0 +1,363 @@
+"""Qwen3 (PrismML Bonsai) forward pass on the CPU: load a GGUF file, compute exact float32 logits.
+
+Layout follows llama2.c (banner sections, a shape comment on every buffer), nanoGPT (one config dataclass,
+one readable forward) and gpt-fast (prefill and decode are separate paths: prefill pushes the whole prompt
+through each matrix as one batch (matmul), decode pushes one token (matvec) through preallocated buffers).
+Matrix products come from `generator.kernels`; the other hot loops from `generator.layers`.
+
+Per layer (README of the reference fixtures):
+    n = rmsnorm(x) * attn_norm
+    h = x + W_o . attn(rope(qnorm(W_q n)), rope(knorm(W_k n)), W_v n)
+    m = rmsnorm(h) * ffn_norm
+    x' = h + W_down . (silu(W_gate m) * (W_up m))
+logits = W_head . (rmsnorm(x_L) * output_norm), W_head = output.weight or (tied) token_embd.weight.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .gguf_file import GGUFError, GGUFFile, TensorRef
+from .kernels import dequantize, prepare_matrix, set_threads
+from .kernels.matrix import QuantMatrix
+from . import layers
+
+
+class ModelError(ValueError):
+    """The model cannot do what was asked (bad token id, empty prompt, unsupported architecture, ...)."""
+
+
+class ContextOverflowError(ModelError):
+    """The tokens would not fit in the KV cache (n_ctx)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config: every size comes from the file
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Qwen3Config:
+    n_vocab: int           # rows of token_embd (151936 for Qwen3/Bonsai, pad rows included)
+    n_layer: int           # qwen3.block_count
+    n_embd: int            # qwen3.embedding_length
+    n_ff: int              # qwen3.feed_forward_length
+    n_head: int            # qwen3.attention.head_count
+    n_head_kv: int         # qwen3.attention.head_count_kv
+    head_dim: int          # qwen3.attention.key_length (= value_length)
+    rope_base: float       # qwen3.rope.freq_base
+    rms_eps: float         # qwen3.attention.layer_norm_rms_epsilon
+    n_ctx_train: int       # qwen3.context_length
+    rope_scaling: str = "none"     # qwen3.rope.scaling.type: "none" | "yarn"
+    rope_factor: float = 1.0       # qwen3.rope.scaling.factor
+    rope_orig_ctx: int = 0         # qwen3.rope.scaling.original_context_length
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_head * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_head_kv * self.head_dim
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any], n_vocab: int) -> "Qwen3Config":
+        """Config from GGUF metadata; n_vocab is taken from the token_embd shape by the caller.
+
+        Raises ModelError naming the missing/bad key.
+        """
+        arch = meta.get("general.architecture")
+        if arch != "qwen3":
+            raise ModelError(f"unsupported architecture {arch!r} (only qwen3 / Bonsai is supported)")
+
+        def get(key: str, default: Any = None, kind: type = int) -> Any:
+            value = meta.get(f"qwen3.{key}", default)
+            if value is None:
+                raise ModelError(f"missing metadata key 'qwen3.{key}'")
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                raise ModelError(f"metadata key 'qwen3.{key}' has bad value {value!r}") from None
+
+        n_embd, n_head = get("embedding_length"), get("attention.head_count")
+        head_dim = get("attention.key_length", n_embd // max(n_head, 1))
+        scaling = str(meta.get("qwen3.rope.scaling.type", "none") or "none").lower()
+        if scaling not in ("none", "yarn"):
+            raise ModelError(f"unsupported rope scaling {scaling!r} (supported: none, yarn)")
+        cfg = cls(
+            n_vocab=int(n_vocab), n_layer=get("block_count"), n_embd=n_embd, n_ff=get("feed_forward_length"),
+            n_head=n_head, n_head_kv=get("attention.head_count_kv", n_head), head_dim=head_dim,
+            rope_base=get("rope.freq_base", 10000.0, float),
+            rms_eps=get("attention.layer_norm_rms_epsilon", 1e-6, float),
+            n_ctx_train=get("context_length"),
+            rope_scaling=scaling,
+            rope_factor=get("rope.scaling.factor", 1.0, float) if scaling == "yarn" else 1.0,
+            rope_orig_ctx=get("rope.scaling.original_context_length") if scaling == "yarn" else 0,
+        )
+        if get("attention.value_length", head_dim) != head_dim:
+            raise ModelError("qwen3.attention.value_length != key_length is not supported")
+        for name in ("n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim", "n_ctx_train", "n_vocab"):
+            if getattr(cfg, name) <= 0:
+                raise ModelError(f"invalid model size {name}={getattr(cfg, name)}")
+        if cfg.n_head % cfg.n_head_kv or cfg.head_dim % 2:
+            raise ModelError(f"invalid attention shape: {cfg.n_head} heads, {cfg.n_head_kv} kv heads, "
+                             f"head_dim {cfg.head_dim}")
+        if cfg.rope_scaling == "yarn" and (cfg.rope_factor <= 1.0 or cfg.rope_orig_ctx <= 0):
+            raise ModelError("YaRN rope scaling needs factor > 1 and original_context_length > 0")
+        return cfg
+
+
+def kv_cache_bytes(config: Qwen3Config, n_ctx: int) -> int:
+    """Bytes of the float32 K and V caches for n_ctx positions (what load() will allocate)."""
+    return 2 * config.n_layer * config.n_head_kv * n_ctx * config.head_dim * 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerWeights:
+    attn_norm: np.ndarray   # (n_embd,) float32
+    wq: QuantMatrix         # n_embd -> q_dim
+    wk: QuantMatrix         # n_embd -> kv_dim
+    wv: QuantMatrix         # n_embd -> kv_dim
+    wo: QuantMatrix         # q_dim -> n_embd
+    q_norm: np.ndarray      # (head_dim,) float32
+    k_norm: np.ndarray      # (head_dim,) float32
+    ffn_norm: np.ndarray    # (n_embd,) float32
+    w_gate: QuantMatrix     # n_embd -> n_ff
+    w_up: QuantMatrix       # n_embd -> n_ff
+    w_down: QuantMatrix     # n_ff -> n_embd
+
+
+def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int) -> QuantMatrix:
+    ref = gf.require(name, (n_in, n_out))
+    return prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
+
+
+def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
+    ref: TensorRef = gf.require(name, (n,))
+    return np.ascontiguousarray(dequantize(ref.ggml_type, ref.raw, n, 1).reshape(n), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Qwen3Model:
+    """A loaded Qwen3/Bonsai model with its KV cache. Not thread-safe; one sequence at a time.
+
+    The logits returned by prefill/decode live in a preallocated buffer: valid until the next call
+    (copy them to keep them).
+    """
+
+    PREFILL_CHUNK = 256  # prompt tokens per batch: bounds prefill buffers at (256, n_ff) float32
+
+    def __init__(self, gguf: GGUFFile, config: Qwen3Config, n_ctx: int):
+        cfg = self.config = config
+        self.gguf, self.n_ctx, self.n_past = gguf, n_ctx, 0
+        self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx)
+
+        # ---- weights (matrices stay packed in the memory map; prepare_matrix may repack once) ----
+        self.tok_embd = _matrix(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab)   # rows = token vectors
+        self.layers = [
+            LayerWeights(
+                attn_norm=_vector(gguf, f"blk.{i}.attn_norm.weight", cfg.n_embd),
+                wq=_matrix(gguf, f"blk.{i}.attn_q.weight", cfg.n_embd, cfg.q_dim),
+                wk=_matrix(gguf, f"blk.{i}.attn_k.weight", cfg.n_embd, cfg.kv_dim),
+                wv=_matrix(gguf, f"blk.{i}.attn_v.weight", cfg.n_embd, cfg.kv_dim),
+                wo=_matrix(gguf, f"blk.{i}.attn_output.weight", cfg.q_dim, cfg.n_embd),
+                q_norm=_vector(gguf, f"blk.{i}.attn_q_norm.weight", cfg.head_dim),
+                k_norm=_vector(gguf, f"blk.{i}.attn_k_norm.weight", cfg.head_dim),
+                ffn_norm=_vector(gguf, f"blk.{i}.ffn_norm.weight", cfg.n_embd),
+                w_gate=_matrix(gguf, f"blk.{i}.ffn_gate.weight", cfg.n_embd, cfg.n_ff),
+                w_up=_matrix(gguf, f"blk.{i}.ffn_up.weight", cfg.n_embd, cfg.n_ff),
+                w_down=_matrix(gguf, f"blk.{i}.ffn_down.weight", cfg.n_ff, cfg.n_embd),
+            )
+            for i in range(cfg.n_layer)
+        ]
+        self.output_norm = _vector(gguf, "output_norm.weight", cfg.n_embd)            # (n_embd,)
+        self.tied = not gguf.has_tensor("output.weight")
+        self.lm_head = self.tok_embd if self.tied else _matrix(gguf, "output.weight", cfg.n_embd, cfg.n_vocab)
+
+        # ---- RoPE tables (YaRN folded in) ----
+        self.rope_cos, self.rope_sin = layers.rope_tables(                                # (n_ctx, head_dim/2)
+            n_ctx, cfg.head_dim, cfg.rope_base, cfg.rope_factor, cfg.rope_orig_ctx)
+        self.attn_scale = np.float32(1.0 / math.sqrt(cfg.head_dim))
+
+        # ---- KV cache: per layer and KV head, positions contiguous so decode reads rows in order ----
+        self.k_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), np.float32)
+        self.v_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), np.float32)
+
+        # ---- decode work buffers, (1, n) so the batched layer kernels serve decode too ----
+        self.x = np.zeros((1, cfg.n_embd), np.float32)          # residual stream
+        self.xn = np.zeros((1, cfg.n_embd), np.float32)         # normed input of a sub-block
+        self.q = np.zeros((1, cfg.q_dim), np.float32)           # queries, all heads
+        self.k = np.zeros((1, cfg.kv_dim), np.float32)          # new key, all KV heads
+        self.v = np.zeros((1, cfg.kv_dim), np.float32)          # new value
+        self.att = np.zeros((1, cfg.q_dim), np.float32)         # attention output, all heads
+        self.proj = np.zeros((1, cfg.n_embd), np.float32)       # W_o / W_down output
+        self.gate = np.zeros((1, cfg.n_ff), np.float32)         # W_gate m, then silu(.) * up
+        self.up = np.zeros((1, cfg.n_ff), np.float32)           # W_up m
+        self.scores = np.zeros((cfg.n_head, n_ctx), np.float32) # attention scratch, one row per head
+        self.logits = np.zeros(cfg.n_vocab, np.float32)         # (n_vocab,)
+
+    # --- construction -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], n_ctx: int = 4096, threads: int = 0) -> "Qwen3Model":
+        """Open and validate a Bonsai/Qwen3 GGUF file. Raises GGUFError (file) or ModelError (settings)."""
+        gguf = GGUFFile(path)
+        config = config_from_gguf(gguf)
+        if not 1 <= int(n_ctx) <= config.n_ctx_train:
+            raise ModelError(f"n_ctx={n_ctx} must be between 1 and the model's context length "
+                             f"{config.n_ctx_train}")
+        if threads < 0:
+            raise ModelError(f"threads must be >= 0 (0 = all cores), got {threads}")
+        set_threads(threads)
+        return cls(gguf, config, int(n_ctx))
+
+    # --- cache control ----------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every cached position."""
+        self.n_past = 0
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n cached positions (reuse a shared prompt prefix)."""
+        if not 0 <= n <= self.n_past:
+            raise ModelError(f"cannot truncate the cache to {n} positions: it holds {self.n_past}")
+        self.n_past = int(n)
+
+    def _check_tokens(self, ids: np.ndarray) -> None:
+        if ids.size == 0:
+            raise ModelError("empty prompt: nothing to prefill")
+        if self.n_past + ids.size > self.n_ctx:
+            raise ContextOverflowError(
+                f"context overflow: {self.n_past} cached + {ids.size} new tokens > n_ctx={self.n_ctx}; "
+                f"shorten the prompt or raise n_ctx")
+        bad = (ids < 0) | (ids >= self.config.n_vocab)
+        if bad.any():
+            raise ModelError(f"token id {int(ids[bad][0])} out of range [0, {self.config.n_vocab})")
+
+    # --- prefill: T tokens per matrix product -----------------------------------------------------------------
+
+    def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Append tokens to the cache; return the logits (n_vocab,) float32 after the LAST one."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        self._check_tokens(ids)
+        for c0 in range(0, ids.size, self.PREFILL_CHUNK):
+            x = self._prefill_chunk(ids[c0:c0 + self.PREFILL_CHUNK])
+        return self._head(x[-1:])
+
+    def _prefill_chunk(self, ids: np.ndarray) -> np.ndarray:
+        cfg, T, pos0 = self.config, ids.size, self.n_past
+        x = np.empty((T, cfg.n_embd), np.float32)        # residual stream, one row per token
+        xn = np.empty((T, cfg.n_embd), np.float32)       # normed input of a sub-block
+        q = np.empty((T, cfg.q_dim), np.float32)         # queries
+        k = np.empty((T, cfg.kv_dim), np.float32)        # new keys
+        v = np.empty((T, cfg.kv_dim), np.float32)        # new values
+        att = np.empty((T, cfg.q_dim), np.float32)       # attention output
+        proj = np.empty((T, cfg.n_embd), np.float32)     # W_o / W_down output
+        gate = np.empty((T, cfg.n_ff), np.float32)       # W_gate m -> silu(.) * up
+        up = np.empty((T, cfg.n_ff), np.float32)         # W_up m
+        for t, tok in enumerate(ids):
+            self.tok_embd.row(int(tok), x[t])
+        for li, lw in enumerate(self.layers):
+            # attention
+            layers.rmsnorm(x, lw.attn_norm, cfg.rms_eps, xn)
+            lw.wq.matmul(xn, q)
+            lw.wk.matmul(xn, k)
+            lw.wv.matmul(xn, v)
+            self._attend(li, lw, q, k, v, pos0, att)
+            lw.wo.matmul(att, proj)
+            x += proj
+            # feed-forward
+            layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
+            lw.w_gate.matmul(xn, gate)
+            lw.w_up.matmul(xn, up)
+            layers.swiglu(gate, up)
+            lw.w_down.matmul(gate, proj)
+            x += proj
+        self.n_past = pos0 + T
+        return x
+
+    # --- decode: one token, preallocated buffers, matvec ------------------------------------------------------
+
+    def decode(self, token_id: int) -> np.ndarray:
+        """Append one token; return the logits (n_vocab,) float32 for the next one."""
+        if self.n_past + 1 > self.n_ctx:
+            raise ContextOverflowError(f"context overflow: the cache is full (n_ctx={self.n_ctx})")
+        if not 0 <= token_id < self.config.n_vocab:
+            raise ModelError(f"token id {token_id} out of range [0, {self.config.n_vocab})")
+        cfg, pos0 = self.config, self.n_past
+        x, xn = self.x, self.xn
+        self.tok_embd.row(int(token_id), x[0])
+        for li, lw in enumerate(self.layers):
+            # attention
+            layers.rmsnorm(x, lw.attn_norm, cfg.rms_eps, xn)
+            lw.wq.matvec(xn[0], self.q[0])
+            lw.wk.matvec(xn[0], self.k[0])
+            lw.wv.matvec(xn[0], self.v[0])
+            self._attend(li, lw, self.q, self.k, self.v, pos0, self.att)
+            lw.wo.matvec(self.att[0], self.proj[0])
+            x += self.proj
+            # feed-forward
+            layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
+            lw.w_gate.matvec(xn[0], self.gate[0])
+            lw.w_up.matvec(xn[0], self.up[0])
+            layers.swiglu(self.gate, self.up)
+            lw.w_down.matvec(self.gate[0], self.proj[0])
+            x += self.proj
+        self.n_past = pos0 + 1
+        return self._head(x)
+
+    # --- shared pieces ----------------------------------------------------------------------------------------
+
+    def _attend(self, li: int, lw: LayerWeights, q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
+                out: np.ndarray) -> None:
+        """q/k head norm + RoPE, append k/v to layer li's cache at pos0.., causal attention into out."""
+        cfg, T = self.config, q.shape[0]
+        layers.head_norm_rope(q, cfg.n_head, cfg.head_dim, lw.q_norm, cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
+        layers.head_norm_rope(k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
+                              pos0)
+        # (T, n_kv*hd) -> cache[li] (n_kv, pos, hd)
+        self.k_cache[li, :, pos0:pos0 + T, :] = k.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 0, 2)
+        self.v_cache[li, :, pos0:pos0 + T, :] = v.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 0, 2)
+        layers.attention(q, self.k_cache[li], self.v_cache[li], pos0, cfg.n_head, self.attn_scale, self.scores, out)
+
+    def _head(self, x_last: np.ndarray) -> np.ndarray:
+        """Final norm + LM head for one row (1, n_embd) -> self.logits (n_vocab,)."""
+        layers.rmsnorm(x_last, self.output_norm, self.config.rms_eps, self.xn)
+        self.lm_head.matvec(self.xn[0], self.logits)
+        return self.logits
+
+
+def config_from_gguf(gguf: GGUFFile) -> Qwen3Config:
+    """Qwen3Config of an open file (n_vocab from the token_embd shape); ModelError -> GGUFError naming it."""
+    embd = gguf.require("token_embd.weight")
+    if len(embd.shape) != 2:
+        raise gguf.error(f"tensor 'token_embd.weight' has shape {list(embd.shape)}, expected 2 dimensions")
+    try:
+        config = Qwen3Config.from_metadata(gguf.metadata, n_vocab=embd.shape[1])
+    except ModelError as exc:
+        raise gguf.error(str(exc)) from None
+    gguf.require("token_embd.weight", (config.n_embd, config.n_vocab))
+    return config
+
+
+def kv_cache_bytes_for_file(path: str | os.PathLike[str], n_ctx: int) -> int:
+    """KV cache size a model file would need at n_ctx, without loading its weights."""
+    return kv_cache_bytes(config_from_gguf(GGUFFile(path)), n_ctx)
+
+
+__all__ = ["Qwen3Config", "Qwen3Model", "ModelError", "ContextOverflowError", "GGUFError", "kv_cache_bytes",
+           "kv_cache_bytes_for_file", "config_from_gguf"]
