@@ -46,4 +46,5 @@ def model_errors() -> tuple[type[BaseException], ...]:
     """The errors that mean "no usable model": the caller can still show retrieved sources."""
     from generator.gguf_file import GGUFError
     from generator.hub import ModelNotAvailableError
-    return (ModelNotAvailableError, GGUFError, FileNotFoundError)
+    from generator.tokenizer import TokenizerError
+    return (ModelNotAvailableError, GGUFError, TokenizerError, FileNotFoundError)

@@ -60,8 +60,12 @@ class PipelineResult:
 
 
 class Pipeline:
-    def __init__(self, inputs: dict[str, Any] | None = None) -> None:
+    def __init__(self, inputs: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None) -> None:
         self.inputs: dict[str, Any] = dict(inputs or {})   # pipeline input name -> type
+        self.defaults: dict[str, Any] = dict(defaults or {})  # pipeline inputs that run() may omit
+        unknown = set(self.defaults) - set(self.inputs)
+        if unknown:
+            raise PipelineError(f"defaults for undeclared pipeline inputs: {', '.join(sorted(unknown))}")
         self.components: dict[str, Any] = {}
         self._explicit: list[tuple[str, str]] = []
         self._edges: list[Edge] | None = None              # set by build()
@@ -89,8 +93,8 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "Pipeline":
-        """Build from `cfg.pipeline` (the [pipeline] section of ragbit.toml); takes one input, `query: str`."""
-        pipeline = cls(inputs={"query": str})
+        """Build from `cfg.pipeline` (the [pipeline] section of ragbit.toml); inputs as `query_inputs()`."""
+        pipeline = cls(**query_inputs())
         for spec in cfg.pipeline.components:
             comp_cls = resolve_component(spec["type"])
             pipeline.add(spec["name"], build_component(comp_cls, cfg, dict(spec.get("params", {}))))
@@ -201,11 +205,12 @@ class Pipeline:
         if self._edges is None:
             self.build()
         unknown = set(inputs) - set(self.inputs)
-        missing = set(self.inputs) - set(inputs)
+        missing = set(self.inputs) - set(inputs) - set(self.defaults)
         if unknown or missing:
             raise PipelineError("pipeline inputs: " + "; ".join(
                 ([f"unknown {', '.join(sorted(unknown))}"] if unknown else []) +
                 ([f"missing {', '.join(sorted(missing))}"] if missing else [])))
+        inputs = {**self.defaults, **inputs}
         result = PipelineResult()
         incoming: dict[str, list[Edge]] = {name: [] for name in self.components}
         for edge in self._edges or []:
@@ -263,6 +268,12 @@ class Pipeline:
 
     def find_components(self, kind: type) -> list[Any]:
         return [c for c in self.components.values() if isinstance(c, kind)]
+
+
+def query_inputs() -> dict[str, Any]:
+    """The inputs of every query pipeline (standard or from ragbit.toml): the question, and the earlier
+    turns of a conversation (None outside `ragbit chat`)."""
+    return {"inputs": {"query": str, "history": list[dict] | None}, "defaults": {"history": None}}
 
 
 def _topological_order(names: list[str], edges: list[Edge]) -> tuple[list[str], list[str]]:
