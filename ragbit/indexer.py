@@ -128,7 +128,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
     from ragbit.chunking import chunk_file
-    from ragbit.walker import walk_repository
+    from ragbit.walker import WalkStats, walk_repository
 
     t_start = time.perf_counter()
     repo = Path(cfg.repo)
@@ -157,7 +157,8 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         t = time.perf_counter()
         walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
-        walk = walk_repository(repo, walk_cfg, warn)
+        stats = WalkStats()
+        walk = walk_repository(repo, walk_cfg, warn, stats)
         per_file, seen = [], set()
         for sf in walk:
             seen.add(sf.path)
@@ -172,7 +173,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 report.files_changed += 1
             else:
                 report.files_added += 1
-        report.skipped = dict(getattr(walk, "skipped", None) or getattr(walk, "stats", None) or {})
+        report.skipped = dict(stats.skipped)
         if prev:
             report.files_removed = len(set(prev.by_path) - seen)
         elif manifest and not rebuild:

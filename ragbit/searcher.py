@@ -131,6 +131,7 @@ class Searcher:
 
     def named_files(self, query: str) -> list[str]:
         """Repository files the question names by path, dotted module path or (unambiguous) file name."""
+        self._load()
         found: dict[str, None] = {}
         candidates = [m.group().replace("\\", "/") for m in _PATH_LIKE.finditer(query)]
         for dotted in _DOTTED.findall(query):       # astropy.io.registry -> astropy/io/registry.py
