@@ -22,11 +22,9 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def tied_metadata() -> dict:
     """GGUF metadata of the tiny tied reference model (real Qwen3 tokenizer, 151,936 entries)."""
-    # TEMPORARY: gguf.GGUFReader until generator.gguf_file.GGUFFile lands from branch gen-core.
-    import gguf
+    from generator.gguf_file import GGUFFile
 
-    reader = gguf.GGUFReader(REFERENCE_DIR / "tiny-tied-q1_0.gguf")
-    return {k: f.contents() for k, f in reader.fields.items()}
+    return GGUFFile(REFERENCE_DIR / "tiny-tied-q1_0.gguf").metadata
 
 
 @pytest.fixture(scope="session")
