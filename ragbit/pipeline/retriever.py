@@ -15,8 +15,9 @@ class HybridRetriever(Component):
     outputs = {"hits": list[Hit]}
 
     def __init__(self, config: RagbitConfig, k: int | None = None, mode: str | None = None,
-                 max_hits_per_file: int | None = None) -> None:
+                 max_hits_per_file: int | None = None, embedder: Any = None) -> None:
         self.config = config
+        self.embedder = embedder         # an already-loaded Embedder to share (default: Searcher loads one)
         self.k = config.query.k if k is None else k
         self.mode = mode or config.search.mode
         self.max_hits_per_file = config.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
@@ -28,7 +29,7 @@ class HybridRetriever(Component):
 
     def warm_up(self) -> None:
         from ragbit.searcher import Searcher
-        self._searcher = Searcher(self.config)
+        self._searcher = Searcher(self.config, embedder=self.embedder)
 
     def run(self, query: str) -> dict[str, Any]:
         hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file)

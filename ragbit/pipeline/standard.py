@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.citations import CitationExtractor
+from ragbit.pipeline.component import PipelineError
 from ragbit.pipeline.generator import BonsaiGenerator, GenerationStats
 from ragbit.pipeline.models import model_errors
 from ragbit.pipeline.packer import ContextPacker
@@ -98,8 +99,13 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
     pipeline = pipeline or query_pipeline(cfg)
     for gen in pipeline.find_components(BonsaiGenerator):
         gen.on_token = on_token
+    inputs: dict[str, Any] = {"query": question}
+    if "history" in pipeline.inputs:
+        inputs["history"] = history
+    elif history:
+        raise PipelineError("this pipeline has no 'history' input, so it cannot hold a conversation")
     try:
-        result = pipeline.run(query=question, history=history)
+        result = pipeline.run(**inputs)
     except model_errors() as e:
         result = getattr(e, "partial_result", None)
         if result is None:
