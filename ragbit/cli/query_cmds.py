@@ -24,12 +24,12 @@ from ragbit.cli.index_cmds import _config, _fail, _user_errors
 def _query_errors() -> tuple[type[BaseException], ...]:
     from ragbit.pipeline.component import PipelineError
     from ragbit.pipeline.reranker import RerankerError
-    try:
-        from generator.chat import ChatTemplateError
-        extra: tuple[type[BaseException], ...] = (ChatTemplateError,)
-    except ImportError:
-        extra = ()
-    return _user_errors() + (PipelineError, RerankerError) + extra
+    from generator.chat import ChatTemplateError
+    from generator.generate import GenerationError
+    from generator.hub import UnknownModelError
+    from generator.sampling import SamplingError
+    return _user_errors() + (PipelineError, RerankerError, ChatTemplateError, GenerationError, UnknownModelError,
+                             SamplingError)
 
 
 def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],

@@ -7,13 +7,13 @@ the new text) to stream; the pipeline's result still carries the whole answer.
 """
 from __future__ import annotations
 
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.component import Component, component
-from ragbit.pipeline.models import load_generator, load_seconds
+from ragbit.pipeline.models import load_generator
 
 
 @dataclass
@@ -21,7 +21,8 @@ class GenerationStats:
     prompt: str                          # the exact text the model read (chat template applied)
     prompt_tokens: int
     generated_tokens: int
-    finish_reason: str                   # "stop" (end of turn / stop string) | "length" (max_tokens)
+    finish_reason: str                   # "eog" (end of turn) | "stop" (stop string) | "length" (max_tokens)
+    cached_prompt_tokens: int = 0        # prompt tokens reused from the KV cache (a chat's earlier turns)
     timings: dict[str, float] = field(default_factory=dict)  # load_s, prompt_s, ttft_s, gen_tokens_per_s, ...
 
 
@@ -53,23 +54,17 @@ class BonsaiGenerator(Component):
             self.generator = load_generator(self.model, self.n_ctx, self.threads)
 
     def run(self, messages: list[dict]) -> dict[str, Any]:
+        from generator.sampling import SamplingParams
+
         pieces: list[str] = []
-        t0 = time.perf_counter()
-        ttft = None
         for piece in self.generator.stream(messages, chat=True, max_tokens=self.max_tokens,
-                                           sampling=self.sampling, thinking=self.thinking):
-            if ttft is None:
-                ttft = time.perf_counter() - t0
+                                           sampling=SamplingParams(**self.sampling), thinking=self.thinking):
             pieces.append(piece)
             if self.on_token is not None and piece:
                 self.on_token(piece)
-        total = time.perf_counter() - t0
         result = self.generator.last_result
-        timings = {"load_s": load_seconds(self.generator), "ttft_s": ttft if ttft is not None else total,
-                   "generate_s": total}
-        timings.update({k: v for k, v in result.timings.items() if k in ("prompt_s", "prompt_tokens_per_s",
-                                                                         "gen_tokens_per_s", "ttft_s")})
         stats = GenerationStats(prompt=self.generator.tokenizer.decode(result.prompt_token_ids),
                                 prompt_tokens=len(result.prompt_token_ids), generated_tokens=len(result.token_ids),
-                                finish_reason=result.finish_reason, timings=timings)
+                                cached_prompt_tokens=result.cached_prompt_tokens,
+                                finish_reason=result.finish_reason, timings=dataclasses.asdict(result.timings))
         return {"answer": "".join(pieces), "stats": stats}

@@ -1,4 +1,4 @@
-"""One loaded Generator per (model, n_ctx, threads), shared by the components that need it.
+"""One loaded Generator per (model file, n_ctx, threads), shared by the components that need it.
 
 Why a cache: the ContextPacker needs the generator's tokenizer and the BonsaiGenerator needs the model;
 both name the same model, and loading it twice would double start-up time and memory. `ragbit chat`
@@ -7,19 +7,16 @@ also keeps the same instance across turns, which is what lets the KV-cache prefi
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 _CACHE: dict[tuple[str, int, int], Any] = {}
-_LOAD_SECONDS: dict[tuple[str, int, int], float] = {}
 _LOCK = threading.Lock()
 
 
 def load_generator(model: str, n_ctx: int = 4096, threads: int = 0) -> Any:
-    """`generator.Generator` for a short name ("bonsai-1.7b") or a .gguf path, loaded once.
+    """`generator.Generator` for a short name ("bonsai-1.7b") or a .gguf path, loaded once per process.
 
-    Raises generator.hub.ModelNotAvailableError (not downloadable / offline) or generator.gguf_file.GGUFError
-    (corrupt file); callers that can do without an answer catch `model_errors()`.
+    Raises one of `model_errors()` when there is no usable model (not downloadable / offline / corrupt).
     """
     from generator.generate import Generator
     from generator.hub import resolve_model
@@ -28,18 +25,8 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0) -> Any:
     key = (path, int(n_ctx), int(threads))
     with _LOCK:
         if key not in _CACHE:
-            t0 = time.perf_counter()
             _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads)
-            _LOAD_SECONDS[key] = time.perf_counter() - t0
         return _CACHE[key]
-
-
-def load_seconds(generator: Any) -> float:
-    """How long loading this cached generator took (0.0 if it was not loaded through this cache)."""
-    for key, cached in _CACHE.items():
-        if cached is generator:
-            return _LOAD_SECONDS[key]
-    return 0.0
 
 
 def model_errors() -> tuple[type[BaseException], ...]:
