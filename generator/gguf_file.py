@@ -103,20 +103,28 @@ class _FastReader(GGUFReader):
             return int(offs + parts[-1].nbytes - orig_offs), parts, ([2] if n else []), [gtype, itype]
         if itype != GGUFValueType.STRING:
             raise _ReaderFailure(f"unsupported metadata array of {itype.name}")
+        # Strings: decoded here in one pass; the field keeps the raw region as its single part and the
+        # decoded list goes to `decoded_strings` (ReaderField.contents() is not used for these fields).
         plain, size = self._plain(), len(self.data)
         mv = memoryview(plain)
-        data_idxs = []
-        for _ in range(n):
-            if offs + 8 > size:
-                raise _ReaderFailure(f"truncated file: string array runs past the end ({size} bytes)")
-            slen = int.from_bytes(mv[offs:offs + 8], "little")
-            if offs + 8 + slen > size:
-                raise _ReaderFailure(f"truncated file: string array runs past the end ({size} bytes)")
-            parts.append(plain[offs:offs + 8].view(np.uint64))
-            parts.append(plain[offs + 8:offs + 8 + slen])
-            data_idxs.append(len(parts) - 1)
-            offs += 8 + slen
-        return offs - orig_offs, parts, data_idxs, [gtype, itype]
+        unpack = struct.Struct("<Q").unpack_from
+        strings = []
+        try:
+            for _ in range(n):
+                (slen,) = unpack(mv, offs)
+                end = offs + 8 + slen
+                if end > size:
+                    raise struct.error
+                strings.append(str(mv[offs + 8:end], "utf-8"))
+                offs = end
+        except struct.error:
+            raise _ReaderFailure(f"truncated file: string array at byte {orig_offs} runs past the end "
+                                 f"({size} bytes)") from None
+        except UnicodeDecodeError:
+            raise _ReaderFailure(f"string array at byte {orig_offs} is not valid UTF-8") from None
+        self.__dict__.setdefault("decoded_strings", {})[orig_offs] = strings
+        parts.append(plain[orig_offs + 12:offs])
+        return offs - orig_offs, parts, [], [gtype, itype]
 
     def _build_tensors(self, start_offs: int, fields) -> None:
         size = len(self.data)
@@ -163,7 +171,8 @@ class GGUFFile:
         except (ValueError, KeyError, IndexError, OverflowError, TypeError, UnicodeDecodeError, OSError) as exc:
             raise self.error(f"corrupt GGUF file ({type(exc).__name__}: {exc})") from None
         try:
-            self.metadata: dict[str, Any] = {k: _field_value(f) for k, f in self._reader.fields.items()}
+            decoded = self._reader.__dict__.get("decoded_strings", {})
+            self.metadata: dict[str, Any] = {k: _field_value(f, decoded) for k, f in self._reader.fields.items()}
         except (UnicodeDecodeError, ValueError, IndexError) as exc:
             raise self.error(f"corrupt metadata ({type(exc).__name__}: {exc})") from None
         self._tensors = {
@@ -197,6 +206,10 @@ class GGUFFile:
             raise self.error(f"unsupported GGUF version {version} (supported: "
                              f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
 
+    def value_types(self, key: str) -> list[GGUFValueType]:
+        """GGUF value type(s) of a metadata key: [type] or [ARRAY, item type] (to copy keys faithfully)."""
+        return list(self._reader.fields[key].types)
+
     # --- tensors --------------------------------------------------------------------------------------------
 
     @property
@@ -222,13 +235,19 @@ class GGUFFile:
         return f"GGUFFile({str(self.path)!r}, {len(self._tensors)} tensors, {len(self.metadata)} keys)"
 
 
-def _field_value(field) -> Any:
-    """A ReaderField as a plain Python value (strings decoded, numpy scalars converted)."""
+def _field_value(field, decoded: dict[int, list[str]]) -> Any:
+    """A ReaderField as a plain Python value (strings decoded, numpy scalars converted).
+
+    `decoded` holds string arrays already decoded by _FastReader, keyed by the value's file offset.
+    """
     types = field.types
     if not types:
         return None
     if types[0] == GGUFValueType.ARRAY:
         if len(types) > 1 and types[-1] == GGUFValueType.STRING:
+            value_offs = field.offset + int(field.parts[0].nbytes + field.parts[1].nbytes) + 4
+            if value_offs in decoded:
+                return list(decoded[value_offs])
             return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
         values = [v for i in field.data for v in field.parts[i].tolist()]
         if types[-1] == GGUFValueType.BOOL:

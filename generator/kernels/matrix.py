@@ -1,0 +1,169 @@
+"""QuantMatrix: one weight matrix kept in its packed form, with decode (matvec) and prefill (matmul) paths.
+
+`prepare_matrix` is the "quantization as its own step" of gpt-fast: any repacking into a faster layout
+happens there, once, at load time. A QuantMatrix never holds a dequantized copy of its weights; matmul
+dequantizes small row TILES on the fly.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import dense, q1_0
+from .formats import (
+    BF16_TO_F32,
+    F16_TO_F32,
+    GGML_BF16,
+    GGML_F16,
+    GGML_F32,
+    GGML_Q1_0,
+    GGML_Q8_0,
+    KernelFormatError,
+    TYPE_NAMES,
+    check_raw,
+    split_blocks,
+)
+
+TILE_BYTES = 1 << 20  # float32 bytes of one dequantized row tile in the BLAS prefill path (fits L2 + L3)
+
+
+def set_threads(n: int) -> None:
+    """Threads used by every kernel; 0 = all cores numba was started with."""
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS if n == 0 else int(n))
+
+
+def _as_f32(a: np.ndarray, ndim: int, n_in: int, name: str) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.ndim != ndim or a.shape[-1] != n_in:
+        raise KernelFormatError(f"{name}: expected {ndim}-D float32 input with last dim {n_in}, got {a.shape}")
+    return a
+
+
+class QuantMatrix:
+    """W (n_out, n_in) in packed form. Subclasses fill `_matvec_into` and `_dequant_rows_into`."""
+
+    def __init__(self, ggml_type: int, n_in: int, n_out: int, nbytes: int):
+        self.ggml_type, self.n_in, self.n_out, self.nbytes = ggml_type, n_in, n_out, nbytes
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({TYPE_NAMES[self.ggml_type]}, n_in={self.n_in}, n_out={self.n_out})"
+
+    # --- decode: one token
+    def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x float32 (n_in,) -> W @ x, float32 (n_out,)."""
+        x = _as_f32(x, 1, self.n_in, "matvec")
+        if out is None:
+            out = np.empty(self.n_out, dtype=np.float32)
+        self._matvec_into(x, out)
+        return out
+
+    # --- prefill: a batch of tokens
+    def matmul(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x float32 (n_tok, n_in) -> x @ W.T, float32 (n_tok, n_out)."""
+        x = _as_f32(x, 2, self.n_in, "matmul")
+        if out is None:
+            out = np.empty((x.shape[0], self.n_out), dtype=np.float32)
+        self._matmul_into(x, out)
+        return out
+
+    def _matmul_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Default prefill: dequantize TILE_BYTES row tiles and let BLAS multiply them."""
+        rows = max(8, TILE_BYTES // (4 * self.n_in))
+        tile = np.empty((min(rows, self.n_out), self.n_in), dtype=np.float32)
+        for r0 in range(0, self.n_out, rows):
+            r1 = min(r0 + rows, self.n_out)
+            t = tile[: r1 - r0]
+            self._dequant_rows_into(r0, r1, t)
+            out[:, r0:r1] = x @ t.T
+
+    # --- one dequantized row (embedding lookup)
+    def row(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        if not 0 <= i < self.n_out:
+            raise IndexError(f"row {i} out of range for {self.n_out} rows")
+        if out is None:
+            out = np.empty(self.n_in, dtype=np.float32)
+        self._dequant_rows_into(i, i + 1, out.reshape(1, self.n_in))
+        return out
+
+    def _matvec_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _dequant_rows_into(self, r0: int, r1: int, out: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class F32Matrix(QuantMatrix):
+    """Zero-copy float32 view; numpy/BLAS does the work."""
+
+    def __init__(self, raw, n_in, n_out):
+        super().__init__(GGML_F32, n_in, n_out, raw.size)
+        self.w = raw.view(np.float32).reshape(n_out, n_in)  # (n_out, n_in)
+
+    def _matvec_into(self, x, out):
+        np.dot(self.w, x, out=out)
+
+    def _matmul_into(self, x, out):
+        np.dot(x, self.w.T, out=out)
+
+    def _dequant_rows_into(self, r0, r1, out):
+        out[...] = self.w[r0:r1]
+
+
+class Table16Matrix(QuantMatrix):
+    """F16 or BF16: 16-bit codes (zero-copy) decoded by an exact 65536-entry table."""
+
+    def __init__(self, ggml_type, raw, n_in, n_out):
+        super().__init__(ggml_type, n_in, n_out, raw.size)
+        self.codes = raw.view(np.uint16).reshape(n_out, n_in)  # (n_out, n_in)
+        self.table = F16_TO_F32 if ggml_type == GGML_F16 else BF16_TO_F32  # (65536,)
+
+    def _matvec_into(self, x, out):
+        dense.table16_matvec(self.codes, self.table, x, out)
+
+    def _dequant_rows_into(self, r0, r1, out):
+        dense.table16_dequant_rows(self.codes, self.table, r0, r1, out)
+
+
+class Q8Matrix(QuantMatrix):
+    """Q8_0 repacked into int8 values (n_out, n_in) + float32 scales (n_out, n_in/32): 36/34 of raw."""
+
+    def __init__(self, raw, n_in, n_out):
+        super().__init__(GGML_Q8_0, n_in, n_out, raw.size)
+        scales, payload = split_blocks(GGML_Q8_0, raw, n_in, n_out)
+        self.scales = np.ascontiguousarray(scales)  # (n_out, n_in // 32) float32
+        self.qs = np.ascontiguousarray(payload).view(np.int8).reshape(n_out, n_in)  # (n_out, n_in)
+
+    def _matvec_into(self, x, out):
+        dense.q8_matvec(self.qs, self.scales, x, out)
+
+    def _dequant_rows_into(self, r0, r1, out):
+        dense.q8_dequant_rows(self.qs, self.scales, r0, r1, out)
+
+
+class Q1Matrix(QuantMatrix):
+    """Q1_0 repacked into sign bits + float32 scales (see q1_0.py for the layout and its memory cost)."""
+
+    def __init__(self, raw, n_in, n_out):
+        super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
+        self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
+
+    def _matvec_into(self, x, out):
+        q1_0.matvec_simple(self.bits, self.scales, x, out)
+
+    def _dequant_rows_into(self, r0, r1, out):
+        q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)
+
+
+def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> QuantMatrix:
+    """Wrap a tensor's raw GGUF bytes (e.g. a np.memmap slice) as a QuantMatrix, repacking once if useful."""
+    raw = check_raw(ggml_type, raw, n_in, n_out)
+    if ggml_type in (GGML_F32, GGML_F16, GGML_BF16) and raw.ctypes.data % 4:
+        raw = raw.copy()  # unaligned views make numba compile a separate (slow) specialization
+    if ggml_type == GGML_F32:
+        return F32Matrix(raw, n_in, n_out)
+    if ggml_type in (GGML_F16, GGML_BF16):
+        return Table16Matrix(ggml_type, raw, n_in, n_out)
+    if ggml_type == GGML_Q8_0:
+        return Q8Matrix(raw, n_in, n_out)
+    return Q1Matrix(raw, n_in, n_out)
