@@ -136,7 +136,8 @@ def query(
         sys.stdout.write("\n")
         return
     _show_answer(answer, streamed=True, show_context=show_context)
-    _print_timings(answer)
+    if not answer.error:
+        _print_timings(answer)
 
 
 # ---------------------------------------------------------------------------------------------- chat

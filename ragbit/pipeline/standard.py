@@ -64,6 +64,7 @@ class Answer:
             "sources": [s.to_dict() for s in self.sources],
             "sources_cited": bool(self.sources) and all(s.cited for s in self.sources),
             "prompt_tokens": self.stats.prompt_tokens if self.stats else None,
+            "cached_prompt_tokens": self.stats.cached_prompt_tokens if self.stats else None,
             "generated_tokens": self.stats.generated_tokens if self.stats else None,
             "finish_reason": self.stats.finish_reason if self.stats else None,
             "context_tokens": ctx.tokens if ctx else 0,
