@@ -43,8 +43,9 @@ def invoke(*args, input=None):
     return runner.invoke(app, [str(a) for a in args], input=input)
 
 
-def test_query_json_prompt_holds_the_retrieved_chunk(repo, tiny_model):
-    r = invoke("query", QUESTION, "--repo", repo, "--model", tiny_model, "--max-tokens", 6, "--json")
+def test_query_prompt_holds_the_retrieved_chunk_and_stream_matches_json(repo, tiny_model):
+    args = ("query", QUESTION, "--repo", repo, "--model", tiny_model, "--max-tokens", 6, "--budget", 400)
+    r = invoke(*args, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     prompt = out["prompt"]
@@ -53,7 +54,7 @@ def test_query_json_prompt_holds_the_retrieved_chunk(repo, tiny_model):
     assert "            time.sleep(base_delay * 2 ** attempt)\n" in prompt
     assert prompt.index("Context:") < prompt.index("Question: " + QUESTION)
     assert "<think>\n\n</think>" in prompt                # thinking off by default
-    assert out["context_tokens"] <= out["budget"] == 1500
+    assert out["context_tokens"] <= out["budget"] == 400
     assert out["prompt_tokens"] > out["context_tokens"]
     assert out["finish_reason"] in ("eog", "length", "stop") and out["generated_tokens"] <= 6
     assert out["sources"] and all(set(s) >= {"path", "start_line", "end_line", "score", "n"} for s in out["sources"])
@@ -62,17 +63,14 @@ def test_query_json_prompt_holds_the_retrieved_chunk(repo, tiny_model):
                                    "gen_tokens_per_s"}
     assert out["error"] is None
 
-
-def test_query_streams_the_same_answer_then_lists_sources(repo, tiny_model):
-    args = ("query", QUESTION, "--repo", repo, "--model", tiny_model, "--max-tokens", 6)
-    as_json = json.loads(invoke(*args, "--json").stdout)
+    # Same question streamed (greedy, so the same answer), then the sources list; context on stderr.
     r = invoke(*args, "--show-context")
     assert r.exit_code == 0, r.output
     answer, _, rest = r.stdout.partition("\nsources")
-    assert answer.rstrip("\n") == as_json["answer"].rstrip("\n")     # greedy: streamed text == JSON answer
+    assert answer.rstrip("\n") == out["answer"].rstrip("\n")
     listed = [line.strip() for line in rest.splitlines()[1:] if line.startswith("  [")]
-    assert listed == [f"[{s['n']}] {s['path']}:{s['start_line']}-{s['end_line']}" for s in as_json["sources"]]
-    assert "[1] src/net/retry.py:1-" in r.stderr                       # --show-context goes to stderr
+    assert listed == [f"[{s['n']}] {s['path']}:{s['start_line']}-{s['end_line']}" for s in out["sources"]]
+    assert "[1] src/net/retry.py:1-" in r.stderr
     assert "tok/s" in r.stderr.splitlines()[-1]
 
 
@@ -118,7 +116,8 @@ def test_bad_input_is_one_error_line(repo, tmp_path):
 def test_chat_reads_stdin_until_exit_and_reuses_the_prefix(repo, tiny_model):
     from ragbit.pipeline.conversation import Conversation
 
-    cfg = RagbitConfig.load(repo, overrides={"generator": {"model": str(tiny_model), "max_tokens": 4}})
+    cfg = RagbitConfig.load(repo, overrides={"generator": {"model": str(tiny_model), "max_tokens": 4},
+                                             "query": {"budget": 250}})
     conv = Conversation(cfg)
     first = conv.ask(QUESTION)
     second = conv.ask("And what does render_pdf write?")
@@ -127,7 +126,7 @@ def test_chat_reads_stdin_until_exit_and_reuses_the_prefix(repo, tiny_model):
     assert "src/billing/invoice.py" in second.stats.prompt            # re-retrieved for the new question
     assert second.stats.cached_prompt_tokens > first.stats.prompt_tokens // 2
 
-    r = invoke("chat", "--repo", repo, "--model", tiny_model, "--max-tokens", 3,
+    r = invoke("chat", "--repo", repo, "--model", tiny_model, "--max-tokens", 3, "--budget", 150,
                input=f"{QUESTION}\n\nwhat is the health probe?\n/exit\nnot asked\n")
     assert r.exit_code == 0, r.output
     assert r.stdout.count("sources") == 2
