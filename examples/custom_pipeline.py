@@ -79,7 +79,7 @@ def main() -> int:
     print("\nsources:")
     for source in answer.sources:
         print(f"  {source}")
-    print("step timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items()))
+    print("step timings: " + ", ".join(f"{name} {s:.3f}s" for name, s in answer.step_timings.items()))
     return 0
 
 

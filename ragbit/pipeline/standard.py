@@ -52,7 +52,8 @@ class Answer:
     hits: list[Any] = field(default_factory=list)    # retrieved, before packing
     context: PackedContext | None = None
     stats: GenerationStats | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)       # index_s, retrieval_s, pack_s, load_s, ttft_s, ...
+    step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
     error: str = ""                                  # why there is no answer (no model, ...)
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +119,7 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
 
 def _fill(answer: Answer, result: Any, pipeline: Pipeline) -> None:
     """Copy the pipeline's outputs (by conventional output names) and step timings into the Answer."""
+    answer.step_timings = dict(result.timings)
     answer.hits = result.find("hits") or []
     answer.context = result.find("context")
     answer.stats = result.find("stats")
