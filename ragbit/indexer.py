@@ -53,7 +53,7 @@ class IndexReport:
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
     dense_complete: bool = False
     rechunked_all: bool = False       # chunk settings changed since the last run
-    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
+    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, load_model, lexical, embed, model, dense, total
 
     @property
     def files(self) -> int:
@@ -146,12 +146,14 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         check_model(manifest, embedder.model_id, cfg.index_dir)
         settings = _chunk_settings(cfg, embedder.max_text_tokens)
         prev = None
-        if manifest and manifest.get("chunk_settings") == settings:
+        if manifest:
             try:
                 prev = ChunkTable.load(prev_dir)
             except ChunkTableError as e:
                 warn(f"previous index unreadable, re-chunking everything ({e})")
-        report.rechunked_all = bool(manifest) and prev is None
+        # same chunk settings -> unchanged files keep their chunks; otherwise every file is re-chunked
+        reuse = prev is not None and manifest.get("chunk_settings") == settings
+        report.rechunked_all = prev is not None and not reuse
 
         # ---- 1. walk + chunk (reusing unchanged files' chunks)
         t = time.perf_counter()
@@ -162,22 +164,22 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         per_file, seen = [], set()
         for sf in walk:
             seen.add(sf.path)
-            old = prev.by_path.get(sf.path) if prev else None
-            if old is not None and old.sha256 == sf.sha256:
+            old = prev.by_path.get(sf.path) if prev is not None else None
+            if reuse and old is not None and old.sha256 == sf.sha256:
                 per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
                 report.files_unchanged += 1
                 continue
             per_file.append((sf.path, sf.sha256, chunk_file(sf.path, sf.text, chunk_cfg,
                                                              count_tokens=embedder.count_tokens)))
-            if old is not None:
+            if old is None:
+                report.files_added += 1
+            elif old.sha256 != sf.sha256:
                 report.files_changed += 1
             else:
-                report.files_added += 1
+                report.files_unchanged += 1                # unchanged, re-chunked with new settings
         report.skipped = dict(stats.skipped)
-        if prev:
+        if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
-        elif manifest and not rebuild:
-            report.files_removed = max(0, int(manifest.get("files", 0)) - len(seen))
         table = ChunkTable.from_files(per_file)
         report.chunks = len(table)
         report.timings["walk_chunk"] = time.perf_counter() - t
@@ -187,7 +189,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             raise IndexingError(f"no indexable text in {repo}")
 
         # ---- 2. vectors we already have
+        t = time.perf_counter()
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
+        report.timings["load_model"] = time.perf_counter() - t      # first run: torch + model load
         cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
         keys = [c.content_hash for c in table.chunks]
         vectors, found = cache.get(keys)

@@ -149,3 +149,14 @@ def test_killed_run_keeps_previous_index_and_resume_reuses_cached_vectors(repo, 
     assert report.dense_complete
     assert Searcher(RagbitConfig.load(repo), embedder=FakeEmbedder()).search("x backoff", k=1,
                                                                               mode="dense").dense_complete
+
+
+def test_changed_chunk_settings_rechunk_every_file(repo):
+    run(repo)
+    (repo / "ragbit.toml").write_text("[chunk]\nwindow_lines = 3\noverlap_lines = 1\n")
+    report, emb = run(repo)
+    assert report.rechunked_all
+    # ragbit.toml is a new file; the six others were re-chunked, not counted as added
+    assert (report.files_added, report.files_changed, report.files_unchanged) == (1, 0, 6)
+    assert report.chunks_reused > 0        # chunks whose text did not change keep their cached vectors
+    assert report.chunks_embedded == len(emb.embedded) > 0

@@ -5,7 +5,6 @@ Every failure a user can cause (bad path, no index, locked or corrupt index, bad
 """
 from __future__ import annotations
 
-import enum
 import json
 import sys
 from pathlib import Path
@@ -16,17 +15,16 @@ import typer
 from ragbit.cli import app
 
 
-class Mode(str, enum.Enum):
-    hybrid = "hybrid"
-    dense = "dense"
-    lexical = "lexical"
+# Choices are checked in the command (not by click) so a bad value is one `error:` line with exit code 1,
+# like every other bad input, instead of click's usage box with exit code 2.
+MODES = ("hybrid", "dense", "lexical")
+DENSE_KINDS = ("auto", "flat", "hnsw", "ivf")
 
 
-class DenseKind(str, enum.Enum):
-    auto = "auto"
-    flat = "flat"
-    hnsw = "hnsw"
-    ivf = "ivf"
+def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if value is not None and value not in choices:
+        _fail(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _fail(message: str) -> None:
@@ -78,14 +76,16 @@ def index(
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index; re-chunk and re-embed"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
-    dense: Optional[DenseKind] = typer.Option(None, "--dense", help="FAISS index kind"),
+    dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
 ) -> None:
     """Index a repository (incremental: only new and changed files are re-chunked and re-embedded)."""
+    _choice("--dense", dense, DENSE_KINDS)
+
     def go():
         from ragbit.indexer import index_repository
-        cfg = _config(path, {"index": {"dir": index_dir, "dense": dense.value if dense else None},
+        cfg = _config(path, {"index": {"dir": index_dir, "dense": dense},
                              "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
         return index_repository(cfg, progress=not quiet, rebuild=rebuild)
     r = _run(go)
@@ -108,16 +108,18 @@ def search(
     question: str = typer.Argument(..., help="what you are looking for"),
     repo: Path = typer.Option(Path("."), "--repo", help="indexed repository"),
     k: int = typer.Option(10, "-k", min=1, help="number of results"),
-    mode: Mode = typer.Option(Mode.hybrid, "--mode", help="hybrid, dense or lexical"),
+    mode: str = typer.Option("hybrid", "--mode", metavar="[hybrid|dense|lexical]", help="how to rank"),
     max_per_file: int = typer.Option(0, "--max-per-file", min=0, help="at most N chunks per file (0 = no cap)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
 ) -> None:
     """Search the index of a repository."""
+    _choice("--mode", mode, MODES)
+
     def go():
         from ragbit.searcher import Searcher
         cfg = _config(repo, {"index": {"dir": index_dir}})
-        return Searcher(cfg).search(question, k=k, mode=mode.value, max_hits_per_file=max_per_file)
+        return Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_per_file)
     hits = _run(go)
     if not hits.dense_complete:
         typer.echo("note: the dense index is incomplete (embedding still running or interrupted); "
