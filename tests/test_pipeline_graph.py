@@ -195,3 +195,15 @@ def test_component_without_annotations_is_rejected():
 ])
 def test_type_compatibility(sender, receiver, ok):
     assert compatible(sender, receiver) is ok
+
+
+def test_undecorated_subclass_gets_its_own_sockets():
+    class Words(Split):                               # Split is decorated; this run() takes other inputs
+        outputs = {"words": list[str]}
+
+        def run(self, text: str, extra: str = "!") -> dict:
+            return {"words": [text + extra]}
+
+    p = Pipeline(inputs={"text": str}).add("w", Words())
+    assert p.run(text="hi")["w"]["words"] == ["hi!"]
+    assert Words.inputs == {"text": str, "extra": str} and Split.inputs == {"text": str}

@@ -132,7 +132,7 @@ def resolve_component(type_name: str) -> type:
         cls = getattr(module, attr, None)
         if not isinstance(cls, type):
             raise PipelineError(f"module '{module_name}' has no class '{attr}'")
-        if not hasattr(cls, "inputs"):
+        if "inputs" not in vars(cls):  # an undecorated class (or subclass): read its own run()
             describe(cls)
         return cls
     _load_builtins()

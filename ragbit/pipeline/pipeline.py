@@ -80,7 +80,7 @@ class Pipeline:
             raise PipelineError(f"component name {name!r} must be non-empty and contain no '.'")
         if name in self.components or name in self.inputs:
             raise PipelineError(f"name '{name}' is already used in this pipeline")
-        if not hasattr(type(instance), "inputs"):
+        if "inputs" not in vars(type(instance)):
             describe(type(instance))  # an undecorated class with run() + outputs is fine too
         self.components[name] = instance
         self._edges = None
