@@ -74,7 +74,7 @@ class _FastReader(GGUFReader):
 
     def _need(self, offs: int, n: int, what: str) -> None:
         if offs < 0 or n < 0 or offs + n > len(self.data):
-            raise _ReaderFailure(f"truncated file: {what} at byte {offs} runs past the end ({len(self.data)} bytes)")
+            raise _ReaderFailure(f"truncated or corrupt file: {what} at byte {offs} runs past the end ({len(self.data)} bytes)")
 
     def _get(self, offset, dtype, count=1, override_order=None):
         self._need(int(offset), int(count) * np.dtype(dtype).itemsize, "metadata")
@@ -118,7 +118,7 @@ class _FastReader(GGUFReader):
                 strings.append(str(mv[offs + 8:end], "utf-8"))
                 offs = end
         except struct.error:
-            raise _ReaderFailure(f"truncated file: string array at byte {orig_offs} runs past the end "
+            raise _ReaderFailure(f"truncated or corrupt file: string array at byte {orig_offs} runs past the end "
                                  f"({size} bytes)") from None
         except UnicodeDecodeError:
             raise _ReaderFailure(f"string array at byte {orig_offs} is not valid UTF-8") from None

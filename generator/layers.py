@@ -96,7 +96,58 @@ def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, fastmath=False)
+def _attend_head(q, k_cache, v_cache, pos0, h, group, scale, scores, out):
+    """Query head h for all T queries (see `attention`); scores[h] is its scratch row."""
+    T = q.shape[0]
+    hd = k_cache.shape[2]
+    kvh = h // group
+    qo = h * hd
+    for t in range(T):
+        n_pos = pos0 + t + 1
+        # scores = scale * q . k, and their max
+        smax = -np.inf
+        for p in range(n_pos):
+            acc = np.float32(0.0)
+            for i in range(hd):
+                acc += q[t, qo + i] * k_cache[kvh, p, i]
+            s = acc * scale
+            scores[h, p] = s
+            if s > smax:
+                smax = s
+        # softmax (float32 values, float64 denominator)
+        den = 0.0
+        for p in range(n_pos):
+            e = np.float32(math.exp(scores[h, p] - smax))
+            scores[h, p] = e
+            den += e
+        inv = np.float32(1.0 / den)
+        # out = sum_p softmax_p * v_p   (v rows read in position order)
+        for i in range(hd):
+            out[t, qo + i] = 0.0
+        for p in range(n_pos):
+            wgt = scores[h, p] * inv
+            for i in range(hd):
+                out[t, qo + i] += wgt * v_cache[kvh, p, i]
+
+
+@njit(cache=True, parallel=True)
+def _attention_parallel(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
+    group = n_heads // k_cache.shape[0]
+    for h in prange(n_heads):
+        _attend_head(q, k_cache, v_cache, pos0, h, group, scale, scores, out)
+
+
+@njit(cache=True)
+def _attention_serial(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
+    group = n_heads // k_cache.shape[0]
+    for h in range(n_heads):
+        _attend_head(q, k_cache, v_cache, pos0, h, group, scale, scores, out)
+
+
+PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which waking threads costs more than it saves
+
+
 def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
@@ -105,40 +156,12 @@ def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
     v_cache: (n_kv, n_ctx, hd) float32
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
-    Query head h reads KV head h // (n_heads / n_kv).
+    Query head h reads KV head h // (n_heads / n_kv). Heads run in parallel only when there is enough work.
     """
-    T = q.shape[0]
-    n_kv, _, hd = k_cache.shape
-    group = n_heads // n_kv
-    for h in prange(n_heads):
-        kvh = h // group
-        qo = h * hd
-        for t in range(T):
-            n_pos = pos0 + t + 1
-            # scores = scale * q . k, and their max
-            smax = -np.inf
-            for p in range(n_pos):
-                acc = np.float32(0.0)
-                for i in range(hd):
-                    acc += q[t, qo + i] * k_cache[kvh, p, i]
-                s = acc * scale
-                scores[h, p] = s
-                if s > smax:
-                    smax = s
-            # softmax (float32 values, float64 denominator)
-            den = 0.0
-            for p in range(n_pos):
-                e = np.float32(math.exp(scores[h, p] - smax))
-                scores[h, p] = e
-                den += e
-            inv = np.float32(1.0 / den)
-            # out = sum_p softmax_p * v_p
-            for i in range(hd):
-                out[t, qo + i] = 0.0
-            for p in range(n_pos):
-                wgt = scores[h, p] * inv
-                for i in range(hd):
-                    out[t, qo + i] += wgt * v_cache[kvh, p, i]
+    T, hd = q.shape[0], k_cache.shape[2]
+    work = T * n_heads * (pos0 + T) * hd * 2
+    run = _attention_parallel if work >= PARALLEL_MIN_WORK else _attention_serial
+    run(q, k_cache, v_cache, pos0, n_heads, scale, scores, out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ which tokens end generation, so that our ids are exactly llama.cpp's:
 from __future__ import annotations
 
 import codecs
+import threading
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -53,21 +54,21 @@ EOG_TEXTS = frozenset({
 
 
 @lru_cache(maxsize=1)
-def _byte_level_alphabet() -> dict[str, int]:
-    """The GPT-2 byte-level alphabet: printable char standing for each of the 256 byte values.
+def _byte_level_table() -> dict[int, int | None]:
+    """str.translate table undoing GPT-2's byte-level alphabet: char standing for a byte -> that byte.
 
     Printable Latin-1 bytes stand for themselves; the other 68 bytes are mapped, in byte order, to
     U+0100 onward. Needed to turn a token's string back into its exact bytes (a token can hold half
-    of a multi-byte UTF-8 character, which no str-returning decoder can express).
+    of a multi-byte UTF-8 character, which no str-returning decoder can express). Code points below
+    256 that are NOT in the alphabet map to None (deleted), so a foreign token shows up as a length
+    change; code points above 255 not in the table make the latin-1 encode fail.
     """
     keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    char_to_byte = {chr(b): b for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            char_to_byte[chr(0x100 + extra)] = b
-            extra += 1
-    return char_to_byte
+    table: dict[int, int | None] = {b: b for b in keep}
+    table.update({b: None for b in range(256) if b not in table})
+    for extra, b in enumerate(b for b in range(256) if b not in keep):
+        table[0x100 + extra] = b
+    return table
 
 
 def _meta(meta: Mapping[str, Any], key: str, default: Any = KeyError) -> Any:
@@ -104,10 +105,31 @@ class BonsaiTokenizer:
             types[i] = CONTROL
         self.token_types = types
 
+        # --- detokenization table: exact bytes of every token (llama.cpp rules 3 and 4)
+        table = _byte_level_table()
+        self._pieces: list[bytes] = []
+        for i, (t, ty) in enumerate(zip(tokens, types)):
+            if ty == NORMAL:
+                raw = t.translate(table)
+                try:
+                    if len(raw) != len(t):
+                        raise UnicodeError
+                    self._pieces.append(raw.encode("latin-1"))
+                except UnicodeError:
+                    raise TokenizerError(f"token {i} {t!r} is not a byte-level BPE token") from None
+            elif ty in (CONTROL, USER_DEFINED):
+                self._pieces.append(t.encode("utf-8"))
+            else:  # UNUSED, UNKNOWN, BYTE: nothing to render for a gpt2-style vocabulary
+                self._pieces.append(b"")
+        self._control = frozenset(i for i, ty in enumerate(types) if ty == CONTROL)
+
         # --- tokenizers objects: BPE over the NORMAL vocabulary, special tokens as added tokens
         vocab = {t: i for i, t in enumerate(tokens) if types[i] != UNUSED}
         pairs = [tuple(m.split(" ", 1)) for m in merges]
-        bpe = models.BPE(vocab=vocab, merges=pairs, ignore_merges=False, fuse_unk=False, byte_fallback=False)
+        try:
+            bpe = models.BPE(vocab=vocab, merges=pairs, ignore_merges=False, fuse_unk=False, byte_fallback=False)
+        except Exception as exc:  # tokenizers raises its own exception type for bad merges
+            raise TokenizerError(f"inconsistent tokenizer vocabulary/merges: {exc}") from None
         tok = Tokenizer(bpe)
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERNS[pre]), behavior="isolated", invert=False),
@@ -123,24 +145,10 @@ class BonsaiTokenizer:
         for a in added:  # the added tokens must keep the file's ids, not fresh ones
             if tok.token_to_id(a.content) != vocab[a.content]:
                 raise TokenizerError(f"special token {a.content!r} did not keep its id {vocab[a.content]}")
-        self._hf_special = tok                           # parse_special=True
-        self._hf_plain = Tokenizer.from_str(tok.to_str())  # parse_special=False: CONTROL texts as text
-        self._hf_plain.encode_special_tokens = True
-
-        # --- detokenization table: exact bytes of every token (llama.cpp rules 3 and 4)
-        alphabet = _byte_level_alphabet()
-        self._pieces: list[bytes] = []
-        for i, (t, ty) in enumerate(zip(tokens, types)):
-            if ty == NORMAL:
-                try:
-                    self._pieces.append(bytes(alphabet[c] for c in t))
-                except KeyError:
-                    raise TokenizerError(f"token {i} {t!r} is not a byte-level BPE token") from None
-            elif ty in (CONTROL, USER_DEFINED):
-                self._pieces.append(t.encode("utf-8"))
-            else:  # UNUSED, UNKNOWN, BYTE: nothing to render for a gpt2-style vocabulary
-                self._pieces.append(b"")
-        self._control = frozenset(i for i, ty in enumerate(types) if ty == CONTROL)
+        # One tokenizer serves both modes: `encode_special_tokens` (CONTROL texts tokenized as plain
+        # text) is switched per call, under a lock because it is state on a shared object.
+        self._hf = tok
+        self._hf_lock = threading.Lock()
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> "BonsaiTokenizer":
@@ -170,8 +178,11 @@ class BonsaiTokenizer:
         """Token ids of `text`. `parse_special`: CONTROL texts like `<|im_start|>` become their ids
         (needed for hand-written chat prompts). `add_special`: prepend BOS if the file asks for it
         (Qwen3 does not)."""
-        hf = self._hf_special if parse_special else self._hf_plain
-        ids = hf.encode(text, add_special_tokens=False).ids if text else []
+        ids: list[int] = []
+        if text:
+            with self._hf_lock:
+                self._hf.encode_special_tokens = not parse_special
+                ids = self._hf.encode(text, add_special_tokens=False).ids
         if add_special and self.add_bos and self.bos_id is not None:
             ids = [self.bos_id, *ids]
         return ids

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.model import Qwen3Model
+from generator.model import ContextOverflowError, ModelError, Qwen3Model, kv_cache_bytes_for_file
 
 REF = Path(__file__).parent / "fixtures" / "reference"
 ENTRIES = json.loads((REF / "logits" / "logits.json").read_text())
@@ -25,7 +25,7 @@ MODEL_FILES = sorted({e["model"] for e in ENTRIES})
 
 @pytest.fixture(scope="module")
 def models():
-    return {name: Qwen3Model.load(REF / name, n_ctx=512) for name in MODEL_FILES}
+    return {name: Qwen3Model.load(REF / name, n_ctx=512, threads=1) for name in MODEL_FILES}
 
 
 def _id(e):
@@ -68,3 +68,28 @@ def test_prefill_then_decode_equals_prefill_all(models, entry):
     model.truncate(len(ids) - 1)
     again = model.decode(ids[-1])
     assert np.abs(again - all_at_once).max() <= 1e-4
+
+
+def test_cache_accounting_and_context_overflow():
+    model = Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=8, threads=1)
+    assert model.kv_cache_bytes == model.k_cache.nbytes + model.v_cache.nbytes
+    assert model.kv_cache_bytes == kv_cache_bytes_for_file(REF / MODEL_FILES[0], 8)
+    with pytest.raises(ContextOverflowError, match="n_ctx=8"):
+        model.prefill(list(range(9)))
+    assert model.n_past == 0                                  # nothing was appended
+    first = model.prefill([785, 6722, 315]).copy()
+    model.prefill([9625, 374, 1, 2, 3])
+    assert model.n_past == 8
+    with pytest.raises(ContextOverflowError):
+        model.decode(5)
+    with pytest.raises(ModelError, match="truncate"):
+        model.truncate(9)
+    model.reset()
+    with pytest.raises(ModelError, match="out of range"):
+        model.prefill([151936])
+    with pytest.raises(ModelError, match="empty"):
+        model.prefill([])
+    model.truncate(0)
+    assert np.array_equal(model.prefill([785, 6722, 315]), first)  # same input, same cache state, same logits
+    with pytest.raises(ModelError, match="n_ctx"):
+        Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=10**6)

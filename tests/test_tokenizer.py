@@ -91,5 +91,11 @@ def test_bad_metadata_is_a_clear_error(tied_metadata):
         BonsaiTokenizer.from_metadata({**tied_metadata, "tokenizer.ggml.pre": "nonesuch"})
     with pytest.raises(TokenizerError, match="tokenizer.ggml.tokens"):
         BonsaiTokenizer.from_metadata({k: v for k, v in tied_metadata.items() if k != "tokenizer.ggml.tokens"})
+    tokens = list(tied_metadata["tokenizer.ggml.tokens"])
+    tokens[100] = "not byte level"   # raw spaces never occur in a byte-level vocabulary
+    with pytest.raises(TokenizerError, match="token 100 .* not a byte-level BPE token"):
+        BonsaiTokenizer.from_metadata({**tied_metadata, "tokenizer.ggml.tokens": tokens})
+    with pytest.raises(TokenizerError, match="merges"):
+        BonsaiTokenizer.from_metadata({**tied_metadata, "tokenizer.ggml.merges": ["Ġ zzzq"]})
     with pytest.raises(TokenizerError, match="only byte-level BPE"):
         BonsaiTokenizer.from_metadata({**tied_metadata, "tokenizer.ggml.model": "llama"})

@@ -1,0 +1,100 @@
+"""`ragbit generate`: run a Bonsai model on one prompt, streaming the answer.
+
+Mostly a way to try a model and measure its speed: text goes to stdout as it is produced, one timing
+line to stderr at the end; `--json` prints one machine-readable object instead.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from ragbit.cli import app
+from ragbit.config import ConfigError, RagbitConfig
+
+LARGE_KV_CACHE_BYTES = 1 << 30   # announce KV caches of 1 GiB or more even without --verbose
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command("generate")
+def generate(
+    prompt: str = typer.Argument(..., help="The prompt ('-' reads it from stdin)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="bonsai-1.7b | bonsai-4b | bonsai-8b, or a path to a .gguf file."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Most tokens to generate."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="0 = greedy."),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    min_p: Optional[float] = typer.Option(None, "--min-p"),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    chat: bool = typer.Option(True, "--chat/--raw",
+                              help="Wrap the prompt in the model's chat template, or send it as is."),
+    think: bool = typer.Option(False, "--think/--no-think", help="Let the model reason in a <think> block first."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop before this text (repeatable)."),
+    n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context size (KV cache positions)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="0 = all cores."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Report model file and KV cache size."),
+) -> None:
+    """Generate text from a prompt with a 1-bit Bonsai model."""
+    # Heavy imports (numba kernels) only when the command runs.
+    from generator.chat import ChatTemplateError
+    from generator.generate import GenerationError, Generator
+    from generator.gguf_file import GGUFError
+    from generator.hub import ModelNotAvailableError, UnknownModelError, resolve_model
+    from generator.model import ModelError, kv_cache_bytes_for_file
+    from generator.sampling import SamplingError, SamplingParams
+    from generator.tokenizer import TokenizerError
+
+    domain_errors = (ConfigError, GGUFError, ModelError, GenerationError, ModelNotAvailableError,
+                     UnknownModelError, SamplingError, TokenizerError, ChatTemplateError)
+    try:
+        cfg = RagbitConfig.load(overrides={"generator": {
+            "model": model, "max_tokens": max_tokens, "temperature": temperature, "top_k": top_k,
+            "top_p": top_p, "min_p": min_p, "repeat_penalty": repeat_penalty, "seed": seed,
+            "n_ctx": n_ctx, "threads": threads}}).generator
+        sampling = SamplingParams(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p,
+                                  repeat_penalty=cfg.repeat_penalty, seed=cfg.seed)
+        if prompt == "-":
+            prompt = sys.stdin.read()
+
+        path = resolve_model(cfg.model, on_download=lambda msg: typer.echo(msg, err=True))
+        kv_bytes = kv_cache_bytes_for_file(path, cfg.n_ctx)
+        if verbose or kv_bytes >= LARGE_KV_CACHE_BYTES:
+            typer.echo(f"model {path}; KV cache {kv_bytes / 2**20:.0f} MiB for n_ctx={cfg.n_ctx}", err=True)
+        gen = Generator.load(path, n_ctx=cfg.n_ctx, threads=cfg.threads)
+
+        for piece in gen.stream(prompt, chat=chat, max_tokens=cfg.max_tokens, sampling=sampling,
+                                stop=stop or None, thinking=think):
+            if not json_out:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        result = gen.last_result
+    except domain_errors as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted", err=True)
+        raise typer.Exit(130)
+
+    t = result.timings
+    if json_out:
+        typer.echo(json.dumps({
+            "text": result.text, "prompt_token_ids": result.prompt_token_ids, "token_ids": result.token_ids,
+            "finish_reason": result.finish_reason,
+            "timings": {"load_s": t.load_s, "prompt_tokens_per_s": t.prompt_tokens_per_s,
+                        "gen_tokens_per_s": t.gen_tokens_per_s},
+        }, ensure_ascii=False))
+    else:
+        if not result.text.endswith("\n"):
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        typer.echo(f"load {t.load_s:.2f} s | prompt {len(result.prompt_token_ids)} tokens, "
+                   f"{t.prompt_tokens_per_s:.1f} tok/s | generation {len(result.token_ids)} tokens, "
+                   f"{t.gen_tokens_per_s:.1f} tok/s | finish: {result.finish_reason}", err=True)
