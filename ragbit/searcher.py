@@ -134,9 +134,9 @@ class Searcher:
         self._load()
         found: dict[str, None] = {}
         candidates = [m.group().replace("\\", "/") for m in _PATH_LIKE.finditer(query)]
-        for dotted in _DOTTED.findall(query):       # astropy.io.registry -> astropy/io/registry.py
-            base = dotted.replace(".", "/")
-            candidates += [base + ".py", base + "/__init__.py"]
+        # astropy.io.registry -> astropy/io/registry.py (not the package __init__.py: `from django.db import
+        # models` names django/db/__init__.py, which is rarely what the question is about)
+        candidates += [dotted.replace(".", "/") + ".py" for dotted in _DOTTED.findall(query)]
         for cand in candidates:
             cand = cand.strip("./")
             if not cand:
