@@ -31,6 +31,12 @@ class HybridRetriever(Component):
         from ragbit.searcher import Searcher
         self._searcher = Searcher(self.config, embedder=self.embedder)
 
+    def reload(self) -> None:
+        """Forget the loaded index (it was refreshed on disk); the next run opens the new one."""
+        self._searcher = None
+
     def run(self, query: str) -> dict[str, Any]:
+        if self._searcher is None:
+            self.warm_up()
         hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file)
         return {"hits": list(hits)}

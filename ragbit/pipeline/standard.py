@@ -77,15 +77,17 @@ class Answer:
         }
 
 
-def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None) -> float:
-    """Index the repository if it has no index (with progress), else refresh it (quietly); seconds spent."""
+def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None) -> tuple[float, bool]:
+    """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
+    is the common case). Returns (seconds spent, whether the index changed)."""
     from indexes.store import IndexStore
     from ragbit.indexer import index_repository
     t0 = time.perf_counter()
     if progress is None:
         progress = IndexStore(cfg.index_dir).current() is None
-    index_repository(cfg, progress=progress, embedder=embedder)
-    return time.perf_counter() - t0
+    report = index_repository(cfg, progress=progress, embedder=embedder)
+    changed = bool(report.files_added or report.files_changed or report.files_removed or report.rechunked_all)
+    return time.perf_counter() - t0, changed
 
 
 def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None = None,
@@ -96,9 +98,20 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
     Answer with sources and `error` set.
     """
     answer = Answer(question)
-    if refresh:
-        answer.timings["index_s"] = refresh_index(cfg)
     pipeline = pipeline or query_pipeline(cfg)
+    if refresh:
+        # One embedding model for indexing and for the retrievers' query vectors: it loads once.
+        retrievers = pipeline.find_components(HybridRetriever)
+        embedder = next((r.embedder for r in retrievers if r.embedder is not None), None)
+        if embedder is None:
+            from ragbit.embeddings import Embedder
+            embedder = Embedder(cfg.embed)
+        for r in retrievers:
+            r.embedder = r.embedder or embedder
+        answer.timings["index_s"], changed = refresh_index(cfg, embedder=embedder)
+        if changed:
+            for r in retrievers:
+                r.reload()
     for gen in pipeline.find_components(BonsaiGenerator):
         gen.on_token = on_token
     inputs: dict[str, Any] = {"query": question}
