@@ -33,9 +33,9 @@ def _query_errors() -> tuple[type[BaseException], ...]:
 
 
 def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
-                 think: Optional[bool], max_tokens: Optional[int]):
+                 think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
     return _config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
-                          "query": {"k": k, "budget": budget, "thinking": think}})
+                          "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
 
 
 def _guard(fn):
@@ -122,11 +122,12 @@ def query(
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming"),
+    index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
     """Ask a question about a repository: retrieve, pack, stream a cited answer."""
     def go():
         from ragbit.pipeline.standard import ask
-        cfg = _load_config(repo, model, k, budget, think, max_tokens)
+        cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir)
         return ask(cfg, question, on_token=None if as_json else _stream_to_stdout)
     answer = _guard(go)
     if as_json:
@@ -149,11 +150,12 @@ def chat(
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens per question"),
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
+    index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
     """A conversation about a repository, one question per line on stdin; ends on EOF or /exit."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
-        return Conversation(_load_config(repo, model, k, budget, think, max_tokens))
+        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
     conversation = _guard(setup)
     interactive = sys.stdin.isatty()
     if interactive:
