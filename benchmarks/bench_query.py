@@ -72,7 +72,9 @@ def main() -> int:
     print(header)
     rows = []
     for i, question in enumerate(QUESTIONS[: a.questions], start=1):
-        answer = ask(cfg, question)
+        print(f"question {i}: {question}", file=sys.stderr, flush=True)
+        answer = ask(cfg, question, on_token=lambda piece: print(".", end="", file=sys.stderr, flush=True))
+        print(file=sys.stderr)
         if answer.error:
             print(f"error: {answer.error}", file=sys.stderr)
             return 1
