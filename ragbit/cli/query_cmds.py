@@ -124,7 +124,11 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
-    """Ask a question about a repository: retrieve, pack, stream a cited answer."""
+    """Ask a question about a repository: retrieve, pack, stream a cited answer.
+
+    Indexes the repository first if needed. Without a usable model (offline, missing or corrupt file) the
+    retrieved sources are still printed, with one warning line on stderr, and the exit code is 0.
+    """
     def go():
         from ragbit.pipeline.standard import ask
         cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir)
