@@ -97,5 +97,10 @@ def test_real_minilm_end_to_end(tmp_path):
     hits = s.search("sleep longer after each failed attempt", k=3, mode="dense")
     assert hits[0].path == "src/net/retry.py"
     assert s.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and s.embedder.dim == 384
+    # the dimension read from the model's files (before loading torch) is the loaded model's
+    from ragbit.embeddings import Embedder
+    assert Embedder().dim == s.embedder.embed_query("x").shape[0] == 384
+    assert Embedder().count_tokens("def retry_with_backoff(fn):") == len(
+        s.embedder._load_model().tokenizer("def retry_with_backoff(fn):", add_special_tokens=False)["input_ids"])
     hits = s.search("keeping replicas available during upgrades", k=3, mode="hybrid")
     assert hits[0].path == "docs/deployment.md"
