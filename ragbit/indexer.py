@@ -123,8 +123,11 @@ class _Progress:
 
 # ---------------------------------------------------------------------------------------------- main
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
-                     embedder=None, warn=None) -> IndexReport:
-    """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring."""
+                     embedder=None, warn=None, embed: bool = True) -> IndexReport:
+    """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
+
+    embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
+    search is complete, dense search covers only cached vectors (the manifest says so)."""
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
     from ragbit.chunking import chunk_file
@@ -214,6 +217,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 kind=cfg.index.dense if complete else "flat")
 
         # ---- 4. embed what is missing, flushing to the cache as we go
+        if not complete and not embed:
+            report.dense_complete = False
+            report.timings["total"] = time.perf_counter() - t_start
+            return report
         if not complete:
             t = time.perf_counter()
             model_before = embedder.seconds_in_model
