@@ -53,7 +53,7 @@ class IndexReport:
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
     dense_complete: bool = False
     rechunked_all: bool = False       # chunk settings changed since the last run
-    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, load_model, lexical, embed, model, dense, total
+    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
 
     @property
     def files(self) -> int:
@@ -192,9 +192,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             raise IndexingError(f"no indexable text in {repo}")
 
         # ---- 2. vectors we already have
-        t = time.perf_counter()
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
-        report.timings["load_model"] = time.perf_counter() - t      # first run: torch + model load
         cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
         keys = [c.content_hash for c in table.chunks]
         vectors, found = cache.get(keys)
@@ -206,6 +204,14 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             "embed_dim": dim, "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
             "dense_kind": cfg.index.dense,
         }
+
+        unchanged = (reuse and report.files_unchanged == len(table.files) and not report.files_removed
+                     and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
+                     and bool(found.all()))
+        if unchanged:                                  # nothing to write: the committed index is current
+            report.dense_complete = True
+            report.timings["total"] = time.perf_counter() - t_start
+            return report
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         t = time.perf_counter()

@@ -43,10 +43,13 @@ def test_first_run_indexes_every_file_and_embeds_every_distinct_chunk(repo):
     assert report2.files_unchanged == 6 and report2.files_added == 0
 
 
-def test_unchanged_run_embeds_nothing(repo):
+def test_unchanged_run_embeds_nothing_and_writes_nothing(repo):
+    from indexes.store import IndexStore
     run(repo)
+    generation = IndexStore(RagbitConfig.load(repo).index_dir).manifest()["generation"]
     report, emb = run(repo)
     assert emb.embedded == []
+    assert IndexStore(RagbitConfig.load(repo).index_dir).manifest()["generation"] == generation
     assert report.files_unchanged == 6 and report.chunks_reused == report.chunks and report.chunks_embedded == 0
 
 
