@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--max-queries", type=int, default=0, help="score only the first N queries (after --corpora)")
     ap.add_argument("-k", type=int, default=20, help="results asked for (score.py's default)")
     ap.add_argument("--baselines", default="bm25,bm25-chunk")
+    ap.add_argument("--lexical-only", action="store_true",
+                    help="no embedding: index chunk table + BM25 only, score lexical with/without path boost")
     ap.add_argument("--out", help="write per-query results + summary JSON here")
     a = ap.parse_args()
 
@@ -62,7 +64,8 @@ def main() -> None:
 
     baselines = [score.BM25Baseline("bm25") if b == "bm25" else score.BM25Baseline("bm25-chunk", 40, 20)
                  for b in filter(None, a.baselines.split(","))]
-    names = [b.name for b in baselines] + [f"ragbit-{s}" for s in SYSTEMS]
+    systems = ["lexical", "lexical-nopath"] if a.lexical_only else SYSTEMS
+    names = [b.name for b in baselines] + [f"ragbit-{s}" for s in systems]
     per_query = [{"corpus": q["corpus"], "id": q.get("instance_id"), "systems": {}} for q in qs]
     timing = collections.defaultdict(float)
     embedder = Embedder()                 # one model for every corpus
@@ -83,13 +86,13 @@ def main() -> None:
 
         cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / corpus)}})
         t = time.time()
-        report = index_repository(cfg, progress=True, embedder=embedder)
+        report = index_repository(cfg, progress=not a.lexical_only, embedder=embedder, embed=not a.lexical_only)
         timing["ragbit index_s"] += time.time() - t
         index_log.append(f"{corpus}: {report.files} files, {report.chunks} chunks, {report.chunks_embedded} embedded, "
                          f"{time.time() - t:.0f}s (model {report.timings.get('model', 0):.0f}s)")
         print("  " + index_log[-1], file=sys.stderr, flush=True)
         searcher = Searcher(cfg, embedder=embedder)
-        for system in SYSTEMS:
+        for system in systems:
             mode = system.split("-")[0]
             t = time.time()
             for i in idxs:
