@@ -74,7 +74,8 @@ class _FastReader(GGUFReader):
 
     def _need(self, offs: int, n: int, what: str) -> None:
         if offs < 0 or n < 0 or offs + n > len(self.data):
-            raise _ReaderFailure(f"truncated or corrupt file: {what} at byte {offs} runs past the end ({len(self.data)} bytes)")
+            raise _ReaderFailure(f"truncated or corrupt file: {what} at byte {offs} runs past the end "
+                                 f"({len(self.data)} bytes)")
 
     def _get(self, offset, dtype, count=1, override_order=None):
         self._need(int(offset), int(count) * np.dtype(dtype).itemsize, "metadata")

@@ -96,53 +96,72 @@ def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, fastmath=False)
-def _attend_head(q, k_cache, v_cache, pos0, h, group, scale, scores, out):
-    """Query head h for all T queries (see `attention`); scores[h] is its scratch row."""
+# Reassociation lets LLVM vectorise the dot products and the weighted sum (only the summation order changes);
+# no nnan/ninf flags: the running max starts at -inf.
+_ATTN_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, fastmath=_ATTN_FASTMATH)
+def _attend_group(q, k_cache, v_cache, pos0, kvh, group, scale, scores, out):
+    """The `group` query heads that share KV head kvh, for all T queries (see `attention`).
+
+    Each cached key/value row is read once for the whole group (GQA: 2-4 query heads per KV head).
+    scores[h] is the scratch row of query head h.
+    """
     T = q.shape[0]
-    hd = k_cache.shape[2]
-    kvh = h // group
-    qo = h * hd
+    hd = k_cache.shape[1]
+    keys_t = k_cache[kvh]               # (hd, n_ctx): keys transposed, so q.k vectorises over positions
+    values = v_cache[kvh]               # (n_ctx, hd)
+    h0 = kvh * group
     for t in range(T):
         n_pos = pos0 + t + 1
-        # scores = scale * q . k, and their max
-        smax = -np.inf
-        for p in range(n_pos):
-            acc = np.float32(0.0)
-            for i in range(hd):
-                acc += q[t, qo + i] * k_cache[kvh, p, i]
-            s = acc * scale
-            scores[h, p] = s
-            if s > smax:
-                smax = s
-        # softmax (float32 values, float64 denominator)
-        den = 0.0
-        for p in range(n_pos):
-            e = np.float32(math.exp(scores[h, p] - smax))
-            scores[h, p] = e
-            den += e
-        inv = np.float32(1.0 / den)
-        # out = sum_p softmax_p * v_p   (v rows read in position order)
+        # scores[h, p] = scale * q_h . k_p, accumulated one key dimension (one contiguous row of keys_t) at a time
+        for h in range(h0, h0 + group):
+            scores[h, :n_pos] = 0.0
         for i in range(hd):
-            out[t, qo + i] = 0.0
+            krow = keys_t[i]
+            for h in range(h0, h0 + group):
+                qi = q[t, h * hd + i] * scale
+                srow = scores[h]
+                for p in range(n_pos):
+                    srow[p] += qi * krow[p]
+        # softmax per head (float32 values, float64 denominator), normalised in place
+        for h in range(h0, h0 + group):
+            srow = scores[h]
+            smax = -np.inf
+            for p in range(n_pos):
+                smax = max(smax, srow[p])
+            den = 0.0
+            for p in range(n_pos):
+                e = np.float32(math.exp(srow[p] - smax))
+                srow[p] = e
+                den += e
+            inv = np.float32(1.0 / den)
+            for p in range(n_pos):
+                srow[p] *= inv
+            out[t, h * hd:(h + 1) * hd] = 0.0
+        # out_h = sum_p softmax_h,p * v_p   (v rows read once, in position order)
         for p in range(n_pos):
-            wgt = scores[h, p] * inv
-            for i in range(hd):
-                out[t, qo + i] += wgt * v_cache[kvh, p, i]
+            vr = values[p]
+            for h in range(h0, h0 + group):
+                wgt = scores[h, p]
+                ov = out[t, h * hd:(h + 1) * hd]
+                for i in range(hd):
+                    ov[i] += wgt * vr[i]
 
 
 @njit(cache=True, parallel=True)
 def _attention_parallel(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
-    group = n_heads // k_cache.shape[0]
-    for h in prange(n_heads):
-        _attend_head(q, k_cache, v_cache, pos0, h, group, scale, scores, out)
+    n_kv = k_cache.shape[0]
+    for kvh in prange(n_kv):
+        _attend_group(q, k_cache, v_cache, pos0, kvh, n_heads // n_kv, scale, scores, out)
 
 
 @njit(cache=True)
 def _attention_serial(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
-    group = n_heads // k_cache.shape[0]
-    for h in range(n_heads):
-        _attend_head(q, k_cache, v_cache, pos0, h, group, scale, scores, out)
+    n_kv = k_cache.shape[0]
+    for kvh in range(n_kv):
+        _attend_group(q, k_cache, v_cache, pos0, kvh, n_heads // n_kv, scale, scores, out)
 
 
 PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which waking threads costs more than it saves
@@ -152,13 +171,13 @@ def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
-    k_cache: (n_kv, n_ctx, hd) float32 - one layer; positions contiguous per KV head (decode reads rows in order)
-    v_cache: (n_kv, n_ctx, hd) float32
+    k_cache: (n_kv, hd, n_ctx) float32 - one layer, keys TRANSPOSED: q.k runs along contiguous positions
+    v_cache: (n_kv, n_ctx, hd) float32 - one layer, value rows contiguous in position order
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
-    Query head h reads KV head h // (n_heads / n_kv). Heads run in parallel only when there is enough work.
+    Query head h reads KV head h // (n_heads / n_kv). KV heads run in parallel only when there is enough work.
     """
-    T, hd = q.shape[0], k_cache.shape[2]
+    T, hd = q.shape[0], k_cache.shape[1]
     work = T * n_heads * (pos0 + T) * hd * 2
     run = _attention_parallel if work >= PARALLEL_MIN_WORK else _attention_serial
     run(q, k_cache, v_cache, pos0, n_heads, scale, scores, out)

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels import dequantize, prepare_matrix, set_threads
+from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
 from .kernels.matrix import QuantMatrix
 from . import layers
 
@@ -66,11 +66,12 @@ class Qwen3Config:
         return self.n_head_kv * self.head_dim
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, Any], n_vocab: int) -> "Qwen3Config":
-        """Config from GGUF metadata; n_vocab is taken from the token_embd shape by the caller.
-
-        Raises ModelError naming the missing/bad key.
+    def from_metadata(cls, meta: dict[str, Any], n_vocab: int | None = None) -> "Qwen3Config":
+        """Config from GGUF metadata. n_vocab: rows of token_embd (config_from_gguf passes it); without it,
+        the tokenizer's vocab size. Raises ModelError naming the missing/bad key.
         """
+        if n_vocab is None:
+            n_vocab = len(meta.get("tokenizer.ggml.tokens") or [])
         arch = meta.get("general.architecture")
         if arch != "qwen3":
             raise ModelError(f"unsupported architecture {arch!r} (only qwen3 / Bonsai is supported)")
@@ -139,12 +140,18 @@ class LayerWeights:
 
 def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int) -> QuantMatrix:
     ref = gf.require(name, (n_in, n_out))
-    return prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
+    try:
+        return prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
+    except KernelFormatError as exc:
+        raise gf.error(f"tensor {name!r}: {exc}") from None
 
 
 def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
     ref: TensorRef = gf.require(name, (n,))
-    return np.ascontiguousarray(dequantize(ref.ggml_type, ref.raw, n, 1).reshape(n), dtype=np.float32)
+    try:
+        return np.ascontiguousarray(dequantize(ref.ggml_type, ref.raw, n, 1).reshape(n), dtype=np.float32)
+    except KernelFormatError as exc:
+        raise gf.error(f"tensor {name!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -193,8 +200,9 @@ class Qwen3Model:
             n_ctx, cfg.head_dim, cfg.rope_base, cfg.rope_factor, cfg.rope_orig_ctx)
         self.attn_scale = np.float32(1.0 / math.sqrt(cfg.head_dim))
 
-        # ---- KV cache: per layer and KV head, positions contiguous so decode reads rows in order ----
-        self.k_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), np.float32)
+        # ---- KV cache, per layer and KV head. Keys transposed (hd, n_ctx): decode's q.k streams contiguous
+        # position rows; values (n_ctx, hd): the weighted sum streams contiguous value rows ----
+        self.k_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx), np.float32)
         self.v_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), np.float32)
 
         # ---- decode work buffers, (1, n) so the batched layer kernels serve decode too ----
@@ -222,8 +230,17 @@ class Qwen3Model:
                              f"{config.n_ctx_train}")
         if threads < 0:
             raise ModelError(f"threads must be >= 0 (0 = all cores), got {threads}")
+        need, free = kv_cache_bytes(config, int(n_ctx)), _available_ram()
+        if free is not None and need > free:
+            raise ModelError(f"the KV cache for n_ctx={n_ctx} needs {need / 2**30:.1f} GiB but only "
+                             f"{free / 2**30:.1f} GiB of RAM is available; lower n_ctx")
         set_threads(threads)
         return cls(gguf, config, int(n_ctx))
+
+    @staticmethod
+    def estimate_kv_cache_bytes(path: str | os.PathLike[str], n_ctx: int) -> int:
+        """KV cache bytes load(path, n_ctx) would allocate, read from the file's metadata only."""
+        return kv_cache_bytes_for_file(path, n_ctx)
 
     # --- cache control ----------------------------------------------------------------------------------------
 
@@ -329,8 +346,8 @@ class Qwen3Model:
         layers.head_norm_rope(q, cfg.n_head, cfg.head_dim, lw.q_norm, cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
         layers.head_norm_rope(k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
                               pos0)
-        # (T, n_kv*hd) -> cache[li] (n_kv, pos, hd)
-        self.k_cache[li, :, pos0:pos0 + T, :] = k.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 0, 2)
+        # (T, n_kv*hd) -> k_cache[li] (n_kv, hd, pos), v_cache[li] (n_kv, pos, hd)
+        self.k_cache[li, :, :, pos0:pos0 + T] = k.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 2, 0)
         self.v_cache[li, :, pos0:pos0 + T, :] = v.reshape(T, cfg.n_head_kv, cfg.head_dim).transpose(1, 0, 2)
         layers.attention(q, self.k_cache[li], self.v_cache[li], pos0, cfg.n_head, self.attn_scale, self.scores, out)
 
@@ -352,6 +369,18 @@ def config_from_gguf(gguf: GGUFFile) -> Qwen3Config:
         raise gguf.error(str(exc)) from None
     gguf.require("token_embd.weight", (config.n_embd, config.n_vocab))
     return config
+
+
+def _available_ram() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where unknown, e.g. not Linux)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def kv_cache_bytes_for_file(path: str | os.PathLike[str], n_ctx: int) -> int:

@@ -59,6 +59,7 @@ def test_config_from_reference_files():
     assert (yarn.n_layer, yarn.n_embd, yarn.q_dim, yarn.n_head_kv) == (3, 128, 512, 1)
     assert (yarn.rope_scaling, yarn.rope_factor, yarn.rope_orig_ctx, yarn.n_ctx_train) == ("yarn", 4.0, 16384, 65536)
     assert kv_cache_bytes(yarn, 1000) == 2 * 3 * 1 * 1000 * 128 * 4
+    assert Qwen3Config.from_metadata(GGUFFile(UNTIED).metadata) == yarn   # n_vocab from the tokenizer
     with pytest.raises(ModelError, match="architecture"):
         Qwen3Config.from_metadata({"general.architecture": "llama"}, n_vocab=10)
     with pytest.raises(ModelError, match="qwen3.block_count"):
@@ -213,3 +214,11 @@ def test_synthetic_file_has_the_bonsai_layout(tmp_path):
     q = syn.tensor("blk.0.attn_q.weight").raw.reshape(-1, 18)
     d = q[:, :2].copy().view(np.float16).astype(np.float32).ravel()
     assert 0.3 / 16 < d.min() and d.max() < 2.0 / 16 and np.unique(d).size > 100
+
+
+def test_wrong_architecture_is_a_gguf_error(tmp_path):
+    path = _copy(tmp_path)
+    key = struct.pack("<Q", 5) + b"qwen3"                             # value of general.architecture
+    blob = path.read_bytes()
+    _patch(path, blob.index(key) + 8, b"llama")
+    _expect_error(path, "unsupported architecture 'llama'", load_model=True)

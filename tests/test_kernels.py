@@ -131,6 +131,10 @@ def test_bad_inputs_raise_format_errors():
     m = prepare_matrix(GGML_Q1_0, np.zeros(36, np.uint8), 128, 2)
     with pytest.raises(KernelFormatError):
         m.matvec(np.zeros(127, np.float32))
+    with pytest.raises(KernelFormatError):
+        m.matvec(np.zeros(128, np.float32), out=np.zeros(2, np.float64))  # wrong out dtype
+    with pytest.raises(KernelFormatError):
+        m.matmul(np.zeros((3, 128), np.float32), out=np.zeros((2, 3), np.float32))  # wrong out shape
 
 
 def _by_hand_q1_0_block(block: bytes) -> np.ndarray:
@@ -163,3 +167,28 @@ def test_saved_q1_0_bytes_are_those_in_the_gguf_file():
     t = next(t for t in gguf.GGUFReader(str(FIXTURE)).tensors if t.name == "blk.0.attn_q.weight")
     assert int(t.tensor_type) == GGML_Q1_0 and [int(v) for v in t.shape] == [256, 256]
     assert np.array_equal(np.asarray(t.data).reshape(-1), np.load(REAL_Q1_0))
+
+
+def test_q1_0_matmul_over_several_token_tiles_and_threads():
+    """More tokens than one table tile (64) and a ragged last tile; rows split across threads."""
+    n_in, n_out = 256, 131
+    raw = quantize(GGML_Q1_0, _weights(n_out, n_in, 21))
+    w = dequantize(GGML_Q1_0, raw, n_in, n_out).astype(np.float64)
+    m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out)
+    xs = np.random.default_rng(22).standard_normal((150, n_in)).astype(np.float32)
+    _assert_close(m.matmul(xs), xs @ w.T, np.abs(xs) @ np.abs(w).T)
+
+
+def test_q1_0_matvec_sees_in_place_changes_of_a_reused_input_buffer():
+    """Decode tables are cached per input; a caller reusing one x buffer must still get fresh results."""
+    n_in, n_out = 256, 40
+    raw = quantize(GGML_Q1_0, _weights(n_out, n_in, 31))
+    w = dequantize(GGML_Q1_0, raw, n_in, n_out).astype(np.float64)
+    a = prepare_matrix(GGML_Q1_0, raw, n_in, n_out)
+    b = prepare_matrix(GGML_Q1_0, quantize(GGML_Q1_0, _weights(n_out, n_in, 32)), n_in, n_out)
+    x = np.random.default_rng(33).standard_normal(n_in).astype(np.float32)
+    for _ in range(3):
+        b.matvec(x)  # same x: shares the tables
+        _assert_close(a.matvec(x), w @ x, np.abs(w) @ np.abs(x))
+        x *= -0.5  # same buffer, new contents
+        x[0] += 1.0

@@ -93,3 +93,25 @@ def test_cache_accounting_and_context_overflow():
     assert np.array_equal(model.prefill([785, 6722, 315]), first)  # same input, same cache state, same logits
     with pytest.raises(ModelError, match="n_ctx"):
         Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=10**6)
+    assert Qwen3Model.estimate_kv_cache_bytes(REF / MODEL_FILES[0], 8) == model.kv_cache_bytes
+
+
+def test_yarn_rope_tables_follow_the_readme():
+    """README: for head_dim 128, base 1e6, YaRN x4 over 16384, pairs j <= 20 keep their frequency, pairs
+    j >= 37 are divided by 4 (linear in between), and cos/sin carry mscale = 1 + 0.1 ln 4."""
+    from generator.layers import rope_tables
+
+    p = 1000
+    cos, sin = rope_tables(p + 1, 128, 1e6, 4.0, 16384)
+    plain_cos, plain_sin = rope_tables(p + 1, 128, 1e6)
+    mscale = 1 + 0.1 * np.log(4.0)
+    assert np.allclose(np.hypot(cos[p], sin[p]), mscale, atol=1e-6)
+    angle = np.arctan2(sin[p], cos[p])
+    j = np.arange(64)
+    theta = p * 1e6 ** (-2.0 * j / 128)
+    wrap = lambda a: np.angle(np.exp(1j * a))  # noqa: E731
+    assert np.allclose(angle[:21], wrap(theta[:21]), atol=1e-4)          # extrapolated: unchanged
+    assert np.allclose(angle[37:], wrap(theta[37:] / 4), atol=1e-4)      # interpolated: frequency / 4
+    ramp = 1 - (j[21:37] - 20) / 17
+    assert np.allclose(angle[21:37], wrap(theta[21:37] * (ramp + (1 - ramp) / 4)), atol=1e-4)
+    assert np.allclose(np.hypot(plain_cos[p], plain_sin[p]), 1.0, atol=1e-6)

@@ -7,6 +7,8 @@ dequantizes small row TILES on the fly.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -40,6 +42,14 @@ def _as_f32(a: np.ndarray, ndim: int, n_in: int, name: str) -> np.ndarray:
     return a
 
 
+def _check_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise KernelFormatError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+    return out
+
+
 class QuantMatrix:
     """W (n_out, n_in) in packed form. Subclasses fill `_matvec_into` and `_dequant_rows_into`."""
 
@@ -53,8 +63,7 @@ class QuantMatrix:
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x float32 (n_in,) -> W @ x, float32 (n_out,)."""
         x = _as_f32(x, 1, self.n_in, "matvec")
-        if out is None:
-            out = np.empty(self.n_out, dtype=np.float32)
+        out = _check_out(out, (self.n_out,))
         self._matvec_into(x, out)
         return out
 
@@ -62,8 +71,7 @@ class QuantMatrix:
     def matmul(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x float32 (n_tok, n_in) -> x @ W.T, float32 (n_tok, n_out)."""
         x = _as_f32(x, 2, self.n_in, "matmul")
-        if out is None:
-            out = np.empty((x.shape[0], self.n_out), dtype=np.float32)
+        out = _check_out(out, (x.shape[0], self.n_out))
         self._matmul_into(x, out)
         return out
 
@@ -141,15 +149,49 @@ class Q8Matrix(QuantMatrix):
         dense.q8_dequant_rows(self.qs, self.scales, r0, r1, out)
 
 
+class _LutCache(threading.local):
+    """Per-thread 8-bit tables of the last decode input. q/k/v (and gate/up) multiply the same x, so
+    the tables are built once for them; reuse is decided by comparing contents (x buffers are reused
+    in place by callers, so identity would be wrong)."""
+
+    def __init__(self):
+        self.x = np.empty(0, dtype=np.float32)
+        self.lut = np.empty(0, dtype=np.float32)
+
+    def tables_for(self, x: np.ndarray) -> np.ndarray:
+        if self.x.shape != x.shape or not np.array_equal(self.x, x):
+            if self.lut.size != x.size * 32:
+                self.lut = np.empty(x.size * 32, dtype=np.float32)  # (n_in // 8 * 256,)
+                self.x = np.empty_like(x)
+            q1_0.build_lut8(x, self.lut)
+            self.x[...] = x
+        return self.lut
+
+
+_LUTS = _LutCache()
+
+
 class Q1Matrix(QuantMatrix):
     """Q1_0 repacked into sign bits + float32 scales (see q1_0.py for the layout and its memory cost)."""
 
     def __init__(self, raw, n_in, n_out):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
-        self.bits, self.scales = q1_0.repack(raw, n_in, n_out)
+        tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
+        self.bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows)
+        # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's sign
+        # bytes on little-endian hosts (x86, arm64)
+        self.words = self.bits.view(np.uint64)
 
     def _matvec_into(self, x, out):
-        q1_0.matvec_simple(self.bits, self.scales, x, out)
+        q1_0.matvec_lut8(self.words, self.scales, _LUTS.tables_for(x), out)
+
+    def _matmul_into(self, x, out):
+        if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
+            for t in range(x.shape[0]):
+                self._matvec_into(x[t], out[t])
+        else:
+            kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
+            kernel(self.bits, self.scales, x, out, numba.get_num_threads())
 
     def _dequant_rows_into(self, r0, r1, out):
         q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)

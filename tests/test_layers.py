@@ -1,0 +1,78 @@
+"""numba layer kernels against plain numpy formulas (the model-level tests cover them end to end; this pins
+the parallel attention path, which the tiny reference models are too small to trigger with 2 threads)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from generator import layers
+
+
+def _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale):
+    """Causal GQA attention written directly from the definition (float64)."""
+    T = q.shape[0]
+    n_kv, hd, _ = k_cache.shape
+    out = np.zeros((T, n_heads * hd))
+    for t in range(T):
+        n = pos0 + t + 1
+        for h in range(n_heads):
+            kvh = h // (n_heads // n_kv)
+            s = (k_cache[kvh, :, :n].T.astype(np.float64) @ q[t, h * hd:(h + 1) * hd]) * scale
+            w = np.exp(s - s.max())
+            out[t, h * hd:(h + 1) * hd] = (w / w.sum()) @ v_cache[kvh, :n].astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("T,pos0", [(1, 0), (1, 300), (5, 0), (7, 120)])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_attention_matches_definition(T, pos0, parallel):
+    rng = np.random.default_rng(T * 1000 + pos0)
+    n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
+    q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
+    k_cache = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32)
+    v_cache = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32)
+    scores = np.zeros((n_heads, n_ctx), np.float32)
+    out = np.full((T, n_heads * hd), np.nan, np.float32)
+    scale = np.float32(hd ** -0.5)
+    run = layers._attention_parallel if parallel else layers._attention_serial
+    old = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        run(q, k_cache, v_cache, pos0, n_heads, scale, scores, out)
+    finally:
+        numba.set_num_threads(old)
+    ref = _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale)
+    assert np.abs(out - ref).max() <= 1e-5
+
+
+def test_rmsnorm_and_head_norm_rope():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 256), dtype=np.float32)
+    w = rng.uniform(0.6, 1.4, 256).astype(np.float32)
+    out = np.empty_like(x)
+    layers.rmsnorm(x, w, 1e-6, out)
+    ref = x / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + 1e-6) * w
+    assert np.abs(out - ref).max() <= 1e-5
+
+    # head norm then NEOX rotation: element j pairs with j + hd/2, angle p * base^(-2j/hd)
+    n_heads, hd, pos0 = 2, 64, 5
+    cos, sin = layers.rope_tables(16, hd, 1e6)
+    y = x[:, :n_heads * hd].copy()
+    layers.head_norm_rope(y, n_heads, hd, w[:hd], 1e-6, cos, sin, pos0)
+    xh = x[:, :n_heads * hd].reshape(3, n_heads, hd).astype(np.float64)
+    xh = xh / np.sqrt((xh ** 2).mean(axis=2, keepdims=True) + 1e-6) * w[:hd]
+    theta = (pos0 + np.arange(3))[:, None, None] * 1e6 ** (-2.0 * np.arange(hd // 2) / hd)
+    a, b = xh[..., :hd // 2], xh[..., hd // 2:]
+    ref = np.concatenate([a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta)], axis=2)
+    assert np.abs(y - ref.reshape(3, -1)).max() <= 1e-5
+
+
+def test_swiglu():
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((2, 100), dtype=np.float32) * 4
+    u = rng.standard_normal((2, 100), dtype=np.float32)
+    ref = g / (1 + np.exp(-g.astype(np.float64))) * u
+    layers.swiglu(g, u)
+    assert np.abs(g - ref).max() <= 1e-5
