@@ -86,6 +86,42 @@ class QueryConfig:
     budget: int = 1500                       # context tokens, counted with the generator's tokenizer
     k: int = 20                              # chunks retrieved before packing
     thinking: bool = False
+    reranker: str = ""                       # "" = no reranking; else a sentence-transformers CrossEncoder name/path
+
+
+@dataclass
+class PipelineConfig:
+    """A custom query pipeline; empty `components` means the built-in one (see ragbit.pipeline.standard).
+
+    In ragbit.toml::
+
+        [pipeline]
+        connections = [["retriever.hits", "only_src.hits"], ["only_src.hits", "packer.hits"]]
+        [[pipeline.components]]
+        name = "retriever"
+        type = "HybridRetriever"            # a registered name, or "package.module:Class"
+        [[pipeline.components]]
+        name = "only_src"
+        type = "examples.custom_pipeline:PathFilter"
+        params = { include = ["src/*"] }
+
+    Inputs left unconnected are matched by name to an earlier component's output (see Pipeline.build).
+    """
+    components: list[dict[str, Any]] = field(default_factory=list)  # {name, type, params?}
+    connections: list[list[str]] = field(default_factory=list)      # [sender "comp.output", receiver "comp.input"]
+
+    def validate(self) -> None:
+        for i, comp in enumerate(self.components):
+            if not isinstance(comp, dict) or not isinstance(comp.get("name"), str) or not isinstance(comp.get("type"), str):
+                raise ConfigError(f"[[pipeline.components]] #{i + 1} needs string 'name' and 'type'")
+            extra = set(comp) - {"name", "type", "params"}
+            if extra:
+                raise ConfigError(f"[[pipeline.components]] '{comp['name']}': unknown key(s) {', '.join(sorted(extra))}")
+            if not isinstance(comp.get("params", {}), dict):
+                raise ConfigError(f"[[pipeline.components]] '{comp['name']}': params must be a table")
+        for conn in self.connections:
+            if not (isinstance(conn, list) and len(conn) == 2 and all(isinstance(c, str) for c in conn)):
+                raise ConfigError(f"[pipeline] connections entries must be [\"sender.output\", \"receiver.input\"], got {conn!r}")
 
 
 @dataclass
@@ -98,6 +134,7 @@ class RagbitConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     @property
     def index_dir(self) -> Path:
@@ -150,3 +187,4 @@ class RagbitConfig:
                             ("chunk max_tokens", self.chunk.max_tokens), ("budget", self.query.budget)):
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        self.pipeline.validate()

@@ -1,2 +1,4 @@
 """Imports every command module so that it registers on the typer app."""
+from ragbit.cli import index_cmds  # noqa: F401  ragbit index / search / status
 from ragbit.cli import generate_cmd  # noqa: E402,F401
+from ragbit.cli import query_cmds  # noqa: F401  ragbit query / chat

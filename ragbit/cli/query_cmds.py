@@ -1,0 +1,179 @@
+"""`ragbit query` and `ragbit chat`: retrieved code in, cited answer out.
+
+Output contract (scripts rely on it):
+- the answer streams to stdout as it is generated, then a `sources:` list of `[n] path:start-end`;
+- progress, notes and timings go to stderr;
+- no usable model (offline hub, missing or corrupt file): the retrieved sources are still printed, plus
+  ONE `warning: no answer generated: ...` line on stderr, and the exit code is 0 - the sources are a
+  useful result on their own (a script can tell by the `error` field of --json, or the empty answer);
+- every other failure (no such repo, bad flag, locked index): one `error: ...` line, exit code 1.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ragbit.cli import app
+from ragbit.cli.index_cmds import _config, _fail, _user_errors
+
+
+def _query_errors() -> tuple[type[BaseException], ...]:
+    from ragbit.pipeline.component import PipelineError
+    from ragbit.pipeline.reranker import RerankerError
+    from generator.chat import ChatTemplateError
+    from generator.generate import GenerationError
+    from generator.hub import UnknownModelError
+    from generator.sampling import SamplingError
+    return _user_errors() + (PipelineError, RerankerError, ChatTemplateError, GenerationError, UnknownModelError,
+                             SamplingError)
+
+
+def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
+                 think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
+    return _config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
+                          "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
+
+
+def _guard(fn):
+    """fn() with domain errors as one `error:` line and exit 1; Ctrl-C likewise."""
+    try:
+        errors = _query_errors()
+    except ImportError as e:
+        _fail(f"cannot load ragbit's query modules: {e}")
+    try:
+        return fn()
+    except errors as e:
+        _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+# ---------------------------------------------------------------------------------------------- printing
+def _echo_err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _print_context(answer) -> None:
+    ctx = answer.context
+    if ctx is None:
+        _echo_err("context: not packed (no tokenizer without a model)")
+        return
+    _echo_err(f"--- context: {len(ctx.blocks)} blocks, {ctx.tokens} of {ctx.budget} tokens ---")
+    _echo_err(ctx.text)
+    _echo_err("--- end of context ---")
+
+
+def _print_sources(answer) -> None:
+    if not answer.sources:
+        typer.echo("sources: none (nothing was retrieved)")
+        return
+    if answer.error:
+        heading = "sources (retrieved; no answer was generated):"
+    elif all(s.cited for s in answer.sources):
+        heading = "sources:"
+    else:
+        heading = "sources (the answer cited no block; all context blocks):"
+    typer.echo(heading)
+    for s in answer.sources:
+        typer.echo(f"  {s}")
+    if answer.context is not None and answer.context.omitted:
+        typer.echo(answer.context.omitted_summary())
+
+
+def _print_timings(answer) -> None:
+    t, st = answer.timings, answer.stats
+    parts = [f"{k[:-2]} {t[k]:.2f}s" for k in ("index_s", "retrieval_s", "pack_s", "load_s", "ttft_s") if k in t]
+    if st is not None:
+        parts.insert(0, f"prompt {st.prompt_tokens} tokens (context {answer.context.tokens})")
+        parts.append(f"{st.generated_tokens} tokens at {t.get('gen_tokens_per_s', 0.0):.1f} tok/s")
+    _echo_err("[" + ", ".join(parts) + "]")
+
+
+def _stream_to_stdout(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
+    if show_context:
+        _print_context(answer)
+    if answer.error:
+        _echo_err(f"warning: {answer.error}")
+    elif not streamed:
+        typer.echo(answer.text)
+    if answer.text:
+        typer.echo("" if answer.text.endswith("\n") else "\n")
+    _print_sources(answer)
+
+
+# ---------------------------------------------------------------------------------------------- query
+@app.command()
+def query(
+    question: str = typer.Argument(..., help="your question about the code"),
+    repo: Path = typer.Option(Path("."), "--repo", help="repository to ask about (indexed first if needed)"),
+    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
+    k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved before packing (default 20)"),
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens (default 1500)"),
+    show_context: bool = typer.Option(False, "--show-context", help="print the packed context (stderr)"),
+    think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming"),
+    index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+) -> None:
+    """Ask a question about a repository: retrieve, pack, stream a cited answer.
+
+    Indexes the repository first if needed. Without a usable model (offline, missing or corrupt file) the
+    retrieved sources are still printed, with one warning line on stderr, and the exit code is 0.
+    """
+    def go():
+        from ragbit.pipeline.standard import ask
+        cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir)
+        return ask(cfg, question, on_token=None if as_json else _stream_to_stdout)
+    answer = _guard(go)
+    if as_json:
+        if answer.error:
+            _echo_err(f"warning: {answer.error}")
+        json.dump(answer.to_json(), sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    _show_answer(answer, streamed=True, show_context=show_context)
+    if not answer.error:
+        _print_timings(answer)
+
+
+# ---------------------------------------------------------------------------------------------- chat
+@app.command()
+def chat(
+    repo: Path = typer.Option(Path("."), "--repo", help="repository to talk about"),
+    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
+    k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved per question"),
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens per question"),
+    think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
+    index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+) -> None:
+    """A conversation about a repository, one question per line on stdin; ends on EOF or /exit."""
+    def setup():
+        from ragbit.pipeline.conversation import Conversation
+        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
+    conversation = _guard(setup)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); /exit to quit")
+    while True:
+        if interactive:
+            sys.stderr.write("> ")
+            sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            break
+        question = line.strip()
+        if not question:
+            continue
+        answer = _guard(lambda: conversation.ask(question, on_token=_stream_to_stdout))
+        _show_answer(answer, streamed=True, show_context=False)
+        typer.echo("")

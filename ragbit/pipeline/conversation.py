@@ -1,0 +1,51 @@
+"""A conversation about a repository: every question re-retrieves, earlier turns stay in the messages.
+
+Why keep the earlier user messages exactly as sent (context included): the generator reuses its KV cache
+for the longest common token prefix of consecutive prompts, so an unchanged history means only the new
+question and its context are processed. When the history no longer fits the context window, the oldest
+turns are dropped (which costs one full re-read of the shorter prompt).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ragbit.config import RagbitConfig
+from ragbit.pipeline.generator import BonsaiGenerator
+from ragbit.pipeline.pipeline import Pipeline
+from ragbit.pipeline.prompting import strip_thinking, user_message
+from ragbit.pipeline.standard import Answer, ask, query_pipeline
+
+PER_MESSAGE_TOKENS = 8     # chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n)
+QUESTION_ALLOWANCE = 300   # system prompt + question + instructions of the new turn, beyond its context
+
+
+class Conversation:
+    def __init__(self, cfg: RagbitConfig, pipeline: Pipeline | None = None) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline or query_pipeline(cfg)
+        self.history: list[dict[str, str]] = []
+        self._indexed = False
+
+    def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
+        answer = ask(self.cfg, question, on_token=on_token, pipeline=self.pipeline, refresh=not self._indexed,
+                     history=self._fitting_history())
+        self._indexed = True
+        if answer.text and answer.context is not None:
+            self.history += [{"role": "user", "content": user_message(question, answer.context.text)},
+                             {"role": "assistant", "content": strip_thinking(answer.text)}]
+        return answer
+
+    def _fitting_history(self) -> list[dict[str, str]]:
+        """Drop the oldest turns until history + a new turn fits the model's context window."""
+        gens = self.pipeline.find_components(BonsaiGenerator)
+        if not self.history or not gens or gens[0].generator is None:
+            return list(self.history)
+        gen = gens[0]
+        room = gen.n_ctx - gen.max_tokens - self.cfg.query.budget - QUESTION_ALLOWANCE
+        tokenizer = gen.generator.tokenizer
+        cost = [len(tokenizer.encode(m["content"])) + PER_MESSAGE_TOKENS for m in self.history]
+        start = 0
+        while start < len(self.history) and sum(cost[start:]) > room:
+            start += 2                                   # a user turn and its answer go together
+        self.history = self.history[start:]
+        return list(self.history)

@@ -1,0 +1,70 @@
+"""BonsaiGenerator: chat messages -> answer text, streamed token by token, with timings.
+
+Wraps `generator.Generator` (our numba engine). The model is loaded on the first run (through
+`models.load_generator`, shared with the ContextPacker's tokenizer). Thinking is off by default: on a
+laptop CPU every reasoning token costs as much as an answer token. Set `on_token` (a callable taking
+the new text) to stream; the pipeline's result still carries the whole answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ragbit.config import RagbitConfig
+from ragbit.pipeline.component import Component, component
+from ragbit.pipeline.models import load_generator
+
+
+@dataclass
+class GenerationStats:
+    prompt: str                          # the exact text the model read (chat template applied)
+    prompt_tokens: int
+    generated_tokens: int
+    finish_reason: str                   # "eog" (end of turn) | "stop" (stop string) | "length" (max_tokens)
+    cached_prompt_tokens: int = 0        # prompt tokens reused from the KV cache (a chat's earlier turns)
+    timings: dict[str, float] = field(default_factory=dict)  # load_s, prompt_s, ttft_s, gen_tokens_per_s, ...
+
+
+@component
+class BonsaiGenerator(Component):
+    outputs = {"answer": str, "stats": GenerationStats}
+
+    def __init__(self, model: str = "bonsai-1.7b", n_ctx: int = 4096, threads: int = 0, max_tokens: int = 512,
+                 thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None,
+                 on_token: Callable[[str], None] | None = None) -> None:
+        self.model, self.n_ctx, self.threads = model, n_ctx, threads
+        self.max_tokens = max_tokens
+        self.thinking = thinking
+        self.sampling = dict(sampling or {})
+        self.generator = generator
+        self.on_token = on_token
+
+    @classmethod
+    def from_config(cls, cfg: RagbitConfig, **params: Any) -> "BonsaiGenerator":
+        g = cfg.generator
+        defaults = {"model": g.model, "n_ctx": g.n_ctx, "threads": g.threads, "max_tokens": g.max_tokens,
+                    "thinking": cfg.query.thinking,
+                    "sampling": {"temperature": g.temperature, "top_k": g.top_k, "top_p": g.top_p,
+                                 "min_p": g.min_p, "repeat_penalty": g.repeat_penalty, "seed": g.seed}}
+        return cls(**{**defaults, **params})
+
+    def warm_up(self) -> None:
+        if self.generator is None:
+            self.generator = load_generator(self.model, self.n_ctx, self.threads)
+
+    def run(self, messages: list[dict]) -> dict[str, Any]:
+        from generator.sampling import SamplingParams
+
+        pieces: list[str] = []
+        for piece in self.generator.stream(messages, chat=True, max_tokens=self.max_tokens,
+                                           sampling=SamplingParams(**self.sampling), thinking=self.thinking):
+            pieces.append(piece)
+            if self.on_token is not None and piece:
+                self.on_token(piece)
+        result = self.generator.last_result
+        stats = GenerationStats(prompt=self.generator.tokenizer.decode(result.prompt_token_ids),
+                                prompt_tokens=len(result.prompt_token_ids), generated_tokens=len(result.token_ids),
+                                cached_prompt_tokens=result.cached_prompt_tokens,
+                                finish_reason=result.finish_reason, timings=dataclasses.asdict(result.timings))
+        return {"answer": "".join(pieces), "stats": stats}

@@ -1,0 +1,37 @@
+"""One loaded Generator per (model file, n_ctx, threads), shared by the components that need it.
+
+Why a cache: the ContextPacker needs the generator's tokenizer and the BonsaiGenerator needs the model;
+both name the same model, and loading it twice would double start-up time and memory. `ragbit chat`
+also keeps the same instance across turns, which is what lets the KV-cache prefix be reused.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_CACHE: dict[tuple[str, int, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+def load_generator(model: str, n_ctx: int = 4096, threads: int = 0) -> Any:
+    """`generator.Generator` for a short name ("bonsai-1.7b") or a .gguf path, loaded once per process.
+
+    Raises one of `model_errors()` when there is no usable model (not downloadable / offline / corrupt).
+    """
+    from generator.generate import Generator
+    from generator.hub import resolve_model
+
+    path = str(resolve_model(model))
+    key = (path, int(n_ctx), int(threads))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads)
+        return _CACHE[key]
+
+
+def model_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "no usable model": the caller can still show retrieved sources."""
+    from generator.gguf_file import GGUFError
+    from generator.hub import ModelNotAvailableError
+    from generator.tokenizer import TokenizerError
+    return (ModelNotAvailableError, GGUFError, TokenizerError, FileNotFoundError)

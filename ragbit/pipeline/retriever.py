@@ -1,0 +1,42 @@
+"""HybridRetriever: the pipeline's door into a ragbit index (BM25 + dense, fused), via Searcher."""
+from __future__ import annotations
+
+from typing import Any
+
+from ragbit.config import RagbitConfig
+from ragbit.pipeline.component import Component, component
+from ragbit.searcher import Hit
+
+
+@component
+class HybridRetriever(Component):
+    """`query` -> the `k` best chunks. The index is opened on the first run, not in __init__."""
+
+    outputs = {"hits": list[Hit]}
+
+    def __init__(self, config: RagbitConfig, k: int | None = None, mode: str | None = None,
+                 max_hits_per_file: int | None = None, embedder: Any = None) -> None:
+        self.config = config
+        self.embedder = embedder         # an already-loaded Embedder to share (default: Searcher loads one)
+        self.k = config.query.k if k is None else k
+        self.mode = mode or config.search.mode
+        self.max_hits_per_file = config.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+        self._searcher: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: RagbitConfig, **params: Any) -> "HybridRetriever":
+        return cls(cfg, **params)
+
+    def warm_up(self) -> None:
+        from ragbit.searcher import Searcher
+        self._searcher = Searcher(self.config, embedder=self.embedder)
+
+    def reload(self) -> None:
+        """Forget the loaded index (it was refreshed on disk); the next run opens the new one."""
+        self._searcher = None
+
+    def run(self, query: str) -> dict[str, Any]:
+        if self._searcher is None:
+            self.warm_up()
+        hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file)
+        return {"hits": list(hits)}

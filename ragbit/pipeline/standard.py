@@ -1,0 +1,154 @@
+"""The default query pipeline and `ask()`: what `ragbit query` runs, callable from Python.
+
+    retriever -> [reranker] -> packer -> prompt -> generator -> citations
+
+`ask()` adds what a user expects around it: the index is built (first time) or refreshed (files changed)
+before retrieving, tokens are streamed to a callback, and when no model is usable (offline hub, missing
+or corrupt file) the retrieved sources still come back, with `Answer.error` saying why there is no answer.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ragbit.config import RagbitConfig
+from ragbit.pipeline.citations import CitationExtractor
+from ragbit.pipeline.component import PipelineError
+from ragbit.pipeline.generator import BonsaiGenerator, GenerationStats
+from ragbit.pipeline.models import model_errors
+from ragbit.pipeline.packer import ContextPacker
+from ragbit.pipeline.packing import PackedContext
+from ragbit.pipeline.pipeline import Pipeline, query_inputs
+from ragbit.pipeline.prompt_builder import PromptBuilder
+from ragbit.pipeline.prompting import Source, sources_for
+from ragbit.pipeline.reranker import CrossEncoderReranker
+from ragbit.pipeline.retriever import HybridRetriever
+
+
+def standard_pipeline(cfg: RagbitConfig) -> Pipeline:
+    p = Pipeline(**query_inputs())
+    p.add("retriever", HybridRetriever(cfg))
+    if cfg.query.reranker:
+        p.add("reranker", CrossEncoderReranker(cfg.query.reranker))
+    p.add("packer", ContextPacker(budget=cfg.query.budget, model=cfg.generator.model,
+                                  n_ctx=cfg.generator.n_ctx, threads=cfg.generator.threads))
+    p.add("prompt", PromptBuilder())
+    p.add("generator", BonsaiGenerator.from_config(cfg))
+    p.add("citations", CitationExtractor())
+    return p.build()
+
+
+def query_pipeline(cfg: RagbitConfig) -> Pipeline:
+    """The [pipeline] of ragbit.toml if it lists components, else the standard one."""
+    return Pipeline.from_config(cfg) if cfg.pipeline.components else standard_pipeline(cfg)
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str = ""                                   # "" when no answer was generated
+    sources: list[Source] = field(default_factory=list)
+    hits: list[Any] = field(default_factory=list)    # retrieved, before packing
+    context: PackedContext | None = None
+    stats: GenerationStats | None = None
+    timings: dict[str, float] = field(default_factory=dict)       # index_s, retrieval_s, pack_s, load_s, ttft_s, ...
+    step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
+    error: str = ""                                  # why there is no answer (no model, ...)
+
+    def to_json(self) -> dict[str, Any]:
+        ctx = self.context
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "error": self.error or None,
+            "sources": [s.to_dict() for s in self.sources],
+            "sources_cited": bool(self.sources) and all(s.cited for s in self.sources),
+            "prompt_tokens": self.stats.prompt_tokens if self.stats else None,
+            "cached_prompt_tokens": self.stats.cached_prompt_tokens if self.stats else None,
+            "generated_tokens": self.stats.generated_tokens if self.stats else None,
+            "finish_reason": self.stats.finish_reason if self.stats else None,
+            "context_tokens": ctx.tokens if ctx else 0,
+            "budget": ctx.budget if ctx else None,
+            "omitted": {"count": len(ctx.omitted), "paths": sorted({o.path for o in ctx.omitted})} if ctx
+                       else {"count": 0, "paths": []},
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "prompt": self.stats.prompt if self.stats else None,
+        }
+
+
+def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None) -> tuple[float, bool]:
+    """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
+    is the common case). Returns (seconds spent, whether the index changed)."""
+    from indexes.store import IndexStore
+    from ragbit.indexer import index_repository
+    t0 = time.perf_counter()
+    if progress is None:
+        progress = IndexStore(cfg.index_dir).current() is None
+    report = index_repository(cfg, progress=progress, embedder=embedder)
+    changed = bool(report.files_added or report.files_changed or report.files_removed or report.rechunked_all)
+    return time.perf_counter() - t0, changed
+
+
+def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None = None,
+        pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None) -> Answer:
+    """Answer `question` about `cfg.repo` with `pipeline` (default: `query_pipeline(cfg)`).
+
+    Raises the usual domain errors (no such repo, index locked, ...) except the model ones: those give an
+    Answer with sources and `error` set.
+    """
+    answer = Answer(question)
+    pipeline = pipeline or query_pipeline(cfg)
+    if refresh:
+        # One embedding model for indexing and for the retrievers' query vectors: it loads once.
+        retrievers = pipeline.find_components(HybridRetriever)
+        embedder = next((r.embedder for r in retrievers if r.embedder is not None), None)
+        if embedder is None:
+            from ragbit.embeddings import Embedder
+            embedder = Embedder(cfg.embed)
+        for r in retrievers:
+            r.embedder = r.embedder or embedder
+        answer.timings["index_s"], changed = refresh_index(cfg, embedder=embedder)
+        if changed:
+            for r in retrievers:
+                r.reload()
+    for gen in pipeline.find_components(BonsaiGenerator):
+        gen.on_token = on_token
+    inputs: dict[str, Any] = {"query": question}
+    if "history" in pipeline.inputs:
+        inputs["history"] = history
+    elif history:
+        raise PipelineError("this pipeline has no 'history' input, so it cannot hold a conversation")
+    try:
+        result = pipeline.run(**inputs)
+    except model_errors() as e:
+        result = getattr(e, "partial_result", None)
+        if result is None:
+            raise
+        answer.error = f"no answer generated: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    _fill(answer, result, pipeline)
+    return answer
+
+
+def _fill(answer: Answer, result: Any, pipeline: Pipeline) -> None:
+    """Copy the pipeline's outputs (by conventional output names) and step timings into the Answer."""
+    answer.step_timings = dict(result.timings)
+    answer.hits = result.find("hits") or []
+    answer.context = result.find("context")
+    answer.stats = result.find("stats")
+    answer.text = result.find("answer") or ""
+    answer.sources = result.find("sources") or []
+    if not answer.sources and answer.error:            # no answer: list what was packed, or else retrieved
+        if answer.context is not None:
+            answer.sources = sources_for("", answer.context.blocks)
+        else:
+            answer.sources = [Source(h.rank, h.path, h.start_line, h.end_line, float(h.score), cited=False)
+                              for h in answer.hits]
+    timing_names = {HybridRetriever: "retrieval_s", ContextPacker: "pack_s", CrossEncoderReranker: "rerank_s"}
+    for name, comp in pipeline.components.items():
+        label = timing_names.get(type(comp))
+        if label and name in result.timings:
+            answer.timings[label] = answer.timings.get(label, 0.0) + result.timings[name]
+    if answer.stats is not None:
+        answer.timings.update(answer.stats.timings)
+

@@ -1,0 +1,101 @@
+"""Context packing with the real Qwen3 tokenizer: budget, merging, whole lines, duplicates, omissions."""
+from __future__ import annotations
+
+import pytest
+
+from ragbit.pipeline.packing import pack
+from ragbit.pipeline.prompting import cited_numbers, sources_for, strip_thinking
+from ragbit.searcher import Hit
+
+FILE_A = [f"def a{i}(x):  # line {i}" for i in range(1, 201)]      # a.py, line i is FILE_A[i-1]
+FILE_B = [f"    value_{i} = compute({i}, 'b')" for i in range(1, 101)]
+
+
+def hit(path: str, start: int, end: int, score: float, rank: int = 1) -> Hit:
+    lines = FILE_A if path == "a.py" else FILE_B
+    return Hit(path=path, start_line=start, end_line=end, scope="", language="python", score=score,
+               text="\n".join(lines[start - 1:end]), rank=rank)
+
+
+@pytest.fixture
+def count(bonsai_tokenizer):
+    return lambda text: len(bonsai_tokenizer.encode(text, parse_special=False))
+
+
+def test_blocks_are_numbered_headed_and_most_relevant_first(count):
+    ctx = pack([hit("b.py", 1, 5, 0.9), hit("a.py", 50, 60, 0.5)], count, budget=1500)
+    assert [b.header for b in ctx.blocks] == ["[1] b.py:1-5", "[2] a.py:50-60"]
+    assert ctx.text.startswith("[1] b.py:1-5\n```python\n" + FILE_B[0] + "\n")
+    assert ctx.tokens == count(ctx.text)
+    assert not ctx.omitted and ctx.duplicates == 0
+
+
+def test_overlapping_and_adjacent_chunks_of_a_file_merge_into_whole_lines(count):
+    hits = [hit("a.py", 10, 20, 0.9), hit("b.py", 1, 3, 0.8), hit("a.py", 15, 30, 0.7), hit("a.py", 31, 35, 0.6)]
+    ctx = pack(hits, count, budget=1500)
+    assert [(b.path, b.start_line, b.end_line) for b in ctx.blocks] == [("a.py", 10, 35), ("b.py", 1, 3)]
+    merged = ctx.blocks[0]
+    assert merged.text.split("\n") == FILE_A[9:35]          # every line once, whole, in order
+    assert merged.hits == 3 and merged.score == pytest.approx(0.9)
+
+
+def test_a_gap_between_chunks_is_not_bridged(count):
+    ctx = pack([hit("a.py", 10, 20, 0.9), hit("a.py", 22, 30, 0.8)], count, budget=1500)
+    assert [(b.start_line, b.end_line) for b in ctx.blocks] == [(10, 20), (22, 30)]
+
+
+def test_chunk_bridging_two_blocks_joins_them(count):
+    ctx = pack([hit("a.py", 1, 10, 0.9), hit("a.py", 21, 30, 0.8), hit("a.py", 11, 20, 0.7)], count, budget=1500)
+    assert [(b.start_line, b.end_line, b.hits) for b in ctx.blocks] == [(1, 30, 3)]
+    assert ctx.blocks[0].text.split("\n") == FILE_A[0:30]
+
+
+def test_duplicates_are_dropped(count):
+    ctx = pack([hit("a.py", 10, 40, 0.9), hit("a.py", 10, 40, 0.8), hit("a.py", 12, 20, 0.7)], count, budget=1500)
+    assert len(ctx.blocks) == 1 and ctx.duplicates == 2
+    assert ctx.text.count(FILE_A[14]) == 1
+
+
+@pytest.mark.parametrize("budget", [60, 150, 400, 900])
+def test_budget_is_respected_and_what_did_not_fit_is_reported(count, budget):
+    hits = [hit("a.py", s, s + 19, 1.0 - s / 1000, rank=r) for r, s in enumerate(range(1, 200, 25), start=1)]
+    hits += [hit("b.py", 1, 60, 0.1, rank=99)]
+    ctx = pack(hits, count, budget=budget)
+    assert ctx.tokens == count(ctx.text) <= budget
+    packed = {(b.path, b.start_line) for b in ctx.blocks}
+    omitted = {(o.path, o.start_line) for o in ctx.omitted}
+    assert packed.isdisjoint(omitted)
+    assert len(packed) + len(omitted) == len(hits)          # nothing silently lost (no overlaps here)
+    # Whole lines only: every line of the context body is a line of the source files (or markup).
+    body = [ln for ln in ctx.text.split("\n") if not ln.startswith(("[", "```")) and ln]
+    assert set(body) <= set(FILE_A) | set(FILE_B)
+    if ctx.omitted:
+        summary = ctx.omitted_summary()
+        assert f"{len(ctx.omitted)} chunk" in summary and all(o.path in summary for o in ctx.omitted)
+
+
+def test_a_big_chunk_that_does_not_fit_leaves_room_for_smaller_ones(count):
+    ctx = pack([hit("b.py", 1, 100, 0.9), hit("a.py", 1, 3, 0.5)], count, budget=120)
+    assert [(b.path, b.start_line) for b in ctx.blocks] == [("a.py", 1)]
+    assert [(o.path, o.start_line, o.end_line) for o in ctx.omitted] == [("b.py", 1, 100)]
+    assert ctx.blocks[0].n == 1                             # numbering has no holes
+
+
+def test_nothing_retrieved_gives_empty_context(count):
+    ctx = pack([], count, budget=100)
+    assert ctx.blocks == [] and ctx.text == "" and ctx.tokens == 0
+
+
+def test_citations_are_read_from_the_answer_not_the_thinking():
+    answer = "<think>maybe [4]?</think>The total is computed in Invoice.total [2], see also [1, 3] and [2][3]."
+    assert strip_thinking(answer).startswith("The total")
+    assert cited_numbers(answer) == [2, 1, 3]
+
+
+def test_sources_fall_back_to_all_blocks_when_nothing_is_cited(count):
+    ctx = pack([hit("a.py", 1, 5, 0.9), hit("b.py", 1, 5, 0.8)], count, budget=500)
+    cited = sources_for("It is in [2]. Block [7] does not exist.", ctx.blocks)
+    assert [(s.n, s.path, s.cited) for s in cited] == [(2, "b.py", True)]
+    fallback = sources_for("No idea.", ctx.blocks)
+    assert [(s.n, s.cited) for s in fallback] == [(1, False), (2, False)]
+    assert str(fallback[0]) == "[1] a.py:1-5"
