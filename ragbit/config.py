@@ -42,6 +42,7 @@ class ChunkConfig:
     min_lines: int = 5                       # neighbouring definitions smaller than this are merged
     window_lines: int = 40                   # line windows for files without a syntax chunker
     overlap_lines: int = 8
+    split_overlap_lines: int = 2             # overlap when an oversized definition/section is cut into windows
 
 
 @dataclass

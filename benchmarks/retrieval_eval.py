@@ -1,0 +1,129 @@
+"""Retrieval quality on the SWE-bench-Lite issue -> files dev set, all search modes side by side in one run.
+
+Runs the flow of /work/shared/eval/score.py in-process: each corpus is indexed ONCE with ragbit, then every
+query is searched in each mode (hybrid, dense, lexical, and hybrid without the path boost), and scored with
+score.py's own `score_one` (imported, not re-written), next to score.py's BM25 baselines on the same queries.
+
+Fetch the corpora first (see the eval README):
+    python3 /work/shared/eval/fetch_sdists.py --manifest /work/shared/eval/sdists_swebench.json --dest /tmp/ragbit-eval
+Then, e.g.:
+    python benchmarks/retrieval_eval.py --corpora requests-2.3.0,flask-2.3.0 --max-queries 20
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYSTEMS = ["hybrid", "hybrid-nopath", "dense", "lexical"]
+
+
+def load_score_module(eval_dir: Path):
+    spec = importlib.util.spec_from_file_location("ragbit_eval_score", eval_dir / "score.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--eval-dir", default="/work/shared/eval")
+    ap.add_argument("--corpus-root", default="/tmp/ragbit-eval/src")
+    ap.add_argument("--index-root", default="/tmp/ragbit-eval/index", help="one index per corpus under here")
+    ap.add_argument("--corpora", default="", help="comma list (default: all corpora of the query file)")
+    ap.add_argument("--max-queries", type=int, default=0, help="score only the first N queries (after --corpora)")
+    ap.add_argument("-k", type=int, default=20, help="results asked for (score.py's default)")
+    ap.add_argument("--baselines", default="bm25,bm25-chunk")
+    ap.add_argument("--out", help="write per-query results + summary JSON here")
+    a = ap.parse_args()
+
+    from ragbit.config import RagbitConfig
+    from ragbit.embeddings import Embedder
+    from ragbit.indexer import index_repository
+    from ragbit.searcher import Searcher
+
+    score = load_score_module(Path(a.eval_dir))
+    qs = [json.loads(l) for l in open(Path(a.eval_dir) / "swebench_files.jsonl") if l.strip()]
+    if a.corpora:
+        keep = set(a.corpora.split(","))
+        qs = [q for q in qs if q["corpus"] in keep]
+    if a.max_queries:
+        qs = qs[: a.max_queries]
+    by_corpus = collections.OrderedDict()
+    for i, q in enumerate(qs):
+        by_corpus.setdefault(q["corpus"], []).append(i)
+
+    baselines = [score.BM25Baseline("bm25") if b == "bm25" else score.BM25Baseline("bm25-chunk", 40, 20)
+                 for b in filter(None, a.baselines.split(","))]
+    names = [b.name for b in baselines] + [f"ragbit-{s}" for s in SYSTEMS]
+    per_query = [{"corpus": q["corpus"], "id": q.get("instance_id"), "systems": {}} for q in qs]
+    timing = collections.defaultdict(float)
+    embedder = Embedder()                 # one model for every corpus
+    index_log = []
+
+    for corpus, idxs in by_corpus.items():
+        cdir = Path(a.corpus_root) / corpus
+        if not cdir.is_dir():
+            sys.exit(f"missing corpus dir {cdir} (run fetch_sdists.py first)")
+        print(f"corpus {corpus}: {len(idxs)} queries", file=sys.stderr, flush=True)
+        for b in baselines:
+            t = time.time()
+            b.index(str(cdir))
+            timing[b.name + " index_s"] += time.time() - t
+            for i in idxs:
+                res = b.search(qs[i]["query"], a.k)
+                per_query[i]["systems"][b.name] = score.score_one(qs[i], res, b.returns_chunks)
+
+        cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / corpus)}})
+        t = time.time()
+        report = index_repository(cfg, progress=True, embedder=embedder)
+        timing["ragbit index_s"] += time.time() - t
+        index_log.append(f"{corpus}: {report.files} files, {report.chunks} chunks, {report.chunks_embedded} embedded, "
+                         f"{time.time() - t:.0f}s (model {report.timings.get('model', 0):.0f}s)")
+        print("  " + index_log[-1], file=sys.stderr, flush=True)
+        searcher = Searcher(cfg, embedder=embedder)
+        for system in SYSTEMS:
+            mode = system.split("-")[0]
+            t = time.time()
+            for i in idxs:
+                hits = searcher.search(qs[i]["query"], k=a.k, mode=mode, path_boost=not system.endswith("nopath"))
+                res = [{"path": score.norm_path(h.path, str(cdir)), "start_line": h.start_line,
+                        "end_line": h.end_line} for h in hits]
+                m = score.score_one(qs[i], res, True)
+                m["top"] = [[r["path"], r["start_line"], r["end_line"]] for r in res[:10]]
+                per_query[i]["systems"][f"ragbit-{system}"] = m
+            timing[f"ragbit-{system} search_s"] += time.time() - t
+
+    # ------------------------------------------------------------------ table, score.py's format
+    keys = [f"file_R@{k}" for k in score.KS] + ["file_MRR@10"]
+    n_chunk = sum(1 for q in qs if score.targets_of(q))
+    if n_chunk:
+        keys += [f"chunk_R@{k}" for k in score.KS] + ["chunk_MRR@10"]
+    summary = {name: {k: score.mean([pq["systems"][name][k] for pq in per_query if k in pq["systems"][name]])
+                      for k in keys} for name in names}
+    fmt = lambda v: "-" if v != v else f"{v:.3f}"
+    print(f"\n{len(qs)} queries over {len(by_corpus)} corpora ({', '.join(by_corpus)}); "
+          f"{n_chunk} with line targets; k={a.k}\n")
+    print("| system | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for name in names:
+        print(f"| {name} | " + " | ".join(fmt(summary[name][k]) for k in keys) + " |")
+    print("\nindexing:")
+    for line in index_log:
+        print("  " + line)
+    print("timing (s):", json.dumps({k: round(v, 1) for k, v in timing.items()}))
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump({"summary": summary, "per_query": per_query, "timing_s": timing}, f, indent=1)
+        print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Dense (embedding) search backed by FAISS.
+
+Vectors are L2-normalised by the caller, so inner product is cosine similarity. Three kinds:
+
+- "flat": exact brute force (IndexFlatIP). A chunk index of a codebase is usually tens of thousands of
+  vectors; brute force over 50k x 384 float32 is ~75 MB of memory traffic, a few ms: exact and simplest.
+- "hnsw": graph search (IndexHNSWFlat, inner product). No training; high recall; for large corpora.
+- "ivf": inverted lists (IndexIVFFlat, nlist ~ sqrt(n)), trained on the vectors themselves; cheap to build.
+
+"auto" picks flat below FLAT_MAX vectors and hnsw above. Search parameters (efSearch, nprobe) are set from
+the index size both at build and at load time, so a loaded index searches exactly like the one built.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+KINDS = ("auto", "flat", "hnsw", "ivf")
+FLAT_MAX = 100_000          # auto: exact search below this many vectors
+HNSW_M = 32                 # graph degree: recall/memory trade-off, FAISS' usual choice for ~384-d vectors
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 96         # >= k for every k we ask; recall >= 0.95 at k=10 on random 64-d data
+
+
+class DenseIndexError(ValueError):
+    """Bad vectors or an unreadable index file; the message is one line for the user."""
+
+
+def _ivf_nprobe(nlist: int) -> int:
+    # Probe ~1/8 of the lists (at least 8): high recall even on unclustered data, still ~8x less work than flat.
+    return min(nlist, max(8, nlist // 8))
+
+
+def _kind_of(index: faiss.Index) -> str:
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFFlat):
+        return "ivf"
+    if isinstance(index, faiss.IndexFlatIP):
+        return "flat"
+    raise DenseIndexError(f"unsupported FAISS index type {type(index).__name__}")
+
+
+def _set_search_params(index: faiss.Index, kind: str) -> None:
+    if kind == "hnsw":
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivf":
+        index.nprobe = _ivf_nprobe(index.nlist)
+
+
+class DenseIndex:
+    """Top-k inner-product search over a fixed set of vectors; positions are row numbers of the build input."""
+
+    def __init__(self, index: faiss.Index, kind: str):
+        self._index = index
+        self.kind = kind
+        self.dim: int = index.d
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, kind: str = "auto") -> "DenseIndex":
+        if kind not in KINDS:
+            raise DenseIndexError(f"dense index kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] == 0:
+            raise DenseIndexError(f"vectors must be a 2-d array (n, dim) with dim > 0, got shape {vectors.shape}")
+        xb = np.ascontiguousarray(vectors, dtype=np.float32)     # (n, dim)
+        if not np.isfinite(xb).all():
+            raise DenseIndexError("vectors contain NaN or infinity")
+        n, dim = xb.shape
+        if kind == "auto":
+            kind = "flat" if n < FLAT_MAX else "hnsw"
+        if kind == "ivf" and n == 0:
+            kind = "flat"       # nothing to train on; an empty flat index answers the same (nothing)
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        else:
+            nlist = max(1, int(round(math.sqrt(n))))
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.min_points_per_centroid = 1        # small corpora: no warning spam, still trains
+            index.train(xb)     # the faiss Python wrapper keeps `quantizer` alive with `index`
+        _set_search_params(index, kind)
+        if n:
+            index.add(xb)
+        return cls(index, kind)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Best-first (position, inner product) of the k nearest vectors to `query` (dim,)."""
+        q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))   # (1, dim)
+        if q.shape[1] != self.dim:
+            raise DenseIndexError(f"query has dimension {q.shape[1]}, index has {self.dim}")
+        k = min(k, len(self))
+        if k <= 0:
+            return []
+        scores, ids = self._index.search(q, k)          # (1, k) each; id -1 = fewer than k found
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> "DenseIndex":
+        path = Path(path)
+        if not path.is_file():
+            raise DenseIndexError(f"{path}: dense index file not found")
+        try:
+            index = faiss.read_index(str(path))     # returned already downcast to its concrete type
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+            raise DenseIndexError(f"{path}: cannot read dense index ({first})") from None
+        kind = _kind_of(index)
+        _set_search_params(index, kind)
+        return cls(index, kind)

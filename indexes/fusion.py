@@ -1,0 +1,57 @@
+"""Combining ranked lists: reciprocal rank fusion, and a per-key cap (e.g. at most N chunks per file).
+
+Why RRF: BM25 scores and cosine similarities live on unrelated scales; fusing by rank needs no calibration
+and is robust (Cormack, Clarke & Buettcher 2009). score(d) = sum_i w_i / (k + rank_i(d)), rank from 1.
+"""
+from __future__ import annotations
+
+from typing import Callable, Hashable, Sequence
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]],
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[int, float]]:
+    """Fuse best-first lists of document positions into one best-first (position, rrf score) list.
+
+    A document repeated within one ranking counts only at its best rank. Ties are broken by the best rank
+    the document reached in any list, then by position, so the result is deterministic.
+    """
+    if k < 0:
+        raise ValueError(f"rrf k must be >= 0, got {k}")
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    elif len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    scores: dict[int, float] = {}
+    best_rank: dict[int, int] = {}
+    for ranking, weight in zip(rankings, weights):
+        seen: set[int] = set()
+        for rank, doc in enumerate(ranking, start=1):
+            if doc in seen:
+                continue
+            seen.add(doc)
+            scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
+            best_rank[doc] = min(best_rank.get(doc, rank), rank)
+    order = sorted(scores, key=lambda d: (-scores[d], best_rank[d], d))
+    return [(d, scores[d]) for d in order]
+
+
+def cap_per_key(
+    hits: Sequence[tuple[int, float]],
+    key: Callable[[int], Hashable],
+    cap: int,
+) -> list[tuple[int, float]]:
+    """Keep hits in order, dropping a hit once `cap` earlier hits share its key. cap <= 0 means no cap."""
+    if cap <= 0:
+        return list(hits)
+    counts: dict[Hashable, int] = {}
+    kept: list[tuple[int, float]] = []
+    for doc, score in hits:
+        group = key(doc)
+        n = counts.get(group, 0)
+        if n < cap:
+            counts[group] = n + 1
+            kept.append((doc, score))
+    return kept

@@ -1,0 +1,161 @@
+"""Lexical (BM25) search over code chunks, backed by bm25s.
+
+Why a code tokenizer of our own: source code names things with compound identifiers. A question says
+"how is the query set filtered", the code says `QuerySet.filter_by`. Emitting both the whole identifier and
+its parts (camelCase, snake_case, dotted paths, digit runs) lets either spelling match, while the whole
+identifier still rewards an exact match with a rarer (higher-idf) token. The same function tokenizes
+documents and queries, so both sides always agree.
+
+BM25 itself (scoring, sparse matrix, persistence) is bm25s; this module only feeds it tokens and turns its
+scores into (position, score) pairs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# ----------------------------------------------------------------------------------------------------------
+# tokenizer
+# ----------------------------------------------------------------------------------------------------------
+
+# A "word" is a run of identifier characters, possibly joined by dots (module.Class.method). Anything else,
+# including path separators, hyphens and operators, separates words.
+_WORD = re.compile(r"\w+(?:\.\w+)*")
+# camelCase / PascalCase / ACRONYMWord / digit-run boundaries inside one underscore-free ASCII piece.
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+# Small on purpose: English function words that dominate questions, and keywords present in nearly every
+# Python/JS chunk. Anything that might name a concept ("class", "error", "test", "import" in a question about
+# imports...) stays searchable.
+STOP_WORDS = frozenset(
+    """
+    the an and or of to in on at by for from with as is are was were be been being it its this that these those
+    there here what which who whom whose how why when where does do did done can could should would will shall
+    may might must has have had not no but if then else than so such into onto about over under any all some
+    me my we our you your they them their he she his her
+    self cls def return pass none true false null var let const
+    """.split()
+)
+# "by" is a stop word in prose but a real part of identifiers like filter_by: free-standing words and dotted
+# parts (self.x) are filtered against the stop list, snake/camel pieces of an identifier are not.
+
+
+def _identifier_tokens(word: str) -> list[str]:
+    """All tokens for one (possibly dotted) identifier: the whole thing, each dotted part, each snake piece,
+    each camel/digit sub-word. Unique, in first-seen order, lowercased."""
+    out: list[str] = [word]
+    for part in word.split("."):
+        if part.lower() in STOP_WORDS:      # self.x, this.y: the receiver says nothing
+            continue
+        out.append(part)
+        pieces = [p for p in part.split("_") if p]
+        if pieces != [part]:          # filter_by -> filter, by ; __init__ -> init
+            out.extend(pieces)
+        for piece in pieces:
+            if piece.isascii():
+                subs = _CAMEL.findall(piece)
+                if len(subs) > 1:
+                    out.extend(subs)
+    seen: dict[str, None] = {}
+    for tok in out:
+        tok = tok.lower()
+        if len(tok) > 1:
+            seen.setdefault(tok, None)
+    return list(seen)
+
+
+def code_tokens(text: str) -> list[str]:
+    """Lowercase search tokens for code or a question about code (same function for both sides).
+
+    "QuerySet.filter_by" -> ["queryset.filter_by", "queryset", "query", "set", "filter_by", "filter", "by"].
+    1-character tokens are dropped; a free-standing word on the stop list is dropped, a stop word that is
+    only part of a compound identifier ("by" in filter_by) is kept.
+    """
+    tokens: list[str] = []
+    for match in _WORD.finditer(text):
+        word = match.group()
+        if word.lower() in STOP_WORDS:
+            continue
+        tokens.extend(_identifier_tokens(word))
+    return tokens
+
+
+# ----------------------------------------------------------------------------------------------------------
+# index
+# ----------------------------------------------------------------------------------------------------------
+
+_META_FILE = "lexical.json"   # our own small header: document count (bm25s cannot index an empty corpus)
+
+
+class LexicalIndex:
+    """BM25 over texts tokenized with `code_tokens`. Positions are indices into the `texts` given to build."""
+
+    def __init__(self, retriever, n_docs: int):
+        self._bm25 = retriever        # bm25s.BM25, or None for an empty corpus
+        self._n_docs = n_docs
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> "LexicalIndex":
+        import bm25s
+
+        if len(texts) == 0:
+            return cls(None, 0)
+        corpus_tokens = [code_tokens(t) for t in texts]
+        retriever = bm25s.BM25()
+        # create_empty_token keeps docs with no tokens valid rows; bm25s logs noisily otherwise.
+        retriever.index(corpus_tokens, show_progress=False, create_empty_token=True)
+        return cls(retriever, len(texts))
+
+    def __len__(self) -> int:
+        return self._n_docs
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Best-first (position, score) for documents with score > 0; [] if no query token is in the corpus."""
+        if self._bm25 is None or k <= 0:
+            return []
+        vocab = self._bm25.vocab_dict
+        ids = list(dict.fromkeys(vocab[t] for t in code_tokens(query) if t in vocab))
+        if not ids:
+            return []
+        scores = np.asarray(self._bm25.get_scores(ids))          # (n_docs,) float32
+        k = min(k, scores.shape[0])
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    # ------------------------------------------------------------------------------------------------------
+    # persistence: bm25s' own .npy/.json files (memory-mapped on load) plus our header
+    # ------------------------------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._bm25 is not None:
+            self._bm25.save(directory, show_progress=False)
+        (directory / _META_FILE).write_text(json.dumps({"n_docs": self._n_docs}), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> "LexicalIndex":
+        import bm25s
+
+        directory = Path(directory)
+        try:
+            n_docs = int(json.loads((directory / _META_FILE).read_text(encoding="utf-8"))["n_docs"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{directory}: not a lexical index ({e})") from None
+        if n_docs == 0:
+            return cls(None, 0)
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        try:
+            retriever = bm25s.BM25.load(directory, mmap=True, show_progress=False)
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{directory}: cannot load lexical index ({e})") from None
+        if retriever.scores.get("num_docs") != n_docs:
+            raise ValueError(f"{directory}: lexical index has {retriever.scores.get('num_docs')} documents, "
+                             f"header says {n_docs}")
+        return cls(retriever, n_docs)

@@ -1,0 +1,188 @@
+"""Embedding vectors keyed by content hash, kept across index generations and interrupted runs.
+
+Why: embedding is the slow part of indexing (minutes on a CPU). Re-indexing after editing three files should
+embed three files' chunks, and a run killed at 90 % should resume at 90 %. So every batch of vectors is made
+durable the moment it is computed, as an append-only shard, and looked up by the hash of the chunk text.
+
+Layout of `directory`::
+
+    <space>/                 one per (model_id, dim): sha1 of both, so another model never sees these vectors
+      space.json             {"model_id", "dim"} for humans and as a cross-check
+      <stamp>-<rand>.npy     vectors of one put(), float32 (rows, dim)
+      <stamp>-<rand>.keys    {"model_id", "dim", "rows", "keys": [...]}: written LAST, so a shard exists only
+                             once its vectors are complete on disk; a .npy without .keys is garbage
+
+Shard files are written to a temp name, fsynced and renamed (os.replace), never modified afterwards. A
+reader therefore sees complete shards only, and a row is always paired with the key written next to it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from indexes.store import fsync_dir, write_atomic
+
+_SPACE_FILE = "space.json"
+_VECTORS_EXT = ".npy"
+_KEYS_EXT = ".keys"
+
+
+def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class VectorCache:
+    """Content-hash -> vector store for one embedding model. Cheap to construct; reads shards on first use."""
+
+    def __init__(self, directory: Path, model_id: str, dim: int):
+        if dim <= 0:
+            raise ValueError(f"vector dimension must be positive, got {dim}")
+        self.model_id = model_id
+        self.dim = int(dim)
+        space = hashlib.sha1(f"{model_id}\0{self.dim}".encode()).hexdigest()[:16]
+        self.directory = Path(directory) / space
+        self._shards: list[np.ndarray] | None = None       # each (rows, dim) float32, memory-mapped
+        self._where: dict[str, tuple[int, int]] = {}      # key -> (shard number, row)
+        self._shard_stems: list[str] = []
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def _read_shard(self, stem: str) -> tuple[list[str], np.ndarray] | None:
+        """(keys, vectors) of one committed shard, or None if it is incomplete, foreign or damaged."""
+        try:
+            meta = json.loads((self.directory / (stem + _KEYS_EXT)).read_text(encoding="utf-8"))
+            keys = meta["keys"]
+            if meta.get("model_id") != self.model_id or meta.get("dim") != self.dim:
+                return None
+            if not isinstance(keys, list) or len(keys) != meta.get("rows"):
+                return None
+            vectors = np.load(self.directory / (stem + _VECTORS_EXT), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if vectors.dtype != np.float32 or vectors.shape != (len(keys), self.dim):
+            return None
+        return keys, vectors
+
+    def _load(self) -> None:
+        if self._shards is not None:
+            return
+        self._shards, self._where, self._shard_stems = [], {}, []
+        if not self.directory.is_dir():
+            return
+        stems = sorted(p.name[: -len(_KEYS_EXT)] for p in self.directory.iterdir()
+                       if p.name.endswith(_KEYS_EXT) and not p.name.startswith("."))
+        for stem in stems:
+            shard = self._read_shard(stem)
+            if shard is not None:
+                self._add_shard(stem, *shard)
+
+    def _add_shard(self, stem: str, keys: list[str], vectors: np.ndarray) -> None:
+        number = len(self._shards)
+        self._shards.append(vectors)
+        self._shard_stems.append(stem)
+        for row, key in enumerate(keys):
+            self._where[key] = (number, row)
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._where)
+
+    def __contains__(self, key: object) -> bool:
+        self._load()
+        return key in self._where
+
+    def get(self, keys: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """(vectors (len(keys), dim) float32, found flags). Rows of keys not found are zeros."""
+        self._load()
+        out = np.zeros((len(keys), self.dim), dtype=np.float32)      # (n, dim)
+        found = [False] * len(keys)
+        by_shard: dict[int, tuple[list[int], list[int]]] = {}
+        for i, key in enumerate(keys):
+            hit = self._where.get(key)
+            if hit is not None:
+                dest, rows = by_shard.setdefault(hit[0], ([], []))
+                dest.append(i)
+                rows.append(hit[1])
+                found[i] = True
+        for shard, (dest, rows) in by_shard.items():
+            out[dest] = self._shards[shard][rows]
+        return out, found
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def _ensure_dir(self) -> None:
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.directory.parent)
+        space = self.directory / _SPACE_FILE
+        if not space.exists():
+            write_atomic(space, json.dumps({"model_id": self.model_id, "dim": self.dim}).encode())
+
+    def _write_shard(self, keys: list[str], vectors: np.ndarray) -> str:
+        stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        _write_npy_atomic(self.directory / (stem + _VECTORS_EXT), vectors)
+        meta = {"model_id": self.model_id, "dim": self.dim, "rows": len(keys), "keys": keys}
+        write_atomic(self.directory / (stem + _KEYS_EXT), json.dumps(meta).encode())   # commit point
+        return stem
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors for keys; durable when this returns. Keys already cached are skipped."""
+        vectors = np.asarray(vectors)
+        if vectors.shape != (len(keys), self.dim):
+            raise ValueError(f"expected vectors of shape ({len(keys)}, {self.dim}), got {vectors.shape}")
+        if not all(isinstance(k, str) for k in keys):
+            raise TypeError("vector cache keys must be strings")
+        self._load()
+        fresh: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self._where:
+                fresh[key] = i                                          # last duplicate in the batch wins
+        if not fresh:
+            return
+        new_keys = list(fresh)
+        new_vectors = np.ascontiguousarray(vectors[list(fresh.values())], dtype=np.float32)   # (m, dim)
+        self._ensure_dir()
+        stem = self._write_shard(new_keys, new_vectors)
+        self._add_shard(stem, new_keys, new_vectors)
+
+    def compact(self, keep: set[str]) -> None:
+        """Rewrite the cache as one shard holding only the cached keys in `keep`; drop everything else.
+
+        The new shard is committed before any old file is removed, so a crash at any point leaves a cache
+        with every kept vector (possibly duplicated, never lost or mismatched). Also removes debris of killed
+        writers (temp files, vectors without keys), so call it while no other process writes this cache
+        (the indexer holds the index lock).
+        """
+        self._load()
+        kept = sorted(k for k in keep if k in self._where)
+        if not self.directory.is_dir():
+            return
+        vectors, _ = self.get(kept)
+        old = set(self._shard_stems)
+        stem = self._write_shard(kept, vectors) if kept else None
+        for p in self.directory.iterdir():
+            if p.name == _SPACE_FILE or (stem is not None and p.name.startswith(stem)):
+                continue
+            shard_stem, _, ext = p.name.partition(".")
+            orphan = ("." + ext == _VECTORS_EXT and not (self.directory / (shard_stem + _KEYS_EXT)).exists())
+            if shard_stem in old or orphan or p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+        fsync_dir(self.directory)
+        self._shards = None
+        self._load()

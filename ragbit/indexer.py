@@ -1,0 +1,294 @@
+"""`ragbit index`: walk -> chunk -> BM25 -> embed -> FAISS, incrementally, in two committed generations.
+
+Why two generations: embedding is the slow step (~20 chunks/s per core with MiniLM). The chunk table and
+BM25 are ready in seconds, so they are committed first (dense marked incomplete; a flat index over the
+vectors already in the cache comes along); then missing vectors are embedded into the VectorCache, flushed
+batch by batch, and a second generation adds the full dense index. A run killed at any point leaves the
+last committed generation intact, and the next run finds every vector already computed in the cache.
+
+Why incremental: the previous generation's chunk table (path -> sha256 -> chunks) is reused for unchanged
+files, so only new and changed files are chunked; vectors are looked up by chunk content hash, so only
+chunks whose embedded text is new go through the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ragbit.chunk_table import TABLE_FILE, ChunkTable, ChunkTableError
+from ragbit.config import RagbitConfig
+
+EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
+LEXICAL_DIR = "lexical"
+DENSE_FILE = "dense.faiss"
+DENSE_IDS = "dense_ids.npy"  # dense position -> chunk position (the dense index may cover a subset)
+
+
+class IndexingError(RuntimeError):
+    """Indexing cannot proceed; the message is one line for the user."""
+
+
+class ModelMismatchError(IndexingError):
+    """The index was built with another embedding model than the one requested."""
+
+
+@dataclass
+class IndexReport:
+    repo: str
+    index_dir: str
+    files_added: int = 0
+    files_changed: int = 0
+    files_removed: int = 0
+    files_unchanged: int = 0
+    chunks: int = 0
+    chunks_embedded: int = 0          # vectors computed by the model in this run
+    chunks_reused: int = 0            # vectors found in the cache
+    skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
+    dense_complete: bool = False
+    rechunked_all: bool = False       # chunk settings changed since the last run
+    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, load_model, lexical, embed, model, dense, total
+
+    @property
+    def files(self) -> int:
+        return self.files_added + self.files_changed + self.files_unchanged
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
+    """What decides how a file is chunked: if it differs from the last run, every file is re-chunked."""
+    from ragbit import chunking
+    return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
+            "chunker_version": getattr(chunking, "CHUNKER_VERSION", 1)}
+
+
+def _index_dir_ignore(cfg: RagbitConfig) -> list[str]:
+    """Gitignore pattern for the index directory when it lives inside the repository."""
+    try:
+        rel = cfg.index_dir.resolve().relative_to(cfg.repo)
+    except ValueError:
+        return []
+    return ["/" + rel.as_posix() + "/"]
+
+
+def check_repo(repo: Path) -> None:
+    if not repo.exists():
+        raise IndexingError(f"{repo}: no such directory")
+    if not repo.is_dir():
+        raise IndexingError(f"{repo}: not a directory")
+
+
+def previous_generation(store):
+    """(manifest, generation dir) of the committed index, or (None, None)."""
+    gen = store.current()
+    if gen is None:
+        return None, None
+    return store.manifest(), Path(gen)
+
+
+def check_model(manifest: dict | None, model_id: str, index_dir: Path) -> None:
+    if manifest and manifest.get("embed_model_id") not in (None, model_id):
+        raise ModelMismatchError(
+            f"the index at {index_dir} was built with embedding model {manifest['embed_model_id']!r}, "
+            f"not {model_id!r}: run `ragbit index --rebuild` to re-embed with the new model")
+
+
+class _Progress:
+    """A rich progress bar on stderr over vectors to embed (or nothing when progress=False)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.bar = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            self.bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("embed", total=total)
+            self.bar.start()
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.advance(self.task, n)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+# ---------------------------------------------------------------------------------------------- main
+def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
+                     embedder=None, warn=None) -> IndexReport:
+    """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring."""
+    from indexes.store import IndexStore
+    from indexes.vector_cache import VectorCache
+    from ragbit.chunking import chunk_file
+    from ragbit.walker import WalkStats, walk_repository
+
+    t_start = time.perf_counter()
+    repo = Path(cfg.repo)
+    check_repo(repo)
+    if embedder is None:
+        from ragbit.embeddings import Embedder
+        embedder = Embedder(cfg.embed)
+    if warn is None:
+        warn = (lambda msg: print(f"warning: {msg}", file=sys.stderr)) if progress else (lambda msg: None)
+    report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir))
+    store = IndexStore(cfg.index_dir)
+
+    with store.lock(timeout=0):
+        manifest, prev_dir = (None, None) if rebuild else previous_generation(store)
+        check_model(manifest, embedder.model_id, cfg.index_dir)
+        settings = _chunk_settings(cfg, embedder.max_text_tokens)
+        prev = None
+        if manifest:
+            try:
+                prev = ChunkTable.load(prev_dir)
+            except ChunkTableError as e:
+                warn(f"previous index unreadable, re-chunking everything ({e})")
+        # same chunk settings -> unchanged files keep their chunks; otherwise every file is re-chunked
+        reuse = prev is not None and manifest.get("chunk_settings") == settings
+        report.rechunked_all = prev is not None and not reuse
+
+        # ---- 1. walk + chunk (reusing unchanged files' chunks)
+        t = time.perf_counter()
+        walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
+        chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
+        stats = WalkStats()
+        walk = walk_repository(repo, walk_cfg, warn, stats)
+        per_file, seen = [], set()
+        for sf in walk:
+            seen.add(sf.path)
+            old = prev.by_path.get(sf.path) if prev is not None else None
+            if reuse and old is not None and old.sha256 == sf.sha256:
+                per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
+                report.files_unchanged += 1
+                continue
+            per_file.append((sf.path, sf.sha256, chunk_file(sf.path, sf.text, chunk_cfg,
+                                                             count_tokens=embedder.count_tokens)))
+            if old is None:
+                report.files_added += 1
+            elif old.sha256 != sf.sha256:
+                report.files_changed += 1
+            else:
+                report.files_unchanged += 1                # unchanged, re-chunked with new settings
+        report.skipped = dict(stats.skipped)
+        if prev is not None:
+            report.files_removed = len(set(prev.by_path) - seen)
+        table = ChunkTable.from_files(per_file)
+        report.chunks = len(table)
+        report.timings["walk_chunk"] = time.perf_counter() - t
+        if not per_file:
+            raise IndexingError(f"no indexable files in {repo}")
+        if report.chunks == 0:
+            raise IndexingError(f"no indexable text in {repo}")
+
+        # ---- 2. vectors we already have
+        t = time.perf_counter()
+        dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
+        report.timings["load_model"] = time.perf_counter() - t      # first run: torch + model load
+        cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
+        keys = [c.content_hash for c in table.chunks]
+        vectors, found = cache.get(keys)
+        found = np.asarray(found, dtype=bool)
+        report.chunks_reused = int(found.sum())
+
+        base_manifest = {
+            "repo": str(repo), "embed_model": cfg.embed.model, "embed_model_id": embedder.model_id,
+            "embed_dim": dim, "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
+            "dense_kind": cfg.index.dense,
+        }
+
+        # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
+        t = time.perf_counter()
+        from indexes.lexical import LexicalIndex
+        lexical = LexicalIndex.build([c.embed_text for c in table.chunks])
+        report.timings["lexical"] = time.perf_counter() - t
+        complete = bool(found.all())
+        _commit(store, base_manifest, table, lexical, vectors, found, complete,
+                kind=cfg.index.dense if complete else "flat")
+
+        # ---- 4. embed what is missing, flushing to the cache as we go
+        if not complete:
+            t = time.perf_counter()
+            model_before = embedder.seconds_in_model
+            missing = {}                                   # content hash -> first chunk position
+            for i in np.flatnonzero(~found):
+                missing.setdefault(keys[i], int(i))
+            todo = list(missing.items())
+            bar = _Progress(progress, len(todo))
+            try:
+                for s in range(0, len(todo), EMBED_FLUSH):
+                    batch = todo[s:s + EMBED_FLUSH]
+                    vecs = embedder.embed([table.chunks[i].embed_text for _, i in batch], progress=False)
+                    cache.put([h for h, _ in batch], vecs)
+                    bar.advance(len(batch))
+                    report.chunks_embedded += len(batch)
+            finally:
+                bar.close()
+            report.timings["model"] = embedder.seconds_in_model - model_before
+            report.chunks_reused = report.chunks - report.chunks_embedded
+            vectors, found = cache.get(keys)
+            found = np.asarray(found, dtype=bool)
+            report.timings["embed"] = time.perf_counter() - t
+            if not found.all():
+                raise IndexingError("vector cache lost vectors it had just stored")
+
+            # ---- 5. generation B: same chunk table + BM25, full dense index
+            t = time.perf_counter()
+            _commit(store, base_manifest, table, None, vectors, found, True, kind=cfg.index.dense,
+                    copy_from=Path(store.current()))
+            report.timings["dense"] = time.perf_counter() - t
+        report.dense_complete = True
+        _maybe_compact(cache, keys)
+    report.timings["total"] = time.perf_counter() - t_start
+    return report
+
+
+def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):
+    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index."""
+    from indexes.dense import DenseIndex
+    from indexes.store import FORMAT_VERSION
+    manifest = dict(base_manifest, format_version=FORMAT_VERSION, created=time.time(),
+                    dense_complete=complete, dense_vectors=int(found.sum()))
+    with store.write_generation(manifest) as staging:
+        staging = Path(staging)
+        if copy_from is None:
+            table.save(staging)
+            lexical.save(staging / LEXICAL_DIR)
+        else:
+            _link_tree(copy_from, staging, names=[TABLE_FILE, LEXICAL_DIR])
+        ids = np.flatnonzero(found).astype(np.int64)
+        if len(ids):
+            DenseIndex.build(np.ascontiguousarray(vectors[ids], dtype=np.float32),
+                             kind=kind).save(staging / DENSE_FILE)
+            np.save(staging / DENSE_IDS, ids)
+
+
+def _link_tree(src: Path, dst: Path, names: list[str]) -> None:
+    """Hard-link (or copy when links are impossible) files/dirs from the previous generation."""
+    for name in names:
+        s, d = src / name, dst / name
+        if s.is_dir():
+            shutil.copytree(s, d, copy_function=_link_or_copy, dirs_exist_ok=True)
+        else:
+            _link_or_copy(s, d)
+
+
+def _link_or_copy(s, d) -> None:
+    try:
+        os.link(s, d)
+    except OSError:
+        shutil.copy2(s, d)
+
+
+def _maybe_compact(cache, keys) -> None:
+    """Drop vectors of chunks that no longer exist once they are the majority of the cache."""
+    size = len(cache) if hasattr(cache, "__len__") else None
+    if size is not None and size > 2 * len(set(keys)) + 1000:
+        cache.compact(set(keys))

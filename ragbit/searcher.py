@@ -1,0 +1,210 @@
+"""`ragbit search`: BM25 + dense (MiniLM/FAISS) over the committed index, fused by reciprocal rank.
+
+Why hybrid: BM25 finds the chunk that shares the question's identifiers, dense finds the one that means
+the same in other words; RRF needs no score calibration. Each side contributes a deeper candidate list
+(CANDIDATES_PER_K * k) than asked for, so a chunk ranked 30th by one side and 3rd by the other still wins.
+
+Why a path boost: many real questions quote a file path ("django/db/models/query.py", a traceback line) or
+a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
+
+MODES = ("hybrid", "dense", "lexical")
+CANDIDATES_PER_K = 5
+MIN_CANDIDATES = 50
+PATH_WEIGHT = 1.0          # RRF weight of the "files named in the question" list (BM25 and dense: 1.0)
+MAX_NAME_MATCHES = 3       # a bare file name ("utils.py") naming more files than this is ignored
+
+# "a/b/c.py", "c.py", "/usr/lib/.../a/b/c.py", "a.b.c" (dotted module path)
+_PATH_LIKE = re.compile(r"[\w.\-/\\]*\w\.\w+|[\w\-]+(?:[/\\][\w.\-]+)+")
+_DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){1,}\b")
+
+
+class IndexMissingError(RuntimeError):
+    """No committed index for this repository."""
+
+
+class SearchError(ValueError):
+    """A bad search request or an unusable index; the message is one line for the user."""
+
+
+@dataclass
+class Hit:
+    path: str
+    start_line: int
+    end_line: int
+    scope: str
+    language: str
+    score: float
+    text: str
+    rank: int
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "start_line": self.start_line, "end_line": self.end_line,
+                "scope": self.scope, "language": self.language, "score": round(self.score, 6),
+                "text": self.text}
+
+
+class Hits(list):
+    """The ranked hits, plus whether dense search saw every chunk (False while vectors are being computed)."""
+    dense_complete: bool = True
+    mode: str = "hybrid"
+
+
+class Searcher:
+    """Loads the committed generation on first search (the constructor touches nothing on disk)."""
+
+    def __init__(self, cfg: RagbitConfig, embedder=None):
+        self.cfg = cfg
+        self._embedder = embedder
+        self._loaded = False
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        from indexes.dense import DenseIndex
+        from indexes.lexical import LexicalIndex
+        from indexes.store import IndexStore
+        from ragbit.chunk_table import ChunkTable
+        from ragbit.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
+
+        store = IndexStore(self.cfg.index_dir)
+        gen = store.current()
+        if gen is None:
+            raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first")
+        gen = Path(gen)
+        self.manifest = store.manifest()
+        try:
+            self.table = ChunkTable.load(gen)
+            self.lexical = LexicalIndex.load(gen / LEXICAL_DIR)
+            if (gen / DENSE_FILE).is_file():
+                self.dense = DenseIndex.load(gen / DENSE_FILE)
+                self.dense_ids = np.load(gen / DENSE_IDS)
+            else:
+                self.dense, self.dense_ids = None, np.zeros(0, dtype=np.int64)
+        except ValueError as e:
+            raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; run `ragbit index --rebuild`") from None
+        self.dense_complete = bool(self.manifest.get("dense_complete")) and len(self.dense_ids) == len(self.table)
+        self._paths = [f.path for f in self.table.files]
+        self._by_name: dict[str, list[str]] = {}
+        for p in self._paths:
+            self._by_name.setdefault(p.rsplit("/", 1)[-1].lower(), []).append(p)
+        self._loaded = True
+
+    @property
+    def embedder(self):
+        """The model the index was built with (or the configured one, which must be the same)."""
+        if self._embedder is None:
+            from ragbit.embeddings import Embedder
+            from ragbit.indexer import check_model
+            embed_cfg = self.cfg.embed
+            recorded = self.manifest.get("embed_model")
+            if embed_cfg.model == DEFAULT_EMBED_MODEL and recorded:
+                embed_cfg = type(embed_cfg)(**{**embed_cfg.__dict__, "model": recorded})
+            embedder = Embedder(embed_cfg)
+            check_model(self.manifest, embedder.model_id, self.cfg.index_dir)
+            self._embedder = embedder
+        return self._embedder
+
+    # ------------------------------------------------------------------ rankings
+    def _lexical_ranking(self, query: str, n: int) -> list[int]:
+        hits = self.lexical.search(query, n)
+        self._last_scores = dict(hits)
+        return [pos for pos, _ in hits]
+
+    def _dense_ranking(self, query: str, n: int) -> list[int]:
+        if self.dense is None or len(self.dense) == 0:
+            return []
+        qvec = self.embedder.embed_query(query)
+        hits = [(int(self.dense_ids[pos]), score) for pos, score in self.dense.search(qvec, n)]
+        self._last_scores = dict(hits)
+        return [pos for pos, _ in hits]
+
+    def named_files(self, query: str) -> list[str]:
+        """Repository files the question names by path, dotted module path or (unambiguous) file name."""
+        self._load()
+        found: dict[str, None] = {}
+        candidates = [m.group().replace("\\", "/") for m in _PATH_LIKE.finditer(query)]
+        # astropy.io.registry -> astropy/io/registry.py (not the package __init__.py: `from django.db import
+        # models` names django/db/__init__.py, which is rarely what the question is about)
+        candidates += [dotted.replace(".", "/") + ".py" for dotted in _DOTTED.findall(query)]
+        for cand in candidates:
+            cand = cand.strip("./")
+            if not cand:
+                continue
+            if "/" in cand:
+                # a suffix of a path: keep repo paths the candidate ends with, or that end with the candidate
+                for p in self._paths:
+                    if cand == p or cand.endswith("/" + p) or p.endswith("/" + cand):
+                        found.setdefault(p, None)
+            else:
+                same = self._by_name.get(cand.lower(), [])
+                if 0 < len(same) <= MAX_NAME_MATCHES:
+                    for p in same:
+                        found.setdefault(p, None)
+        return list(found)
+
+    def _path_ranking(self, query: str, order: list[int]) -> list[int]:
+        """Chunks of the named files, in the order the other rankings put them (then file order)."""
+        named = self.named_files(query)
+        if not named:
+            return []
+        positions: list[int] = []
+        for p in named:
+            f = self.table.by_path[p]
+            positions.extend(range(f.first, f.first + f.count))
+        rank = {pos: i for i, pos in enumerate(order)}
+        return sorted(positions, key=lambda pos: (rank.get(pos, len(order)), pos))
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               max_hits_per_file: int | None = None, path_boost: bool = True) -> Hits:
+        from indexes.fusion import cap_per_key, reciprocal_rank_fusion
+
+        k = self.cfg.search.k if k is None else k
+        mode = mode or self.cfg.search.mode
+        cap = self.cfg.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+        if mode not in MODES:
+            raise SearchError(f"search mode must be hybrid, dense or lexical, not {mode!r}")
+        if k <= 0:
+            raise SearchError(f"k must be positive, got {k}")
+        if not query.strip():
+            raise SearchError("empty question")
+        self._load()
+        self._last_scores: dict[int, float] = {}
+        # a per-file cap throws candidates away: ask for more so k survive it
+        n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k * (3 if cap else 1))
+        rankings, weights = [], []
+        if mode in ("hybrid", "lexical"):
+            rankings.append(self._lexical_ranking(query, n))
+            weights.append(1.0)
+        if mode in ("hybrid", "dense"):
+            rankings.append(self._dense_ranking(query, n))
+            weights.append(1.0)
+        if path_boost:
+            fused_so_far = [pos for pos, _ in reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k)]
+            named = self._path_ranking(query, fused_so_far)
+            if named:
+                rankings.append(named)
+                weights.append(PATH_WEIGHT)
+        fused = reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k, weights=weights)
+        if len(rankings) == 1:                       # one list: keep its own scores (BM25 / cosine)
+            fused = list(self._last_scores.items())
+        chunks = self.table.chunks
+        fused = cap_per_key(fused, key=lambda pos: chunks[pos].path, cap=cap)[:k]
+        hits = Hits(Hit(path=chunks[pos].path, start_line=chunks[pos].start_line, end_line=chunks[pos].end_line,
+                        scope=chunks[pos].scope or "", language=chunks[pos].language or "", score=score,
+                        text=chunks[pos].text, rank=r)
+                    for r, (pos, score) in enumerate(fused, start=1))
+        hits.dense_complete = self.dense_complete or mode == "lexical"
+        hits.mode = mode
+        return hits

@@ -1,0 +1,331 @@
+"""Walk a repository and yield the text files worth indexing.
+
+Rules, in the order they are applied (directories are pruned before anything below them is looked at):
+
+1. always-skipped directories: VCS metadata, virtualenvs (any directory holding `pyvenv.cfg` or `conda-meta`),
+   dependency and build output (`node_modules`, `build`, `dist`, `target`, `*.egg-info`, caches), `.ragbit`;
+2. ignore files, git semantics via `pathspec.GitIgnoreSpec`: `.gitignore` in every directory (patterns relative
+   to it, deeper files win), `.git/info/exclude` (lowest), and `.ragbitignore` in every directory plus
+   `WalkConfig.ignore` (highest, so a `!pattern` there can re-include something git ignores);
+3. secrets, always, whatever the ignore files say (`.env`, keys, credentials, ...);
+4. by name, without reading: media/archive/binary extensions, lock files, `*.min.js`, `*.map`;
+5. by size (`max_file_bytes`), then by content: NUL byte in the first 8 KB (binary), not UTF-8 (one warning),
+   a line longer than `max_line_chars` (minified or generated).
+
+Symlinks are followed only when they resolve inside the repository; a directory link that leads back to one of
+its own ancestors is not entered again. Skips are counted in `WalkStats`; only problems the user may want to fix
+(unreadable, undecodable) produce a warning line.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from pathspec import GitIgnoreSpec
+
+from ragbit.config import WalkConfig
+
+# ==================================================================================================================
+# fixed rules
+# ==================================================================================================================
+
+VCS_NAMES = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs"})   # skipped as directories AND files (worktrees)
+SKIP_DIRS = VCS_NAMES | frozenset({
+    ".venv", "node_modules", "bower_components", "__pycache__",         # dependencies
+    ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis",   # tool caches
+    "build", "dist", "target",                                          # build output
+    ".ragbit",                                                          # our own index
+})
+SKIP_DIR_SUFFIXES = (".egg-info",)
+VENV_MARKERS = ("pyvenv.cfg", "conda-meta")       # a directory holding one of these is a Python environment
+
+SECRET_PATTERNS = (
+    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.keystore", "*.jks", "*.ppk", "*.kdbx",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".netrc", "_netrc", ".pgpass", ".git-credentials", ".htpasswd", ".npmrc", ".pypirc", ".dockercfg",
+    "credentials", "credentials.json", "*service-account*.json", "*service_account*.json",
+    "client_secret*.json", "*.tfstate", "*.tfstate.*",
+)
+GENERATED_PATTERNS = (
+    "*.min.js", "*.min.css", "*.map",
+    "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock",
+    "uv.lock", "Pipfile.lock", "composer.lock", "go.sum", "Gemfile.lock", "pdm.lock", "mix.lock",
+    "packages.lock.json",
+)
+MEDIA_EXTENSIONS = frozenset("""
+    png jpg jpeg gif bmp ico icns webp tif tiff psd xcf svg eps ai heic avif raw
+    mp3 wav ogg flac aac m4a opus mid midi mp4 m4v mov avi mkv webm wmv flv mpg mpeg
+    zip tar gz tgz bz2 xz zst 7z rar lz lz4 lzma cab jar war ear whl egg apk deb rpm dmg iso img msi
+    pdf doc docx xls xlsx ppt pptx odt ods odp epub
+    woff woff2 ttf otf eot
+    exe dll so dylib a lib o obj class pyc pyo pyd wasm bin dat
+    db sqlite sqlite3 npy npz pkl pickle pt pth ckpt onnx gguf safetensors h5 hdf5 parquet arrow feather tflite
+""".split())
+
+BINARY_SNIFF_BYTES = 8192
+
+SECRET_SPEC = GitIgnoreSpec.from_lines(SECRET_PATTERNS)
+GENERATED_SPEC = GitIgnoreSpec.from_lines(GENERATED_PATTERNS)
+
+# Skip reasons, as printed by `WalkStats.summary()`.
+IGNORED, EXCLUDED, SECRET, MEDIA, GENERATED = "ignored", "excluded dir", "secret", "media", "minified/generated"
+TOO_LARGE, BINARY, UNDECODABLE, UNREADABLE = "too large", "binary", "undecodable", "unreadable"
+OUTSIDE, LOOP, BROKEN_LINK = "symlink outside repo", "symlink loop", "broken symlink"
+
+
+class WalkError(ValueError):
+    """The repository root is unusable; the message is one line for the user."""
+
+
+def print_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str          # repository-relative, POSIX separators
+    abspath: Path      # the repository root (resolved) joined with `path`
+    text: str          # decoded UTF-8, BOM stripped, newlines as "\n"
+    sha256: str        # of the raw bytes on disk
+
+
+@dataclass
+class WalkStats:
+    """What a walk kept and skipped. A pruned directory (ignored or excluded) counts once, not per file."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    def summary(self) -> str:
+        """e.g. "skipped 3 binary, 1 too large, 12 ignored" ("" when nothing was skipped)."""
+        parts = [f"{n} {reason}" for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return "skipped " + ", ".join(parts) if parts else ""
+
+
+# ==================================================================================================================
+# ignore files
+# ==================================================================================================================
+
+@dataclass(frozen=True)
+class _IgnoreFile:
+    base: str               # repository-relative directory it applies to, "" or ending in "/"
+    spec: GitIgnoreSpec
+
+
+def _decide(layers: tuple[_IgnoreFile, ...], rel: str, is_dir: bool) -> bool:
+    """True if ignored. `layers` are ordered highest precedence first; the first one with a matching pattern
+    decides (within one file pathspec already applies "last matching pattern wins", negations included)."""
+    candidate = rel + "/" if is_dir else rel
+    for layer in layers:
+        result = layer.spec.check_file(candidate[len(layer.base):])
+        if result.include is not None:
+            return bool(result.include)
+    return False
+
+
+def _git_exclude_file(root: Path) -> Path | None:
+    """`info/exclude` of the repository, also when `.git` is a worktree/submodule pointer file."""
+    dot_git = root / ".git"
+    git_dir = dot_git
+    if dot_git.is_file():
+        try:
+            line = dot_git.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not line.startswith("gitdir:"):
+            return None
+        git_dir = (root / line[len("gitdir:"):].strip()).resolve()
+        common = git_dir / "commondir"
+        if common.is_file():
+            try:
+                git_dir = (git_dir / common.read_text(encoding="utf-8").strip()).resolve()
+            except (OSError, UnicodeDecodeError):
+                pass
+    exclude = git_dir / "info" / "exclude"
+    return exclude if exclude.is_file() else None
+
+
+# ==================================================================================================================
+# the walk
+# ==================================================================================================================
+
+class _Walk:
+    def __init__(self, root: Path, cfg: WalkConfig, warn: Callable[[str], None], stats: WalkStats):
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise WalkError(f"repository path does not exist: {root}")
+        if not root.is_dir():
+            raise WalkError(f"repository path is not a directory: {root}")
+        self.root = root.resolve()
+        self.cfg, self.warn, self.stats = cfg, warn, stats
+        self.config_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(cfg.ignore)) if cfg.ignore else None
+        exclude = _git_exclude_file(self.root)
+        self.exclude_layer = self._load("", exclude) if exclude else None
+
+    def _load(self, base: str, path: Path) -> _IgnoreFile | None:
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as e:
+            self.warn(f"skipped {base}{path.name}: {_reason(e)}")
+            return None
+        return _IgnoreFile(base, GitIgnoreSpec.from_lines(lines))
+
+    # ---------------------------------------------------------------------------------- candidates (no reads)
+    def candidates(self) -> Iterator[tuple[str, Path]]:
+        """(relative path, absolute path) of every file that passes the name/size rules, in path order."""
+        yield from self._dir(self.root, "", (), (), frozenset({self.root}))
+
+    def _dir(self, real: Path, base: str, ragbit_layers: tuple, git_layers: tuple,
+             ancestors: frozenset[Path]) -> Iterator[tuple[str, Path]]:
+        here = self.root / base if base else self.root
+        if (here / ".gitignore").is_file() and (layer := self._load(base, here / ".gitignore")):
+            git_layers = (layer,) + git_layers                   # deeper first
+        if (here / ".ragbitignore").is_file() and (layer := self._load(base, here / ".ragbitignore")):
+            ragbit_layers = (layer,) + ragbit_layers
+        layers = tuple(x for x in ((self.config_layer,) + ragbit_layers + git_layers + (self.exclude_layer,)) if x)
+        try:
+            entries = list(os.scandir(here))
+        except OSError as e:
+            self.warn(f"skipped {base or './'}: {_reason(e)}")
+            self.stats.skip(UNREADABLE)
+            return
+        for entry, is_dir, target in sorted(self._classify(entries, base), key=lambda x: x[0].name + "/" * x[1]):
+            rel = base + entry.name
+            if entry.name in VCS_NAMES:
+                self.stats.skip(EXCLUDED)
+            elif is_dir:
+                if entry.name in SKIP_DIRS or entry.name.endswith(SKIP_DIR_SUFFIXES) \
+                        or any(os.path.exists(os.path.join(entry.path, m)) for m in VENV_MARKERS):
+                    self.stats.skip(EXCLUDED)
+                elif _decide(layers, rel, True):
+                    self.stats.skip(IGNORED)
+                elif target in ancestors:
+                    self.stats.skip(LOOP)
+                else:
+                    yield from self._dir(target, rel + "/", ragbit_layers, git_layers, ancestors | {target})
+            elif _decide(layers, rel, False):
+                self.stats.skip(IGNORED)
+            elif reason := self._name_rule(rel, entry):
+                self.stats.skip(reason)
+            else:
+                yield rel, self.root / rel
+
+    def _classify(self, entries, base: str):
+        """(entry, is_dir, real path) for entries we may enter; symlinks leaving the repository are dropped."""
+        for entry in entries:
+            try:
+                if entry.is_symlink():
+                    target = Path(os.path.realpath(entry.path))
+                    if not target.exists():
+                        self.stats.skip(BROKEN_LINK)
+                        continue
+                    if not target.is_relative_to(self.root):
+                        self.stats.skip(OUTSIDE)
+                        continue
+                    is_dir = target.is_dir()
+                else:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    target = Path(entry.path) if is_dir else None
+                if not is_dir and not entry.is_file():
+                    continue                                  # sockets, fifos, devices
+            except OSError as e:
+                self.warn(f"skipped {base}{entry.name}: {_reason(e)}")
+                self.stats.skip(UNREADABLE)
+                continue
+            yield entry, is_dir, target
+
+    def _name_rule(self, rel: str, entry: os.DirEntry) -> str | None:
+        if SECRET_SPEC.match_file(rel):
+            return SECRET
+        suffix = os.path.splitext(entry.name)[1][1:].lower()
+        if suffix in MEDIA_EXTENSIONS:
+            return MEDIA
+        if GENERATED_SPEC.match_file(rel):
+            return GENERATED
+        try:
+            if entry.stat().st_size > self.cfg.max_file_bytes:
+                return TOO_LARGE
+        except OSError:
+            return None                                       # reported when the file is read
+        return None
+
+    # ---------------------------------------------------------------------------------- contents
+    def read(self, rel: str, abspath: Path) -> SourceFile | None:
+        try:
+            raw = read_bytes(abspath)
+        except OSError as e:
+            self.warn(f"skipped {rel}: {_reason(e)}")
+            self.stats.skip(UNREADABLE)
+            return None
+        if len(raw) > self.cfg.max_file_bytes:                # grew since the stat
+            self.stats.skip(TOO_LARGE)
+            return None
+        if b"\x00" in raw[:BINARY_SNIFF_BYTES]:
+            self.stats.skip(BINARY)
+            return None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            self.warn(f"skipped {rel}: not UTF-8 text (invalid byte at offset {e.start})")
+            self.stats.skip(UNDECODABLE)
+            return None
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if len(text) > self.cfg.max_line_chars and max(map(len, text.split("\n"))) > self.cfg.max_line_chars:
+            self.stats.skip(GENERATED)
+            return None
+        self.stats.files += 1
+        self.stats.bytes += len(raw)
+        return SourceFile(path=rel, abspath=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def read_bytes(path: Path) -> bytes:
+    """The one place file contents are read (tests replace it to simulate permission errors as root)."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _reason(e: OSError) -> str:
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    return (e.strerror or type(e).__name__).lower()
+
+
+# ==================================================================================================================
+# public API
+# ==================================================================================================================
+
+def walk_repository(root: Path, cfg: WalkConfig, warn: Callable[[str], None] = print_to_stderr,
+                    stats: WalkStats | None = None) -> Iterator[SourceFile]:
+    """Indexable files of `root`, sorted by path. Raises WalkError at once if `root` is missing/not a directory.
+
+    Pass a `WalkStats` to learn what was kept and skipped (it is filled as the iterator is consumed).
+    """
+    walk = _Walk(root, cfg, warn, stats if stats is not None else WalkStats())
+
+    def files() -> Iterator[SourceFile]:
+        for rel, abspath in walk.candidates():
+            source = walk.read(rel, abspath)
+            if source is not None:
+                yield source
+    return files()
+
+
+def iter_candidate_paths(root: Path, cfg: WalkConfig, warn: Callable[[str], None] = print_to_stderr,
+                         stats: WalkStats | None = None) -> Iterator[Path]:
+    """Absolute paths (under `root.resolve()`) the walk would read, without reading them: for `ragbit status`.
+
+    Same rules as `walk_repository` except the content checks (binary, UTF-8, long lines), so this can list a
+    few files the full walk then skips. `path.relative_to(root.resolve()).as_posix()` is `SourceFile.path`.
+    """
+    walk = _Walk(root, cfg, warn, stats if stats is not None else WalkStats())
+    return (abspath for _, abspath in walk.candidates())

@@ -1,0 +1,123 @@
+"""`ragbit index / search / status` as a user runs them: output, and one-line errors with exit code 1."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import ragbit.embeddings
+from ragbit.cli import app
+from tests.retrieval_fixtures import FakeEmbedder, make_repo
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def fake_model(monkeypatch):
+    """The CLI builds its own Embedder: swap in the fake one (the real model is tested in test_search.py)."""
+    monkeypatch.setattr(ragbit.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "shop")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_index_search_status(repo):
+    r = invoke("index", repo, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "6 files (+6 added" in r.stdout and "embedded" in r.stdout
+
+    r = invoke("search", "exponential backoff after connection errors", "--repo", repo, "--json", "-k", "3")
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.stdout)
+    assert hits[0]["path"] == "src/net/retry.py"
+    assert set(hits[0]) == {"path", "start_line", "end_line", "scope", "language", "score", "text"}
+    assert len(hits) <= 3
+
+    r = invoke("search", "exponential backoff", "--repo", repo, "--mode", "lexical")
+    assert r.exit_code == 0 and "src/net/retry.py:" in r.stdout and "retry_with_backoff" in r.stdout
+
+    r = invoke("status", repo)
+    assert r.exit_code == 0 and "up to date" in r.stdout and "fake-bag-of-words" in r.stdout
+    (repo / "src/net/retry.py").write_text("def retry():\n    pass\n")
+    (repo / "NEW.md").write_text("# new\n")
+    (repo / "README.md").unlink()
+    r = invoke("status", repo)
+    assert "1 added, 1 changed, 1 removed" in r.stdout
+
+    r = invoke("index", repo)
+    assert r.exit_code == 0, r.output
+    assert "(+1 added, ~1 changed, -1 removed, 4 unchanged)" in r.stdout
+
+
+def test_missing_path(tmp_path):
+    assert_one_line_error(invoke("index", tmp_path / "nope"), "no such directory")
+    assert_one_line_error(invoke("search", "q", "--repo", tmp_path / "nope"), "no such directory")
+    assert_one_line_error(invoke("status", tmp_path / "nope"), "no such directory")
+
+
+def test_not_a_directory(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    assert_one_line_error(invoke("index", tmp_path / "f.txt"), "not a directory")
+
+
+def test_empty_repo(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("index", tmp_path / "empty"), "no indexable files in")
+
+
+def test_no_index_yet(repo):
+    assert_one_line_error(invoke("search", "q", "--repo", repo), "no index at", "ragbit index")
+    assert_one_line_error(invoke("status", repo), "no index at")
+
+
+def test_bad_mode(repo):
+    assert_one_line_error(invoke("search", "q", "--repo", repo, "--mode", "fuzzy"), "--mode", "fuzzy")
+    assert_one_line_error(invoke("index", repo, "--dense", "kdtree"), "--dense", "kdtree")
+
+
+def test_corrupt_index(repo):
+    assert invoke("index", repo, "--quiet").exit_code == 0
+    (repo / ".ragbit" / "CURRENT").write_text("garbage\n")
+    assert_one_line_error(invoke("search", "q", "--repo", repo), "corrupt")
+    assert_one_line_error(invoke("index", repo), "corrupt")
+
+
+def test_truncated_chunk_table(repo):
+    assert invoke("index", repo, "--quiet").exit_code == 0
+    gen = next(p for p in (repo / ".ragbit").iterdir() if p.name.startswith("gen-"))
+    table = gen / "chunks.jsonl"
+    table.write_text(table.read_text()[: len(table.read_text()) // 2])
+    assert_one_line_error(invoke("search", "invoice", "--repo", repo), "chunk")
+
+
+def test_locked_index(repo):
+    from indexes.store import IndexStore
+    with IndexStore(repo / ".ragbit").lock():
+        assert_one_line_error(invoke("index", repo), "lock")
+
+
+def test_bad_config(repo):
+    (repo / "ragbit.toml").write_text("[search]\nmode = 'psychic'\n")
+    assert_one_line_error(invoke("index", repo), "psychic")
+
+
+def test_model_mismatch(repo, monkeypatch):
+    assert invoke("index", repo, "--quiet").exit_code == 0
+    monkeypatch.setattr(ragbit.embeddings, "Embedder", lambda cfg=None: FakeEmbedder(model_id="other"))
+    assert_one_line_error(invoke("index", repo), "--rebuild")

@@ -1,0 +1,96 @@
+"""FAISS dense index: exactness of flat, recall of approximate kinds, persistence."""
+import numpy as np
+import pytest
+
+from indexes.dense import DenseIndex, DenseIndexError
+
+
+def _unit(a):
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _uniform(rng, n, dim):
+    return _unit(rng.standard_normal((n, dim)))
+
+
+def _clustered(rng, n, dim, centers):
+    """Gaussian mixture on the sphere: closer to real embeddings than uniform noise, where IVF is hopeless."""
+    return _unit(centers[rng.integers(0, len(centers), n)] + 0.5 * rng.standard_normal((n, dim)))
+
+
+def _recall_at_10(index, xb, xq):
+    truth = np.argsort(-(xq @ xb.T), axis=1)[:, :10]
+    found = [len({d for d, _ in index.search(q, 10)} & set(t)) for q, t in zip(xq, truth)]
+    return sum(found) / truth.size
+
+
+def test_flat_matches_brute_force():
+    rng = np.random.default_rng(1)
+    xb, xq = _uniform(rng, 2000, 48), _uniform(rng, 20, 48)
+    index = DenseIndex.build(xb, kind="flat")
+    assert (index.kind, index.dim, len(index)) == ("flat", 48, 2000)
+    sims = xq @ xb.T
+    for q, row in zip(xq, sims):
+        hits = index.search(q, 15)
+        expected = np.argsort(-row)[:15]
+        assert [d for d, _ in hits] == expected.tolist()
+        np.testing.assert_allclose([s for _, s in hits], row[expected], atol=1e-5)
+
+
+def test_auto_picks_flat_for_small_corpora():
+    rng = np.random.default_rng(2)
+    assert DenseIndex.build(_uniform(rng, 50, 8)).kind == "flat"
+
+
+def test_hnsw_recall_on_uniform_random_data():
+    rng = np.random.default_rng(3)
+    xb, xq = _uniform(rng, 3000, 32), _uniform(rng, 50, 32)
+    index = DenseIndex.build(xb, kind="hnsw")
+    assert index.kind == "hnsw"
+    assert _recall_at_10(index, xb, xq) >= 0.9
+
+
+def test_ivf_recall_on_clustered_random_data():
+    rng = np.random.default_rng(4)
+    centers = rng.standard_normal((40, 32))
+    xb, xq = _clustered(rng, 3000, 32, centers), _clustered(rng, 50, 32, centers)
+    index = DenseIndex.build(xb, kind="ivf")
+    assert index.kind == "ivf"
+    assert _recall_at_10(index, xb, xq) >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_save_load_round_trip(kind, tmp_path):
+    rng = np.random.default_rng(5)
+    xb, xq = _uniform(rng, 500, 16), _uniform(rng, 5, 16)
+    index = DenseIndex.build(xb, kind=kind)
+    index.save(tmp_path / "dense.faiss")
+    loaded = DenseIndex.load(tmp_path / "dense.faiss")
+    assert (loaded.kind, loaded.dim, len(loaded)) == (kind, 16, 500)
+    for q in xq:
+        assert loaded.search(q, 7) == index.search(q, 7)
+
+
+def test_empty_index_and_k_larger_than_corpus(tmp_path):
+    empty = DenseIndex.build(np.zeros((0, 8), dtype=np.float32), kind="ivf")
+    assert len(empty) == 0 and empty.search(np.ones(8, dtype=np.float32), 5) == []
+    empty.save(tmp_path / "e.faiss")
+    assert DenseIndex.load(tmp_path / "e.faiss").search(np.ones(8), 5) == []
+    rng = np.random.default_rng(6)
+    xb = _uniform(rng, 3, 8)
+    assert sorted(d for d, _ in DenseIndex.build(xb).search(xb[0], 50)) == [0, 1, 2]
+
+
+def test_bad_input_raises_domain_error(tmp_path):
+    with pytest.raises(DenseIndexError):
+        DenseIndex.build(np.ones(8), kind="flat")
+    with pytest.raises(DenseIndexError):
+        DenseIndex.build(np.ones((2, 8)), kind="annoy")
+    index = DenseIndex.build(np.ones((2, 8)), kind="flat")
+    with pytest.raises(DenseIndexError, match="dimension"):
+        index.search(np.ones(4), 1)
+    (tmp_path / "junk.faiss").write_bytes(b"not an index")
+    with pytest.raises(DenseIndexError):
+        DenseIndex.load(tmp_path / "junk.faiss")
+    with pytest.raises(DenseIndexError):
+        DenseIndex.load(tmp_path / "missing.faiss")

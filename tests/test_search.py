@@ -1,0 +1,101 @@
+"""Searcher: dense, lexical and hybrid find the right chunk; path boost; per-file cap; missing index."""
+from __future__ import annotations
+
+import pytest
+
+from ragbit.config import RagbitConfig
+from ragbit.indexer import index_repository
+from ragbit.searcher import IndexMissingError, SearchError, Searcher
+from tests.retrieval_fixtures import FakeEmbedder, make_repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("search") / "shop")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    return root
+
+
+def searcher(repo, **search):
+    cfg = RagbitConfig.load(repo, overrides={"search": search} if search else None)
+    return Searcher(cfg, embedder=FakeEmbedder())
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+@pytest.mark.parametrize("question, path", [
+    ("how is value added tax applied to the invoice total", "src/billing/invoice.py"),
+    ("exponential backoff when the connection fails", "src/net/retry.py"),
+    ("liveness probe for the load balancer", "cmd/server/main.go"),
+    ("rolling updates with replicas on kubernetes", "docs/deployment.md"),
+])
+def test_each_mode_finds_the_right_file_first(repo, mode, question, path):
+    hits = searcher(repo).search(question, k=5, mode=mode)
+    assert hits, f"{mode}: no hits"
+    assert hits[0].path == path
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    h = hits[0]
+    lines = (repo / h.path).read_text().splitlines()
+    assert h.text.splitlines()[0] == lines[h.start_line - 1]        # the hit's text is those lines
+    assert hits.dense_complete
+
+
+def test_hit_text_and_lines_point_at_the_matching_function(repo):
+    hit = searcher(repo).search("apply_vat rate", k=1, mode="lexical")[0]
+    assert "def apply_vat" in hit.text
+    assert hit.start_line <= _line_of(repo / hit.path, "def apply_vat") <= hit.end_line
+
+
+def _line_of(path, needle):
+    return next(i for i, line in enumerate(path.read_text().splitlines(), start=1) if needle in line)
+
+
+def test_named_file_is_ranked_up(repo):
+    s = searcher(repo)
+    question = "the slide index wraps around in web/static/carousel.js and the invoice total is wrong"
+    assert s.named_files(question) == ["web/static/carousel.js"]
+    boosted = s.search(question, k=3, mode="hybrid")
+    assert boosted[0].path == "web/static/carousel.js"
+    # a bare, unambiguous file name and a dotted module path count too
+    assert s.named_files("see retry.py") == ["src/net/retry.py"]
+    assert s.named_files("import src.billing.invoice") == ["src/billing/invoice.py"]
+    assert s.named_files("nothing named here") == []
+
+
+def test_max_hits_per_file(repo):
+    hits = searcher(repo).search("invoice total tax pdf customer", k=10, mode="lexical", max_hits_per_file=1)
+    paths = [h.path for h in hits]
+    assert len(paths) == len(set(paths))
+
+
+def test_bad_requests(repo):
+    s = searcher(repo)
+    with pytest.raises(SearchError, match="mode"):
+        s.search("x", mode="fuzzy")
+    with pytest.raises(SearchError, match="empty"):
+        s.search("   ")
+
+
+def test_missing_index(tmp_path):
+    (tmp_path / "r").mkdir()
+    with pytest.raises(IndexMissingError, match=r"no index at .*run `ragbit index .*` first"):
+        Searcher(RagbitConfig.load(tmp_path / "r"), embedder=FakeEmbedder()).search("x")
+
+
+def test_constructor_touches_nothing(tmp_path):
+    Searcher(RagbitConfig.load(tmp_path), embedder=FakeEmbedder())     # no index, no error until search
+    assert not (tmp_path / ".ragbit").exists()
+
+
+def test_real_minilm_end_to_end(tmp_path):
+    """The one test with the packaged all-MiniLM-L6-v2: index, then a paraphrased question finds its chunk."""
+    root = make_repo(tmp_path / "shop")
+    cfg = RagbitConfig.load(root)
+    report = index_repository(cfg, progress=False)
+    assert report.dense_complete and report.chunks_embedded + report.chunks_reused == report.chunks > 0
+    s = Searcher(cfg)
+    hits = s.search("sleep longer after each failed attempt", k=3, mode="dense")
+    assert hits[0].path == "src/net/retry.py"
+    assert s.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and s.embedder.dim == 384
+    hits = s.search("keeping replicas available during upgrades", k=3, mode="hybrid")
+    assert hits[0].path == "docs/deployment.md"
