@@ -34,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+from ragbit.config import EMBED_BACKENDS as BACKENDS
+
 EXPORT_FORMAT = 1                 # bump when the export recipe changes: old cache entries are ignored
 MANIFEST = "ragbit_export.json"
 
@@ -134,6 +135,14 @@ def _sha256(path: Path) -> str:
 
 
 # ====================================================================================== export (torch, once)
+def _load_sentence_transformer(source: str, device: str):
+    """A SentenceTransformer without the weight-loading progress bars (they clutter ragbit's own)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(source, device=device)
+
+
 def export_onnx(st_model, out_dir: Path, quantize: bool) -> None:
     """Write model.onnx + tokenizer.json + MANIFEST for a loaded SentenceTransformer into `out_dir`.
 
@@ -249,8 +258,7 @@ def ensure_export(source: str, model_id: str, backend: str, cache_dir: str | Pat
             return target
         if target.exists():
             shutil.rmtree(target)             # corrupt or from an interrupted older run
-        from sentence_transformers import SentenceTransformer
-        st = SentenceTransformer(source, device=device)
+        st = _load_sentence_transformer(source, device)
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
         try:
             export_onnx(st, tmp, quantize=backend == "onnx-int8")
@@ -348,6 +356,16 @@ class _TokenizerView:
 
 
 # ====================================================================================== entry point
+def vector_space_id(model_id: str, backend: str) -> str:
+    """The id an index records for its vectors: backends that give the same vectors share it.
+
+    torch and onnx (fp32) agree to ~1e-6 cosine, so switching between them (or falling back from
+    onnx to torch) keeps an index valid; int8 vectors differ (cosine ~0.99) and get their own id, so
+    `ragbit index` refuses to mix them with fp32 ones.
+    """
+    return f"{model_id}+int8" if backend == "onnx-int8" else model_id
+
+
 def load_sentence_model(model_name_or_path: str, backend: str = "onnx-int8", cache_dir: str | Path | None = None,
                         *, model_id: str | None = None, device: str = "cpu", threads: int = 0):
     """A sentence encoder for `backend`; ONNX exports are made once into `cache_dir` and reused.
@@ -362,10 +380,13 @@ def load_sentence_model(model_name_or_path: str, backend: str = "onnx-int8", cac
         try:
             d = ensure_export(model_name_or_path, model_id or model_name_or_path, backend,
                               cache_dir or default_cache_dir(), device=device)
-            return OnnxSentenceEncoder(d, threads=threads)
+            encoder = OnnxSentenceEncoder(d, threads=threads)
+            encoder.ragbit_backend = backend
+            return encoder
         except Exception as e:   # noqa: BLE001 - any failure here has a working fallback
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             print(f"warning: embedding backend {backend!r} unavailable ({msg}); using torch", file=sys.stderr)
-    from sentence_transformers import SentenceTransformer
     configure_torch_threads(threads)
-    return SentenceTransformer(model_name_or_path, device=device)
+    model = _load_sentence_transformer(model_name_or_path, device)
+    model.ragbit_backend = "torch"
+    return model

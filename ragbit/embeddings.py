@@ -56,7 +56,10 @@ class Embedder:
 
     def __init__(self, config: EmbedConfig | None = None):
         self.config = config or EmbedConfig()
-        self.source, self.model_id, self._offline = resolve_model(self.config.model)
+        from ragbit.embedding_backends import vector_space_id
+        self.source, base_id, self._offline = resolve_model(self.config.model)
+        self.model_id = vector_space_id(base_id, self.config.backend)   # recorded in the index
+        self._base_id = base_id
         self._model = None
         self._tokenizer = None
         self.seconds_in_model = 0.0      # wall time spent inside model.encode (for reports / benchmarks)
@@ -68,14 +71,18 @@ class Embedder:
             if self._offline:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from ragbit.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
+            cfg = self.config
             try:
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-                hf_logging.disable_progress_bar()
-                self._model = SentenceTransformer(self.source, device=self.config.device)
+                model = load_sentence_model(self.source, cfg.backend, cfg.cache_dir or default_cache_dir(),
+                                            model_id=self._base_id, device=cfg.device, threads=cfg.threads)
             except Exception as e:  # any failure to find/parse/load the model -> one clear line
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise EmbeddingModelError(f"cannot load embedding model {self.config.model!r}: {msg}") from None
+            if vector_space_id(self._base_id, model.ragbit_backend) != self.model_id:
+                raise EmbeddingModelError(f"embedding backend {cfg.backend!r} is unavailable and its vectors "
+                                          f"differ from the fallback's; set [embed] backend = \"torch\"")
+            self._model = model
         return self._model
 
     def _load_tokenizer(self):
