@@ -7,7 +7,8 @@ Speed: 40-line windows (the chunker's fallback unit) from an installed Python pa
 `transformers`). Reported per configuration:
   cpu_ms/chunk  process CPU time per chunk with ONE thread: the amount of work, robust to other processes
                 on the machine (wall time on a shared 2-core box is not);
-  chunks/s      with --wall: wall-clock throughput with the default threads (noisy when shared);
+  chunks/cpu-s  1000 / cpu_ms: chunks per second of one core (2 idle cores give ~2x that);
+  wall chunks/s with --wall: wall-clock throughput with the default threads (noisy when shared);
   x_anchor      anchor cpu_ms / config cpu_ms: the speed-up ragbit gets from the change.
 Each figure is the best of --repeats interleaved runs.
 
@@ -163,7 +164,8 @@ def main() -> None:
 
     torch.set_num_threads(default_threads)
     ref_q = ref_c = None
-    print(f"\n{'config':16} {'cpu_ms/chunk':>12} {'chunks/s':>9} {'x_anchor':>8} {'R@1':>6} {'R@10':>6} {'cos_fp32':>8}")
+    print(f"\n{'config':16} {'cpu_ms/chunk':>12} {'chunks/cpu-s':>12} {'wall chunks/s':>13} {'x_anchor':>8} "
+          f"{'R@1':>6} {'R@10':>6} {'cos_fp32':>8}")
     for name, (_, model) in models.items():
         qv = model.encode(queries, batch_size=args.batch, normalize_embeddings=True)
         cv = model.encode(corpus, batch_size=args.batch, normalize_embeddings=True)
@@ -171,7 +173,9 @@ def main() -> None:
             ref_q, ref_c = qv, cv
         cos = float(np.mean(np.sum(cv * ref_c, axis=1)))
         per_chunk = 1000 * cpu[name] / len(windows)
-        print(f"{name:16} {per_chunk:12.1f} {len(windows) / wall[name]:9.1f} {cpu['anchor'] / cpu[name] if 'anchor' in cpu else float('nan'):8.2f} "
+        ratio = cpu["anchor"] / cpu[name] if "anchor" in cpu else float("nan")
+        wall_rate = f"{len(windows) / wall[name]:13.1f}" if args.wall else f"{'-':>13}"
+        print(f"{name:16} {per_chunk:12.1f} {1000 / per_chunk:12.2f} {wall_rate} {ratio:8.2f} "
               f"{recall(qv, cv, targets, 1):6.3f} {recall(qv, cv, targets, 10):6.3f} {cos:8.4f}", flush=True)
 
 
