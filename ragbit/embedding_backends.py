@@ -1,9 +1,13 @@
 """Fast CPU backends for sentence-embedding models: ONNX Runtime fp32 and int8, exported once, offline.
 
-WHY: indexing a repository on a 2-core laptop is dominated by the embedding model. sentence-transformers
-on fp32 torch runs all-MiniLM-L6-v2 at ~20 chunks/s on 40-line code windows. The same network exported
-to ONNX, with ONNX Runtime's BERT fusions and int8 dynamic quantization of the MatMul weights, runs several
-times faster with retrieval quality unchanged (see benchmarks/bench_embed.py for the figures).
+WHY: the embedding model dominates indexing and query start-up on a CPU laptop. Measured on a 2-core AVX2
+machine (benchmarks/bench_embed.py, AMD Zen 1, no VNNI): ONNX Runtime fp32 does the same work per chunk
+as torch (both are matmul-bound, ~180 ms CPU per 256-token chunk) and gives the same vectors (cosine
+1 - 1e-7), but loading it needs no torch import: a fresh `ragbit search` costs ~2 CPU-s instead of ~11
+and 300 MB instead of 590 MB. int8 dynamic quantization is NOT faster on that CPU (MLAS's AVX2 U8S8
+kernel is no quicker than fp32 FMA there); it is kept as an option for CPUs with VNNI (avx512_vnni /
+avx_vnni), where int8 matmuls should be faster (not measured here: no such CPU was available). Its vectors differ (cosine ~0.99) and depend
+slightly on batch-mates (activation scales are per batch), so it is not the default.
 
 How it works:
   * `load_sentence_model(name_or_dir, backend, cache_dir)` returns something with the slice of the
@@ -77,18 +81,13 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def int8_weight_type() -> str:
-    """"QInt8" (signed weights) for int8 dynamic quantization.
-
-    ONNX Runtime's x86 kernels take uint8 activations x int8 weights (U8S8). With VNNI
-    (avx512_vnni / avx_vnni) that is the fast exact path; on plain AVX2 the U8S8 kernel can saturate
-    intermediate sums, which `reduce_range` (7-bit weights) avoids. `int8_options()` picks that.
-    """
-    return "QInt8"
-
-
 def int8_options(flags: set[str] | None = None) -> dict:
-    """quantize_dynamic keyword arguments for this CPU (see `int8_weight_type`)."""
+    """quantize_dynamic keyword arguments for this CPU (weights are signed int8, activations uint8).
+
+    ONNX Runtime's x86 kernels multiply uint8 activations by int8 weights (U8S8). With VNNI that is
+    exact; on plain AVX2 the kernel's 16-bit intermediate sums can saturate, which `reduce_range`
+    (7-bit weights) avoids.
+    """
     flags = cpu_flags() if flags is None else flags
     has_vnni = bool({"avx512_vnni", "avx_vnni", "avx512vnni"} & flags)
     return {"per_channel": True, "reduce_range": not has_vnni}
