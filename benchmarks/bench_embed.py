@@ -120,6 +120,10 @@ def main() -> None:
     from ragbit.embeddings import resolve_model   # the indexer's own name -> packaged-model resolution
     source, model_id, _ = resolve_model(args.model)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="ragbit-bench-onnx-")
+    if not args.cache_dir:
+        import atexit
+        import shutil
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
     flags = cpu_flags()
     print(f"cpu: {physical_cores()} cores usable, "
           f"{' '.join(sorted(f for f in flags if 'avx' in f or 'vnni' in f or 'amx' in f))}")
@@ -160,7 +164,8 @@ def main() -> None:
             torch.set_num_threads(default_threads)
             if args.wall:
                 wall[name] = min(wall[name], timed(dflt, windows, args.batch)[1])
-            print(f"  rep {rep} {name}: cpu {cpu[name]:.1f}s wall {wall[name]:.1f}s", flush=True)
+            print(f"  rep {rep} {name}: cpu {cpu[name]:.1f}s" + (f" wall {wall[name]:.1f}s" if args.wall else ""),
+                  flush=True)
 
     torch.set_num_threads(default_threads)
     ref_q = ref_c = None
