@@ -103,6 +103,11 @@ def main() -> None:
                 m["top"] = [[r["path"], r["start_line"], r["end_line"]] for r in res[:10]]
                 per_query[i]["systems"][f"ragbit-{system}"] = m
             timing[f"ragbit-{system} search_s"] += time.time() - t
+        done = [pq for pq in per_query if pq["systems"]]          # running totals, in case the run is cut
+        print(f"  so far ({len(done)} queries) file R@10 / MRR@10: " + "  ".join(
+            f"{n} {score.mean([pq['systems'][n]['file_R@10'] for pq in done]):.3f}/"
+            f"{score.mean([pq['systems'][n]['file_MRR@10'] for pq in done]):.3f}" for n in names),
+            file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ table, score.py's format
     keys = [f"file_R@{k}" for k in score.KS] + ["file_MRR@10"]
