@@ -54,8 +54,8 @@ def main() -> None:
     score = load_score_module(Path(a.eval_dir))
     qs = [json.loads(l) for l in open(Path(a.eval_dir) / "swebench_files.jsonl") if l.strip()]
     if a.corpora:
-        keep = set(a.corpora.split(","))
-        qs = [q for q in qs if q["corpus"] in keep]
+        order = a.corpora.split(",")                 # corpora run in the order given
+        qs = sorted((q for q in qs if q["corpus"] in order), key=lambda q: order.index(q["corpus"]))
     if a.max_queries:
         qs = qs[: a.max_queries]
     by_corpus = collections.OrderedDict()
