@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--max-queries", type=int, default=0, help="score only the first N queries (after --corpora)")
     ap.add_argument("-k", type=int, default=20, help="results asked for (score.py's default)")
     ap.add_argument("--baselines", default="bm25,bm25-chunk")
+    ap.add_argument("--lexical-only", action="store_true",
+                    help="no embedding: index chunk table + BM25 only, score lexical with/without path boost")
     ap.add_argument("--out", help="write per-query results + summary JSON here")
     a = ap.parse_args()
 
@@ -52,8 +54,8 @@ def main() -> None:
     score = load_score_module(Path(a.eval_dir))
     qs = [json.loads(l) for l in open(Path(a.eval_dir) / "swebench_files.jsonl") if l.strip()]
     if a.corpora:
-        keep = set(a.corpora.split(","))
-        qs = [q for q in qs if q["corpus"] in keep]
+        order = a.corpora.split(",")                 # corpora run in the order given
+        qs = sorted((q for q in qs if q["corpus"] in order), key=lambda q: order.index(q["corpus"]))
     if a.max_queries:
         qs = qs[: a.max_queries]
     by_corpus = collections.OrderedDict()
@@ -62,7 +64,8 @@ def main() -> None:
 
     baselines = [score.BM25Baseline("bm25") if b == "bm25" else score.BM25Baseline("bm25-chunk", 40, 20)
                  for b in filter(None, a.baselines.split(","))]
-    names = [b.name for b in baselines] + [f"ragbit-{s}" for s in SYSTEMS]
+    systems = ["lexical", "lexical-nopath"] if a.lexical_only else SYSTEMS
+    names = [b.name for b in baselines] + [f"ragbit-{s}" for s in systems]
     per_query = [{"corpus": q["corpus"], "id": q.get("instance_id"), "systems": {}} for q in qs]
     timing = collections.defaultdict(float)
     embedder = Embedder()                 # one model for every corpus
@@ -83,13 +86,13 @@ def main() -> None:
 
         cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / corpus)}})
         t = time.time()
-        report = index_repository(cfg, progress=True, embedder=embedder)
+        report = index_repository(cfg, progress=not a.lexical_only, embedder=embedder, embed=not a.lexical_only)
         timing["ragbit index_s"] += time.time() - t
         index_log.append(f"{corpus}: {report.files} files, {report.chunks} chunks, {report.chunks_embedded} embedded, "
                          f"{time.time() - t:.0f}s (model {report.timings.get('model', 0):.0f}s)")
         print("  " + index_log[-1], file=sys.stderr, flush=True)
         searcher = Searcher(cfg, embedder=embedder)
-        for system in SYSTEMS:
+        for system in systems:
             mode = system.split("-")[0]
             t = time.time()
             for i in idxs:
@@ -100,6 +103,11 @@ def main() -> None:
                 m["top"] = [[r["path"], r["start_line"], r["end_line"]] for r in res[:10]]
                 per_query[i]["systems"][f"ragbit-{system}"] = m
             timing[f"ragbit-{system} search_s"] += time.time() - t
+        done = [pq for pq in per_query if pq["systems"]]          # running totals, in case the run is cut
+        print(f"  so far ({len(done)} queries) file R@10 / MRR@10: " + "  ".join(
+            f"{n} {score.mean([pq['systems'][n]['file_R@10'] for pq in done]):.3f}/"
+            f"{score.mean([pq['systems'][n]['file_MRR@10'] for pq in done]):.3f}" for n in names),
+            file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ table, score.py's format
     keys = [f"file_R@{k}" for k in score.KS] + ["file_MRR@10"]

@@ -24,7 +24,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import filelock
 
@@ -36,6 +36,8 @@ MANIFEST_FILE = "manifest.json"
 _GEN_PREFIX = "gen-"
 _STAGING_PREFIX = ".staging-"
 _GEN_NAME = re.compile(r"gen-(\d{6,})")
+
+T = TypeVar("T")
 
 
 class IndexLockedError(RuntimeError):
@@ -178,6 +180,22 @@ class IndexStore:
             raise IndexMissingError(f"no index at {self.root}: run ragbit index first")
         return path, manifest
 
+    def read(self, loader: Callable[[Path, dict], T], attempts: int = 3) -> T:
+        """`loader(generation dir, manifest)` on the committed index, safe against a concurrent writer.
+
+        A writer deletes the old generation right after switching CURRENT; a reader that resolved the old
+        directory a moment before may then find files gone. If the loader fails while CURRENT has moved on,
+        it is simply run again on the new generation. IndexMissingError if there is no index.
+        """
+        for attempt in range(attempts):
+            path, manifest = self.require()
+            try:
+                return loader(path, manifest)
+            except (OSError, ValueError):
+                if attempt == attempts - 1 or self._current_name() == path.name:
+                    raise
+        raise AssertionError("unreachable")
+
     # -- writing ------------------------------------------------------------------------------------------
 
     def _generation_numbers(self) -> list[int]:
@@ -207,7 +225,10 @@ class IndexStore:
         `self.lock()`), so two writers never interleave.
         """
         with self.lock():
-            previous = self._current_name()
+            try:
+                previous = self._current_name()
+            except IndexFormatError:            # a corrupt pointer must not block the rebuild that fixes it
+                previous = None
             self._remove_leftovers(keep={previous} if previous else set())
             staging = self.root / f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
             staging.mkdir()

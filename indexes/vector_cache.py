@@ -176,6 +176,7 @@ class VectorCache:
         vectors, _ = self.get(kept)
         old = set(self._shard_stems)
         stem = self._write_shard(kept, vectors) if kept else None
+        self._shards = None                       # drop the memory maps of the shards about to be removed
         for p in self.directory.iterdir():
             if p.name == _SPACE_FILE or (stem is not None and p.name.startswith(stem)):
                 continue
@@ -184,5 +185,4 @@ class VectorCache:
             if shard_stem in old or orphan or p.name.endswith(".tmp"):
                 p.unlink(missing_ok=True)
         fsync_dir(self.directory)
-        self._shards = None
         self._load()

@@ -41,6 +41,7 @@ class WalkConfig:
 class ChunkConfig:
     max_tokens: int = 256                    # chunk size budget, counted in the embedding model's tokens
     min_lines: int = 5                       # neighbouring definitions smaller than this are merged
+    merge_under: float = 0.5                 # ...and so are neighbours that together need < this x max_tokens
     window_lines: int = 40                   # line windows for files without a syntax chunker
     overlap_lines: int = 8
     split_overlap_lines: int = 2             # overlap when an oversized definition/section is cut into windows

@@ -101,8 +101,25 @@ class Embedder:
         return self._tokenizer
 
     # ------------------------------------------------------------------ properties
+    def _dim_from_files(self) -> int | None:
+        """The output dimension read from a local model's pooling config (no torch), when nothing after the
+        pooling layer (e.g. a Dense projection) can change it."""
+        import json
+        d = Path(self.source)
+        try:
+            modules = json.loads((d / "modules.json").read_text())
+            types = [m["type"].rsplit(".", 1)[-1] for m in modules]
+            pooling = next(m["path"] for m in modules if m["type"].endswith("Pooling"))
+            if any(t not in ("Transformer", "Pooling", "Normalize") for t in types):
+                return None
+            return int(json.loads((d / pooling / "config.json").read_text())["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError, StopIteration, TypeError):
+            return None
+
     @property
     def dim(self) -> int:
+        if self._model is None and (n := self._dim_from_files()):
+            return n
         m = self._load_model()
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get())
@@ -142,5 +159,17 @@ class Embedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """float32 (dim,) for one question."""
-        return self.embed([text], progress=False)[0]
+        """float32 (dim,) for one question, on ONE torch thread.
+
+        Why one thread: a question is a few dozen tokens, too little work to split; with a second thread
+        torch's workers spin-wait, and on a busy laptop (indexer or other programs running) that made a
+        query 10x slower (measured: p50 3.3-4.7 s with 2 threads vs 0.35-0.4 s with 1, on 2 loaded cores).
+        """
+        self._load_model()                          # imports torch
+        import torch
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.embed([text], progress=False)[0]
+        finally:
+            torch.set_num_threads(before)

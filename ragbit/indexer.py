@@ -53,7 +53,7 @@ class IndexReport:
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
     dense_complete: bool = False
     rechunked_all: bool = False       # chunk settings changed since the last run
-    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, load_model, lexical, embed, model, dense, total
+    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
 
     @property
     def files(self) -> int:
@@ -123,8 +123,11 @@ class _Progress:
 
 # ---------------------------------------------------------------------------------------------- main
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
-                     embedder=None, warn=None) -> IndexReport:
-    """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring."""
+                     embedder=None, warn=None, embed: bool = True) -> IndexReport:
+    """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
+
+    embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
+    search is complete, dense search covers only cached vectors (the manifest says so)."""
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
     from ragbit.chunking import chunk_file
@@ -189,9 +192,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             raise IndexingError(f"no indexable text in {repo}")
 
         # ---- 2. vectors we already have
-        t = time.perf_counter()
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
-        report.timings["load_model"] = time.perf_counter() - t      # first run: torch + model load
         cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
         keys = [c.content_hash for c in table.chunks]
         vectors, found = cache.get(keys)
@@ -204,6 +205,14 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             "dense_kind": cfg.index.dense,
         }
 
+        unchanged = (reuse and report.files_unchanged == len(table.files) and not report.files_removed
+                     and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
+                     and bool(found.all()))
+        if unchanged:                                  # nothing to write: the committed index is current
+            report.dense_complete = True
+            report.timings["total"] = time.perf_counter() - t_start
+            return report
+
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         t = time.perf_counter()
         from indexes.lexical import LexicalIndex
@@ -214,6 +223,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 kind=cfg.index.dense if complete else "flat")
 
         # ---- 4. embed what is missing, flushing to the cache as we go
+        if not complete and not embed:
+            report.dense_complete = False
+            report.timings["total"] = time.perf_counter() - t_start
+            return report
         if not complete:
             t = time.perf_counter()
             model_before = embedder.seconds_in_model

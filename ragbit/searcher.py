@@ -65,39 +65,55 @@ class Searcher:
     def __init__(self, cfg: RagbitConfig, embedder=None):
         self.cfg = cfg
         self._embedder = embedder
+        self._embedder_given = embedder is not None
         self._loaded = False
+        self._generation: Path | None = None
 
     # ------------------------------------------------------------------ loading
     def _load(self) -> None:
-        if self._loaded:
-            return
+        """Load the committed generation; reload when a writer has committed a newer one since (one small
+        file read per search), so a long-lived Searcher sees the dense index as soon as it is complete."""
+        from indexes.store import IndexStore
+        store = IndexStore(self.cfg.index_dir)
+        for _attempt in range(3):
+            gen = store.current()
+            if gen is None:
+                raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first")
+            if self._loaded and gen == self._generation:
+                return
+            try:
+                self._load_generation(store, Path(gen))
+                return
+            except (OSError, ValueError) as e:
+                if store.current() != gen:       # a writer committed (and removed `gen`) meanwhile: retry
+                    continue
+                raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; "
+                                  "run `ragbit index --rebuild`") from None
+        raise SearchError(f"the index at {self.cfg.index_dir} keeps changing under the search; try again")
+
+    def _load_generation(self, store, gen: Path) -> None:
         from indexes.dense import DenseIndex
         from indexes.lexical import LexicalIndex
-        from indexes.store import IndexStore
         from ragbit.chunk_table import ChunkTable
         from ragbit.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 
-        store = IndexStore(self.cfg.index_dir)
-        gen = store.current()
-        if gen is None:
-            raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first")
-        gen = Path(gen)
-        self.manifest = store.manifest()
-        try:
-            self.table = ChunkTable.load(gen)
-            self.lexical = LexicalIndex.load(gen / LEXICAL_DIR)
-            if (gen / DENSE_FILE).is_file():
-                self.dense = DenseIndex.load(gen / DENSE_FILE)
-                self.dense_ids = np.load(gen / DENSE_IDS)
-            else:
-                self.dense, self.dense_ids = None, np.zeros(0, dtype=np.int64)
-        except ValueError as e:
-            raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; run `ragbit index --rebuild`") from None
-        self.dense_complete = bool(self.manifest.get("dense_complete")) and len(self.dense_ids) == len(self.table)
-        self._paths = [f.path for f in self.table.files]
+        manifest = store.manifest()
+        table = ChunkTable.load(gen)
+        lexical = LexicalIndex.load(gen / LEXICAL_DIR)
+        if (gen / DENSE_FILE).is_file():
+            dense, dense_ids = DenseIndex.load(gen / DENSE_FILE), np.load(gen / DENSE_IDS)
+        else:
+            dense, dense_ids = None, np.zeros(0, dtype=np.int64)
+        if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
+                and not self._embedder_given:
+            self._embedder = None                    # rebuilt with another model: load that one
+        self.manifest, self.table, self.lexical, self.dense, self.dense_ids = manifest, table, lexical, dense, dense_ids
+        self.dense_complete = bool(manifest.get("dense_complete")) and len(dense_ids) == len(table)
+        self._paths = [f.path for f in table.files]
         self._by_name: dict[str, list[str]] = {}
         for p in self._paths:
             self._by_name.setdefault(p.rsplit("/", 1)[-1].lower(), []).append(p)
+        self._generation = gen
         self._loaded = True
 
     @property

@@ -198,7 +198,9 @@ class _Walk:
             self.warn(f"skipped {base or './'}: {_reason(e)}")
             self.stats.skip(UNREADABLE)
             return
-        for entry, is_dir, target in sorted(self._classify(entries, base), key=lambda x: x[0].name + "/" * x[1]):
+        # sort key: name + "/" for directories, so the output is in plain string order of the full paths
+        for entry, is_dir, target in sorted(self._classify(entries, base, real),
+                                            key=lambda x: x[0].name + "/" * x[1]):
             rel = base + entry.name
             if entry.name in VCS_NAMES:
                 self.stats.skip(EXCLUDED)
@@ -219,8 +221,9 @@ class _Walk:
             else:
                 yield rel, self.root / rel
 
-    def _classify(self, entries, base: str):
-        """(entry, is_dir, real path) for entries we may enter; symlinks leaving the repository are dropped."""
+    def _classify(self, entries, base: str, real: Path):
+        """(entry, is_dir, real path of a directory) for entries we may use; symlinks leaving the repository
+        are dropped. `real` is the real path of the directory being listed (so no realpath call per entry)."""
         for entry in entries:
             try:
                 if entry.is_symlink():
@@ -234,7 +237,7 @@ class _Walk:
                     is_dir = target.is_dir()
                 else:
                     is_dir = entry.is_dir(follow_symlinks=False)
-                    target = Path(entry.path) if is_dir else None
+                    target = real / entry.name if is_dir else None
                 if not is_dir and not entry.is_file():
                     continue                                  # sockets, fifos, devices
             except OSError as e:
@@ -244,12 +247,13 @@ class _Walk:
             yield entry, is_dir, target
 
     def _name_rule(self, rel: str, entry: os.DirEntry) -> str | None:
-        if SECRET_SPEC.match_file(rel):
+        # match the file NAME: a gitignore pattern would also match every file below a directory of that name
+        if SECRET_SPEC.match_file(entry.name):
             return SECRET
         suffix = os.path.splitext(entry.name)[1][1:].lower()
         if suffix in MEDIA_EXTENSIONS:
             return MEDIA
-        if GENERATED_SPEC.match_file(rel):
+        if GENERATED_SPEC.match_file(entry.name):
             return GENERATED
         try:
             if entry.stat().st_size > self.cfg.max_file_bytes:

@@ -121,3 +121,9 @@ def test_model_mismatch(repo, monkeypatch):
     assert invoke("index", repo, "--quiet").exit_code == 0
     monkeypatch.setattr(ragbit.embeddings, "Embedder", lambda cfg=None: FakeEmbedder(model_id="other"))
     assert_one_line_error(invoke("index", repo), "--rebuild")
+
+
+def test_unwritable_index_dir(repo, tmp_path):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    assert_one_line_error(invoke("index", repo, "--index-dir", blocker / "idx"))

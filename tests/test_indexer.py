@@ -43,10 +43,13 @@ def test_first_run_indexes_every_file_and_embeds_every_distinct_chunk(repo):
     assert report2.files_unchanged == 6 and report2.files_added == 0
 
 
-def test_unchanged_run_embeds_nothing(repo):
+def test_unchanged_run_embeds_nothing_and_writes_nothing(repo):
+    from indexes.store import IndexStore
     run(repo)
+    generation = IndexStore(RagbitConfig.load(repo).index_dir).manifest()["generation"]
     report, emb = run(repo)
     assert emb.embedded == []
+    assert IndexStore(RagbitConfig.load(repo).index_dir).manifest()["generation"] == generation
     assert report.files_unchanged == 6 and report.chunks_reused == report.chunks and report.chunks_embedded == 0
 
 
@@ -160,3 +163,13 @@ def test_changed_chunk_settings_rechunk_every_file(repo):
     assert (report.files_added, report.files_changed, report.files_unchanged) == (1, 0, 6)
     assert report.chunks_reused > 0        # chunks whose text did not change keep their cached vectors
     assert report.chunks_embedded == len(emb.embedded) > 0
+
+
+def test_embed_false_commits_lexical_only(repo):
+    report, emb = run(repo, embed=False)
+    assert emb.embedded == [] and not report.dense_complete
+    hits = Searcher(RagbitConfig.load(repo), embedder=FakeEmbedder()).search("exponential backoff", k=2,
+                                                                              mode="lexical")
+    assert hits[0].path == "src/net/retry.py"
+    report, emb = run(repo)                    # a normal run completes the dense index
+    assert report.chunks_embedded == report.chunks == len(emb.embedded) and report.dense_complete

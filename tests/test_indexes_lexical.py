@@ -91,3 +91,18 @@ def test_empty_corpus(tmp_path):
 def test_load_rejects_a_directory_that_is_not_an_index(tmp_path):
     with pytest.raises(ValueError, match="not a lexical index"):
         LexicalIndex.load(tmp_path)
+
+
+def test_load_reports_damaged_files_as_value_error(index, tmp_path):
+    index.save(tmp_path / "lex")
+    vocab = tmp_path / "lex" / "vocab.index.json"
+    vocab.write_text(vocab.read_text()[:20])
+    with pytest.raises(ValueError, match="cannot load lexical index"):
+        LexicalIndex.load(tmp_path / "lex")
+
+
+def test_repeated_query_terms_weigh_more():
+    index = LexicalIndex.build(["alpha gamma", "beta gamma", "delta"])
+    hits = index.search("alpha beta beta", k=3)
+    assert [d for d, _ in hits] == [1, 0]
+    assert hits[0][1] == pytest.approx(2 * hits[1][1], rel=1e-5)     # symmetric docs: twice the mentions

@@ -97,5 +97,22 @@ def test_real_minilm_end_to_end(tmp_path):
     hits = s.search("sleep longer after each failed attempt", k=3, mode="dense")
     assert hits[0].path == "src/net/retry.py"
     assert s.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and s.embedder.dim == 384
+    # the dimension read from the model's files (before loading torch) is the loaded model's
+    from ragbit.embeddings import Embedder
+    assert Embedder().dim == s.embedder.embed_query("x").shape[0] == 384
+    assert Embedder().count_tokens("def retry_with_backoff(fn):") == len(
+        s.embedder._load_model().tokenizer("def retry_with_backoff(fn):", add_special_tokens=False)["input_ids"])
     hits = s.search("keeping replicas available during upgrades", k=3, mode="hybrid")
     assert hits[0].path == "docs/deployment.md"
+
+
+def test_long_lived_searcher_sees_a_newer_generation(tmp_path):
+    root = make_repo(tmp_path / "shop")
+    cfg = RagbitConfig.load(root)
+    index_repository(cfg, progress=False, embedder=FakeEmbedder(), embed=False)
+    s = Searcher(cfg, embedder=FakeEmbedder())
+    assert s.search("exponential backoff", k=2, mode="dense").dense_complete is False
+    (root / "src/net/dns.py").write_text("def resolve_hostname(name):\n    return lookup(name)\n")
+    index_repository(cfg, progress=False, embedder=FakeEmbedder())
+    hits = s.search("resolve hostname", k=2, mode="dense")
+    assert hits.dense_complete and hits[0].path == "src/net/dns.py"

@@ -36,11 +36,14 @@ def chunk_file(path: str, text: str, cfg: ChunkConfig,
     """Chunks of one file, in line order, deterministic; every non-blank line is in at least one chunk.
 
     `count_tokens` measures `Chunk.embed_text`; every returned chunk satisfies
-    `count_tokens(chunk.embed_text) <= cfg.max_tokens` (default counter: `estimate_tokens`).
+    `count_tokens(chunk.embed_text) <= cfg.max_tokens` (default counter: `estimate_tokens`). It must count
+    without truncation or padding (a HF tokenizer.json often has both switched on). It is called about once
+    per line plus once per chunk.
     """
     text = normalize_newlines(text)
     language = language_for_path(path) or "text"
-    budget = Budget(path, language, text.split("\n"), cfg.max_tokens, cfg.min_lines, count_tokens)
+    budget = Budget(path, language, text.split("\n"), cfg.max_tokens, cfg.min_lines, count_tokens,
+                    cfg.merge_under, cfg.split_overlap_lines)
     pieces: list[Piece] | None = None
     try:
         if language in SYNTAX_LANGUAGES:

@@ -3,9 +3,12 @@
 Every strategy (syntax, markup, windows) first cuts a file into `Piece`s - line ranges with a scope - and then
 hands them to `Budget.assemble`, so merging and the `max_tokens` guarantee live in exactly one place.
 
-Token counts: the caller's `count_tokens` (the embedding model's tokenizer) decides whether a piece fits; it is
-called on the real `embed_text`. Per-line counts (tokens(line) minus the per-call overhead such as [CLS]/[SEP])
-only serve as a cheap running estimate while growing windows; every window is then verified exactly.
+Token counts: planning and merging use an estimate, the sum of per-line counts (tokens("line\n") minus the
+per-call overhead such as [CLS]/[SEP]) plus the exact count of the path/scope header. For WordPiece the sum is
+exact (it splits on whitespace anyway); for byte-level BPE it is close and usually a little high. Each final chunk
+is then checked ONCE with the real counter, and the rare one that is over is re-cut into exactly-checked windows.
+So the guarantee `count_tokens(chunk.embed_text) <= max_tokens` holds while the counter is called about once per
+line plus once per chunk, instead of once per merge attempt on ever-growing texts.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ class Piece:
     """Lines `start..end` (0-based, inclusive) under `scope`. `text` is set only for slices of an over-long line.
 
     `mergeable` is False for the windows of a split oversized span: they overlap their neighbours on purpose.
+    `exact` marks pieces already measured with the real counter (windows), so `assemble` need not recount.
     """
 
     start: int
@@ -50,18 +54,22 @@ class Piece:
     scope: str
     mergeable: bool = True
     text: str | None = None
+    exact: bool = False
+    parts: tuple["Piece", ...] = ()          # what a merged piece was merged from (to undo an optimistic merge)
 
 
 class Budget:
     """One file's lines plus the token budget; answers "does this span fit?" and builds the final chunks."""
 
     def __init__(self, path: str, language: str, lines: list[str], max_tokens: int, min_lines: int,
-                 count_tokens: Callable[[str], int] | None = None):
+                 count_tokens: Callable[[str], int] | None = None, merge_under: float = 0.5,
+                 split_overlap: int = 2):
         self.path, self.language, self.lines = path, language, lines
-        self.max_tokens, self.min_lines = max_tokens, min_lines
+        self.max_tokens, self.min_lines, self.merge_under = max_tokens, min_lines, merge_under
+        self.split_overlap = split_overlap
         self.count = count_tokens or estimate_tokens
         self.overhead = self.count("")                              # special tokens added to every call
-        self._line_cost: list[int | None] = [None] * len(lines)     # filled lazily: tokens(line) - overhead
+        self._prefix: list[int] | None = None                       # prefix sums of per-line costs
         self._header_cost: dict[str, int] = {}
 
     # ---------------------------------------------------------------------------------------------- measuring
@@ -72,17 +80,27 @@ class Budget:
         return not self.lines[row].strip()
 
     def tokens(self, start: int, end: int, scope: str) -> int:
+        """Exact count of the embed_text of lines start..end."""
         return self.count(make_embed_text(self.path, scope, self.text(start, end)))
 
-    def fits(self, start: int, end: int, scope: str) -> bool:
+    def fits_exact(self, start: int, end: int, scope: str) -> bool:
         return self.tokens(start, end, scope) <= self.max_tokens
 
+    def fits(self, start: int, end: int, scope: str) -> bool:
+        """Planning check, by estimate (the final chunks are verified exactly in `assemble`)."""
+        return self.estimate(start, end, scope) <= self.max_tokens
+
     def line_cost(self, row: int) -> int:
-        cost = self._line_cost[row]
-        if cost is None:
-            cost = max(1, self.count(self.lines[row] + "\n") - self.overhead)
-            self._line_cost[row] = cost
-        return cost
+        prefix = self._line_prefix()
+        return prefix[row + 1] - prefix[row]
+
+    def _line_prefix(self) -> list[int]:
+        if self._prefix is None:
+            prefix = [0]
+            for n in map(self.count, (line + "\n" for line in self.lines)):
+                prefix.append(prefix[-1] + max(0, n - self.overhead))
+            self._prefix = prefix
+        return self._prefix
 
     def header_cost(self, scope: str) -> int:
         if scope not in self._header_cost:
@@ -90,7 +108,8 @@ class Budget:
         return self._header_cost[scope]
 
     def estimate(self, start: int, end: int, scope: str) -> int:
-        return self.header_cost(scope) + sum(self.line_cost(r) for r in range(start, end + 1))
+        prefix = self._line_prefix()
+        return self.header_cost(scope) + prefix[end + 1] - prefix[start]
 
     def trim(self, start: int, end: int) -> tuple[int, int] | None:
         """Shrink a range to its first..last non-blank line; None if it is all blank."""
@@ -102,28 +121,46 @@ class Budget:
 
     # ---------------------------------------------------------------------------------------------- building
     def assemble(self, pieces: list[Piece]) -> list[Chunk]:
-        """Merge neighbouring small pieces while the merged piece still fits, then turn pieces into chunks.
+        """Merge small neighbours, verify every piece with the real counter, turn pieces into chunks."""
+        from ragbit.chunking.windows import split_windows      # windows build on Budget: import at use
+
+        final: list[Piece] = []
+        todo = self.merge(pieces)[::-1]
+        while todo:
+            p = todo.pop()
+            if p.exact or self.fits_exact(p.start, p.end, p.scope):
+                final.append(p)
+            elif p.parts:                                      # an optimistic merge: undo it
+                todo.extend(reversed(p.parts))
+            else:                                              # an optimistic single piece: cut it exactly
+                final += split_windows(self, p.start, p.end, p.scope, self.split_overlap)
+        return [self.to_chunk(p) for p in final]
+
+    def merge(self, pieces: list[Piece]) -> list[Piece]:
+        """Merge neighbouring small pieces (left to right) while the merged piece still fits.
 
         Two neighbours merge when both are mergeable, the union fits `max_tokens`, and one of them is shorter
-        than `min_lines` or together they are estimated at no more than half the budget.
+        than `min_lines` or together they are estimated at no more than `merge_under` x the budget. The merged
+        piece's scope is the common prefix of both scopes.
         """
         merged: list[Piece] = []
         for piece in pieces:
             if merged and self._should_merge(merged[-1], piece):
                 prev = merged[-1]
-                candidate = Piece(prev.start, piece.end, common_scope(prev.scope, piece.scope))
+                candidate = Piece(prev.start, piece.end, common_scope(prev.scope, piece.scope),
+                                  parts=(prev.parts or (prev,)) + (piece,))
                 if self.fits(candidate.start, candidate.end, candidate.scope):
                     merged[-1] = candidate
                     continue
             merged.append(piece)
-        return [self.to_chunk(p) for p in merged]
+        return merged
 
     def _should_merge(self, a: Piece, b: Piece) -> bool:
         if not (a.mergeable and b.mergeable) or a.text is not None or b.text is not None or b.start <= a.end:
             return False
         if a.end - a.start + 1 < self.min_lines or b.end - b.start + 1 < self.min_lines:
             return True
-        return self.estimate(a.start, b.end, common_scope(a.scope, b.scope)) <= self.max_tokens // 2
+        return self.estimate(a.start, b.end, common_scope(a.scope, b.scope)) <= self.max_tokens * self.merge_under
 
     def to_chunk(self, p: Piece) -> Chunk:
         text = p.text if p.text is not None else self.text(p.start, p.end)

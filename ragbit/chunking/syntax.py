@@ -12,7 +12,7 @@ and which keyword names them in a scope path ("class Indexer > def add", "impl S
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from ragbit.chunking.budget import Budget, Piece, join_scope
@@ -55,7 +55,7 @@ DEFINITIONS: dict[str, dict[str, str | None]] = {
     "kotlin": {"class_declaration": None, "object_declaration": "object", "function_declaration": "fun",
                "companion_object": "companion object"},
     "swift": {"class_declaration": None, "protocol_declaration": "protocol", "function_declaration": "func",
-              "init_declaration": "init"},
+              "protocol_function_declaration": "func", "init_declaration": "init"},
     "scala": {"class_definition": "class", "object_definition": "object", "trait_definition": "trait",
               "function_definition": "def", "enum_definition": "enum"},
 }
@@ -228,7 +228,7 @@ def _label(node, rules, language: str, source: bytes) -> str:
         name = (_text(obj, source) + "." if obj is not None else "") + _name(node, source)
     else:
         name = _name(node, source)
-    label = f"{keyword} {name}".strip()
+    label = keyword if name == keyword else f"{keyword} {name}".strip()     # Swift `init`
     return label if len(label) <= MAX_LABEL_CHARS else label[:MAX_LABEL_CHARS - 1] + "…"
 
 
@@ -258,7 +258,9 @@ def _plan(budget: Budget, start: int, end: int, definitions: list[Definition], s
             if budget.fits(*trimmed, inner_scope):
                 pieces.append(Piece(*trimmed, inner_scope))
             elif d.children:
-                pieces += _plan(budget, first, last, d.children, inner_scope, overlap)
+                # merge the parts of a split definition among themselves only: they stay under its scope
+                parts = budget.merge(_plan(budget, first, last, d.children, inner_scope, overlap))
+                pieces += [replace(p, mergeable=False) for p in parts]
             else:
                 pieces += split_windows(budget, first, last, inner_scope, overlap)
         cursor = last + 1

@@ -43,15 +43,22 @@ def split_windows(budget: Budget, start: int, end: int, scope: str, overlap: int
         while j < last and j + 1 - i + 1 <= limit and est + budget.line_cost(j + 1) <= budget.max_tokens:
             j += 1
             est += budget.line_cost(j)
-        while j > i and not budget.fits(i, j, scope):
-            j -= 1
-        if not budget.fits(i, j, scope):           # one line alone is over budget: cut it by characters
-            pieces.extend(split_line(budget, i, scope))
-            i += 1
-            continue
+        if not budget.fits_exact(i, j, scope):     # estimate was optimistic: bisect for the last line that fits
+            good, lo, hi = i - 1, i, j - 1
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                if budget.fits_exact(i, mid, scope):
+                    good, lo = mid, mid + 1
+                else:
+                    hi = mid - 1
+            if good < i:                           # one line alone is over budget: cut it by characters
+                pieces.extend(split_line(budget, i, scope))
+                i += 1
+                continue
+            j = good
         while budget.is_blank(j):
             j -= 1
-        pieces.append(Piece(i, j, scope, mergeable=False))
+        pieces.append(Piece(i, j, scope, mergeable=False, exact=True))
         if j >= last:
             break
         size = j - i + 1
@@ -71,7 +78,7 @@ def split_line(budget: Budget, row: int, scope: str) -> list[Piece]:
         n = max(1, min(len(line) - pos, (len(line) - pos) * room // total))
         while n > 1 and budget.count(make_embed_text(budget.path, scope, line[pos:pos + n])) > budget.max_tokens:
             n = max(1, n * 9 // 10)
-        pieces.append(Piece(row, row, scope, mergeable=False, text=line[pos:pos + n]))
+        pieces.append(Piece(row, row, scope, mergeable=False, text=line[pos:pos + n], exact=True))
         pos += n
     return pieces
 

@@ -67,13 +67,15 @@ def _run(fn):
         _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
     except KeyboardInterrupt:
         _fail("interrupted (the last committed index is intact)")
+    except OSError as e:            # e.g. no permission to write the index directory, disk full
+        _fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
 
 
 # ---------------------------------------------------------------------------------------------- index
 @app.command()
 def index(
     path: Path = typer.Argument(Path("."), help="repository to index"),
-    rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index; re-chunk and re-embed"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),

@@ -1,0 +1,247 @@
+"""IndexStore: atomic generations, crash safety, the writer lock, format checks."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from indexes.store import (FORMAT_VERSION, IndexFormatError, IndexLockedError, IndexMissingError, IndexStore)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spawn(code: str) -> subprocess.Popen:
+    """A Python child importing this worktree's packages; its stdout is a pipe for handshakes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(proc: subprocess.Popen, word: str) -> None:
+    line = proc.stdout.readline()
+    assert line.strip() == word, f"child said {line!r}; stderr: {proc.stderr.read()}"
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def _commit(store: IndexStore, text: str, **manifest) -> Path:
+    with store.write_generation({"text": text, **manifest}) as staging:
+        (staging / "payload.txt").write_text(text)
+    return store.current()
+
+
+def _check_consistent(store: IndexStore) -> str:
+    """The committed generation's payload agrees with its manifest: no half-written generation is visible."""
+    path, manifest = store.require()
+    assert (path / "payload.txt").read_text() == manifest["text"]
+    return manifest["text"]
+
+
+def test_empty_store_creates_nothing(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    assert store.manifest() is None and store.current() is None
+    assert not (tmp_path / "idx").exists()
+    with pytest.raises(IndexMissingError, match="no index"):
+        store.require()
+
+
+def test_commit_and_replace_generations(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    first = _commit(store, "one", chunks=3)
+    manifest = store.manifest()
+    assert manifest["chunks"] == 3 and manifest["format_version"] == FORMAT_VERSION
+    second = _commit(store, "two")
+    assert second != first and not first.exists()             # older generation removed after the switch
+    assert _check_consistent(store) == "two"
+    assert store.manifest()["generation"] == manifest["generation"] + 1
+    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", second.name}
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_exception_inside_write_keeps_previous_generation(tmp_path, error):
+    store = IndexStore(tmp_path / "idx")
+    old = _commit(store, "old")
+    with pytest.raises(type(error)):
+        with store.write_generation({"text": "new"}) as staging:
+            (staging / "payload.txt").write_text("new")
+            raise error
+    assert store.current() == old and _check_consistent(store) == "old"
+    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", old.name}
+    assert _commit(store, "after") and _check_consistent(store) == "after"
+
+
+WRITER_MID = """
+    import sys, time
+    from pathlib import Path
+    from indexes.store import IndexStore
+    store = IndexStore(Path(sys.argv[1]) if len(sys.argv) > 1 else Path({root!r}))
+    with store.write_generation({{"text": "new"}}) as staging:
+        (staging / "payload.txt").write_text("half")
+        print("writing", flush=True)
+        time.sleep(60)
+"""
+
+
+def test_sigkill_mid_write_leaves_old_generation_and_next_write_succeeds(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    old = _commit(store, "old")
+    child = _spawn(WRITER_MID.format(root=str(store.root)))
+    _wait_for(child, "writing")
+    _kill(child)
+    assert any(p.name.startswith(".staging-") for p in store.root.iterdir())   # debris of the killed run
+    assert store.current() == old and _check_consistent(store) == "old"
+    _commit(store, "next")                                      # the lock died with the child
+    assert _check_consistent(store) == "next"
+    assert not any(p.name.startswith(".staging-") for p in store.root.iterdir())
+
+
+WRITER_LOOP = """
+    from pathlib import Path
+    from indexes.store import IndexStore
+    store = IndexStore(Path({root!r}))
+    i = 0
+    print("started", flush=True)
+    while True:
+        i += 1
+        with store.write_generation({{"text": f"v{{i}}-" + "x" * (i % 5000)}}) as staging:
+            (staging / "payload.txt").write_text(f"v{{i}}-" + "x" * (i % 5000))
+"""
+
+
+def test_sigkill_at_random_moments_never_exposes_a_partial_generation(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    _commit(store, "seed")
+    seen = set()
+    for delay in (0.05, 0.13, 0.21, 0.34, 0.4):
+        child = _spawn(WRITER_LOOP.format(root=str(store.root)))
+        _wait_for(child, "started")
+        time.sleep(delay)
+        _kill(child)
+        seen.add(_check_consistent(store))
+    assert len(seen) > 1                                        # the children did commit generations
+    _commit(store, "final")
+    assert _check_consistent(store) == "final"
+    assert len([p for p in store.root.iterdir() if p.name.startswith(("gen-", ".staging-"))]) == 1
+
+
+HOLDER = """
+    import time
+    from pathlib import Path
+    from indexes.store import IndexStore
+    with IndexStore(Path({root!r})).lock():
+        print("locked", flush=True)
+        time.sleep({hold})
+"""
+
+
+def test_lock_held_by_another_process(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    child = _spawn(HOLDER.format(root=str(store.root), hold=60))
+    try:
+        _wait_for(child, "locked")
+        with pytest.raises(IndexLockedError, match="another ragbit index run holds the lock"):
+            with store.lock():
+                pass
+        with pytest.raises(IndexLockedError):
+            with store.write_generation({"text": "x"}):
+                pass
+        assert store.current() is None
+    finally:
+        _kill(child)
+    with store.lock():                                          # released by the kernel with the process
+        pass
+
+
+def test_lock_timeout_waits_for_the_holder(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    child = _spawn(HOLDER.format(root=str(store.root), hold=0.5))
+    _wait_for(child, "locked")
+    with store.lock(timeout=20):
+        pass
+    child.wait(timeout=10)
+    child.stdout.close()
+    child.stderr.close()
+
+
+def test_lock_is_reentrant_for_the_same_store(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    with store.lock():
+        _commit(store, "inside")
+        with pytest.raises(IndexLockedError):                   # a second store object is another writer
+            with IndexStore(store.root).lock():
+                pass
+    assert _check_consistent(store) == "inside"
+
+
+def test_format_version_mismatch(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    path = _commit(store, "old")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match=rf"has format {FORMAT_VERSION + 1}, this ragbit reads "
+                                               rf"{FORMAT_VERSION}: run ragbit index --rebuild"):
+        store.manifest()
+    _commit(store, "rebuilt")                                   # a rebuild replaces it
+    assert store.manifest()["format_version"] == FORMAT_VERSION
+
+
+def test_corrupt_pointer_or_manifest(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    path = _commit(store, "x")
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexFormatError, match="corrupt"):
+        store.manifest()
+    (store.root / "CURRENT").write_text("../../etc\n")
+    with pytest.raises(IndexFormatError, match="corrupt"):
+        store.current()
+    (store.root / "CURRENT").write_text("gen-999999\n")
+    with pytest.raises(IndexFormatError, match="missing"):
+        store.current()
+    _commit(store, "rebuilt")                                   # a rebuild repairs a broken pointer
+    assert _check_consistent(store) == "rebuilt"
+    (store.root / "CURRENT").write_text("garbage")
+    _commit(store, "again")
+    assert _check_consistent(store) == "again"
+
+
+def test_read_retries_when_a_writer_replaces_the_generation_mid_load(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    _commit(store, "old")
+    writer = IndexStore(store.root)
+    calls = []
+
+    def loader(path, manifest):
+        calls.append(manifest["text"])
+        if len(calls) == 1:
+            _commit(writer, "new")                  # switch + delete `path` between resolve and open
+        return (path / "payload.txt").read_text()
+
+    assert store.read(loader) == "new"
+    assert calls == ["old", "new"]
+
+
+def test_read_does_not_retry_a_broken_generation(tmp_path):
+    store = IndexStore(tmp_path / "idx")
+    _commit(store, "x")
+    calls = []
+
+    def loader(path, manifest):
+        calls.append(1)
+        return (path / "absent.bin").read_bytes()
+
+    with pytest.raises(FileNotFoundError):
+        store.read(loader)
+    assert len(calls) == 1
+    with pytest.raises(IndexMissingError):
+        IndexStore(tmp_path / "none").read(loader)
