@@ -350,8 +350,18 @@ class OnnxSentenceEncoder:
 
 
 class _TokenizerView:
+    """The two uses ragbit makes of a HF fast tokenizer: `.backend_tokenizer` and `tok(text)["input_ids"]`
+    (untruncated, like a HF tokenizer called without truncation=True)."""
+
     def __init__(self, tok):
         self.backend_tokenizer = tok
+
+    def __call__(self, text: str | Sequence[str], add_special_tokens: bool = True, **_ignored) -> dict:
+        tok = self.backend_tokenizer
+        tok.no_truncation()
+        if isinstance(text, str):
+            return {"input_ids": tok.encode(text, add_special_tokens=add_special_tokens).ids}
+        return {"input_ids": [e.ids for e in tok.encode_batch(list(text), add_special_tokens=add_special_tokens)]}
 
 
 # ====================================================================================== entry point

@@ -69,6 +69,13 @@ def test_onnx_backend_matches_torch(model_dir, cache, reference, backend, min_co
     assert float(alone @ vecs[0]) >= min_cos
     single = model.encode(SNIPPETS[0])
     assert single.shape == (reference.shape[1],)
+    # the tokenizer view counts like the HF tokenizer of the torch model (no truncation when called)
+    from transformers import AutoTokenizer
+    hf = AutoTokenizer.from_pretrained(model_dir)
+    for text in SNIPPETS:
+        assert model.tokenizer(text)["input_ids"] == hf(text)["input_ids"]
+        assert model.tokenizer([text], add_special_tokens=False)["input_ids"][0] == \
+            hf(text, add_special_tokens=False)["input_ids"]
 
 
 def test_export_is_cached_and_reused(model_dir, cache, monkeypatch):
