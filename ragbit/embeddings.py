@@ -159,13 +159,15 @@ class Embedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """float32 (dim,) for one question, on ONE torch thread.
+        """float32 (dim,) for one question, on ONE torch thread (torch backend; ONNX needs no care).
 
         Why one thread: a question is a few dozen tokens, too little work to split; with a second thread
         torch's workers spin-wait, and on a busy laptop (indexer or other programs running) that made a
         query 10x slower (measured: p50 3.3-4.7 s with 2 threads vs 0.35-0.4 s with 1, on 2 loaded cores).
         """
-        self._load_model()                          # imports torch
+        model = self._load_model()
+        if getattr(model, "ragbit_backend", "torch") != "torch":    # ONNX: no torch import, no spinning
+            return self.embed([text], progress=False)[0]
         import torch
         before = torch.get_num_threads()
         torch.set_num_threads(1)
