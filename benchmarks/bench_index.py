@@ -84,13 +84,28 @@ def subset(src: Path, dest: Path, max_files: int) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- one project
-def run_one(repo: Path, index_dir: Path) -> dict:
+def search_latency(cfg, embedder) -> dict:
+    """p50/p95 ms per mode over QUESTIONS on the committed index (first search, which loads it, excluded)."""
     import numpy as np
 
+    from ragbit.searcher import Searcher
+    searcher = Searcher(cfg, embedder=embedder)
+    searcher.search("warm up", k=10)
+    latency = {}
+    for mode in ("lexical", "dense", "hybrid"):
+        ms = []
+        for q in QUESTIONS:
+            t = time.perf_counter()
+            searcher.search(q, k=10, mode=mode)
+            ms.append((time.perf_counter() - t) * 1000)
+        latency[mode] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 95)))
+    return latency
+
+
+def run_one(repo: Path, index_dir: Path) -> dict:
     from ragbit.config import RagbitConfig
     from ragbit.embeddings import Embedder
     from ragbit.indexer import index_repository
-    from ragbit.searcher import Searcher
 
     if index_dir.exists():
         shutil.rmtree(index_dir)
@@ -109,16 +124,7 @@ def run_one(repo: Path, index_dir: Path) -> dict:
     r2 = index_repository(cfg, progress=False, embedder=embedder)
     reindex = time.perf_counter() - t
 
-    searcher = Searcher(cfg, embedder=embedder)
-    searcher.search("warm up", k=10)
-    latency = {}
-    for mode in ("lexical", "dense", "hybrid"):
-        ms = []
-        for q in QUESTIONS:
-            t = time.perf_counter()
-            searcher.search(q, k=10, mode=mode)
-            ms.append((time.perf_counter() - t) * 1000)
-        latency[mode] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 95)))
+    latency = search_latency(cfg, embedder)
     return {"files": r.files, "chunks": r.chunks, "cold_s": cold, "files_per_s": r.files / cold,
             "chunks_per_s": r.chunks / cold, "model_share": r.timings.get("model", 0) / cold,
             "walk_chunk_s": r.timings["walk_chunk"], "model_s": r.timings.get("model", 0),
@@ -131,6 +137,7 @@ def main() -> None:
     ap.add_argument("--cache", default="/tmp/ragbit-bench")
     ap.add_argument("--max-files", type=int, default=0, help="index only the first N files of each project")
     ap.add_argument("--projects", default="requests,django")
+    ap.add_argument("--latency-only", action="store_true", help="only search latency, on the indexes of a previous run")
     ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
@@ -138,6 +145,17 @@ def main() -> None:
         return
 
     cache = Path(a.cache)
+    if a.latency_only:
+        from ragbit.config import RagbitConfig
+        from ragbit.embeddings import Embedder
+        embedder = Embedder()
+        for name in a.projects.split(","):
+            repo = cache / "subset" / name if a.max_files else fetch(PROJECTS[name], cache)
+            cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(cache / "index" / name)}})
+            lat = search_latency(cfg, embedder)
+            print(f"{name}: search latency p50/p95 ms (k=10, {len(QUESTIONS)} questions): "
+                  + "  ".join(f"{mode} {p50:.1f}/{p95:.1f}" for mode, (p50, p95) in lat.items()), flush=True)
+        return
     for name in a.projects.split(","):
         src = fetch(PROJECTS[name], cache)
         repo = subset(src, cache / "subset" / name, a.max_files) if a.max_files else src
@@ -149,7 +167,7 @@ def main() -> None:
         m = json.loads(out.stdout.strip().splitlines()[-1])
         lat = "  ".join(f"{mode} {p50:.1f}/{p95:.1f}" for mode, (p50, p95) in m["latency_ms"].items())
         print(f"{name} ({src.name}{f', first {a.max_files} files' if a.max_files else ''}): "
-              f"{m['files']} files, {m['chunks']} chunks in {m['cold_s']:.1f}s -> {m['files_per_s']:.1f} files/s, "
+              f"{m['files']} files, {m['chunks']} chunks in {m['cold_s']:.1f}s -> {m['files_per_s']:.2f} files/s, "
               f"{m['chunks_per_s']:.1f} chunks/s; walk+chunk {m['walk_chunk_s']:.1f}s, inside the model "
               f"{m['model_s']:.1f}s ({100 * m['model_share']:.0f}%); peak RSS {m['peak_rss_mb']:.0f} MB\n"
               f"  re-index after touching one file: {m['reindex_s']:.2f}s ({m['reindex_changed']} changed, "

@@ -54,8 +54,8 @@ def main() -> None:
     score = load_score_module(Path(a.eval_dir))
     qs = [json.loads(l) for l in open(Path(a.eval_dir) / "swebench_files.jsonl") if l.strip()]
     if a.corpora:
-        keep = set(a.corpora.split(","))
-        qs = [q for q in qs if q["corpus"] in keep]
+        order = a.corpora.split(",")                 # corpora run in the order given
+        qs = sorted((q for q in qs if q["corpus"] in order), key=lambda q: order.index(q["corpus"]))
     if a.max_queries:
         qs = qs[: a.max_queries]
     by_corpus = collections.OrderedDict()
@@ -103,6 +103,11 @@ def main() -> None:
                 m["top"] = [[r["path"], r["start_line"], r["end_line"]] for r in res[:10]]
                 per_query[i]["systems"][f"ragbit-{system}"] = m
             timing[f"ragbit-{system} search_s"] += time.time() - t
+        done = [pq for pq in per_query if pq["systems"]]          # running totals, in case the run is cut
+        print(f"  so far ({len(done)} queries) file R@10 / MRR@10: " + "  ".join(
+            f"{n} {score.mean([pq['systems'][n]['file_R@10'] for pq in done]):.3f}/"
+            f"{score.mean([pq['systems'][n]['file_MRR@10'] for pq in done]):.3f}" for n in names),
+            file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ table, score.py's format
     keys = [f"file_R@{k}" for k in score.KS] + ["file_MRR@10"]

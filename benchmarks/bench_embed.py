@@ -1,0 +1,188 @@
+"""Embedding speed and retrieval quality: sentence-transformers defaults vs ragbit's backends, in ONE run.
+
+    python benchmarks/bench_embed.py                       # ~10 min on 2 busy cores
+    python benchmarks/bench_embed.py --chunks 96 --queries 100 --repeats 1   # quick look
+
+Speed: 40-line windows (the chunker's fallback unit) from an installed Python package (default
+`transformers`). Reported per configuration:
+  cpu_ms/chunk  process CPU time per chunk with ONE thread: the amount of work, robust to other processes
+                on the machine (wall time on a shared 2-core box is not);
+  chunks/cpu-s  1000 / cpu_ms: chunks per second of one core (2 idle cores give ~2x that);
+  wall chunks/s with --wall: wall-clock throughput with the default threads (noisy when shared);
+  x_anchor      anchor cpu_ms / config cpu_ms: the speed-up ragbit gets from the change.
+Each figure is the best of --repeats interleaved runs.
+
+Quality: (docstring first line -> function without its docstring) pairs from another package (default
+`rich`); the corpus is every function of that package with >= 3 lines. Recall@1/@10 per configuration
+on the same queries, and the mean cosine of its chunk vectors to the fp32 torch ones.
+
+Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
+already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
+of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
+onnx / onnx-int8 = ragbit.embedding_backends; "@128" = max_seq_length 128 instead of 256.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ragbit.embedding_backends import (configure_torch_threads, cpu_flags, load_sentence_model,  # noqa: E402
+                                       physical_cores)
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f"error: package {name!r} is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def code_windows(pkg: str, n: int, lines: int = 40, seed: int = 0) -> list[str]:
+    """`n` non-overlapping `lines`-line windows, sampled reproducibly from the package's .py files."""
+    wins = []
+    for f in sorted(package_dir(pkg).rglob("*.py")):
+        text = f.read_text(encoding="utf-8", errors="replace").splitlines()
+        wins += ["\n".join(text[i:i + lines]) for i in range(0, len(text) - lines + 1, lines)]
+    random.Random(seed).shuffle(wins)
+    return wins[:n]
+
+
+def docstring_pairs(pkg: str, n_queries: int, seed: int = 0) -> tuple[list[str], list[str], list[int]]:
+    """(queries, corpus, target index per query) from a package's functions."""
+    corpus, candidates = [], []
+    for f in sorted(package_dir(pkg).rglob("*.py")):
+        src = f.read_text(encoding="utf-8", errors="replace")
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        lines = src.splitlines()
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.end_lineno - node.lineno < 2:
+                continue
+            body = lines[node.lineno - 1:node.end_lineno]
+            doc = ast.get_docstring(node)
+            if doc and isinstance(node.body[0], ast.Expr):
+                d0, d1 = node.body[0].lineno - node.lineno, node.body[0].end_lineno - node.lineno
+                body = body[:d0] + body[d1 + 1:]
+                first = doc.strip().splitlines()[0].strip()
+                if len(first) >= 20:
+                    candidates.append((first, len(corpus)))
+            corpus.append("\n".join(body))
+    seen, unique = set(), []
+    for q, i in candidates:           # a repeated docstring line has no single right answer
+        if q not in seen:
+            seen.add(q)
+            unique.append((q, i))
+    dup = {q for q, _ in candidates if sum(1 for c, _ in candidates if c == q) > 1}
+    unique = [(q, i) for q, i in unique if q not in dup]
+    random.Random(seed).shuffle(unique)
+    unique = unique[:n_queries]
+    return [q for q, _ in unique], corpus, [i for _, i in unique]
+
+
+def recall(q_vecs: np.ndarray, c_vecs: np.ndarray, targets: list[int], k: int) -> float:
+    top = np.argsort(-(q_vecs @ c_vecs.T), axis=1)[:, :k]
+    return float(np.mean([t in row for t, row in zip(targets, top)]))
+
+
+def timed(model, texts: list[str], batch: int) -> tuple[float, float]:
+    """(cpu seconds, wall seconds) of one encode call."""
+    c, w = time.process_time(), time.perf_counter()
+    model.encode(texts, batch_size=batch, normalize_embeddings=True)
+    return time.process_time() - c, time.perf_counter() - w
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--chunks", type=int, default=256)
+    ap.add_argument("--chunk-package", default="transformers")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--query-package", default="rich")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--cache-dir", default=None, help="ONNX exports (default: a temporary directory)")
+    ap.add_argument("--configs", default="anchor,onnx,onnx-int8,anchor@128,onnx-int8@128")
+    ap.add_argument("--wall", action="store_true", help="also time wall-clock with default threads")
+    args = ap.parse_args()
+
+    from ragbit.embeddings import resolve_model   # the indexer's own name -> packaged-model resolution
+    source, model_id, _ = resolve_model(args.model)
+    cache = args.cache_dir or tempfile.mkdtemp(prefix="ragbit-bench-onnx-")
+    if not args.cache_dir:
+        import atexit
+        import shutil
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    flags = cpu_flags()
+    print(f"cpu: {physical_cores()} cores usable, "
+          f"{' '.join(sorted(f for f in flags if 'avx' in f or 'vnni' in f or 'amx' in f))}")
+
+    windows = code_windows(args.chunk_package, args.chunks)
+    queries, corpus, targets = docstring_pairs(args.query_package, args.queries)
+    print(f"speed set: {len(windows)} 40-line windows of {args.chunk_package}; quality set: {len(queries)} "
+          f"queries over {len(corpus)} functions of {args.query_package}")
+
+    from sentence_transformers import SentenceTransformer
+    models: dict[str, tuple[object, object]] = {}      # name -> (model for 1-thread CPU, model for wall)
+    for name in args.configs.split(","):
+        backend, _, seq = name.partition("@")
+        if backend == "anchor":
+            m = SentenceTransformer(source, device="cpu")
+            pair = (m, m)
+        elif backend == "torch-threads":
+            m = load_sentence_model(source, "torch", cache, model_id=model_id)
+            pair = (m, m)
+        else:
+            pair = (load_sentence_model(source, backend, cache, model_id=model_id, threads=1),
+                    load_sentence_model(source, backend, cache, model_id=model_id))
+        for m in pair:
+            m.max_seq_length = int(seq) if seq else m.max_seq_length
+        models[name] = pair
+    tok = models[next(iter(models))][0].tokenizer
+    n_tok = [len(tok(w)["input_ids"]) for w in windows]
+    print(f"window tokens: median {int(np.median(n_tok))}, {np.mean(np.array(n_tok) > 256):.0%} over 256")
+
+    import torch
+    default_threads = configure_torch_threads(0)
+    cpu = {n: float("inf") for n in models}
+    wall = {n: float("inf") for n in models}
+    for rep in range(args.repeats):              # interleave configs so load changes hit all of them
+        for name, (one, dflt) in models.items():
+            torch.set_num_threads(1)
+            cpu[name] = min(cpu[name], timed(one, windows, args.batch)[0])
+            torch.set_num_threads(default_threads)
+            if args.wall:
+                wall[name] = min(wall[name], timed(dflt, windows, args.batch)[1])
+            print(f"  rep {rep} {name}: cpu {cpu[name]:.1f}s" + (f" wall {wall[name]:.1f}s" if args.wall else ""),
+                  flush=True)
+
+    torch.set_num_threads(default_threads)
+    ref_q = ref_c = None
+    print(f"\n{'config':16} {'cpu_ms/chunk':>12} {'chunks/cpu-s':>12} {'wall chunks/s':>13} {'x_anchor':>8} "
+          f"{'R@1':>6} {'R@10':>6} {'cos_fp32':>8}")
+    for name, (_, model) in models.items():
+        qv = model.encode(queries, batch_size=args.batch, normalize_embeddings=True)
+        cv = model.encode(corpus, batch_size=args.batch, normalize_embeddings=True)
+        if ref_q is None:
+            ref_q, ref_c = qv, cv
+        cos = float(np.mean(np.sum(cv * ref_c, axis=1)))
+        per_chunk = 1000 * cpu[name] / len(windows)
+        ratio = cpu["anchor"] / cpu[name] if "anchor" in cpu else float("nan")
+        wall_rate = f"{len(windows) / wall[name]:13.1f}" if args.wall else f"{'-':>13}"
+        print(f"{name:16} {per_chunk:12.1f} {1000 / per_chunk:12.2f} {wall_rate} {ratio:8.2f} "
+              f"{recall(qv, cv, targets, 1):6.3f} {recall(qv, cv, targets, 10):6.3f} {cos:8.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
