@@ -139,7 +139,9 @@ def _load_sentence_transformer(source: str, device: str):
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
-    return SentenceTransformer(source, device=device)
+    # A local directory needs no hub: say so per call rather than through HF_HUB_OFFLINE, which would
+    # also switch off model downloads elsewhere in the process (the generator's `bonsai-*` short names).
+    return SentenceTransformer(source, device=device, local_files_only=Path(source).is_dir())
 
 
 def export_onnx(st_model, out_dir: Path, quantize: bool) -> None:

@@ -68,9 +68,6 @@ class Embedder:
     # ------------------------------------------------------------------ loading
     def _load_model(self):
         if self._model is None:
-            if self._offline:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from ragbit.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
             cfg = self.config
             try:
