@@ -9,7 +9,6 @@ The default model name "all-MiniLM-L6-v2" resolves OFFLINE to the copy shipped i
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from pathlib import Path
 from typing import Sequence
