@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 
 MODES = ("hybrid", "dense", "lexical")
@@ -99,6 +97,8 @@ class Searcher:
         raise SearchError(f"the index at {self.cfg.index_dir} keeps changing under the search; try again")
 
     def _load_generation(self, store, gen: Path, lexical: bool, dense: bool) -> None:
+        import numpy as np                           # here, not at module top: the search client needs only Hit
+
         from ragbit.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 
         if not (self._loaded and gen == self._generation):
