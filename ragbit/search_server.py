@@ -127,21 +127,24 @@ def server_running(index_dir: Path) -> bool:
         os.close(fd)
 
 
-def spawn_server(cfg) -> None:
-    """Start a detached server for this index unless one is running (or the socket path is too long)."""
+def spawn_server(cfg):
+    """Start a detached server for this index unless one is running (or the socket path is too long).
+
+    Returns the Popen (tests stop it with it), or None when none was started."""
     index_dir = Path(cfg.index_dir)
     if len(os.fsencode(socket_path(index_dir.resolve()))) > MAX_UNIX_PATH or server_running(index_dir):
-        return
+        return None
     import subprocess
     import ragbit
     env = dict(os.environ)
     root = str(Path(ragbit.__file__).resolve().parent.parent)   # the server imports the same ragbit
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     with open(index_dir / LOG_NAME, "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "ragbit.search_server", "--repo", str(cfg.repo),
-                          "--index-dir", str(index_dir), "--idle-timeout", str(cfg.search.server_idle_timeout)],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(cfg.repo),
-                         start_new_session=True, close_fds=True)
+        return subprocess.Popen([sys.executable, "-m", "ragbit.search_server", "--repo", str(cfg.repo),
+                                 "--index-dir", str(index_dir),
+                                 "--idle-timeout", str(cfg.search.server_idle_timeout)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(cfg.repo),
+                                start_new_session=True, close_fds=True)
 
 
 # ---------------------------------------------------------------------------------------------- server
