@@ -73,37 +73,38 @@ class Searcher:
     def _load(self) -> None:
         """Load the committed generation; reload when a writer has committed a newer one since (one small
         file read per search), so a long-lived Searcher sees the dense index as soon as it is complete."""
-        from indexes.store import IndexStore
+        from indexes.store import IndexFormatError, IndexStore
+        from indexes.store import IndexMissingError as NoGeneration
         store = IndexStore(self.cfg.index_dir)
-        for _attempt in range(3):
-            gen = store.current()
-            if gen is None:
-                raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first")
-            if self._loaded and gen == self._generation:
-                return
-            try:
-                self._load_generation(store, Path(gen))
-                return
-            except (OSError, ValueError) as e:
-                if store.current() != gen:       # a writer committed (and removed `gen`) meanwhile: retry
-                    continue
-                raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; "
-                                  "run `ragbit index --rebuild`") from None
-        raise SearchError(f"the index at {self.cfg.index_dir} keeps changing under the search; try again")
+        gen = store.current()
+        if self._loaded and gen == self._generation:
+            return
+        try:
+            loaded = store.read(self._read_generation)      # retries if a writer switches generations
+        except NoGeneration:
+            raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first") from None
+        except IndexFormatError:
+            raise
+        except (OSError, ValueError) as e:
+            raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; run `ragbit index --rebuild`") from None
+        self._install(*loaded)
 
-    def _load_generation(self, store, gen: Path) -> None:
+    @staticmethod
+    def _read_generation(gen: Path, manifest: dict):
         from indexes.dense import DenseIndex
         from indexes.lexical import LexicalIndex
         from ragbit.chunk_table import ChunkTable
         from ragbit.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 
-        manifest = store.manifest()
         table = ChunkTable.load(gen)
         lexical = LexicalIndex.load(gen / LEXICAL_DIR)
         if (gen / DENSE_FILE).is_file():
             dense, dense_ids = DenseIndex.load(gen / DENSE_FILE), np.load(gen / DENSE_IDS)
         else:
             dense, dense_ids = None, np.zeros(0, dtype=np.int64)
+        return gen, manifest, table, lexical, dense, dense_ids
+
+    def _install(self, gen, manifest, table, lexical, dense, dense_ids) -> None:
         if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
                 and not self._embedder_given:
             self._embedder = None                    # rebuilt with another model: load that one
