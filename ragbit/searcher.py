@@ -77,33 +77,30 @@ class Searcher:
 
         Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
         imports faiss, `--mode dense` never imports bm25s (each costs a noticeable part of a cold search)."""
-        from indexes.store import IndexStore
+        from indexes.store import IndexFormatError, IndexStore
+        from indexes.store import IndexMissingError as NoGeneration
         store = IndexStore(self.cfg.index_dir)
-        for _attempt in range(3):
-            gen = store.current()
-            if gen is None:
-                raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first")
-            if self._loaded and gen == self._generation and (not lexical or self.lexical is not None) \
-                    and (not dense or self._dense_loaded):
-                return
-            try:
-                self._load_generation(store, Path(gen), lexical, dense)
-                return
-            except (OSError, ValueError) as e:
-                if store.current() != gen:       # a writer committed (and removed `gen`) meanwhile: retry
-                    continue
-                raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; "
-                                  "run `ragbit index --rebuild`") from None
-        raise SearchError(f"the index at {self.cfg.index_dir} keeps changing under the search; try again")
+        gen = store.current()
+        if self._loaded and gen == self._generation and (not lexical or self.lexical is not None) \
+                and (not dense or self._dense_loaded):
+            return
+        try:            # retries if a writer switches generations
+            store.read(lambda g, manifest: self._load_generation(g, manifest, lexical, dense))
+        except NoGeneration:
+            raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first") from None
+        except IndexFormatError:
+            raise
+        except (OSError, ValueError) as e:
+            raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; run `ragbit index --rebuild`") from None
 
-    def _load_generation(self, store, gen: Path, lexical: bool, dense: bool) -> None:
+    def _load_generation(self, gen: Path, manifest: dict, lexical: bool, dense: bool) -> None:
+        """Switch to generation `gen` if it is new, then load the missing parts the caller needs."""
         import numpy as np                           # here, not at module top: the search client needs only Hit
 
         from ragbit.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 
         if not (self._loaded and gen == self._generation):
             from ragbit.chunk_table import ChunkTable
-            manifest = store.manifest()
             table = ChunkTable.load(gen)
             dense_ids = np.load(gen / DENSE_IDS) if (gen / DENSE_FILE).is_file() else np.zeros(0, dtype=np.int64)
             if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
