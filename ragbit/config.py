@@ -69,6 +69,8 @@ class SearchConfig:
     mode: str = "hybrid"                     # hybrid | dense | lexical
     max_hits_per_file: int = 0               # 0 = no cap
     rrf_k: int = 60
+    server: bool = True                      # keep a background search server per index (ragbit/search_server.py)
+    server_idle_timeout: float = 600.0       # seconds without a search before that server exits
 
 
 @dataclass

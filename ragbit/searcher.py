@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 
 MODES = ("hybrid", "dense", "lexical")
@@ -68,53 +66,63 @@ class Searcher:
         self._embedder_given = embedder is not None
         self._loaded = False
         self._generation: Path | None = None
+        self.lexical = None
+        self.dense = None
+        self._dense_loaded = False
 
     # ------------------------------------------------------------------ loading
-    def _load(self) -> None:
+    def _load(self, lexical: bool = True, dense: bool = True) -> None:
         """Load the committed generation; reload when a writer has committed a newer one since (one small
-        file read per search), so a long-lived Searcher sees the dense index as soon as it is complete."""
-        from indexes.store import IndexStore
-        store = IndexStore(self.cfg.index_dir)
-        for _attempt in range(3):
-            gen = store.current()
-            if gen is None:
-                raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first")
-            if self._loaded and gen == self._generation:
-                return
-            try:
-                self._load_generation(store, Path(gen))
-                return
-            except (OSError, ValueError) as e:
-                if store.current() != gen:       # a writer committed (and removed `gen`) meanwhile: retry
-                    continue
-                raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; "
-                                  "run `ragbit index --rebuild`") from None
-        raise SearchError(f"the index at {self.cfg.index_dir} keeps changing under the search; try again")
+        file read per search), so a long-lived Searcher sees the dense index as soon as it is complete.
 
-    def _load_generation(self, store, gen: Path) -> None:
-        from indexes.dense import DenseIndex
-        from indexes.lexical import LexicalIndex
-        from ragbit.chunk_table import ChunkTable
+        Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
+        imports faiss, `--mode dense` never imports bm25s (each costs a noticeable part of a cold search)."""
+        from indexes.store import IndexFormatError, IndexStore
+        from indexes.store import IndexMissingError as NoGeneration
+        store = IndexStore(self.cfg.index_dir)
+        gen = store.current()
+        if self._loaded and gen == self._generation and (not lexical or self.lexical is not None) \
+                and (not dense or self._dense_loaded):
+            return
+        try:            # retries if a writer switches generations
+            store.read(lambda g, manifest: self._load_generation(g, manifest, lexical, dense))
+        except NoGeneration:
+            raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first") from None
+        except IndexFormatError:
+            raise
+        except (OSError, ValueError) as e:
+            raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; run `ragbit index --rebuild`") from None
+
+    def _load_generation(self, gen: Path, manifest: dict, lexical: bool, dense: bool) -> None:
+        """Switch to generation `gen` if it is new, then load the missing parts the caller needs."""
+        import numpy as np                           # here, not at module top: the search client needs only Hit
+
         from ragbit.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 
-        manifest = store.manifest()
-        table = ChunkTable.load(gen)
-        lexical = LexicalIndex.load(gen / LEXICAL_DIR)
-        if (gen / DENSE_FILE).is_file():
-            dense, dense_ids = DenseIndex.load(gen / DENSE_FILE), np.load(gen / DENSE_IDS)
-        else:
-            dense, dense_ids = None, np.zeros(0, dtype=np.int64)
-        if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
-                and not self._embedder_given:
-            self._embedder = None                    # rebuilt with another model: load that one
-        self.manifest, self.table, self.lexical, self.dense, self.dense_ids = manifest, table, lexical, dense, dense_ids
-        self.dense_complete = bool(manifest.get("dense_complete")) and len(dense_ids) == len(table)
-        self._paths = [f.path for f in table.files]
-        self._by_name: dict[str, list[str]] = {}
-        for p in self._paths:
-            self._by_name.setdefault(p.rsplit("/", 1)[-1].lower(), []).append(p)
-        self._generation = gen
-        self._loaded = True
+        if not (self._loaded and gen == self._generation):
+            from ragbit.chunk_table import ChunkTable
+            table = ChunkTable.load(gen)
+            dense_ids = np.load(gen / DENSE_IDS) if (gen / DENSE_FILE).is_file() else np.zeros(0, dtype=np.int64)
+            if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
+                    and not self._embedder_given:
+                self._embedder = None                    # rebuilt with another model: load that one
+            self.manifest, self.table, self.dense_ids = manifest, table, dense_ids
+            self.lexical, self.dense, self._dense_loaded = None, None, False
+            self.dense_complete = bool(manifest.get("dense_complete")) and len(dense_ids) == len(table)
+            self._paths = [f.path for f in table.files]
+            self._by_name: dict[str, list[str]] = {}
+            for p in self._paths:
+                self._by_name.setdefault(p.rsplit("/", 1)[-1].lower(), []).append(p)
+            self._generation = gen
+            self._loaded = True
+        if lexical and self.lexical is None:
+            from indexes.lexical import LexicalIndex
+            self.lexical = LexicalIndex.load(gen / LEXICAL_DIR)
+        if dense and not self._dense_loaded:
+            if (gen / DENSE_FILE).is_file():
+                from indexes.dense import DenseIndex
+                self.dense = DenseIndex.load(gen / DENSE_FILE)
+            self._dense_loaded = True
 
     @property
     def embedder(self):
@@ -147,7 +155,7 @@ class Searcher:
 
     def named_files(self, query: str) -> list[str]:
         """Repository files the question names by path, dotted module path or (unambiguous) file name."""
-        self._load()
+        self._load(lexical=False, dense=False)
         found: dict[str, None] = {}
         candidates = [m.group().replace("\\", "/") for m in _PATH_LIKE.finditer(query)]
         # astropy.io.registry -> astropy/io/registry.py (not the package __init__.py: `from django.db import
@@ -195,7 +203,7 @@ class Searcher:
             raise SearchError(f"k must be positive, got {k}")
         if not query.strip():
             raise SearchError("empty question")
-        self._load()
+        self._load(lexical=mode != "dense", dense=mode != "lexical")
         self._last_scores: dict[int, float] = {}
         # a per-file cap throws candidates away: ask for more so k survive it
         n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k * (3 if cap else 1))

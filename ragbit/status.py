@@ -36,11 +36,9 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
     from ragbit.walker import walk_repository
 
     store = IndexStore(cfg.index_dir)
-    gen = store.current()
-    if gen is None:
+    if store.current() is None:
         raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first")
-    manifest = store.manifest()
-    table = ChunkTable.load(Path(gen))
+    manifest, table = store.read(lambda gen, manifest: (manifest, ChunkTable.load(Path(gen))))
     indexed = {f.path: f.sha256 for f in table.files}
     walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
     now = {sf.path: sf.sha256 for sf in walk_repository(cfg.repo, walk_cfg, lambda msg: None)}

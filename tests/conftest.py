@@ -32,3 +32,12 @@ def bonsai_tokenizer(tied_metadata):
     from generator.tokenizer import BonsaiTokenizer
 
     return BonsaiTokenizer.from_metadata(tied_metadata)
+
+
+@pytest.fixture(autouse=True)
+def _no_background_search_server(request, monkeypatch):
+    """CLI searches in tests must not leave detached search servers behind; tests/test_search_server.py
+    opts back in with @pytest.mark.search_server and cleans up after itself."""
+    if request.node.get_closest_marker("search_server") is None:
+        import ragbit.search_server
+        monkeypatch.setattr(ragbit.search_server, "spawn_server", lambda cfg: None)

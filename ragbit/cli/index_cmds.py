@@ -56,19 +56,26 @@ def _config(repo: Path, overrides: dict):
 
 
 def _run(fn):
-    """Call fn(); turn domain errors (and Ctrl-C) into one line + exit 1."""
-    try:
-        errors = _user_errors()
-    except ImportError as e:        # a broken install is also one line
-        _fail(f"cannot load ragbit's indexing modules: {e}")
+    """Call fn(); turn domain errors (and Ctrl-C) into one line + exit 1.
+
+    The error classes are imported only once something failed: importing them pulls in faiss and numpy,
+    which a search answered by the background server never needs."""
     try:
         return fn()
-    except errors as e:
-        _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
     except KeyboardInterrupt:
         _fail("interrupted (the last committed index is intact)")
-    except OSError as e:            # e.g. no permission to write the index directory, disk full
-        _fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
+    except typer.Exit:
+        raise
+    except Exception as e:
+        try:
+            errors = _user_errors()
+        except ImportError as ie:   # a broken install is also one line
+            _fail(f"cannot load ragbit's indexing modules: {ie}")
+        if isinstance(e, errors):
+            _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        if isinstance(e, OSError):  # e.g. no permission to write the index directory, disk full
+            _fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
+        raise
 
 
 # ---------------------------------------------------------------------------------------------- index
@@ -114,14 +121,25 @@ def search(
     max_per_file: int = typer.Option(0, "--max-per-file", min=0, help="at most N chunks per file (0 = no cap)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
+    no_server: bool = typer.Option(False, "--no-server", help="search in this process only: neither use nor "
+                                   "start the background search server (config: search.server = false)"),
 ) -> None:
-    """Search the index of a repository."""
+    """Search the index of a repository (answered by a background server per index once one is running)."""
     _choice("--mode", mode, MODES)
 
     def go():
-        from ragbit.searcher import Searcher
+        from ragbit import search_server
         cfg = _config(repo, {"index": {"dir": index_dir}})
-        return Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_per_file)
+        use_server = cfg.search.server and not no_server
+        if use_server:
+            hits = search_server.query(cfg, question, k=k, mode=mode, max_hits_per_file=max_per_file)
+            if hits is not None:
+                return hits
+        from ragbit.searcher import Searcher
+        hits = Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_per_file)
+        if use_server:
+            search_server.spawn_server(cfg)          # for the next search; this one is answered already
+        return hits
     hits = _run(go)
     if not hits.dense_complete:
         typer.echo("note: the dense index is incomplete (embedding still running or interrupted); "

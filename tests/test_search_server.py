@@ -1,0 +1,180 @@
+"""The background search server: same answers as in-process search, stale sockets, idle exit, re-index,
+bad requests, config mismatch, and `--no-server`. Real subprocesses, real ONNX model; every server a test
+starts is killed at teardown. No timing assertions (waits are generous upper bounds)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+import ragbit.search_server as ss
+from ragbit.cli import app
+from ragbit.config import RagbitConfig
+from ragbit.indexer import index_repository
+from ragbit.searcher import Searcher
+from tests.retrieval_fixtures import make_repo
+
+pytestmark = pytest.mark.search_server
+runner = CliRunner()
+START_TIMEOUT = 180.0        # loading onnxruntime on a busy 2-core machine
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("srv") / "shop")
+    index_repository(RagbitConfig.load(root), progress=False)       # the real default model
+    return root
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """Start servers through this; all are killed (and reaped) when the module ends."""
+    started = []
+
+    def start(cfg):
+        proc = ss.spawn_server(cfg)
+        assert proc is not None, "a server was already running"
+        started.append(proc)
+        sock = ss.socket_path(cfg.index_dir)
+        _wait(lambda: sock.exists() or proc.poll() is not None, START_TIMEOUT, "the server socket")
+        assert proc.poll() is None, (cfg.index_dir / ss.LOG_NAME).read_text()
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(repo, servers):
+    return servers(RagbitConfig.load(repo))
+
+
+def _raw(cfg, payload: bytes) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(60)
+        s.connect(str(ss.socket_path(cfg.index_dir)))
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        return json.loads(ss._read_line(s, ss.MAX_RESPONSE_BYTES))
+
+
+QUESTIONS = ["how is value added tax applied to the invoice total", "exponential backoff when the connection fails",
+             "retry.py backoff"]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_server_answers_exactly_the_in_process_hits(repo, server, mode):
+    cfg = RagbitConfig.load(repo)
+    local = Searcher(cfg)
+    for q in QUESTIONS:
+        for cap in (0, 1):
+            remote = ss.query(cfg, q, k=5, mode=mode, max_hits_per_file=cap)
+            assert remote is not None
+            want = local.search(q, k=5, mode=mode, max_hits_per_file=cap)
+            assert [dataclasses.asdict(h) for h in remote] == [dataclasses.asdict(h) for h in want]
+            assert (remote.dense_complete, remote.mode) == (want.dense_complete, want.mode)
+
+
+@pytest.mark.parametrize("extra", [["--json"], []])
+def test_cli_output_is_identical_with_and_without_server(repo, server, extra, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ss, "query", lambda *a, **kw: calls.append(1) or _real_query(*a, **kw))
+    args = ["search", "invoice total with vat", "--repo", str(repo), "-k", "4", *extra]
+    via_server = runner.invoke(app, args)
+    in_process = runner.invoke(app, args + ["--no-server"])
+    assert via_server.exit_code == 0 and in_process.exit_code == 0, via_server.output + in_process.output
+    assert calls == [1]                               # --no-server did not even ask the server
+    assert via_server.stdout == in_process.stdout and via_server.stdout.strip()
+
+
+_real_query = ss.query
+
+
+def test_bad_requests_get_an_error_and_the_server_keeps_serving(repo, server):
+    cfg = RagbitConfig.load(repo)
+    assert _raw(cfg, b"not json\n")["ok"] is False
+    assert _raw(cfg, b'{"v": 1, "query": "x", "k": -3, "mode": "lexical", "config": {}, '
+                     b'"max_hits_per_file": 0}\n')["ok"] is False
+    too_big = _raw(cfg, b"[" + b" " * (ss.MAX_REQUEST_BYTES + 10) + b"]\n")
+    assert too_big["ok"] is False and "longer than" in too_big["error"]
+    ok = {"v": 1, "config": ss.fingerprint(cfg), "query": "invoice", "k": 2, "mode": "nonsense",
+          "max_hits_per_file": 0}
+    assert "search mode" in _raw(cfg, json.dumps(ok).encode() + b"\n")["error"]
+    assert server.poll() is None
+    assert ss.query(cfg, "invoice total", k=2, mode="lexical", max_hits_per_file=0)
+
+
+def test_server_notices_a_reindex(repo, server):
+    cfg = RagbitConfig.load(repo)
+    assert not any(h.path == "src/zebra.py" for h in ss.query(cfg, "zebra stripes", 5, "lexical", 0) or [])
+    (repo / "src" / "zebra.py").write_text("def count_zebra_stripes(zebra):\n    return zebra.stripes\n")
+    index_repository(cfg, progress=False)
+    hits = ss.query(cfg, "zebra stripes", 5, "lexical", 0)
+    assert hits is not None and hits[0].path == "src/zebra.py"
+
+
+def test_stale_socket_is_removed_and_search_still_answers(tmp_path, monkeypatch):
+    root = make_repo(tmp_path / "shop")
+    index_repository(RagbitConfig.load(root), progress=False)
+    cfg = RagbitConfig.load(root)
+    path = ss.socket_path(cfg.index_dir)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))                               # a socket file nobody listens on (server died)
+    dead.close()
+    assert path.exists()
+    spawned = []
+    monkeypatch.setattr(ss, "spawn_server", lambda c: spawned.append(c))
+    result = runner.invoke(app, ["search", "exponential backoff", "--repo", str(root), "--json",
+                                 "--mode", "lexical"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["path"] == "src/net/retry.py"
+    assert not path.exists() and len(spawned) == 1      # removed, and a fresh server was asked for
+
+
+def test_idle_server_exits_and_removes_its_socket(repo, servers, tmp_path):
+    cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(tmp_path / "idx")}})
+    index_repository(cfg, progress=False)
+    cfg.search.server_idle_timeout = 1.0
+    proc = servers(cfg)
+    assert ss.query(cfg, "invoice", 1, "lexical", 0) is not None
+    proc.wait(timeout=60)
+    assert proc.returncode == 0 and not ss.socket_path(cfg.index_dir).exists()
+
+
+def test_a_client_with_another_config_is_refused_and_the_server_retires(repo, servers, tmp_path):
+    cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(tmp_path / "idx")}})
+    index_repository(cfg, progress=False)
+    proc = servers(cfg)
+    other = RagbitConfig.load(repo, overrides={"index": {"dir": str(tmp_path / "idx")}, "search": {"rrf_k": 5}})
+    assert ss.query(other, "invoice", 1, "lexical", 0) is None
+    proc.wait(timeout=60)
+    assert not ss.socket_path(cfg.index_dir).exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_no_server_never_spawns(tmp_path, monkeypatch, how):
+    root = make_repo(tmp_path / "shop")
+    index_repository(RagbitConfig.load(root), progress=False)
+    if how == "config":
+        (root / "ragbit.toml").write_text("[search]\nserver = false\n")
+    monkeypatch.setattr(ss, "spawn_server", lambda c: pytest.fail("spawned a server"))
+    args = ["search", "invoice", "--repo", str(root), "--mode", "lexical"] + (["--no-server"] if how == "flag" else [])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not ss.socket_path(root / ".ragbit").exists()
