@@ -14,11 +14,19 @@ Safety rules:
 - JSON only (no pickle), bounded request size, socket file mode 0600;
 - it exits after `search.server_idle_timeout` seconds without a request, when the index directory or its
   socket disappears, or on SIGTERM. A newer committed index generation is picked up by `Searcher` itself.
+
+Forwarded commands (the console script's fast path, `ragbit/launcher.py`): importing typer, rich and the
+config costs a shell call ~0.4 s CPU before it can even ask the server. So the launcher sends the raw argv
+(plus cwd, tty flags, terminal size and the environment variables that shape output) and the server, which
+has typer loaded, runs the real `search` command in-process with captured stdout/stderr and returns them
+with the exit code. Same code, same output. Anything it cannot reproduce exactly (another index or config,
+`--no-server`, unusual environment, a crash) is answered "unsupported" and the launcher runs the normal CLI.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import socket
@@ -36,6 +44,20 @@ MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 MAX_K = 10_000
 TICK_SECONDS = 1.0                   # how often an idle server checks its index dir, socket and timeout
 MAX_UNIX_PATH = 100                  # sun_path is 104-108 bytes; longer paths: no server, in-process only
+FORWARD_TIMEOUT = 60.0               # a forwarded search normally takes milliseconds
+# Environment read while rendering (rich, click): the server sets the client's values around a forwarded call.
+OUTPUT_ENV = ("COLUMNS", "LINES", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE",
+              "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
+# Environment read once at import (typer, rich): client and server must agree, or the launcher takes the slow path.
+IMPORT_ENV = ("TERMINAL_WIDTH", "_TYPER_FORCE_DISABLE_TERMINAL", "GITHUB_ACTIONS", "FORCE_COLOR", "PY_COLORS",
+              "TYPER_USE_RICH", "TYPER_STANDARD_TRACEBACK", "_TYPER_STANDARD_TRACEBACK",
+              "DATABRICKS_RUNTIME_VERSION")
+
+_serving: "SearchServer | None" = None   # set inside the server while it runs a forwarded command
+
+
+class Unsupported(Exception):
+    """A forwarded command the server cannot answer exactly as the client's own process would."""
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -101,6 +123,61 @@ def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int, timeout
     return hits
 
 
+def forward(index_dir: Path, argv: list[str], prog: str, cwd: str) -> dict | None:
+    """Run a `ragbit` command line in the index's server: {"stdout", "stderr", "exit"} or None (run it here).
+
+    Never removes or spawns anything: when the server is missing or stale, the normal CLI handles that."""
+    env = {n: os.environ[n] for n in OUTPUT_ENV + IMPORT_ENV if n in os.environ}
+    size = None
+    for fd in (0, 1, 2):             # as rich measures the terminal
+        try:
+            size = os.get_terminal_size(fd)
+            break
+        except (OSError, ValueError):
+            pass
+    if size is not None and (size.columns <= 0 or size.lines <= 0):
+        return None
+    request = {"v": PROTOCOL, "argv": argv, "prog": prog, "cwd": cwd, "env": env,
+               "stdout_isatty": sys.stdout.isatty(), "stderr_isatty": sys.stderr.isatty(),
+               "terminal": [size.columns, size.lines] if size else None}
+    data = json.dumps(request, ensure_ascii=False).encode() + b"\n"
+    if len(data) > MAX_REQUEST_BYTES:
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(FORWARD_TIMEOUT)
+        try:
+            s.connect(str(socket_path(index_dir)))
+            s.sendall(data)
+            reply = json.loads(_read_line(s, MAX_RESPONSE_BYTES))
+        except (OSError, ValueError):
+            return None
+    if not isinstance(reply, dict) or not reply.get("ok") or type(reply.get("exit")) is not int:
+        return None
+    if not isinstance(reply.get("stdout"), str) or not isinstance(reply.get("stderr"), str):
+        return None
+    return reply
+
+
+def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int, use_server: bool):
+    """The CLI's search: the running server's hits, else in-process (then start a server for the next call).
+
+    Inside the server (a forwarded command) it answers from the loaded index, or raises Unsupported for another
+    index/config or a no-server request: the server never asks itself, never spawns another server."""
+    if _serving is not None:
+        if not use_server or fingerprint(cfg) != _serving.fingerprint:
+            raise Unsupported("another index or configuration, or no server wanted")
+        return _serving.searcher.search(question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+    if use_server:
+        hits = query(cfg, question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+        if hits is not None:
+            return hits
+    from ragbit.searcher import Searcher
+    hits = Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+    if use_server:
+        spawn_server(cfg)            # for the next search; this one is answered already
+    return hits
+
+
 def _remove_stale(path: Path, seen: os.stat_result) -> None:
     """Remove a socket nobody listens on — only the very file we tried (not a fresh server's)."""
     try:
@@ -132,6 +209,8 @@ def spawn_server(cfg):
 
     Returns the Popen (tests stop it with it), or None when none was started."""
     index_dir = Path(cfg.index_dir)
+    if _serving is not None:
+        return None
     if len(os.fsencode(socket_path(index_dir.resolve()))) > MAX_UNIX_PATH or server_running(index_dir):
         return None
     import subprocess
@@ -160,6 +239,7 @@ class SearchServer:
         self.searcher = Searcher(cfg)
         self._sock: socket.socket | None = None
         self._ident: tuple[int, int] | None = None
+        self.import_env = {n: os.environ[n] for n in IMPORT_ENV if n in os.environ}
 
     def warm_up(self) -> None:
         """Load the index and the embedding model before the socket appears (errors show on first request)."""
@@ -167,6 +247,7 @@ class SearchServer:
             self.searcher.search("warm up", k=1, mode="hybrid")
         except Exception as e:  # noqa: BLE001  e.g. no embedding model: lexical searches still work
             print(f"warm-up: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        import ragbit.cli  # noqa: F401  typer and the commands, for forwarded command lines
 
     def bind(self) -> None:
         """Listen on a temporary name, then rename onto the socket path: a visible socket always answers."""
@@ -212,14 +293,17 @@ class SearchServer:
         retire = False
         try:
             request = json.loads(_read_line(conn, MAX_REQUEST_BYTES))
-            args = self._validate(request)
-            if request["config"] != self.fingerprint:
-                retire = True
-                reply = {"ok": False, "error": "mismatch: this server serves another index or configuration"}
+            if isinstance(request, dict) and "argv" in request:
+                reply = self.run_forwarded(request)
             else:
-                hits = self.searcher.search(**args)
-                reply = {"ok": True, "hits": [dataclasses.asdict(h) for h in hits],
-                         "dense_complete": hits.dense_complete, "mode": hits.mode}
+                args = self._validate(request)
+                if request["config"] != self.fingerprint:
+                    retire = True
+                    reply = {"ok": False, "error": "mismatch: this server serves another index or configuration"}
+                else:
+                    hits = self.searcher.search(**args)
+                    reply = {"ok": True, "hits": [dataclasses.asdict(h) for h in hits],
+                             "dense_complete": hits.dense_complete, "mode": hits.mode}
         except Exception as e:  # noqa: BLE001  a bad request or failing search never kills the server
             reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         try:
@@ -227,6 +311,45 @@ class SearchServer:
         except OSError:
             pass
         return retire
+
+    def run_forwarded(self, r: dict) -> dict:
+        """Run the client's `ragbit search ...` through the real CLI, as the client's process would.
+
+        cwd, output environment, tty flags and terminal size are the client's for the call, then restored."""
+        global _serving
+        argv, prog, cwd, env, term = r.get("argv"), r.get("prog"), r.get("cwd"), r.get("env"), r.get("terminal")
+        if r.get("v") != PROTOCOL or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) \
+                or argv[:1] != ["search"] or not isinstance(prog, str) or not isinstance(cwd, str) \
+                or not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ValueError("argv, prog, cwd and env are required; only `search` is forwarded")
+        if {n: env[n] for n in IMPORT_ENV if n in env} != self.import_env:
+            raise Unsupported("typer/rich were imported under another environment")
+        want = {n: env.get(n) for n in OUTPUT_ENV}
+        if term is not None:         # rich measures fds 0-2, which are the client's terminal, not ours
+            want["COLUMNS"] = want["COLUMNS"] or str(int(term[0]))
+            want["LINES"] = want["LINES"] or str(int(term[1]))
+        from ragbit.cli import app
+        out, err = _captured(bool(r.get("stdout_isatty"))), _captured(bool(r.get("stderr_isatty")))
+        saved = sys.stdout, sys.stderr, os.getcwd(), {n: os.environ.get(n) for n in OUTPUT_ENV}
+        try:
+            os.chdir(cwd)
+            _set_env(want)
+            sys.stdout, sys.stderr, _serving = out, err, self
+            try:
+                app(args=argv, prog_name=prog)
+                code = 0
+            except SystemExit as e:
+                code = 0 if e.code is None else e.code
+            if type(code) is not int:
+                raise Unsupported(f"exit {code!r}")
+            out.flush()
+            err.flush()
+        finally:
+            sys.stdout, sys.stderr, _serving = saved[0], saved[1], None
+            os.chdir(saved[2])
+            _set_env(saved[3])
+        return {"ok": True, "exit": code, "stdout": out.buffer.getvalue().decode(),
+                "stderr": err.buffer.getvalue().decode()}
 
     @staticmethod
     def _validate(r) -> dict:
@@ -245,6 +368,28 @@ class SearchServer:
             self._sock.close()
             if self.still_wanted():
                 self.sock_path.unlink(missing_ok=True)
+
+
+class _TTYBytes(io.BytesIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _captured(tty: bool) -> io.TextIOWrapper:
+    """A text stream that collects UTF-8 bytes and reports the client's isatty (rich and click ask)."""
+    return io.TextIOWrapper(_TTYBytes(tty), encoding="utf-8", errors="strict", write_through=True)
+
+
+def _set_env(values: dict) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> int:

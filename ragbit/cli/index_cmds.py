@@ -130,16 +130,8 @@ def search(
     def go():
         from ragbit import search_server
         cfg = _config(repo, {"index": {"dir": index_dir}})
-        use_server = cfg.search.server and not no_server
-        if use_server:
-            hits = search_server.query(cfg, question, k=k, mode=mode, max_hits_per_file=max_per_file)
-            if hits is not None:
-                return hits
-        from ragbit.searcher import Searcher
-        hits = Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_per_file)
-        if use_server:
-            search_server.spawn_server(cfg)          # for the next search; this one is answered already
-        return hits
+        return search_server.search(cfg, question, k=k, mode=mode, max_hits_per_file=max_per_file,
+                                    use_server=cfg.search.server and not no_server)
     hits = _run(go)
     if not hits.dense_complete:
         typer.echo("note: the dense index is incomplete (embedding still running or interrupted); "
