@@ -423,4 +423,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run in the importable module, not in `__main__`: the CLI reads `ragbit.search_server._serving`, and a
+    # second copy of this module would leave it unset (the server would then ask itself and hang).
+    from ragbit.search_server import main as _main
+    sys.exit(_main())
