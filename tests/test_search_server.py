@@ -1,17 +1,25 @@
 """The background search server: same answers as in-process search, stale sockets, idle exit, re-index,
-bad requests, config mismatch, and `--no-server`. Real subprocesses, real ONNX model; every server a test
+bad requests, config mismatch, `--no-server`, and the console script's fast path (forwarded command lines).
+Real subprocesses, real ONNX model; every server a test
 starts is killed at teardown. No timing assertions (waits are generous upper bounds)."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import ragbit.search_server as ss
+from ragbit import launcher
 from ragbit.cli import app
 from ragbit.config import RagbitConfig
 from ragbit.indexer import index_repository
@@ -178,3 +186,76 @@ def test_no_server_never_spawns(tmp_path, monkeypatch, how):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert not ss.socket_path(root / ".ragbit").exists()
+
+
+# ---------------------------------------------------------------------------------------------- launcher
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _launch(args: list[str], cwd: Path, fastpath: bool = True) -> subprocess.CompletedProcess:
+    """The console script's code path (`ragbit.launcher:main`) in a fresh process, no terminal."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAGBIT_FASTPATH", None)
+    if not fastpath:
+        env["RAGBIT_FASTPATH"] = "0"
+    return subprocess.run([sys.executable, "-m", "ragbit.launcher", *args], cwd=cwd, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+
+
+@pytest.mark.parametrize("extra", [["--json"], []])
+def test_fast_path_output_is_byte_identical_to_no_server(repo, server, extra, monkeypatch):
+    args = ["search", "invoice total with vat", "-k", "4", *extra]
+    fast = _launch(args, repo)
+    slow = _launch(args + ["--no-server"], repo, fastpath=False)
+    assert (fast.returncode, slow.returncode) == (0, 0), fast.stderr + slow.stderr
+    assert fast.stdout == slow.stdout and fast.stdout.strip()
+    assert fast.stderr == slow.stderr
+    monkeypatch.chdir(repo)                           # the same request in this process really is forwarded
+    reply = launcher.fast_search(args, "ragbit")
+    assert reply is not None and reply["exit"] == 0
+    if extra:                                         # human output depends on this process's terminal
+        assert reply["stdout"].encode() == fast.stdout
+
+
+@pytest.mark.parametrize("bad", [["--mode", "nonsense"], ["-k", "0"], ["--bogus"]])
+def test_fast_path_bad_flag_gives_the_slow_paths_error_and_exit_code(repo, server, bad, monkeypatch):
+    args = ["search", "invoice", *bad]
+    fast, slow = _launch(args, repo), _launch(args, repo, fastpath=False)
+    assert fast.returncode == slow.returncode != 0
+    assert (fast.stdout, fast.stderr) == (slow.stdout, slow.stderr) and fast.stderr.strip()
+    if bad[0] == "--mode":
+        assert fast.stderr == b"error: --mode must be one of hybrid, dense, lexical, not 'nonsense'\n"
+    monkeypatch.chdir(repo)
+    reply = launcher.fast_search(args, "launcher.py")
+    assert reply is not None and reply["exit"] == fast.returncode
+    assert reply["stderr"].encode() == fast.stderr
+
+
+def test_server_refuses_forwarded_commands_it_cannot_answer_and_keeps_serving(repo, server, tmp_path):
+    cfg = RagbitConfig.load(repo)
+    for argv in (["search", "invoice", "--no-server"],              # must not search in the server
+                 ["search", "invoice", "--index-dir", str(tmp_path)],  # another index
+                 ["status"]):                                       # only `search` is forwarded
+        assert ss.forward(cfg.index_dir, argv, "ragbit", str(repo)) is None
+    assert server.poll() is None                                    # refused, not retired
+    reply = ss.forward(cfg.index_dir, ["search", "invoice", "--json", "-k", "1"], "ragbit", str(repo))
+    assert reply is not None and json.loads(reply["stdout"])[0]["path"] == "src/billing/invoice.py"
+
+
+def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
+    root = make_repo(tmp_path / "shop")
+    index_repository(RagbitConfig.load(root), progress=False)
+    sock = ss.socket_path(root / ".ragbit")
+    monkeypatch.chdir(root)
+    args = ["search", "exponential backoff", "--json", "--mode", "lexical"]
+    assert launcher.fast_search(args, "ragbit") is None
+    result = _launch(args, root)                      # answers in-process, and starts a server
+    try:
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)[0]["path"] == "src/net/retry.py"
+    finally:
+        _wait(lambda: sock.exists() or not ss.server_running(root / ".ragbit"), START_TIMEOUT, "the server")
+        log = (root / ".ragbit" / ss.LOG_NAME).read_text() if sock.exists() else ""
+        for pid in {int(m) for m in re.findall(r"pid (\d+) serving", log)}:
+            os.kill(pid, signal.SIGTERM)
+        _wait(lambda: not ss.server_running(root / ".ragbit"), 60, "the spawned server to exit")
