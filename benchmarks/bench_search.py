@@ -1,5 +1,9 @@
 """How long `ragbit search` takes from the shell: cold (fresh process, no server), warm (server up), in-process.
 
+Rows: `cold` and `warm` run `python -m ragbit.cli` (typer imported, then the server asked); `fast` runs the
+console script's code (`ragbit.launcher:main`), which forwards the command line to the server before
+importing typer; `python -c pass` is the interpreter's own start-up, a floor no client can go under.
+
 Targets (project issue 7): cold < 2 s, warm < 100 ms. Prints p50/p95 of wall time AND CPU time (user+sys of
 the client process; for warm also the server's CPU per request), because the machine this runs on is often
 shared and wall time then mostly measures waiting for a core.
@@ -24,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 DJANGO_INDEX = Path("/tmp/ragbit-bench/index/django")     # bench_index.py --cache default
 QUESTIONS = ["where are chunks loaded from disk", "how does the query pipeline pack context",
              "reciprocal rank fusion weights", "which file handles the command line"]
-TARGETS = {"cold": 2.0, "warm": 0.100}
+TARGETS = {"cold": 2.0, "warm": 0.100, "fast": 0.100}
+CLI = [sys.executable, "-m", "ragbit.cli"]
+CONSOLE_SCRIPT = [sys.executable, "-c", "import sys; from ragbit.launcher import main; sys.exit(main())"]
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -43,12 +49,16 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_cli(repo: Path, index_dir: Path, n: int, mode: str, extra: list[str]) -> tuple[list[float], list[float]]:
+def search_cmds(prefix: list[str], repo: Path, index_dir: Path, n: int, mode: str, extra: list[str]) -> list[list[str]]:
+    return [prefix + ["search", QUESTIONS[i % len(QUESTIONS)], "--repo", str(repo), "--index-dir", str(index_dir),
+                      "--mode", mode, "--json", *extra] for i in range(n)]
+
+
+def run_cli(cmds: list[list[str]]) -> tuple[list[float], list[float]]:
+    """Each command in a fresh process; wall and CPU (user+sys) seconds of each."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     walls, cpus = [], []
-    for i in range(n):
-        cmd = [sys.executable, "-m", "ragbit.cli", "search", QUESTIONS[i % len(QUESTIONS)], "--repo", str(repo),
-               "--index-dir", str(index_dir), "--mode", mode, "--json", *extra]
+    for cmd in cmds:
         c0, t0 = _children_cpu(), time.perf_counter()
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         walls.append(time.perf_counter() - t0)
@@ -85,7 +95,7 @@ def bench(repo: Path, index_dir: Path, n: int, mode: str) -> None:
     chunks = json.loads((index_dir / (index_dir / "CURRENT").read_text().strip() / "manifest.json").read_text())
     print(f"{index_dir} ({chunks.get('files')} files, {chunks.get('chunks')} chunks), mode {mode}, n={n}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    row("cold", *run_cli(repo, index_dir, n, mode, ["--no-server"]))
+    row("cold", *run_cli(search_cmds(CLI, repo, index_dir, n, mode, ["--no-server"])))
     proc = ss.spawn_server(cfg)
     try:
         if proc is not None:
@@ -94,9 +104,17 @@ def bench(repo: Path, index_dir: Path, n: int, mode: str) -> None:
                 time.sleep(0.1)
         pid = proc.pid if proc is not None else None
         s0 = _proc_cpu(pid) if pid else 0.0
-        walls, cpus = run_cli(repo, index_dir, n, mode, [])
+        walls, cpus = run_cli(search_cmds(CLI, repo, index_dir, n, mode, []))
         server_cpu = (_proc_cpu(pid) - s0) / n * 1000 if pid else float("nan")
         row("warm", walls, cpus, f"(+ server cpu {server_cpu:.1f} ms/request)" if pid else "(existing server)")
+        from ragbit import launcher
+        if launcher.fast_search(search_cmds([], repo, index_dir, 1, mode, [])[0], "ragbit") is None:
+            print("  note: the server refused a forwarded search (ragbit.toml in the repo?): `fast` is the slow path")
+        s0 = _proc_cpu(pid) if pid else 0.0
+        walls, cpus = run_cli(search_cmds(CONSOLE_SCRIPT, repo, index_dir, n, mode, []))
+        server_cpu = (_proc_cpu(pid) - s0) / n * 1000 if pid else float("nan")
+        row("fast", walls, cpus, f"(+ server cpu {server_cpu:.1f} ms/request)" if pid else "(existing server)")
+        row("python -c pass", *run_cli([[sys.executable, "-c", "pass"]] * n))
     finally:
         if proc is not None:
             proc.terminate()
