@@ -24,8 +24,6 @@ with the exit code. Same code, same output. Anything it cannot reproduce exactly
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import io
 import json
 import os
@@ -67,6 +65,7 @@ def socket_path(index_dir: Path) -> Path:
 
 def fingerprint(cfg) -> dict:
     """What a server must agree on with a client to give the same answer as an in-process search."""
+    import dataclasses               # here, not at the top: the launcher's fast path imports this module
     return {"repo": str(cfg.repo), "index_dir": str(Path(cfg.index_dir).resolve()),
             "embed": dataclasses.asdict(cfg.embed), "rrf_k": cfg.search.rrf_k}
 
@@ -240,6 +239,7 @@ class SearchServer:
         self._sock: socket.socket | None = None
         self._ident: tuple[int, int] | None = None
         self.import_env = {n: os.environ[n] for n in IMPORT_ENV if n in os.environ}
+        self._cli = None                 # the click command typer builds from `ragbit.cli.app`, built once
 
     def warm_up(self) -> None:
         """Load the index and the embedding model before the socket appears (errors show on first request)."""
@@ -247,7 +247,15 @@ class SearchServer:
             self.searcher.search("warm up", k=1, mode="hybrid")
         except Exception as e:  # noqa: BLE001  e.g. no embedding model: lexical searches still work
             print(f"warm-up: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        import ragbit.cli  # noqa: F401  typer and the commands, for forwarded command lines
+        self.cli_command()
+
+    def cli_command(self):
+        """The click command `ragbit.cli.app()` builds on every call, built once here for forwarded lines."""
+        if self._cli is None:
+            import typer.main
+            from ragbit.cli import app
+            self._cli = typer.main.get_command(app)
+        return self._cli
 
     def bind(self) -> None:
         """Listen on a temporary name, then rename onto the socket path: a visible socket always answers."""
@@ -289,6 +297,7 @@ class SearchServer:
 
     def handle(self, conn: socket.socket) -> bool:
         """Answer one request; True when this server should retire (a client with another config)."""
+        import dataclasses
         conn.settimeout(10.0)
         retire = False
         try:
@@ -328,7 +337,7 @@ class SearchServer:
         if term is not None:         # rich measures fds 0-2, which are the client's terminal, not ours
             want["COLUMNS"] = want["COLUMNS"] or str(int(term[0]))
             want["LINES"] = want["LINES"] or str(int(term[1]))
-        from ragbit.cli import app
+        command = self.cli_command()
         out, err = _captured(bool(r.get("stdout_isatty"))), _captured(bool(r.get("stderr_isatty")))
         saved = sys.stdout, sys.stderr, os.getcwd(), {n: os.environ.get(n) for n in OUTPUT_ENV}
         try:
@@ -336,7 +345,7 @@ class SearchServer:
             _set_env(want)
             sys.stdout, sys.stderr, _serving = out, err, self
             try:
-                app(args=argv, prog_name=prog)
+                command(args=argv, prog_name=prog)         # as `app(...)` does, standalone mode
                 code = 0
             except SystemExit as e:
                 code = 0 if e.code is None else e.code
@@ -393,6 +402,7 @@ def _set_env(values: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
     import fcntl
     import signal
     from ragbit.config import RagbitConfig
