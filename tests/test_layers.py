@@ -48,8 +48,9 @@ def test_attention_matches_definition(T, pos0, parallel):
 
 
 @pytest.mark.parametrize("T,pos0", [(16, 0), (40, 30), (300, 200)])
-def test_prefill_attention_matches_definition(T, pos0):
-    """The matrix-product (BLAS) path `attention` takes for prefill batches."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prefill_attention_matches_definition(T, pos0, threads):
+    """The matrix-product (BLAS) path `attention` takes for prefill batches, serial and over a thread pool."""
     rng = np.random.default_rng(T + pos0)
     n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
     q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
@@ -58,7 +59,12 @@ def test_prefill_attention_matches_definition(T, pos0):
     out = np.full((T, n_heads * hd), np.nan, np.float32)
     scale = np.float32(hd ** -0.5)
     assert T >= layers.BLAS_MIN_QUERIES
-    layers.attention(q, k_cache, v_cache, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        layers.attention(q, k_cache, v_cache, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
+    finally:
+        numba.set_num_threads(old)
     ref = _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale)
     assert np.abs(out - ref).max() <= 1e-5
 
