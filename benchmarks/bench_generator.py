@@ -146,6 +146,7 @@ def worker_speed(spec: dict) -> dict:
     with Clock() as c:
         int(model.prefill(_prompt(1500, model.config.n_vocab, 99)).argmax())
     out["ttft1500"] = c.as_dict()
+    print(f"  [worker] ttft1500 {out['ttft1500']}", file=sys.stderr, flush=True)
 
     # chat: a long first turn, then a second turn that extends it (prefix reuse)
     model.reset()
