@@ -141,9 +141,11 @@ class LayerWeights:
 def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int) -> QuantMatrix:
     ref = gf.require(name, (n_in, n_out))
     try:
-        return prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
+        matrix = prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out)
     except KernelFormatError as exc:
         raise gf.error(f"tensor {name!r}: {exc}") from None
+    gf.release(ref)  # repacked (or zero-copy and refaulted on use): keep peak RSS at ~one copy of the weights
+    return matrix
 
 
 def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
