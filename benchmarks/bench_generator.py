@@ -106,7 +106,7 @@ def worker_load(spec: dict) -> dict:
     """Cold/warm start: load, then the first tiny prefill + decode (where numba compiles if it must)."""
     from generator.model import Qwen3Model
     with Clock() as load:
-        model = Qwen3Model.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"])
+        model = Qwen3Model.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"])
     with Clock() as first:
         model.prefill([1, 2, 3, 4, 5])
         model.decode(6)
@@ -115,7 +115,7 @@ def worker_load(spec: dict) -> dict:
 
 def worker_speed(spec: dict) -> dict:
     from generator.generate import Generator
-    gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"])
+    gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"])
     model, out = gen.model, {}
     model.prefill([1, 2, 3, 4, 5] * 4)  # compile / warm every path (matvec and both matmul tile sizes)
     model.decode(6)
@@ -206,6 +206,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
     ap.add_argument("--quick", action="store_true", help="one repeat, tg16, no empty-numba-cache start")
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
+    ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
+                    help="Q1_0 decode kernel (ragbit's default: int11)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -228,9 +230,12 @@ def main() -> None:
             res = {"model": m, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"]}
             if not args.quick:
                 with tempfile.TemporaryDirectory() as empty:
-                    res["cold"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th}, th, empty)
-            res["warm"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th}, th, warm_numba)
+                    res["cold"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
+                                        "decode": args.decode_kernel}, th, empty)
+            res["warm"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
+                                        "decode": args.decode_kernel}, th, warm_numba)
             res["speed"] = run_worker({"kind": "speed", "path": str(paths[m]), "threads": th, "repeats": repeats,
+                                       "decode": args.decode_kernel,
                                        "tg": tg}, th, warm_numba)
             report(res)
             rows.append(res)
