@@ -1,29 +1,54 @@
-"""Speed of the Qwen3/Bonsai engine: load time, prefill tokens/s, decode tokens/s.
+"""Speed of the Bonsai engine on Bonsai-1.7B/8B-shaped files, next to llama.cpp's figures on this machine.
 
-Uses a real GGUF (--model) or writes a random-weight file of a real Bonsai shape once (--preset, cached in
---cache-dir). Random weights compute exactly as fast as trained ones. Timings are wall clock AND process CPU
-time: on a shared machine compare CPU time, or ratios within one run.
+One command from a fresh clone:
 
-    python benchmarks/bench_generator.py --preset bonsai-1.7b --prompt-tokens 256 --decode-tokens 16
+    python benchmarks/bench_generator.py                       # 1.7b and 8b, 1 and 2 threads
+    python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick
+
+The first run writes random-weight Q1_0 files of the real shapes into --cache-dir (random weights compute
+exactly as fast as trained ones; the real tokenizer comes from the test fixture). Every measurement runs in
+a FRESH subprocess (`--worker`), so load times are real cold/warm starts and peak RSS (ru_maxrss) is the
+engine's alone. Reported per (model, threads):
+  load    Qwen3Model.load wall time, plus `ready` = load + first tiny prefill/decode (numba compile, if any),
+          with an EMPTY numba cache (first run ever) and with a WARM one
+  pp512   prefill of 512 tokens from an empty cache, tokens/s   (llama-bench pp512)
+  tg64    64 decode steps from an empty cache, tokens/s          (llama-bench tg)
+  ttft    time to first token of a 1,500-token prompt, and of a chat's second turn that reuses the cache
+  rss     peak RSS vs the target: file size + KV cache + 300 MB
+  roof    decode tokens/s / (memory read bandwidth / weight bytes read per token)
+The machine is shared: each timing is given as wall time AND process CPU time (all threads); `cpu/w`
+is CPU seconds per wall second (near the thread count = the threads had their cores). The bandwidth is
+measured in the same run by a numba read kernel with the same thread count.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = ROOT / "tests" / "fixtures" / "reference" / "tiny-tied-q1_0.gguf"
+PRESET = {"1.7b": "bonsai-1.7b", "4b": "bonsai-4b", "8b": "bonsai-8b"}
+# llama.cpp (llama-bench, 2 threads, this machine; tg measured with 32 tokens)
+LLAMA_CPP = {"1.7b": {"pp512": 36.6, "tg": 21.4}, "8b": {"pp512": 8.5, "tg": 6.9}}
+N_CTX = 2048
 
-from generator.model import Qwen3Model  # noqa: E402
-from generator.synthetic import PRESETS, write_synthetic_gguf  # noqa: E402
 
-TOKENIZER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "reference" / "tiny-tied-q1_0.gguf"
+# ---------------------------------------------------------------------------------------------------------------
+# worker side: runs in a fresh process, prints one JSON line
+# ---------------------------------------------------------------------------------------------------------------
 
 
-class Timer:
+class Clock:
+    """Wall and process CPU time (all threads) of a block."""
+
     def __enter__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
@@ -31,52 +56,226 @@ class Timer:
     def __exit__(self, *exc):
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
+    def as_dict(self) -> dict:
+        return {"wall": self.wall, "cpu": self.cpu}
+
+
+def _prompt(n: int, n_vocab: int, seed: int) -> list[int]:
+    import numpy as np
+    return np.random.default_rng(seed).integers(0, min(n_vocab, 150000), n).tolist()
+
+
+def _bytes_per_token(model) -> int:
+    """Weight bytes one decode step reads: every layer matrix + the LM head, in their in-memory layout."""
+    def nbytes(m):
+        return sum(a.nbytes for a in (getattr(m, "bits", None), getattr(m, "scales", None)) if a is not None) or m.nbytes
+    mats = [getattr(lw, f) for lw in model.layers for f in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")]
+    return sum(nbytes(m) for m in mats) + nbytes(model.lm_head)
+
+
+def worker_bandwidth(spec: dict) -> dict:
+    """Best-of-N read bandwidth (GB/s) of a 512 MiB array with numba's threads."""
+    import numba
+    import numpy as np
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=False)
+    def read_all(a, n_chunks):
+        part = np.zeros(n_chunks, np.float32)
+        step = a.size // n_chunks
+        for c in prange(n_chunks):
+            s = np.float32(0)
+            for i in range(c * step, (c + 1) * step):
+                s += a[i]
+            part[c] = s
+        return part.sum()
+
+    a = np.ones(128 << 20, np.float32)  # 512 MiB
+    read_all(a[:1 << 20], numba.get_num_threads() * 8)
+    best = best_cpu = 0.0
+    for _ in range(spec.get("repeats", 5)):
+        t, c = time.perf_counter(), time.process_time()
+        read_all(a, numba.get_num_threads() * 8)
+        best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
+        # per CPU second of each thread: what the threads read while they actually ran
+        best_cpu = max(best_cpu, a.nbytes * numba.get_num_threads() / max(time.process_time() - c, 1e-9) / 1e9)
+    return {"gbps": best, "gbps_cpu": best_cpu}
+
+
+def worker_load(spec: dict) -> dict:
+    """Cold/warm start: load, then the first tiny prefill + decode (where numba compiles if it must)."""
+    from generator.model import Qwen3Model
+    with Clock() as load:
+        model = Qwen3Model.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"])
+    with Clock() as first:
+        model.prefill([1, 2, 3, 4, 5])
+        model.decode(6)
+    return {"load": load.as_dict(), "ready": {"wall": load.wall + first.wall, "cpu": load.cpu + first.cpu}}
+
+
+def worker_speed(spec: dict) -> dict:
+    from generator.generate import Generator
+    gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"])
+    model, out = gen.model, {}
+    model.prefill([1, 2, 3, 4, 5] * 4)  # compile / warm every path (matvec and both matmul tile sizes)
+    model.decode(6)
+    model.prefill(list(range(100, 140)))
+    model.reset()
+    out["bytes_per_token"] = _bytes_per_token(model)
+    out["file_bytes"], out["kv_bytes"] = os.path.getsize(spec["path"]), model.kv_cache_bytes
+
+    best = None
+    for r in range(spec["repeats"]):
+        model.reset()
+        with Clock() as c:
+            model.prefill(_prompt(512, model.config.n_vocab, r))
+        best = c.as_dict() if best is None or c.wall < best["wall"] else best
+    out["pp512"] = best
+    print(f"  [worker] pp512 {best}", file=sys.stderr, flush=True)
+
+    model.reset()
+    logits = model.prefill([1])
+    token = int(logits.argmax())
+    with Clock() as c:
+        for _ in range(spec["tg"]):
+            token = int(model.decode(token).argmax())
+    out["tg"] = {**c.as_dict(), "n": spec["tg"]}
+    print(f"  [worker] tg {out['tg']}", file=sys.stderr, flush=True)
+
+    model.reset()
+    with Clock() as c:
+        int(model.prefill(_prompt(1500, model.config.n_vocab, 99)).argmax())
+    out["ttft1500"] = c.as_dict()
+    print(f"  [worker] ttft1500 {out['ttft1500']}", file=sys.stderr, flush=True)
+
+    # chat: a long first turn, then a second turn that extends it (prefix reuse)
+    model.reset()
+    words = " ".join(f"def f{i}(x): return x + {i}" for i in range(110))
+    msgs = [{"role": "system", "content": "You answer questions about code."},
+            {"role": "user", "content": f"Context:\n{words}\n\nQuestion: what does f3 return?"}]
+    r1 = gen.generate(msgs, max_tokens=8)
+    msgs += [{"role": "assistant", "content": r1.text}, {"role": "user", "content": "And f7?"}]
+    r2 = gen.generate(msgs, max_tokens=2)
+    out["chat"] = {"turn1_tokens": len(r1.prompt_token_ids), "turn1_ttft": r1.timings.ttft_s,
+                   "turn2_tokens": len(r2.prompt_token_ids), "turn2_cached": r2.cached_prompt_tokens,
+                   "turn2_ttft": r2.timings.ttft_s}
+    return out
+
+
+def worker_main(spec: dict) -> None:
+    result = {"bandwidth": worker_bandwidth, "load": worker_load, "speed": worker_speed}[spec["kind"]](spec)
+    result["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parent side: model files, subprocesses, table
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def run_worker(spec: dict, threads: int, numba_cache: str) -> dict:
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), NUMBA_CACHE_DIR=numba_cache,
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                          stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"worker {spec['kind']} failed (traceback above)")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ensure_model(name: str, cache_dir: Path) -> Path:
+    from generator.synthetic import write_synthetic_gguf
+    path = cache_dir / f"{PRESET[name]}-synthetic.gguf"
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        t = time.perf_counter()
+        write_synthetic_gguf(tmp, PRESET[name], TOKENIZER, seed=0)
+        os.replace(tmp, path)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s", flush=True)
+    return path
+
+
+def fmt(t: dict) -> str:
+    return f"{t['wall']:6.2f} s wall {t['cpu']:6.2f} s cpu"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="a GGUF file (default: a synthetic file of --preset)")
-    ap.add_argument("--preset", default="bonsai-1.7b", choices=sorted(PRESETS))
+    ap.add_argument("--models", default="1.7b,8b", help="comma list of 1.7b, 4b, 8b")
+    ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    ap.add_argument("--quick", action="store_true", help="one repeat, tg16, no empty-numba-cache start")
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
-    ap.add_argument("--prompt-tokens", type=int, default=256)
-    ap.add_argument("--decode-tokens", type=int, default=16)
-    ap.add_argument("--n-ctx", type=int, default=4096)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
+                    help="Q1_0 decode kernel (ragbit's default: int11)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        return worker_main(json.loads(args.worker))
 
-    path = Path(args.model) if args.model else Path(args.cache_dir) / f"{args.preset}-synthetic.gguf"
-    if not path.exists():
-        with Timer() as t:
-            write_synthetic_gguf(path, args.preset, TOKENIZER, seed=0)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in {t.wall:.1f} s")
+    sys.path.insert(0, str(ROOT))
+    cache_dir = Path(args.cache_dir)
+    warm_numba = str(cache_dir / "numba-cache")
+    threads = [int(t) for t in args.threads.split(",")]
+    models = args.models.split(",")
+    for m in models:
+        if m not in PRESET:
+            sys.exit(f"error: unknown model {m!r} (choose from {', '.join(PRESET)})")
+    paths = {m: ensure_model(m, cache_dir) for m in models}
+    repeats, tg = (1, 16) if args.quick else (2, 64)
+    rows = []
+    for m in models:
+        for th in threads:
+            bw = run_worker({"kind": "bandwidth", "repeats": 5}, th, warm_numba)
+            res = {"model": m, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"]}
+            if not args.quick:
+                with tempfile.TemporaryDirectory() as empty:
+                    res["cold"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
+                                        "decode": args.decode_kernel}, th, empty)
+            res["warm"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
+                                        "decode": args.decode_kernel}, th, warm_numba)
+            res["speed"] = run_worker({"kind": "speed", "path": str(paths[m]), "threads": th, "repeats": repeats,
+                                       "decode": args.decode_kernel,
+                                       "tg": tg}, th, warm_numba)
+            report(res)
+            rows.append(res)
+    summary(rows)
 
-    with Timer() as t:
-        model = Qwen3Model.load(path, n_ctx=args.n_ctx, threads=args.threads)
-    cfg = model.config
-    print(f"{path.name}: {cfg.n_layer} layers, n_embd {cfg.n_embd}, n_ff {cfg.n_ff}, heads {cfg.n_head}/"
-          f"{cfg.n_head_kv}, vocab {cfg.n_vocab}, rope {cfg.rope_scaling}; KV cache "
-          f"{model.kv_cache_bytes / 2**20:.0f} MiB at n_ctx {args.n_ctx}")
-    print(f"load            {t.wall:8.2f} s wall {t.cpu:8.2f} s cpu")
 
-    model.prefill([1, 2, 3])  # compile / warm up every kernel once
-    model.decode(4)
-    model.reset()
+def report(r: dict) -> None:
+    s = r["speed"]
+    pp, tgd, tt, chat = s["pp512"], s["tg"], s["ttft1500"], s["chat"]
+    tg_rate = tgd["n"] / tgd["wall"]
+    ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
+    target = s["file_bytes"] + s["kv_bytes"] + 300e6
+    print(f"\n=== bonsai-{r['model']}  threads {r['threads']}  (memory read bandwidth {r['bw']:.1f} GB/s) ===")
+    if "cold" in r:
+        print(f"load   empty numba cache: load {fmt(r['cold']['load'])}; ready {fmt(r['cold']['ready'])}")
+    print(f"load   warm numba cache:  load {fmt(r['warm']['load'])}; ready {fmt(r['warm']['ready'])}")
+    print(f"pp512  {512 / pp['wall']:7.1f} tok/s   ({fmt(pp)}, cpu/w {pp['cpu'] / pp['wall']:.2f})")
+    print(f"tg{tgd['n']:<3d}  {tg_rate:7.2f} tok/s   ({fmt(tgd)}, cpu/w {tgd['cpu'] / tgd['wall']:.2f}); "
+          f"ceiling {ceiling:.1f} tok/s = {r['bw']:.1f} GB/s / {s['bytes_per_token'] / 1e6:.0f} MB per token "
+          f"-> {tg_rate / ceiling:.0%} of it")
+    tg_cpu_rate = tgd["n"] / (tgd["cpu"] / r["threads"])
+    ceiling_cpu = r["bw_cpu"] * 1e9 / s["bytes_per_token"]
+    print(f"       per CPU second of each thread (contention removed): tg {tg_cpu_rate:.2f} tok/s, pp512 "
+          f"{512 / (pp['cpu'] / r['threads']):.1f} tok/s; bandwidth {r['bw_cpu']:.1f} GB/s -> ceiling "
+          f"{ceiling_cpu:.1f} tok/s, {tg_cpu_rate / ceiling_cpu:.0%} of it")
+    print(f"ttft   1500-token prompt {fmt(tt)}; chat turn 1 ({chat['turn1_tokens']} tok) {chat['turn1_ttft']:.2f} s, "
+          f"turn 2 ({chat['turn2_tokens']} tok, {chat['turn2_cached']} cached) {chat['turn2_ttft']:.2f} s")
+    print(f"rss    peak {s['maxrss'] / 1e6:.0f} MB; target file {s['file_bytes'] / 1e6:.0f} + KV(n_ctx {N_CTX}) "
+          f"{s['kv_bytes'] / 1e6:.0f} + 300 = {target / 1e6:.0f} MB -> {'OK' if s['maxrss'] <= target else 'OVER'}",
+          flush=True)
 
-    prompt = [(7919 * i) % cfg.n_vocab for i in range(args.prompt_tokens)]
-    with Timer() as t:
-        logits = model.prefill(prompt)
-    print(f"prefill {len(prompt):5d} tok {t.wall:8.2f} s wall {t.cpu:8.2f} s cpu  "
-          f"{len(prompt) / t.wall:8.1f} tok/s")
 
-    walls, cpus = [], []
-    token = int(logits.argmax())
-    for _ in range(args.decode_tokens):
-        with Timer() as t:
-            token = int(model.decode(token).argmax())
-        walls.append(t.wall)
-        cpus.append(t.cpu)
-    w, c = statistics.median(walls), statistics.median(cpus)
-    print(f"decode  {args.decode_tokens:5d} tok {w * 1e3:8.1f} ms wall {c * 1e3:8.1f} ms cpu per token (median) "
-          f"{1 / w:8.2f} tok/s at position {model.n_past}")
+def summary(rows: list[dict]) -> None:
+    print("\nmodel  thr |  pp512 tok/s  (llama.cpp) |  tg tok/s  (llama.cpp) | ttft 1500 s | warm load s")
+    for r in rows:
+        s, ref = r["speed"], LLAMA_CPP.get(r["model"], {}) if r["threads"] == 2 else {}
+        pp, tgd = 512 / s["pp512"]["wall"], s["tg"]["n"] / s["tg"]["wall"]
+        print(f"{r['model']:5s} {r['threads']:4d} | {pp:11.1f}  ({ref.get('pp512', float('nan')):6.1f})   | "
+              f"{tgd:8.2f}  ({ref.get('tg', float('nan')):6.1f})    | {s['ttft1500']['wall']:11.2f} | "
+              f"{r['warm']['load']['wall']:10.2f}")
 
 
 if __name__ == "__main__":

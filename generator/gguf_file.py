@@ -13,6 +13,7 @@ Two things are added on top of the reader:
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -231,6 +232,27 @@ class GGUFFile:
         if shape is not None and tuple(ref.shape) != tuple(shape):
             raise self.error(f"tensor {name!r} has shape {list(ref.shape)}, expected {list(shape)} for this model")
         return ref
+
+    def release(self, ref: TensorRef) -> None:
+        """Drop a tensor's pages from this process's resident memory (the OS page cache keeps them).
+
+        WHY: the loader repacks Q1_0 matrices into private arrays; without this, every mapped page it read
+        stays counted in the process (peak RSS = file + repacked copy). The map is read-only, so this is
+        always safe: a later read of `ref.raw` faults the pages back in from the page cache.
+        """
+        data = self._reader.data
+        mm = getattr(data, "_mmap", None)
+        if mm is None or not hasattr(mm, "madvise") or ref.raw.size == 0:
+            return
+        base = data.ctypes.data - int(getattr(data, "offset", 0))
+        start = ref.raw.ctypes.data - base
+        page = mmap.PAGESIZE
+        lo = start // page * page
+        hi = min(len(mm), -(-(start + ref.raw.size) // page) * page)
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        except (OSError, ValueError):
+            pass  # only a memory-footprint optimisation
 
     def __repr__(self) -> str:
         return f"GGUFFile({str(self.path)!r}, {len(self._tensors)} tensors, {len(self.metadata)} keys)"

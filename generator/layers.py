@@ -10,7 +10,10 @@ is float32.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -165,6 +168,75 @@ def _attention_serial(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
 
 
 PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which waking threads costs more than it saves
+BLAS_MIN_QUERIES = 16        # from this many queries on (prefill), attention runs as matrix products
+
+
+def _attend_head_blas(qg, keys_t, values, pos0, future, out):
+    """One KV head: out (T*group, hd) = softmax(qg @ keys_t[:, :n_pos] + mask) @ values[:n_pos]."""
+    n_pos = pos0 + future.shape[1]
+    s = qg @ keys_t[:, :n_pos]                      # (T*group, n_pos)
+    s[:, pos0:] += future
+    s -= s.max(axis=1, keepdims=True)
+    np.exp(s, out=s)
+    np.matmul(s, values[:n_pos], out=out)           # (T*group, hd)
+    out /= s.sum(axis=1, keepdims=True)
+
+
+_POOL: list = [None, 0]   # [ThreadPoolExecutor, its size]: python threads for KV heads (numpy releases the GIL)
+_BLAS: list = []          # threadpoolctl controllers of numpy's BLAS, found on first use (if installed)
+
+
+@contextmanager
+def _single_threaded_blas():
+    """numpy's OpenBLAS at 1 thread while our own threads split the heads: two levels of threads on
+    2 shared cores measured 2-3x slower than one (BLAS threads spin while they wait)."""
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.extend(c for c in ThreadpoolController().lib_controllers if c.user_api == "blas")
+        except Exception:  # optional: without threadpoolctl BLAS keeps its own thread count
+            pass
+        _BLAS.append(None)
+    libs = [c for c in _BLAS if c is not None]
+    old = [c.get_num_threads() for c in libs]
+    for c in libs:
+        c.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for c, n in zip(libs, old):
+            c.set_num_threads(n)
+
+
+def _attention_blas(q, k_cache, v_cache, pos0, n_heads, scale, out):
+    """Prefill attention as two matrix products per KV head (BLAS sgemm), KV heads split over the threads.
+
+    WHY: for a long prompt attention is O(T * n_pos * hd); the per-query numba loop re-reads its score rows
+    once per key dimension and took ~30% of a 1,500-token prefill; sgemm does the same products ~2.5x
+    faster per CPU second. The group's query heads are stacked as rows (T*group, hd), so each key/value row
+    serves them all; the causal mask only touches the last T columns. Softmax in float32, max-subtracted.
+    """
+    T, hd = q.shape[0], k_cache.shape[1]
+    n_kv = k_cache.shape[0]
+    group = n_heads // n_kv
+    # (T, n_kv, group, hd) -> (n_kv, T*group, hd): row t*group + j is query head kvh*group + j of token t
+    qg = (q.reshape(T, n_kv, group, hd) * scale).transpose(1, 0, 2, 3).reshape(n_kv, T * group, hd)
+    # -inf where key position pos0 + c is after query token t: (T*group, T)
+    future = np.repeat(np.triu(np.full((T, T), -np.inf, np.float32), 1), group, axis=0)
+    res = np.empty((n_kv, T * group, hd), np.float32)
+    n_threads = min(numba.get_num_threads(), n_kv)
+    with _single_threaded_blas():
+        if n_threads <= 1:
+            for kvh in range(n_kv):
+                _attend_head_blas(qg[kvh], k_cache[kvh], v_cache[kvh], pos0, future, res[kvh])
+        else:
+            if _POOL[1] != n_threads:
+                if _POOL[0] is not None:
+                    _POOL[0].shutdown()
+                _POOL[:] = [ThreadPoolExecutor(n_threads, thread_name_prefix="attn"), n_threads]
+            list(_POOL[0].map(lambda h: _attend_head_blas(qg[h], k_cache[h], v_cache[h], pos0, future, res[h]),
+                              range(n_kv)))
+    out[...] = res.reshape(n_kv, T, group, hd).transpose(1, 0, 2, 3).reshape(T, n_heads * hd)
 
 
 def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
@@ -175,9 +247,12 @@ def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
     v_cache: (n_kv, n_ctx, hd) float32 - one layer, value rows contiguous in position order
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
-    Query head h reads KV head h // (n_heads / n_kv). KV heads run in parallel only when there is enough work.
+    Query head h reads KV head h // (n_heads / n_kv). T >= BLAS_MIN_QUERIES (prefill) runs as matrix products;
+    otherwise numba loops, with KV heads in parallel only when there is enough work.
     """
     T, hd = q.shape[0], k_cache.shape[1]
+    if T >= BLAS_MIN_QUERIES:
+        return _attention_blas(q, k_cache, v_cache, pos0, n_heads, scale, out)
     work = T * n_heads * (pos0 + T) * hd * 2
     run = _attention_parallel if work >= PARALLEL_MIN_WORK else _attention_serial
     run(q, k_cache, v_cache, pos0, n_heads, scale, scores, out)

@@ -18,8 +18,8 @@ reader therefore sees complete shards only, and a row is always paired with the 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -35,16 +35,10 @@ _KEYS_EXT = ".keys"
 
 
 def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """An .npy file written through store.write_atomic (readers see the whole old file or the whole new one)."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    write_atomic(path, buf.getvalue())
 
 
 class VectorCache:

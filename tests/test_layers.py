@@ -47,6 +47,28 @@ def test_attention_matches_definition(T, pos0, parallel):
     assert np.abs(out - ref).max() <= 1e-5
 
 
+@pytest.mark.parametrize("T,pos0", [(16, 0), (40, 30), (300, 200)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prefill_attention_matches_definition(T, pos0, threads):
+    """The matrix-product (BLAS) path `attention` takes for prefill batches, serial and over a thread pool."""
+    rng = np.random.default_rng(T + pos0)
+    n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
+    q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
+    k_cache = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32)
+    v_cache = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32)
+    out = np.full((T, n_heads * hd), np.nan, np.float32)
+    scale = np.float32(hd ** -0.5)
+    assert T >= layers.BLAS_MIN_QUERIES
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        layers.attention(q, k_cache, v_cache, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
+    finally:
+        numba.set_num_threads(old)
+    ref = _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale)
+    assert np.abs(out - ref).max() <= 1e-5
+
+
 def test_rmsnorm_and_head_norm_rope():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 256), dtype=np.float32)

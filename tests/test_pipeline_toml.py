@@ -86,7 +86,8 @@ def test_toml_pipeline_with_user_component_equals_code(tmp_path):
     in_code = Pipeline(**query_inputs())
     in_code.add("retriever", HybridRetriever(cfg, k=7))
     in_code.add("only_src", PathFilter(include=["src/*"]))
-    in_code.add("packer", ContextPacker(budget=300, model="some/model.gguf", n_ctx=4096, threads=0))
+    in_code.add("packer", ContextPacker(budget=300, model="some/model.gguf", n_ctx=4096, threads=0,
+                                         decode_kernel="int11"))
     in_code.add("prompt", PromptBuilder())
     in_code.add("generator", BonsaiGenerator.from_config(cfg))
     in_code.add("citations", CitationExtractor())

@@ -20,5 +20,34 @@ def _root() -> None:
 from ragbit.cli import _registry  # noqa: E402,F401
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. A usage error (unknown flag, missing argument, bad value) is one line and exit code 2,
+    not click's framed box: users pipe ragbit into other tools and read errors in logs."""
+    import sys
+
+    import typer
+
+    try:  # typer >= 0.20 vendors click; older releases use click itself
+        from typer._click import exceptions as click_exc
+    except ImportError:
+        from click import exceptions as click_exc
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except getattr(click_exc, "NoArgsIsHelpError", ()) as e:
+        print(e.format_message() if hasattr(e, "format_message") else str(e), file=sys.stderr)
+        sys.exit(2)
+    except click_exc.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx is not None else "ragbit"
+        print(f"error: {e.format_message()} (see `{cmd} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except click_exc.ClickException as e:
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # `ragbit ... | head`: the reader left; nothing to report
+        sys.stderr.close()
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -69,7 +69,7 @@ def generate(
         kv_bytes = kv_cache_bytes_for_file(path, cfg.n_ctx)
         if verbose or kv_bytes >= LARGE_KV_CACHE_BYTES:
             typer.echo(f"model {path}; KV cache {kv_bytes / 2**20:.0f} MiB for n_ctx={cfg.n_ctx}", err=True)
-        gen = Generator.load(path, n_ctx=cfg.n_ctx, threads=cfg.threads)
+        gen = Generator.load(path, n_ctx=cfg.n_ctx, threads=cfg.threads, q1_decode=cfg.decode_kernel)
 
         for piece in gen.stream(prompt, chat=chat, max_tokens=cfg.max_tokens, sampling=sampling,
                                 stop=stop or None, thinking=think):

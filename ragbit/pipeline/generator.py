@@ -31,9 +31,10 @@ class BonsaiGenerator(Component):
     outputs = {"answer": str, "stats": GenerationStats}
 
     def __init__(self, model: str = "bonsai-1.7b", n_ctx: int = 4096, threads: int = 0, max_tokens: int = 512,
+                 decode_kernel: str = "int11",
                  thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None,
                  on_token: Callable[[str], None] | None = None) -> None:
-        self.model, self.n_ctx, self.threads = model, n_ctx, threads
+        self.model, self.n_ctx, self.threads, self.decode_kernel = model, n_ctx, threads, decode_kernel
         self.max_tokens = max_tokens
         self.thinking = thinking
         self.sampling = dict(sampling or {})
@@ -44,6 +45,7 @@ class BonsaiGenerator(Component):
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "BonsaiGenerator":
         g = cfg.generator
         defaults = {"model": g.model, "n_ctx": g.n_ctx, "threads": g.threads, "max_tokens": g.max_tokens,
+                    "decode_kernel": g.decode_kernel,
                     "thinking": cfg.query.thinking,
                     "sampling": {"temperature": g.temperature, "top_k": g.top_k, "top_p": g.top_p,
                                  "min_p": g.min_p, "repeat_penalty": g.repeat_penalty, "seed": g.seed}}
@@ -51,7 +53,7 @@ class BonsaiGenerator(Component):
 
     def warm_up(self) -> None:
         if self.generator is None:
-            self.generator = load_generator(self.model, self.n_ctx, self.threads)
+            self.generator = load_generator(self.model, self.n_ctx, self.threads, self.decode_kernel)
 
     def run(self, messages: list[dict]) -> dict[str, Any]:
         from generator.sampling import SamplingParams

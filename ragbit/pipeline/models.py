@@ -13,7 +13,7 @@ _CACHE: dict[tuple[str, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
-def load_generator(model: str, n_ctx: int = 4096, threads: int = 0) -> Any:
+def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kernel: str = "int11") -> Any:
     """`generator.Generator` for a short name ("bonsai-1.7b") or a .gguf path, loaded once per process.
 
     Raises one of `model_errors()` when there is no usable model (not downloadable / offline / corrupt).
@@ -22,10 +22,10 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0) -> Any:
     from generator.hub import resolve_model
 
     path = str(resolve_model(model))
-    key = (path, int(n_ctx), int(threads))
+    key = (path, int(n_ctx), int(threads), decode_kernel)
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads)
+            _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads, q1_decode=decode_kernel)
         return _CACHE[key]
 
 

@@ -18,24 +18,24 @@ class ContextPacker(Component):
     outputs = {"context": PackedContext}
 
     def __init__(self, budget: int = 1500, tokenizer: Any = None, model: str | None = None,
-                 n_ctx: int = 4096, threads: int = 0) -> None:
+                 n_ctx: int = 4096, threads: int = 0, decode_kernel: str = "int11") -> None:
         if budget <= 0:
             raise ValueError(f"context budget must be positive, got {budget}")
         if tokenizer is None and model is None:
             raise ValueError("ContextPacker needs a tokenizer or a model name to take it from")
         self.budget = budget
         self.tokenizer = tokenizer
-        self.model, self.n_ctx, self.threads = model, n_ctx, threads
+        self.model, self.n_ctx, self.threads, self.decode_kernel = model, n_ctx, threads, decode_kernel
 
     @classmethod
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "ContextPacker":
         defaults = {"budget": cfg.query.budget, "model": cfg.generator.model, "n_ctx": cfg.generator.n_ctx,
-                    "threads": cfg.generator.threads}
+                    "threads": cfg.generator.threads, "decode_kernel": cfg.generator.decode_kernel}
         return cls(**{**defaults, **params})
 
     def warm_up(self) -> None:
         if self.tokenizer is None:
-            self.tokenizer = load_generator(self.model, self.n_ctx, self.threads).tokenizer
+            self.tokenizer = load_generator(self.model, self.n_ctx, self.threads, self.decode_kernel).tokenizer
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, parse_special=False))

@@ -31,8 +31,7 @@ def standard_pipeline(cfg: RagbitConfig) -> Pipeline:
     p.add("retriever", HybridRetriever(cfg))
     if cfg.query.reranker:
         p.add("reranker", CrossEncoderReranker(cfg.query.reranker))
-    p.add("packer", ContextPacker(budget=cfg.query.budget, model=cfg.generator.model,
-                                  n_ctx=cfg.generator.n_ctx, threads=cfg.generator.threads))
+    p.add("packer", ContextPacker.from_config(cfg))
     p.add("prompt", PromptBuilder())
     p.add("generator", BonsaiGenerator.from_config(cfg))
     p.add("citations", CitationExtractor())
