@@ -68,8 +68,8 @@ def main() -> None:
         sys.stdout.buffer.write(reply["stdout"].encode())
         sys.stdout.flush()
         sys.exit(reply["exit"])
-    from ragbit.cli import app
-    app(prog_name=prog)
+    from ragbit.cli import main as cli_main
+    cli_main(argv, prog_name=prog)
 
 
 if __name__ == "__main__":

@@ -239,7 +239,6 @@ class SearchServer:
         self._sock: socket.socket | None = None
         self._ident: tuple[int, int] | None = None
         self.import_env = {n: os.environ[n] for n in IMPORT_ENV if n in os.environ}
-        self._cli = None                 # the click command typer builds from `ragbit.cli.app`, built once
 
     def warm_up(self) -> None:
         """Load the index and the embedding model before the socket appears (errors show on first request)."""
@@ -247,15 +246,7 @@ class SearchServer:
             self.searcher.search("warm up", k=1, mode="hybrid")
         except Exception as e:  # noqa: BLE001  e.g. no embedding model: lexical searches still work
             print(f"warm-up: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        self.cli_command()
-
-    def cli_command(self):
-        """The click command `ragbit.cli.app()` builds on every call, built once here for forwarded lines."""
-        if self._cli is None:
-            import typer.main
-            from ragbit.cli import app
-            self._cli = typer.main.get_command(app)
-        return self._cli
+        import ragbit.cli  # noqa: F401  typer and every command, for forwarded command lines
 
     def bind(self) -> None:
         """Listen on a temporary name, then rename onto the socket path: a visible socket always answers."""
@@ -337,7 +328,7 @@ class SearchServer:
         if term is not None:         # rich measures fds 0-2, which are the client's terminal, not ours
             want["COLUMNS"] = want["COLUMNS"] or str(int(term[0]))
             want["LINES"] = want["LINES"] or str(int(term[1]))
-        command = self.cli_command()
+        from ragbit.cli import main as cli_main
         out, err = _captured(bool(r.get("stdout_isatty"))), _captured(bool(r.get("stderr_isatty")))
         saved = sys.stdout, sys.stderr, os.getcwd(), {n: os.environ.get(n) for n in OUTPUT_ENV}
         try:
@@ -345,7 +336,7 @@ class SearchServer:
             _set_env(want)
             sys.stdout, sys.stderr, _serving = out, err, self
             try:
-                command(args=argv, prog_name=prog)         # as `app(...)` does, standalone mode
+                cli_main(argv, prog_name=prog)             # the console script's own entry
                 code = 0
             except SystemExit as e:
                 code = 0 if e.code is None else e.code

@@ -20,7 +20,7 @@ def _root() -> None:
 from ragbit.cli import _registry  # noqa: E402,F401
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run the CLI. A usage error (unknown flag, missing argument, bad value) is one line and exit code 2,
     not click's framed box: users pipe ragbit into other tools and read errors in logs."""
     import sys
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         from click import exceptions as click_exc
 
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=argv, prog_name=prog_name, standalone_mode=False)
     except getattr(click_exc, "NoArgsIsHelpError", ()) as e:
         print(e.format_message() if hasattr(e, "format_message") else str(e), file=sys.stderr)
         sys.exit(2)
