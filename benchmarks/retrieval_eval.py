@@ -108,6 +108,9 @@ def main() -> None:
             f"{n} {score.mean([pq['systems'][n]['file_R@10'] for pq in done]):.3f}/"
             f"{score.mean([pq['systems'][n]['file_MRR@10'] for pq in done]):.3f}" for n in names),
             file=sys.stderr, flush=True)
+        if a.out:                                              # partial results survive a cut run
+            with open(a.out + ".partial", "w") as f:
+                json.dump({"per_query": done, "index_log": index_log, "timing_s": timing}, f, indent=1)
 
     # ------------------------------------------------------------------ table, score.py's format
     keys = [f"file_R@{k}" for k in score.KS] + ["file_MRR@10"]
