@@ -106,7 +106,8 @@ def worker_load(spec: dict) -> dict:
     """Cold/warm start: load, then the first tiny prefill + decode (where numba compiles if it must)."""
     from generator.model import Qwen3Model
     with Clock() as load:
-        model = Qwen3Model.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"])
+        model = Qwen3Model.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"],
+                                kv_cache=spec["kv"])
     with Clock() as first:
         model.prefill([1, 2, 3, 4, 5])
         model.decode(6)
@@ -115,7 +116,8 @@ def worker_load(spec: dict) -> dict:
 
 def worker_speed(spec: dict) -> dict:
     from generator.generate import Generator
-    gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"])
+    gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"],
+                         kv_cache=spec["kv"])
     model, out = gen.model, {}
     model.prefill([1, 2, 3, 4, 5] * 4)  # compile / warm every path (matvec and both matmul tile sizes)
     model.decode(6)
@@ -147,6 +149,13 @@ def worker_speed(spec: dict) -> dict:
         int(model.prefill(_prompt(1500, model.config.n_vocab, 99)).argmax())
     out["ttft1500"] = c.as_dict()
     print(f"  [worker] ttft1500 {out['ttft1500']}", file=sys.stderr, flush=True)
+    # decoding after that prompt: what a RAG answer runs at (attention reads 1,500 cached positions per token)
+    token = 100
+    with Clock() as c:
+        for _ in range(spec["tg"]):
+            token = int(model.decode(token).argmax())
+    out["tg_at1500"] = {**c.as_dict(), "n": spec["tg"]}
+    print(f"  [worker] tg after 1500 {out['tg_at1500']}", file=sys.stderr, flush=True)
 
     # chat: a long first turn, then a second turn that extends it (prefix reuse)
     model.reset()
@@ -208,6 +217,8 @@ def main() -> None:
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
+    ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32"],
+                    help="KV cache element type (ragbit's default: f16)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -231,11 +242,11 @@ def main() -> None:
             if not args.quick:
                 with tempfile.TemporaryDirectory() as empty:
                     res["cold"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
-                                        "decode": args.decode_kernel}, th, empty)
+                                        "decode": args.decode_kernel, "kv": args.kv_cache}, th, empty)
             res["warm"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
-                                        "decode": args.decode_kernel}, th, warm_numba)
+                                        "decode": args.decode_kernel, "kv": args.kv_cache}, th, warm_numba)
             res["speed"] = run_worker({"kind": "speed", "path": str(paths[m]), "threads": th, "repeats": repeats,
-                                       "decode": args.decode_kernel,
+                                       "decode": args.decode_kernel, "kv": args.kv_cache,
                                        "tg": tg}, th, warm_numba)
             report(res)
             rows.append(res)
@@ -261,6 +272,8 @@ def report(r: dict) -> None:
     print(f"       per CPU second of each thread (contention removed): tg {tg_cpu_rate:.2f} tok/s, pp512 "
           f"{512 / (pp['cpu'] / r['threads']):.1f} tok/s; bandwidth {r['bw_cpu']:.1f} GB/s -> ceiling "
           f"{ceiling_cpu:.1f} tok/s, {tg_cpu_rate / ceiling_cpu:.0%} of it")
+    at = s["tg_at1500"]
+    print(f"tg{at['n']:<3d}  {at['n'] / at['wall']:7.2f} tok/s after the 1,500-token prompt ({fmt(at)})")
     print(f"ttft   1500-token prompt {fmt(tt)}; chat turn 1 ({chat['turn1_tokens']} tok) {chat['turn1_ttft']:.2f} s, "
           f"turn 2 ({chat['turn2_tokens']} tok, {chat['turn2_cached']} cached) {chat['turn2_ttft']:.2f} s")
     print(f"rss    peak {s['maxrss'] / 1e6:.0f} MB; target file {s['file_bytes'] / 1e6:.0f} + KV(n_ctx {N_CTX}) "

@@ -105,14 +105,15 @@ class Generator:
 
     @classmethod
     def load(cls, model: str | os.PathLike[str], n_ctx: int = 4096, threads: int = 0,
-             on_download: Callable[[str], None] | None = None, q1_decode: str = "float") -> "Generator":
+             on_download: Callable[[str], None] | None = None, q1_decode: str = "float",
+             kv_cache: str = "f32") -> "Generator":
         """Resolve (short name or path), load weights, tokenizer and template; `load_s` times it."""
         from .hub import resolve_model
         from .model import Qwen3Model
 
         path = resolve_model(model, on_download=on_download)
         t0 = time.perf_counter()
-        qwen = Qwen3Model.load(path, n_ctx=n_ctx, threads=threads, q1_decode=q1_decode)
+        qwen = Qwen3Model.load(path, n_ctx=n_ctx, threads=threads, q1_decode=q1_decode, kv_cache=kv_cache)
         meta = qwen.gguf.metadata
         gen = cls(qwen, BonsaiTokenizer.from_metadata(meta), ChatTemplate.from_metadata(meta),
                   load_s=time.perf_counter() - t0)

@@ -17,6 +17,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from generator.kernels.half import store, to_f32, widen
+
 # ---------------------------------------------------------------------------------------------------------------
 # RMSNorm
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,6 +101,25 @@ def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@njit(cache=True)
+def store_kv(k, v, k_cache, v_cache, pos0):
+    """Append T new keys/values of one layer to its cache at positions pos0..pos0+T-1, in the cache's dtype.
+
+    k, v:    (T, n_kv*hd) float32 (k already normed + rotated)
+    k_cache: (n_kv, hd, n_ctx) float32 or uint16 (F16 bits) - keys transposed
+    v_cache: (n_kv, n_ctx, hd) same dtype
+    """
+    T = k.shape[0]
+    n_kv, hd = k_cache.shape[0], k_cache.shape[1]
+    for h in range(n_kv):
+        for i in range(hd):
+            for t in range(T):
+                k_cache[h, i, pos0 + t] = store(k[t, h * hd + i], k_cache)
+        for t in range(T):
+            for i in range(hd):
+                v_cache[h, pos0 + t, i] = store(v[t, h * hd + i], v_cache)
+
+
 # Reassociation lets LLVM vectorise the dot products and the weighted sum (only the summation order changes);
 # no nnan/ninf flags: the running max starts at -inf.
 _ATTN_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -127,7 +148,7 @@ def _attend_group(q, k_cache, v_cache, pos0, kvh, group, scale, scores, out):
                 qi = q[t, h * hd + i] * scale
                 srow = scores[h]
                 for p in range(n_pos):
-                    srow[p] += qi * krow[p]
+                    srow[p] += qi * to_f32(krow[p])
         # softmax per head (float32 values, float64 denominator), normalised in place
         for h in range(h0, h0 + group):
             srow = scores[h]
@@ -150,7 +171,7 @@ def _attend_group(q, k_cache, v_cache, pos0, kvh, group, scale, scores, out):
                 wgt = scores[h, p]
                 ov = out[t, h * hd:(h + 1) * hd]
                 for i in range(hd):
-                    ov[i] += wgt * vr[i]
+                    ov[i] += wgt * to_f32(vr[i])
 
 
 @njit(cache=True, parallel=True)
@@ -172,13 +193,23 @@ BLAS_MIN_QUERIES = 16        # from this many queries on (prefill), attention ru
 
 
 def _attend_head_blas(qg, keys_t, values, pos0, future, out):
-    """One KV head: out (T*group, hd) = softmax(qg @ keys_t[:, :n_pos] + mask) @ values[:n_pos]."""
-    n_pos = pos0 + future.shape[1]
-    s = qg @ keys_t[:, :n_pos]                      # (T*group, n_pos)
+    """One KV head: out (T*group, hd) = softmax(qg @ keys_t[:, :n_pos] + mask) @ values[:n_pos].
+
+    An F16 cache (uint16) is widened to float32 first (~2% of the products' cost): sgemm needs float32."""
+    n_pos, hd = pos0 + future.shape[1], keys_t.shape[0]
+    if keys_t.dtype == np.float32:
+        keys_t, values = keys_t[:, :n_pos], values[:n_pos]
+    else:
+        k32 = np.empty((hd, n_pos), np.float32)
+        v32 = np.empty((n_pos, hd), np.float32)
+        widen(keys_t, k32)
+        widen(values, v32)
+        keys_t, values = k32, v32
+    s = qg @ keys_t                                 # (T*group, n_pos)
     s[:, pos0:] += future
     s -= s.max(axis=1, keepdims=True)
     np.exp(s, out=s)
-    np.matmul(s, values[:n_pos], out=out)           # (T*group, hd)
+    np.matmul(s, values, out=out)                   # (T*group, hd)
     out /= s.sum(axis=1, keepdims=True)
 
 
@@ -243,8 +274,9 @@ def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
-    k_cache: (n_kv, hd, n_ctx) float32 - one layer, keys TRANSPOSED: q.k runs along contiguous positions
-    v_cache: (n_kv, n_ctx, hd) float32 - one layer, value rows contiguous in position order
+    k_cache: (n_kv, hd, n_ctx) float32, or uint16 F16 bits - one layer, keys TRANSPOSED: q.k runs along
+             contiguous positions
+    v_cache: (n_kv, n_ctx, hd) same dtype - one layer, value rows contiguous in position order
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
     Query head h reads KV head h // (n_heads / n_kv). T >= BLAS_MIN_QUERIES (prefill) runs as matrix products;

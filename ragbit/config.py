@@ -88,6 +88,9 @@ class GeneratorConfig:
     # Q1_0 decode kernel: "int11" (about 2x faster; logits within ~0.03 of float32, 10x closer than
     # llama.cpp's int8 path) or "float" (float32-exact). Prompt processing is float32 either way.
     decode_kernel: str = "int11"
+    # KV cache element type: "f16" (half the memory and of the bytes each decoded token reads; llama.cpp's
+    # default) or "f32" (exact). benchmarks/bench_generator.py --kv-cache compares them.
+    kv_cache: str = "f16"
 
 
 @dataclass
@@ -194,6 +197,8 @@ class RagbitConfig:
             raise ConfigError(f"embed backend must be one of {', '.join(EMBED_BACKENDS)}, not {self.embed.backend!r}")
         if self.generator.decode_kernel not in ("int11", "float"):
             raise ConfigError(f"decode_kernel must be int11 or float, not {self.generator.decode_kernel!r}")
+        if self.generator.kv_cache not in ("f16", "f32"):
+            raise ConfigError(f"kv_cache must be f16 or f32, not {self.generator.kv_cache!r}")
         if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):
             raise ConfigError(f"dense index kind must be auto, flat, hnsw or ivf, not {self.index.dense!r}")
         for name, value in (("k", self.search.k), ("max_file_bytes", self.walk.max_file_bytes),

@@ -87,7 +87,7 @@ def test_toml_pipeline_with_user_component_equals_code(tmp_path):
     in_code.add("retriever", HybridRetriever(cfg, k=7))
     in_code.add("only_src", PathFilter(include=["src/*"]))
     in_code.add("packer", ContextPacker(budget=300, model="some/model.gguf", n_ctx=4096, threads=0,
-                                         decode_kernel="int11"))
+                                         decode_kernel="int11", kv_cache="f16"))
     in_code.add("prompt", PromptBuilder())
     in_code.add("generator", BonsaiGenerator.from_config(cfg))
     in_code.add("citations", CitationExtractor())
@@ -129,3 +129,11 @@ def test_malformed_pipeline_section_is_a_config_error(tmp_path):
         load(tmp_path, '[[pipeline.components]]\nname = "x"\n')
     with pytest.raises(ConfigError, match="connections entries"):
         load(tmp_path, '[pipeline]\nconnections = [["a.b"]]\n')
+
+
+def test_generator_engine_settings_are_validated_and_shared(tmp_path):
+    with pytest.raises(ConfigError, match="kv_cache must be f16 or f32"):
+        load(tmp_path, '[generator]\nkv_cache = "q8"\n')
+    cfg = load(tmp_path, '[generator]\nkv_cache = "f32"\nn_ctx = 2048\n')
+    packer, gen = ContextPacker.from_config(cfg), BonsaiGenerator.from_config(cfg)
+    assert packer.engine == gen.engine == {"n_ctx": 2048, "threads": 0, "decode_kernel": "int11", "kv_cache": "f32"}

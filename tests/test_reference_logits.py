@@ -142,3 +142,42 @@ def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry):
 def test_unknown_decode_kernel_is_a_model_error():
     with pytest.raises(ModelError, match="decode kernel"):
         Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=16, q1_decode="int3")
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["step"] == 4], ids=_id)
+def test_f16_kv_cache_with_the_default_kernels_stays_within_tolerances(entry):
+    """What `ragbit query/generate` run by default: F16 KV cache (llama.cpp's default too) + int11 decode.
+
+    Prompt through prefill, the last 4 tokens through decode, so both attention paths read F16 keys/values.
+    Tolerances: the reference README's llama.cpp comparison (max <= 0.35, mean <= 0.04) and the float32
+    reference's argmax; against f32ref <= 0.1 (measured 0.022, mostly int11; F16 alone adds ~4e-3)."""
+    model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, q1_decode="int11", kv_cache="f16")
+    assert model.k_cache.dtype == np.uint16 and model.kv_cache_bytes == model.k_cache.nbytes * 2
+    ids = entry["input_ids"]
+    model.prefill(ids[:-4])
+    for tok in ids[-4:]:
+        ours = model.decode(tok)
+    f32ref = np.load(REF / entry["files"]["f32ref"])
+    llama = np.load(REF / entry["files"]["llamacpp"])
+    d_ref, d_llama = np.abs(ours - f32ref), np.abs(ours - llama)
+    print(f"\n{_id(entry)} f16 kv: vs f32ref max {d_ref.max():.2e}; vs llama.cpp max {d_llama.max():.3f} "
+          f"mean {d_llama.mean():.4f}")
+    assert d_ref.max() <= 0.1
+    assert d_llama.max() <= 0.35 and d_llama.mean() <= 0.04
+    assert int(np.argmax(ours)) == int(np.argmax(f32ref))
+
+
+def test_f16_kv_cache_alone_is_close_to_float32():
+    """F16 keys/values with the exact float kernels: only the cache rounding differs from the float32 path
+    (relative 2^-11 per stored value). Tolerance 2e-2 on the logits (measured ~4e-3)."""
+    entry = next(e for e in ENTRIES if e["step"] == 4)
+    ids = entry["input_ids"]
+    exact = Qwen3Model.load(REF / entry["model"], n_ctx=64, threads=1)
+    half = Qwen3Model.load(REF / entry["model"], n_ctx=64, threads=1, kv_cache="f16")
+    a = exact.prefill(ids).copy()
+    b = half.prefill(ids).copy()
+    assert 0 < np.abs(a - b).max() <= 2e-2
+    assert half.kv_cache_bytes * 2 == exact.kv_cache_bytes
+    assert Qwen3Model.estimate_kv_cache_bytes(REF / entry["model"], 64, "f16") == half.kv_cache_bytes
+    with pytest.raises(ModelError, match="KV cache type"):
+        Qwen3Model.load(REF / entry["model"], n_ctx=16, kv_cache="q4")

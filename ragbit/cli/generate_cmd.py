@@ -66,10 +66,11 @@ def generate(
             prompt = sys.stdin.read()
 
         path = resolve_model(cfg.model, on_download=lambda msg: typer.echo(msg, err=True))
-        kv_bytes = kv_cache_bytes_for_file(path, cfg.n_ctx)
+        kv_bytes = kv_cache_bytes_for_file(path, cfg.n_ctx, cfg.kv_cache)
         if verbose or kv_bytes >= LARGE_KV_CACHE_BYTES:
             typer.echo(f"model {path}; KV cache {kv_bytes / 2**20:.0f} MiB for n_ctx={cfg.n_ctx}", err=True)
-        gen = Generator.load(path, n_ctx=cfg.n_ctx, threads=cfg.threads, q1_decode=cfg.decode_kernel)
+        gen = Generator.load(path, n_ctx=cfg.n_ctx, threads=cfg.threads, q1_decode=cfg.decode_kernel,
+                             kv_cache=cfg.kv_cache)
 
         for piece in gen.stream(prompt, chat=chat, max_tokens=cfg.max_tokens, sampling=sampling,
                                 stop=stop or None, thinking=think):

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.component import Component, component
-from ragbit.pipeline.models import load_generator
+from ragbit.pipeline.models import engine_settings, load_generator
 
 
 @dataclass
@@ -31,10 +31,11 @@ class BonsaiGenerator(Component):
     outputs = {"answer": str, "stats": GenerationStats}
 
     def __init__(self, model: str = "bonsai-1.7b", n_ctx: int = 4096, threads: int = 0, max_tokens: int = 512,
-                 decode_kernel: str = "int11",
+                 decode_kernel: str = "int11", kv_cache: str = "f16",
                  thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None,
                  on_token: Callable[[str], None] | None = None) -> None:
-        self.model, self.n_ctx, self.threads, self.decode_kernel = model, n_ctx, threads, decode_kernel
+        self.model, self.n_ctx = model, n_ctx
+        self.engine = {"n_ctx": n_ctx, "threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache}
         self.max_tokens = max_tokens
         self.thinking = thinking
         self.sampling = dict(sampling or {})
@@ -44,8 +45,7 @@ class BonsaiGenerator(Component):
     @classmethod
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "BonsaiGenerator":
         g = cfg.generator
-        defaults = {"model": g.model, "n_ctx": g.n_ctx, "threads": g.threads, "max_tokens": g.max_tokens,
-                    "decode_kernel": g.decode_kernel,
+        defaults = {"model": g.model, **engine_settings(cfg), "max_tokens": g.max_tokens,
                     "thinking": cfg.query.thinking,
                     "sampling": {"temperature": g.temperature, "top_k": g.top_k, "top_p": g.top_p,
                                  "min_p": g.min_p, "repeat_penalty": g.repeat_penalty, "seed": g.seed}}
@@ -53,7 +53,7 @@ class BonsaiGenerator(Component):
 
     def warm_up(self) -> None:
         if self.generator is None:
-            self.generator = load_generator(self.model, self.n_ctx, self.threads, self.decode_kernel)
+            self.generator = load_generator(self.model, **self.engine)
 
     def run(self, messages: list[dict]) -> dict[str, Any]:
         from generator.sampling import SamplingParams

@@ -1,4 +1,4 @@
-"""One loaded Generator per (model file, n_ctx, threads), shared by the components that need it.
+"""One loaded Generator per (model file, engine settings), shared by the components that need it.
 
 Why a cache: the ContextPacker needs the generator's tokenizer and the BonsaiGenerator needs the model;
 both name the same model, and loading it twice would double start-up time and memory. `ragbit chat`
@@ -9,11 +9,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-_CACHE: dict[tuple[str, int, int], Any] = {}
+_CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
 
 
-def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kernel: str = "int11") -> Any:
+def engine_settings(cfg: Any) -> dict[str, Any]:
+    """The `[generator]` settings that shape a loaded engine (what `load_generator` takes besides the model):
+    one place, so every component that loads the model asks for the same instance."""
+    g = cfg.generator
+    return {"n_ctx": g.n_ctx, "threads": g.threads, "decode_kernel": g.decode_kernel, "kv_cache": g.kv_cache}
+
+
+def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kernel: str = "int11",
+                   kv_cache: str = "f16") -> Any:
     """`generator.Generator` for a short name ("bonsai-1.7b") or a .gguf path, loaded once per process.
 
     Raises one of `model_errors()` when there is no usable model (not downloadable / offline / corrupt).
@@ -22,10 +30,11 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kerne
     from generator.hub import resolve_model
 
     path = str(resolve_model(model))
-    key = (path, int(n_ctx), int(threads), decode_kernel)
+    key = (path, int(n_ctx), int(threads), decode_kernel, kv_cache)
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads, q1_decode=decode_kernel)
+            _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads, q1_decode=decode_kernel,
+                                         kv_cache=kv_cache)
         return _CACHE[key]
 
 

@@ -1,0 +1,99 @@
+"""IEEE half precision (F16) inside numba kernels: the storage type of the F16 KV cache.
+
+numba (0.68) has no float16 on the CPU and numpy's float16 -> float32 cast runs at ~0.5 GB/s, too slow for a
+cache that decode reads whole for every token. So F16 values live in plain uint16 arrays and two LLVM-level
+intrinsics convert them (`fpext half -> float`, `fptrunc float -> half`, round to nearest even). On an x86
+CPU with F16C LLVM vectorises both into `vcvtph2ps` / `vcvtps2ph` (8 values per instruction); elsewhere it
+emits a correct scalar conversion.
+
+`to_f32(x)` and `store(x, like)` are overloaded on the element type, so one kernel source serves a float32
+cache (exact mode) and a uint16/F16 cache alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+F16 = np.uint16          # numpy dtype of an F16 array in these kernels (bit pattern of IEEE half)
+
+
+@intrinsic
+def half_to_float(typingctx, h):
+    """uint16 bit pattern of an IEEE half -> float32 (exact: every half is a float32)."""
+    if h != types.uint16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def float_to_half(typingctx, f):
+    """float32 -> uint16 bit pattern of the nearest IEEE half (ties to even; overflow -> inf)."""
+    if f != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(types.float32), codegen
+
+
+def to_f32(x):
+    """A cache element as float32 (F16 bits are widened, float32 passes through). Use inside njit code."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(to_f32, inline="always")
+def _to_f32(x):
+    if x == types.uint16:
+        return lambda x: half_to_float(x)
+    if x == types.float32:
+        return lambda x: x
+    return None
+
+
+def store(x, like):
+    """float32 x in the element type of the array `like` (uint16 = F16 bits). Use inside njit code."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(store, inline="always")
+def _store(x, like):
+    if like.dtype == types.uint16:
+        return lambda x, like: float_to_half(np.float32(x))
+    if like.dtype == types.float32:
+        return lambda x, like: np.float32(x)
+    return None
+
+
+@njit(cache=True, nogil=True)
+def widen(src, dst):
+    """dst = src[:, :c] as float32. src: (r, >= c) uint16 F16 bits, C-contiguous; dst: (r, c) float32.
+
+    Takes the whole C-contiguous array plus the column count rather than a column slice: numba vectorises
+    only loops over arrays it knows to be contiguous (a sliced view converted ~10x slower)."""
+    r, c = dst.shape
+    for i in range(r):
+        s, d = src[i], dst[i]
+        for j in range(c):
+            d[j] = half_to_float(s[j])
+
+
+@njit(cache=True, parallel=True)
+def from_float32(src, dst):
+    """dst (n,) uint16 F16 bits <- src (n,) float32, rounded to nearest even."""
+    for i in prange(src.size):
+        dst[i] = float_to_half(src[i])
+
+
+@njit(cache=True, parallel=True)
+def to_float32(src, dst):
+    """dst (n,) float32 <- src (n,) uint16 F16 bits."""
+    for i in prange(src.size):
+        dst[i] = half_to_float(src[i])
