@@ -69,7 +69,7 @@ def _bytes_per_token(model) -> int:
     """Weight bytes one decode step reads: every layer matrix + the LM head, in their in-memory layout."""
     def nbytes(m):
         return sum(a.nbytes for a in (getattr(m, "bits", None), getattr(m, "scales", None)) if a is not None) or m.nbytes
-    mats = [getattr(lw, f) for lw in model.layers for f in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")]
+    mats = [getattr(lw, f) for lw in model.layers for f in ("wqkv", "wo", "w_gate_up", "w_down")]
     return sum(nbytes(m) for m in mats) + nbytes(model.lm_head)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from .gguf_file import GGUFError, GGUFFile, TensorRef
 from .kernels.matrix import Q1_DECODE_MODES
 from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
-from .kernels.matrix import QuantMatrix
+from .kernels.matrix import QuantMatrix, prepare_stacked
 from . import layers
 
 
@@ -133,15 +133,12 @@ def kv_cache_bytes(config: Qwen3Config, n_ctx: int, kv_cache: str = "f32") -> in
 @dataclass
 class LayerWeights:
     attn_norm: np.ndarray   # (n_embd,) float32
-    wq: QuantMatrix         # n_embd -> q_dim
-    wk: QuantMatrix         # n_embd -> kv_dim
-    wv: QuantMatrix         # n_embd -> kv_dim
+    wqkv: QuantMatrix       # n_embd -> q_dim + 2 kv_dim: attn_q, attn_k, attn_v stacked (rows in that order)
     wo: QuantMatrix         # q_dim -> n_embd
     q_norm: np.ndarray      # (head_dim,) float32
     k_norm: np.ndarray      # (head_dim,) float32
     ffn_norm: np.ndarray    # (n_embd,) float32
-    w_gate: QuantMatrix     # n_embd -> n_ff
-    w_up: QuantMatrix       # n_embd -> n_ff
+    w_gate_up: QuantMatrix  # n_embd -> 2 n_ff: ffn_gate, ffn_up stacked
     w_down: QuantMatrix     # n_ff -> n_embd
 
 
@@ -152,6 +149,18 @@ def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int, q1_decode: str = "fl
     except KernelFormatError as exc:
         raise gf.error(f"tensor {name!r}: {exc}") from None
     gf.release(ref)  # repacked (or zero-copy and refaulted on use): keep peak RSS at ~one copy of the weights
+    return matrix
+
+
+def _stacked(gf: GGUFFile, names: list[str], n_in: int, n_outs: list[int], q1_decode: str) -> QuantMatrix:
+    """Matrices that multiply the same input, as one (see prepare_stacked)."""
+    refs = [gf.require(name, (n_in, n)) for name, n in zip(names, n_outs)]
+    try:
+        matrix = prepare_stacked([(r.ggml_type, r.raw, n) for r, n in zip(refs, n_outs)], n_in, q1_decode)
+    except KernelFormatError as exc:
+        raise gf.error(f"tensors {', '.join(map(repr, names))}: {exc}") from None
+    for r in refs:
+        gf.release(r)
     return matrix
 
 
@@ -189,15 +198,14 @@ class Qwen3Model:
         self.layers = [
             LayerWeights(
                 attn_norm=_vector(gguf, f"blk.{i}.attn_norm.weight", cfg.n_embd),
-                wq=_matrix(gguf, f"blk.{i}.attn_q.weight", cfg.n_embd, cfg.q_dim, q1_decode),
-                wk=_matrix(gguf, f"blk.{i}.attn_k.weight", cfg.n_embd, cfg.kv_dim, q1_decode),
-                wv=_matrix(gguf, f"blk.{i}.attn_v.weight", cfg.n_embd, cfg.kv_dim, q1_decode),
+                wqkv=_stacked(gguf, [f"blk.{i}.attn_{w}.weight" for w in "qkv"], cfg.n_embd,
+                              [cfg.q_dim, cfg.kv_dim, cfg.kv_dim], q1_decode),
                 wo=_matrix(gguf, f"blk.{i}.attn_output.weight", cfg.q_dim, cfg.n_embd, q1_decode),
                 q_norm=_vector(gguf, f"blk.{i}.attn_q_norm.weight", cfg.head_dim),
                 k_norm=_vector(gguf, f"blk.{i}.attn_k_norm.weight", cfg.head_dim),
                 ffn_norm=_vector(gguf, f"blk.{i}.ffn_norm.weight", cfg.n_embd),
-                w_gate=_matrix(gguf, f"blk.{i}.ffn_gate.weight", cfg.n_embd, cfg.n_ff, q1_decode),
-                w_up=_matrix(gguf, f"blk.{i}.ffn_up.weight", cfg.n_embd, cfg.n_ff, q1_decode),
+                w_gate_up=_stacked(gguf, [f"blk.{i}.ffn_gate.weight", f"blk.{i}.ffn_up.weight"], cfg.n_embd,
+                                   [cfg.n_ff, cfg.n_ff], q1_decode),
                 w_down=_matrix(gguf, f"blk.{i}.ffn_down.weight", cfg.n_ff, cfg.n_embd, q1_decode),
             )
             for i in range(cfg.n_layer)
@@ -220,15 +228,15 @@ class Qwen3Model:
         self.v_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), kv_dtype)
 
         # ---- decode work buffers, (1, n) so the batched layer kernels serve decode too ----
+        qd, kd, ff = cfg.q_dim, cfg.kv_dim, cfg.n_ff
         self.x = np.zeros((1, cfg.n_embd), np.float32)          # residual stream
         self.xn = np.zeros((1, cfg.n_embd), np.float32)         # normed input of a sub-block
-        self.q = np.zeros((1, cfg.q_dim), np.float32)           # queries, all heads
-        self.k = np.zeros((1, cfg.kv_dim), np.float32)          # new key, all KV heads
-        self.v = np.zeros((1, cfg.kv_dim), np.float32)          # new value
-        self.att = np.zeros((1, cfg.q_dim), np.float32)         # attention output, all heads
+        self.qkv = np.zeros((1, qd + 2 * kd), np.float32)       # W_qkv m; q, k, v below are views of it
+        self.q, self.k, self.v = self.qkv[:, :qd], self.qkv[:, qd:qd + kd], self.qkv[:, qd + kd:]
+        self.att = np.zeros((1, qd), np.float32)                # attention output, all heads
         self.proj = np.zeros((1, cfg.n_embd), np.float32)       # W_o / W_down output
-        self.gate = np.zeros((1, cfg.n_ff), np.float32)         # W_gate m, then silu(.) * up
-        self.up = np.zeros((1, cfg.n_ff), np.float32)           # W_up m
+        self.gate_up = np.zeros((1, 2 * ff), np.float32)        # W_gate_up m; gate (-> silu(gate) * up), up
+        self.gate, self.up = self.gate_up[:, :ff], self.gate_up[:, ff:]
         self.scores = np.zeros((cfg.n_head, n_ctx), np.float32) # attention scratch, one row per head
         self.logits = np.zeros(cfg.n_vocab, np.float32)         # (n_vocab,)
 
@@ -305,28 +313,30 @@ class Qwen3Model:
         cfg, T, pos0 = self.config, ids.size, self.n_past
         x = np.empty((T, cfg.n_embd), np.float32)        # residual stream, one row per token
         xn = np.empty((T, cfg.n_embd), np.float32)       # normed input of a sub-block
-        q = np.empty((T, cfg.q_dim), np.float32)         # queries
-        k = np.empty((T, cfg.kv_dim), np.float32)        # new keys
-        v = np.empty((T, cfg.kv_dim), np.float32)        # new values
-        att = np.empty((T, cfg.q_dim), np.float32)       # attention output
+        qd, kd, ff = cfg.q_dim, cfg.kv_dim, cfg.n_ff
+        qkv = np.empty((T, qd + 2 * kd), np.float32)     # W_qkv m, split into contiguous q, k, v below
+        q = np.empty((T, qd), np.float32)                # queries
+        k = np.empty((T, kd), np.float32)                # new keys
+        v = np.empty((T, kd), np.float32)                # new values
+        att = np.empty((T, qd), np.float32)              # attention output
         proj = np.empty((T, cfg.n_embd), np.float32)     # W_o / W_down output
-        gate = np.empty((T, cfg.n_ff), np.float32)       # W_gate m -> silu(.) * up
-        up = np.empty((T, cfg.n_ff), np.float32)         # W_up m
+        gate_up = np.empty((T, 2 * ff), np.float32)      # W_gate_up m
+        gate = np.empty((T, ff), np.float32)             # W_gate m -> silu(.) * up
+        up = np.empty((T, ff), np.float32)               # W_up m
         for t, tok in enumerate(ids):
             self.tok_embd.row(int(tok), x[t])
         for li, lw in enumerate(self.layers):
             # attention
             layers.rmsnorm(x, lw.attn_norm, cfg.rms_eps, xn)
-            lw.wq.matmul(xn, q)
-            lw.wk.matmul(xn, k)
-            lw.wv.matmul(xn, v)
+            lw.wqkv.matmul(xn, qkv)
+            q[...], k[...], v[...] = qkv[:, :qd], qkv[:, qd:qd + kd], qkv[:, qd + kd:]
             self._attend(li, lw, q, k, v, pos0, att)
             lw.wo.matmul(att, proj)
             x += proj
             # feed-forward
             layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
-            lw.w_gate.matmul(xn, gate)
-            lw.w_up.matmul(xn, up)
+            lw.w_gate_up.matmul(xn, gate_up)
+            gate[...], up[...] = gate_up[:, :ff], gate_up[:, ff:]
             layers.swiglu(gate, up)
             lw.w_down.matmul(gate, proj)
             x += proj
@@ -347,16 +357,13 @@ class Qwen3Model:
         for li, lw in enumerate(self.layers):
             # attention
             layers.rmsnorm(x, lw.attn_norm, cfg.rms_eps, xn)
-            lw.wq.matvec(xn[0], self.q[0])
-            lw.wk.matvec(xn[0], self.k[0])
-            lw.wv.matvec(xn[0], self.v[0])
+            lw.wqkv.matvec(xn[0], self.qkv[0])
             self._attend(li, lw, self.q, self.k, self.v, pos0, self.att)
             lw.wo.matvec(self.att[0], self.proj[0])
             x += self.proj
             # feed-forward
             layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
-            lw.w_gate.matvec(xn[0], self.gate[0])
-            lw.w_up.matvec(xn[0], self.up[0])
+            lw.w_gate_up.matvec(xn[0], self.gate_up[0])
             layers.swiglu(self.gate, self.up)
             lw.w_down.matvec(self.gate[0], self.proj[0])
             x += self.proj

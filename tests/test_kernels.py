@@ -192,3 +192,25 @@ def test_q1_0_matvec_sees_in_place_changes_of_a_reused_input_buffer():
         _assert_close(a.matvec(x), w @ x, np.abs(w) @ np.abs(x))
         x *= -0.5  # same buffer, new contents
         x[0] += 1.0
+
+
+@pytest.mark.parametrize("types", [(GGML_Q1_0, GGML_Q1_0, GGML_Q1_0), (GGML_Q1_0, GGML_Q8_0, GGML_F16)],
+                         ids=["same-type", "mixed-types"])
+def test_stacked_matrices_equal_their_parts_side_by_side(types):
+    """prepare_stacked (q/k/v and gate/up as one product): same-typed parts are concatenated into one
+    matrix, mixed types fall back to StackedMatrix; either way the output is the parts' rows in order."""
+    from generator.kernels.matrix import StackedMatrix, prepare_stacked
+
+    n_in, n_outs = 384, (67, 33, 40)
+    raws = [quantize(t, _weights(n, n_in, seed=10 + i)) for i, (t, n) in enumerate(zip(types, n_outs))]
+    w = np.concatenate([dequantize(t, r, n_in, n) for t, r, n in zip(types, raws, n_outs)]).astype(np.float64)
+    m = prepare_stacked(list(zip(types, raws, n_outs)), n_in)
+    assert isinstance(m, StackedMatrix) == (len(set(types)) > 1)
+    assert m.n_out == sum(n_outs)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(n_in).astype(np.float32)
+    _assert_close(m.matvec(x), w @ x, np.abs(w) @ np.abs(x))
+    xs = rng.standard_normal((17, n_in)).astype(np.float32)
+    _assert_close(m.matmul(xs), xs @ w.T, np.abs(xs) @ np.abs(w).T)
+    for i in (0, 66, 67, 100, 139):
+        assert np.array_equal(m.row(i), w[i].astype(np.float32))

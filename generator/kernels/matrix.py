@@ -235,3 +235,40 @@ def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int, q1_de
     if ggml_type == GGML_Q8_0:
         return Q8Matrix(raw, n_in, n_out)
     return Q1Matrix(raw, n_in, n_out, q1_decode)
+
+
+class StackedMatrix(QuantMatrix):
+    """Several matrices with the same input, their outputs side by side: the fallback of `prepare_stacked`
+    when the parts have different types (each part keeps its own kernels)."""
+
+    def __init__(self, parts: list[QuantMatrix]):
+        super().__init__(parts[0].ggml_type, parts[0].n_in, sum(p.n_out for p in parts), sum(p.nbytes for p in parts))
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [p.n_out for p in parts])       # (n_parts + 1,) first row of each part
+
+    def _matvec_into(self, x, out):
+        for p, r0, r1 in zip(self.parts, self.offsets[:-1], self.offsets[1:]):
+            p._matvec_into(x, out[r0:r1])
+
+    def _matmul_into(self, x, out):
+        for p, r0, r1 in zip(self.parts, self.offsets[:-1], self.offsets[1:]):
+            out[:, r0:r1] = p.matmul(x)
+
+    def _dequant_rows_into(self, r0, r1, out):
+        for i in range(r0, r1):
+            k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+            self.parts[k]._dequant_rows_into(i - self.offsets[k], i - self.offsets[k] + 1, out[i - r0:i - r0 + 1])
+
+
+def prepare_stacked(parts: list[tuple[int, np.ndarray, int]], n_in: int, q1_decode: str = "float") -> QuantMatrix:
+    """One matrix for several that multiply the same input (q/k/v; gate/up): parts = [(ggml_type, raw, n_out)].
+
+    WHY: each product pays per call for its activation tables, its thread wake-up and its Python call;
+    stacked, q/k/v pay once. Measured on Bonsai-1.7B shapes (2 threads): the five q/k/v/gate/up matvecs
+    19% faster with int11 tables, 256-token prefill 5-7% faster. GGUF stores rows contiguously, so rows of
+    same-typed parts stack by concatenating their bytes; mixed types fall back to a StackedMatrix."""
+    types = {t for t, _, _ in parts}
+    if len(types) == 1:
+        raw = np.concatenate([check_raw(t, r, n_in, n) for t, r, n in parts])
+        return prepare_matrix(parts[0][0], raw, n_in, sum(n for _, _, n in parts), q1_decode)
+    return StackedMatrix([prepare_matrix(t, r, n_in, n, q1_decode) for t, r, n in parts])
