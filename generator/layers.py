@@ -296,10 +296,11 @@ def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
 
 
 @njit(cache=True, fastmath=False)
-def swiglu(gate, up):
-    """In place: gate = silu(gate) * up.   gate, up: (T, n_ff) float32."""
-    T, n = gate.shape
+def swiglu(gate_up, out):
+    """out = silu(gate) * up.   gate_up: (T, 2 n_ff) float32, gate then up (the stacked W_gate_up product);
+    out: (T, n_ff) float32."""
+    T, n = out.shape
     for t in range(T):
         for i in range(n):
-            g = gate[t, i]
-            gate[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * up[t, i]
+            g = gate_up[t, i]
+            out[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * gate_up[t, n + i]

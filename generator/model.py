@@ -235,8 +235,8 @@ class Qwen3Model:
         self.q, self.k, self.v = self.qkv[:, :qd], self.qkv[:, qd:qd + kd], self.qkv[:, qd + kd:]
         self.att = np.zeros((1, qd), np.float32)                # attention output, all heads
         self.proj = np.zeros((1, cfg.n_embd), np.float32)       # W_o / W_down output
-        self.gate_up = np.zeros((1, 2 * ff), np.float32)        # W_gate_up m; gate (-> silu(gate) * up), up
-        self.gate, self.up = self.gate_up[:, :ff], self.gate_up[:, ff:]
+        self.gate_up = np.zeros((1, 2 * ff), np.float32)        # W_gate_up m: gate, up side by side
+        self.act = np.zeros((1, ff), np.float32)                # silu(gate) * up
         self.scores = np.zeros((cfg.n_head, n_ctx), np.float32) # attention scratch, one row per head
         self.logits = np.zeros(cfg.n_vocab, np.float32)         # (n_vocab,)
 
@@ -320,9 +320,8 @@ class Qwen3Model:
         v = np.empty((T, kd), np.float32)                # new values
         att = np.empty((T, qd), np.float32)              # attention output
         proj = np.empty((T, cfg.n_embd), np.float32)     # W_o / W_down output
-        gate_up = np.empty((T, 2 * ff), np.float32)      # W_gate_up m
-        gate = np.empty((T, ff), np.float32)             # W_gate m -> silu(.) * up
-        up = np.empty((T, ff), np.float32)               # W_up m
+        gate_up = np.empty((T, 2 * ff), np.float32)      # W_gate_up m: gate, up side by side
+        act = np.empty((T, ff), np.float32)              # silu(gate) * up
         for t, tok in enumerate(ids):
             self.tok_embd.row(int(tok), x[t])
         for li, lw in enumerate(self.layers):
@@ -336,9 +335,8 @@ class Qwen3Model:
             # feed-forward
             layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
             lw.w_gate_up.matmul(xn, gate_up)
-            gate[...], up[...] = gate_up[:, :ff], gate_up[:, ff:]
-            layers.swiglu(gate, up)
-            lw.w_down.matmul(gate, proj)
+            layers.swiglu(gate_up, act)
+            lw.w_down.matmul(act, proj)
             x += proj
         self.n_past = pos0 + T
         return x
@@ -364,8 +362,8 @@ class Qwen3Model:
             # feed-forward
             layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
             lw.w_gate_up.matvec(xn[0], self.gate_up[0])
-            layers.swiglu(self.gate, self.up)
-            lw.w_down.matvec(self.gate[0], self.proj[0])
+            layers.swiglu(self.gate_up, self.act)
+            lw.w_down.matvec(self.act[0], self.proj[0])
             x += self.proj
         self.n_past = pos0 + 1
         return self._head(x)
