@@ -172,8 +172,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
                 report.files_unchanged += 1
                 continue
-            per_file.append((sf.path, sf.sha256, chunk_file(sf.path, sf.text, chunk_cfg,
-                                                             count_tokens=embedder.count_tokens)))
+            # the model's token counter (fast path) if it has one, else its plain count function
+            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
+            per_file.append((sf.path, sf.sha256, chunk_file(sf.path, sf.text, chunk_cfg, count_tokens=counter)))
             if old is None:
                 report.files_added += 1
             elif old.sha256 != sf.sha256:
