@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import re
+from itertools import chain
 from pathlib import Path
 from typing import Sequence
 
@@ -82,10 +83,31 @@ def code_tokens(text: str) -> list[str]:
     1-character tokens are dropped; a free-standing word on the stop list is dropped, a stop word that is
     only part of a compound identifier ("by" in filter_by) is kept.
     """
-    tokens: list[str] = []
-    for word in _WORD.findall(text):
-        tokens.extend(_identifier_tokens(word))
-    return tokens
+    return list(chain.from_iterable(map(_identifier_tokens, _WORD.findall(text))))
+
+
+class _TokenIds(dict):
+    """word -> ids of its `_identifier_tokens`, growing `vocab` (token -> id) as new tokens appear.
+
+    Why: indexing turns every document into token ids. Looking each WORD up once (code repeats its words
+    endlessly) does tokenizing and vocabulary mapping in one C-level pass, instead of building token strings
+    and letting bm25s map them one by one."""
+
+    def __init__(self):
+        super().__init__()
+        self.vocab: dict[str, int] = {}
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        ids = self[word] = tuple(self.vocab.setdefault(t, len(self.vocab)) for t in _identifier_tokens(word))
+        return ids
+
+
+def corpus_token_ids(texts: Sequence[str]) -> tuple[list[list[int]], dict[str, int]]:
+    """(ids per document, vocabulary): document i is `code_tokens(texts[i])` mapped through the vocabulary."""
+    ids = _TokenIds()
+    lookup, find = ids.__getitem__, _WORD.findall
+    docs = [list(chain.from_iterable(map(lookup, find(t)))) for t in texts]
+    return docs, ids.vocab
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -108,10 +130,10 @@ class LexicalIndex:
 
         if len(texts) == 0:
             return cls(None, 0)
-        corpus_tokens = [code_tokens(t) for t in texts]
-        retriever = bm25s.BM25()
+        from indexes.bm25_build import VectorizedBM25
+        retriever = VectorizedBM25()
         # create_empty_token keeps docs with no tokens valid rows; bm25s logs noisily otherwise.
-        retriever.index(corpus_tokens, show_progress=False, create_empty_token=True)
+        retriever.index(corpus_token_ids(texts), show_progress=False, create_empty_token=True)
         return cls(retriever, len(texts))
 
     def __len__(self) -> int:

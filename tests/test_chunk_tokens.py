@@ -135,3 +135,12 @@ def test_bpe_chunks_fit_by_exact_count(bpe_tokenizer, name):
     covered = {i for c in chunks for i in range(c.start_line, c.end_line + 1)}
     text = TEXTS[name].replace("\r\n", "\n")
     assert all(i + 1 in covered for i, line in enumerate(text.split("\n")) if line.strip())
+
+
+def test_counts_stay_exact_when_the_caches_overflow(tokenizer, monkeypatch):
+    monkeypatch.setattr("ragbit.chunking.tokens._CACHE_LIMIT", 40)     # every file overflows both caches
+    counter = WordPieceCounter(tokenizer)
+    for name in sorted(TEXTS):
+        lines = TEXTS[name].split("\n")
+        assert counter.line_costs(lines) == [_exact(tokenizer, line) for line in lines], name
+        assert counter.count(TEXTS[name]) == _exact(tokenizer, TEXTS[name]), name

@@ -20,12 +20,13 @@ count(a) + count(b). Only WordPieceCounter has it; for the others every chunk is
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Callable, Sequence
 
 # ASCII whitespace and ASCII punctuation: every one of these is a word boundary for BertPreTokenizer (it splits
 # on whitespace and isolates each punctuation character), so counting word by word is exact.
 _WORD = re.compile(r"[^ \t\n!-/:-@\[-`{-~]+|[!-/:-@\[-`{-~]")
-_CACHE_LIMIT = 1 << 20            # distinct words kept; a larger vocabulary starts a fresh cache
+_CACHE_LIMIT = 1 << 19            # distinct words (and lines) kept; beyond that a cache starts afresh
 
 
 class CallableCounter:
@@ -80,18 +81,18 @@ class TokenizerCounter:
         return np.bincount(rows, minlength=len(lines)).tolist()
 
 
-class _WordCounts(dict):
-    """word -> token count; a missing word is tokenized once (the tokenizer is the only source of truth)."""
+def _piece_counts(tokenizer, pieces: Sequence[str]) -> list[int]:
+    """Token counts of many whitespace-free pieces from ONE encode of them joined by spaces.
 
-    def __init__(self, tokenizer):
-        super().__init__()
-        self.tokenizer = tokenizer
-
-    def __missing__(self, word: str) -> int:
-        if len(self) >= _CACHE_LIMIT:
-            self.clear()
-        n = self[word] = len(self.tokenizer.encode(word, add_special_tokens=False).ids)
-        return n
+    Valid only where a space is a token boundary (BertPreTokenizer) and no added token contains one: each
+    token then lies inside one piece and is charged to the piece its first character is in."""
+    import numpy as np
+    starts = np.cumsum([0] + [len(p) + 1 for p in pieces[:-1]])                       # (n_pieces,)
+    offsets = tokenizer.encode(" ".join(pieces), add_special_tokens=False).offsets
+    if not offsets:
+        return [0] * len(pieces)
+    first = np.fromiter((a for a, _ in offsets), dtype=np.int64, count=len(offsets))   # (n_tokens,)
+    return np.bincount(np.searchsorted(starts, first, side="right") - 1, minlength=len(pieces)).tolist()
 
 
 class WordPieceCounter:
@@ -105,6 +106,9 @@ class WordPieceCounter:
     by the tokenizer itself. The one thing matched across boundaries is an added token ("[CLS]", "[MASK]"),
     matched in the raw text (`supports` requires normalized=False): a text containing one is counted by the
     tokenizer directly.
+
+    Two caches: word -> count, and line -> cost (most lines of code occur more than once: Django has 41 %
+    distinct lines). Words not seen before are tokenized in one batch per file.
     """
 
     additive = True
@@ -112,7 +116,8 @@ class WordPieceCounter:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self._words = _WordCounts(tokenizer)
+        self._words: dict[str, int] = {}
+        self._lines: dict[str, int] = {}
         contents = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.content]
         self._added = re.compile("|".join(map(re.escape, contents))) if contents else None
 
@@ -128,10 +133,21 @@ class WordPieceCounter:
     def _exact(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def _learn(self, words) -> None:
+        """Put every word of `words` in the word cache (one encode for all the new ones)."""
+        words = set(words)
+        if len(self._words) + len(words) > _CACHE_LIMIT:
+            self._words.clear()
+        new = list(words.difference(self._words))
+        if new:
+            self._words.update(zip(new, _piece_counts(self.tokenizer, new)))
+
     def count(self, text: str) -> int:
         if self._added is not None and self._added.search(text):
             return self._exact(text)
-        return sum(map(self._words.__getitem__, _WORD.findall(text)))
+        words = _WORD.findall(text)
+        self._learn(words)
+        return sum(map(self._words.__getitem__, words))
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         return [self.count(t) for t in texts]
@@ -139,8 +155,16 @@ class WordPieceCounter:
     def line_costs(self, lines: Sequence[str]) -> list[int]:
         if self._added is not None and self._added.search("\n".join(lines)):
             return [self.count(line) for line in lines]
-        words, find = self._words.__getitem__, _WORD.findall
-        return [sum(map(words, find(line))) for line in lines]
+        distinct = set(lines)
+        if len(self._lines) + len(distinct) > _CACHE_LIMIT:
+            self._lines.clear()
+        new = list(distinct.difference(self._lines))
+        if new:
+            words = list(map(_WORD.findall, new))
+            self._learn(chain.from_iterable(words))
+            get = self._words.__getitem__
+            self._lines.update(zip(new, (sum(map(get, w)) for w in words)))
+        return list(map(self._lines.__getitem__, lines))
 
 
 def counter_for_tokenizer(tokenizer):
