@@ -23,6 +23,7 @@ class VectorizedBM25(bm25s.BM25):
     def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False):
         if self.method in self.methods_requiring_nonoccurrence:
             return super().build_index_from_ids(unique_token_ids, corpus_token_ids, show_progress, leave_progress)
+        self.nonoccurrence_array = None                                  # what the stock build sets for these
         n_docs, n_vocab = len(corpus_token_ids), len(unique_token_ids)
         lengths = np.fromiter(map(len, corpus_token_ids), dtype=np.int64, count=n_docs)       # (n_docs,)
         terms = np.fromiter(chain.from_iterable(corpus_token_ids), dtype=np.int64, count=int(lengths.sum()))

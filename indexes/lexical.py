@@ -132,8 +132,10 @@ class LexicalIndex:
             return cls(None, 0)
         from indexes.bm25_build import VectorizedBM25
         retriever = VectorizedBM25()
-        # create_empty_token keeps docs with no tokens valid rows; bm25s logs noisily otherwise.
-        retriever.index(corpus_token_ids(texts), show_progress=False, create_empty_token=True)
+        docs, vocab = corpus_token_ids(texts)
+        # the empty token keeps a vocabulary (and docs with no tokens) valid; bm25s logs noisily otherwise.
+        vocab.setdefault("", len(vocab))
+        retriever.index((docs, vocab), show_progress=False, create_empty_token=True)
         return cls(retriever, len(texts))
 
     def __len__(self) -> int:
