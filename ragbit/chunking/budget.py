@@ -12,6 +12,7 @@ in one batch; the rare one that is over is re-cut into exactly-checked windows. 
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -94,14 +95,18 @@ class Budget:
         """Planning check, by estimate (the final chunks are verified exactly in `assemble`)."""
         return self.estimate(start, end, scope) <= self.max_tokens
 
-    def line_cost(self, row: int) -> int:
-        prefix = self._line_prefix()
-        return prefix[row + 1] - prefix[row]
-
     def _line_prefix(self) -> list[int]:
         if self._prefix is None:
             self._prefix = list(accumulate(self.counter.line_costs(self.lines), initial=0))
         return self._prefix
+
+    def grow(self, start: int, last: int, scope: str, max_lines: int) -> int:
+        """The last row j in start..last (at most `max_lines` rows) such that start..j fits by estimate;
+        `start` itself even when that one line does not fit. A binary search on the prefix sums."""
+        prefix = self._line_prefix()
+        bound = self.max_tokens - self.header_cost(scope) + prefix[start]
+        j = bisect_right(prefix, bound, start + 1, last + 2) - 2
+        return max(start, min(j, start + max_lines - 1))
 
     def header_cost(self, scope: str) -> int:
         if scope not in self._header_cost:
