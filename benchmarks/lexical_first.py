@@ -1,6 +1,6 @@
 """Time until lexical search works: `index_repository(embed=False)` from scratch, then after touching one file.
 
-    python benchmarks/lexical_first.py <repo> [--touch REL_PATH] [--profile N]
+    python benchmarks/lexical_first.py <repo> [--touch REL_PATH] [--profile N] [--workers N]
 
 Reports wall AND CPU seconds (process_time, plus children for a process pool) per phase: the machine is shared,
 so CPU time is the figure to compare between runs. The index goes to a temporary directory (never the repo).
@@ -50,10 +50,12 @@ def main() -> None:
     ap.add_argument("repo")
     ap.add_argument("--touch", default="django/db/models/query.py", help="file to append a line to, then re-index")
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=0, help="chunking processes (0 = one per core)")
     args = ap.parse_args()
     repo = Path(args.repo).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(Path(tmp) / "idx")}})
+        cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(Path(tmp) / "idx"),
+                                                              "workers": args.workers}})
         r, wall, cpus = run(cfg, "from scratch", args.profile)
         mb = sum((repo / f.path).stat().st_size for f in _files(cfg)) / 1e6
         print(f"  {r.files / wall:.0f} files/s wall, {mb:.1f} MB indexed -> {mb / cpus:.2f} MB per CPU-second")

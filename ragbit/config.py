@@ -61,6 +61,7 @@ class EmbedConfig:
 class IndexConfig:
     dir: str = ".ragbit"                     # relative to the repository, or absolute
     dense: str = "auto"                      # auto | flat | hnsw | ivf
+    workers: int = 0                         # processes that chunk files; 0 = one per core, 1 = no pool
 
 
 @dataclass

@@ -130,7 +130,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
     search is complete, dense search covers only cached vectors (the manifest says so)."""
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
-    from ragbit.chunking import chunk_file
+    from ragbit.chunk_pool import chunk_files
     from ragbit.walker import WalkStats, walk_repository
 
     t_start = time.perf_counter()
@@ -164,7 +164,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
         stats = WalkStats()
         walk = walk_repository(repo, walk_cfg, warn, stats)
-        per_file, seen = [], set()
+        per_file, seen, to_chunk = [], set(), []
         for sf in walk:
             seen.add(sf.path)
             old = prev.by_path.get(sf.path) if prev is not None else None
@@ -172,15 +172,21 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
                 report.files_unchanged += 1
                 continue
-            # the model's token counter (fast path) if it has one, else its plain count function
-            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
-            per_file.append((sf.path, sf.sha256, chunk_file(sf.path, sf.text, chunk_cfg, count_tokens=counter)))
+            to_chunk.append((len(per_file), sf.path, sf.text))
+            per_file.append((sf.path, sf.sha256, None))          # chunks filled in below
             if old is None:
                 report.files_added += 1
             elif old.sha256 != sf.sha256:
                 report.files_changed += 1
             else:
                 report.files_unchanged += 1                # unchanged, re-chunked with new settings
+        if to_chunk:
+            # the model's token counter (fast path) if it has one, else its plain count function
+            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
+            chunked = chunk_files([(path, text) for _, path, text in to_chunk], chunk_cfg, counter,
+                                  workers=cfg.index.workers)
+            for (i, path, _), chunks in zip(to_chunk, chunked):
+                per_file[i] = (path, per_file[i][1], chunks)
         report.skipped = dict(stats.skipped)
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
