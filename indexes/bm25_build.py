@@ -12,8 +12,6 @@ the stock build.
 """
 from __future__ import annotations
 
-from itertools import chain
-
 import bm25s
 import numpy as np
 from bm25s import scoring
@@ -26,7 +24,8 @@ class VectorizedBM25(bm25s.BM25):
         self.nonoccurrence_array = None                                  # what the stock build sets for these
         n_docs, n_vocab = len(corpus_token_ids), len(unique_token_ids)
         lengths = np.fromiter(map(len, corpus_token_ids), dtype=np.int64, count=n_docs)       # (n_docs,)
-        terms = np.fromiter(chain.from_iterable(corpus_token_ids), dtype=np.int64, count=int(lengths.sum()))
+        terms = (np.concatenate([np.asarray(d, dtype=np.int64) for d in corpus_token_ids]) if n_docs
+                 else np.zeros(0, dtype=np.int64))                                              # (n_tokens,)
         docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)                            # (n_tokens,)
 
         # one sort: unique (term, doc) pairs in term-major order, with their term frequencies

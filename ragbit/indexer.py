@@ -164,11 +164,12 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
         stats = WalkStats()
         walk = walk_repository(repo, walk_cfg, warn, stats)
-        per_file, seen, to_chunk = [], set(), []
+        per_file, seen, to_chunk, reused = [], set(), [], {}
         for sf in walk:
             seen.add(sf.path)
             old = prev.by_path.get(sf.path) if prev is not None else None
             if reuse and old is not None and old.sha256 == sf.sha256:
+                reused[sf.path] = old.first                        # its chunks' position in the previous table
                 per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
                 report.files_unchanged += 1
                 continue
@@ -222,8 +223,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         t = time.perf_counter()
-        from indexes.lexical import LexicalIndex
-        lexical = LexicalIndex.build([c.embed_text for c in table.chunks])
+        lexical = _build_lexical(table, reused, prev_dir)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
         _commit(store, base_manifest, table, lexical, vectors, found, complete,
@@ -268,6 +268,28 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         _maybe_compact(cache, keys)
     report.timings["total"] = time.perf_counter() - t_start
     return report
+
+
+def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
+    """BM25 over the chunks; chunks of unchanged files reuse their tokens from the previous generation."""
+    from indexes.lexical import LexicalIndex
+    texts = [c.embed_text for c in table.chunks]
+    previous = None
+    if reused and prev_dir is not None:
+        try:
+            previous = LexicalIndex.load(prev_dir / LEXICAL_DIR)
+        except ValueError:                                  # unreadable: tokenize everything
+            previous = None
+    if previous is None:
+        return LexicalIndex.build(texts)
+    same_as = np.full(len(texts), -1, dtype=np.int64)       # chunk position -> previous position, or -1
+    for f in table.files:
+        if f.path in reused:
+            same_as[f.first:f.first + f.count] = np.arange(reused[f.path], reused[f.path] + f.count)
+    try:
+        return LexicalIndex.build(texts, previous, same_as)
+    except ValueError:                                      # previous index inconsistent with its chunk table
+        return LexicalIndex.build(texts)
 
 
 def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):
