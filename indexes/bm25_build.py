@@ -19,7 +19,9 @@ from bm25s import scoring
 
 class VectorizedBM25(bm25s.BM25):
     def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True, leave_progress=False):
-        if self.method in self.methods_requiring_nonoccurrence:
+        idf_of = getattr(scoring, "_select_idf_scorer", None)           # bm25s internals: if a future
+        tfc_of = getattr(scoring, "_select_tfc_scorer", None)           # version renames them, build stock
+        if self.method in self.methods_requiring_nonoccurrence or idf_of is None or tfc_of is None:
             return super().build_index_from_ids(unique_token_ids, corpus_token_ids, show_progress, leave_progress)
         self.nonoccurrence_array = None                                  # what the stock build sets for these
         n_docs, n_vocab = len(corpus_token_ids), len(unique_token_ids)
@@ -33,11 +35,11 @@ class VectorizedBM25(bm25s.BM25):
         term, doc = np.divmod(keys, n_docs)
         df = np.bincount(term, minlength=n_vocab)                                               # (n_vocab,)
 
-        idf_of = scoring._select_idf_scorer(self.idf_method)
+        idf_score = idf_of(self.idf_method)
         idf = np.zeros(n_vocab, dtype=self.dtype)                                               # (n_vocab,)
         for t in np.flatnonzero(df):                                     # bm25s' own formula, term by term
-            idf[t] = idf_of(int(df[t]), N=n_docs)
-        tfc = scoring._select_tfc_scorer(self.method)(
+            idf[t] = idf_score(int(df[t]), N=n_docs)
+        tfc = tfc_of(self.method)(
             tf_array=tf.astype(self.dtype), l_d=lengths[doc], l_avg=lengths.mean() if n_docs else 0.0,
             k1=self.k1, b=self.b, delta=self.delta)                                             # (nnz,)
 

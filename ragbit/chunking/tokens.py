@@ -13,7 +13,7 @@ One interface, three counters (`as_counter` picks):
                       bge): no token crosses whitespace or ASCII punctuation, so a text's count is the sum of
                       its words' counts. Words repeat endlessly in code, so each distinct word is tokenized once
                       and looked up after that. Exact; on Django (30 MB) 5.4 CPU-s for every line's cost, where
-                      one plain encode per file takes ~20 s and one per line ~27 s.
+                      one plain encode per file takes ~20 s and one per line ~30 s.
 
 `additive` is the property the chunker relies on to skip re-counting whole chunks: count(a + "\\n" + b) ==
 count(a) + count(b). Only WordPieceCounter has it; for the others every chunk is counted exactly once more.
