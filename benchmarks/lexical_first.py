@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("repo")
     ap.add_argument("--touch", default="django/db/models/query.py", help="file to append a line to, then re-index")
     ap.add_argument("--profile", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=0, help="chunking processes (0 = one per core)")
+    ap.add_argument("--workers", type=int, default=1, help="chunking processes (0 = one per core)")
     args = ap.parse_args()
     repo = Path(args.repo).resolve()
     with tempfile.TemporaryDirectory() as tmp:
