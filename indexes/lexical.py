@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import re
+from itertools import chain
 from pathlib import Path
 from typing import Sequence
 
@@ -82,10 +83,52 @@ def code_tokens(text: str) -> list[str]:
     1-character tokens are dropped; a free-standing word on the stop list is dropped, a stop word that is
     only part of a compound identifier ("by" in filter_by) is kept.
     """
-    tokens: list[str] = []
-    for word in _WORD.findall(text):
-        tokens.extend(_identifier_tokens(word))
-    return tokens
+    return list(chain.from_iterable(map(_identifier_tokens, _WORD.findall(text))))
+
+
+class _TokenIds(dict):
+    """word -> ids of its `_identifier_tokens`, growing `vocab` (token -> id) as new tokens appear.
+
+    Why: indexing turns every document into token ids. Looking each WORD up once (code repeats its words
+    endlessly) does tokenizing and vocabulary mapping in one C-level pass, instead of building token strings
+    and letting bm25s map them one by one."""
+
+    def __init__(self):
+        super().__init__()
+        self.vocab: dict[str, int] = {}
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        ids = self[word] = tuple(self.vocab.setdefault(t, len(self.vocab)) for t in _identifier_tokens(word))
+        return ids
+
+
+def corpus_token_ids(texts: Sequence[str], vocab: dict[str, int] | None = None
+                     ) -> tuple[list[list[int]], dict[str, int]]:
+    """(ids per document, vocabulary): document i is `code_tokens(texts[i])` mapped through the vocabulary,
+    which is `vocab` (kept as is, grown by new tokens) or a new one."""
+    ids = _TokenIds()
+    if vocab is not None:
+        ids.vocab = vocab
+    lookup, find = ids.__getitem__, _WORD.findall
+    docs = [list(chain.from_iterable(map(lookup, find(t)))) for t in texts]
+    return docs, ids.vocab
+
+
+def _compact(docs: list, vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(flat ids, offsets, vocabulary) with ids renumbered 0.. over the tokens that occur (plus "", which bm25s
+    wants), so a vocabulary carried over from earlier builds keeps no tokens of deleted documents."""
+    vocab.setdefault("", len(vocab))
+    offsets = np.zeros(len(docs) + 1, dtype=np.int64)                                  # (n_docs + 1,)
+    np.cumsum(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)), out=offsets[1:])
+    flat = np.concatenate([np.asarray(d, dtype=np.int32) for d in docs]) if docs else np.zeros(0, np.int32)
+    used = np.zeros(len(vocab), dtype=bool)                                            # (n_vocab,)
+    used[flat] = True
+    used[vocab[""]] = True
+    if not used.all():
+        new_id = (np.cumsum(used) - 1).astype(np.int32)
+        flat = new_id[flat]
+        vocab = {t: int(new_id[i]) for t, i in vocab.items() if used[i]}
+    return flat, offsets, vocab
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -93,26 +136,61 @@ def code_tokens(text: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------
 
 _META_FILE = "lexical.json"   # our own small header: document count (bm25s cannot index an empty corpus)
+_TOKENS_FILE = "doc_tokens.npy"     # every document's token ids, concatenated (int32)
+_OFFSETS_FILE = "doc_offsets.npy"   # document i is doc_tokens[offsets[i]:offsets[i + 1]] (int64, n_docs + 1)
 
 
 class LexicalIndex:
     """BM25 over texts tokenized with `code_tokens`. Positions are indices into the `texts` given to build."""
 
-    def __init__(self, retriever, n_docs: int):
+    def __init__(self, retriever, n_docs: int, doc_tokens=None, directory: Path | None = None):
         self._bm25 = retriever        # bm25s.BM25, or None for an empty corpus
         self._n_docs = n_docs
+        self._doc_tokens = doc_tokens  # (flat ids, offsets): what `build` can reuse; loaded lazily from directory
+        self._dir = directory
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> "LexicalIndex":
-        import bm25s
-
+    def build(cls, texts: Sequence[str], previous: "LexicalIndex | None" = None,
+              same_as: Sequence[int] | None = None) -> "LexicalIndex":
+        """BM25 over `texts`. With `previous`, `same_as[i]` is the position in `previous` of a document with
+        exactly the text `texts[i]`, or -1: such documents reuse their tokens instead of being tokenized again
+        (an incremental re-index tokenizes only the chunks of changed files). The result is the same index
+        as a build from scratch, up to the numbering of tokens."""
         if len(texts) == 0:
             return cls(None, 0)
-        corpus_tokens = [code_tokens(t) for t in texts]
-        retriever = bm25s.BM25()
-        # create_empty_token keeps docs with no tokens valid rows; bm25s logs noisily otherwise.
-        retriever.index(corpus_tokens, show_progress=False, create_empty_token=True)
-        return cls(retriever, len(texts))
+        from indexes.bm25_build import VectorizedBM25
+        old = previous.doc_tokens() if previous is not None and same_as is not None else None
+        if old is not None:
+            same_as = np.asarray(same_as, dtype=np.int64)
+            if same_as.shape != (len(texts),) or same_as.max(initial=-1) >= len(previous):
+                raise ValueError("same_as must give, for each text, a position in the previous index or -1")
+            todo = np.flatnonzero(same_as < 0).tolist()
+            new, vocab = corpus_token_ids([texts[i] for i in todo], dict(previous._bm25.vocab_dict))
+            flat, offsets = old
+            docs = [flat[offsets[j]:offsets[j + 1]] for j in same_as.tolist()]      # -1 rows replaced below
+            for i, d in zip(todo, new):
+                docs[i] = d
+        else:
+            docs, vocab = corpus_token_ids(texts)
+        flat, offsets, vocab = _compact(docs, vocab)
+        retriever = VectorizedBM25()
+        # the empty token keeps a vocabulary (and docs with no tokens) valid; bm25s logs noisily otherwise.
+        retriever.index((np.split(flat, offsets[1:-1]), vocab), show_progress=False, create_empty_token=True)
+        return cls(retriever, len(texts), doc_tokens=(flat, offsets))
+
+    def doc_tokens(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(flat token ids, offsets) of every document, or None (empty, or saved by a version without them)."""
+        if self._doc_tokens is None and self._dir is not None and self._bm25 is not None:
+            try:
+                # plain ndarray views of the maps: slicing a np.memmap costs ~10 us per slice
+                flat = np.asarray(np.load(self._dir / _TOKENS_FILE, mmap_mode="r"))
+                offsets = np.asarray(np.load(self._dir / _OFFSETS_FILE, mmap_mode="r"))
+            except (OSError, ValueError):
+                return None
+            ok = (flat.ndim == 1 and offsets.shape == (self._n_docs + 1,) and offsets[-1] == flat.shape[0]
+                  and (flat.shape[0] == 0 or int(flat.max()) < len(self._bm25.vocab_dict)))
+            self._doc_tokens = (flat, offsets) if ok else None
+        return self._doc_tokens
 
     def __len__(self) -> int:
         return self._n_docs
@@ -135,7 +213,8 @@ class LexicalIndex:
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
     # ------------------------------------------------------------------------------------------------------
-    # persistence: bm25s' own .npy/.json files (memory-mapped on load) plus our header
+    # persistence: bm25s' own .npy/.json files (memory-mapped on load), our header, and the documents' token
+    # ids (read only by an incremental build)
     # ------------------------------------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
@@ -143,6 +222,10 @@ class LexicalIndex:
         directory.mkdir(parents=True, exist_ok=True)
         if self._bm25 is not None:
             self._bm25.save(directory, show_progress=False)
+            tokens = self.doc_tokens()
+            if tokens is not None:
+                np.save(directory / _TOKENS_FILE, tokens[0])
+                np.save(directory / _OFFSETS_FILE, tokens[1])
         (directory / _META_FILE).write_text(json.dumps({"n_docs": self._n_docs}), encoding="utf-8")
 
     @classmethod
@@ -164,4 +247,4 @@ class LexicalIndex:
         if retriever.scores.get("num_docs") != n_docs:
             raise ValueError(f"{directory}: lexical index has {retriever.scores.get('num_docs')} documents, "
                              f"header says {n_docs}")
-        return cls(retriever, n_docs)
+        return cls(retriever, n_docs, directory=directory)

@@ -61,6 +61,8 @@ class EmbedConfig:
 class IndexConfig:
     dir: str = ".ragbit"                     # relative to the repository, or absolute
     dense: str = "auto"                      # auto | flat | hnsw | ivf
+    workers: int = 1                         # processes that chunk files; 0 = one per core (not measured as a win:
+                                             # the dev box had ~1 free core), 1 = no pool
 
 
 @dataclass

@@ -61,6 +61,7 @@ class Embedder:
         self._base_id = base_id
         self._model = None
         self._tokenizer = None
+        self._counter = None
         self.seconds_in_model = 0.0      # wall time spent inside model.encode (for reports / benchmarks)
         self.texts_embedded = 0
 
@@ -138,9 +139,18 @@ class Embedder:
         return self.max_seq_length - 2
 
     # ------------------------------------------------------------------ work
+    @property
+    def token_counter(self):
+        """The chunker's counter for this model's tokens (see ragbit/chunking/tokens.py): same counts as
+        `count_tokens`, plus cheap per-line costs and batched counts."""
+        if self._counter is None:
+            from ragbit.chunking.tokens import counter_for_tokenizer
+            self._counter = counter_for_tokenizer(self._load_tokenizer())
+        return self._counter
+
     def count_tokens(self, text: str) -> int:
         """Text tokens only (no [CLS]/[SEP]): what the chunker compares against `max_text_tokens`."""
-        return len(self._load_tokenizer().encode(text, add_special_tokens=False).ids)
+        return self.token_counter.count(text)
 
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """float32 (n, dim), unit length, batched with a progress bar."""

@@ -130,7 +130,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
     search is complete, dense search covers only cached vectors (the manifest says so)."""
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
-    from ragbit.chunking import chunk_file
+    from ragbit.chunk_pool import chunk_files
     from ragbit.walker import WalkStats, walk_repository
 
     t_start = time.perf_counter()
@@ -164,22 +164,30 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
         stats = WalkStats()
         walk = walk_repository(repo, walk_cfg, warn, stats)
-        per_file, seen = [], set()
+        per_file, seen, to_chunk, reused = [], set(), [], {}
         for sf in walk:
             seen.add(sf.path)
             old = prev.by_path.get(sf.path) if prev is not None else None
             if reuse and old is not None and old.sha256 == sf.sha256:
+                reused[sf.path] = old.first                        # its chunks' position in the previous table
                 per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
                 report.files_unchanged += 1
                 continue
-            per_file.append((sf.path, sf.sha256, chunk_file(sf.path, sf.text, chunk_cfg,
-                                                             count_tokens=embedder.count_tokens)))
+            to_chunk.append((len(per_file), sf.path, sf.text))
+            per_file.append((sf.path, sf.sha256, None))          # chunks filled in below
             if old is None:
                 report.files_added += 1
             elif old.sha256 != sf.sha256:
                 report.files_changed += 1
             else:
                 report.files_unchanged += 1                # unchanged, re-chunked with new settings
+        if to_chunk:
+            # the model's token counter (fast path) if it has one, else its plain count function
+            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
+            chunked = chunk_files([(path, text) for _, path, text in to_chunk], chunk_cfg, counter,
+                                  workers=cfg.index.workers)
+            for (i, path, _), chunks in zip(to_chunk, chunked):
+                per_file[i] = (path, per_file[i][1], chunks)
         report.skipped = dict(stats.skipped)
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
@@ -215,8 +223,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         t = time.perf_counter()
-        from indexes.lexical import LexicalIndex
-        lexical = LexicalIndex.build([c.embed_text for c in table.chunks])
+        lexical = _build_lexical(table, reused, prev_dir)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
         _commit(store, base_manifest, table, lexical, vectors, found, complete,
@@ -261,6 +268,28 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         _maybe_compact(cache, keys)
     report.timings["total"] = time.perf_counter() - t_start
     return report
+
+
+def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
+    """BM25 over the chunks; chunks of unchanged files reuse their tokens from the previous generation."""
+    from indexes.lexical import LexicalIndex
+    texts = [c.embed_text for c in table.chunks]
+    previous = None
+    if reused and prev_dir is not None:
+        try:
+            previous = LexicalIndex.load(prev_dir / LEXICAL_DIR)
+        except ValueError:                                  # unreadable: tokenize everything
+            previous = None
+    if previous is None:
+        return LexicalIndex.build(texts)
+    same_as = np.full(len(texts), -1, dtype=np.int64)       # chunk position -> previous position, or -1
+    for f in table.files:
+        if f.path in reused:
+            same_as[f.first:f.first + f.count] = np.arange(reused[f.path], reused[f.path] + f.count)
+    try:
+        return LexicalIndex.build(texts, previous, same_as)
+    except ValueError:                                      # previous index inconsistent with its chunk table
+        return LexicalIndex.build(texts)
 
 
 def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):

@@ -6,21 +6,22 @@ One module per strategy, one shared budget/merging step:
     syntax.py     tree-sitter: split at definitions (Python, JS/TS, Go, Rust, Java, C/C++, Ruby, C#, PHP, ...)
     markup.py     Markdown / reStructuredText: split at headings
     windows.py    line windows: everything else, parse failures, and oversized spans of the others
-    budget.py     token counting, merging small neighbours, the `max_tokens` guarantee
+    budget.py     merging small neighbours, the `max_tokens` guarantee
+    tokens.py     token counters: the embedding model's exact counts without one tokenizer call per line
 """
 from __future__ import annotations
-
-from typing import Callable
 
 from ragbit.chunking.budget import Budget, Piece, estimate_tokens
 from ragbit.chunking.chunk import Chunk, make_embed_text
 from ragbit.chunking.languages import MARKUP, language_for_path
 from ragbit.chunking.markup import markup_pieces
 from ragbit.chunking.syntax import SYNTAX_LANGUAGES, syntax_pieces
+from ragbit.chunking.tokens import counter_for_tokenizer
 from ragbit.chunking.windows import window_pieces
 from ragbit.config import ChunkConfig
 
-__all__ = ["Chunk", "chunk_file", "estimate_tokens", "language_for_path", "make_embed_text"]
+__all__ = ["Chunk", "chunk_file", "counter_for_tokenizer", "estimate_tokens", "language_for_path",
+           "make_embed_text"]
 
 # What a tree-sitter parse can raise on a grammar or input problem; anything else is a bug and propagates.
 _PARSE_ERRORS = (LookupError, RuntimeError, ValueError, OSError, RecursionError)
@@ -31,14 +32,14 @@ def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def chunk_file(path: str, text: str, cfg: ChunkConfig,
-               count_tokens: Callable[[str], int] | None = None) -> list[Chunk]:
+def chunk_file(path: str, text: str, cfg: ChunkConfig, count_tokens=None) -> list[Chunk]:
     """Chunks of one file, in line order, deterministic; every non-blank line is in at least one chunk.
 
-    `count_tokens` measures `Chunk.embed_text`; every returned chunk satisfies
-    `count_tokens(chunk.embed_text) <= cfg.max_tokens` (default counter: `estimate_tokens`). It must count
-    without truncation or padding (a HF tokenizer.json often has both switched on). It is called about once
-    per line plus once per chunk.
+    `count_tokens` measures `Chunk.embed_text`: a `str -> int` function (default: `estimate_tokens`), called
+    about once per line plus once per chunk, or a counter from `counter_for_tokenizer` (e.g.
+    `Embedder.token_counter`), which is much cheaper. Every returned chunk satisfies
+    `count(chunk.embed_text) <= cfg.max_tokens`. Counting must be without truncation or padding (a HF
+    tokenizer.json often has both switched on).
     """
     text = normalize_newlines(text)
     language = language_for_path(path) or "text"

@@ -3,19 +3,21 @@
 Every strategy (syntax, markup, windows) first cuts a file into `Piece`s - line ranges with a scope - and then
 hands them to `Budget.assemble`, so merging and the `max_tokens` guarantee live in exactly one place.
 
-Token counts: planning and merging use an estimate, the sum of per-line counts (tokens("line\n") minus the
-per-call overhead such as [CLS]/[SEP]) plus the exact count of the path/scope header. For WordPiece the sum is
-exact (it splits on whitespace anyway); for byte-level BPE it is close and usually a little high. Each final chunk
-is then checked ONCE with the real counter, and the rare one that is over is re-cut into exactly-checked windows.
-So the guarantee `count_tokens(chunk.embed_text) <= max_tokens` holds while the counter is called about once per
-line plus once per chunk, instead of once per merge attempt on ever-growing texts.
+Token counts (see tokens.py for the counters): planning and merging use the sum of per-line costs plus the
+exact count of the path/scope header. When the counter is `additive` (BERT-style WordPiece, the default model)
+that sum IS the exact count of the chunk's embed_text, and nothing is counted twice. Otherwise it is an estimate
+(byte-level BPE can merge across a newline), and every final chunk is checked once more with the exact counter,
+in one batch; the rare one that is over is re-cut into exactly-checked windows. Either way the guarantee
+`count(chunk.embed_text) <= max_tokens` holds.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Callable
+from itertools import accumulate
 
 from ragbit.chunking.chunk import Chunk, make_embed_text
+from ragbit.chunking.tokens import as_counter
 
 SCOPE_SEP = " > "
 
@@ -62,13 +64,14 @@ class Budget:
     """One file's lines plus the token budget; answers "does this span fit?" and builds the final chunks."""
 
     def __init__(self, path: str, language: str, lines: list[str], max_tokens: int, min_lines: int,
-                 count_tokens: Callable[[str], int] | None = None, merge_under: float = 0.5,
+                 count_tokens=None, merge_under: float = 0.5,
                  split_overlap: int = 2):
         self.path, self.language, self.lines = path, language, lines
         self.max_tokens, self.min_lines, self.merge_under = max_tokens, min_lines, merge_under
         self.split_overlap = split_overlap
-        self.count = count_tokens or estimate_tokens
-        self.overhead = self.count("")                              # special tokens added to every call
+        self.counter = as_counter(count_tokens)                      # a function or a tokens.py counter
+        self.count = self.counter.count
+        self.overhead = self.counter.overhead                       # special tokens added to every call
         self._prefix: list[int] | None = None                       # prefix sums of per-line costs
         self._header_cost: dict[str, int] = {}
 
@@ -81,6 +84,8 @@ class Budget:
 
     def tokens(self, start: int, end: int, scope: str) -> int:
         """Exact count of the embed_text of lines start..end."""
+        if self.counter.additive:
+            return self.estimate(start, end, scope)
         return self.count(make_embed_text(self.path, scope, self.text(start, end)))
 
     def fits_exact(self, start: int, end: int, scope: str) -> bool:
@@ -90,17 +95,18 @@ class Budget:
         """Planning check, by estimate (the final chunks are verified exactly in `assemble`)."""
         return self.estimate(start, end, scope) <= self.max_tokens
 
-    def line_cost(self, row: int) -> int:
-        prefix = self._line_prefix()
-        return prefix[row + 1] - prefix[row]
-
     def _line_prefix(self) -> list[int]:
         if self._prefix is None:
-            prefix = [0]
-            for n in map(self.count, (line + "\n" for line in self.lines)):
-                prefix.append(prefix[-1] + max(0, n - self.overhead))
-            self._prefix = prefix
+            self._prefix = list(accumulate(self.counter.line_costs(self.lines), initial=0))
         return self._prefix
+
+    def grow(self, start: int, last: int, scope: str, max_lines: int) -> int:
+        """The last row j in start..last (at most `max_lines` rows) such that start..j fits by estimate;
+        `start` itself even when that one line does not fit. A binary search on the prefix sums."""
+        prefix = self._line_prefix()
+        bound = self.max_tokens - self.header_cost(scope) + prefix[start]
+        j = bisect_right(prefix, bound, start + 1, last + 2) - 2
+        return max(start, min(j, start + max_lines - 1))
 
     def header_cost(self, scope: str) -> int:
         if scope not in self._header_cost:
@@ -126,15 +132,24 @@ class Budget:
 
         final: list[Piece] = []
         todo = self.merge(pieces)[::-1]
+        checked = self._count_batch([p for p in todo if not p.exact])
         while todo:
             p = todo.pop()
-            if p.exact or self.fits_exact(p.start, p.end, p.scope):
+            n = checked.get((p.start, p.end, p.scope))
+            if p.exact or (n <= self.max_tokens if n is not None else self.fits_exact(p.start, p.end, p.scope)):
                 final.append(p)
             elif p.parts:                                      # an optimistic merge: undo it
                 todo.extend(reversed(p.parts))
             else:                                              # an optimistic single piece: cut it exactly
                 final += split_windows(self, p.start, p.end, p.scope, self.split_overlap)
         return [self.to_chunk(p) for p in final]
+
+    def _count_batch(self, pieces: list[Piece]) -> dict[tuple[int, int, str], int]:
+        """Exact counts of many pieces in one counter call (a batched encode), unless the estimate is exact."""
+        if self.counter.additive or not pieces:
+            return {}
+        texts = [make_embed_text(self.path, p.scope, self.text(p.start, p.end)) for p in pieces]
+        return {(p.start, p.end, p.scope): n for p, n in zip(pieces, self.counter.count_many(texts))}
 
     def merge(self, pieces: list[Piece]) -> list[Piece]:
         """Merge neighbouring small pieces (left to right) while the merged piece still fits.

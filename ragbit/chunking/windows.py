@@ -39,10 +39,7 @@ def split_windows(budget: Budget, start: int, end: int, scope: str, overlap: int
         if i > last:
             break
         # grow by estimate, then verify with the real counter
-        j, est = i, budget.estimate(i, i, scope)
-        while j < last and j + 1 - i + 1 <= limit and est + budget.line_cost(j + 1) <= budget.max_tokens:
-            j += 1
-            est += budget.line_cost(j)
+        j = budget.grow(i, last, scope, limit)
         if not budget.fits_exact(i, j, scope):     # estimate was optimistic: bisect for the last line that fits
             good, lo, hi = i - 1, i, j - 1
             while lo <= hi:

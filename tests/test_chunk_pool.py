@@ -1,0 +1,48 @@
+"""Chunking on a process pool gives exactly the chunks, in exactly the order, of chunking file by file."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragbit import chunk_pool
+from ragbit.chunking import chunk_file
+from ragbit.config import ChunkConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _files() -> list[tuple[str, str]]:
+    paths = sorted((ROOT / "ragbit").rglob("*.py")) + sorted((ROOT / "tests" / "fixtures" / "chunking").iterdir())
+    return [(p.relative_to(ROOT).as_posix(), p.read_text(encoding="utf-8")) for p in paths]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the pool is used on Linux only")
+@pytest.mark.parametrize("count_tokens", [None, _words], ids=["estimate", "function"])
+def test_pool_equals_serial_chunking(monkeypatch, count_tokens):
+    monkeypatch.setattr(chunk_pool, "MIN_FILES", 2)
+    monkeypatch.setattr(chunk_pool, "BATCH", 3)
+    started = []
+    get_context = chunk_pool.multiprocessing.get_context
+    monkeypatch.setattr(chunk_pool.multiprocessing, "get_context", lambda m: started.append(m) or get_context(m))
+    files = _files()
+    cfg = ChunkConfig(max_tokens=120)
+    pooled = chunk_pool.chunk_files(files, cfg, count_tokens, workers=2)
+    assert started == ["fork"]
+    assert pooled == [chunk_file(path, text, cfg, count_tokens=count_tokens) for path, text in files]
+    assert sum(map(len, pooled)) > len(files)
+
+
+def test_small_inputs_stay_in_this_process(monkeypatch):
+    def no_pool(*a, **k):
+        raise AssertionError("a pool was started for a handful of files")
+    monkeypatch.setattr(chunk_pool.multiprocessing, "get_context", no_pool)
+    files = _files()[:5]
+    cfg = ChunkConfig()
+    assert chunk_pool.chunk_files(files, cfg, workers=2) == [chunk_file(p, t, cfg) for p, t in files]
+    assert chunk_pool.chunk_files(_files(), cfg, workers=1) == [chunk_file(p, t, cfg) for p, t in _files()]
