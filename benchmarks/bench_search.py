@@ -30,6 +30,7 @@ QUESTIONS = ["where are chunks loaded from disk", "how does the query pipeline p
              "reciprocal rank fusion weights", "which file handles the command line"]
 TARGETS = {"cold": 2.0, "warm": 0.100, "fast": 0.100}
 CLI = [sys.executable, "-m", "ragbit.cli"]
+BYTECODE = False   # --bytecode: let the clients cache compiled modules (.pyc), as a normal install does
 CONSOLE_SCRIPT = [sys.executable, "-c", "import sys; from ragbit.launcher import main; sys.exit(main())"]
 
 
@@ -57,6 +58,8 @@ def search_cmds(prefix: list[str], repo: Path, index_dir: Path, n: int, mode: st
 def run_cli(cmds: list[list[str]]) -> tuple[list[float], list[float]]:
     """Each command in a fresh process; wall and CPU (user+sys) seconds of each."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    if BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     walls, cpus = [], []
     for cmd in cmds:
         c0, t0 = _children_cpu(), time.perf_counter()
@@ -129,7 +132,15 @@ def main() -> None:
     ap.add_argument("--django", action="store_true", help=f"also the index at {DJANGO_INDEX}")
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--mode", default="hybrid")
+    ap.add_argument("--bytecode", action="store_true",
+                    help="unset PYTHONDONTWRITEBYTECODE for the clients (some sandboxes set it: then every start "
+                         "recompiles ragbit's modules from source, which no user install does)")
     a = ap.parse_args()
+    global BYTECODE
+    BYTECODE = a.bytecode
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not a.bytecode:
+        print("note: PYTHONDONTWRITEBYTECODE is set: clients recompile ragbit from source on every start "
+              "(--bytecode measures a normal install)")
     if a.repo:
         bench(a.repo.resolve(), (a.index_dir or a.repo / ".ragbit").resolve(), a.n, a.mode)
     if a.django:
