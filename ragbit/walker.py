@@ -6,7 +6,8 @@ Rules, in the order they are applied (directories are pruned before anything bel
    dependency and build output (`node_modules`, `build`, `dist`, `target`, `*.egg-info`, caches), `.ragbit`;
 2. ignore files, git semantics via `pathspec.GitIgnoreSpec`: `.gitignore` in every directory (patterns relative
    to it, deeper files win), `.git/info/exclude` (lowest), and `.ragbitignore` in every directory plus
-   `WalkConfig.ignore` (highest, so a `!pattern` there can re-include something git ignores);
+   `WalkConfig.ignore` (highest, so a `!pattern` there can re-include something git ignores); below them all,
+   `DEFAULT_IGNORE_PATTERNS` (translation catalogs `*.po`, `*.pot`), which any of those files can override;
 3. secrets, always, whatever the ignore files say (`.env`, keys, credentials, ...);
 4. by name, without reading: media/archive/binary extensions, lock files, `*.min.js`, `*.map`;
 5. by size (`max_file_bytes`), then by content: NUL byte in the first 8 KB (binary), not UTF-8 (one warning),
@@ -66,6 +67,12 @@ MEDIA_EXTENSIONS = frozenset("""
     exe dll so dylib a lib o obj class pyc pyo pyd wasm bin dat
     db sqlite sqlite3 npy npz pkl pickle pt pth ckpt onnx gguf safetensors h5 hdf5 parquet arrow feather tflite
 """.split())
+
+# Ignored by default, below every ignore file (so `!*.po` in .ragbitignore or [walk] ignore brings them back).
+# Translation catalogs repeat the same English msgids once per language: in Django they are 31% of all chunks
+# (19,922 of 63,979), they bury the source file under ~100 copies of an error message in lexical search,
+# and they cost a third of the embedding time.
+DEFAULT_IGNORE_PATTERNS = ("*.po", "*.pot")
 
 BINARY_SNIFF_BYTES = 8192
 
@@ -170,6 +177,7 @@ class _Walk:
         self.config_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(cfg.ignore)) if cfg.ignore else None
         exclude = _git_exclude_file(self.root)
         self.exclude_layer = self._load("", exclude) if exclude else None
+        self.default_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
 
     def _load(self, base: str, path: Path) -> _IgnoreFile | None:
         try:
@@ -191,7 +199,8 @@ class _Walk:
             git_layers = (layer,) + git_layers                   # deeper first
         if (here / ".ragbitignore").is_file() and (layer := self._load(base, here / ".ragbitignore")):
             ragbit_layers = (layer,) + ragbit_layers
-        layers = tuple(x for x in ((self.config_layer,) + ragbit_layers + git_layers + (self.exclude_layer,)) if x)
+        layers = tuple(x for x in ((self.config_layer,) + ragbit_layers + git_layers
+                                   + (self.exclude_layer, self.default_layer)) if x)
         try:
             entries = list(os.scandir(here))
         except OSError as e:

@@ -122,6 +122,19 @@ def test_ragbitignore_and_config_ignore_take_precedence_over_gitignore(tmp_path)
     assert paths == [".gitignore", ".ragbitignore", "docs/generated.md", "src/.ragbitignore", "src/a.py"]
 
 
+
+def test_translation_catalogs_are_ignored_by_default_and_can_be_brought_back(tmp_path):
+    make(tmp_path, {"app/locale/de/LC_MESSAGES/django.po": 'msgid "Invalid"\nmsgstr "Ungueltig"\n',
+                    "app/locale/django.pot": 'msgid "Invalid"\n', "app/forms.py": "x = 1\n"})
+    paths, _, stats = walk(tmp_path)
+    assert paths == ["app/forms.py"]
+    assert stats.skipped.get(walker.IGNORED) == 2
+    paths, _, _ = walk(tmp_path, WalkConfig(ignore=["!*.po"]))
+    assert paths == ["app/forms.py", "app/locale/de/LC_MESSAGES/django.po"]
+    (tmp_path / ".ragbitignore").write_text("!*.pot\n")
+    paths, _, _ = walk(tmp_path)
+    assert paths == [".ragbitignore", "app/forms.py", "app/locale/django.pot"]
+
 # ==================================================================================================================
 # always-skipped directories
 # ==================================================================================================================
