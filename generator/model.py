@@ -184,7 +184,8 @@ class Qwen3Model:
     (copy them to keep them).
     """
 
-    PREFILL_CHUNK = 256  # prompt tokens per batch: bounds prefill buffers at (256, n_ff) float32
+    PREFILL_CHUNK = 128  # prompt tokens per batch: bounds prefill buffers at (128, 2 n_ff) float32. 128 measured
+    # as fast as 256 (pp512 42.3 vs 40.7 tok/s, Bonsai-1.7B shape, 2 threads) with 24 MB less peak memory
 
     def __init__(self, gguf: GGUFFile, config: Qwen3Config, n_ctx: int, q1_decode: str = "float",
                  kv_cache: str = "f32"):

@@ -65,15 +65,17 @@ def check_raw(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> np.ndar
     return raw
 
 
-def split_blocks(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split a block-quantized tensor into (float32 scales (n_out, n_blocks), payload (n_out, n_blocks, bytes)).
+def split_blocks(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int,
+                 f16_bits: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Split a block-quantized tensor into (scales (n_out, n_blocks), payload (n_out, n_blocks, bytes)).
 
-    The payload is a strided view into raw (no copy); the scales are decoded to float32.
+    The payload is a strided view into raw (no copy); the scales are decoded to float32, or with f16_bits
+    kept as their uint16 IEEE-half bit patterns (what kernels that widen them on the fly store).
     """
     per_block, block_bytes = BLOCK_LAYOUT[ggml_type]
     blocks = check_raw(ggml_type, raw, n_in, n_out).reshape(n_out, n_in // per_block, block_bytes)
     d_bits = blocks[:, :, 0].astype(np.uint16) | (blocks[:, :, 1].astype(np.uint16) << 8)
-    return F16_TO_F32[d_bits], blocks[:, :, 2:]
+    return (d_bits if f16_bits else F16_TO_F32[d_bits]), blocks[:, :, 2:]
 
 
 def dequantize(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> np.ndarray:

@@ -84,18 +84,18 @@ def build_tables(x, tab, s):
 # ----------------------------------------------------------------------------------------------------
 # the block kernel, written in LLVM IR (numba has no vector types)
 
-_FN_NAME = "ragbit_q1_0_pshufb_block"
+_FN_NAME = "ragbit_q1_0_pshufb_block_f16scales"
 
 
 def _define_block_fn(module: ir.Module) -> ir.Function:
-    """void f(i8* w, i8* tab, float* d, float s, float* acc, i64 n_chunks, i64 stride):
+    """void f(i8* w, i8* tab, i16* d, float s, float* acc, i64 n_chunks, i64 stride):
     for each chunk c of 16 rows: acc[16c:16c+16] += d[16c:16c+16] * s * (block sum of the 16 rows),
     w = this block's (16, stride) sign bytes, tab = this block's 1 KB of tables."""
     if _FN_NAME in module.globals:
         return module.globals[_FN_NAME]
     i8, i16, i32, i64, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
     v16i8, v8i16, v8i32, v8f32 = ir.VectorType(i8, 16), ir.VectorType(i16, 8), ir.VectorType(i32, 8), ir.VectorType(f32, 8)
-    fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), f32.as_pointer(), f32,
+    fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), i16.as_pointer(), f32,
                                            f32.as_pointer(), i64, i64])
     fn = ir.Function(module, fnty, _FN_NAME)
     fn.linkage = "internal"
@@ -141,9 +141,10 @@ def _define_block_fn(module: ir.Module) -> ir.Function:
             tot = b.xor(b.add(acc16, h16), flip)  # uint16 sum of (q + 1024) - 32768 = signed sum of q
             f = b.sitofp(b.sext(tot, v8i32), v8f32)
             off = b.add(r0, ir.Constant(i64, 8 * half))
-            dp = b.bitcast(b.gep(d, [off]), v8f32.as_pointer())
+            dp = b.bitcast(b.gep(d, [off]), v8i16.as_pointer())          # 8 scales, IEEE half bits
+            dv = b.fpext(b.bitcast(b.load(dp, align=2), ir.VectorType(ir.HalfType(), 8)), v8f32)
             ap = b.bitcast(b.gep(acc, [off]), v8f32.as_pointer())
-            b.store(b.fadd(b.load(ap, align=4), b.fmul(b.fmul(b.load(dp, align=4), sv), f)), ap, align=4)
+            b.store(b.fadd(b.load(ap, align=4), b.fmul(b.fmul(dv, sv), f)), ap, align=4)
     b.ret_void()
     return fn
 
@@ -156,8 +157,8 @@ def _block(typingctx, w, tab, d, s, acc, n_chunks, stride):
         fn = _define_block_fn(builder.module)
         nc, st = args[5], args[6]
         ptr = {i: context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 1, 2, 4)}
-        i8p, f32p = ir.IntType(8).as_pointer(), ir.FloatType().as_pointer()
-        builder.call(fn, [builder.bitcast(ptr[0], i8p), builder.bitcast(ptr[1], i8p), builder.bitcast(ptr[2], f32p),
+        i8p, i16p, f32p = ir.IntType(8).as_pointer(), ir.IntType(16).as_pointer(), ir.FloatType().as_pointer()
+        builder.call(fn, [builder.bitcast(ptr[0], i8p), builder.bitcast(ptr[1], i8p), builder.bitcast(ptr[2], i16p),
                           args[3], builder.bitcast(ptr[4], f32p), nc, st])
         return context.get_dummy_value()
 
