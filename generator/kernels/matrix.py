@@ -193,16 +193,15 @@ class Q1Matrix(QuantMatrix):
             raise KernelFormatError(f"unknown Q1_0 decode mode {decode!r}; expected one of {Q1_DECODE_MODES}")
         self.decode = decode if decode == "float" or q1_0_simd.available() else "float"
         tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
-        bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows)
+        bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows, byte_major=self.decode == "int11")
         if self.decode == "float":
             self.bits = bits  # (n_tiles, n_blocks, tile_rows, 16)
             # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's
             # sign bytes on little-endian hosts (x86, arm64)
             self.words = self.bits.view(np.uint64)
         else:
-            self.bits_t = q1_0_simd.transpose_bits(bits)  # (n_tiles, n_blocks, 16, tile_rows)
+            self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
-            del bits
 
     def _matvec_into(self, x, out):
         if self.decode == "float":

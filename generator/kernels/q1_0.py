@@ -44,17 +44,25 @@ def tile_rows_for(n_out: int, n_threads: int) -> int:
     return min(MAX_TILE_ROWS, max(64, -(-per_thread // 64) * 64))
 
 
-def repack(raw: np.ndarray, n_in: int, n_out: int, tile_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def repack(raw: np.ndarray, n_in: int, n_out: int, tile_rows: int,
+           byte_major: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """GGUF Q1_0 bytes -> (bits (n_tiles, n_blocks, tile_rows, 16) uint8, scales (n_tiles, n_blocks, tile_rows)
-    uint16 F16 bits)."""
+    uint16 F16 bits). byte_major=True lays bits out as (n_tiles, n_blocks, 16, tile_rows) instead (the pshufb
+    kernel's order), written directly: a transposed copy afterwards would hold two copies of the largest
+    matrix (the 311 MB-parameter embedding of Bonsai-1.7B) at once during load."""
     scales, payload = split_blocks(GGML_Q1_0, raw, n_in, n_out, f16_bits=True)  # (n_out, nb), (n_out, nb, 16)
     n_blocks = n_in // QK
     n_tiles = -(-n_out // tile_rows)
-    bits = np.zeros((n_tiles, n_blocks, tile_rows, BYTES_PER_BLOCK), dtype=np.uint8)
+    shape = (n_tiles, n_blocks, BYTES_PER_BLOCK, tile_rows) if byte_major else (n_tiles, n_blocks, tile_rows,
+                                                                                  BYTES_PER_BLOCK)
+    bits = np.zeros(shape, dtype=np.uint8)
     tiled_scales = np.zeros((n_tiles, n_blocks, tile_rows), dtype=np.uint16)
     for it in range(n_tiles):  # tile by tile: never a second full-size temporary
         r0, r1 = it * tile_rows, min(n_out, (it + 1) * tile_rows)
-        bits[it, :, : r1 - r0] = payload[r0:r1].transpose(1, 0, 2)
+        if byte_major:
+            bits[it, :, :, : r1 - r0] = payload[r0:r1].transpose(1, 2, 0)
+        else:
+            bits[it, :, : r1 - r0] = payload[r0:r1].transpose(1, 0, 2)
         tiled_scales[it, :, : r1 - r0] = scales[r0:r1].T
     return bits, tiled_scales
 

@@ -14,8 +14,8 @@ Error: each table entry is off by <= s_b / 2, so |error| <= 16 * sum_b |d_w,b| *
 quarter of what int8 activations (llama.cpp's Q8_0 with one scale per 128) would give, but NOT float32
 exact. That is why this path is opt-in (QuantMatrix decode mode "int11"), and float32 stays the default.
 
-Weight layout: bits (n_tiles, n_blocks, 16, tile_rows) uint8, i.e. q1_0.repack's layout with the last two
-axes swapped, so byte k of 16 consecutive rows is one 16-byte load. Needs SSSE3 (any x86-64 since 2006);
+Weight layout: bits (n_tiles, n_blocks, 16, tile_rows) uint8 (q1_0.repack(..., byte_major=True)): the
+float layout with the last two axes swapped, so byte k of 16 consecutive rows is one 16-byte load. Needs SSSE3 (any x86-64 since 2006);
 `available()` says whether the host has it, callers fall back to the float kernel otherwise.
 """
 
@@ -41,11 +41,6 @@ def available() -> bool:
         return bool(llvm_binding.get_host_cpu_features().get("ssse3", False))
     except Exception:  # noqa: BLE001  (non-x86 hosts, or llvmlite cannot query)
         return False
-
-
-def transpose_bits(bits: np.ndarray) -> np.ndarray:
-    """q1_0.repack bits (n_tiles, n_blocks, tile_rows, 16) -> (n_tiles, n_blocks, 16, tile_rows)."""
-    return np.ascontiguousarray(bits.transpose(0, 1, 3, 2))
 
 
 # ----------------------------------------------------------------------------------------------------
