@@ -202,6 +202,8 @@ class RagbitConfig:
             raise ConfigError(f"decode_kernel must be int11 or float, not {self.generator.decode_kernel!r}")
         if self.generator.kv_cache not in ("f16", "f32"):
             raise ConfigError(f"kv_cache must be f16 or f32, not {self.generator.kv_cache!r}")
+        if self.index.workers < 0:
+            raise ConfigError(f"index workers must be 0 (one per core) or more, got {self.index.workers}")
         if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):
             raise ConfigError(f"dense index kind must be auto, flat, hnsw or ivf, not {self.index.dense!r}")
         for name, value in (("k", self.search.k), ("max_file_bytes", self.walk.max_file_bytes),

@@ -46,3 +46,11 @@ def test_small_inputs_stay_in_this_process(monkeypatch):
     cfg = ChunkConfig()
     assert chunk_pool.chunk_files(files, cfg, workers=2) == [chunk_file(p, t, cfg) for p, t in files]
     assert chunk_pool.chunk_files(_files(), cfg, workers=1) == [chunk_file(p, t, cfg) for p, t in _files()]
+
+
+def test_negative_worker_count_is_a_config_error(tmp_path):
+    from ragbit.config import ConfigError, RagbitConfig
+
+    (tmp_path / "ragbit.toml").write_text("[index]\nworkers = -2\n")
+    with pytest.raises(ConfigError, match="index workers"):
+        RagbitConfig.load(tmp_path)
