@@ -114,6 +114,14 @@ def worker_load(spec: dict) -> dict:
     return {"load": load.as_dict(), "ready": {"wall": load.wall + first.wall, "cpu": load.cpu + first.cpu}}
 
 
+def _greedy_decode(model, token: int, n: int) -> dict:
+    """Time n greedy decode steps from `token` on the model's current cache."""
+    with Clock() as c:
+        for _ in range(n):
+            token = int(model.decode(token).argmax())
+    return {**c.as_dict(), "n": n}
+
+
 def worker_speed(spec: dict) -> dict:
     from generator.generate import Generator
     gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"],
@@ -136,12 +144,7 @@ def worker_speed(spec: dict) -> dict:
     print(f"  [worker] pp512 {best}", file=sys.stderr, flush=True)
 
     model.reset()
-    logits = model.prefill([1])
-    token = int(logits.argmax())
-    with Clock() as c:
-        for _ in range(spec["tg"]):
-            token = int(model.decode(token).argmax())
-    out["tg"] = {**c.as_dict(), "n": spec["tg"]}
+    out["tg"] = _greedy_decode(model, int(model.prefill([1]).argmax()), spec["tg"])
     print(f"  [worker] tg {out['tg']}", file=sys.stderr, flush=True)
 
     model.reset()
@@ -150,11 +153,7 @@ def worker_speed(spec: dict) -> dict:
     out["ttft1500"] = c.as_dict()
     print(f"  [worker] ttft1500 {out['ttft1500']}", file=sys.stderr, flush=True)
     # decoding after that prompt: what a RAG answer runs at (attention reads 1,500 cached positions per token)
-    token = 100
-    with Clock() as c:
-        for _ in range(spec["tg"]):
-            token = int(model.decode(token).argmax())
-    out["tg_at1500"] = {**c.as_dict(), "n": spec["tg"]}
+    out["tg_at1500"] = _greedy_decode(model, 100, spec["tg"])
     print(f"  [worker] tg after 1500 {out['tg_at1500']}", file=sys.stderr, flush=True)
 
     # chat: a long first turn, then a second turn that extends it (prefix reuse)

@@ -195,7 +195,7 @@ BLAS_MIN_QUERIES = 16        # from this many queries on (prefill), attention ru
 def _attend_head_blas(qg, keys_t, values, pos0, future, out):
     """One KV head: out (T*group, hd) = softmax(qg @ keys_t[:, :n_pos] + mask) @ values[:n_pos].
 
-    An F16 cache (uint16) is widened to float32 first (~2% of the products' cost): sgemm needs float32."""
+    An F16 cache (uint16) is widened to float32 first (under 1% of the products' cost): sgemm needs float32."""
     n_pos, hd = pos0 + future.shape[1], keys_t.shape[0]
     if keys_t.dtype == np.float32:
         keys_t, values = keys_t[:, :n_pos], values[:n_pos]

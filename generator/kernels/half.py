@@ -17,9 +17,6 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-F16 = np.uint16          # numpy dtype of an F16 array in these kernels (bit pattern of IEEE half)
-
-
 @intrinsic
 def half_to_float(typingctx, h):
     """uint16 bit pattern of an IEEE half -> float32 (exact: every half is a float32)."""
