@@ -103,6 +103,29 @@ def timed(model, texts: list[str], batch: int) -> tuple[float, float]:
     return time.process_time() - c, time.perf_counter() - w
 
 
+def encoder_flops(config, seq_len: int) -> float:
+    """Multiply-add FLOPs of one BERT-style encoder pass over seq_len tokens (projections, FFN, attention)."""
+    h, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 2 * seq_len * (4 * h * h + 2 * h * ff) + 4 * seq_len * seq_len * h
+    return float(layers * per_layer)
+
+
+def gemm_peak_gflops(config, rows: int = 4096, seconds: float = 2.0) -> float:
+    """One core's fp32 GEMM throughput in torch at the model's FFN shape (rows x h) @ (h x ff): the ceiling
+    that any fp32 backend (torch, ONNX, OpenVINO) of this model can approach on this CPU."""
+    import torch
+    torch.set_num_threads(1)
+    a = torch.randn(rows, config.hidden_size)
+    w = torch.randn(config.hidden_size, config.intermediate_size)
+    torch.mm(a, w)
+    n, t0 = 0, time.perf_counter()
+    c0 = time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, w)
+        n += 1
+    return n * 2.0 * rows * config.hidden_size * config.intermediate_size / (time.process_time() - c0) / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -182,6 +205,17 @@ def main() -> None:
         wall_rate = f"{len(windows) / wall[name]:13.1f}" if args.wall else f"{'-':>13}"
         print(f"{name:16} {per_chunk:12.1f} {1000 / per_chunk:12.2f} {wall_rate} {ratio:8.2f} "
               f"{recall(qv, cv, targets, 1):6.3f} {recall(qv, cv, targets, 10):6.3f} {cos:8.4f}", flush=True)
+
+    if "anchor" in models:                       # how close the anchor already is to this core's fp32 limit
+        anchor = models["anchor"][0]
+        config = anchor[0].auto_model.config
+        seq = [min(n, anchor.max_seq_length) for n in n_tok]
+        gflop = sum(encoder_flops(config, n) for n in seq) / 1e9
+        achieved = gflop / cpu["anchor"]
+        peak = gemm_peak_gflops(config)
+        print(f"\ncompute: {gflop / len(windows):.2f} GFLOP per chunk (mean {np.mean(seq):.0f} tokens); anchor runs at "
+              f"{achieved:.1f} GFLOP/cpu-s = {achieved / peak:.0%} of one core's fp32 GEMM peak ({peak:.1f} GFLOP/s, "
+              f"torch mm at the FFN shape); 5x the anchor at fp32 would need {5 * achieved / peak:.0%} of it")
 
 
 if __name__ == "__main__":

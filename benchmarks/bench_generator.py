@@ -16,6 +16,10 @@ engine's alone. Reported per (model, threads):
   ttft    time to first token of a 1,500-token prompt, and of a chat's second turn that reuses the cache
   rss     peak RSS vs the target: file size + KV cache + 300 MB
   roof    decode tokens/s / (memory read bandwidth / weight bytes read per token)
+With --llama-bench PATH (a llama-bench binary of a llama.cpp build with Q1_0, built by the user), the same
+files are run through llama.cpp's pp512 and tg in the same run, right after ragbit's worker for each
+(model, threads), and the summary gives both and the ratio. Without it, the summary quotes the issue's
+llama.cpp figures (measured on an AVX-512 machine of ~25-29 GB/s, not necessarily this one).
 The machine is shared: each timing is given as wall time AND process CPU time (all threads); `cpu/w`
 is CPU seconds per wall second (near the thread count = the threads had their cores). The bandwidth is
 measured in the same run by a numba read kernel with the same thread count.
@@ -36,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "tests" / "fixtures" / "reference" / "tiny-tied-q1_0.gguf"
 PRESET = {"1.7b": "bonsai-1.7b", "4b": "bonsai-4b", "8b": "bonsai-8b"}
-# llama.cpp (llama-bench, 2 threads, this machine; tg measured with 32 tokens)
+# llama.cpp figures quoted by issue #5 (llama-bench, 2 threads, an AVX-512 machine; tg measured with 32 tokens)
 LLAMA_CPP = {"1.7b": {"pp512": 36.6, "tg": 21.4}, "8b": {"pp512": 8.5, "tg": 6.9}}
 N_CTX = 2048
 
@@ -204,6 +208,23 @@ def ensure_model(name: str, cache_dir: Path) -> Path:
     return path
 
 
+def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int) -> dict:
+    """llama.cpp's own pp512 and tg<tg> tokens/s on the same file and thread count ({} if it fails)."""
+    cmd = [binary, "-m", str(path), "-p", "512", "-n", str(tg), "-t", str(threads), "-r", str(repeats), "-o", "json"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        tests = json.loads(out)
+    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
+        print(f"  llama-bench failed: {e}", file=sys.stderr)
+        return {}
+    res = {}
+    for t in tests:
+        key = "pp512" if t.get("n_prompt") == 512 and not t.get("n_gen") else "tg"
+        res[key] = float(t["avg_ts"])
+    print(f"  [llama-bench] {res}", file=sys.stderr, flush=True)
+    return res
+
+
 def fmt(t: dict) -> str:
     return f"{t['wall']:6.2f} s wall {t['cpu']:6.2f} s cpu"
 
@@ -218,6 +239,8 @@ def main() -> None:
                     help="Q1_0 decode kernel (ragbit's default: int11)")
     ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32"],
                     help="KV cache element type (ragbit's default: f16)")
+    ap.add_argument("--llama-bench", metavar="PATH",
+                    help="llama-bench binary: also run llama.cpp on the same files, same run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -247,6 +270,8 @@ def main() -> None:
             res["speed"] = run_worker({"kind": "speed", "path": str(paths[m]), "threads": th, "repeats": repeats,
                                        "decode": args.decode_kernel, "kv": args.kv_cache,
                                        "tg": tg}, th, warm_numba)
+            if args.llama_bench:
+                res["llama"] = run_llama_bench(args.llama_bench, paths[m], th, tg, repeats)
             report(res)
             rows.append(res)
     summary(rows)
@@ -281,12 +306,17 @@ def report(r: dict) -> None:
 
 
 def summary(rows: list[dict]) -> None:
-    print("\nmodel  thr |  pp512 tok/s  (llama.cpp) |  tg tok/s  (llama.cpp) | ttft 1500 s | warm load s")
+    measured = any("llama" in r for r in rows)
+    source = "llama.cpp measured in this run" if measured else "llama.cpp: the issue's figures, another machine"
+    print(f"\n({source})")
+    print("model  thr |  pp512 tok/s  llama.cpp  ratio |  tg tok/s  llama.cpp  ratio | ttft 1500 s | warm load s")
     for r in rows:
-        s, ref = r["speed"], LLAMA_CPP.get(r["model"], {}) if r["threads"] == 2 else {}
+        s = r["speed"]
+        ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if r["threads"] == 2 else {})
         pp, tgd = 512 / s["pp512"]["wall"], s["tg"]["n"] / s["tg"]["wall"]
-        print(f"{r['model']:5s} {r['threads']:4d} | {pp:11.1f}  ({ref.get('pp512', float('nan')):6.1f})   | "
-              f"{tgd:8.2f}  ({ref.get('tg', float('nan')):6.1f})    | {s['ttft1500']['wall']:11.2f} | "
+        ref_pp, ref_tg = (ref or {}).get("pp512", float("nan")), (ref or {}).get("tg", float("nan"))
+        print(f"{r['model']:5s} {r['threads']:4d} | {pp:11.1f}  {ref_pp:9.1f}  {pp / ref_pp:5.2f} | "
+              f"{tgd:8.2f}  {ref_tg:9.1f}  {tgd / ref_tg:5.2f} | {s['ttft1500']['wall']:11.2f} | "
               f"{r['warm']['load']['wall']:10.2f}")
 
 

@@ -15,6 +15,7 @@ import argparse
 import collections
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SYSTEMS = ["hybrid", "hybrid-nopath", "dense", "lexical"]
+
+
+def seed_vectors_from_siblings(index_root: Path, corpus: str) -> int:
+    """Hard-link the cached vector shards of other versions of the same project (django-3.1 -> django-4.0).
+
+    Why: two releases of one project share most of their chunks, and vectors are keyed by chunk content hash
+    and model, so a vector embedded for django-3.1 is exactly the vector django-4.0's identical chunk needs.
+    Shards are immutable once written (.npy first, .keys last), so a hard link is a safe share: compacting one
+    corpus's cache unlinks only its own links. Returns the number of shards linked."""
+    project = corpus.rsplit("-", 1)[0]
+    mine = index_root / corpus / "vectors"
+    linked = 0
+    for sibling in sorted(index_root.glob(project + "-*")):
+        if sibling.name == corpus or sibling.name.rsplit("-", 1)[0] != project:
+            continue
+        for keys in sorted((sibling / "vectors").glob("*/*.keys")):
+            npy = keys.with_suffix(".npy")
+            dest = mine / keys.parent.name
+            if not npy.exists() or (dest / keys.name).exists():
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            for src in (keys.parent / "space.json", npy, keys):      # keys last: a shard exists once .keys does
+                if src.exists() and not (dest / src.name).exists():
+                    os.link(src, dest / src.name)
+            linked += 1
+    return linked
 
 
 def load_score_module(eval_dir: Path):
@@ -43,6 +70,8 @@ def main() -> None:
     ap.add_argument("--baselines", default="bm25,bm25-chunk")
     ap.add_argument("--lexical-only", action="store_true",
                     help="no embedding: index chunk table + BM25 only, score lexical with/without path boost")
+    ap.add_argument("--no-share-vectors", action="store_true",
+                    help="do not reuse cached vectors of other versions of the same project")
     ap.add_argument("--out", help="write per-query results + summary JSON here")
     a = ap.parse_args()
 
@@ -84,6 +113,10 @@ def main() -> None:
                 res = b.search(qs[i]["query"], a.k)
                 per_query[i]["systems"][b.name] = score.score_one(qs[i], res, b.returns_chunks)
 
+        if not a.no_share_vectors and not a.lexical_only:
+            n = seed_vectors_from_siblings(Path(a.index_root), corpus)
+            if n:
+                print(f"  reusing {n} vector shards of other {corpus.rsplit('-', 1)[0]} versions", file=sys.stderr)
         cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / corpus)}})
         t = time.time()
         report = index_repository(cfg, progress=not a.lexical_only, embedder=embedder, embed=not a.lexical_only)
