@@ -118,6 +118,15 @@ def worker_load(spec: dict) -> dict:
     return {"load": load.as_dict(), "ready": {"wall": load.wall + first.wall, "cpu": load.cpu + first.cpu}}
 
 
+def _rss_mb() -> int:
+    """Resident set size now, MB of 10^6 bytes like the peak (Linux /proc; 0 elsewhere): logged per stage to show where peak RSS comes from."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 // 10**6 for line in f if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return 0
+
+
 def _greedy_decode(model, token: int, n: int) -> dict:
     """Time n greedy decode steps from `token` on the model's current cache."""
     with Clock() as c:
@@ -130,7 +139,7 @@ def worker_speed(spec: dict) -> dict:
     from generator.generate import Generator
     gen = Generator.load(spec["path"], n_ctx=N_CTX, threads=spec["threads"], q1_decode=spec["decode"],
                          kv_cache=spec["kv"])
-    model, out = gen.model, {}
+    model, out = gen.model, {"rss_stages": [("load", _rss_mb())]}
     model.prefill([1, 2, 3, 4, 5] * 4)  # compile / warm every path (matvec and both matmul tile sizes)
     model.decode(6)
     model.prefill(list(range(100, 140)))
@@ -145,11 +154,13 @@ def worker_speed(spec: dict) -> dict:
             model.prefill(_prompt(512, model.config.n_vocab, r))
         best = c.as_dict() if best is None or c.wall < best["wall"] else best
     out["pp512"] = best
+    out["rss_stages"].append(("pp512", _rss_mb()))
     print(f"  [worker] pp512 {best}", file=sys.stderr, flush=True)
 
     model.reset()
     out["tg"] = _greedy_decode(model, int(model.prefill([1]).argmax()), spec["tg"])
     print(f"  [worker] tg {out['tg']}", file=sys.stderr, flush=True)
+    out["rss_stages"].append(("tg", _rss_mb()))
 
     model.reset()
     with Clock() as c:
@@ -159,6 +170,7 @@ def worker_speed(spec: dict) -> dict:
     # decoding after that prompt: what a RAG answer runs at (attention reads 1,500 cached positions per token)
     out["tg_at1500"] = _greedy_decode(model, 100, spec["tg"])
     print(f"  [worker] tg after 1500 {out['tg_at1500']}", file=sys.stderr, flush=True)
+    out["rss_stages"].append(("ttft1500+tg", _rss_mb()))
 
     # chat: a long first turn, then a second turn that extends it (prefix reuse)
     model.reset()
@@ -171,6 +183,7 @@ def worker_speed(spec: dict) -> dict:
     out["chat"] = {"turn1_tokens": len(r1.prompt_token_ids), "turn1_ttft": r1.timings.ttft_s,
                    "turn2_tokens": len(r2.prompt_token_ids), "turn2_cached": r2.cached_prompt_tokens,
                    "turn2_ttft": r2.timings.ttft_s}
+    out["rss_stages"].append(("chat", _rss_mb()))
     return out
 
 
@@ -301,8 +314,8 @@ def report(r: dict) -> None:
     print(f"ttft   1500-token prompt {fmt(tt)}; chat turn 1 ({chat['turn1_tokens']} tok) {chat['turn1_ttft']:.2f} s, "
           f"turn 2 ({chat['turn2_tokens']} tok, {chat['turn2_cached']} cached) {chat['turn2_ttft']:.2f} s")
     print(f"rss    peak {s['maxrss'] / 1e6:.0f} MB; target file {s['file_bytes'] / 1e6:.0f} + KV(n_ctx {N_CTX}) "
-          f"{s['kv_bytes'] / 1e6:.0f} + 300 = {target / 1e6:.0f} MB -> {'OK' if s['maxrss'] <= target else 'OVER'}",
-          flush=True)
+          f"{s['kv_bytes'] / 1e6:.0f} + 300 = {target / 1e6:.0f} MB -> {'OK' if s['maxrss'] <= target else 'OVER'}; "
+          "resident after " + ", ".join(f"{k} {v}" for k, v in s.get("rss_stages", [])) + " MB", flush=True)
 
 
 def summary(rows: list[dict]) -> None:

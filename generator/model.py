@@ -16,6 +16,7 @@ logits = W_head . (rmsnorm(x_L) * output_norm), W_head = output.weight or (tied)
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels.matrix import Q1_DECODE_MODES
+from .kernels.matrix import Q1_DECODE_MODES, PackedRows
 from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
 from .kernels.matrix import QuantMatrix, prepare_stacked
 from . import layers
@@ -152,6 +153,28 @@ def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int, q1_decode: str = "fl
     return matrix
 
 
+def _pages_on_use(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zeroed array whose memory becomes resident only where it is written, 4 KB at a time.
+
+    WHY: numpy advises the kernel to back large arrays with 2 MB huge pages, so one value written at
+    position 0 of every (layer, head) block made the whole KV cache resident at the first token (Bonsai-8B,
+    n_ctx 2048: all 151 MB of values). An anonymous map without that advice grows with the positions used:
+    the value cache of a short prompt costs what the prompt fills. (Keys are stored position-minor, so each
+    key row's first page is touched at once whatever the page size.)"""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+def _rows(gf: GGUFFile, name: str, n_in: int, n_out: int) -> PackedRows:
+    """A tensor read only by row (an untied token embedding), left in the memory map."""
+    ref = gf.require(name, (n_in, n_out))
+    try:
+        return PackedRows(ref.ggml_type, ref.raw, n_in, n_out)
+    except KernelFormatError as exc:
+        raise gf.error(f"tensor {name!r}: {exc}") from None
+
+
 def _stacked(gf: GGUFFile, names: list[str], n_in: int, n_outs: list[int], q1_decode: str) -> QuantMatrix:
     """Matrices that multiply the same input, as one (see prepare_stacked)."""
     refs = [gf.require(name, (n_in, n)) for name, n in zip(names, n_outs)]
@@ -195,7 +218,11 @@ class Qwen3Model:
         self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx, kv_cache)
 
         # ---- weights (matrices stay packed in the memory map; prepare_matrix may repack once) ----
-        self.tok_embd = _matrix(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab, q1_decode)   # rows = token vectors
+        self.tied = not gguf.has_tensor("output.weight")
+        if self.tied:   # token_embd is the LM head too: a full matrix (rows = token vectors)
+            self.tok_embd = _matrix(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab, q1_decode)
+        else:           # row lookups only: stays in the file map (see PackedRows)
+            self.tok_embd = _rows(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab)
         self.layers = [
             LayerWeights(
                 attn_norm=_vector(gguf, f"blk.{i}.attn_norm.weight", cfg.n_embd),
@@ -212,7 +239,6 @@ class Qwen3Model:
             for i in range(cfg.n_layer)
         ]
         self.output_norm = _vector(gguf, "output_norm.weight", cfg.n_embd)            # (n_embd,)
-        self.tied = not gguf.has_tensor("output.weight")
         self.lm_head = self.tok_embd if self.tied else _matrix(gguf, "output.weight", cfg.n_embd, cfg.n_vocab, q1_decode)
 
         # ---- RoPE tables (YaRN folded in) ----
@@ -225,8 +251,8 @@ class Qwen3Model:
         # holding F16 bits (decode reads the whole cache per token: at 1,500 positions of Bonsai-1.7B that is
         # 344 MB in float32, more than the weights) ----
         kv_dtype = KV_CACHE_TYPES[kv_cache]
-        self.k_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx), kv_dtype)
-        self.v_cache = np.zeros((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), kv_dtype)
+        self.k_cache = _pages_on_use((cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx), kv_dtype)
+        self.v_cache = _pages_on_use((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), kv_dtype)
 
         # ---- decode work buffers, (1, n) so the batched layer kernels serve decode too ----
         qd, kd, ff = cfg.q_dim, cfg.kv_dim, cfg.n_ff

@@ -214,3 +214,34 @@ def test_stacked_matrices_equal_their_parts_side_by_side(types):
     _assert_close(m.matmul(xs), xs @ w.T, np.abs(xs) @ np.abs(w).T)
     for i in (0, 66, 67, 100, 139):
         assert np.array_equal(m.row(i), w[i].astype(np.float32))
+
+
+@pytest.mark.parametrize("ggml_type", ALL_TYPES)
+def test_packed_rows_decode_each_row_exactly_without_copying_the_tensor(ggml_type):
+    """PackedRows (untied token embeddings, e.g. Bonsai-8B's 87.5 MB token_embd) reads rows straight from the
+    raw bytes: every row equals the dequantized tensor's row bit for bit, and the tensor is not copied."""
+    from generator.kernels.matrix import PackedRows
+
+    n_in, n_out = SHAPES[ggml_type]
+    raw = quantize(ggml_type, _weights(n_out, n_in, seed=3))
+    rows = PackedRows(ggml_type, raw, n_in, n_out)
+    assert np.shares_memory(rows.raw, raw)
+    w = dequantize(ggml_type, raw, n_in, n_out)
+    out = np.empty(n_in, np.float32)
+    for i in (0, 1, n_out // 2, n_out - 1):
+        assert np.array_equal(rows.row(i), w[i])
+        assert rows.row(i, out) is out and np.array_equal(out, w[i])
+    with pytest.raises(IndexError):
+        rows.row(n_out)
+
+
+def test_untied_model_keeps_its_token_embedding_in_the_file_map():
+    """An untied model's token_embd is only looked up by row, so the loader leaves it zero-copy (PackedRows);
+    a tied one is also the LM head and is a full QuantMatrix."""
+    from generator.kernels.matrix import PackedRows
+    from generator.model import Qwen3Model
+
+    untied = Qwen3Model.load(FIXTURE.with_name("tiny-untied-yarn-q1_0.gguf"), n_ctx=64)
+    assert isinstance(untied.tok_embd, PackedRows) and untied.lm_head is not untied.tok_embd
+    tied = Qwen3Model.load(FIXTURE, n_ctx=64)
+    assert not isinstance(tied.tok_embd, PackedRows) and tied.lm_head is tied.tok_embd
