@@ -24,9 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels.matrix import Q1_DECODE_MODES, PackedRows
 from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
-from .kernels.matrix import QuantMatrix, prepare_stacked
+from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, prepare_stacked
 from . import layers
 
 
@@ -161,9 +160,11 @@ def _pages_on_use(shape: tuple[int, ...], dtype) -> np.ndarray:
     n_ctx 2048: all 151 MB of values). An anonymous map without that advice grows with the positions used:
     the value cache of a short prompt costs what the prompt fills. (Keys are stored position-minor, so each
     key row's first page is touched at once whatever the page size.)"""
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buf = mmap.mmap(-1, max(n, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    if not hasattr(mmap, "MAP_ANONYMOUS"):          # Windows: no anonymous private maps in Python's mmap
+        return np.zeros(shape, dtype)
+    count = int(np.prod(shape))
+    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
 
 
 def _rows(gf: GGUFFile, name: str, n_in: int, n_out: int) -> PackedRows:
