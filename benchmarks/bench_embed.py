@@ -16,6 +16,9 @@ Quality: (docstring first line -> function without its docstring) pairs from ano
 `rich`); the corpus is every function of that package with >= 3 lines. Recall@1/@10 per configuration
 on the same queries, and the mean cosine of its chunk vectors to the fp32 torch ones.
 
+Ceiling: the anchor's GFLOP per CPU-second (encoder FLOPs of the windows' real token counts) as a share of one
+core's fp32 GEMM peak, measured in torch at the model's FFN shape: how much any fp32 backend could still gain.
+
 Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
 of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
