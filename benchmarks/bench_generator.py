@@ -119,7 +119,8 @@ def worker_load(spec: dict) -> dict:
 
 
 def _rss_mb() -> int:
-    """Resident set size now, MB of 10^6 bytes like the peak (Linux /proc; 0 elsewhere): logged per stage to show where peak RSS comes from."""
+    """Resident set size now, in MB of 10^6 bytes like the peak (Linux /proc; 0 elsewhere). Logged after each
+    stage, it shows where the peak comes from (load, first prefill, long prompt, chat)."""
     try:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 // 10**6 for line in f if line.startswith("VmRSS"))
