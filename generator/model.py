@@ -142,9 +142,13 @@ class LayerWeights:
     w_down: QuantMatrix     # n_ff -> n_embd
 
 
-def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int, q1_decode: str = "float") -> QuantMatrix:
+def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int, q1_decode: str = "float",
+            rows_only: bool = False) -> QuantMatrix:
+    """A weight matrix; rows_only (an untied token embedding) leaves it in the memory map (see PackedRows)."""
     ref = gf.require(name, (n_in, n_out))
     try:
+        if rows_only:
+            return PackedRows(ref.ggml_type, ref.raw, n_in, n_out)
         matrix = prepare_matrix(ref.ggml_type, ref.raw, n_in, n_out, q1_decode)
     except KernelFormatError as exc:
         raise gf.error(f"tensor {name!r}: {exc}") from None
@@ -165,15 +169,6 @@ def _pages_on_use(shape: tuple[int, ...], dtype) -> np.ndarray:
     count = int(np.prod(shape))
     buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
-
-
-def _rows(gf: GGUFFile, name: str, n_in: int, n_out: int) -> PackedRows:
-    """A tensor read only by row (an untied token embedding), left in the memory map."""
-    ref = gf.require(name, (n_in, n_out))
-    try:
-        return PackedRows(ref.ggml_type, ref.raw, n_in, n_out)
-    except KernelFormatError as exc:
-        raise gf.error(f"tensor {name!r}: {exc}") from None
 
 
 def _stacked(gf: GGUFFile, names: list[str], n_in: int, n_outs: list[int], q1_decode: str) -> QuantMatrix:
@@ -219,11 +214,9 @@ class Qwen3Model:
         self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx, kv_cache)
 
         # ---- weights (matrices stay packed in the memory map; prepare_matrix may repack once) ----
-        self.tied = not gguf.has_tensor("output.weight")
-        if self.tied:   # token_embd is the LM head too: a full matrix (rows = token vectors)
-            self.tok_embd = _matrix(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab, q1_decode)
-        else:           # row lookups only: stays in the file map (see PackedRows)
-            self.tok_embd = _rows(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab)
+        self.tied = not gguf.has_tensor("output.weight")   # tied: token_embd is the LM head too
+        self.tok_embd = _matrix(gguf, "token_embd.weight", cfg.n_embd, cfg.n_vocab, q1_decode,   # rows = tokens
+                                rows_only=not self.tied)
         self.layers = [
             LayerWeights(
                 attn_norm=_vector(gguf, f"blk.{i}.attn_norm.weight", cfg.n_embd),

@@ -222,29 +222,25 @@ class Q1Matrix(QuantMatrix):
         q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)
 
 
-class PackedRows:
+class PackedRows(QuantMatrix):
     """A matrix that is only ever read one row at a time (an untied token embedding), left zero-copy in the
-    file's memory map and decoded row by row with the exact `dequantize`.
+    file's memory map and decoded row by row with the exact `dequantize`. It has no matvec/matmul.
 
     WHY: Bonsai-8B's `token_embd` (151,936 x 4,096 Q1_0, 87.5 MB) is never multiplied: its own `output.weight`
     is the LM head. Repacked like a matrix, it was 87.5 MB of private memory and put the 8B engine 26 MB over
     its peak-RSS budget (file + KV cache + 300 MB). Here only the pages of the rows a prompt uses become
     resident, and they are clean file pages the OS can drop. (A tied embedding is the LM head as well and
-    must stay a QuantMatrix.)"""
+    must stay a full QuantMatrix.)"""
 
     def __init__(self, ggml_type: int, raw: np.ndarray, n_in: int, n_out: int):
-        self.raw = check_raw(ggml_type, raw, n_in, n_out)          # (n_out * row_bytes,) uint8, zero-copy
-        self.ggml_type, self.n_in, self.n_out = ggml_type, n_in, n_out
-        self.row_bytes = self.raw.size // n_out
+        raw = check_raw(ggml_type, raw, n_in, n_out)
+        super().__init__(ggml_type, n_in, n_out, raw.size)
+        self.raw = raw                                   # (n_out * row_bytes,) uint8, zero-copy
+        self.row_bytes = raw.size // n_out
 
-    def row(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
-        if not 0 <= i < self.n_out:
-            raise IndexError(f"row {i} out of range for {self.n_out} rows")
-        values = dequantize(self.ggml_type, self.raw[i * self.row_bytes:(i + 1) * self.row_bytes], self.n_in, 1)
-        if out is None:
-            return values.reshape(self.n_in)
-        out[...] = values.reshape(self.n_in)
-        return out
+    def _dequant_rows_into(self, r0, r1, out):
+        rb = self.row_bytes
+        out[...] = dequantize(self.ggml_type, self.raw[r0 * rb:r1 * rb], self.n_in, r1 - r0)
 
 
 def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int, q1_decode: str = "float") -> QuantMatrix:
