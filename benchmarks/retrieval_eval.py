@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SYSTEMS = ["hybrid", "hybrid-nopath", "dense", "lexical"]
+# mode[-ablation]: "nopath" turns off the boost of files the question names, "nocap" the per-file hit cap
+SYSTEMS = ["hybrid", "hybrid-nopath", "hybrid-nocap", "dense", "lexical", "lexical-nocap"]
 
 
 def seed_vectors_from_siblings(index_root: Path, corpus: str) -> int:
@@ -126,10 +127,11 @@ def main() -> None:
         print("  " + index_log[-1], file=sys.stderr, flush=True)
         searcher = Searcher(cfg, embedder=embedder)
         for system in systems:
-            mode = system.split("-")[0]
+            mode, _, ablation = system.partition("-")
             t = time.time()
             for i in idxs:
-                hits = searcher.search(qs[i]["query"], k=a.k, mode=mode, path_boost=not system.endswith("nopath"))
+                hits = searcher.search(qs[i]["query"], k=a.k, mode=mode, path_boost=ablation != "nopath",
+                                       max_hits_per_file=0 if ablation == "nocap" else None)
                 res = [{"path": score.norm_path(h.path, str(cdir)), "start_line": h.start_line,
                         "end_line": h.end_line} for h in hits]
                 m = score.score_one(qs[i], res, True)

@@ -70,7 +70,8 @@ class IndexConfig:
 class SearchConfig:
     k: int = 10
     mode: str = "hybrid"                     # hybrid | dense | lexical
-    max_hits_per_file: int = 0               # 0 = no cap
+    max_hits_per_file: int = 2               # 0 = no cap. 2 spreads the top k over more files: dev set (45 queries)
+                                             # file R@10 hybrid .689 -> .733, dense .511 -> .600, lexical .689 both
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/search_server.py)
     server_idle_timeout: float = 600.0       # seconds without a search before that server exits
@@ -210,4 +211,6 @@ class RagbitConfig:
                             ("chunk max_tokens", self.chunk.max_tokens), ("budget", self.query.budget)):
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if self.search.max_hits_per_file < 0:
+            raise ConfigError(f"max_hits_per_file must be 0 (no cap) or more, got {self.search.max_hits_per_file}")
         self.pipeline.validate()

@@ -91,6 +91,31 @@ def test_bad_mode(repo):
     assert_one_line_error(invoke("index", repo, "--dense", "kdtree"), "--dense", "kdtree")
 
 
+def test_search_flags_default_to_ragbit_toml(repo):
+    """-k, --mode and --max-per-file left out take ragbit.toml's [search] values; given, they win over it."""
+    # one file with many matching definitions, so that a cap has something to cut
+    (repo / "src" / "billing.py").write_text("".join(
+        f"def invoice_step_{i}(invoice):\n    \"\"\"Invoice step {i}: total, tax.\"\"\"\n"
+        + "".join(f"    invoice.total_{j} = invoice.tax * {j}\n" for j in range(30)) + "\n\n" for i in range(6)))
+    assert invoke("index", repo, "--quiet").exit_code == 0
+
+    def files(*flags):
+        r = invoke("search", "invoice total tax", "--repo", repo, "--json", *flags)
+        assert r.exit_code == 0, r.output
+        return [h["path"] for h in json.loads(r.stdout)]
+
+    uncapped = files("--max-per-file", "0", "-k", "20")
+    assert max(uncapped.count(p) for p in uncapped) > 2        # the repo has files with 3+ matching chunks
+    default = files("-k", "20")
+    assert max(default.count(p) for p in default) <= 2         # the default cap is 2 hits per file
+    (repo / "ragbit.toml").write_text("[search]\nk = 3\nmax_hits_per_file = 1\n")
+    from_toml = files()
+    assert len(from_toml) == 3 and len(set(from_toml)) == 3
+    assert len(files("-k", "5")) == 5
+    (repo / "ragbit.toml").write_text("[search]\nmax_hits_per_file = -1\n")
+    assert_one_line_error(invoke("search", "invoice", "--repo", repo), "max_hits_per_file")
+
+
 def test_corrupt_index(repo):
     assert invoke("index", repo, "--quiet").exit_code == 0
     (repo / ".ragbit" / "CURRENT").write_text("garbage\n")

@@ -116,9 +116,11 @@ def index(
 def search(
     question: str = typer.Argument(..., help="what you are looking for"),
     repo: Path = typer.Option(Path("."), "--repo", help="indexed repository"),
-    k: int = typer.Option(10, "-k", min=1, help="number of results"),
-    mode: str = typer.Option("hybrid", "--mode", metavar="[hybrid|dense|lexical]", help="how to rank"),
-    max_per_file: int = typer.Option(0, "--max-per-file", min=0, help="at most N chunks per file (0 = no cap)"),
+    k: Optional[int] = typer.Option(None, "-k", min=1, help="number of results (config search.k, default 10)"),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="[hybrid|dense|lexical]",
+                                       help="how to rank (config search.mode, default hybrid)"),
+    max_per_file: Optional[int] = typer.Option(None, "--max-per-file", min=0, help="at most N chunks per file, "
+                                               "0 = no cap (config search.max_hits_per_file, default 2)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
     no_server: bool = typer.Option(False, "--no-server", help="search in this process only: neither use nor "
@@ -129,9 +131,11 @@ def search(
 
     def go():
         from ragbit import search_server
-        cfg = _config(repo, {"index": {"dir": index_dir}})
-        return search_server.search(cfg, question, k=k, mode=mode, max_hits_per_file=max_per_file,
-                                    use_server=cfg.search.server and not no_server)
+        cfg = _config(repo, {"index": {"dir": index_dir},
+                             "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
+        s = cfg.search
+        return search_server.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file,
+                                    use_server=s.server and not no_server)
     hits = _run(go)
     if not hits.dense_complete:
         typer.echo("note: the dense index is incomplete (embedding still running or interrupted); "
