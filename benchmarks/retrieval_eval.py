@@ -161,6 +161,7 @@ def main() -> None:
     print("|---" * (len(keys) + 1) + "|")
     for name in names:
         print(f"| {name} | " + " | ".join(fmt(summary[name][k]) for k in keys) + " |")
+    paired("ragbit-hybrid", "ragbit-lexical", per_query)
     print("\nindexing:")
     for line in index_log:
         print("  " + line)
@@ -169,6 +170,15 @@ def main() -> None:
         with open(a.out, "w") as f:
             json.dump({"summary": summary, "per_query": per_query, "timing_s": timing}, f, indent=1)
         print(f"wrote {a.out}")
+
+
+def paired(a: str, b: str, per_query: list[dict], key: str = "file_R@10") -> None:
+    """Per-query wins and losses of system a over b: a mean difference of one or two queries is noise."""
+    diffs = [pq["systems"][a][key] - pq["systems"][b][key] for pq in per_query
+             if a in pq["systems"] and b in pq["systems"]]
+    if diffs:
+        print(f"\n{a} vs {b}, {key} per query: better on {sum(d > 0 for d in diffs)}, worse on "
+              f"{sum(d < 0 for d in diffs)}, equal on {sum(d == 0 for d in diffs)} of {len(diffs)}")
 
 
 if __name__ == "__main__":
