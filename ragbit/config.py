@@ -71,8 +71,8 @@ class SearchConfig:
     k: int = 10
     mode: str = "hybrid"                     # hybrid | dense | lexical
     max_hits_per_file: int = 2               # 0 = no cap. 2 spreads the top k over more files: hybrid file R@10
-                                             # .689 -> .733 on the 45 dev-set queries it was chosen on, .667 -> .762
-                                             # on django-3.1's 21 held out (benchmarks/retrieval_eval.py)
+                                             # .689 -> .733 on the 45 dev-set queries it was chosen on, .700 -> .775
+                                             # on the 40 django queries held out (benchmarks/retrieval_eval.py)
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/search_server.py)
     server_idle_timeout: float = 600.0       # seconds without a search before that server exits
