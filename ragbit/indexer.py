@@ -5,6 +5,8 @@ BM25 are ready in seconds, so they are committed first (dense marked incomplete;
 vectors already in the cache comes along); then missing vectors are embedded into the VectorCache, flushed
 batch by batch, and a second generation adds the full dense index. A run killed at any point leaves the
 last committed generation intact, and the next run finds every vector already computed in the cache.
+When every missing vector fits one flush batch (a small edit: seconds of model time), the first generation
+would protect nothing, so the run embeds first and commits once: that saves writing the dense index twice.
 
 Why incremental: the previous generation's chunk table (path -> sha256 -> chunks) is reused for unchanged
 files, so only new and changed files are chunked; vectors are looked up by chunk content hash, so only
@@ -226,8 +228,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         lexical = _build_lexical(table, reused, prev_dir)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
-        _commit(store, base_manifest, table, lexical, vectors, found, complete,
-                kind=cfg.index.dense if complete else "flat")
+        one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
+        if not one_commit:
+            _commit(store, base_manifest, table, lexical, vectors, found, complete,
+                    kind=cfg.index.dense if complete else "flat")
 
         # ---- 4. embed what is missing, flushing to the cache as we go
         if not complete and not embed:
@@ -261,8 +265,11 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
-            _commit(store, base_manifest, table, None, vectors, found, True, kind=cfg.index.dense,
-                    copy_from=Path(store.current()))
+            if one_commit:
+                _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense)
+            else:
+                _commit(store, base_manifest, table, None, vectors, found, True, kind=cfg.index.dense,
+                        copy_from=Path(store.current()))
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True
         _maybe_compact(cache, keys)

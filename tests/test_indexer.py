@@ -53,6 +53,29 @@ def test_unchanged_run_embeds_nothing_and_writes_nothing(repo):
     assert report.files_unchanged == 6 and report.chunks_reused == report.chunks and report.chunks_embedded == 0
 
 
+def test_small_edit_embeds_first_and_commits_one_generation(repo, monkeypatch):
+    """Missing vectors that fit one flush batch: one generation; more than that: the lexical one comes first."""
+    import ragbit.indexer as ix
+    from indexes.store import IndexStore
+    run(repo)
+    store = IndexStore(RagbitConfig.load(repo).index_dir)
+    generation = store.manifest()["generation"]
+    retry = repo / "src/net/retry.py"
+    retry.write_text(retry.read_text() + "\n\ndef jitter(delay):\n    return delay * 0.5\n")
+    report, emb = run(repo)
+    assert 0 < report.chunks_embedded <= ix.EMBED_FLUSH and report.dense_complete
+    assert store.manifest()["generation"] == generation + 1
+    hits = Searcher(RagbitConfig.load(repo), embedder=FakeEmbedder()).search("jitter delay", k=3, mode="dense")
+    assert hits.dense_complete and any(h.path == "src/net/retry.py" for h in hits)
+
+    monkeypatch.setattr(ix, "EMBED_FLUSH", 1)          # two new chunks no longer fit a batch: two generations
+    for p in sorted(repo.rglob("*.py"))[:2]:
+        p.write_text(p.read_text() + "\n# again\n")
+    report, _ = run(repo)
+    assert report.chunks_embedded >= 2 and report.dense_complete
+    assert store.manifest()["generation"] == generation + 3
+
+
 def test_incremental_modify_add_delete(repo):
     first, _ = run(repo)
     retry = repo / "src/net/retry.py"
