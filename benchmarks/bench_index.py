@@ -7,6 +7,7 @@ is that project's alone. Timings are wall clock on a shared machine: compare the
 
     python benchmarks/bench_index.py --max-files 300          # quick: first 300 files of each project
     python benchmarks/bench_index.py                          # everything (Django: ~1 h of embedding on 2 cores)
+    python benchmarks/bench_index.py --projects django --reindex-only 3   # one-file re-index on that index again
 """
 from __future__ import annotations
 
@@ -102,6 +103,35 @@ def search_latency(cfg, embedder) -> dict:
     return latency
 
 
+def reindex_one_file(repo: Path, cfg, embedder, tag: str = "") -> tuple[float, object]:
+    """Append a comment to one mid-sized .py file, time `index_repository`, restore the file (source stays pristine)."""
+    from ragbit.indexer import index_repository
+    touched = next(p for p in sorted(repo.rglob("*.py")) if p.stat().st_size > 2000)
+    original = touched.read_text()
+    try:
+        touched.write_text(original + f"\n# touched by bench_index {tag}\n")
+        t = time.perf_counter()
+        report = index_repository(cfg, progress=False, embedder=embedder)
+        return time.perf_counter() - t, report
+    finally:
+        touched.write_text(original)
+
+
+def reindex_only(repo: Path, index_dir: Path, repeats: int) -> None:
+    """The one-file re-index, `repeats` times, on the (fully embedded) index a previous full run left behind."""
+    from ragbit.config import RagbitConfig
+    from ragbit.embeddings import Embedder
+    from ragbit.indexer import index_repository
+    cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
+    embedder = Embedder(cfg.embed)
+    embedder.embed(["warm up the model"], progress=False)
+    for i in range(repeats):
+        seconds, r = reindex_one_file(repo, cfg, embedder, tag=f"{i} {time.time_ns()}")   # new text: one chunk to embed
+        print(f"  re-index after touching one file: {seconds:.2f}s ({r.files_changed} changed, {r.chunks_embedded} "
+              "embedded): " + ", ".join(f"{k} {v:.2f}s" for k, v in r.timings.items()), flush=True)
+    index_repository(cfg, progress=False, embedder=embedder)       # back in step with the restored file
+
+
 def run_one(repo: Path, index_dir: Path) -> dict:
     from ragbit.config import RagbitConfig
     from ragbit.embeddings import Embedder
@@ -118,16 +148,7 @@ def run_one(repo: Path, index_dir: Path) -> dict:
     cold = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    touched = next(p for p in sorted(repo.rglob("*.py")) if p.stat().st_size > 2000)
-    original = touched.read_text()
-    try:
-        touched.write_text(original + "\n# touched by bench_index\n")
-        t = time.perf_counter()
-        r2 = index_repository(cfg, progress=False, embedder=embedder)
-        reindex = time.perf_counter() - t
-    finally:
-        touched.write_text(original)            # the cached source stays pristine for the next run
-
+    reindex, r2 = reindex_one_file(repo, cfg, embedder)
     latency = search_latency(cfg, embedder)
     return {"files": r.files, "chunks": r.chunks, "cold_s": cold, "files_per_s": r.files / cold,
             "chunks_per_s": r.chunks / cold, "model_share": r.timings.get("model", 0) / cold,
@@ -142,6 +163,8 @@ def main() -> None:
     ap.add_argument("--max-files", type=int, default=0, help="index only the first N files of each project")
     ap.add_argument("--projects", default="requests,django")
     ap.add_argument("--latency-only", action="store_true", help="only search latency, on the indexes of a previous run")
+    ap.add_argument("--reindex-only", type=int, default=0, metavar="N",
+                    help="only the one-file re-index, N times, on the index of a previous full run")
     ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
@@ -149,6 +172,12 @@ def main() -> None:
         return
 
     cache = Path(a.cache)
+    if a.reindex_only:
+        for name in a.projects.split(","):
+            repo = cache / "subset" / name if a.max_files else fetch(PROJECTS[name], cache)
+            print(f"{name}:", flush=True)
+            reindex_only(repo, cache / "index" / name, a.reindex_only)
+        return
     if a.latency_only:
         from ragbit.config import RagbitConfig
         from ragbit.embeddings import Embedder
