@@ -103,6 +103,22 @@ def search_latency(cfg, embedder) -> dict:
     return latency
 
 
+def project_repo(name: str, cache: Path, max_files: int, fresh_subset: bool = False) -> Path:
+    """The source tree a run indexes: the unpacked sdist, or the copy of its first `max_files` files (made anew
+    for a full run; a re-index or latency run reuses the copy its index was built from)."""
+    src = fetch(PROJECTS[name], cache)
+    if not max_files:
+        return src
+    dest = cache / "subset" / name
+    return subset(src, dest, max_files) if fresh_subset or not dest.is_dir() else dest
+
+
+def bench_config(repo: Path, index_dir: Path):
+    """ragbit's config for `repo`, with the index kept under the bench cache rather than inside the source."""
+    from ragbit.config import RagbitConfig
+    return RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
+
+
 def reindex_one_file(repo: Path, cfg, embedder, tag: str = "") -> tuple[float, object]:
     """Append a comment to one mid-sized .py file, time `index_repository`, restore the file (source stays pristine)."""
     from ragbit.indexer import index_repository
@@ -119,10 +135,9 @@ def reindex_one_file(repo: Path, cfg, embedder, tag: str = "") -> tuple[float, o
 
 def reindex_only(repo: Path, index_dir: Path, repeats: int) -> None:
     """The one-file re-index, `repeats` times, on the (fully embedded) index a previous full run left behind."""
-    from ragbit.config import RagbitConfig
     from ragbit.embeddings import Embedder
     from ragbit.indexer import index_repository
-    cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
+    cfg = bench_config(repo, index_dir)
     embedder = Embedder(cfg.embed)
     embedder.embed(["warm up the model"], progress=False)
     for i in range(repeats):
@@ -133,13 +148,12 @@ def reindex_only(repo: Path, index_dir: Path, repeats: int) -> None:
 
 
 def run_one(repo: Path, index_dir: Path) -> dict:
-    from ragbit.config import RagbitConfig
     from ragbit.embeddings import Embedder
     from ragbit.indexer import index_repository
 
     if index_dir.exists():
         shutil.rmtree(index_dir)
-    cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
+    cfg = bench_config(repo, index_dir)
     embedder = Embedder(cfg.embed)
     embedder.count_tokens("warm up the tokenizer")
     embedder.embed(["warm up the model"], progress=False)      # model load is not indexing speed
@@ -174,24 +188,22 @@ def main() -> None:
     cache = Path(a.cache)
     if a.reindex_only:
         for name in a.projects.split(","):
-            repo = cache / "subset" / name if a.max_files else fetch(PROJECTS[name], cache)
+            repo = project_repo(name, cache, a.max_files)
             print(f"{name}:", flush=True)
             reindex_only(repo, cache / "index" / name, a.reindex_only)
         return
     if a.latency_only:
-        from ragbit.config import RagbitConfig
         from ragbit.embeddings import Embedder
         embedder = Embedder()
         for name in a.projects.split(","):
-            repo = cache / "subset" / name if a.max_files else fetch(PROJECTS[name], cache)
-            cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(cache / "index" / name)}})
+            cfg = bench_config(project_repo(name, cache, a.max_files), cache / "index" / name)
             lat = search_latency(cfg, embedder)
             print(f"{name}: search latency p50/p95 ms (k=10, {len(QUESTIONS)} questions): "
                   + "  ".join(f"{mode} {p50:.1f}/{p95:.1f}" for mode, (p50, p95) in lat.items()), flush=True)
         return
     for name in a.projects.split(","):
-        src = fetch(PROJECTS[name], cache)
-        repo = subset(src, cache / "subset" / name, a.max_files) if a.max_files else src
+        src = fetch(PROJECTS[name], cache)                         # unpacked once; names the release below
+        repo = project_repo(name, cache, a.max_files, fresh_subset=True)
         out = subprocess.run([sys.executable, __file__, "--_one", str(repo), str(cache / "index" / name)],
                              capture_output=True, text=True)
         if out.returncode != 0:

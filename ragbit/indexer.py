@@ -265,11 +265,8 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
-            if one_commit:
-                _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense)
-            else:
-                _commit(store, base_manifest, table, None, vectors, found, True, kind=cfg.index.dense,
-                        copy_from=Path(store.current()))
+            _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
+                    copy_from=None if one_commit else Path(store.current()))
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True
         _maybe_compact(cache, keys)
