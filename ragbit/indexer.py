@@ -172,7 +172,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             old = prev.by_path.get(sf.path) if prev is not None else None
             if reuse and old is not None and old.sha256 == sf.sha256:
                 reused[sf.path] = old.first                        # its chunks' position in the previous table
-                per_file.append((sf.path, sf.sha256, prev.chunks_of(sf.path)))
+                per_file.append((sf.path, sf.sha256, None))         # None: copied from `prev` by from_files
                 report.files_unchanged += 1
                 continue
             to_chunk.append((len(per_file), sf.path, sf.text))
@@ -193,7 +193,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         report.skipped = dict(stats.skipped)
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
-        table = ChunkTable.from_files(per_file)
+        table = ChunkTable.from_files(per_file, previous=prev)
         report.chunks = len(table)
         report.timings["walk_chunk"] = time.perf_counter() - t
         if not per_file:
@@ -204,7 +204,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         # ---- 2. vectors we already have
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
         cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
-        keys = [c.content_hash for c in table.chunks]
+        keys = table.content_hash
         vectors, found = cache.get(keys)
         found = np.asarray(found, dtype=bool)
         report.chunks_reused = int(found.sum())
@@ -249,7 +249,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             try:
                 for s in range(0, len(todo), EMBED_FLUSH):
                     batch = todo[s:s + EMBED_FLUSH]
-                    vecs = embedder.embed([table.chunks[i].embed_text for _, i in batch], progress=False)
+                    vecs = embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
                     cache.put([h for h, _ in batch], vecs)
                     bar.advance(len(batch))
                     report.chunks_embedded += len(batch)
@@ -277,7 +277,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
     """BM25 over the chunks; chunks of unchanged files reuse their tokens from the previous generation."""
     from indexes.lexical import LexicalIndex
-    texts = [c.embed_text for c in table.chunks]
+    texts = table.embed_texts                               # lazy: only new chunks' texts are made
     previous = None
     if reused and prev_dir is not None:
         try:

@@ -223,12 +223,13 @@ class Searcher:
         fused = reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k, weights=weights)
         if len(rankings) == 1:                       # one list: keep its own scores (BM25 / cosine)
             fused = list(self._last_scores.items())
-        chunks = self.table.chunks
-        fused = cap_per_key(fused, key=lambda pos: chunks[pos].path, cap=cap)[:k]
-        hits = Hits(Hit(path=chunks[pos].path, start_line=chunks[pos].start_line, end_line=chunks[pos].end_line,
-                        scope=chunks[pos].scope or "", language=chunks[pos].language or "", score=score,
-                        text=chunks[pos].text, rank=r)
-                    for r, (pos, score) in enumerate(fused, start=1))
+        fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap)[:k]
+        hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
         hits.dense_complete = self.dense_complete or mode == "lexical"
         hits.mode = mode
         return hits
+
+    def _hit(self, pos: int, score: float, rank: int) -> Hit:
+        c = self.table.chunk(pos)
+        return Hit(path=c.path, start_line=c.start_line, end_line=c.end_line, scope=c.scope or "",
+                   language=c.language or "", score=score, text=c.text, rank=rank)
