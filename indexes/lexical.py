@@ -158,7 +158,7 @@ class LexicalIndex:
         as a build from scratch, up to the numbering of tokens."""
         if len(texts) == 0:
             return cls(None, 0)
-        from indexes.bm25_build import VectorizedBM25
+        from indexes.bm25_build import FlatCorpus, VectorizedBM25
         old = previous.doc_tokens() if previous is not None and same_as is not None else None
         if old is not None:
             same_as = np.asarray(same_as, dtype=np.int64)
@@ -175,7 +175,7 @@ class LexicalIndex:
         flat, offsets, vocab = _compact(docs, vocab)
         retriever = VectorizedBM25()
         # the empty token keeps a vocabulary (and docs with no tokens) valid; bm25s logs noisily otherwise.
-        retriever.index((np.split(flat, offsets[1:-1]), vocab), show_progress=False, create_empty_token=True)
+        retriever.index(FlatCorpus(flat, offsets, vocab), show_progress=False, create_empty_token=True)
         return cls(retriever, len(texts), doc_tokens=(flat, offsets))
 
     def doc_tokens(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -19,6 +19,7 @@ its own ancestors is not entered again. Skips are counted in `WalkStats`; only p
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -116,6 +117,20 @@ class WalkStats:
         """e.g. "skipped 3 binary, 1 too large, 12 ignored" ("" when nothing was skipped)."""
         parts = [f"{n} {reason}" for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0]))]
         return "skipped " + ", ".join(parts) if parts else ""
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _name_reason(name: str) -> str | None:
+    """SECRET, MEDIA, GENERATED or None for a file name. Matched on the NAME (a gitignore pattern would also
+    match every file below a directory of that name). Cached: names repeat (`__init__.py`, `models.py`: Django
+    has 2.3k distinct names in 6.8k files), and the two specs are ~50 regex tests per name."""
+    if SECRET_SPEC.match_file(name):
+        return SECRET
+    if os.path.splitext(name)[1][1:].lower() in MEDIA_EXTENSIONS:
+        return MEDIA
+    if GENERATED_SPEC.match_file(name):
+        return GENERATED
+    return None
 
 
 # ==================================================================================================================
@@ -256,14 +271,8 @@ class _Walk:
             yield entry, is_dir, target
 
     def _name_rule(self, rel: str, entry: os.DirEntry) -> str | None:
-        # match the file NAME: a gitignore pattern would also match every file below a directory of that name
-        if SECRET_SPEC.match_file(entry.name):
-            return SECRET
-        suffix = os.path.splitext(entry.name)[1][1:].lower()
-        if suffix in MEDIA_EXTENSIONS:
-            return MEDIA
-        if GENERATED_SPEC.match_file(entry.name):
-            return GENERATED
+        if reason := _name_reason(entry.name):
+            return reason
         try:
             if entry.stat().st_size > self.cfg.max_file_bytes:
                 return TOO_LARGE

@@ -8,7 +8,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from indexes.bm25_build import VectorizedBM25
+from indexes.bm25_build import FlatCorpus, VectorizedBM25
 from indexes.lexical import LexicalIndex, code_tokens, corpus_token_ids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +37,13 @@ def test_vectorised_build_equals_bm25s_build(method):
     ours, stock = VectorizedBM25(method=method), bm25s.BM25(method=method)
     ours.index((ids, dict(vocab)), show_progress=False)
     stock.index((ids, dict(vocab)), show_progress=False)
+    # the same corpus as one flat array + offsets (what LexicalIndex.build passes) builds the same index
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in ids])])
+    flat = VectorizedBM25(method=method)
+    flat.index(FlatCorpus(np.concatenate([np.asarray(d, dtype=np.int32) for d in ids]), offsets, dict(vocab)),
+               show_progress=False)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(flat.scores[name], ours.scores[name])
     assert ours.vocab_dict == stock.vocab_dict
     np.testing.assert_array_equal(ours.scores["indptr"], stock.scores["indptr"])
     np.testing.assert_array_equal(ours.scores["indices"], stock.scores["indices"])
