@@ -137,8 +137,8 @@ class ChunkTable:
     def load(cls, directory: Path) -> "ChunkTable":
         path = Path(directory) / TABLE_FILE
         if not path.exists() and (Path(directory) / LEGACY_TABLE_FILE).exists():
-            raise ChunkTableError(f"{Path(directory).parent}: index written by an older ragbit: run "
-                                  "`ragbit index` to update it")
+            raise ChunkTableError(f"{Path(directory).parent}: chunk table written by an older ragbit; "
+                                  "`ragbit index` rewrites it (without re-embedding)")
         try:
             with open(path, encoding="utf-8", newline="") as f:
                 header = json.loads(f.readline())

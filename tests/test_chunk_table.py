@@ -64,5 +64,5 @@ def test_damaged_table_is_a_chunk_table_error(table, tmp_path, damage):
 
 def test_table_of_an_older_ragbit_asks_for_a_re_index(tmp_path):
     (tmp_path / LEGACY_TABLE_FILE).write_text('{"files": []}\n')
-    with pytest.raises(ChunkTableError, match="older ragbit.*ragbit index"):
+    with pytest.raises(ChunkTableError, match="older ragbit; `ragbit index` rewrites it"):
         ChunkTable.load(tmp_path)

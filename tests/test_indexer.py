@@ -196,3 +196,20 @@ def test_embed_false_commits_lexical_only(repo):
     assert hits[0].path == "src/net/retry.py"
     report, emb = run(repo)                    # a normal run completes the dense index
     assert report.chunks_embedded == report.chunks == len(emb.embedded) and report.dense_complete
+
+
+def test_index_of_an_older_ragbit_is_rechunked_without_re_embedding(repo):
+    """A generation holding the pre-columnar `chunks.jsonl`: one warning, every file re-chunked, no vector
+    recomputed (vectors live in the cache, keyed by content), and the new generation is searchable."""
+    from indexes.store import IndexStore
+    from ragbit.chunk_table import LEGACY_TABLE_FILE, TABLE_FILE
+    first, _ = run(repo)
+    gen = IndexStore(RagbitConfig.load(repo).index_dir).current()
+    (gen / TABLE_FILE).rename(gen / LEGACY_TABLE_FILE)
+    warnings = []
+    cfg = RagbitConfig.load(repo)
+    emb = FakeEmbedder()
+    report = index_repository(cfg, progress=False, embedder=emb, warn=warnings.append)
+    assert len(warnings) == 1 and "older ragbit" in warnings[0]
+    assert report.files_added == 6 and emb.embedded == [] and report.chunks == first.chunks
+    assert Searcher(cfg, embedder=emb).search("invoice", k=3)
