@@ -110,10 +110,6 @@ class ChunkTable:
         """Every chunk as a `Chunk`, made on access."""
         return LazyColumn(len(self), self.chunk)
 
-    def chunks_of(self, path: str) -> list[Chunk]:
-        f = self.by_path[path]
-        return [self.chunk(i) for i in range(f.first, f.first + f.count)]
-
     def embed_text(self, i: int) -> str:
         """`Chunk.embed_text` of chunk i, without making the `Chunk`."""
         return make_embed_text(self.path[i], self.scope[i], self.text[i])

@@ -67,7 +67,7 @@ def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
     """What decides how a file is chunked: if it differs from the last run, every file is re-chunked."""
     from ragbit import chunking
     return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
-            "chunker_version": getattr(chunking, "CHUNKER_VERSION", 1)}
+            "chunker_version": chunking.CHUNKER_VERSION}
 
 
 def _index_dir_ignore(cfg: RagbitConfig) -> list[str]:

@@ -23,6 +23,10 @@ from ragbit.config import ChunkConfig
 __all__ = ["Chunk", "chunk_file", "counter_for_tokenizer", "estimate_tokens", "language_for_path",
            "make_embed_text"]
 
+# Part of every index's chunk settings: bump it when chunk boundaries or `make_embed_text` change, so the next
+# `ragbit index` re-chunks every file (the chunk table stores each chunk's content hash instead of recomputing it).
+CHUNKER_VERSION = 1
+
 # What a tree-sitter parse can raise on a grammar or input problem; anything else is a bug and propagates.
 _PARSE_ERRORS = (LookupError, RuntimeError, ValueError, OSError, RecursionError)
 

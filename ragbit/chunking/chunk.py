@@ -9,7 +9,8 @@ def make_embed_text(path: str, scope: str, text: str) -> str:
     """What the embedder and the lexical index see: the path and scope give the model context the lines lack.
 
     One function serves both `Chunk.embed_text` and the chunker's budget checks, so a chunk that was measured
-    to fit `max_tokens` is exactly the string that is later embedded.
+    to fit `max_tokens` is exactly the string that is later embedded. Changing it changes every content hash:
+    bump `CHUNKER_VERSION` with it.
     """
     return f"{path}\n{scope}\n{text}" if scope else f"{path}\n{text}"
 
