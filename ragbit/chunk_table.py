@@ -39,6 +39,7 @@ class FileEntry:
     sha256: str
     first: int           # position of its first chunk in the table
     count: int           # number of chunks
+    stamp: tuple | None = None   # walker.Stamp when it was settled at indexing time: the next walk need not read
 
 
 class LazyColumn(Sequence[T]):
@@ -76,14 +77,13 @@ class ChunkTable:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_files(cls, per_file: list[tuple[str, str, list[Chunk] | None]],
-                   previous: "ChunkTable | None" = None) -> "ChunkTable":
-        """Build from (path, sha256, chunks) in index order. `chunks` None means: this file's chunks as they
-        are in `previous` (an unchanged file), copied column by column without making `Chunk` objects."""
+    def from_files(cls, per_file: list[tuple], previous: "ChunkTable | None" = None) -> "ChunkTable":
+        """Build from (path, sha256, chunks[, stamp]) in index order. `chunks` None means: this file's chunks as
+        they are in `previous` (an unchanged file), copied column by column without making `Chunk` objects."""
         files: list[FileEntry] = []
         cols: dict[str, list] = {name: [] for name in _COLUMNS + ("text",)}
         n = 0
-        for path, sha, chunks in per_file:
+        for path, sha, chunks, *stamp in per_file:
             if chunks is None:
                 old = previous.by_path[path]
                 for name, col in cols.items():
@@ -93,7 +93,7 @@ class ChunkTable:
                 for name, col in cols.items():
                     col.extend(getattr(c, name) for c in chunks)
                 count = len(chunks)
-            files.append(FileEntry(path, sha, n, count))
+            files.append(FileEntry(path, sha, n, count, tuple(stamp[0]) if stamp and stamp[0] else None))
             n += count
         return cls(files, **cols)
 
@@ -114,13 +114,21 @@ class ChunkTable:
         """`Chunk.embed_text` of chunk i, without making the `Chunk`."""
         return make_embed_text(self.path[i], self.scope[i], self.text[i])
 
+    def sha_if_stamped(self, path: str, stamp: tuple) -> str | None:
+        """The recorded sha256 of `path` if `stamp` is the settled stamp recorded with it, else None (the
+        `known` callback of `walker.walk_repository`: the file need not be read)."""
+        f = self.by_path.get(path)
+        return f.sha256 if f is not None and f.stamp is not None and f.stamp == tuple(stamp) else None
+
     @property
     def embed_texts(self) -> LazyColumn[str]:
         return LazyColumn(len(self), self.embed_text)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
-        header = {"version": TABLE_VERSION, "files": [[f.path, f.sha256, f.first, f.count] for f in self.files],
+        header = {"version": TABLE_VERSION,
+                  "files": [[f.path, f.sha256, f.first, f.count] + ([list(f.stamp)] if f.stamp else [])
+                            for f in self.files],
                   **{name: getattr(self, name) for name in _COLUMNS},
                   "text_length": list(map(len, self.text))}
         # newline="": texts are written and read back character for character (no newline translation)
@@ -141,7 +149,7 @@ class ChunkTable:
                 blob = f.read()
             if header.get("version") != TABLE_VERSION:
                 raise ValueError(f"table version {header.get('version')}, this ragbit reads {TABLE_VERSION}")
-            files = [FileEntry(*row) for row in header["files"]]
+            files = [FileEntry(*row[:4], tuple(row[4]) if len(row) > 4 else None) for row in header["files"]]
             columns = {name: header[name] for name in _COLUMNS}
             lengths = header["text_length"]
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:

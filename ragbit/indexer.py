@@ -79,6 +79,15 @@ def _index_dir_ignore(cfg: RagbitConfig) -> list[str]:
     return ["/" + rel.as_posix() + "/"]
 
 
+def stamp_lookup(manifest: dict | None, table: ChunkTable | None, walk_cfg):
+    """`known` for walk_repository: the previous table's settled stamps, when the walk's content rules are the
+    ones they were recorded under; else None (every file is read)."""
+    from ragbit.walker import content_rules
+    if manifest and table is not None and manifest.get("content_rules") == content_rules(walk_cfg):
+        return table.sha_if_stamped
+    return None
+
+
 def check_repo(repo: Path) -> None:
     if not repo.exists():
         raise IndexingError(f"{repo}: no such directory")
@@ -133,7 +142,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
     from ragbit.chunk_pool import chunk_files
-    from ragbit.walker import WalkStats, walk_repository
+    from ragbit.walker import WalkStats, content_rules, settled, walk_repository
 
     t_start = time.perf_counter()
     repo = Path(cfg.repo)
@@ -165,18 +174,23 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
         stats = WalkStats()
-        walk = walk_repository(repo, walk_cfg, warn, stats)
+        walk_started = time.time_ns()
+        known = stamp_lookup(manifest, prev, walk_cfg) if reuse else None    # unchanged stamp: file not read
+        walk = walk_repository(repo, walk_cfg, warn, stats, known)
         per_file, seen, to_chunk, reused = [], set(), [], {}
+        restamped = 0                                  # unchanged files whose settled stamp is new to the table
         for sf in walk:
             seen.add(sf.path)
             old = prev.by_path.get(sf.path) if prev is not None else None
+            stamp = sf.stamp if settled(sf.stamp, walk_started) else None    # only settled stamps are recorded
             if reuse and old is not None and old.sha256 == sf.sha256:
                 reused[sf.path] = old.first                        # its chunks' position in the previous table
-                per_file.append((sf.path, sf.sha256, None))         # None: copied from `prev` by from_files
+                per_file.append((sf.path, sf.sha256, None, stamp))  # None: copied from `prev` by from_files
                 report.files_unchanged += 1
+                restamped += stamp is not None and stamp != old.stamp
                 continue
             to_chunk.append((len(per_file), sf.path, sf.text))
-            per_file.append((sf.path, sf.sha256, None))          # chunks filled in below
+            per_file.append((sf.path, sf.sha256, None, stamp))   # chunks filled in below
             if old is None:
                 report.files_added += 1
             elif old.sha256 != sf.sha256:
@@ -189,7 +203,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             chunked = chunk_files([(path, text) for _, path, text in to_chunk], chunk_cfg, counter,
                                   workers=cfg.index.workers)
             for (i, path, _), chunks in zip(to_chunk, chunked):
-                per_file[i] = (path, per_file[i][1], chunks)
+                per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
         report.skipped = dict(stats.skipped)
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
@@ -212,10 +226,12 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         base_manifest = {
             "repo": str(repo), "embed_model": cfg.embed.model, "embed_model_id": embedder.model_id,
             "embed_dim": dim, "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
-            "dense_kind": cfg.index.dense,
+            "dense_kind": cfg.index.dense, "content_rules": content_rules(walk_cfg),
         }
 
+        # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
         unchanged = (reuse and report.files_unchanged == len(table.files) and not report.files_removed
+                     and not restamped and manifest.get("content_rules") == base_manifest["content_rules"]
                      and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
                      and bool(found.all()))
         if unchanged:                                  # nothing to write: the committed index is current

@@ -1,6 +1,7 @@
 """`ragbit status`: what the committed index holds and how far the repository has moved since.
 
-Compares a fresh walk (sha256 per file) with the chunk table's file list; nothing is chunked or embedded.
+Compares a fresh walk (sha256 per file; files whose stat stamp is the recorded one are not read) with the chunk
+table's file list; nothing is chunked or embedded.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class IndexStatus:
 def index_status(cfg: RagbitConfig) -> IndexStatus:
     from indexes.store import IndexStore
     from ragbit.chunk_table import ChunkTable
-    from ragbit.indexer import _index_dir_ignore
+    from ragbit.indexer import _index_dir_ignore, stamp_lookup
     from ragbit.searcher import IndexMissingError
     from ragbit.walker import walk_repository
 
@@ -41,7 +42,8 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
     manifest, table = store.read(lambda gen, manifest: (manifest, ChunkTable.load(Path(gen))))
     indexed = {f.path: f.sha256 for f in table.files}
     walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
-    now = {sf.path: sf.sha256 for sf in walk_repository(cfg.repo, walk_cfg, lambda msg: None)}
+    known = stamp_lookup(manifest, table, walk_cfg)          # files whose stamp is unchanged are not read
+    now = {sf.path: sf.sha256 for sf in walk_repository(cfg.repo, walk_cfg, lambda msg: None, known=known)}
     created = manifest.get("created")
     when = (datetime.datetime.fromtimestamp(created).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
             if isinstance(created, (int, float)) else str(created))

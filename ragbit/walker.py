@@ -13,6 +13,11 @@ Rules, in the order they are applied (directories are pruned before anything bel
 5. by size (`max_file_bytes`), then by content: NUL byte in the first 8 KB (binary), not UTF-8 (one warning),
    a line longer than `max_line_chars` (minified or generated).
 
+Stat stamps: a caller that indexed the repository before may pass `known(path, stamp)`, which returns the
+sha256 it recorded when the file's stamp (size, mtime, ctime, inode from the directory walk's stat) is the one it
+saw then. Such a file is yielded with `text=None` and is not read: a one-file re-index of Django no longer
+reads and hashes 4k files. Only stamps that were `settled` when recorded may be trusted (see there).
+
 Symlinks are followed only when they resolve inside the repository; a directory link that leads back to one of
 its own ancestors is not entered again. Skips are counted in `WalkStats`; only problems the user may want to fix
 (unreadable, undecodable) produce a warning line.
@@ -94,12 +99,41 @@ def print_to_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+Stamp = tuple  # (size, mtime_ns, ctime_ns, inode) of a file, from the stat the walk makes anyway
+
+# A stamp recorded at time T is trusted later only if the file last changed before T - RACY_MARGIN_NS. A file
+# written during (or just before) the walk may keep its size and get an mtime/ctime in the same clock tick as
+# the one we saw: the kernel stamps files from a coarse clock (a few ms behind time.time_ns), FAT rounds mtime
+# to 2 s. Such "racily clean" files (git's term) are simply read again on the next walk.
+RACY_MARGIN_NS = 2_000_000_000
+CONTENT_RULES_VERSION = 1      # bump when `_Walk.read` decides differently: recorded stamps are then not trusted
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def settled(stamp: Stamp | None, walk_started_ns: int) -> bool:
+    """May a later walk trust `stamp` (recorded by a walk that started at `walk_started_ns`)? ctime is the
+    kernel's: every write, rename, chmod or utime sets it to now, so a content change with the size kept and
+    the mtime restored (`cp -p`, `rsync -t`, `git checkout`) still changes the stamp."""
+    return stamp is not None and max(stamp[1], stamp[2]) < walk_started_ns - RACY_MARGIN_NS
+
+
+def content_rules(cfg: WalkConfig) -> dict:
+    """Everything besides the file's bytes that decides whether a read file is kept: a stamp recorded under
+    other rules is not trusted."""
+    return {"version": CONTENT_RULES_VERSION, "max_file_bytes": cfg.max_file_bytes,
+            "max_line_chars": cfg.max_line_chars}
+
+
 @dataclass(frozen=True)
 class SourceFile:
-    path: str          # repository-relative, POSIX separators
-    abspath: Path      # the repository root (resolved) joined with `path`
-    text: str          # decoded UTF-8, BOM stripped, newlines as "\n"
-    sha256: str        # of the raw bytes on disk
+    path: str                   # repository-relative, POSIX separators
+    abspath: Path               # the repository root (resolved) joined with `path`
+    text: str | None            # decoded UTF-8, BOM stripped, newlines as "\n"; None: not read (`known` stamp)
+    sha256: str                 # of the raw bytes on disk
+    stamp: Stamp | None = None  # taken before the read, so a file changed during the walk looks changed next time
 
 
 @dataclass
@@ -203,12 +237,13 @@ class _Walk:
         return _IgnoreFile(base, GitIgnoreSpec.from_lines(lines))
 
     # ---------------------------------------------------------------------------------- candidates (no reads)
-    def candidates(self) -> Iterator[tuple[str, Path]]:
-        """(relative path, absolute path) of every file that passes the name/size rules, in path order."""
+    def candidates(self) -> Iterator[tuple[str, Path, Stamp | None]]:
+        """(relative path, absolute path, stamp or None) of every file that passes the name/size rules, in
+        path order."""
         yield from self._dir(self.root, "", (), (), frozenset({self.root}))
 
     def _dir(self, real: Path, base: str, ragbit_layers: tuple, git_layers: tuple,
-             ancestors: frozenset[Path]) -> Iterator[tuple[str, Path]]:
+             ancestors: frozenset[Path]) -> Iterator[tuple[str, Path, Stamp | None]]:
         here = self.root / base if base else self.root
         if (here / ".gitignore").is_file() and (layer := self._load(base, here / ".gitignore")):
             git_layers = (layer,) + git_layers                   # deeper first
@@ -240,10 +275,17 @@ class _Walk:
                     yield from self._dir(target, rel + "/", ragbit_layers, git_layers, ancestors | {target})
             elif _decide(layers, rel, False):
                 self.stats.skip(IGNORED)
-            elif reason := self._name_rule(rel, entry):
+            elif reason := _name_reason(entry.name):
                 self.stats.skip(reason)
             else:
-                yield rel, self.root / rel
+                try:
+                    stamp = stamp_of(entry.stat())        # follows a symlink (to a file inside the repository)
+                except OSError:
+                    stamp = None                          # reported when the file is read
+                if stamp is not None and stamp[0] > self.cfg.max_file_bytes:
+                    self.stats.skip(TOO_LARGE)
+                else:
+                    yield rel, self.root / rel, stamp
 
     def _classify(self, entries, base: str, real: Path):
         """(entry, is_dir, real path of a directory) for entries we may use; symlinks leaving the repository
@@ -270,18 +312,8 @@ class _Walk:
                 continue
             yield entry, is_dir, target
 
-    def _name_rule(self, rel: str, entry: os.DirEntry) -> str | None:
-        if reason := _name_reason(entry.name):
-            return reason
-        try:
-            if entry.stat().st_size > self.cfg.max_file_bytes:
-                return TOO_LARGE
-        except OSError:
-            return None                                       # reported when the file is read
-        return None
-
     # ---------------------------------------------------------------------------------- contents
-    def read(self, rel: str, abspath: Path) -> SourceFile | None:
+    def read(self, rel: str, abspath: Path, stamp: Stamp | None = None) -> SourceFile | None:
         try:
             raw = read_bytes(abspath)
         except OSError as e:
@@ -307,7 +339,8 @@ class _Walk:
             return None
         self.stats.files += 1
         self.stats.bytes += len(raw)
-        return SourceFile(path=rel, abspath=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest())
+        return SourceFile(path=rel, abspath=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest(),
+                          stamp=stamp)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -327,16 +360,24 @@ def _reason(e: OSError) -> str:
 # ==================================================================================================================
 
 def walk_repository(root: Path, cfg: WalkConfig, warn: Callable[[str], None] = print_to_stderr,
-                    stats: WalkStats | None = None) -> Iterator[SourceFile]:
+                    stats: WalkStats | None = None,
+                    known: Callable[[str, Stamp], str | None] | None = None) -> Iterator[SourceFile]:
     """Indexable files of `root`, sorted by path. Raises WalkError at once if `root` is missing/not a directory.
 
     Pass a `WalkStats` to learn what was kept and skipped (it is filled as the iterator is consumed).
+    `known(path, stamp)` -> sha256 or None: a file it knows is yielded unread, with `text=None` (module doc).
     """
     walk = _Walk(root, cfg, warn, stats if stats is not None else WalkStats())
 
     def files() -> Iterator[SourceFile]:
-        for rel, abspath in walk.candidates():
-            source = walk.read(rel, abspath)
+        for rel, abspath, stamp in walk.candidates():
+            sha = known(rel, stamp) if known is not None and stamp is not None else None
+            if sha is not None:
+                walk.stats.files += 1
+                walk.stats.bytes += stamp[0]
+                yield SourceFile(path=rel, abspath=abspath, text=None, sha256=sha, stamp=stamp)
+                continue
+            source = walk.read(rel, abspath, stamp)
             if source is not None:
                 yield source
     return files()
@@ -350,4 +391,4 @@ def iter_candidate_paths(root: Path, cfg: WalkConfig, warn: Callable[[str], None
     few files the full walk then skips. `path.relative_to(root.resolve()).as_posix()` is `SourceFile.path`.
     """
     walk = _Walk(root, cfg, warn, stats if stats is not None else WalkStats())
-    return (abspath for _, abspath in walk.candidates())
+    return (abspath for _, abspath, _ in walk.candidates())

@@ -40,6 +40,19 @@ def test_unchanged_files_are_copied_from_the_previous_table(table):
     assert new.by_path["a.py"].first == 1
 
 
+def test_stamps_round_trip_and_answer_only_an_identical_stamp(tmp_path):
+    stamp = (120, 1_700_000_000_123_456_789, 1_700_000_000_223_456_789, 4242)   # size, mtime_ns, ctime_ns, inode
+    table = ChunkTable.from_files([("a.py", "sha-a", _chunks("a.py", ["x"]), stamp),
+                                   ("b.py", "sha-b", _chunks("b.py", ["y"]), None),     # not settled: not stored
+                                   ("c.py", "sha-c", _chunks("c.py", ["z"]))])          # no stamp given
+    table.save(tmp_path)
+    loaded = ChunkTable.load(tmp_path)
+    assert [f.stamp for f in loaded.files] == [stamp, None, None]
+    assert loaded.sha_if_stamped("a.py", list(stamp)) == "sha-a"
+    assert loaded.sha_if_stamped("a.py", (120, stamp[1], stamp[2] + 1, 4242)) is None    # ctime moved
+    assert loaded.sha_if_stamped("b.py", stamp) is None and loaded.sha_if_stamped("new.py", stamp) is None
+
+
 def test_lazy_columns_behave_as_sequences(table):
     chunks = table.chunks
     assert len(chunks) == 6 and chunks[-1] == chunks[5] and chunks[1:3] == [table.chunk(1), table.chunk(2)]
