@@ -116,7 +116,7 @@ def stamp_of(st: os.stat_result) -> Stamp:
 def settled(stamp: Stamp | None, walk_started_ns: int) -> bool:
     """May a later walk trust `stamp` (recorded by a walk that started at `walk_started_ns`)? ctime is the
     kernel's: every write, rename, chmod or utime sets it to now, so a content change with the size kept and
-    the mtime restored (`cp -p`, `rsync -t`, `git checkout`) still changes the stamp."""
+    the mtime restored (`cp -p`, `rsync -t`) still changes the stamp."""
     return stamp is not None and max(stamp[1], stamp[2]) < walk_started_ns - RACY_MARGIN_NS
 
 
