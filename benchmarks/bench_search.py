@@ -72,7 +72,7 @@ def run_cli(cmds: list[list[str]]) -> tuple[list[float], list[float]]:
 
 
 def in_process(cfg, n: int, mode: str) -> tuple[list[float], list[float]]:
-    from ragbit.searcher import Searcher
+    from ragbit.search.searcher import Searcher
     s = Searcher(cfg)
     s.search(QUESTIONS[0], mode=mode)                 # load once, as the server does
     walls, cpus = [], []
@@ -92,7 +92,7 @@ def row(name: str, walls: list[float], cpus: list[float], note: str = "") -> Non
 
 
 def bench(repo: Path, index_dir: Path, n: int, mode: str) -> None:
-    import ragbit.search_server as ss
+    import ragbit.search.server as ss
     from ragbit.config import RagbitConfig
     cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
     chunks = json.loads((index_dir / (index_dir / "CURRENT").read_text().strip() / "manifest.json").read_text())

@@ -77,9 +77,9 @@ def main() -> None:
     a = ap.parse_args()
 
     from ragbit.config import RagbitConfig
-    from ragbit.embeddings import Embedder
-    from ragbit.indexer import index_repository
-    from ragbit.searcher import Searcher
+    from ragbit.indexing.embeddings import Embedder
+    from ragbit.indexing.indexer import index_repository
+    from ragbit.search.searcher import Searcher
 
     score = load_score_module(Path(a.eval_dir))
     qs = [json.loads(l) for l in open(Path(a.eval_dir) / "swebench_files.jsonl") if l.strip()]

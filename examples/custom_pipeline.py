@@ -20,13 +20,13 @@ import sys
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline import Component, Pipeline, PipelineError, component
-from ragbit.pipeline.citations import CitationExtractor
-from ragbit.pipeline.generator import BonsaiGenerator
-from ragbit.pipeline.packer import ContextPacker
-from ragbit.pipeline.prompt_builder import PromptBuilder
-from ragbit.pipeline.retriever import HybridRetriever
+from ragbit.pipeline.components.citation_extractor import CitationExtractor
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator
+from ragbit.pipeline.components.context_packer import ContextPacker
+from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
 from ragbit.pipeline.standard import ask
-from ragbit.searcher import Hit
+from ragbit.search.searcher import Hit
 
 
 @component

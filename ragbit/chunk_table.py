@@ -19,7 +19,7 @@ from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from ragbit.chunking import Chunk, make_embed_text
+from ragbit.indexing.chunking import Chunk, make_embed_text
 
 TABLE_FILE = "chunk_table.txt"
 LEGACY_TABLE_FILE = "chunks.jsonl"      # written by ragbit before the columnar table: re-chunked, not read

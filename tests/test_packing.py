@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ragbit.pipeline.packing import pack
-from ragbit.pipeline.prompting import cited_numbers, sources_for, strip_thinking
-from ragbit.searcher import Hit
+from ragbit.pipeline.components.context_packer import pack
+from ragbit.pipeline.components.citation_extractor import cited_numbers, sources_for, strip_thinking
+from ragbit.search.searcher import Hit
 
 FILE_A = [f"def a{i}(x):  # line {i}" for i in range(1, 201)]      # a.py, line i is FILE_A[i-1]
 FILE_B = [f"    value_{i} = compute({i}, 'b')" for i in range(1, 101)]

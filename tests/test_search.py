@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from ragbit.config import RagbitConfig
-from ragbit.indexer import index_repository
-from ragbit.searcher import IndexMissingError, SearchError, Searcher
+from ragbit.indexing.indexer import index_repository
+from ragbit.search.searcher import IndexMissingError, SearchError, Searcher
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 
@@ -98,7 +98,7 @@ def test_real_minilm_end_to_end(tmp_path):
     assert hits[0].path == "src/net/retry.py"
     assert s.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and s.embedder.dim == 384
     # the dimension read from the model's files (before loading torch) is the loaded model's
-    from ragbit.embeddings import Embedder
+    from ragbit.indexing.embeddings import Embedder
     assert Embedder().dim == s.embedder.embed_query("x").shape[0] == 384
     assert Embedder().count_tokens("def retry_with_backoff(fn):") == len(
         s.embedder._load_model().tokenizer("def retry_with_backoff(fn):", add_special_tokens=False)["input_ids"])

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ragbit.search_server as ss
+import ragbit.search.server as ss
 from ragbit import launcher
 from ragbit.cli import app
 from ragbit.config import RagbitConfig
-from ragbit.indexer import index_repository
-from ragbit.searcher import Searcher
+from ragbit.indexing.indexer import index_repository
+from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import make_repo
 
 pytestmark = pytest.mark.search_server

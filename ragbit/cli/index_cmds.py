@@ -38,10 +38,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from indexes.store import IndexFormatError, IndexLockedError
     from ragbit.chunk_table import ChunkTableError
     from ragbit.config import ConfigError
-    from ragbit.embeddings import EmbeddingModelError
-    from ragbit.indexer import IndexingError
-    from ragbit.searcher import IndexMissingError, SearchError
-    from ragbit.walker import WalkError
+    from ragbit.indexing.embeddings import EmbeddingModelError
+    from ragbit.indexing.indexer import IndexingError
+    from ragbit.search.searcher import IndexMissingError, SearchError
+    from ragbit.indexing.walker import WalkError
     return (ConfigError, IndexingError, IndexMissingError, SearchError, EmbeddingModelError, WalkError,
             IndexLockedError, IndexFormatError, ChunkTableError, DenseIndexError)
 
@@ -93,7 +93,7 @@ def index(
     _choice("--dense", dense, DENSE_KINDS)
 
     def go():
-        from ragbit.indexer import index_repository
+        from ragbit.indexing.indexer import index_repository
         cfg = _config(path, {"index": {"dir": index_dir, "dense": dense},
                              "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
         return index_repository(cfg, progress=not quiet, rebuild=rebuild)
@@ -130,7 +130,7 @@ def search(
     _choice("--mode", mode, MODES)
 
     def go():
-        from ragbit import search_server
+        from ragbit.search import server as search_server
         cfg = _config(repo, {"index": {"dir": index_dir},
                              "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
         s = cfg.search
@@ -172,7 +172,7 @@ def status(
 ) -> None:
     """What is indexed, with which model, and how many files changed since."""
     def go():
-        from ragbit.status import index_status
+        from ragbit.search.status import index_status
         return index_status(_config(path, {"index": {"dir": index_dir}}))
     s = _run(go)
     typer.echo(f"index: {s.index_dir}")

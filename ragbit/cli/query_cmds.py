@@ -22,8 +22,8 @@ from ragbit.cli.index_cmds import _config, _fail, _user_errors
 
 
 def _query_errors() -> tuple[type[BaseException], ...]:
-    from ragbit.pipeline.component import PipelineError
-    from ragbit.pipeline.reranker import RerankerError
+    from ragbit.pipeline.contract import PipelineError
+    from ragbit.pipeline.components.reranker import RerankerError
     from generator.chat import ChatTemplateError
     from generator.generate import GenerationError
     from generator.hub import UnknownModelError

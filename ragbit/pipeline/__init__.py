@@ -8,7 +8,7 @@ Modules, one job each: `component` (the contract + registry), `sockets` (type co
 prompt, message layout, citation extraction), `models` (one shared Generator per model), then one module
 per built-in component, and `standard` (the default query pipeline and `ask()`), `conversation` (chat).
 """
-from ragbit.pipeline.component import Component, PipelineError, component, registered, resolve_component
+from ragbit.pipeline.contract import Component, PipelineError, component, registered, resolve_component
 from ragbit.pipeline.pipeline import Pipeline, PipelineResult
 
 __all__ = ["Component", "Pipeline", "PipelineError", "PipelineResult", "component", "registered",

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.generator import BonsaiGenerator
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator
 from ragbit.pipeline.pipeline import Pipeline
-from ragbit.pipeline.prompting import strip_thinking, user_message
+from ragbit.pipeline.components.citation_extractor import strip_thinking
+from ragbit.pipeline.components.prompt_builder import user_message
 from ragbit.pipeline.standard import Answer, ask, query_pipeline
 
 PER_MESSAGE_TOKENS = 8     # chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n)

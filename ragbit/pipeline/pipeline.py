@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragbit.pipeline.component import (PipelineError, build_component, describe, resolve_component,
+from ragbit.pipeline.contract import (PipelineError, build_component, describe, resolve_component,
                                        type_name_of)
 from ragbit.pipeline.sockets import compatible, type_label
 

@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.citations import CitationExtractor
-from ragbit.pipeline.component import PipelineError
-from ragbit.pipeline.generator import BonsaiGenerator, GenerationStats
-from ragbit.pipeline.models import model_errors
-from ragbit.pipeline.packer import ContextPacker
-from ragbit.pipeline.packing import PackedContext
+from ragbit.pipeline.components.citation_extractor import CitationExtractor
+from ragbit.pipeline.contract import PipelineError
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator, GenerationStats
+from ragbit.pipeline.model_loader import model_errors
+from ragbit.pipeline.components.context_packer import ContextPacker
+from ragbit.pipeline.components.context_packer import PackedContext
 from ragbit.pipeline.pipeline import Pipeline, query_inputs
-from ragbit.pipeline.prompt_builder import PromptBuilder
-from ragbit.pipeline.prompting import Source, sources_for
-from ragbit.pipeline.reranker import CrossEncoderReranker
-from ragbit.pipeline.retriever import HybridRetriever
+from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.citation_extractor import Source, sources_for
+from ragbit.pipeline.components.reranker import CrossEncoderReranker
+from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
 
 
 def standard_pipeline(cfg: RagbitConfig) -> Pipeline:
@@ -80,7 +80,7 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
     is the common case). Returns (seconds spent, whether the index changed)."""
     from indexes.store import IndexStore
-    from ragbit.indexer import index_repository
+    from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
     if progress is None:
         progress = IndexStore(cfg.index_dir).current() is None
@@ -103,7 +103,7 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
         retrievers = pipeline.find_components(HybridRetriever)
         embedder = next((r.embedder for r in retrievers if r.embedder is not None), None)
         if embedder is None:
-            from ragbit.embeddings import Embedder
+            from ragbit.indexing.embeddings import Embedder
             embedder = Embedder(cfg.embed)
         for r in retrievers:
             r.embedder = r.embedder or embedder

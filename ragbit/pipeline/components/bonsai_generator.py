@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.component import Component, component
-from ragbit.pipeline.models import engine_settings, load_generator
+from ragbit.pipeline.contract import Component, component
+from ragbit.pipeline.model_loader import engine_settings, load_generator
 
 
 @dataclass

@@ -32,9 +32,9 @@ class IndexStatus:
 def index_status(cfg: RagbitConfig) -> IndexStatus:
     from indexes.store import IndexStore
     from ragbit.chunk_table import ChunkTable
-    from ragbit.indexer import _index_dir_ignore, stamp_lookup
-    from ragbit.searcher import IndexMissingError
-    from ragbit.walker import walk_repository
+    from ragbit.indexing.indexer import _index_dir_ignore, stamp_lookup
+    from ragbit.search.searcher import IndexMissingError
+    from ragbit.indexing.walker import walk_repository
 
     store = IndexStore(cfg.index_dir)
     if store.current() is None:

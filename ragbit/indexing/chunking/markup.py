@@ -7,9 +7,9 @@ one level 2, and so on. Both are rendered with `#` marks so scopes look the same
 """
 from __future__ import annotations
 
-from ragbit.chunking.budget import Budget, Piece, SCOPE_SEP
-from ragbit.chunking.syntax import _parser
-from ragbit.chunking.windows import span_pieces
+from ragbit.indexing.chunking.budget import Budget, Piece, SCOPE_SEP
+from ragbit.indexing.chunking.syntax import _parser
+from ragbit.indexing.chunking.windows import span_pieces
 
 # Only these containers can hold document-level headings (not quotes or list items).
 _MD_CONTAINERS = frozenset({"document", "section"})

@@ -65,7 +65,7 @@ class IndexReport:
 # ---------------------------------------------------------------------------------------------- helpers
 def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
     """What decides how a file is chunked: if it differs from the last run, every file is re-chunked."""
-    from ragbit import chunking
+    from ragbit.indexing import chunking
     return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
             "chunker_version": chunking.CHUNKER_VERSION}
 
@@ -82,7 +82,7 @@ def _index_dir_ignore(cfg: RagbitConfig) -> list[str]:
 def stamp_lookup(manifest: dict | None, table: ChunkTable | None, walk_cfg):
     """`known` for walk_repository: the previous table's settled stamps, when the walk's content rules are the
     ones they were recorded under; else None (every file is read)."""
-    from ragbit.walker import content_rules
+    from ragbit.indexing.walker import content_rules
     if manifest and table is not None and manifest.get("content_rules") == content_rules(walk_cfg):
         return table.sha_if_stamped
     return None
@@ -141,14 +141,14 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
     search is complete, dense search covers only cached vectors (the manifest says so)."""
     from indexes.store import IndexStore
     from indexes.vector_cache import VectorCache
-    from ragbit.chunk_pool import chunk_files
-    from ragbit.walker import WalkStats, content_rules, settled, walk_repository
+    from ragbit.indexing.chunk_pool import chunk_files
+    from ragbit.indexing.walker import WalkStats, content_rules, settled, walk_repository
 
     t_start = time.perf_counter()
     repo = Path(cfg.repo)
     check_repo(repo)
     if embedder is None:
-        from ragbit.embeddings import Embedder
+        from ragbit.indexing.embeddings import Embedder
         embedder = Embedder(cfg.embed)
     if warn is None:
         warn = (lambda msg: print(f"warning: {msg}", file=sys.stderr)) if progress else (lambda msg: None)

@@ -55,7 +55,7 @@ class Embedder:
 
     def __init__(self, config: EmbedConfig | None = None):
         self.config = config or EmbedConfig()
-        from ragbit.embedding_backends import vector_space_id
+        from ragbit.indexing.embedding_backends import vector_space_id
         self.source, base_id, self._offline = resolve_model(self.config.model)
         self.model_id = vector_space_id(base_id, self.config.backend)   # recorded in the index
         self._base_id = base_id
@@ -68,7 +68,7 @@ class Embedder:
     # ------------------------------------------------------------------ loading
     def _load_model(self):
         if self._model is None:
-            from ragbit.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
+            from ragbit.indexing.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
             cfg = self.config
             try:
                 model = load_sentence_model(self.source, cfg.backend, cfg.cache_dir or default_cache_dir(),
@@ -141,10 +141,10 @@ class Embedder:
     # ------------------------------------------------------------------ work
     @property
     def token_counter(self):
-        """The chunker's counter for this model's tokens (see ragbit/chunking/tokens.py): same counts as
+        """The chunker's counter for this model's tokens (see ragbit/indexing/chunking/tokens.py): same counts as
         `count_tokens`, plus cheap per-line costs and batched counts."""
         if self._counter is None:
-            from ragbit.chunking.tokens import counter_for_tokenizer
+            from ragbit.indexing.chunking.tokens import counter_for_tokenizer
             self._counter = counter_for_tokenizer(self._load_tokenizer())
         return self._counter
 

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from ragbit.chunking import Chunk, chunk_file
+from ragbit.indexing.chunking import Chunk, chunk_file
 from ragbit.config import ChunkConfig
 
 MIN_FILES = 200          # fewer files to chunk: one process

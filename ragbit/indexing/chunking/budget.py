@@ -16,8 +16,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 
-from ragbit.chunking.chunk import Chunk, make_embed_text
-from ragbit.chunking.tokens import as_counter
+from ragbit.indexing.chunking.chunk import Chunk, make_embed_text
+from ragbit.indexing.chunking.tokens import as_counter
 
 SCOPE_SEP = " > "
 
@@ -128,7 +128,7 @@ class Budget:
     # ---------------------------------------------------------------------------------------------- building
     def assemble(self, pieces: list[Piece]) -> list[Chunk]:
         """Merge small neighbours, verify every piece with the real counter, turn pieces into chunks."""
-        from ragbit.chunking.windows import split_windows      # windows build on Budget: import at use
+        from ragbit.indexing.chunking.windows import split_windows      # windows build on Budget: import at use
 
         final: list[Piece] = []
         todo = self.merge(pieces)[::-1]

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from ragbit.chunking.budget import Budget, Piece, join_scope
-from ragbit.chunking.windows import span_pieces, split_windows
+from ragbit.indexing.chunking.budget import Budget, Piece, join_scope
+from ragbit.indexing.chunking.windows import span_pieces, split_windows
 
 # ==================================================================================================================
 # rule table: node type -> scope keyword (None: take it from the source, e.g. Kotlin class/interface)

@@ -6,8 +6,8 @@ cut at a window edge is still seen whole by one of the two windows).
 """
 from __future__ import annotations
 
-from ragbit.chunking.budget import Budget, Piece
-from ragbit.chunking.chunk import make_embed_text
+from ragbit.indexing.chunking.budget import Budget, Piece
+from ragbit.indexing.chunking.chunk import make_embed_text
 
 
 def span_pieces(budget: Budget, start: int, end: int, scope: str, overlap: int,

@@ -116,7 +116,7 @@ def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int, timeout
             return None
     if not isinstance(reply, dict) or not reply.get("ok"):
         return None
-    from ragbit.searcher import Hit, Hits
+    from ragbit.search.searcher import Hit, Hits
     hits = Hits(Hit(**h) for h in reply["hits"])
     hits.dense_complete, hits.mode = bool(reply["dense_complete"]), reply["mode"]
     return hits
@@ -170,7 +170,7 @@ def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int, use_se
         hits = query(cfg, question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
         if hits is not None:
             return hits
-    from ragbit.searcher import Searcher
+    from ragbit.search.searcher import Searcher
     hits = Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
     if use_server:
         spawn_server(cfg)            # for the next search; this one is answered already
@@ -218,7 +218,7 @@ def spawn_server(cfg):
     root = str(Path(ragbit.__file__).resolve().parent.parent)   # the server imports the same ragbit
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     with open(index_dir / LOG_NAME, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "ragbit.search_server", "--repo", str(cfg.repo),
+        return subprocess.Popen([sys.executable, "-m", "ragbit.search.server", "--repo", str(cfg.repo),
                                  "--index-dir", str(index_dir),
                                  "--idle-timeout", str(cfg.search.server_idle_timeout)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(cfg.repo),
@@ -230,7 +230,7 @@ class SearchServer:
     """Serves one index, one request at a time (a search takes milliseconds; the shell is one user)."""
 
     def __init__(self, cfg, idle_timeout: float):
-        from ragbit.searcher import Searcher
+        from ragbit.search.searcher import Searcher
         self.cfg, self.idle_timeout = cfg, idle_timeout
         self.index_dir = Path(cfg.index_dir).resolve()
         self.sock_path = socket_path(self.index_dir)
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     from ragbit.config import RagbitConfig
 
-    p = argparse.ArgumentParser(prog="python -m ragbit.search_server", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ragbit.search.server", description=__doc__.splitlines()[0])
     p.add_argument("--repo", required=True)
     p.add_argument("--index-dir", required=True)
     p.add_argument("--idle-timeout", type=float, default=None, help="seconds (default: config)")
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run in the importable module, not in `__main__`: the CLI reads `ragbit.search_server._serving`, and a
+    # Run in the importable module, not in `__main__`: the CLI reads `ragbit.search.server._serving`, and a
     # second copy of this module would leave it unset (the server would then ask itself and hang).
-    from ragbit.search_server import main as _main
+    from ragbit.search.server import main as _main
     sys.exit(_main())

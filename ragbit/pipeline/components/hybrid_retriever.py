@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.component import Component, component
-from ragbit.searcher import Hit
+from ragbit.pipeline.contract import Component, component
+from ragbit.search.searcher import Hit
 
 
 @component
@@ -28,7 +28,7 @@ class HybridRetriever(Component):
         return cls(cfg, **params)
 
     def warm_up(self) -> None:
-        from ragbit.searcher import Searcher
+        from ragbit.search.searcher import Searcher
         self._searcher = Searcher(self.config, embedder=self.embedder)
 
     def reload(self) -> None:

@@ -11,13 +11,13 @@ One module per strategy, one shared budget/merging step:
 """
 from __future__ import annotations
 
-from ragbit.chunking.budget import Budget, Piece, estimate_tokens
-from ragbit.chunking.chunk import Chunk, make_embed_text
-from ragbit.chunking.languages import MARKUP, language_for_path
-from ragbit.chunking.markup import markup_pieces
-from ragbit.chunking.syntax import SYNTAX_LANGUAGES, syntax_pieces
-from ragbit.chunking.tokens import counter_for_tokenizer
-from ragbit.chunking.windows import window_pieces
+from ragbit.indexing.chunking.budget import Budget, Piece, estimate_tokens
+from ragbit.indexing.chunking.chunk import Chunk, make_embed_text
+from ragbit.indexing.chunking.languages import MARKUP, language_for_path
+from ragbit.indexing.chunking.markup import markup_pieces
+from ragbit.indexing.chunking.syntax import SYNTAX_LANGUAGES, syntax_pieces
+from ragbit.indexing.chunking.tokens import counter_for_tokenizer
+from ragbit.indexing.chunking.windows import window_pieces
 from ragbit.config import ChunkConfig
 
 __all__ = ["Chunk", "chunk_file", "counter_for_tokenizer", "estimate_tokens", "language_for_path",

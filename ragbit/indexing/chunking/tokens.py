@@ -175,7 +175,7 @@ def counter_for_tokenizer(tokenizer):
 
 def as_counter(count_tokens) -> "CallableCounter | TokenizerCounter | WordPieceCounter":
     """A counter object from what callers pass: None (the estimate), a counter, or a `str -> int` function."""
-    from ragbit.chunking.budget import estimate_tokens
+    from ragbit.indexing.chunking.budget import estimate_tokens
     if count_tokens is None:
         return CallableCounter(estimate_tokens)
     if hasattr(count_tokens, "line_costs"):

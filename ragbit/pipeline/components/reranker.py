@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.component import Component, component
-from ragbit.searcher import Hit
+from ragbit.pipeline.contract import Component, component
+from ragbit.search.searcher import Hit
 
 
 class RerankerError(RuntimeError):
