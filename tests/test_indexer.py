@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ragbit.config import RagbitConfig
-from ragbit.indexing.indexer import IndexingError, ModelMismatchError, index_repository
+from ragbit.index_layout import ModelMismatchError
+from ragbit.indexing.indexer import IndexingError, index_repository
 from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 

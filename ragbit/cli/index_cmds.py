@@ -39,10 +39,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ragbit.chunk_table import ChunkTableError
     from ragbit.config import ConfigError
     from ragbit.indexing.embeddings import EmbeddingModelError
+    from ragbit.index_layout import ModelMismatchError
     from ragbit.indexing.indexer import IndexingError
     from ragbit.search.searcher import IndexMissingError, SearchError
     from ragbit.indexing.walker import WalkError
-    return (ConfigError, IndexingError, IndexMissingError, SearchError, EmbeddingModelError, WalkError,
+    return (ConfigError, IndexingError, ModelMismatchError, IndexMissingError, SearchError, EmbeddingModelError, WalkError,
             IndexLockedError, IndexFormatError, ChunkTableError, DenseIndexError)
 
 

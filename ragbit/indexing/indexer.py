@@ -24,21 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ragbit.chunk_table import TABLE_FILE, ChunkTable, ChunkTableError
+from ragbit.chunk_table import ChunkTable, ChunkTableError
 from ragbit.config import RagbitConfig
+from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, TABLE_FILE, check_model, index_dir_ignore,
+                                 stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
-LEXICAL_DIR = "lexical"
-DENSE_FILE = "dense.faiss"
-DENSE_IDS = "dense_ids.npy"  # dense position -> chunk position (the dense index may cover a subset)
 
 
 class IndexingError(RuntimeError):
     """Indexing cannot proceed; the message is one line for the user."""
-
-
-class ModelMismatchError(IndexingError):
-    """The index was built with another embedding model than the one requested."""
 
 
 @dataclass
@@ -70,24 +65,6 @@ def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
             "chunker_version": chunking.CHUNKER_VERSION}
 
 
-def _index_dir_ignore(cfg: RagbitConfig) -> list[str]:
-    """Gitignore pattern for the index directory when it lives inside the repository."""
-    try:
-        rel = cfg.index_dir.resolve().relative_to(cfg.repo)
-    except ValueError:
-        return []
-    return ["/" + rel.as_posix() + "/"]
-
-
-def stamp_lookup(manifest: dict | None, table: ChunkTable | None, walk_cfg):
-    """`known` for walk_repository: the previous table's settled stamps, when the walk's content rules are the
-    ones they were recorded under; else None (every file is read)."""
-    from ragbit.indexing.walker import content_rules
-    if manifest and table is not None and manifest.get("content_rules") == content_rules(walk_cfg):
-        return table.sha_if_stamped
-    return None
-
-
 def check_repo(repo: Path) -> None:
     if not repo.exists():
         raise IndexingError(f"{repo}: no such directory")
@@ -101,13 +78,6 @@ def previous_generation(store):
     if gen is None:
         return None, None
     return store.manifest(), Path(gen)
-
-
-def check_model(manifest: dict | None, model_id: str, index_dir: Path) -> None:
-    if manifest and manifest.get("embed_model_id") not in (None, model_id):
-        raise ModelMismatchError(
-            f"the index at {index_dir} was built with embedding model {manifest['embed_model_id']!r}, "
-            f"not {model_id!r}: run `ragbit index --rebuild` to re-embed with the new model")
 
 
 class _Progress:
@@ -171,7 +141,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
         # ---- 1. walk + chunk (reusing unchanged files' chunks)
         t = time.perf_counter()
-        walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
+        walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
         stats = WalkStats()
         walk_started = time.time_ns()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
+from ragbit.index_layout import DENSE_FILE, DENSE_IDS, LEXICAL_DIR, check_model
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -97,7 +98,6 @@ class Searcher:
         """Switch to generation `gen` if it is new, then load the missing parts the caller needs."""
         import numpy as np                           # here, not at module top: the search client needs only Hit
 
-        from ragbit.indexing.indexer import DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 
         if not (self._loaded and gen == self._generation):
             from ragbit.chunk_table import ChunkTable
@@ -129,7 +129,6 @@ class Searcher:
         """The model the index was built with (or the configured one, which must be the same)."""
         if self._embedder is None:
             from ragbit.indexing.embeddings import Embedder
-            from ragbit.indexing.indexer import check_model
             embed_cfg = self.cfg.embed
             recorded = self.manifest.get("embed_model")
             if embed_cfg.model == DEFAULT_EMBED_MODEL and recorded:

@@ -32,7 +32,7 @@ class IndexStatus:
 def index_status(cfg: RagbitConfig) -> IndexStatus:
     from indexes.store import IndexStore
     from ragbit.chunk_table import ChunkTable
-    from ragbit.indexing.indexer import _index_dir_ignore, stamp_lookup
+    from ragbit.index_layout import index_dir_ignore, stamp_lookup
     from ragbit.search.searcher import IndexMissingError
     from ragbit.indexing.walker import walk_repository
 
@@ -41,7 +41,7 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first")
     manifest, table = store.read(lambda gen, manifest: (manifest, ChunkTable.load(Path(gen))))
     indexed = {f.path: f.sha256 for f in table.files}
-    walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + _index_dir_ignore(cfg))
+    walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
     known = stamp_lookup(manifest, table, walk_cfg)          # files whose stamp is unchanged are not read
     now = {sf.path: sf.sha256 for sf in walk_repository(cfg.repo, walk_cfg, lambda msg: None, known=known)}
     created = manifest.get("created")
