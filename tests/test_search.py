@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from indexes.store import IndexMissingError
 from ragbit.config import RagbitConfig
 from ragbit.indexing.indexer import index_repository
-from ragbit.search.searcher import IndexMissingError, SearchError, Searcher
+from ragbit.search.searcher import SearchError, Searcher
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 

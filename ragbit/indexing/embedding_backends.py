@@ -39,12 +39,13 @@ from typing import Sequence
 import numpy as np
 
 from ragbit.config import EMBED_BACKENDS as BACKENDS
+from ragbit.errors import RagbitError
 
 EXPORT_FORMAT = 1                 # bump when the export recipe changes: old cache entries are ignored
 MANIFEST = "ragbit_export.json"
 
 
-class BackendError(RuntimeError):
+class BackendError(RagbitError, RuntimeError):
     """An embedding backend cannot be prepared; the message is one line for the user."""
 
 

@@ -16,12 +16,13 @@ from typing import Sequence
 import numpy as np
 
 from ragbit.config import EmbedConfig
+from ragbit.errors import RagbitError
 
 PACKAGED_MODEL_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class EmbeddingModelError(RuntimeError):
+class EmbeddingModelError(RagbitError, RuntimeError):
     """The embedding model cannot be found or loaded; the message is one line for the user."""
 
 

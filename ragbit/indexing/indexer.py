@@ -26,13 +26,14 @@ import numpy as np
 
 from ragbit.chunk_table import ChunkTable, ChunkTableError
 from ragbit.config import RagbitConfig
+from ragbit.errors import RagbitError
 from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, TABLE_FILE, check_model, index_dir_ignore,
                                  stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
 
 
-class IndexingError(RuntimeError):
+class IndexingError(RagbitError, RuntimeError):
     """Indexing cannot proceed; the message is one line for the user."""
 
 

@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 from pathspec import GitIgnoreSpec
 
 from ragbit.config import WalkConfig
+from ragbit.errors import RagbitError
 
 # ==================================================================================================================
 # fixed rules
@@ -91,7 +92,7 @@ TOO_LARGE, BINARY, UNDECODABLE, UNREADABLE = "too large", "binary", "undecodable
 OUTSIDE, LOOP, BROKEN_LINK = "symlink outside repo", "symlink loop", "broken symlink"
 
 
-class WalkError(ValueError):
+class WalkError(RagbitError, ValueError):
     """The repository root is unusable; the message is one line for the user."""
 
 

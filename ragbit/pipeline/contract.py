@@ -22,10 +22,12 @@ import inspect
 import typing
 from typing import Any, Callable, ClassVar
 
+from ragbit.errors import RagbitError
+
 _MISSING = inspect.Parameter.empty
 
 
-class PipelineError(ValueError):
+class PipelineError(RagbitError, ValueError):
     """A pipeline that cannot be built or run as described; the message says what and where."""
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from indexes.errors import IndexesError
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.components.citation_extractor import CitationExtractor
 from ragbit.pipeline.contract import PipelineError
@@ -122,7 +123,7 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
         result = pipeline.run(**inputs)
     except model_errors() as e:
         result = getattr(e, "partial_result", None)
-        if result is None:
+        if result is None or isinstance(e, IndexesError):    # a missing index is not a missing model
             raise
         answer.error = f"no answer generated: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
     _fill(answer, result, pipeline)

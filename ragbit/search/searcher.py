@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
+from ragbit.errors import RagbitError
 from ragbit.index_layout import DENSE_FILE, DENSE_IDS, LEXICAL_DIR, check_model
 
 MODES = ("hybrid", "dense", "lexical")
@@ -27,11 +28,7 @@ _PATH_LIKE = re.compile(r"[\w.\-/\\]*\w\.\w+|[\w\-]+(?:[/\\][\w.\-]+)+")
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){1,}\b")
 
 
-class IndexMissingError(RuntimeError):
-    """No committed index for this repository."""
-
-
-class SearchError(ValueError):
+class SearchError(RagbitError, ValueError):
     """A bad search request or an unusable index; the message is one line for the user."""
 
 
@@ -79,7 +76,7 @@ class Searcher:
         Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
         imports faiss, `--mode dense` never imports bm25s (each costs a noticeable part of a cold search)."""
         from indexes.store import IndexFormatError, IndexStore
-        from indexes.store import IndexMissingError as NoGeneration
+        from indexes.store import IndexMissingError
         store = IndexStore(self.cfg.index_dir)
         gen = store.current()
         if self._loaded and gen == self._generation and (not lexical or self.lexical is not None) \
@@ -87,7 +84,7 @@ class Searcher:
             return
         try:            # retries if a writer switches generations
             store.read(lambda g, manifest: self._load_generation(g, manifest, lexical, dense))
-        except NoGeneration:
+        except IndexMissingError:
             raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first") from None
         except IndexFormatError:
             raise

@@ -30,10 +30,9 @@ class IndexStatus:
 
 
 def index_status(cfg: RagbitConfig) -> IndexStatus:
-    from indexes.store import IndexStore
+    from indexes.store import IndexMissingError, IndexStore
     from ragbit.chunk_table import ChunkTable
     from ragbit.index_layout import index_dir_ignore, stamp_lookup
-    from ragbit.search.searcher import IndexMissingError
     from ragbit.indexing.walker import walk_repository
 
     store = IndexStore(cfg.index_dir)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.contract import Component, component
-from ragbit.pipeline.model_loader import engine_settings, load_generator
+from ragbit.pipeline.model_loader import engine_settings, load_generator, sampling_settings
 
 
 @dataclass
@@ -46,9 +46,7 @@ class BonsaiGenerator(Component):
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "BonsaiGenerator":
         g = cfg.generator
         defaults = {"model": g.model, **engine_settings(cfg), "max_tokens": g.max_tokens,
-                    "thinking": cfg.query.thinking,
-                    "sampling": {"temperature": g.temperature, "top_k": g.top_k, "top_p": g.top_p,
-                                 "min_p": g.min_p, "repeat_penalty": g.repeat_penalty, "seed": g.seed}}
+                    "thinking": cfg.query.thinking, "sampling": sampling_settings(cfg)}
         return cls(**{**defaults, **params})
 
     def warm_up(self) -> None:

@@ -12,11 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 from ragbit.config import RagbitConfig
+from ragbit.errors import RagbitError
 from ragbit.pipeline.contract import Component, component
 from ragbit.search.searcher import Hit
 
 
-class RerankerError(RuntimeError):
+class RerankerError(RagbitError, RuntimeError):
     """The reranking model cannot be loaded or run."""
 
 
