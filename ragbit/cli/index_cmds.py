@@ -5,7 +5,6 @@ Every failure a user can cause (bad path, no index, locked or corrupt index, bad
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -81,38 +80,17 @@ def search(
     _choice("--mode", mode, MODES)
 
     def go():
-        from ragbit.search import server as search_server
+        from ragbit.search import client
         cfg = repo_config(repo, {"index": {"dir": index_dir},
-                             "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
+                                 "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
         s = cfg.search
-        return search_server.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file,
-                                    use_server=s.server and not no_server)
+        return client.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file,
+                             use_server=s.server and not no_server)
     hits = guarded(go, INTERRUPTED)
-    if not hits.dense_complete:
-        typer.echo("note: the dense index is incomplete (embedding still running or interrupted); "
-                   "results cover the chunks embedded so far", err=True)
-    if as_json:
-        json.dump([h.to_json() for h in hits], sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-        return
-    _print_hits(hits)
-
-
-def _print_hits(hits) -> None:
-    from rich.console import Console
-    from rich.syntax import Syntax
-    console = Console()
-    if not hits:
-        console.print("no results")
-        return
-    for h in hits:
-        scope = f"  [cyan]{h.scope}[/cyan]" if h.scope else ""
-        console.print(f"[bold]{h.rank}. {h.path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
-                      f"[dim]score {h.score:.4f}[/dim]", highlight=False)
-        lines = h.text.splitlines()
-        snippet = "\n".join(lines[:12]) + ("\n..." if len(lines) > 12 else "")
-        console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
-                             word_wrap=False))
+    from ragbit.search.render import Terminal, render_search
+    out, err = render_search(hits, as_json, Terminal.here())
+    sys.stderr.write(err)
+    sys.stdout.write(out)
 
 
 # ---------------------------------------------------------------------------------------------- status
