@@ -51,6 +51,7 @@ class Answer:
     sources: list[Source] = field(default_factory=list)
     hits: list[Any] = field(default_factory=list)    # retrieved, before packing
     context: PackedContext | None = None
+    messages: list[dict] = field(default_factory=list)  # what the generator was asked (system, history, user)
     stats: GenerationStats | None = None
     timings: dict[str, float] = field(default_factory=dict)       # index_s, retrieval_s, pack_s, load_s, ttft_s, ...
     step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
@@ -100,25 +101,21 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
     answer = Answer(question)
     pipeline = pipeline or query_pipeline(cfg)
     if refresh:
-        # One embedding model for indexing and for the retrievers' query vectors: it loads once.
+        # One embedding model for indexing and for the retriever's question vectors: it loads once.
         retrievers = pipeline.find_components(HybridRetriever)
-        embedder = next((r.embedder for r in retrievers if r.embedder is not None), None)
-        if embedder is None:
-            from ragbit.indexing.embeddings import Embedder
-            embedder = Embedder(cfg.embed)
-        for r in retrievers:
-            r.embedder = r.embedder or embedder
+        embedder = retrievers[0].shared_embedder() if retrievers else None
         answer.timings["index_s"], changed = refresh_index(cfg, embedder=embedder)
         if changed:
             for r in retrievers:
                 r.reload()
-    for gen in pipeline.find_components(BonsaiGenerator):
-        gen.on_token = on_token
     inputs: dict[str, Any] = {"query": question}
-    if "history" in pipeline.inputs:
-        inputs["history"] = history
-    elif history:
-        raise PipelineError("this pipeline has no 'history' input, so it cannot hold a conversation")
+    for name, value in (("history", history), ("on_token", on_token)):
+        if name in pipeline.inputs:
+            inputs[name] = value
+        elif value:
+            raise PipelineError(f"this pipeline has no '{name}' input, so it cannot "
+                                f"{'hold a conversation' if name == 'history' else 'stream the answer'} "
+                                "(build it with Pipeline(**query_inputs()))")
     try:
         result = pipeline.run(**inputs)
     except model_errors() as e:
@@ -135,6 +132,7 @@ def _fill(answer: Answer, result: Any, pipeline: Pipeline) -> None:
     answer.step_timings = dict(result.timings)
     answer.hits = result.find("hits") or []
     answer.context = result.find("context")
+    answer.messages = result.find("messages") or []
     answer.stats = result.find("stats")
     answer.text = result.find("answer") or ""
     answer.sources = result.find("sources") or []

@@ -2,18 +2,20 @@
 
 Wraps `generator.Generator` (our numba engine). The model is loaded on the first run (through
 `models.load_generator`, shared with the ContextPacker's tokenizer). Thinking is off by default: on a
-laptop CPU every reasoning token costs as much as an answer token. Set `on_token` (a callable taking
-the new text) to stream; the pipeline's result still carries the whole answer.
+laptop CPU every reasoning token costs as much as an answer token. Its optional `on_token` input (a callable
+taking the new text; the query pipelines' `on_token` input) streams the answer; the result still carries it
+whole.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.contract import Component, component
 from ragbit.pipeline.model_loader import engine_settings, load_generator, sampling_settings
+from ragbit.pipeline.pipeline import OnToken
 
 
 @dataclass
@@ -32,15 +34,13 @@ class BonsaiGenerator(Component):
 
     def __init__(self, model: str = "bonsai-1.7b", n_ctx: int = 4096, threads: int = 0, max_tokens: int = 512,
                  decode_kernel: str = "int11", kv_cache: str = "f16",
-                 thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None,
-                 on_token: Callable[[str], None] | None = None) -> None:
+                 thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None) -> None:
         self.model, self.n_ctx = model, n_ctx
         self.engine = {"n_ctx": n_ctx, "threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache}
         self.max_tokens = max_tokens
         self.thinking = thinking
         self.sampling = dict(sampling or {})
         self.generator = generator
-        self.on_token = on_token
 
     @classmethod
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "BonsaiGenerator":
@@ -53,15 +53,15 @@ class BonsaiGenerator(Component):
         if self.generator is None:
             self.generator = load_generator(self.model, **self.engine)
 
-    def run(self, messages: list[dict]) -> dict[str, Any]:
+    def run(self, messages: list[dict], on_token: OnToken | None = None) -> dict[str, Any]:
         from generator.sampling import SamplingParams
 
         pieces: list[str] = []
         for piece in self.generator.stream(messages, chat=True, max_tokens=self.max_tokens,
                                            sampling=SamplingParams(**self.sampling), thinking=self.thinking):
             pieces.append(piece)
-            if self.on_token is not None and piece:
-                self.on_token(piece)
+            if on_token is not None and piece:
+                on_token(piece)
         result = self.generator.last_result
         stats = GenerationStats(prompt=self.generator.tokenizer.decode(result.prompt_token_ids),
                                 prompt_tokens=len(result.prompt_token_ids), generated_tokens=len(result.token_ids),

@@ -27,6 +27,16 @@ class HybridRetriever(Component):
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "HybridRetriever":
         return cls(cfg, **params)
 
+    def shared_embedder(self) -> Any:
+        """The embedding model this retriever embeds questions with, made now if none was given.
+
+        `ask()` indexes with this same instance, so one query loads the model once."""
+        if self.embedder is None:
+            from ragbit.indexing.embeddings import Embedder
+            self.embedder = Embedder(self.config.embed)
+            self._searcher = None            # a searcher opened before would load a second copy
+        return self.embedder
+
     def warm_up(self) -> None:
         from ragbit.search.searcher import Searcher
         self._searcher = Searcher(self.config, embedder=self.embedder)
