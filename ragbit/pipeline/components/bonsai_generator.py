@@ -1,7 +1,7 @@
 """BonsaiGenerator: chat messages -> answer text, streamed token by token, with timings.
 
 Wraps `generator.Generator` (our numba engine). The model is loaded on the first run (through
-`models.load_generator`, shared with the ContextPacker's tokenizer). Thinking is off by default: on a
+`model_loader.load_generator`, shared with the ContextPacker's tokenizer). Thinking is off by default: on a
 laptop CPU every reasoning token costs as much as an answer token. Its optional `on_token` input (a callable
 taking the new text; the query pipelines' `on_token` input) streams the answer; the result still carries it
 whole.
