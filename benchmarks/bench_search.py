@@ -111,7 +111,7 @@ def bench(repo: Path, index_dir: Path, n: int, mode: str) -> None:
         server_cpu = (_proc_cpu(pid) - s0) / n * 1000 if pid else float("nan")
         row("warm", walls, cpus, f"(+ server cpu {server_cpu:.1f} ms/request)" if pid else "(existing server)")
         from ragbit import launcher
-        if launcher.fast_search(search_cmds([], repo, index_dir, 1, mode, [])[0], "ragbit") is None:
+        if launcher.fast_search(search_cmds([], repo, index_dir, 1, mode, [])[0]) is None:
             print("  note: the fast path declined this search (ragbit.toml in the repo?): `fast` is the slow path")
         s0 = _proc_cpu(pid) if pid else 0.0
         walls, cpus = run_cli(search_cmds(CONSOLE_SCRIPT, repo, index_dir, n, mode, []))

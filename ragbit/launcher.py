@@ -59,7 +59,7 @@ def parse_search(argv: list[str]) -> dict | None:
     return found
 
 
-def fast_search(argv: list[str], prog: str) -> dict | None:
+def fast_search(argv: list[str]) -> dict | None:
     """{"stdout", "stderr", "exit"} of `ragbit search ...` from the index's server, or None (run the CLI)."""
     if argv[:1] != ["search"] or os.environ.get("RAGBIT_FASTPATH", "1") == "0":
         return None
@@ -93,7 +93,7 @@ def fast_search(argv: list[str], prog: str) -> dict | None:
 
 def main() -> None:
     argv, prog = sys.argv[1:], os.path.basename(sys.argv[0]) or "ragbit"
-    reply = fast_search(argv, prog)
+    reply = fast_search(argv)
     if reply is not None:
         sys.stderr.buffer.write(reply["stderr"].encode())
         sys.stderr.flush()

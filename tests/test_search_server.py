@@ -211,7 +211,7 @@ def test_fast_path_output_is_byte_identical_to_no_server(repo, server, extra, mo
     assert fast.stdout == slow.stdout and fast.stdout.strip()
     assert fast.stderr == slow.stderr
     monkeypatch.chdir(repo)                           # the same request in this process really is answered by the server
-    reply = launcher.fast_search(args, "ragbit")
+    reply = launcher.fast_search(args)
     assert reply is not None and reply["exit"] == 0
     if extra:                                         # human output depends on this process's terminal
         assert reply["stdout"].encode() == fast.stdout
@@ -226,7 +226,7 @@ def test_fast_path_bad_flag_gives_the_slow_paths_error_and_exit_code(repo, serve
     if bad[0] == "--mode":
         assert fast.stderr == b"error: --mode must be one of hybrid, dense, lexical, not 'nonsense'\n"
     monkeypatch.chdir(repo)                           # the fast path leaves bad flags to the full CLI
-    assert launcher.fast_search(args, "launcher.py") is None
+    assert launcher.fast_search(args) is None
 
 
 def test_server_refuses_requests_it_cannot_answer_and_keeps_serving(repo, server, tmp_path):
@@ -247,7 +247,7 @@ def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
     sock = ss.socket_path(root / ".ragbit")
     monkeypatch.chdir(root)
     args = ["search", "exponential backoff", "--json", "--mode", "lexical"]
-    assert launcher.fast_search(args, "ragbit") is None
+    assert launcher.fast_search(args) is None
     result = _launch(args, root)                      # answers in-process, and starts a server
     try:
         assert result.returncode == 0, result.stderr

@@ -17,6 +17,7 @@ SNIPPET_LINES = 12
 # The environment rich reads when it builds a console (size, colour, tty handling).
 RICH_ENV = ("COLUMNS", "LINES", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE",
             "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
+_COLORS_IN_USE: dict[str, str] = {}    # "system": the colour system this process has rendered escape codes for
 INCOMPLETE_NOTE = ("note: the dense index is incomplete (embedding still running or interrupted); "
                    "results cover the chunks embedded so far\n")
 
@@ -31,15 +32,18 @@ class Terminal:
 
     @classmethod
     def here(cls) -> "Terminal":
-        """This process's stdout. The size goes in as COLUMNS/LINES (unless set), as rich would measure it."""
+        """This process's stdout. The size goes in as COLUMNS/LINES (unless set) as rich would measure it: the
+        first of fds 0-2 that reports one; a zero size means unknown (rich then uses 80x25, as the server will)."""
         env = {n: os.environ[n] for n in RICH_ENV if n in os.environ}
         for fd in (0, 1, 2):                         # the descriptors rich asks, in its order
             try:
-                size = os.get_terminal_size(fd)
+                columns, lines = os.get_terminal_size(fd)
             except (OSError, ValueError):
                 continue
-            env.setdefault("COLUMNS", str(size.columns))
-            env.setdefault("LINES", str(size.lines))
+            if columns > 0:
+                env.setdefault("COLUMNS", str(columns))
+            if lines > 0:
+                env.setdefault("LINES", str(lines))
             break
         out = sys.stdout
         tty = bool(out is not None and out.isatty())
@@ -65,6 +69,11 @@ def render_search(hits, as_json: bool, terminal: Terminal) -> tuple[str, str]:
     return _rich_hits(hits, terminal), err
 
 
+class ColorSystemConflict(Exception):
+    """This process already rendered for another colour system: rich caches each style's escape codes for the
+    first colour system that renders it, so a second one would get the first one's codes. Render elsewhere."""
+
+
 class _Sink(io.TextIOWrapper):
     """A text stream that collects what rich writes and answers isatty() as the described terminal would."""
 
@@ -85,6 +94,9 @@ def _rich_hits(hits, terminal: Terminal) -> str:
     from rich.syntax import Syntax
     sink = _Sink(terminal)
     console = Console(file=sink, _environ=terminal.environ)
+    if console.color_system is not None and \
+            _COLORS_IN_USE.setdefault("system", console.color_system) != console.color_system:
+        raise ColorSystemConflict(f"rendered for {_COLORS_IN_USE['system']} already, not {console.color_system}")
     if not hits:
         console.print("no results")
     for h in hits:

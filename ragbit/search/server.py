@@ -124,10 +124,13 @@ class SearchServer:
         reply = {"ok": True, "hits": [dataclasses.asdict(h) for h in hits], "dense_complete": hits.dense_complete,
                  "mode": hits.mode}
         if r.get("render") is not None:
-            from ragbit.search.render import Terminal, render_search
+            from ragbit.search.render import ColorSystemConflict, Terminal, render_search
             render = r["render"]
-            reply["stdout"], reply["stderr"] = render_search(hits, render.get("json") is True,
-                                                             Terminal.from_json(render.get("terminal") or {}))
+            try:
+                reply["stdout"], reply["stderr"] = render_search(hits, render.get("json") is True,
+                                                                 Terminal.from_json(render.get("terminal") or {}))
+            except ColorSystemConflict:
+                pass                 # hits only: the client renders them itself
         return reply, False
 
     @staticmethod
