@@ -63,7 +63,7 @@ class BonsaiGenerator(Component):
             if on_token is not None and piece:
                 on_token(piece)
         result = self.generator.last_result
-        stats = GenerationStats(prompt=self.generator.tokenizer.decode(result.prompt_token_ids),
+        stats = GenerationStats(prompt=self.generator.render(messages, chat=True, thinking=self.thinking),
                                 prompt_tokens=len(result.prompt_token_ids), generated_tokens=len(result.token_ids),
                                 cached_prompt_tokens=result.cached_prompt_tokens,
                                 finish_reason=result.finish_reason, timings=dataclasses.asdict(result.timings))
