@@ -149,3 +149,17 @@ def test_units_give_each_hit_its_whole_split_definition(tmp_path):
     assert (unit.start_line, unit.end_line) == (4, len(lines))           # the whole function, nothing else
     assert unit.text.split("\n") == lines[3:]
     assert s.search("surcharge_45", k=1, mode="lexical")[0].unit is None   # only when asked for
+
+
+@pytest.mark.parametrize("question, plain", [
+    ("Load a template by name and return it.", True),
+    ("how does the retry loop back off?", True),
+    ("where is parse_header defined", False),          # names code: BM25 keeps its full weight
+    ("why does QuerySet.filter drop rows", False),
+    ("what does `load` return", False),
+    ("what calls render()", False),
+    (" ".join(["word"] * 60), False),                  # long texts (issues, tracebacks) keep it too
+])
+def test_plain_language_questions_are_told_apart_from_questions_that_name_code(question, plain):
+    from ragbit.search.searcher import is_plain_language
+    assert is_plain_language(question) is plain
