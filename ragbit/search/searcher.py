@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 from ragbit.errors import RagbitError
-from ragbit.index_layout import DENSE_FILE, DENSE_IDS, LEXICAL_DIR, check_model
+from ragbit.index_layout import DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, check_model
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -285,7 +285,6 @@ class Searcher:
         """The chunks around `pos` that belong to the same definition: its neighbours in the file whose scope
         is the chunk's scope or nested in it (the parts of a split function, the methods of a small class).
         None when the chunk is its own unit, is at module level, or the unit spans more than MAX_UNIT_CHUNKS."""
-        from ragbit.chunking.budget import SCOPE_SEP       # not at the top: the search client imports Hit
         scope = self.table.scope[pos]
         if not scope:
             return None
