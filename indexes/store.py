@@ -71,22 +71,46 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_tree(root: Path) -> None:
-    """fsync every file and directory below `root` (and root itself)."""
+    """fsync every file and directory below `root` (and root itself), making each private to its owner."""
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
             try:
+                _chmod_fd(fd, PRIVATE_FILE_MODE)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        make_private(Path(dirpath))
         fsync_dir(Path(dirpath))
+
+
+# An index holds the text of every file it covers: readable by the owner only (like ~/.ssh), whatever the
+# umask and whatever the sources' own modes are.
+PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
+
+
+def _chmod_fd(fd: int, mode: int) -> None:
+    try:
+        os.fchmod(fd, mode)
+    except (OSError, AttributeError):        # Windows has no fchmod; a foreign-owned file cannot be changed
+        pass
+
+
+def make_private(path: Path) -> None:
+    """chmod 0700 a directory (0600 a file) if anyone else may read it; silently keeps it where not allowed."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, PRIVATE_DIR_MODE if os.path.isdir(path) else PRIVATE_FILE_MODE)
+    except OSError:
+        pass
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that readers see the old or the new content, never a mix."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -116,7 +140,8 @@ class IndexStore:
     @contextmanager
     def lock(self, timeout: float = 0.0) -> Iterator[None]:
         """Hold the writer lock. Re-entrant within this IndexStore; another holder -> IndexLockedError."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        make_private(self.root)
         if self._lock is None:
             self._lock = filelock.FileLock(str(self.root / LOCK_FILE))
         try:

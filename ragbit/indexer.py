@@ -53,6 +53,7 @@ class IndexReport:
     chunks_embedded: int = 0          # vectors computed by the model in this run
     chunks_reused: int = 0            # vectors found in the cache
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
+    secrets_masked: int = 0           # secrets masked in the files read by this run (files read, not reused)
     dense_complete: bool = False
     rechunked_all: bool = False       # chunk settings changed since the last run
     timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
@@ -66,8 +67,10 @@ class IndexReport:
 def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
     """What decides how a file is chunked: if it differs from the last run, every file is re-chunked."""
     from ragbit import chunking
+    from ragbit.secret_masking import MASKING_VERSION
+    # masking rules are part of it: chunks stored under older rules may hold a secret the new ones mask
     return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
-            "chunker_version": chunking.CHUNKER_VERSION}
+            "chunker_version": chunking.CHUNKER_VERSION, "masking_version": MASKING_VERSION}
 
 
 def _index_dir_ignore(cfg: RagbitConfig) -> list[str]:
@@ -205,6 +208,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             for (i, path, _), chunks in zip(to_chunk, chunked):
                 per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
         report.skipped = dict(stats.skipped)
+        report.secrets_masked = stats.secrets_masked
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
         table = ChunkTable.from_files(per_file, previous=prev)

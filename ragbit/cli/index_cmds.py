@@ -105,6 +105,8 @@ def index(
                f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
     if not quiet:
         typer.echo(f"  skipped: {skipped}")
+        if r.secrets_masked:
+            typer.echo(f"  masked: {r.secrets_masked} secrets in the files read (replaced by [REDACTED:...])")
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total"))
         if r.rechunked_all:
             typer.echo("  chunk settings changed since the last run: every file was re-chunked")
