@@ -287,8 +287,10 @@ class Qwen3Model:
         if not 1 <= int(n_ctx) <= config.n_ctx_train:
             raise ModelError(f"n_ctx={n_ctx} must be between 1 and the model's context length "
                              f"{config.n_ctx_train}")
-        if threads < 0:
-            raise ModelError(f"threads must be >= 0 (0 = all cores), got {threads}")
+        import numba
+        if not 0 <= threads <= numba.config.NUMBA_NUM_THREADS:      # numba raises a bare ValueError above
+            raise ModelError(f"threads must be between 0 (all cores) and {numba.config.NUMBA_NUM_THREADS} "
+                             f"(the cores numba may use), got {threads}")
         if kv_cache not in KV_CACHE_TYPES:
             raise ModelError(f"unknown KV cache type {kv_cache!r}; choose one of {', '.join(KV_CACHE_TYPES)}")
         need, free = kv_cache_bytes(config, int(n_ctx), kv_cache), _available_ram()

@@ -49,3 +49,11 @@ def test_embedding_smaller_than_tokenizer_is_rejected(tmp_path, monkeypatch):
     path = synthetic.write_synthetic_gguf(tmp_path / "v.gguf", "tiny-tied", tokenizer_from=TINY, seed=1)
     with pytest.raises(GGUFError, match="1000 rows but the tokenizer has"):
         load_config(path)
+
+
+def test_more_threads_than_cores_is_one_line(tmp_path):
+    import numba
+
+    from generator.model import ModelError, Qwen3Model
+    with pytest.raises(ModelError, match="threads must be between 0"):
+        Qwen3Model.load(TINY, n_ctx=64, threads=numba.config.NUMBA_NUM_THREADS + 998)
