@@ -27,9 +27,10 @@ def _query_errors() -> tuple[type[BaseException], ...]:
     from generator.chat import ChatTemplateError
     from generator.generate import GenerationError
     from generator.hub import UnknownModelError
+    from generator.model import ModelError
     from generator.sampling import SamplingError
     return _user_errors() + (PipelineError, RerankerError, ChatTemplateError, GenerationError, UnknownModelError,
-                             SamplingError)
+                             SamplingError, ModelError)
 
 
 def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
