@@ -142,7 +142,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
     embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
     search is complete, dense search covers only cached vectors (the manifest says so)."""
-    from indexes.store import IndexStore
+    from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.chunk_pool import chunk_files
     from ragbit.walker import WalkStats, content_rules, settled, walk_repository
@@ -159,11 +159,21 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
     store = IndexStore(cfg.index_dir)
 
     with store.lock(timeout=0):
-        manifest, prev_dir = (None, None) if rebuild else previous_generation(store)
+        manifest, prev_dir = None, None
+        if not rebuild:
+            try:
+                manifest, prev_dir = previous_generation(store)
+            except IndexFormatError as e:                 # corrupt pointer or manifest: this run repairs it
+                warn(f"{e}; rebuilding the index")
         check_model(manifest, embedder.model_id, cfg.index_dir)
         settings = _chunk_settings(cfg, embedder.max_text_tokens)
         prev = None
-        if manifest:
+        # a damaged generation is repaired: its damaged parts are rebuilt, not reused (the dense index always is)
+        damaged = verify_generation(prev_dir, manifest) if manifest else []
+        if damaged:
+            warn(f"the index is damaged ({'; '.join(damaged[:3])}): repairing it")
+        lexical_from = None if any(d.startswith(LEXICAL_DIR + "/") for d in damaged) else prev_dir
+        if manifest and not any(d.startswith(TABLE_FILE) for d in damaged):
             try:
                 prev = ChunkTable.load(prev_dir)
             except ChunkTableError as e:
@@ -234,7 +244,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         }
 
         # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
-        unchanged = (reuse and report.files_unchanged == len(table.files) and not report.files_removed
+        unchanged = (reuse and not damaged and report.files_unchanged == len(table.files) and not report.files_removed
                      and not restamped and manifest.get("content_rules") == base_manifest["content_rules"]
                      and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
                      and bool(found.all()))
@@ -245,7 +255,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         t = time.perf_counter()
-        lexical = _build_lexical(table, reused, prev_dir)
+        lexical = _build_lexical(table, reused, lexical_from)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once

@@ -181,7 +181,9 @@ def status(
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
     typer.echo(f"embedding model: {s.model_id} (dim {s.dim})")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
-    if s.changed or s.added or s.removed:
+    if s.damaged:
+        typer.echo(f"damaged: {'; '.join(s.damaged[:5])} -> run `ragbit index {s.repo}` to repair")
+    elif s.changed or s.added or s.removed:
         typer.echo(f"since then: {s.added} added, {s.changed} changed, {s.removed} removed "
                    f"-> run `ragbit index {s.repo}`")
     else:
