@@ -154,7 +154,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         from ragbit.embeddings import Embedder
         embedder = Embedder(cfg.embed)
     if warn is None:
-        warn = (lambda msg: print(f"warning: {msg}", file=sys.stderr)) if progress else (lambda msg: None)
+        from ragbit.terminal_text import for_terminal        # warnings name files: a name may hold escapes
+        warn = (lambda msg: print(f"warning: {for_terminal(msg, False)}", file=sys.stderr)) if progress \
+            else (lambda msg: None)
     report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir))
     store = IndexStore(cfg.index_dir)
 

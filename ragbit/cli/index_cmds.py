@@ -151,16 +151,21 @@ def search(
 
 def _print_hits(hits) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.syntax import Syntax
+
+    from ragbit.terminal_text import for_terminal
     console = Console()
     if not hits:
         console.print("no results")
         return
     for h in hits:
-        scope = f"  [cyan]{h.scope}[/cyan]" if h.scope else ""
-        console.print(f"[bold]{h.rank}. {h.path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
+        # repository text is shown, never obeyed: no terminal escapes, no rich markup from a file name
+        path, scope = escape(for_terminal(h.path, keep_newlines=False)), escape(for_terminal(h.scope, False))
+        scope = f"  [cyan]{scope}[/cyan]" if scope else ""
+        console.print(f"[bold]{h.rank}. {path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
                       f"[dim]score {h.score:.4f}[/dim]", highlight=False)
-        lines = h.text.splitlines()
+        lines = for_terminal(h.text).splitlines()
         snippet = "\n".join(lines[:12]) + ("\n..." if len(lines) > 12 else "")
         console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
                              word_wrap=False))
