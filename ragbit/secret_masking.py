@@ -80,6 +80,7 @@ _ASSIGNMENT_KEYWORDS = ("pass", "pwd", "secret", "key", "token", "credential")
 _NOT_A_VALUE = re.compile(r"(?i)^(?:none|null|nil|true|false|yes|no|undefined|str|string|int|bool|bytes|optional\b.*"
                           r"|\$\{?[\w.]+\}?|\{\{.*\}\}|%\(?\w*\)?s?|<[^>]*>|\*+|x+|\.\.\.|changeme|your[_\-].*|"
                           r"os\.environ.*|env\(.*|process\.env.*)$")
+_PLACEHOLDER = re.compile(r"(?i)^(?:password|passwd|pass|pwd|secret|token|\$\{?\w+\}?|\{\w*\}|<\w+>|\*+|x+)$")
 _IDENTIFIER_LIKE = re.compile(r"^[a-z_][a-z0-9_\-]*$|^[A-Z_][A-Z0-9_]*$|^[\w]+(?:\.[\w]+)+(?:\(.*)?$|^\w+\(.*$|^\[.*$")
 _FILE_NAME = re.compile(r"^[A-Za-z_][\w\-./]*\.[a-z]{2,5}$")
 
@@ -125,6 +126,8 @@ def find_secrets(text: str, path: str = "") -> list[tuple[int, int, str]]:
     for rule in _RULES:
         if any(k in lower for k in rule.keywords):
             for m in rule.regex.finditer(text):
+                if rule.name == "url-password" and _PLACEHOLDER.match(m.group(rule.group)):
+                    continue                     # "user:password@host" in docs is a placeholder
                 spans.append((m.start(rule.group), m.end(rule.group), rule.name))
     if any(k in lower for k in _ASSIGNMENT_KEYWORDS):
         suffix = path.rsplit("/", 1)[-1]
