@@ -80,9 +80,10 @@ def generate(
         result = gen.last_result
     except domain_errors as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted", err=True)
-        raise typer.Exit(130)
+    except KeyboardInterrupt as e:
+        from ragbit.cli.interrupts import stop
+        typer.echo("", err=True)
+        stop(e)
 
     t = result.timings
     if json_out:

@@ -62,8 +62,9 @@ def _run(fn):
     which a search answered by the background server never needs."""
     try:
         return fn()
-    except KeyboardInterrupt:
-        _fail("interrupted (the last committed index is intact)")
+    except KeyboardInterrupt as e:             # Ctrl-C or SIGTERM: staging files are already removed
+        from ragbit.cli.interrupts import stop
+        stop(e, "the last committed index is intact")
     except typer.Exit:
         raise
     except Exception as e:

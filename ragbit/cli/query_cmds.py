@@ -50,8 +50,9 @@ def _guard(fn):
         return fn()
     except errors as e:
         _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-    except KeyboardInterrupt:
-        _fail("interrupted")
+    except KeyboardInterrupt as e:
+        from ragbit.cli.interrupts import stop
+        stop(e)
 
 
 # ---------------------------------------------------------------------------------------------- printing
