@@ -100,6 +100,7 @@ GENERATED_SPEC = GitIgnoreSpec.from_lines(GENERATED_PATTERNS)
 IGNORED, EXCLUDED, SECRET, MEDIA, GENERATED = "ignored", "excluded dir", "secret", "media", "minified/generated"
 TOO_LARGE, BINARY, UNDECODABLE, UNREADABLE = "too large", "binary", "undecodable", "unreadable"
 OUTSIDE, LOOP, BROKEN_LINK = "symlink outside repo", "symlink loop", "broken symlink"
+BAD_NAME, SPECIAL = "undecodable name", "not a regular file"
 
 
 class WalkError(ValueError):
@@ -236,7 +237,7 @@ class _Walk:
             raise WalkError(f"repository path is not a directory: {root}")
         self.root = root.resolve()
         self.cfg, self.warn, self.stats = cfg, warn, stats
-        self.config_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(cfg.ignore)) if cfg.ignore else None
+        self.config_layer = _IgnoreFile("", self._spec(cfg.ignore, "[walk] ignore")) if cfg.ignore else None
         exclude = _git_exclude_file(self.root)
         self.exclude_layer = self._load("", exclude) if exclude else None
         self.default_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
@@ -247,7 +248,22 @@ class _Walk:
         except OSError as e:
             self.warn(f"skipped {base}{path.name}: {_reason(e)}")
             return None
-        return _IgnoreFile(base, GitIgnoreSpec.from_lines(lines))
+        return _IgnoreFile(base, self._spec(lines, f"{base}{path.name}"))
+
+    def _spec(self, lines: list[str], where: str) -> GitIgnoreSpec:
+        """The patterns of an ignore file; a pattern pathspec cannot compile (`[z-a]`) is skipped with a
+        warning, as git skips it, instead of ending the walk with a traceback."""
+        try:
+            return GitIgnoreSpec.from_lines(lines)
+        except Exception:
+            good = []
+            for n, line in enumerate(lines, start=1):
+                try:
+                    GitIgnoreSpec.from_lines([line])
+                    good.append(line)
+                except Exception:
+                    self.warn(f"{where}:{n}: ignored an invalid pattern {line[:40]!r}")
+            return GitIgnoreSpec.from_lines(good)
 
     # ---------------------------------------------------------------------------------- candidates (no reads)
     def candidates(self) -> Iterator[tuple[str, Path, Stamp | None]]:
@@ -276,6 +292,11 @@ class _Walk:
             rel = base + entry.name
             if entry.name in VCS_NAMES:
                 self.stats.skip(EXCLUDED)
+            elif not _utf8_name(entry.name):
+                # not valid UTF-8 (os gives it back with surrogates): cannot be stored, shown or searched as text
+                self.warn(f"skipped {base}{entry.name.encode('utf-8', 'backslashreplace').decode()}: "
+                          "file name is not valid UTF-8")
+                self.stats.skip(BAD_NAME)
             elif is_dir:
                 if entry.name in SECRET_DIRS:
                     self.stats.skip(SECRET)
@@ -322,7 +343,8 @@ class _Walk:
                     is_dir = entry.is_dir(follow_symlinks=False)
                     target = real / entry.name if is_dir else None
                 if not is_dir and not entry.is_file():
-                    continue                                  # sockets, fifos, devices
+                    self.stats.skip(SPECIAL)                  # sockets, fifos, devices: never opened
+                    continue
             except OSError as e:
                 self.warn(f"skipped {base}{entry.name}: {_reason(e)}")
                 self.stats.skip(UNREADABLE)
@@ -362,6 +384,14 @@ class _Walk:
         self.stats.bytes += len(raw)
         return SourceFile(path=rel, abspath=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest(),
                           stamp=stamp)
+
+
+def _utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def read_bytes(path: Path) -> bytes:
