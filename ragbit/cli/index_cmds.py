@@ -75,6 +75,8 @@ def _run(fn):
         if isinstance(e, errors):
             _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         if isinstance(e, OSError):  # e.g. no permission to write the index directory, disk full
+            if e.errno is None and "requested and" in str(e):     # numpy's short write on a full disk
+                _fail(f"No space left on device? a write was cut short ({e}); the last committed index is intact")
             _fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
         raise
 
