@@ -140,10 +140,12 @@ def run_kills(real_repo, clean, run_seconds, tmp_path, n: int, seed: int) -> Cou
             args.append("--rebuild")
         before = generation_number(index_dir)
         p = driver(*args)
-        if scenario == "at-commit":              # the moment a generation is being written, fsynced, renamed
+        if scenario == "at-commit":   # while the 1st (lexical) or 2nd (full) generation is written, fsynced, renamed
+            target, seen = rng.choice([1, 2]), set()
             deadline = time.monotonic() + 60
-            while p.poll() is None and time.monotonic() < deadline and not (
-                    index_dir.is_dir() and any(q.name.startswith(".staging-") for q in index_dir.iterdir())):
+            while p.poll() is None and time.monotonic() < deadline and len(seen) < target:
+                if index_dir.is_dir():
+                    seen |= {q.name for q in index_dir.iterdir() if q.name.startswith(".staging-")}
                 time.sleep(0.001)
             time.sleep(rng.uniform(0, 0.05))
         else:
