@@ -237,14 +237,17 @@ class IndexStore:
 
     def current(self) -> Path | None:
         """Directory of the committed generation, or None if nothing was ever committed."""
-        name = self._current_name()
-        if name is None:
-            return None
-        path = self.root / name
-        if not path.is_dir():
-            raise IndexFormatError(f"index at {self.root} is corrupt ({name} is missing): "
-                                   "run ragbit index")
-        return path
+        for _ in range(20):
+            name = self._current_name()
+            if name is None:
+                return None
+            path = self.root / name
+            if path.is_dir():
+                return path
+            # a writer may have committed a newer generation and removed this one since we read CURRENT
+            if self._current_name() == name:
+                break
+        raise IndexFormatError(f"index at {self.root} is corrupt ({name} is missing): run ragbit index")
 
     def manifest(self) -> dict | None:
         """The committed manifest (with "format_version" and "generation"), or None if no index exists."""
@@ -273,7 +276,7 @@ class IndexStore:
             raise IndexMissingError(f"no index at {self.root}: run ragbit index first")
         return path, manifest
 
-    def read(self, loader: Callable[[Path, dict], T], attempts: int = 3) -> T:
+    def read(self, loader: Callable[[Path, dict], T], attempts: int = 10) -> T:
         """`loader(generation dir, manifest)` on the committed index, safe against a concurrent writer.
 
         A writer deletes the old generation right after switching CURRENT; a reader that resolved the old
@@ -281,7 +284,13 @@ class IndexStore:
         it is simply run again on the new generation. IndexMissingError if there is no index.
         """
         for attempt in range(attempts):
-            path, manifest = self.require()
+            name = self._current_name()
+            try:
+                path, manifest = self.require()
+            except IndexFormatError:          # its generation was removed under us if CURRENT has moved on
+                if attempt == attempts - 1 or self._current_name() == name:
+                    raise
+                continue
             try:
                 return loader(path, manifest)
             except (OSError, ValueError):
