@@ -99,6 +99,7 @@ def test_config_fuzz_short(tmp_path):
 
 
 @pytest.mark.faults_long
+@pytest.mark.timeout(3600)
 def test_config_fuzz_long(tmp_path):
     rejected, accepted = run_fuzz(tmp_path, 20_000, seed=2020)
     assert rejected + accepted == 20_000

@@ -168,6 +168,7 @@ def test_sigkill_index_short(real_repo, clean, run_seconds, tmp_path):
 
 
 @pytest.mark.faults_long
+@pytest.mark.timeout(7200)
 def test_sigkill_index_long(real_repo, clean, run_seconds, tmp_path):
     phases = run_kills(real_repo, clean, run_seconds, tmp_path, n=200, seed=200)
     print(f"\n200 kills survived, landing: {dict(phases)}")
@@ -204,6 +205,7 @@ def run_concurrent(real_repo, clean, tmp_path, writers: int, rounds: int) -> tup
     index_dir = tmp_path / "index"
     index_in_process(real_repo, index_dir)                              # readers always have a generation
     runs = ok = reader_failures = 0
+    failures: list[str] = []
     for r in range(rounds):
         shutil.rmtree(index_dir / "vectors", ignore_errors=True)        # give the writers real work
         procs = [driver("index", str(real_repo), "--index-dir", str(index_dir), "-q", "--rebuild")
@@ -213,9 +215,10 @@ def run_concurrent(real_repo, clean, tmp_path, writers: int, rounds: int) -> tup
         while any(p.poll() is None for p in procs):
             try:
                 hits = Searcher(config(real_repo, index_dir), embedder=FakeEmbedder()).search(QUERIES[1], k=5)
-                reader_failures += not hits
-            except Exception:
-                reader_failures += 1
+                if not hits:
+                    failures.append("search: no hits")
+            except Exception as e:
+                failures.append(f"search: {type(e).__name__}: {e}")
             time.sleep(0.05)
         for p in procs:
             out, err = p.communicate(timeout=60)
@@ -223,10 +226,15 @@ def run_concurrent(real_repo, clean, tmp_path, writers: int, rounds: int) -> tup
             lines = [l for l in err.splitlines() if l.strip()]
             if p.returncode == 0 or (p.returncode == 1 and len(lines) == 1 and "holds the lock" in lines[0]):
                 ok += 1
+            else:
+                failures.append(f"writer exit {p.returncode}: {err.strip()[-300:]}")
         out, err = query.communicate(timeout=120)
-        reader_failures += query.returncode != 0 or '"sources": []' in out
+        if query.returncode != 0 or '"sources": []' in out:
+            failures.append(f"query exit {query.returncode}: {err.strip()[-300:]}")
         index_in_process(real_repo, index_dir)
         assert snapshot(real_repo, index_dir) == clean
+    reader_failures = sum(not f.startswith("writer") for f in failures)
+    assert not failures, failures[:5]
     return runs, ok, reader_failures
 
 
@@ -237,6 +245,7 @@ def test_concurrent_writers_and_readers(real_repo, clean, tmp_path, writers):
 
 
 @pytest.mark.faults_long
+@pytest.mark.timeout(7200)
 def test_concurrent_writers_and_readers_long(real_repo, clean, tmp_path):
     runs, ok, reader_failures = run_concurrent(real_repo, clean, tmp_path, 4, rounds=40)
     print(f"\n{runs} concurrent runs, {ok} finished or refused with one line, {reader_failures} reader failures")

@@ -94,6 +94,7 @@ def test_gguf_fuzz_short(bases, tmp_path):
 
 
 @pytest.mark.faults_long
+@pytest.mark.timeout(7200)
 def test_gguf_fuzz_long(bases, tmp_path):
     outcomes = fuzz(bases, tmp_path, {"notok": list(range(100_000, 109_500)),
                                       "reference": list(range(200_000, 200_500))})
