@@ -80,12 +80,15 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
     is the common case). Returns (seconds spent, whether the index changed). While another process writes the
     index, the committed generation is used as it is (no wait, no error)."""
-    from indexes.store import IndexLockedError, IndexStore
+    from indexes.store import IndexFormatError, IndexLockedError, IndexStore
     from ragbit.indexer import index_repository
     t0 = time.perf_counter()
     store = IndexStore(cfg.index_dir)
     if progress is None:
-        progress = store.current() is None
+        try:
+            progress = store.current() is None
+        except IndexFormatError:            # a damaged pointer: index_repository rebuilds, with progress
+            progress = True
     try:
         report = index_repository(cfg, progress=progress, embedder=embedder)
     except IndexLockedError:

@@ -114,3 +114,10 @@ def test_reader_follows_current_when_its_generation_was_just_removed(tmp_path):
     assert store.current().name == "gen-000002"
     reads = iter(["gen-000001"])
     assert store.read(lambda gen, manifest: manifest["n"]) == 1
+
+
+def test_query_repairs_a_garbage_current(repo, tmp_path):
+    (repo / ".ragbit" / "CURRENT").write_bytes(b"\xff\xfe garbage \x00")
+    r = invoke("query", "invoice total", "--repo", repo, "--model", tmp_path / "missing.gguf", "--json")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert json.loads(r.stdout)["sources"]
