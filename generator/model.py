@@ -84,7 +84,7 @@ class Qwen3Config:
                 raise ModelError(f"missing metadata key 'qwen3.{key}'")
             try:
                 return kind(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ModelError(f"metadata key 'qwen3.{key}' has bad value {value!r}") from None
 
         n_embd, n_head = get("embedding_length"), get("attention.head_count")
@@ -110,6 +110,14 @@ class Qwen3Config:
         if cfg.n_head % cfg.n_head_kv or cfg.head_dim % 2:
             raise ModelError(f"invalid attention shape: {cfg.n_head} heads, {cfg.n_head_kv} kv heads, "
                              f"head_dim {cfg.head_dim}")
+        # NaN/inf/negative hyper-parameters load fine and then produce garbage: reject them here
+        if not (math.isfinite(cfg.rms_eps) and 0.0 < cfg.rms_eps < 1.0):
+            raise ModelError(f"metadata key 'qwen3.attention.layer_norm_rms_epsilon' has bad value {cfg.rms_eps!r} "
+                             "(expected a small positive number)")
+        if not (math.isfinite(cfg.rope_base) and cfg.rope_base > 1.0):
+            raise ModelError(f"metadata key 'qwen3.rope.freq_base' has bad value {cfg.rope_base!r} (expected > 1)")
+        if not math.isfinite(cfg.rope_factor):
+            raise ModelError(f"metadata key 'qwen3.rope.scaling.factor' has bad value {cfg.rope_factor!r}")
         if cfg.rope_scaling == "yarn" and (cfg.rope_factor <= 1.0 or cfg.rope_orig_ctx <= 0):
             raise ModelError("YaRN rope scaling needs factor > 1 and original_context_length > 0")
         return cfg
@@ -280,8 +288,10 @@ class Qwen3Model:
         if not 1 <= int(n_ctx) <= config.n_ctx_train:
             raise ModelError(f"n_ctx={n_ctx} must be between 1 and the model's context length "
                              f"{config.n_ctx_train}")
-        if threads < 0:
-            raise ModelError(f"threads must be >= 0 (0 = all cores), got {threads}")
+        import numba
+        if not 0 <= threads <= numba.config.NUMBA_NUM_THREADS:      # numba raises a bare ValueError above
+            raise ModelError(f"threads must be between 0 (all cores) and {numba.config.NUMBA_NUM_THREADS} "
+                             f"(the cores numba may use), got {threads}")
         if kv_cache not in KV_CACHE_TYPES:
             raise ModelError(f"unknown KV cache type {kv_cache!r}; choose one of {', '.join(KV_CACHE_TYPES)}")
         need, free = kv_cache_bytes(config, int(n_ctx), kv_cache), _available_ram()
@@ -419,6 +429,10 @@ def config_from_gguf(gguf: GGUFFile) -> Qwen3Config:
     except ModelError as exc:
         raise gguf.error(str(exc)) from None
     gguf.require("token_embd.weight", (config.n_embd, config.n_vocab))
+    n_tokens = len(gguf.metadata.get("tokenizer.ggml.tokens") or [])
+    if n_tokens > config.n_vocab:        # the tokenizer would produce ids the embedding has no row for
+        raise gguf.error(f"tensor 'token_embd.weight' has {config.n_vocab} rows but the tokenizer has "
+                         f"{n_tokens} tokens")
     return config
 
 

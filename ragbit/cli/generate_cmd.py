@@ -66,7 +66,7 @@ def generate(
                 sys.stdout.flush()
         return gen.last_result
 
-    result = guarded(go, interrupted="\ninterrupted", interrupted_code=130)
+    result = guarded(go)
     t = result.timings
     if json_out:
         typer.echo(json.dumps({
