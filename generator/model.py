@@ -25,7 +25,7 @@ import numpy as np
 
 from .gguf_file import GGUFError, GGUFFile, TensorRef
 from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
-from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, prepare_stacked
+from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
 
 
@@ -234,6 +234,9 @@ class Qwen3Model:
         ]
         self.output_norm = _vector(gguf, "output_norm.weight", cfg.n_embd)            # (n_embd,)
         self.lm_head = self.tok_embd if self.tied else _matrix(gguf, "output.weight", cfg.n_embd, cfg.n_vocab, q1_decode)
+        # which instruction-set path each product runs on (kernels/dispatch.py), for --json and benchmarks
+        self.kernel_paths = merge_kernel_paths([self.lm_head] + [getattr(lw, f) for lw in self.layers for f in (
+            "wqkv", "wo", "w_gate_up", "w_down")])
 
         # ---- RoPE tables (YaRN folded in) ----
         self.rope_cos, self.rope_sin = layers.rope_tables(                                # (n_ctx, head_dim/2)

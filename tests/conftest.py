@@ -14,6 +14,26 @@ def read_jsonl(name: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _kernel_path_fixture(op: str):
+    """A fixture running its test once per path the dispatcher implements for `op`, with RAGBIT_KERNEL set to it;
+    a path this CPU cannot run is skipped, naming the missing features."""
+    from generator.kernels import dispatch
+
+    @pytest.fixture(params=dispatch.IMPLEMENTED[op])
+    def fixture(request, monkeypatch):
+        path = request.param
+        if not dispatch.supported(path):
+            missing = [f for f in dispatch.REQUIRES[path] if f not in dispatch.host_features()]
+            pytest.skip(f"this CPU lacks {', '.join(missing)}: cannot run the {path} path")
+        monkeypatch.setenv(dispatch.ENV, path)
+        return path
+
+    return fixture
+
+
+int11_path = _kernel_path_fixture("q1_decode_int11")  # every integer-table matvec path (q1_0_simd.py)
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     return REFERENCE_DIR

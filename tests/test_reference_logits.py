@@ -119,15 +119,16 @@ def test_yarn_rope_tables_follow_the_readme():
 
 @pytest.mark.parametrize("kv_cache", ["f32", "f16"])
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e["step"] == 4], ids=_id)
-def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry, kv_cache):
+def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry, kv_cache, int11_path):
     """The default decode kernel of `ragbit generate` ("int11": per-group activation sums rounded to 11-bit
     integers) is not float32-exact, so it is held to the llama.cpp comparison of the reference README:
     max abs <= 0.35 and mean abs <= 0.04 against llama.cpp, and the same argmax as the float32 reference.
     The last 4 tokens go through decode (the int11 path); the prompt before them is float32 prefill.
     With kv_cache="f16" (ragbit's default, and llama.cpp's) both attention paths read F16 keys/values.
     Against f32ref <= 0.1. Measured: ~0.025 max against f32ref (F16 alone adds ~4e-3), ~0.15 / 0.02 against
-    llama.cpp."""
+    llama.cpp. Run on every instruction-set path of the int11 kernel this CPU has (`int11_path`)."""
     model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, q1_decode="int11", kv_cache=kv_cache)
+    assert model.kernel_paths["decode"] == f"{int11_path} (int11)"
     assert model.k_cache.dtype == (np.uint16 if kv_cache == "f16" else np.float32)
     ids = entry["input_ids"]
     model.prefill(ids[:-4])
