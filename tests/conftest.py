@@ -14,12 +14,13 @@ def read_jsonl(name: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _kernel_path_fixture(op: str):
-    """A fixture running its test once per path the dispatcher implements for `op`, with RAGBIT_KERNEL set to it;
-    a path this CPU cannot run is skipped, naming the missing features."""
+def _kernel_path_fixture(*ops: str):
+    """A fixture running its test once per path the dispatcher implements for any of `ops`, with RAGBIT_KERNEL
+    set to it (so each operation runs its best path up to that one); a path this CPU cannot run is skipped,
+    naming the missing features."""
     from generator.kernels import dispatch
 
-    @pytest.fixture(params=dispatch.IMPLEMENTED[op])
+    @pytest.fixture(params=[p for p in dispatch.PATHS if any(p in dispatch.IMPLEMENTED[op] for op in ops)])
     def fixture(request, monkeypatch):
         path = request.param
         if not dispatch.supported(path):
@@ -31,7 +32,8 @@ def _kernel_path_fixture(op: str):
     return fixture
 
 
-int11_path = _kernel_path_fixture("q1_decode_int11")  # every integer-table matvec path (q1_0_simd.py)
+# every path of the integer mode ("int11"): table matvec (q1_0_simd.py) and int8 matmul (q1_0_vnni.py)
+int11_path = _kernel_path_fixture("q1_decode_int11", "q1_prefill_int8")
 
 
 @pytest.fixture(scope="session")

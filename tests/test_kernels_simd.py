@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from generator.kernels import GGML_Q1_0, dequantize, prepare_matrix, quantize, set_threads
-from generator.kernels import q1_0_simd
+from generator.kernels import dispatch, q1_0_simd
 
 
 SHAPES = [(384, 67), (640, 301), (256, 1024)]
@@ -40,7 +40,7 @@ def test_int11_matvec_within_its_rounding_bound(shape, int11_path):
     n_in, n_out = shape
     raw, w, rng = _case(n_in, n_out, seed=n_out)
     m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
-    assert (m.decode, m.path) == ("int11", int11_path)
+    assert (m.decode, m.path) == ("int11", dispatch.choose("q1_decode_int11"))
     for scale in (1.0, 1e-3, 50.0):  # the tables rescale per block: any input magnitude works
         x = (rng.standard_normal(n_in) * scale).astype(np.float32)
         x[:128] *= 10  # one block much larger than the rest
@@ -59,7 +59,7 @@ def test_int11_zero_input_and_thread_count(int11_path):
     n_in, n_out = 640, 301
     raw, w, rng = _case(n_in, n_out, seed=5)
     m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
-    assert m.path == int11_path
+    assert m.path == dispatch.choose("q1_decode_int11")
     assert np.array_equal(m.matvec(np.zeros(n_in, np.float32)), np.zeros(n_out, np.float32))
     x = rng.standard_normal(n_in).astype(np.float32)
     x[128:256] = 0  # an all-zero block in the middle
@@ -73,13 +73,34 @@ def test_int11_zero_input_and_thread_count(int11_path):
     assert np.all(err <= _int11_bound(w, x) * (1 + 1e-4) + 3e-5 * (np.abs(w) @ np.abs(x)) + 1e-6)
 
 
-def test_int11_mode_keeps_prefill_and_rows_float_exact(int11_path):
+def _int8_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(T, n_out) bound of the int8-activation matmul: each input is rounded by at most s/2, s = max |x| of its
+    token's 32 inputs / 127, and meets a weight of magnitude d_b: sum_b |d_b| * 16 * sum_{j in b} s_j per row."""
+    n_out, n_in = w.shape
+    d = np.abs(w).reshape(n_out, n_in // 128, 128)[:, :, 0]                                   # (n_out, nb)
+    s = np.abs(xs.astype(np.float64)).reshape(len(xs), n_in // 32, 32).max(-1) / 127         # (T, n_in / 32)
+    return 16 * s.reshape(len(xs), n_in // 128, 4).sum(-1) @ d.T
+
+
+@pytest.mark.parametrize("n_tok", [3, 17, 40])
+def test_int11_mode_prefill_and_rows(int11_path, n_tok):
+    """Prefill in the integer mode: float32-exact tables where the CPU has no VNNI; int8 activations on VNNI,
+    within their rounding bound (token counts around the 6-token register tile, rows not a multiple of 32)."""
     n_in, n_out = 384, 67
     raw, w, rng = _case(n_in, n_out, seed=9)
     m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
-    xs = rng.standard_normal((17, n_in)).astype(np.float32)
+    assert m.prefill_path == ("avx512vnni" if int11_path == "avx512vnni" else "portable")
+    xs = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    xs[:, 128:256] *= 30  # one block much larger than the rest: scales are per token and block
     err = np.abs(m.matmul(xs).astype(np.float64) - xs @ w.T)
-    assert np.all(err <= 3e-5 * (np.abs(xs) @ np.abs(w).T) + 1e-6)
+    mag = np.abs(xs) @ np.abs(w).T
+    if m.prefill_path == "portable":
+        assert np.all(err <= 3e-5 * mag + 1e-6)
+    else:
+        bound = _int8_bound(w, xs)
+        assert np.all(bound < 0.05 * mag)  # tight enough that a wrong sign or scale would exceed it
+        assert np.all(err <= bound * (1 + 1e-4) + 3e-5 * mag + 1e-6), f"worst err/bound {(err / bound).max():.3g}"
+        assert err.max() > 1e-4  # really the int8 path
     for i in (0, 33, n_out - 1):
         assert np.array_equal(m.row(i), w[i].astype(np.float32))
 

@@ -42,7 +42,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q1_decode_int11": ("avx512bw", "ssse3"),   # integer-table matvec (q1_0_simd.py); "portable" = use float
     "q1_decode_float": ("portable",),           # float32-exact matvec (q1_0.matvec_lut8)
-    "q1_prefill": ("portable",),                # float32 table matmul (q1_0.matmul_lut4_*)
+    "q1_prefill_int8": ("avx512vnni",),         # int8 activations x bits, vpdpbusd (q1_0_vnni.py); int11 mode
+    "q1_prefill_float": ("portable",),          # float32 table matmul (q1_0.matmul_lut4_*)
 }
 
 

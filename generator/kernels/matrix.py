@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, dispatch, q1_0, q1_0_simd
+from . import dense, dispatch, q1_0, q1_0_simd, q1_0_vnni
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -205,7 +205,10 @@ class Q1Matrix(QuantMatrix):
         if decode == "int11" and self.path not in self._INT11_KERNELS:
             decode, self.path = "float", dispatch.choose("q1_decode_float")
         self.decode = decode
-        self.prefill_path = dispatch.choose("q1_prefill")
+        # prefill: int8 activations on VNNI in the integer mode, else the float32 tables
+        self.prefill_path = dispatch.choose("q1_prefill_int8") if decode == "int11" else "portable"
+        if self.prefill_path == "portable":
+            self.prefill_path = dispatch.choose("q1_prefill_float")
         tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
         bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows, byte_major=self.decode == "int11")
         if self.decode == "float":
@@ -232,6 +235,14 @@ class Q1Matrix(QuantMatrix):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
             for t in range(x.shape[0]):
                 self._matvec_into(x[t], out[t])
+        elif self.prefill_path == "avx512vnni":
+            T, nt, subs = x.shape[0], q1_0_vnni.NT, self.n_in // q1_0_vnni.QS
+            t_pad = -(-T // nt) * nt                                      # zero rows pad the last token tile
+            xq = np.zeros((t_pad, self.n_in), np.int8)
+            sx = np.zeros((t_pad, subs), np.float32)                      # activation scale per token and 32 inputs
+            qx = np.zeros((t_pad, subs), np.int32)                        # sum of those 32 int8 activations
+            q1_0_vnni.quantize_rows(x, xq[:T], sx[:T], qx[:T])
+            q1_0_vnni.matmul_vnni(self.bits_t, self.scales, xq, sx, qx, out)
         else:
             kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
             kernel(self.bits, self.scales, x, out, numba.get_num_threads())
