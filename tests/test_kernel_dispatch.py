@@ -26,6 +26,8 @@ def test_widest_supported_path_wins(cpu):
     assert dispatch.choose("q1_decode_int11") == "avx512bw"
     cpu(ZEN1)
     assert dispatch.host_paths() == ("avx2", "ssse3", "portable")
+    assert dispatch.choose("q1_decode_int11") == "avx2"
+    cpu({"sse2", "ssse3"})
     assert dispatch.choose("q1_decode_int11") == "ssse3"
     cpu(set())                                            # unknown CPU: nothing hand-written
     assert dispatch.host_paths() == ("portable",)
@@ -35,7 +37,7 @@ def test_widest_supported_path_wins(cpu):
 
 def test_environment_caps_the_path(cpu, monkeypatch):
     cpu(ZEN4)
-    for forced, want in [("avx512vnni", "avx512bw"), ("avx2", "ssse3"), ("ssse3", "ssse3"), ("portable", "portable")]:
+    for forced, want in [("avx512vnni", "avx512bw"), ("avx2", "avx2"), ("ssse3", "ssse3"), ("portable", "portable")]:
         monkeypatch.setenv(dispatch.ENV, forced)
         assert dispatch.choose("q1_decode_int11") == want, forced
         assert dispatch.report()["q1_decode_int11"] == want

@@ -9,7 +9,7 @@ Paths, widest first. Each names the instructions its kernels use explicitly (LLV
 compiles the surrounding loops for the host CPU, so "portable" means "no hand-written SIMD", not "no SIMD":
   avx512vnni  512-bit vpdpbusd int8 dot products (plus everything of avx512bw)
   avx512bw    512-bit vpshufb / vpmaddubsw (64 table lookups per instruction)
-  avx2        256-bit integer ops
+  avx2        256-bit vpshufb / vpmaddubsw (32 lookups per instruction)
   ssse3       128-bit pshufb / pmaddubsw (any x86-64 since 2006)
   portable    plain numba code, every CPU
 
@@ -40,7 +40,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 
 # operation -> the paths that have an implementation (kept in PATHS order)
 IMPLEMENTED: dict[str, tuple[str, ...]] = {
-    "q1_decode_int11": ("avx512bw", "ssse3"),   # integer-table matvec (q1_0_simd.py); "portable" = use float
+    "q1_decode_int11": ("avx512bw", "avx2", "ssse3"),   # integer-table matvec (q1_0_simd.py); "portable" = use float
     "q1_decode_float": ("portable",),           # float32-exact matvec (q1_0.matvec_lut8)
     "q1_prefill_int8": ("avx512vnni",),         # int8 activations x bits, vpdpbusd (q1_0_vnni.py); int11 mode
     "q1_prefill_float": ("portable",),          # float32 table matmul (q1_0.matmul_lut4_*)

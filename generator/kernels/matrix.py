@@ -191,18 +191,17 @@ class Q1Matrix(QuantMatrix):
 
     decode "float" (default): float32 tables, float32-exact up to summation order (q1_0.matvec_lut8).
     decode "int11": 11-bit integer tables + pshufb (q1_0_simd.py), ~2x faster, error bounded by
-    16 * sum_b |d_b| * s_b (see there), on the widest path the dispatcher finds (`self.path`: "avx512bw"
-    or "ssse3"); falls back to "float" where neither runs (`self.decode` says which one runs). The two keep
+    16 * sum_b |d_b| * s_b (see there), on the widest path the dispatcher finds (`self.path`: "avx512bw",
+    "avx2" or "ssse3"); falls back to "float" where neither runs (`self.decode` says which one runs). The two keep
     the bits in different layouts, so the mode is fixed at load."""
 
-    _INT11_KERNELS = {"avx512bw": q1_0_simd.matvec_vpshufb512, "ssse3": q1_0_simd.matvec_pshufb}
 
     def __init__(self, raw, n_in, n_out, decode: str = "float"):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
         if decode not in Q1_DECODE_MODES:
             raise KernelFormatError(f"unknown Q1_0 decode mode {decode!r}; expected one of {Q1_DECODE_MODES}")
         self.path = dispatch.choose(f"q1_decode_{decode}")
-        if decode == "int11" and self.path not in self._INT11_KERNELS:
+        if decode == "int11" and self.path not in q1_0_simd.MATVEC:
             decode, self.path = "float", dispatch.choose("q1_decode_float")
         self.decode = decode
         # prefill: int8 activations on VNNI in the integer mode, else the float32 tables
@@ -219,7 +218,7 @@ class Q1Matrix(QuantMatrix):
         else:
             self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
-            self._int11 = self._INT11_KERNELS[self.path]
+            self._int11 = q1_0_simd.MATVEC[self.path]
 
     @property
     def kernel_paths(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ exact. That is why this path is opt-in (QuantMatrix decode mode "int11"), and fl
 
 Weight layout: bits (n_tiles, n_blocks, 16, tile_rows) uint8 (q1_0.repack(..., byte_major=True)): the
 float layout with the last two axes swapped, so byte k of 16 (64) consecutive rows is one 16 (64)-byte load.
-Two widths: SSSE3 (any x86-64 since 2006, 16 rows per pshufb) and AVX-512BW (64 rows per vpshufb); the
+Three widths: SSSE3 (any x86-64 since 2006, 16 rows per pshufb), AVX2 (32) and AVX-512BW (64 rows per vpshufb); the
 dispatcher (dispatch.py, operation "q1_decode_int11") picks one, callers fall back to the float kernel where
 neither runs.
 """
@@ -79,12 +79,13 @@ def build_tables(x, tab, s):
 # ----------------------------------------------------------------------------------------------------
 # the block kernel, written in LLVM IR (numba has no vector types)
 
-# The block kernel comes in two widths, one LLVM IR generator for both: 16 rows per vector (SSSE3, 128-bit
-# pshufb) or 64 rows per vector (AVX-512BW, 512-bit vpshufb: four 128-bit lanes, each looking up its own 16
-# rows in the same table, broadcast to every lane). Only the width differs; the integer sums, and so the
+# The block kernel comes in three widths, one LLVM IR generator for all: 16 rows per vector (SSSE3, 128-bit
+# pshufb), 32 (AVX2) or 64 rows per vector (AVX-512BW, 512-bit vpshufb: four 128-bit lanes, each looking up
+# its own 16 rows in the same table, broadcast to every lane). Only the width differs; the integer sums, and so the
 # float results, are identical bit for bit.
 _INTRINSICS = {  # width -> (pshufb, pmaddubsw)
     16: ("llvm.x86.ssse3.pshuf.b.128", "llvm.x86.ssse3.pmadd.ub.sw.128"),
+    32: ("llvm.x86.avx2.pshuf.b", "llvm.x86.avx2.pmadd.ub.sw"),
     64: ("llvm.x86.avx512.pshuf.b.512", "llvm.x86.avx512.pmaddubs.w.512"),
 }
 
@@ -162,57 +163,56 @@ def _define_block_fn(module: ir.Module, width: int) -> ir.Function:
     return fn
 
 
-def _block_intrinsic(width: int):
-    """The block kernel of `width` rows per vector as a numba intrinsic (see _define_block_fn)."""
+@intrinsic
+def _block(typingctx, width, w, tab, d, s, acc, n_chunks, stride):
+    """The block kernel of `width` (a compile-time literal: 16, 32 or 64) rows per vector (see _define_block_fn)."""
+    if not isinstance(width, types.IntegerLiteral) or width.literal_value not in _INTRINSICS:
+        return None
+    sig = types.void(width, w, tab, d, types.float32, acc, types.intp, types.intp)
 
-    @intrinsic
-    def block(typingctx, w, tab, d, s, acc, n_chunks, stride):
-        sig = types.void(w, tab, d, types.float32, acc, types.intp, types.intp)
+    def codegen(context, builder, sig, args):
+        fn = _define_block_fn(builder.module, sig.args[0].literal_value)
+        nc, st = args[6], args[7]
+        ptr = {i: context.make_array(sig.args[i])(context, builder, args[i]).data for i in (1, 2, 3, 5)}
+        i8p, i16p, f32p = ir.IntType(8).as_pointer(), ir.IntType(16).as_pointer(), ir.FloatType().as_pointer()
+        builder.call(fn, [builder.bitcast(ptr[1], i8p), builder.bitcast(ptr[2], i8p), builder.bitcast(ptr[3], i16p),
+                          args[4], builder.bitcast(ptr[5], f32p), nc, st])
+        return context.get_dummy_value()
 
-        def codegen(context, builder, sig, args):
-            fn = _define_block_fn(builder.module, width)
-            nc, st = args[5], args[6]
-            ptr = {i: context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 1, 2, 4)}
-            i8p, i16p, f32p = ir.IntType(8).as_pointer(), ir.IntType(16).as_pointer(), ir.FloatType().as_pointer()
-            builder.call(fn, [builder.bitcast(ptr[0], i8p), builder.bitcast(ptr[1], i8p),
-                              builder.bitcast(ptr[2], i16p), args[3], builder.bitcast(ptr[4], f32p), nc, st])
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return block
+    return sig, codegen
 
 
-_block = _block_intrinsic(16)
-_block64 = _block_intrinsic(64)
+@njit(inline="always")
+def _matvec(bits_t, scales, tab, s, out, width):
+    """out (n_out,) = W @ x given x's tables (build_tables); bits_t (n_tiles, n_blocks, 16, tile_rows), with the
+    block kernel of `width` rows per vector; tile_rows % width == 0 (q1_0.tile_rows_for gives multiples of 64).
+    Inlined into one entry point per width, where width is a constant: each compiles only when first called,
+    so a CPU never sees instructions it lacks, and each caches on disk."""
+    n_out = out.size
+    n_tiles, n_blocks, tile_rows = scales.shape
+    for it in prange(n_tiles):
+        r0 = it * tile_rows
+        n_r = min(n_out - r0, tile_rows)
+        n_chunks = (n_r + width - 1) // width
+        acc = np.zeros(tile_rows, np.float32)
+        for b in range(n_blocks):
+            _block(width, bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
+        out[r0:r0 + n_r] = acc[:n_r]
 
 
 @njit(parallel=True, cache=True)
 def matvec_pshufb(bits_t, scales, tab, s, out):
-    """out (n_out,) = W @ x given x's tables (build_tables); bits_t (n_tiles, n_blocks, 16, tile_rows)."""
-    n_out = out.size
-    n_tiles, n_blocks, tile_rows = scales.shape
-    for it in prange(n_tiles):
-        r0 = it * tile_rows
-        n_r = min(n_out - r0, tile_rows)
-        n_chunks = (n_r + 15) // 16
-        acc = np.zeros(tile_rows, np.float32)
-        for b in range(n_blocks):
-            _block(bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
-        out[r0:r0 + n_r] = acc[:n_r]
+    _matvec(bits_t, scales, tab, s, out, 16)       # SSSE3
+
+
+@njit(parallel=True, cache=True)
+def matvec_vpshufb256(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 32)       # AVX2
 
 
 @njit(parallel=True, cache=True)
 def matvec_vpshufb512(bits_t, scales, tab, s, out):
-    """matvec_pshufb with 512-bit vpshufb (AVX-512BW): 64 rows per instruction. Compiled only when called,
-    so CPUs without AVX-512 never see its instructions. Needs tile_rows % 64 == 0 (q1_0.tile_rows_for)."""
-    n_out = out.size
-    n_tiles, n_blocks, tile_rows = scales.shape
-    for it in prange(n_tiles):
-        r0 = it * tile_rows
-        n_r = min(n_out - r0, tile_rows)
-        n_chunks = (n_r + 63) // 64
-        acc = np.zeros(tile_rows, np.float32)
-        for b in range(n_blocks):
-            _block64(bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
-        out[r0:r0 + n_r] = acc[:n_r]
+    _matvec(bits_t, scales, tab, s, out, 64)       # AVX-512BW
+
+
+MATVEC = {"avx512bw": matvec_vpshufb512, "avx2": matvec_vpshufb256, "ssse3": matvec_pshufb}  # dispatch path ->
