@@ -230,18 +230,21 @@ def ensure_model(name: str, cache_dir: Path) -> Path:
 
 
 def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int) -> dict:
-    """llama.cpp's own pp512 and tg<tg> tokens/s on the same file and thread count ({} if it fails)."""
-    cmd = [binary, "-m", str(path), "-p", "512", "-n", str(tg), "-t", str(threads), "-r", str(repeats), "-o", "json"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        tests = json.loads(out)
-    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
-        print(f"  llama-bench failed: {e}", file=sys.stderr)
-        return {}
+    """llama.cpp's own pp512, tg<tg> and tg<tg> after 1,500 cached tokens (-d 1500), tokens/s, on the same file
+    and thread count ({} where it fails)."""
+    base = [binary, "-m", str(path), "-t", str(threads), "-r", str(repeats), "-o", "json"]
     res = {}
-    for t in tests:
-        key = "pp512" if t.get("n_prompt") == 512 and not t.get("n_gen") else "tg"
-        res[key] = float(t["avg_ts"])
+    for key_args in (["-p", "512", "-n", str(tg)], ["-p", "0", "-n", str(tg), "-d", "1500"]):
+        try:
+            tests = json.loads(subprocess.run(base + key_args, capture_output=True, text=True, check=True).stdout)
+        except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
+            print(f"  llama-bench {' '.join(key_args)} failed: {e}", file=sys.stderr)
+            continue
+        for t in tests:
+            if t.get("n_depth"):
+                res["tg_at1500"] = float(t["avg_ts"])
+            else:
+                res["pp512" if t.get("n_prompt") == 512 and not t.get("n_gen") else "tg"] = float(t["avg_ts"])
     print(f"  [llama-bench] {res}", file=sys.stderr, flush=True)
     return res
 
@@ -363,7 +366,7 @@ def summary(rows: list[dict]) -> None:
     source = "llama.cpp measured in this run" if measured else "llama.cpp: the issue's figures, another machine"
     print(f"\n({source})")
     print("model  thr  kernel     |  pp512 tok/s  llama.cpp  ratio |  tg tok/s  llama.cpp  ratio | roof | "
-          "tg@1500 | ttft 1500 s | warm load s")
+          "tg@1500 llama.cpp | ttft 1500 s | warm load s")
     for r in rows:
         s = r["speed"]
         ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if r["threads"] == 2 else {})
@@ -372,7 +375,8 @@ def summary(rows: list[dict]) -> None:
         at = s["tg_at1500"]["n"] / s["tg_at1500"]["wall"]
         roof = tgd / (r["bw"] * 1e9 / s["bytes_per_token"])
         print(f"{r['model']:5s} {r['threads']:4d}  {r['kernel']:10s} | {pp:11.1f}  {ref_pp:9.1f}  {pp / ref_pp:5.2f} | "
-              f"{tgd:8.2f}  {ref_tg:9.1f}  {tgd / ref_tg:5.2f} | {roof:4.0%} | {at:7.2f} | {s['ttft1500']['wall']:11.2f} | "
+              f"{tgd:8.2f}  {ref_tg:9.1f}  {tgd / ref_tg:5.2f} | {roof:4.0%} | {at:7.2f} "
+              f"{(ref or {}).get('tg_at1500', float('nan')):9.1f} | {s['ttft1500']['wall']:11.2f} | "
               f"{r['warm']['load']['wall']:10.2f}")
 
 
