@@ -258,6 +258,7 @@ def main() -> None:
     ap.add_argument("--models", default="1.7b,8b", help="comma list of 1.7b, 4b, 8b")
     ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
     ap.add_argument("--quick", action="store_true", help="one repeat, tg16, no empty-numba-cache start")
+    ap.add_argument("--tg", type=int, help="decode steps per tg measurement (default 64, 16 with --quick)")
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
@@ -286,6 +287,7 @@ def main() -> None:
     kernels = _distinct_paths(dispatch) if args.kernel == "all" else args.kernel.split(",")
     print(f"CPU {_cpu_name()}; kernel paths it runs: {', '.join(dispatch.host_paths())}; timing: {', '.join(kernels)}")
     repeats, tg = (1, 16) if args.quick else (2, 64)
+    tg = args.tg or tg
     rows = []
     for m in models:
         for th in threads:
