@@ -22,7 +22,7 @@ core's fp32 GEMM peak, measured in torch at the model's FFN shape: how much any 
 Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
 of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
-onnx / onnx-int8 = ragbit.embedding_backends; "@128" = max_seq_length 128 instead of 256.
+onnx / onnx-int8 = ragbit.indexing.embedding_backends; "@128" = max_seq_length 128 instead of 256.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragbit.embedding_backends import (configure_torch_threads, cpu_flags, load_sentence_model,  # noqa: E402
+from ragbit.indexing.embedding_backends import (configure_torch_threads, cpu_flags, load_sentence_model,  # noqa: E402
                                        physical_cores)
 
 
@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--wall", action="store_true", help="also time wall-clock with default threads")
     args = ap.parse_args()
 
-    from ragbit.embeddings import resolve_model   # the indexer's own name -> packaged-model resolution
+    from ragbit.indexing.embeddings import resolve_model   # the indexer's own name -> packaged-model resolution
     source, model_id, _ = resolve_model(args.model)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="ragbit-bench-onnx-")
     if not args.cache_dir:

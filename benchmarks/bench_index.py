@@ -71,7 +71,7 @@ def fetch(spec: str, cache: Path) -> Path:
 def subset(src: Path, dest: Path, max_files: int) -> Path:
     """A copy holding the first `max_files` files the walker would index (sorted by path)."""
     from ragbit.config import RagbitConfig
-    from ragbit.walker import walk_repository
+    from ragbit.indexing.walker import walk_repository
     if dest.exists():
         shutil.rmtree(dest)
     cfg = RagbitConfig.load(src)
@@ -89,7 +89,7 @@ def search_latency(cfg, embedder) -> dict:
     """p50/p95 ms per mode over QUESTIONS on the committed index (first search, which loads it, excluded)."""
     import numpy as np
 
-    from ragbit.searcher import Searcher
+    from ragbit.search.searcher import Searcher
     searcher = Searcher(cfg, embedder=embedder)
     searcher.search("warm up", k=10)
     latency = {}
@@ -121,7 +121,7 @@ def bench_config(repo: Path, index_dir: Path):
 
 def reindex_one_file(repo: Path, cfg, embedder, tag: str = "") -> tuple[float, object]:
     """Append a comment to one mid-sized .py file, time `index_repository`, restore the file (source stays pristine)."""
-    from ragbit.indexer import index_repository
+    from ragbit.indexing.indexer import index_repository
     touched = next(p for p in sorted(repo.rglob("*.py")) if p.stat().st_size > 2000)
     original = touched.read_text()
     try:
@@ -135,8 +135,8 @@ def reindex_one_file(repo: Path, cfg, embedder, tag: str = "") -> tuple[float, o
 
 def reindex_only(repo: Path, index_dir: Path, repeats: int) -> None:
     """The one-file re-index, `repeats` times, on the (fully embedded) index a previous full run left behind."""
-    from ragbit.embeddings import Embedder
-    from ragbit.indexer import index_repository
+    from ragbit.indexing.embeddings import Embedder
+    from ragbit.indexing.indexer import index_repository
     cfg = bench_config(repo, index_dir)
     embedder = Embedder(cfg.embed)
     embedder.embed(["warm up the model"], progress=False)
@@ -148,8 +148,8 @@ def reindex_only(repo: Path, index_dir: Path, repeats: int) -> None:
 
 
 def run_one(repo: Path, index_dir: Path) -> dict:
-    from ragbit.embeddings import Embedder
-    from ragbit.indexer import index_repository
+    from ragbit.indexing.embeddings import Embedder
+    from ragbit.indexing.indexer import index_repository
 
     if index_dir.exists():
         shutil.rmtree(index_dir)
@@ -193,7 +193,7 @@ def main() -> None:
             reindex_only(repo, cache / "index" / name, a.reindex_only)
         return
     if a.latency_only:
-        from ragbit.embeddings import Embedder
+        from ragbit.indexing.embeddings import Embedder
         embedder = Embedder()
         for name in a.projects.split(","):
             cfg = bench_config(project_repo(name, cache, a.max_files), cache / "index" / name)

@@ -1,8 +1,8 @@
 """How long `ragbit search` takes from the shell: cold (fresh process, no server), warm (server up), in-process.
 
 Rows: `cold` and `warm` run `python -m ragbit.cli` (typer imported, then the server asked); `fast` runs the
-console script's code (`ragbit.launcher:main`), which forwards the command line to the server before
-importing typer; `python -c pass` is the interpreter's own start-up, a floor no client can go under.
+console script's code (`ragbit.launcher:main`), which asks the server for the hits and their printed form
+before importing typer; `python -c pass` is the interpreter's own start-up, a floor no client can go under.
 
 Targets (project issue 7): cold < 2 s, warm < 100 ms. Prints p50/p95 of wall time AND CPU time (user+sys of
 the client process; for warm also the server's CPU per request), because the machine this runs on is often
@@ -72,7 +72,7 @@ def run_cli(cmds: list[list[str]]) -> tuple[list[float], list[float]]:
 
 
 def in_process(cfg, n: int, mode: str) -> tuple[list[float], list[float]]:
-    from ragbit.searcher import Searcher
+    from ragbit.search.searcher import Searcher
     s = Searcher(cfg)
     s.search(QUESTIONS[0], mode=mode)                 # load once, as the server does
     walls, cpus = [], []
@@ -92,7 +92,7 @@ def row(name: str, walls: list[float], cpus: list[float], note: str = "") -> Non
 
 
 def bench(repo: Path, index_dir: Path, n: int, mode: str) -> None:
-    import ragbit.search_server as ss
+    import ragbit.search.client as ss
     from ragbit.config import RagbitConfig
     cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
     chunks = json.loads((index_dir / (index_dir / "CURRENT").read_text().strip() / "manifest.json").read_text())
@@ -111,8 +111,8 @@ def bench(repo: Path, index_dir: Path, n: int, mode: str) -> None:
         server_cpu = (_proc_cpu(pid) - s0) / n * 1000 if pid else float("nan")
         row("warm", walls, cpus, f"(+ server cpu {server_cpu:.1f} ms/request)" if pid else "(existing server)")
         from ragbit import launcher
-        if launcher.fast_search(search_cmds([], repo, index_dir, 1, mode, [])[0], "ragbit") is None:
-            print("  note: the server refused a forwarded search (ragbit.toml in the repo?): `fast` is the slow path")
+        if launcher.fast_search(search_cmds([], repo, index_dir, 1, mode, [])[0]) is None:
+            print("  note: the fast path declined this search (ragbit.toml in the repo?): `fast` is the slow path")
         s0 = _proc_cpu(pid) if pid else 0.0
         walls, cpus = run_cli(search_cmds(CONSOLE_SCRIPT, repo, index_dir, n, mode, []))
         server_cpu = (_proc_cpu(pid) - s0) / n * 1000 if pid else float("nan")

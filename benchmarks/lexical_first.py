@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragbit.config import RagbitConfig  # noqa: E402
-from ragbit.indexer import index_repository  # noqa: E402
+from ragbit.indexing.indexer import index_repository  # noqa: E402
 
 
 def cpu() -> float:

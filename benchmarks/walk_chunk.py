@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragbit.chunking import chunk_file  # noqa: E402
+from ragbit.indexing.chunking import chunk_file  # noqa: E402
 from ragbit.config import ChunkConfig, WalkConfig  # noqa: E402
-from ragbit.walker import WalkStats, walk_repository  # noqa: E402
+from ragbit.indexing.walker import WalkStats, walk_repository  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     count = exact = None
     if args.tokenizer:
         from tokenizers import Tokenizer
-        from ragbit.chunking import counter_for_tokenizer
+        from ragbit.indexing.chunking import counter_for_tokenizer
         tok = Tokenizer.from_file(args.tokenizer)
         tok.no_truncation(); tok.no_padding()
         count = counter_for_tokenizer(tok)              # what the indexer uses

@@ -20,13 +20,14 @@ import sys
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline import Component, Pipeline, PipelineError, component
-from ragbit.pipeline.citations import CitationExtractor
-from ragbit.pipeline.generator import BonsaiGenerator
-from ragbit.pipeline.packer import ContextPacker
-from ragbit.pipeline.prompt_builder import PromptBuilder
-from ragbit.pipeline.retriever import HybridRetriever
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator
+from ragbit.pipeline.components.citation_extractor import CitationExtractor
+from ragbit.pipeline.components.context_packer import ContextPacker
+from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
+from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.pipeline import query_inputs
 from ragbit.pipeline.standard import ask
-from ragbit.searcher import Hit
+from ragbit.search.searcher import Hit
 
 
 @component
@@ -47,7 +48,7 @@ class PathFilter(Component):
 
 
 def build(cfg: RagbitConfig, include: list[str]) -> Pipeline:
-    p = Pipeline(inputs={"query": str})
+    p = Pipeline(**query_inputs())                       # query, history, on_token: what ask() feeds it
     p.add("retriever", HybridRetriever(cfg))
     p.add("only", PathFilter(include=include))          # its `hits` input takes the retriever's `hits`
     p.add("packer", ContextPacker(budget=cfg.query.budget, model=cfg.generator.model))

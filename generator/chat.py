@@ -22,10 +22,12 @@ import jinja2
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from generator.errors import GeneratorError
+
 Message = Mapping[str, Any]  # {"role": "system" | "user" | "assistant" | "tool", "content": str, ...}
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(GeneratorError, ValueError):
     """The chat template could not be compiled or rendered (bad template or unsupported messages)."""
 
 

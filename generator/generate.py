@@ -20,13 +20,14 @@ from typing import Any, Callable
 import numpy as np
 
 from .chat import ChatTemplate
+from .errors import GeneratorError
 from .sampling import Sampler, SamplingParams
 from .tokenizer import BonsaiTokenizer
 
 Prompt = str | Sequence[Mapping[str, Any]]   # raw text, or chat messages [{"role", "content"}]
 
 
-class GenerationError(ValueError):
+class GenerationError(GeneratorError, ValueError):
     """The request cannot be served (empty prompt, prompt longer than the context, bad arguments)."""
 
 

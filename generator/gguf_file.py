@@ -24,6 +24,8 @@ import numpy as np
 from gguf import GGUFReader, GGUFValueType
 from gguf.constants import GGML_QUANT_SIZES, GGUF_MAGIC
 
+from generator.errors import GeneratorError
+
 # ---------------------------------------------------------------------------------------------------------------
 # Supported tensor types (ggml type id -> name). Q1_0 is PrismML's 1-bit type used by Bonsai.
 # ---------------------------------------------------------------------------------------------------------------
@@ -35,7 +37,7 @@ SUPPORTED_VERSIONS = (2, 3)
 _HEADER = struct.Struct("<IIQQ")  # magic, version, tensor_count, kv_count
 
 
-class GGUFError(ValueError):
+class GGUFError(GeneratorError, ValueError):
     """A GGUF file that cannot be used: the message is one line naming the file and the problem."""
 
 

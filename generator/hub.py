@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator.errors import GeneratorError
+
 ETAG_TIMEOUT_S = 5.0   # metadata request timeout once the hub answered the probe
 PROBE_TIMEOUT_S = 5.0  # DNS + TCP connect to the hub; huggingface_hub itself retries for ~25 s
 
@@ -32,11 +34,11 @@ BONSAI_MODELS: dict[str, HubModel] = {
 }
 
 
-class ModelNotAvailableError(RuntimeError):
+class ModelNotAvailableError(GeneratorError, RuntimeError):
     """The model is neither a local file nor in the cache, and cannot be downloaded now."""
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(GeneratorError, ValueError):
     """Neither an existing path nor one of the short names."""
 
 

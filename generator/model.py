@@ -24,13 +24,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
 from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
 from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
 
 
-class ModelError(ValueError):
+class ModelError(GeneratorError, ValueError):
     """The model cannot do what was asked (bad token id, empty prompt, unsupported architecture, ...)."""
 
 

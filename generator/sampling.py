@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from generator.errors import GeneratorError
 
-class SamplingError(ValueError):
+
+class SamplingError(GeneratorError, ValueError):
     """A sampling parameter out of range."""
 
 

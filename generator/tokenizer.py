@@ -23,8 +23,10 @@ from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
+from generator.errors import GeneratorError
 
-class TokenizerError(ValueError):
+
+class TokenizerError(GeneratorError, ValueError):
     """The GGUF's tokenizer metadata is missing, inconsistent or of a kind we do not support."""
 
 

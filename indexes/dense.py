@@ -18,6 +18,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from indexes.errors import IndexesError
+
 KINDS = ("auto", "flat", "hnsw", "ivf")
 FLAT_MAX = 100_000          # auto: exact search below this many vectors
 HNSW_M = 32                 # graph degree: recall/memory trade-off, FAISS' usual choice for ~384-d vectors
@@ -25,7 +27,7 @@ HNSW_EF_CONSTRUCTION = 40    # FAISS' default: build time matters on a laptop; r
 HNSW_EF_SEARCH = 96         # >= k for every k we ask; recall >= 0.95 at k=10 on random 64-d data
 
 
-class DenseIndexError(ValueError):
+class DenseIndexError(IndexesError, ValueError):
     """Bad vectors or an unreadable index file; the message is one line for the user."""
 
 

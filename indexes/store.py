@@ -28,6 +28,8 @@ from typing import Callable, Iterator, TypeVar
 
 import filelock
 
+from indexes.errors import IndexesError
+
 FORMAT_VERSION = 1              # bump when the files inside a generation change incompatibly
 
 CURRENT_FILE = "CURRENT"
@@ -40,15 +42,15 @@ _GEN_NAME = re.compile(r"gen-(\d{6,})")
 T = TypeVar("T")
 
 
-class IndexLockedError(RuntimeError):
+class IndexLockedError(IndexesError, RuntimeError):
     """Another process is writing this index."""
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(IndexesError, ValueError):
     """The index on disk is corrupt or was written by an incompatible ragbit version."""
 
 
-class IndexMissingError(FileNotFoundError):
+class IndexMissingError(IndexesError, FileNotFoundError):
     """No committed index at the given root."""
 
 

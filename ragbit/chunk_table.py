@@ -19,17 +19,17 @@ from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from ragbit.chunking import Chunk, make_embed_text
+from ragbit.errors import RagbitError
+from ragbit.index_layout import LEGACY_TABLE_FILE, TABLE_FILE
+from ragbit.indexing.chunking import Chunk, make_embed_text
 
-TABLE_FILE = "chunk_table.txt"
-LEGACY_TABLE_FILE = "chunks.jsonl"      # written by ragbit before the columnar table: re-chunked, not read
 TABLE_VERSION = 2
 _COLUMNS = ("language", "scope", "start_line", "end_line", "content_hash")   # stored in the header
 
 T = TypeVar("T")
 
 
-class ChunkTableError(ValueError):
+class ChunkTableError(RagbitError, ValueError):
     """The chunk table of an index is missing or unreadable."""
 
 

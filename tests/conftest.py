@@ -61,5 +61,5 @@ def _no_background_search_server(request, monkeypatch):
     """CLI searches in tests must not leave detached search servers behind; tests/test_search_server.py
     opts back in with @pytest.mark.search_server and cleans up after itself."""
     if request.node.get_closest_marker("search_server") is None:
-        import ragbit.search_server
-        monkeypatch.setattr(ragbit.search_server, "spawn_server", lambda cfg: None)
+        import ragbit.search.client
+        monkeypatch.setattr(ragbit.search.client, "spawn_server", lambda cfg: None)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ragbit import chunk_pool
-from ragbit.chunking import chunk_file
+from ragbit.indexing import chunk_pool
+from ragbit.indexing.chunking import chunk_file
 from ragbit.config import ChunkConfig
 
 ROOT = Path(__file__).resolve().parents[1]

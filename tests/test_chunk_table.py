@@ -2,7 +2,7 @@
 import pytest
 
 from ragbit.chunk_table import LEGACY_TABLE_FILE, TABLE_FILE, ChunkTable, ChunkTableError
-from ragbit.chunking import Chunk
+from ragbit.indexing.chunking import Chunk
 
 
 def _chunks(path, texts, scope="class A > def f"):

@@ -1,4 +1,4 @@
-"""The chunker's fast token counters against the tokenizer's own per-text counts (ragbit/chunking/tokens.py).
+"""The chunker's fast token counters against the tokenizer's own per-text counts (ragbit/indexing/chunking/tokens.py).
 
 Exactness is asserted with equality on real source files of this repository, on a file with non-ASCII text
 (accents, CJK, Cyrillic, emoji, combining marks, Unicode punctuation and spaces, control characters), very long
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ragbit.chunking import chunk_file, counter_for_tokenizer
-from ragbit.chunking.chunk import make_embed_text
-from ragbit.chunking.tokens import TokenizerCounter, WordPieceCounter
+from ragbit.indexing.chunking import chunk_file, counter_for_tokenizer
+from ragbit.indexing.chunking.chunk import make_embed_text
+from ragbit.indexing.chunking.tokens import TokenizerCounter, WordPieceCounter
 from ragbit.config import ChunkConfig
-from ragbit.embeddings import Embedder, packaged_model_dir
+from ragbit.indexing.embeddings import Embedder, packaged_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_FILES = ["ragbit/chunking/syntax.py", "ragbit/walker.py", "README.md", "tests/fixtures/chunking/sample.rs",
+REAL_FILES = ["ragbit/indexing/chunking/syntax.py", "ragbit/indexing/walker.py", "README.md", "tests/fixtures/chunking/sample.rs",
               "tests/fixtures/chunking/guide.rst", "tests/fixtures/chunking/sample.js"]
 
 UNICODE_SOURCE = '''"""Modul für Ausdrücke — naïve café façade; 日本語のテキスト; Привет, мир! 🚀✨ «quotes» ‘single’ …"""
@@ -138,7 +138,7 @@ def test_bpe_chunks_fit_by_exact_count(bpe_tokenizer, name):
 
 
 def test_counts_stay_exact_when_the_caches_overflow(tokenizer, monkeypatch):
-    monkeypatch.setattr("ragbit.chunking.tokens._CACHE_LIMIT", 40)     # every file overflows both caches
+    monkeypatch.setattr("ragbit.indexing.chunking.tokens._CACHE_LIMIT", 40)     # every file overflows both caches
     counter = WordPieceCounter(tokenizer)
     for name in sorted(TEXTS):
         lines = TEXTS[name].split("\n")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ragbit.chunking import Chunk, chunk_file, estimate_tokens, language_for_path
-from ragbit.chunking import syntax
-from ragbit.chunking.syntax import find_definitions
+from ragbit.indexing.chunking import Chunk, chunk_file, estimate_tokens, language_for_path
+from ragbit.indexing.chunking import syntax
+from ragbit.indexing.chunking.syntax import find_definitions
 from ragbit.config import ChunkConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chunking"

@@ -6,7 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import ragbit.embeddings
+import ragbit.indexing.embeddings
 from ragbit.cli import app
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
@@ -16,7 +16,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def fake_model(monkeypatch):
     """The CLI builds its own Embedder: swap in the fake one (the real model is tested in test_search.py)."""
-    monkeypatch.setattr(ragbit.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
+    monkeypatch.setattr(ragbit.indexing.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_bad_config(repo):
 
 def test_model_mismatch(repo, monkeypatch):
     assert invoke("index", repo, "--quiet").exit_code == 0
-    monkeypatch.setattr(ragbit.embeddings, "Embedder", lambda cfg=None: FakeEmbedder(model_id="other"))
+    monkeypatch.setattr(ragbit.indexing.embeddings, "Embedder", lambda cfg=None: FakeEmbedder(model_id="other"))
     assert_one_line_error(invoke("index", repo), "--rebuild")
 
 

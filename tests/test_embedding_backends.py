@@ -12,9 +12,9 @@ import shutil
 import numpy as np
 import pytest
 
-from ragbit import embedding_backends as eb
+from ragbit.indexing import embedding_backends as eb
 from ragbit.config import ConfigError, EmbedConfig, RagbitConfig
-from ragbit.embeddings import EmbeddingModelError, Embedder, packaged_model_dir
+from ragbit.indexing.embeddings import EmbeddingModelError, Embedder, packaged_model_dir
 
 SNIPPETS = [
     "def add(a, b):\n    return a + b\n",

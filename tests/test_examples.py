@@ -17,8 +17,8 @@ from tests.conftest import REFERENCE_DIR
 from tests.retrieval_fixtures import make_repo
 
 ROOT = Path(__file__).resolve().parents[1]
-PRELUDE = ("import sys, runpy, ragbit.embeddings; from tests.retrieval_fixtures import FakeEmbedder; "
-           "ragbit.embeddings.Embedder = lambda cfg=None: FakeEmbedder(); "
+PRELUDE = ("import sys, runpy, ragbit.indexing.embeddings; from tests.retrieval_fixtures import FakeEmbedder; "
+           "ragbit.indexing.embeddings.Embedder = lambda cfg=None: FakeEmbedder(); "
            "path = sys.argv.pop(1); sys.argv[0] = path; runpy.run_path(path, run_name='__main__')")
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from ragbit.config import RagbitConfig
-from ragbit.indexer import IndexingError, ModelMismatchError, index_repository
-from ragbit.searcher import Searcher
+from ragbit.index_layout import ModelMismatchError
+from ragbit.indexing.indexer import IndexingError, index_repository
+from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_unchanged_run_embeds_nothing_and_writes_nothing(repo):
 
 def test_small_edit_embeds_first_and_commits_one_generation(repo, monkeypatch):
     """Missing vectors that fit one flush batch: one generation; more than that: the lexical one comes first."""
-    import ragbit.indexer as ix
+    import ragbit.indexing.indexer as ix
     from indexes.store import IndexStore
     run(repo)
     store = IndexStore(RagbitConfig.load(repo).index_dir)
@@ -131,7 +132,7 @@ def test_concurrent_run_fails_at_once(repo):
 _KILL_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
-    import ragbit.indexer as ix
+    import ragbit.indexing.indexer as ix
     from ragbit.config import RagbitConfig
     from tests.retrieval_fixtures import FakeEmbedder
     ix.EMBED_FLUSH = 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ragbit.config import RagbitConfig
-from ragbit.indexer import index_repository
-from ragbit.searcher import Searcher
+from ragbit.indexing.indexer import index_repository
+from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 QUERIES = ["retry with backoff", "resolve hostname ip address", "carousel slide", "jitter delay", "cart total"]

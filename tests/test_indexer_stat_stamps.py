@@ -10,11 +10,11 @@ import os
 
 import pytest
 
-import ragbit.walker as walker
+import ragbit.indexing.walker as walker
 from ragbit.config import RagbitConfig
-from ragbit.indexer import index_repository
-from ragbit.searcher import Searcher
-from ragbit.status import index_status
+from ragbit.indexing.indexer import index_repository
+from ragbit.search.searcher import Searcher
+from ragbit.search.status import index_status
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 N_FILES = 6     # files make_repo writes

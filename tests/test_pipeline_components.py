@@ -5,15 +5,15 @@ from dataclasses import replace
 
 from ragbit.config import RagbitConfig
 from ragbit.pipeline import Pipeline
-from ragbit.pipeline.citations import CitationExtractor
+from ragbit.pipeline.components.citation_extractor import CitationExtractor
 from ragbit.pipeline.conversation import Conversation
-from ragbit.pipeline.generator import BonsaiGenerator
-from ragbit.pipeline.packing import pack
-from ragbit.pipeline.prompt_builder import PromptBuilder
-from ragbit.pipeline.prompting import SYSTEM_PROMPT
-from ragbit.pipeline.reranker import Reranker
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator
+from ragbit.pipeline.components.context_packer import pack
+from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.prompt_builder import SYSTEM_PROMPT
+from ragbit.pipeline.components.reranker import Reranker
 from ragbit.pipeline.standard import standard_pipeline
-from ragbit.searcher import Hit
+from ragbit.search.searcher import Hit
 
 
 def make_hits() -> list[Hit]:
@@ -52,7 +52,7 @@ class FixedHits:
 
 
 def test_reranker_slot_sits_between_retriever_and_packer(tmp_path, bonsai_tokenizer):
-    from ragbit.pipeline.packer import ContextPacker
+    from ragbit.pipeline.components.context_packer import ContextPacker
 
     p = Pipeline(inputs={"query": str})
     p.add("retriever", FixedHits()).add("reranker", ReverseReranker())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragbit.pipeline.component import Component, PipelineError, component, resolve_component
+from ragbit.pipeline.contract import Component, PipelineError, component, resolve_component
 from ragbit.pipeline.pipeline import Pipeline
 from ragbit.pipeline.sockets import compatible
 

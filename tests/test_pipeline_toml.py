@@ -7,12 +7,12 @@ import pytest
 
 from ragbit.config import ConfigError, RagbitConfig
 from ragbit.pipeline import Pipeline, PipelineError
-from ragbit.pipeline.citations import CitationExtractor
-from ragbit.pipeline.generator import BonsaiGenerator
-from ragbit.pipeline.packer import ContextPacker
+from ragbit.pipeline.components.citation_extractor import CitationExtractor
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator
+from ragbit.pipeline.components.context_packer import ContextPacker
 from ragbit.pipeline.pipeline import query_inputs
-from ragbit.pipeline.prompt_builder import PromptBuilder
-from ragbit.pipeline.retriever import HybridRetriever
+from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
 from ragbit.pipeline.standard import query_pipeline, standard_pipeline
 
 STANDARD_TOML = """

@@ -12,7 +12,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import ragbit.embeddings
+import ragbit.indexing.embeddings
 from ragbit.cli import app
 from ragbit.config import RagbitConfig
 from tests.conftest import REFERENCE_DIR
@@ -31,7 +31,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fake_embedder(monkeypatch):
-    monkeypatch.setattr(ragbit.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
+    monkeypatch.setattr(ragbit.indexing.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The background search server: same answers as in-process search, stale sockets, idle exit, re-index,
-bad requests, config mismatch, `--no-server`, and the console script's fast path (forwarded command lines).
+bad requests, config mismatch, `--no-server`, and the console script's fast path (hits rendered by the server).
 Real subprocesses, real ONNX model; every server a test
 starts is killed at teardown. No timing assertions (waits are generous upper bounds)."""
 from __future__ import annotations
@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import ragbit.search_server as ss
+import ragbit.search.client as ss
 from ragbit import launcher
 from ragbit.cli import app
 from ragbit.config import RagbitConfig
-from ragbit.indexer import index_repository
-from ragbit.searcher import Searcher
+from ragbit.indexing.indexer import index_repository
+from ragbit.search import protocol
+from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import make_repo
 
 pytestmark = pytest.mark.search_server
@@ -58,7 +59,7 @@ def servers():
         started.append(proc)
         sock = ss.socket_path(cfg.index_dir)
         _wait(lambda: sock.exists() or proc.poll() is not None, START_TIMEOUT, "the server socket")
-        assert proc.poll() is None, (cfg.index_dir / ss.LOG_NAME).read_text()
+        assert proc.poll() is None, (cfg.index_dir / protocol.LOG_NAME).read_text()
         return proc
 
     yield start
@@ -79,7 +80,7 @@ def _raw(cfg, payload: bytes) -> dict:
         s.connect(str(ss.socket_path(cfg.index_dir)))
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
-        return json.loads(ss._read_line(s, ss.MAX_RESPONSE_BYTES))
+        return json.loads(protocol.read_message(s, protocol.MAX_RESPONSE_BYTES))
 
 
 QUESTIONS = ["how is value added tax applied to the invoice total", "exponential backoff when the connection fails",
@@ -117,12 +118,11 @@ _real_query = ss.query
 def test_bad_requests_get_an_error_and_the_server_keeps_serving(repo, server):
     cfg = RagbitConfig.load(repo)
     assert _raw(cfg, b"not json\n")["ok"] is False
-    assert _raw(cfg, b'{"v": 1, "query": "x", "k": -3, "mode": "lexical", "config": {}, '
-                     b'"max_hits_per_file": 0}\n')["ok"] is False
-    too_big = _raw(cfg, b"[" + b" " * (ss.MAX_REQUEST_BYTES + 10) + b"]\n")
+    negative_k = ss.search_request(cfg.repo, cfg.index_dir, "x", -3, "lexical", 0)
+    assert _raw(cfg, json.dumps(negative_k).encode() + b"\n")["ok"] is False
+    too_big = _raw(cfg, b"[" + b" " * (protocol.MAX_REQUEST_BYTES + 10) + b"]\n")
     assert too_big["ok"] is False and "longer than" in too_big["error"]
-    ok = {"v": 1, "config": ss.fingerprint(cfg), "query": "invoice", "k": 2, "mode": "nonsense",
-          "max_hits_per_file": 0}
+    ok = ss.search_request(cfg.repo, cfg.index_dir, "invoice", 2, "nonsense", 0, cfg=cfg)
     assert "search mode" in _raw(cfg, json.dumps(ok).encode() + b"\n")["error"]
     assert server.poll() is None
     assert ss.query(cfg, "invoice total", k=2, mode="lexical", max_hits_per_file=0)
@@ -210,8 +210,8 @@ def test_fast_path_output_is_byte_identical_to_no_server(repo, server, extra, mo
     assert (fast.returncode, slow.returncode) == (0, 0), fast.stderr + slow.stderr
     assert fast.stdout == slow.stdout and fast.stdout.strip()
     assert fast.stderr == slow.stderr
-    monkeypatch.chdir(repo)                           # the same request in this process really is forwarded
-    reply = launcher.fast_search(args, "ragbit")
+    monkeypatch.chdir(repo)                           # the same request in this process really is answered by the server
+    reply = launcher.fast_search(args)
     assert reply is not None and reply["exit"] == 0
     if extra:                                         # human output depends on this process's terminal
         assert reply["stdout"].encode() == fast.stdout
@@ -225,20 +225,19 @@ def test_fast_path_bad_flag_gives_the_slow_paths_error_and_exit_code(repo, serve
     assert (fast.stdout, fast.stderr) == (slow.stdout, slow.stderr) and fast.stderr.strip()
     if bad[0] == "--mode":
         assert fast.stderr == b"error: --mode must be one of hybrid, dense, lexical, not 'nonsense'\n"
-    monkeypatch.chdir(repo)
-    reply = launcher.fast_search(args, "launcher.py")
-    assert reply is not None and reply["exit"] == fast.returncode
-    assert reply["stderr"].encode() == fast.stderr
+    monkeypatch.chdir(repo)                           # the fast path leaves bad flags to the full CLI
+    assert launcher.fast_search(args) is None
 
 
-def test_server_refuses_forwarded_commands_it_cannot_answer_and_keeps_serving(repo, server, tmp_path):
+def test_server_refuses_requests_it_cannot_answer_and_keeps_serving(repo, server, tmp_path):
     cfg = RagbitConfig.load(repo)
-    for argv in (["search", "invoice", "--no-server"],              # must not search in the server
-                 ["search", "invoice", "--index-dir", str(tmp_path)],  # another index
-                 ["status"]):                                       # only `search` is forwarded
-        assert ss.forward(cfg.index_dir, argv, "ragbit", str(repo)) is None
+    for request in (ss.search_request(repo, tmp_path, "invoice", 1, None, None),     # another index
+                    {"v": protocol.VERSION, "argv": ["status"]}):                  # not a search
+        assert _raw(cfg, json.dumps(request).encode() + b"\n")["ok"] is False
     assert server.poll() is None                                    # refused, not retired
-    reply = ss.forward(cfg.index_dir, ["search", "invoice", "--json", "-k", "1"], "ragbit", str(repo))
+    request = ss.search_request(repo, cfg.index_dir, "invoice", 1, None, None,
+                                render={"json": True, "terminal": {"is_tty": False, "encoding": "utf-8", "environ": {}}})
+    reply = ss.ask(cfg.index_dir, request)
     assert reply is not None and json.loads(reply["stdout"])[0]["path"] == "src/billing/invoice.py"
 
 
@@ -248,14 +247,14 @@ def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
     sock = ss.socket_path(root / ".ragbit")
     monkeypatch.chdir(root)
     args = ["search", "exponential backoff", "--json", "--mode", "lexical"]
-    assert launcher.fast_search(args, "ragbit") is None
+    assert launcher.fast_search(args) is None
     result = _launch(args, root)                      # answers in-process, and starts a server
     try:
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)[0]["path"] == "src/net/retry.py"
     finally:
         _wait(lambda: sock.exists() or not ss.server_running(root / ".ragbit"), START_TIMEOUT, "the server")
-        log = (root / ".ragbit" / ss.LOG_NAME).read_text() if sock.exists() else ""
+        log = (root / ".ragbit" / protocol.LOG_NAME).read_text() if sock.exists() else ""
         for pid in {int(m) for m in re.findall(r"pid (\d+) serving", log)}:
             os.kill(pid, signal.SIGTERM)
         _wait(lambda: not ss.server_running(root / ".ragbit"), 60, "the spawned server to exit")

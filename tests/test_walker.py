@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ragbit import walker
+from ragbit.indexing import walker
 from ragbit.config import WalkConfig
-from ragbit.walker import (SECRET_PATTERNS, SourceFile, WalkError, WalkStats, iter_candidate_paths,
+from ragbit.indexing.walker import (SECRET_PATTERNS, SourceFile, WalkError, WalkStats, iter_candidate_paths,
                            walk_repository)
 
 

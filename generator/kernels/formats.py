@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from generator.errors import GeneratorError
+
 GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16, GGML_Q1_0 = 0, 1, 8, 30, 41
 
 # type -> (values per block, bytes per block)
@@ -35,7 +37,7 @@ F16_TO_F32 = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16
 BF16_TO_F32 = (np.arange(65536, dtype=np.uint32) << 16).view(np.float32)
 
 
-class KernelFormatError(ValueError):
+class KernelFormatError(GeneratorError, ValueError):
     """A tensor's type, shape or byte count does not fit what the kernels support."""
 
 

@@ -24,8 +24,8 @@ from ragbit.cli import _registry  # noqa: E402,F401
 
 @functools.cache
 def _command():
-    """typer rebuilds the whole click command tree (every command's parameters) on each `app(...)` call:
-    ~10 ms that the warm search server would pay on every forwarded search. Built once per process instead."""
+    """typer rebuilds the whole click command tree (every command's parameters) on each `app(...)` call
+    (~10 ms); built once per process instead."""
     return typer.main.get_command(app)
 
 

@@ -12,14 +12,9 @@ from typing import Optional
 import typer
 
 from ragbit.cli import app
-from ragbit.config import ConfigError, RagbitConfig
+from ragbit.cli.boundary import guarded
 
 LARGE_KV_CACHE_BYTES = 1 << 30   # announce KV caches of 1 GiB or more even without --verbose
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command("generate")
@@ -44,46 +39,34 @@ def generate(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Report model file and KV cache size."),
 ) -> None:
     """Generate text from a prompt with a 1-bit Bonsai model."""
-    # Heavy imports (numba kernels) only when the command runs.
-    from generator.chat import ChatTemplateError
-    from generator.generate import GenerationError, Generator
-    from generator.gguf_file import GGUFError
-    from generator.hub import ModelNotAvailableError, UnknownModelError, resolve_model
-    from generator.model import ModelError, kv_cache_bytes_for_file
-    from generator.sampling import SamplingError, SamplingParams
-    from generator.tokenizer import TokenizerError
+    def go():
+        # Heavy imports (numba kernels) only when the command runs.
+        from generator.hub import resolve_model
+        from generator.model import kv_cache_bytes_for_file
+        from generator.sampling import SamplingParams
+        from ragbit.config import RagbitConfig
+        from ragbit.pipeline.model_loader import engine_settings, load_generator, sampling_settings
 
-    domain_errors = (ConfigError, GGUFError, ModelError, GenerationError, ModelNotAvailableError,
-                     UnknownModelError, SamplingError, TokenizerError, ChatTemplateError)
-    try:
         cfg = RagbitConfig.load(overrides={"generator": {
             "model": model, "max_tokens": max_tokens, "temperature": temperature, "top_k": top_k,
             "top_p": top_p, "min_p": min_p, "repeat_penalty": repeat_penalty, "seed": seed,
-            "n_ctx": n_ctx, "threads": threads}}).generator
-        sampling = SamplingParams(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p,
-                                  repeat_penalty=cfg.repeat_penalty, seed=cfg.seed)
-        if prompt == "-":
-            prompt = sys.stdin.read()
+            "n_ctx": n_ctx, "threads": threads}})
+        sampling = SamplingParams(**sampling_settings(cfg))
+        text = sys.stdin.read() if prompt == "-" else prompt
 
-        path = resolve_model(cfg.model, on_download=lambda msg: typer.echo(msg, err=True))
-        kv_bytes = kv_cache_bytes_for_file(path, cfg.n_ctx, cfg.kv_cache)
+        path = resolve_model(cfg.generator.model, on_download=lambda msg: typer.echo(msg, err=True))
+        kv_bytes = kv_cache_bytes_for_file(path, cfg.generator.n_ctx, cfg.generator.kv_cache)
         if verbose or kv_bytes >= LARGE_KV_CACHE_BYTES:
-            typer.echo(f"model {path}; KV cache {kv_bytes / 2**20:.0f} MiB for n_ctx={cfg.n_ctx}", err=True)
-        gen = Generator.load(path, n_ctx=cfg.n_ctx, threads=cfg.threads, q1_decode=cfg.decode_kernel,
-                             kv_cache=cfg.kv_cache)
-
-        for piece in gen.stream(prompt, chat=chat, max_tokens=cfg.max_tokens, sampling=sampling,
+            typer.echo(f"model {path}; KV cache {kv_bytes / 2**20:.0f} MiB for n_ctx={cfg.generator.n_ctx}", err=True)
+        gen = load_generator(str(path), **engine_settings(cfg))
+        for piece in gen.stream(text, chat=chat, max_tokens=cfg.generator.max_tokens, sampling=sampling,
                                 stop=stop or None, thinking=think):
             if not json_out:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
-        result = gen.last_result
-    except domain_errors as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted", err=True)
-        raise typer.Exit(130)
+        return gen.last_result
 
+    result = guarded(go, interrupted="\ninterrupted", interrupted_code=130)
     t = result.timings
     if json_out:
         typer.echo(json.dumps({

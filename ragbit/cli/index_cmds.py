@@ -5,7 +5,6 @@ Every failure a user can cause (bad path, no index, locked or corrupt index, bad
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,69 +12,20 @@ from typing import Optional
 import typer
 
 from ragbit.cli import app
+from ragbit.cli.boundary import fail, guarded, repo_config
 
 
 # Choices are checked in the command (not by click) so a bad value is one `error:` line with exit code 1,
 # like every other bad input, instead of click's usage box with exit code 2.
 MODES = ("hybrid", "dense", "lexical")
 DENSE_KINDS = ("auto", "flat", "hnsw", "ivf")
+INTERRUPTED = "error: interrupted (the last committed index is intact)"
 
 
 def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
     if value is not None and value not in choices:
-        _fail(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+        fail(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
     return value
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Every domain error a command may raise, as a tuple for `except`."""
-    from indexes.dense import DenseIndexError
-    from indexes.store import IndexFormatError, IndexLockedError
-    from ragbit.chunk_table import ChunkTableError
-    from ragbit.config import ConfigError
-    from ragbit.embeddings import EmbeddingModelError
-    from ragbit.indexer import IndexingError
-    from ragbit.searcher import IndexMissingError, SearchError
-    from ragbit.walker import WalkError
-    return (ConfigError, IndexingError, IndexMissingError, SearchError, EmbeddingModelError, WalkError,
-            IndexLockedError, IndexFormatError, ChunkTableError, DenseIndexError)
-
-
-def _config(repo: Path, overrides: dict):
-    from ragbit.config import RagbitConfig
-    if not repo.exists():
-        _fail(f"{repo}: no such directory")
-    if not repo.is_dir():
-        _fail(f"{repo}: not a directory")
-    return RagbitConfig.load(repo, overrides=overrides)
-
-
-def _run(fn):
-    """Call fn(); turn domain errors (and Ctrl-C) into one line + exit 1.
-
-    The error classes are imported only once something failed: importing them pulls in faiss and numpy,
-    which a search answered by the background server never needs."""
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        _fail("interrupted (the last committed index is intact)")
-    except typer.Exit:
-        raise
-    except Exception as e:
-        try:
-            errors = _user_errors()
-        except ImportError as ie:   # a broken install is also one line
-            _fail(f"cannot load ragbit's indexing modules: {ie}")
-        if isinstance(e, errors):
-            _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-        if isinstance(e, OSError):  # e.g. no permission to write the index directory, disk full
-            _fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
-        raise
 
 
 # ---------------------------------------------------------------------------------------------- index
@@ -93,11 +43,11 @@ def index(
     _choice("--dense", dense, DENSE_KINDS)
 
     def go():
-        from ragbit.indexer import index_repository
-        cfg = _config(path, {"index": {"dir": index_dir, "dense": dense},
+        from ragbit.indexing.indexer import index_repository
+        cfg = repo_config(path, {"index": {"dir": index_dir, "dense": dense},
                              "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
         return index_repository(cfg, progress=not quiet, rebuild=rebuild)
-    r = _run(go)
+    r = guarded(go, INTERRUPTED)
     t = r.timings
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items()) if n) or "none"
     typer.echo(f"indexed {r.repo}: {r.files} files (+{r.files_added} added, ~{r.files_changed} changed, "
@@ -130,38 +80,17 @@ def search(
     _choice("--mode", mode, MODES)
 
     def go():
-        from ragbit import search_server
-        cfg = _config(repo, {"index": {"dir": index_dir},
-                             "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
+        from ragbit.search import client
+        cfg = repo_config(repo, {"index": {"dir": index_dir},
+                                 "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
         s = cfg.search
-        return search_server.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file,
-                                    use_server=s.server and not no_server)
-    hits = _run(go)
-    if not hits.dense_complete:
-        typer.echo("note: the dense index is incomplete (embedding still running or interrupted); "
-                   "results cover the chunks embedded so far", err=True)
-    if as_json:
-        json.dump([h.to_json() for h in hits], sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-        return
-    _print_hits(hits)
-
-
-def _print_hits(hits) -> None:
-    from rich.console import Console
-    from rich.syntax import Syntax
-    console = Console()
-    if not hits:
-        console.print("no results")
-        return
-    for h in hits:
-        scope = f"  [cyan]{h.scope}[/cyan]" if h.scope else ""
-        console.print(f"[bold]{h.rank}. {h.path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
-                      f"[dim]score {h.score:.4f}[/dim]", highlight=False)
-        lines = h.text.splitlines()
-        snippet = "\n".join(lines[:12]) + ("\n..." if len(lines) > 12 else "")
-        console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
-                             word_wrap=False))
+        return client.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file,
+                             use_server=s.server and not no_server)
+    hits = guarded(go, INTERRUPTED)
+    from ragbit.search.render import Terminal, render_search
+    out, err = render_search(hits, as_json, Terminal.here())
+    sys.stderr.write(err)
+    sys.stdout.write(out)
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -172,9 +101,9 @@ def status(
 ) -> None:
     """What is indexed, with which model, and how many files changed since."""
     def go():
-        from ragbit.status import index_status
-        return index_status(_config(path, {"index": {"dir": index_dir}}))
-    s = _run(go)
+        from ragbit.search.status import index_status
+        return index_status(repo_config(path, {"index": {"dir": index_dir}}))
+    s = guarded(go, INTERRUPTED)
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
     typer.echo(f"embedding model: {s.model_id} (dim {s.dim})")

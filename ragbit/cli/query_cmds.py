@@ -18,38 +18,13 @@ from typing import Any, Optional
 import typer
 
 from ragbit.cli import app
-from ragbit.cli.index_cmds import _config, _fail, _user_errors
-
-
-def _query_errors() -> tuple[type[BaseException], ...]:
-    from ragbit.pipeline.component import PipelineError
-    from ragbit.pipeline.reranker import RerankerError
-    from generator.chat import ChatTemplateError
-    from generator.generate import GenerationError
-    from generator.hub import UnknownModelError
-    from generator.sampling import SamplingError
-    return _user_errors() + (PipelineError, RerankerError, ChatTemplateError, GenerationError, UnknownModelError,
-                             SamplingError)
+from ragbit.cli.boundary import guarded, repo_config
 
 
 def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
                  think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
-    return _config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
+    return repo_config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
                           "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
-
-
-def _guard(fn):
-    """fn() with domain errors as one `error:` line and exit 1; Ctrl-C likewise."""
-    try:
-        errors = _query_errors()
-    except ImportError as e:
-        _fail(f"cannot load ragbit's query modules: {e}")
-    try:
-        return fn()
-    except errors as e:
-        _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-    except KeyboardInterrupt:
-        _fail("interrupted")
 
 
 # ---------------------------------------------------------------------------------------------- printing
@@ -133,7 +108,7 @@ def query(
         from ragbit.pipeline.standard import ask
         cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir)
         return ask(cfg, question, on_token=None if as_json else _stream_to_stdout)
-    answer = _guard(go)
+    answer = guarded(go)
     if as_json:
         if answer.error:
             _echo_err(f"warning: {answer.error}")
@@ -160,7 +135,7 @@ def chat(
     def setup():
         from ragbit.pipeline.conversation import Conversation
         return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
-    conversation = _guard(setup)
+    conversation = guarded(setup)
     interactive = sys.stdin.isatty()
     if interactive:
         _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); /exit to quit")
@@ -174,6 +149,6 @@ def chat(
         question = line.strip()
         if not question:
             continue
-        answer = _guard(lambda: conversation.ask(question, on_token=_stream_to_stdout))
+        answer = guarded(lambda: conversation.ask(question, on_token=_stream_to_stdout))
         _show_answer(answer, streamed=True, show_context=False)
         typer.echo("")

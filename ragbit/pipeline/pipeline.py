@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from ragbit.pipeline.component import (PipelineError, build_component, describe, resolve_component,
+from ragbit.pipeline.contract import (PipelineError, build_component, describe, resolve_component,
                                        type_name_of)
 from ragbit.pipeline.sockets import compatible, type_label
 
 PIPELINE_INPUT = ""  # the sender name used for pipeline inputs inside an edge
+OnToken = Callable[[str], None]  # receives each new piece of the answer as it is generated
 
 
 @dataclass(frozen=True)
@@ -271,9 +272,10 @@ class Pipeline:
 
 
 def query_inputs() -> dict[str, Any]:
-    """The inputs of every query pipeline (standard or from ragbit.toml): the question, and the earlier
-    turns of a conversation (None outside `ragbit chat`)."""
-    return {"inputs": {"query": str, "history": list[dict] | None}, "defaults": {"history": None}}
+    """The inputs of every query pipeline (standard or from ragbit.toml): the question, the earlier turns of
+    a conversation (None outside `ragbit chat`), and where to stream the answer's text (None: nowhere)."""
+    return {"inputs": {"query": str, "history": list[dict] | None, "on_token": OnToken | None},
+            "defaults": {"history": None, "on_token": None}}
 
 
 def _topological_order(names: list[str], edges: list[Edge]) -> tuple[list[str], list[str]]:

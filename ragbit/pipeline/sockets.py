@@ -38,7 +38,7 @@ def compatible(sender: Any, receiver: Any) -> bool:
 
 
 def type_label(t: Any) -> str:
-    """`list[Hit]` rather than `list[ragbit.searcher.Hit]`: short enough for an error message."""
+    """`list[Hit]` rather than `list[ragbit.search.searcher.Hit]`: short enough for an error message."""
     if isinstance(t, type) and not typing.get_args(t):
         return t.__name__
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(t))  # drop module prefixes

@@ -12,18 +12,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from indexes.errors import IndexesError
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.citations import CitationExtractor
-from ragbit.pipeline.component import PipelineError
-from ragbit.pipeline.generator import BonsaiGenerator, GenerationStats
-from ragbit.pipeline.models import model_errors
-from ragbit.pipeline.packer import ContextPacker
-from ragbit.pipeline.packing import PackedContext
+from ragbit.pipeline.components.citation_extractor import CitationExtractor
+from ragbit.pipeline.contract import PipelineError
+from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator, GenerationStats
+from ragbit.pipeline.model_loader import model_errors
+from ragbit.pipeline.components.context_packer import ContextPacker
+from ragbit.pipeline.components.context_packer import PackedContext
 from ragbit.pipeline.pipeline import Pipeline, query_inputs
-from ragbit.pipeline.prompt_builder import PromptBuilder
-from ragbit.pipeline.prompting import Source, sources_for
-from ragbit.pipeline.reranker import CrossEncoderReranker
-from ragbit.pipeline.retriever import HybridRetriever
+from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.citation_extractor import Source, sources_for
+from ragbit.pipeline.components.reranker import CrossEncoderReranker
+from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
 
 
 def standard_pipeline(cfg: RagbitConfig) -> Pipeline:
@@ -50,6 +51,7 @@ class Answer:
     sources: list[Source] = field(default_factory=list)
     hits: list[Any] = field(default_factory=list)    # retrieved, before packing
     context: PackedContext | None = None
+    messages: list[dict] = field(default_factory=list)  # what the generator was asked (system, history, user)
     stats: GenerationStats | None = None
     timings: dict[str, float] = field(default_factory=dict)       # index_s, retrieval_s, pack_s, load_s, ttft_s, ...
     step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
@@ -80,7 +82,7 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
     is the common case). Returns (seconds spent, whether the index changed)."""
     from indexes.store import IndexStore
-    from ragbit.indexer import index_repository
+    from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
     if progress is None:
         progress = IndexStore(cfg.index_dir).current() is None
@@ -99,30 +101,26 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
     answer = Answer(question)
     pipeline = pipeline or query_pipeline(cfg)
     if refresh:
-        # One embedding model for indexing and for the retrievers' query vectors: it loads once.
+        # One embedding model for indexing and for the retriever's question vectors: it loads once.
         retrievers = pipeline.find_components(HybridRetriever)
-        embedder = next((r.embedder for r in retrievers if r.embedder is not None), None)
-        if embedder is None:
-            from ragbit.embeddings import Embedder
-            embedder = Embedder(cfg.embed)
-        for r in retrievers:
-            r.embedder = r.embedder or embedder
+        embedder = retrievers[0].shared_embedder() if retrievers else None
         answer.timings["index_s"], changed = refresh_index(cfg, embedder=embedder)
         if changed:
             for r in retrievers:
                 r.reload()
-    for gen in pipeline.find_components(BonsaiGenerator):
-        gen.on_token = on_token
     inputs: dict[str, Any] = {"query": question}
-    if "history" in pipeline.inputs:
-        inputs["history"] = history
-    elif history:
-        raise PipelineError("this pipeline has no 'history' input, so it cannot hold a conversation")
+    for name, value in (("history", history), ("on_token", on_token)):
+        if name in pipeline.inputs:
+            inputs[name] = value
+        elif value:
+            raise PipelineError(f"this pipeline has no '{name}' input, so it cannot "
+                                f"{'hold a conversation' if name == 'history' else 'stream the answer'} "
+                                "(build it with Pipeline(**query_inputs()))")
     try:
         result = pipeline.run(**inputs)
     except model_errors() as e:
         result = getattr(e, "partial_result", None)
-        if result is None:
+        if result is None or isinstance(e, IndexesError):    # a missing index is not a missing model
             raise
         answer.error = f"no answer generated: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
     _fill(answer, result, pipeline)
@@ -134,6 +132,7 @@ def _fill(answer: Answer, result: Any, pipeline: Pipeline) -> None:
     answer.step_timings = dict(result.timings)
     answer.hits = result.find("hits") or []
     answer.context = result.find("context")
+    answer.messages = result.find("messages") or []
     answer.stats = result.find("stats")
     answer.text = result.find("answer") or ""
     answer.sources = result.find("sources") or []

@@ -1,0 +1,56 @@
+"""Where the CLI meets the rest of ragbit: a repository's config in, errors out as one line.
+
+Every error a user can cause derives from one of three roots (`ragbit.errors.RagbitError`,
+`indexes.errors.IndexesError`, `generator.errors.GeneratorError`); `guarded` turns any of them, an OSError
+(no permission, disk full) or Ctrl-C into one `error: ...` line on stderr and an exit code, never a traceback.
+Anything else is a bug and keeps its traceback. The three roots import nothing heavy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, NoReturn, TypeVar
+
+import typer
+
+from generator.errors import GeneratorError
+from indexes.errors import IndexesError
+from ragbit.errors import RagbitError
+
+USER_ERRORS = (RagbitError, IndexesError, GeneratorError)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an error's message (or its class name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted", interrupted_code: int = 1) -> T:
+    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C prints `interrupted` instead."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo(interrupted, err=True)
+        raise typer.Exit(interrupted_code) from None
+    except USER_ERRORS as e:
+        fail(one_line(e))
+    except OSError as e:         # e.g. no permission to write the index directory, disk full
+        fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
+
+
+def repo_config(repo: Path, overrides: dict[str, dict[str, Any]]):
+    """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line."""
+    from ragbit.config import RagbitConfig
+    if not repo.exists():
+        fail(f"{repo}: no such directory")
+    if not repo.is_dir():
+        fail(f"{repo}: not a directory")
+    return RagbitConfig.load(repo, overrides=overrides)

@@ -1,0 +1,59 @@
+"""What an index generation looks like on disk: the one module both its writer and its readers import.
+
+The writer (`ragbit/indexing/indexer.py`) and the readers (`ragbit/search/searcher.py`, `ragbit/search/status.py`)
+agree here on the file names inside a generation, on which part of the repository is the index itself (never
+walked), on the embedding-model check and on when recorded stat stamps can be trusted. Generations themselves
+(atomic switch, lock, the layout's `FORMAT_VERSION` recorded in every manifest) are `indexes/store.py`'s job:
+bump it there when these files change incompatibly. Imports nothing heavy: the search client loads it.
+
+    <index dir>/gen-N/
+        manifest.json       written by indexes.store: format_version, embed model, chunk settings, ...
+        chunk_table.txt     TABLE_FILE: files and chunks (`ragbit/chunk_table.py`)
+        lexical/            LEXICAL_DIR: BM25 (`indexes/lexical.py`)
+        dense.faiss         DENSE_FILE: FAISS index over the chunks embedded so far (`indexes/dense.py`)
+        dense_ids.npy       DENSE_IDS: dense position -> chunk position
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragbit.errors import RagbitError
+
+TABLE_FILE = "chunk_table.txt"
+LEGACY_TABLE_FILE = "chunks.jsonl"      # written by ragbit before the columnar table: re-chunked, not read
+LEXICAL_DIR = "lexical"
+DENSE_FILE = "dense.faiss"
+DENSE_IDS = "dense_ids.npy"             # dense position -> chunk position (the dense index may cover a subset)
+# A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
+# the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
+SCOPE_SEP = " > "
+
+
+class ModelMismatchError(RagbitError, RuntimeError):
+    """The index was built with another embedding model than the one requested."""
+
+
+def check_model(manifest: dict | None, model_id: str, index_dir: Path) -> None:
+    """Refuse to mix vectors of two embedding models in one index (writer) or to query it with another (reader)."""
+    if manifest and manifest.get("embed_model_id") not in (None, model_id):
+        raise ModelMismatchError(
+            f"the index at {index_dir} was built with embedding model {manifest['embed_model_id']!r}, "
+            f"not {model_id!r}: run `ragbit index --rebuild` to re-embed with the new model")
+
+
+def index_dir_ignore(cfg) -> list[str]:
+    """Gitignore pattern for the index directory when it lives inside the repository (it is never indexed)."""
+    try:
+        rel = cfg.index_dir.resolve().relative_to(cfg.repo)
+    except ValueError:
+        return []
+    return ["/" + rel.as_posix() + "/"]
+
+
+def stamp_lookup(manifest: dict | None, table, walk_cfg):
+    """`known` for walk_repository: the previous table's settled stamps, when the walk's content rules are the
+    ones they were recorded under; else None (every file is read)."""
+    from ragbit.indexing.walker import content_rules
+    if manifest and table is not None and manifest.get("content_rules") == content_rules(walk_cfg):
+        return table.sha_if_stamped
+    return None

@@ -1,0 +1,407 @@
+"""Fast CPU backends for sentence-embedding models: ONNX Runtime fp32 and int8, exported once, offline.
+
+WHY: the embedding model dominates indexing and query start-up on a CPU laptop. Measured on a 2-core AVX2
+machine (benchmarks/bench_embed.py, AMD Zen 1, no VNNI): ONNX Runtime fp32 does the same work per chunk
+as torch (both are matmul-bound, ~180 ms CPU per 256-token chunk) and gives the same vectors (cosine
+1 - 1e-7), but loading it needs no torch import: a fresh `ragbit search` costs ~2 CPU-s instead of ~11
+and 300 MB instead of 590 MB. int8 dynamic quantization is NOT faster on that CPU (MLAS's AVX2 U8S8
+kernel is no quicker than fp32 FMA there); it is kept as an option for CPUs with VNNI (avx512_vnni /
+avx_vnni), where int8 matmuls should be faster (not measured here: no such CPU was available). Its vectors differ (cosine ~0.99) and depend
+slightly on batch-mates (activation scales are per batch), so it is not the default.
+
+How it works:
+  * `load_sentence_model(name_or_dir, backend, cache_dir)` returns something with the slice of the
+    SentenceTransformer API ragbit uses (`encode`, `max_seq_length`, `get_sentence_embedding_dimension`,
+    `tokenizer`). backend "torch" is a plain SentenceTransformer.
+  * "onnx" / "onnx-int8": the first call loads the model with sentence-transformers + torch, exports the
+    transformer to ONNX (legacy TorchScript exporter: no extra packages), fuses attention/LayerNorm/GELU
+    with onnxruntime's BERT optimizer, and for int8 quantizes the weights of MatMuls dynamically. The result
+    (model.onnx, tokenizer.json, pooling settings, a checksum) is written into a temporary directory inside
+    `cache_dir` and renamed into place, so a crash never leaves a half-written export. Later calls need
+    only onnxruntime + tokenizers + numpy: no torch import, so `ragbit search` starts quickly.
+  * The export is keyed by the model's identity (config + weight file sizes) and the backend; a cache
+    entry whose checksum does not match is deleted and exported again.
+  * Any failure on the ONNX path prints ONE warning line and falls back to torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ragbit.config import EMBED_BACKENDS as BACKENDS
+from ragbit.errors import RagbitError
+
+EXPORT_FORMAT = 1                 # bump when the export recipe changes: old cache entries are ignored
+MANIFEST = "ragbit_export.json"
+
+
+class BackendError(RagbitError, RuntimeError):
+    """An embedding backend cannot be prepared; the message is one line for the user."""
+
+
+# ====================================================================================== threads
+def physical_cores() -> int:
+    """Cores to use for one process: the affinity mask (cgroups / taskset) rather than the host's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_torch_threads(threads: int = 0) -> int:
+    """Pin torch's intra-op pool to `threads` (0 = all cores we may use) and return the count.
+
+    On a 2-core laptop torch already defaults to 2; setting it explicitly matters when the process
+    inherited OMP_NUM_THREADS=1 or a larger host count from a container.
+    """
+    import torch
+    n = threads or physical_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+# ====================================================================================== CPU / quantization
+def cpu_flags() -> set[str]:
+    """x86 feature flags from /proc/cpuinfo (empty set elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_options(flags: set[str] | None = None) -> dict:
+    """quantize_dynamic keyword arguments for this CPU (weights are signed int8, activations uint8).
+
+    ONNX Runtime's x86 kernels multiply uint8 activations by int8 weights (U8S8). With VNNI that is
+    exact; on plain AVX2 the kernel's 16-bit intermediate sums can saturate, which `reduce_range`
+    (7-bit weights) avoids.
+    """
+    flags = cpu_flags() if flags is None else flags
+    has_vnni = bool({"avx512_vnni", "avx_vnni", "avx512vnni"} & flags)
+    return {"per_channel": True, "reduce_range": not has_vnni}
+
+
+# ====================================================================================== cache keys
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[-80:] or "model"
+
+
+def source_fingerprint(model_dir: str | Path | None, model_id: str) -> str:
+    """Short hash of what identifies the weights: config files' bytes and the weight files' sizes."""
+    h = hashlib.sha256(f"{model_id}|{EXPORT_FORMAT}".encode())
+    if model_dir is not None and Path(model_dir).is_dir():
+        d = Path(model_dir)
+        for name in sorted(os.listdir(d)):
+            p = d / name
+            if not p.is_file():
+                continue
+            if name.endswith(".json"):
+                h.update(name.encode() + p.read_bytes())
+            elif name.endswith((".safetensors", ".bin", ".onnx")):
+                h.update(f"{name}:{p.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def export_dir_for(cache_dir: str | Path, model_id: str, backend: str, model_dir: str | Path | None) -> Path:
+    """<cache_dir>/<model slug>-<backend>-<fingerprint>: one directory per (model, backend, weights)."""
+    return Path(cache_dir) / f"{_slug(model_id)}-{backend}-{source_fingerprint(model_dir, model_id)}"
+
+
+def default_cache_dir() -> Path:
+    """~/.cache/ragbit/onnx (XDG_CACHE_HOME respected)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ragbit" / "onnx"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ====================================================================================== export (torch, once)
+def _load_sentence_transformer(source: str, device: str):
+    """A SentenceTransformer without the weight-loading progress bars (they clutter ragbit's own)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    # A local directory needs no hub: say so per call rather than through HF_HUB_OFFLINE, which would
+    # also switch off model downloads elsewhere in the process (the generator's `bonsai-*` short names).
+    return SentenceTransformer(source, device=device, local_files_only=Path(source).is_dir())
+
+
+def export_onnx(st_model, out_dir: Path, quantize: bool) -> None:
+    """Write model.onnx + tokenizer.json + MANIFEST for a loaded SentenceTransformer into `out_dir`.
+
+    The transformer is re-loaded with eager attention (the sdpa path traces a mask shortcut that is
+    only valid for unpadded batches) and traced with a PADDED batch so the mask path is recorded.
+    """
+    import torch
+    from transformers import AutoModel
+
+    first, pooling = st_model[0], st_model[1] if len(st_model) > 1 else None
+    pool_cfg = pooling.get_config_dict() if pooling is not None else {}
+    mode = pool_cfg.get("pooling_mode", "mean")
+    if mode not in ("mean", "cls", "max"):
+        raise BackendError(f"pooling mode {mode!r} is not supported by the ONNX backend")
+    hf = first.auto_model
+    model = AutoModel.from_pretrained(hf.config._name_or_path or hf.name_or_path, attn_implementation="eager")
+    model.eval()
+    tok = st_model.tokenizer
+    sample = tok(["def f(x):\n    return x + 1", "a"], return_tensors="pt", padding=True)
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class _Body(torch.nn.Module):          # positional inputs -> last_hidden_state, for the tracer
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, *args):
+            return self.m(**dict(zip(names, args))).last_hidden_state
+
+    raw = out_dir / "raw.onnx"
+    with torch.no_grad(), _quiet():
+        torch.onnx.export(_Body(model), tuple(sample[n] for n in names), str(raw), dynamo=False,
+                          opset_version=17, input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in names + ["last_hidden_state"]})
+    fused = out_dir / "fused.onnx"
+    with _quiet():
+        from onnxruntime.transformers.optimizer import optimize_model
+        cfg = model.config
+        opt = optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
+                             hidden_size=cfg.hidden_size, opt_level=1)
+        opt.save_model_to_file(str(fused))
+    raw.unlink()
+    final = out_dir / "model.onnx"
+    if quantize:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        with _quiet():   # fused ops (com.microsoft domain) defeat shape inference: weights are float32
+            quantize_dynamic(str(fused), str(final), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Attention"], **int8_options(),
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        fused.unlink()
+    else:
+        fused.rename(final)
+    backend_tok = tok.backend_tokenizer
+    backend_tok.save(str(out_dir / "tokenizer.json"))
+    manifest = {"format": EXPORT_FORMAT, "inputs": names, "pooling": mode,
+                "normalize": any(type(m).__name__ == "Normalize" for m in st_model),
+                "max_seq_length": int(st_model.max_seq_length),
+                "dim": int(_embedding_dim(st_model)),
+                "pad_id": int(tok.pad_token_id or 0), "int8": quantize, **({"int8_options": int8_options()} if quantize else {}),
+                "sha256": _sha256(final)}
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _embedding_dim(st_model) -> int:
+    get = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
+    return get()
+
+
+class _quiet:
+    """Silence the exporter's tracer warnings and optimizer logging (they are about our fixed recipe)."""
+
+    def __enter__(self):
+        import logging
+        import warnings
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore")
+        self._level = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+
+    def __exit__(self, *exc):
+        import logging
+        logging.disable(self._level)
+        self._w.__exit__(*exc)
+
+
+def valid_export(d: Path) -> dict | None:
+    """The manifest of a complete, uncorrupted export in `d`, else None."""
+    try:
+        manifest = json.loads((d / MANIFEST).read_text())
+        if manifest.get("format") != EXPORT_FORMAT or not (d / "tokenizer.json").is_file():
+            return None
+        if _sha256(d / "model.onnx") != manifest["sha256"]:
+            return None
+        return manifest
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def ensure_export(source: str, model_id: str, backend: str, cache_dir: str | Path,
+                  device: str = "cpu") -> Path:
+    """Directory holding a valid export for (model, backend); exports it (atomically) when missing/corrupt."""
+    from filelock import FileLock
+
+    model_dir = source if Path(source).is_dir() else None
+    target = export_dir_for(cache_dir, model_id, backend, model_dir)
+    if valid_export(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if valid_export(target):             # another process finished it while we waited
+            return target
+        if target.exists():
+            shutil.rmtree(target)             # corrupt or from an interrupted older run
+        st = _load_sentence_transformer(source, device)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+        try:
+            export_onnx(st, tmp, quantize=backend == "onnx-int8")
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ====================================================================================== inference (no torch)
+@dataclass
+class OnnxSentenceEncoder:
+    """A sentence encoder on ONNX Runtime with the SentenceTransformer calls ragbit makes.
+
+    tokenize (Rust `tokenizers`, truncate to max_seq_length, pad to the batch's longest)
+    -> ONNX transformer: last_hidden_state (batch, seq, hidden)
+    -> pooling (mean over real tokens / CLS / max) -> optional L2 normalisation.
+    Texts are sorted by length so each batch pads as little as possible (as sentence-transformers does).
+    """
+
+    export_dir: Path
+    threads: int = 0
+
+    def __post_init__(self):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.manifest = valid_export(self.export_dir)
+        if self.manifest is None:
+            raise BackendError(f"no valid ONNX export in {self.export_dir}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads or physical_cores()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        # no spin-waiting workers: on a busy laptop they made one-question encodes ~2-4x slower
+        # (measured p50 55 ms spinning vs 15-30 ms not, 2 threads, loaded 2-core box); batches don't care
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(self.export_dir / "model.onnx"), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._tokenizer = Tokenizer.from_file(str(self.export_dir / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self.max_seq_length = int(self.manifest["max_seq_length"])
+
+    # --- the SentenceTransformer-compatible surface
+    @property
+    def tokenizer(self):
+        """Exposes `backend_tokenizer` like a HF fast tokenizer (what ragbit's token counter reads)."""
+        return _TokenizerView(self._tokenizer)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return int(self.manifest["dim"])
+
+    get_embedding_dimension = get_sentence_embedding_dimension
+
+    def encode(self, sentences: str | Sequence[str], batch_size: int = 32, show_progress_bar: bool = False,
+               convert_to_numpy: bool = True, normalize_embeddings: bool = False, **_ignored) -> np.ndarray:
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else list(sentences)
+        out = np.zeros((len(texts), self.get_sentence_embedding_dimension()), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        self._tokenizer.enable_truncation(self.max_seq_length)
+        starts = range(0, len(texts), batch_size)
+        if show_progress_bar:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc="Batches")
+        for s in starts:
+            idx = order[s:s + batch_size]
+            out[idx] = self._embed_batch([texts[i] for i in idx])
+        if normalize_embeddings or self.manifest["normalize"]:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out[0] if single else out
+
+    # --- one padded batch
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encs = self._tokenizer.encode_batch(texts)
+        seq = max(len(e.ids) for e in encs)
+        ids = np.full((len(encs), seq), self.manifest["pad_id"], dtype=np.int64)   # (batch, seq)
+        mask = np.zeros((len(encs), seq), dtype=np.int64)                           # (batch, seq)
+        for row, e in enumerate(encs):
+            ids[row, :len(e.ids)] = e.ids
+            mask[row, :len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {n: feeds[n] for n in self.manifest["inputs"]})[0]  # (batch, seq, dim)
+        mode = self.manifest["pooling"]
+        if mode == "cls":
+            return hidden[:, 0]
+        if mode == "max":
+            return np.where(mask[..., None] > 0, hidden, -1e9).max(axis=1)
+        m = mask[..., None].astype(np.float32)
+        return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+
+
+class _TokenizerView:
+    """The two uses ragbit makes of a HF fast tokenizer: `.backend_tokenizer` and `tok(text)["input_ids"]`
+    (untruncated, like a HF tokenizer called without truncation=True)."""
+
+    def __init__(self, tok):
+        self.backend_tokenizer = tok
+
+    def __call__(self, text: str | Sequence[str], add_special_tokens: bool = True, **_ignored) -> dict:
+        tok = self.backend_tokenizer
+        tok.no_truncation()
+        if isinstance(text, str):
+            return {"input_ids": tok.encode(text, add_special_tokens=add_special_tokens).ids}
+        return {"input_ids": [e.ids for e in tok.encode_batch(list(text), add_special_tokens=add_special_tokens)]}
+
+
+# ====================================================================================== entry point
+def vector_space_id(model_id: str, backend: str) -> str:
+    """The id an index records for its vectors: backends that give the same vectors share it.
+
+    torch and onnx (fp32) agree to ~1e-6 cosine, so switching between them (or falling back from
+    onnx to torch) keeps an index valid; int8 vectors differ (cosine ~0.99) and get their own id, so
+    `ragbit index` refuses to mix them with fp32 ones.
+    """
+    return f"{model_id}+int8" if backend == "onnx-int8" else model_id
+
+
+def load_sentence_model(model_name_or_path: str, backend: str = "onnx-int8", cache_dir: str | Path | None = None,
+                        *, model_id: str | None = None, device: str = "cpu", threads: int = 0):
+    """A sentence encoder for `backend`; ONNX exports are made once into `cache_dir` and reused.
+
+    Returns a SentenceTransformer for "torch" (or after a failed ONNX attempt, with one warning line on
+    stderr) and an `OnnxSentenceEncoder` otherwise. `model_id` names the model in cache keys (defaults
+    to the path/name given).
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"embedding backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend != "torch" and device == "cpu":
+        try:
+            d = ensure_export(model_name_or_path, model_id or model_name_or_path, backend,
+                              cache_dir or default_cache_dir(), device=device)
+            encoder = OnnxSentenceEncoder(d, threads=threads)
+            encoder.ragbit_backend = backend
+            return encoder
+        except Exception as e:   # noqa: BLE001 - any failure here has a working fallback
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            print(f"warning: embedding backend {backend!r} unavailable ({msg}); using torch", file=sys.stderr)
+    configure_torch_threads(threads)
+    model = _load_sentence_transformer(model_name_or_path, device)
+    model.ragbit_backend = "torch"
+    return model

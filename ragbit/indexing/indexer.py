@@ -1,0 +1,327 @@
+"""`ragbit index`: walk -> chunk -> BM25 -> embed -> FAISS, incrementally, in two committed generations.
+
+Why two generations: embedding is the slow step (~20 chunks/s per core with MiniLM). The chunk table and
+BM25 are ready in seconds, so they are committed first (dense marked incomplete; a flat index over the
+vectors already in the cache comes along); then missing vectors are embedded into the VectorCache, flushed
+batch by batch, and a second generation adds the full dense index. A run killed at any point leaves the
+last committed generation intact, and the next run finds every vector already computed in the cache.
+When every missing vector fits one flush batch (a small edit: seconds of model time), the first generation
+would protect nothing, so the run embeds first and commits once: that saves writing the dense index twice.
+
+Why incremental: the previous generation's chunk table (path -> sha256 -> chunks) is reused for unchanged
+files, so only new and changed files are chunked; vectors are looked up by chunk content hash, so only
+chunks whose embedded text is new go through the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ragbit.chunk_table import ChunkTable, ChunkTableError
+from ragbit.config import RagbitConfig
+from ragbit.errors import RagbitError
+from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, TABLE_FILE, check_model, index_dir_ignore,
+                                 stamp_lookup)
+
+EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
+
+
+class IndexingError(RagbitError, RuntimeError):
+    """Indexing cannot proceed; the message is one line for the user."""
+
+
+@dataclass
+class IndexReport:
+    repo: str
+    index_dir: str
+    files_added: int = 0
+    files_changed: int = 0
+    files_removed: int = 0
+    files_unchanged: int = 0
+    chunks: int = 0
+    chunks_embedded: int = 0          # vectors computed by the model in this run
+    chunks_reused: int = 0            # vectors found in the cache
+    skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
+    dense_complete: bool = False
+    rechunked_all: bool = False       # chunk settings changed since the last run
+    timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
+
+    @property
+    def files(self) -> int:
+        return self.files_added + self.files_changed + self.files_unchanged
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
+    """What decides how a file is chunked: if it differs from the last run, every file is re-chunked."""
+    from ragbit.indexing import chunking
+    return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
+            "chunker_version": chunking.CHUNKER_VERSION}
+
+
+def check_repo(repo: Path) -> None:
+    if not repo.exists():
+        raise IndexingError(f"{repo}: no such directory")
+    if not repo.is_dir():
+        raise IndexingError(f"{repo}: not a directory")
+
+
+def previous_generation(store):
+    """(manifest, generation dir) of the committed index, or (None, None)."""
+    gen = store.current()
+    if gen is None:
+        return None, None
+    return store.manifest(), Path(gen)
+
+
+class _Progress:
+    """A rich progress bar on stderr over vectors to embed (or nothing when progress=False)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.bar = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            self.bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("embed", total=total)
+            self.bar.start()
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.advance(self.task, n)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+# ---------------------------------------------------------------------------------------------- main
+def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
+                     embedder=None, warn=None, embed: bool = True) -> IndexReport:
+    """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
+
+    embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
+    search is complete, dense search covers only cached vectors (the manifest says so)."""
+    from indexes.store import IndexStore
+    from indexes.vector_cache import VectorCache
+    from ragbit.indexing.chunk_pool import chunk_files
+    from ragbit.indexing.walker import WalkStats, content_rules, settled, walk_repository
+
+    t_start = time.perf_counter()
+    repo = Path(cfg.repo)
+    check_repo(repo)
+    if embedder is None:
+        from ragbit.indexing.embeddings import Embedder
+        embedder = Embedder(cfg.embed)
+    if warn is None:
+        warn = (lambda msg: print(f"warning: {msg}", file=sys.stderr)) if progress else (lambda msg: None)
+    report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir))
+    store = IndexStore(cfg.index_dir)
+
+    with store.lock(timeout=0):
+        manifest, prev_dir = (None, None) if rebuild else previous_generation(store)
+        check_model(manifest, embedder.model_id, cfg.index_dir)
+        settings = _chunk_settings(cfg, embedder.max_text_tokens)
+        prev = None
+        if manifest:
+            try:
+                prev = ChunkTable.load(prev_dir)
+            except ChunkTableError as e:
+                warn(f"previous index unreadable, re-chunking everything ({e})")
+        # same chunk settings -> unchanged files keep their chunks; otherwise every file is re-chunked
+        reuse = prev is not None and manifest.get("chunk_settings") == settings
+        report.rechunked_all = prev is not None and not reuse
+
+        # ---- 1. walk + chunk (reusing unchanged files' chunks)
+        t = time.perf_counter()
+        walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
+        chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
+        stats = WalkStats()
+        walk_started = time.time_ns()
+        known = stamp_lookup(manifest, prev, walk_cfg) if reuse else None    # unchanged stamp: file not read
+        walk = walk_repository(repo, walk_cfg, warn, stats, known)
+        per_file, seen, to_chunk, reused = [], set(), [], {}
+        restamped = 0                                  # unchanged files whose settled stamp is new to the table
+        for sf in walk:
+            seen.add(sf.path)
+            old = prev.by_path.get(sf.path) if prev is not None else None
+            stamp = sf.stamp if settled(sf.stamp, walk_started) else None    # only settled stamps are recorded
+            if reuse and old is not None and old.sha256 == sf.sha256:
+                reused[sf.path] = old.first                        # its chunks' position in the previous table
+                per_file.append((sf.path, sf.sha256, None, stamp))  # None: copied from `prev` by from_files
+                report.files_unchanged += 1
+                restamped += stamp is not None and stamp != old.stamp
+                continue
+            to_chunk.append((len(per_file), sf.path, sf.text))
+            per_file.append((sf.path, sf.sha256, None, stamp))   # chunks filled in below
+            if old is None:
+                report.files_added += 1
+            elif old.sha256 != sf.sha256:
+                report.files_changed += 1
+            else:
+                report.files_unchanged += 1                # unchanged, re-chunked with new settings
+        if to_chunk:
+            # the model's token counter (fast path) if it has one, else its plain count function
+            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
+            chunked = chunk_files([(path, text) for _, path, text in to_chunk], chunk_cfg, counter,
+                                  workers=cfg.index.workers)
+            for (i, path, _), chunks in zip(to_chunk, chunked):
+                per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
+        report.skipped = dict(stats.skipped)
+        if prev is not None:
+            report.files_removed = len(set(prev.by_path) - seen)
+        table = ChunkTable.from_files(per_file, previous=prev)
+        report.chunks = len(table)
+        report.timings["walk_chunk"] = time.perf_counter() - t
+        if not per_file:
+            raise IndexingError(f"no indexable files in {repo}")
+        if report.chunks == 0:
+            raise IndexingError(f"no indexable text in {repo}")
+
+        # ---- 2. vectors we already have
+        dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
+        cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
+        keys = table.content_hash
+        vectors, found = cache.get(keys)
+        found = np.asarray(found, dtype=bool)
+        report.chunks_reused = int(found.sum())
+
+        base_manifest = {
+            "repo": str(repo), "embed_model": cfg.embed.model, "embed_model_id": embedder.model_id,
+            "embed_dim": dim, "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
+            "dense_kind": cfg.index.dense, "content_rules": content_rules(walk_cfg),
+        }
+
+        # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
+        unchanged = (reuse and report.files_unchanged == len(table.files) and not report.files_removed
+                     and not restamped and manifest.get("content_rules") == base_manifest["content_rules"]
+                     and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
+                     and bool(found.all()))
+        if unchanged:                                  # nothing to write: the committed index is current
+            report.dense_complete = True
+            report.timings["total"] = time.perf_counter() - t_start
+            return report
+
+        # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
+        t = time.perf_counter()
+        lexical = _build_lexical(table, reused, prev_dir)
+        report.timings["lexical"] = time.perf_counter() - t
+        complete = bool(found.all())
+        one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
+        if not one_commit:
+            _commit(store, base_manifest, table, lexical, vectors, found, complete,
+                    kind=cfg.index.dense if complete else "flat")
+
+        # ---- 4. embed what is missing, flushing to the cache as we go
+        if not complete and not embed:
+            report.dense_complete = False
+            report.timings["total"] = time.perf_counter() - t_start
+            return report
+        if not complete:
+            t = time.perf_counter()
+            model_before = embedder.seconds_in_model
+            missing = {}                                   # content hash -> first chunk position
+            for i in np.flatnonzero(~found):
+                missing.setdefault(keys[i], int(i))
+            todo = list(missing.items())
+            bar = _Progress(progress, len(todo))
+            try:
+                for s in range(0, len(todo), EMBED_FLUSH):
+                    batch = todo[s:s + EMBED_FLUSH]
+                    vecs = embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
+                    cache.put([h for h, _ in batch], vecs)
+                    bar.advance(len(batch))
+                    report.chunks_embedded += len(batch)
+            finally:
+                bar.close()
+            report.timings["model"] = embedder.seconds_in_model - model_before
+            report.chunks_reused = report.chunks - report.chunks_embedded
+            vectors, found = cache.get(keys)
+            found = np.asarray(found, dtype=bool)
+            report.timings["embed"] = time.perf_counter() - t
+            if not found.all():
+                raise IndexingError("vector cache lost vectors it had just stored")
+
+            # ---- 5. generation B: same chunk table + BM25, full dense index
+            t = time.perf_counter()
+            _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
+                    copy_from=None if one_commit else Path(store.current()))
+            report.timings["dense"] = time.perf_counter() - t
+        report.dense_complete = True
+        _maybe_compact(cache, keys)
+    report.timings["total"] = time.perf_counter() - t_start
+    return report
+
+
+def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
+    """BM25 over the chunks; chunks of unchanged files reuse their tokens from the previous generation."""
+    from indexes.lexical import LexicalIndex
+    texts = table.embed_texts                               # lazy: only new chunks' texts are made
+    previous = None
+    if reused and prev_dir is not None:
+        try:
+            previous = LexicalIndex.load(prev_dir / LEXICAL_DIR)
+        except ValueError:                                  # unreadable: tokenize everything
+            previous = None
+    if previous is None:
+        return LexicalIndex.build(texts)
+    same_as = np.full(len(texts), -1, dtype=np.int64)       # chunk position -> previous position, or -1
+    for f in table.files:
+        if f.path in reused:
+            same_as[f.first:f.first + f.count] = np.arange(reused[f.path], reused[f.path] + f.count)
+    try:
+        return LexicalIndex.build(texts, previous, same_as)
+    except ValueError:                                      # previous index inconsistent with its chunk table
+        return LexicalIndex.build(texts)
+
+
+def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):
+    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index."""
+    from indexes.dense import DenseIndex
+    from indexes.store import FORMAT_VERSION
+    manifest = dict(base_manifest, format_version=FORMAT_VERSION, created=time.time(),
+                    dense_complete=complete, dense_vectors=int(found.sum()))
+    with store.write_generation(manifest) as staging:
+        staging = Path(staging)
+        if copy_from is None:
+            table.save(staging)
+            lexical.save(staging / LEXICAL_DIR)
+        else:
+            _link_tree(copy_from, staging, names=[TABLE_FILE, LEXICAL_DIR])
+        ids = np.flatnonzero(found).astype(np.int64)
+        if len(ids):
+            DenseIndex.build(np.ascontiguousarray(vectors[ids], dtype=np.float32),
+                             kind=kind).save(staging / DENSE_FILE)
+            np.save(staging / DENSE_IDS, ids)
+
+
+def _link_tree(src: Path, dst: Path, names: list[str]) -> None:
+    """Hard-link (or copy when links are impossible) files/dirs from the previous generation."""
+    for name in names:
+        s, d = src / name, dst / name
+        if s.is_dir():
+            shutil.copytree(s, d, copy_function=_link_or_copy, dirs_exist_ok=True)
+        else:
+            _link_or_copy(s, d)
+
+
+def _link_or_copy(s, d) -> None:
+    try:
+        os.link(s, d)
+    except OSError:
+        shutil.copy2(s, d)
+
+
+def _maybe_compact(cache, keys) -> None:
+    """Drop vectors of chunks that no longer exist once they are the majority of the cache."""
+    size = len(cache) if hasattr(cache, "__len__") else None
+    if size is not None and size > 2 * len(set(keys)) + 1000:
+        cache.compact(set(keys))

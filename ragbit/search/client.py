@@ -1,0 +1,141 @@
+"""Asking the index's warm search server, and starting one: the client side of `ragbit/search/protocol.py`.
+
+`search()` is what `ragbit search` calls: the running server's hits when one answers, else an in-process
+search (and a detached server is started for the next call). `ask()` is the bare exchange, used by the
+console script (`ragbit/launcher.py`) too, so this module imports only the standard library at load time.
+
+Safety rules shared with the server: the socket only appears once a server is listening, so a socket that
+refuses a connection is stale and is removed here (only the very file we tried); any failure or error answer
+means "search in-process", which then raises the canonical error message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import sys
+from pathlib import Path
+
+from ragbit.search.protocol import (LOCK_NAME, LOG_NAME, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, VERSION, encode,
+                                    fingerprint, read_message, socket_path)
+
+MAX_UNIX_PATH = 100                  # sun_path is 104-108 bytes; longer paths: no server, in-process only
+TIMEOUT = 60.0                       # a search normally takes milliseconds
+
+
+def search_request(repo, index_dir, question: str, k: int | None, mode: str | None,
+                   max_hits_per_file: int | None, cfg=None, render: dict | None = None) -> dict:
+    """A protocol request; `cfg` (when the caller has one) lets the server check it serves the same config."""
+    request = {"v": VERSION, "repo": str(repo), "index_dir": str(index_dir), "query": question, "k": k,
+               "mode": mode, "max_hits_per_file": max_hits_per_file}
+    if cfg is not None:
+        request["config"] = fingerprint(cfg)
+    if render is not None:
+        request["render"] = render
+    return request
+
+
+def ask(index_dir: Path, request: dict, timeout: float = TIMEOUT) -> dict | None:
+    """The server's successful reply to `request`, or None (no server, stale socket, error answer)."""
+    path = socket_path(index_dir)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return None
+    data = encode(request)
+    if len(data) > MAX_REQUEST_BYTES:
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            _remove_stale(path, st)
+            return None
+        except OSError:
+            return None
+        try:
+            s.sendall(data)
+            reply = json.loads(read_message(s, MAX_RESPONSE_BYTES))
+        except (OSError, ValueError):
+            return None
+    if not isinstance(reply, dict) or reply.get("ok") is not True or not isinstance(reply.get("hits"), list):
+        return None
+    return reply
+
+
+def hits_of(reply: dict):
+    """The `Hits` of a successful reply."""
+    from ragbit.search.searcher import Hit, Hits
+    hits = Hits(Hit(**h) for h in reply["hits"])
+    hits.dense_complete, hits.mode = bool(reply["dense_complete"]), reply["mode"]
+    return hits
+
+
+def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int, timeout: float = TIMEOUT):
+    """Hits from the index's running server for exactly this config, or None (then search in-process)."""
+    request = search_request(cfg.repo, cfg.index_dir, question, k, mode, max_hits_per_file, cfg=cfg)
+    reply = ask(cfg.index_dir, request, timeout)
+    return hits_of(reply) if reply is not None else None
+
+
+def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int, use_server: bool):
+    """The CLI's search: the running server's hits, else in-process (then start a server for the next call)."""
+    if use_server:
+        hits = query(cfg, question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+        if hits is not None:
+            return hits
+    from ragbit.search.searcher import Searcher
+    hits = Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+    if use_server:
+        spawn_server(cfg)            # for the next search; this one is answered already
+    return hits
+
+
+def _remove_stale(path: Path, seen: os.stat_result) -> None:
+    """Remove a socket nobody listens on — only the very file we tried (not a fresh server's)."""
+    try:
+        now = os.stat(path)
+        if (now.st_ino, now.st_dev) == (seen.st_ino, seen.st_dev):
+            path.unlink()
+    except OSError:
+        pass
+
+
+def server_running(index_dir: Path) -> bool:
+    """True while a server holds the index's lock (starting up or serving)."""
+    import fcntl
+    try:
+        fd = os.open(Path(index_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return True                  # cannot even open the lock file: do not try to start one
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False                 # nobody holds it (closing the fd releases our probe)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def spawn_server(cfg):
+    """Start a detached server for this index unless one is running (or the socket path is too long).
+
+    Returns the Popen (tests stop it with it), or None when none was started."""
+    index_dir = Path(cfg.index_dir)
+    if len(os.fsencode(socket_path(index_dir.resolve()))) > MAX_UNIX_PATH or server_running(index_dir):
+        return None
+    import subprocess
+    import ragbit
+    env = dict(os.environ)
+    root = str(Path(ragbit.__file__).resolve().parent.parent)   # the server imports the same ragbit
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    with open(index_dir / LOG_NAME, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "ragbit.search.server", "--repo", str(cfg.repo),
+                                 "--index-dir", str(index_dir),
+                                 "--idle-timeout", str(cfg.search.server_idle_timeout)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(cfg.repo),
+                                start_new_session=True, close_fds=True)

@@ -1,0 +1,312 @@
+"""`ragbit search`: BM25 + dense (MiniLM/FAISS) over the committed index, fused by reciprocal rank.
+
+Why hybrid: BM25 finds the chunk that shares the question's identifiers, dense finds the one that means
+the same in other words; RRF needs no score calibration. Each side contributes a deeper candidate list
+(CANDIDATES_PER_K * k) than asked for, so a chunk ranked 30th by one side and 3rd by the other still wins.
+
+Why tests rank lower: a question about code is answered by the code, and a test that calls a function repeats
+its name and its arguments (so it matches a question as well as the definition does). Chunks of test files get
+half their fused score unless the question itself is about tests. On the issue set (lexical) that took file R@1
+.330 -> .459 and the gold function inside a 1,500-token context .337 -> .396; on the docstring set chunk R@10
+.543 -> .606.
+
+Why the lexical list weighs less for plain-language questions: a short question with no identifier in it
+("Load a template by name and return it") shares few words with the code that answers it, and BM25 then
+ranks whatever repeats those words; the embedding model matches meaning. For such questions (at most
+PLAIN_MAX_WORDS words, no snake_case / camelCase / dotted name, no backticks or call parentheses) BM25's
+list counts PLAIN_LEXICAL_WEIGHT in the fusion instead of 1. Chosen on 58 questions of the docstring set
+(jinja2, werkzeug): gold function inside the 1,500-token context .621 with weight 1, .672 with 0.3, .690 with
+0.15; attrs, tqdm and packaging were held out. Issue texts and questions that name code keep weight 1.
+
+Why a path boost: many real questions quote a file path ("django/db/models/query.py", a traceback line) or
+a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
+from ragbit.errors import RagbitError
+from ragbit.index_layout import DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, check_model
+
+MODES = ("hybrid", "dense", "lexical")
+CANDIDATES_PER_K = 5
+MIN_CANDIDATES = 50
+PATH_WEIGHT = 1.0          # RRF weight of the "files named in the question" list (BM25 and dense: 1.0)
+MAX_NAME_MATCHES = 3       # a bare file name ("utils.py") naming more files than this is ignored
+PLAIN_LEXICAL_WEIGHT = 0.2  # BM25's weight in the fusion for a plain-language question (see above)
+PLAIN_MAX_WORDS = 40
+TEST_FACTOR = 0.5          # fused score of a chunk in a test file, unless the question is about tests
+MAX_UNIT_CHUNKS = 12       # a definition made of more chunks than this is never packed whole
+
+# "a/b/c.py", "c.py", "/usr/lib/.../a/b/c.py", "a.b.c" (dotted module path)
+_PATH_LIKE = re.compile(r"[\w.\-/\\]*\w\.\w+|[\w\-]+(?:[/\\][\w.\-]+)+")
+_TEST_PATH = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*$|_tests?\.\w+$|(^|/)conftest\.py$")
+_ABOUT_TESTS = re.compile(r"\b(tests?|testing|pytest|unittest|fixtures?|test_\w+)\b", re.IGNORECASE)
+_WORDS = re.compile(r"[A-Za-z_][\w.]*\w|[A-Za-z_]")
+_CODE_WORD = re.compile(r"_|\.|[a-z][A-Z]")
+_DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){1,}\b")
+
+
+def is_plain_language(query: str) -> bool:
+    """A short question that names no code: no identifier with `_`, `.` or camelCase, no backticks or `()`."""
+    if "`" in query or "()" in query:
+        return False
+    words = _WORDS.findall(query)
+    return len(words) <= PLAIN_MAX_WORDS and not any(_CODE_WORD.search(w) for w in words)
+
+
+class SearchError(RagbitError, ValueError):
+    """A bad search request or an unusable index; the message is one line for the user."""
+
+
+@dataclass
+class Hit:
+    path: str
+    start_line: int
+    end_line: int
+    scope: str
+    language: str
+    score: float
+    text: str
+    rank: int
+    unit: "Hit | None" = None    # the whole definition this chunk is part of (search(units=True)), for packing
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "start_line": self.start_line, "end_line": self.end_line,
+                "scope": self.scope, "language": self.language, "score": round(self.score, 6),
+                "text": self.text}
+
+
+class Hits(list):
+    """The ranked hits, plus whether dense search saw every chunk (False while vectors are being computed)."""
+    dense_complete: bool = True
+    mode: str = "hybrid"
+
+
+class Searcher:
+    """Loads the committed generation on first search (the constructor touches nothing on disk)."""
+
+    def __init__(self, cfg: RagbitConfig, embedder=None):
+        self.cfg = cfg
+        self._embedder = embedder
+        self._embedder_given = embedder is not None
+        self._loaded = False
+        self._generation: Path | None = None
+        self.lexical = None
+        self.dense = None
+        self._dense_loaded = False
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, lexical: bool = True, dense: bool = True) -> None:
+        """Load the committed generation; reload when a writer has committed a newer one since (one small
+        file read per search), so a long-lived Searcher sees the dense index as soon as it is complete.
+
+        Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
+        imports faiss, `--mode dense` never imports bm25s (each costs a noticeable part of a cold search)."""
+        from indexes.store import IndexFormatError, IndexStore
+        from indexes.store import IndexMissingError
+        store = IndexStore(self.cfg.index_dir)
+        gen = store.current()
+        if self._loaded and gen == self._generation and (not lexical or self.lexical is not None) \
+                and (not dense or self._dense_loaded):
+            return
+        try:            # retries if a writer switches generations
+            store.read(lambda g, manifest: self._load_generation(g, manifest, lexical, dense))
+        except IndexMissingError:
+            raise IndexMissingError(f"no index at {self.cfg.repo}: run `ragbit index {self.cfg.repo}` first") from None
+        except IndexFormatError:
+            raise
+        except (OSError, ValueError) as e:
+            raise SearchError(f"corrupt index at {self.cfg.index_dir}: {e}; run `ragbit index --rebuild`") from None
+
+    def _load_generation(self, gen: Path, manifest: dict, lexical: bool, dense: bool) -> None:
+        """Switch to generation `gen` if it is new, then load the missing parts the caller needs."""
+        import numpy as np                           # here, not at module top: the search client needs only Hit
+
+
+        if not (self._loaded and gen == self._generation):
+            from ragbit.chunk_table import ChunkTable
+            table = ChunkTable.load(gen)
+            dense_ids = np.load(gen / DENSE_IDS) if (gen / DENSE_FILE).is_file() else np.zeros(0, dtype=np.int64)
+            if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
+                    and not self._embedder_given:
+                self._embedder = None                    # rebuilt with another model: load that one
+            self.manifest, self.table, self.dense_ids = manifest, table, dense_ids
+            self.lexical, self.dense, self._dense_loaded = None, None, False
+            self.dense_complete = bool(manifest.get("dense_complete")) and len(dense_ids) == len(table)
+            self._paths = [f.path for f in table.files]
+            self._test_files: dict[str, bool] = {}
+            self._by_name: dict[str, list[str]] = {}
+            for p in self._paths:
+                self._by_name.setdefault(p.rsplit("/", 1)[-1].lower(), []).append(p)
+            self._generation = gen
+            self._loaded = True
+        if lexical and self.lexical is None:
+            from indexes.lexical import LexicalIndex
+            self.lexical = LexicalIndex.load(gen / LEXICAL_DIR)
+        if dense and not self._dense_loaded:
+            if (gen / DENSE_FILE).is_file():
+                from indexes.dense import DenseIndex
+                self.dense = DenseIndex.load(gen / DENSE_FILE)
+            self._dense_loaded = True
+
+    @property
+    def embedder(self):
+        """The model the index was built with (or the configured one, which must be the same)."""
+        if self._embedder is None:
+            from ragbit.indexing.embeddings import Embedder
+            embed_cfg = self.cfg.embed
+            recorded = self.manifest.get("embed_model")
+            if embed_cfg.model == DEFAULT_EMBED_MODEL and recorded:
+                embed_cfg = type(embed_cfg)(**{**embed_cfg.__dict__, "model": recorded})
+            embedder = Embedder(embed_cfg)
+            check_model(self.manifest, embedder.model_id, self.cfg.index_dir)
+            self._embedder = embedder
+        return self._embedder
+
+    # ------------------------------------------------------------------ rankings
+    def _lexical_ranking(self, query: str, n: int) -> list[int]:
+        hits = self.lexical.search(query, n)
+        self._last_scores = dict(hits)
+        return [pos for pos, _ in hits]
+
+    def _dense_ranking(self, query: str, n: int) -> list[int]:
+        if self.dense is None or len(self.dense) == 0:
+            return []
+        qvec = self.embedder.embed_query(query)
+        hits = [(int(self.dense_ids[pos]), score) for pos, score in self.dense.search(qvec, n)]
+        self._last_scores = dict(hits)
+        return [pos for pos, _ in hits]
+
+    def named_files(self, query: str) -> list[str]:
+        """Repository files the question names by path, dotted module path or (unambiguous) file name."""
+        self._load(lexical=False, dense=False)
+        found: dict[str, None] = {}
+        candidates = [m.group().replace("\\", "/") for m in _PATH_LIKE.finditer(query)]
+        # astropy.io.registry -> astropy/io/registry.py (not the package __init__.py: `from django.db import
+        # models` names django/db/__init__.py, which is rarely what the question is about)
+        candidates += [dotted.replace(".", "/") + ".py" for dotted in _DOTTED.findall(query)]
+        for cand in candidates:
+            cand = cand.strip("./")
+            if not cand:
+                continue
+            if "/" in cand:
+                # a suffix of a path: keep repo paths the candidate ends with, or that end with the candidate
+                for p in self._paths:
+                    if cand == p or cand.endswith("/" + p) or p.endswith("/" + cand):
+                        found.setdefault(p, None)
+            else:
+                same = self._by_name.get(cand.lower(), [])
+                if 0 < len(same) <= MAX_NAME_MATCHES:
+                    for p in same:
+                        found.setdefault(p, None)
+        return list(found)
+
+    def _path_ranking(self, query: str, order: list[int]) -> list[int]:
+        """Chunks of the named files, in the order the other rankings put them (then file order)."""
+        named = self.named_files(query)
+        if not named:
+            return []
+        positions: list[int] = []
+        for p in named:
+            f = self.table.by_path[p]
+            positions.extend(range(f.first, f.first + f.count))
+        rank = {pos: i for i, pos in enumerate(order)}
+        return sorted(positions, key=lambda pos: (rank.get(pos, len(order)), pos))
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               max_hits_per_file: int | None = None, path_boost: bool = True, units: bool = False) -> Hits:
+        """The `k` best chunks. `units`: attach to each hit the whole definition it belongs to (`Hit.unit`),
+        so a packer can show a function split over several chunks in one piece."""
+        from indexes.fusion import cap_per_key, reciprocal_rank_fusion
+
+        k = self.cfg.search.k if k is None else k
+        mode = mode or self.cfg.search.mode
+        cap = self.cfg.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+        if mode not in MODES:
+            raise SearchError(f"search mode must be hybrid, dense or lexical, not {mode!r}")
+        if k <= 0:
+            raise SearchError(f"k must be positive, got {k}")
+        if not query.strip():
+            raise SearchError("empty question")
+        self._load(lexical=mode != "dense", dense=mode != "lexical")
+        self._last_scores: dict[int, float] = {}
+        # a per-file cap throws candidates away: ask for more so k survive it
+        n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k * (3 if cap else 1))
+        rankings, weights = [], []
+        if mode in ("hybrid", "lexical"):
+            rankings.append(self._lexical_ranking(query, n))
+            weights.append(PLAIN_LEXICAL_WEIGHT if mode == "hybrid" and is_plain_language(query) else 1.0)
+        if mode in ("hybrid", "dense"):
+            rankings.append(self._dense_ranking(query, n))
+            weights.append(1.0)
+        if path_boost:
+            fused_so_far = [pos for pos, _ in reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k)]
+            named = self._path_ranking(query, fused_so_far)
+            if named:
+                rankings.append(named)
+                weights.append(PATH_WEIGHT)
+        fused = reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k, weights=weights)
+        if len(rankings) == 1:                       # one list: keep its own scores (BM25 / cosine)
+            fused = list(self._last_scores.items())
+        if not _ABOUT_TESTS.search(query):
+            fused = self._demote_tests(fused)
+        fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap)[:k]
+        hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
+        if units:
+            for hit, (pos, _) in zip(hits, fused):
+                hit.unit = self._unit(pos, hit)
+        hits.dense_complete = self.dense_complete or mode == "lexical"
+        hits.mode = mode
+        return hits
+
+    def _demote_tests(self, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Scale the scores of test-file chunks by TEST_FACTOR and re-sort (stable: ties keep their order)."""
+        is_test = self._is_test_file
+        scaled = [(pos, score * TEST_FACTOR if is_test(self.table.path[pos]) else score) for pos, score in fused]
+        return sorted(scaled, key=lambda ps: -ps[1])
+
+    def _is_test_file(self, path: str) -> bool:
+        known = self._test_files.get(path)
+        if known is None:
+            known = self._test_files[path] = bool(_TEST_PATH.search(path))
+        return known
+
+    def _hit(self, pos: int, score: float, rank: int) -> Hit:
+        c = self.table.chunk(pos)
+        return Hit(path=c.path, start_line=c.start_line, end_line=c.end_line, scope=c.scope or "",
+                   language=c.language or "", score=score, text=c.text, rank=rank)
+
+    def _unit(self, pos: int, hit: Hit) -> Hit | None:
+        """The chunks around `pos` that belong to the same definition: its neighbours in the file whose scope
+        is the chunk's scope or nested in it (the parts of a split function, the methods of a small class).
+        None when the chunk is its own unit, is at module level, or the unit spans more than MAX_UNIT_CHUNKS."""
+        scope = self.table.scope[pos]
+        if not scope:
+            return None
+        f = self.table.by_path[self.table.path[pos]]
+        nested = scope + SCOPE_SEP
+
+        def inside(i: int) -> bool:
+            s = self.table.scope[i]
+            return s == scope or s.startswith(nested)
+
+        lo = hi = pos
+        while lo > f.first and inside(lo - 1) and hi - lo < MAX_UNIT_CHUNKS:
+            lo -= 1
+        while hi < f.first + f.count - 1 and inside(hi + 1) and hi - lo < MAX_UNIT_CHUNKS:
+            hi += 1
+        if lo == hi or hi - lo >= MAX_UNIT_CHUNKS:
+            return None
+        lines: dict[int, str] = {}
+        for i in range(lo, hi + 1):                   # split parts overlap by a line or two: number them
+            start, text = self.table.start_line[i], self.table.text[i]
+            for j, line in enumerate(text[:-1].split("\n") if text.endswith("\n") else text.split("\n")):
+                lines.setdefault(start + j, line)
+        first, last = min(lines), max(lines)
+        return Hit(path=hit.path, start_line=first, end_line=last, scope=scope, language=hit.language,
+                   score=hit.score, text="\n".join(lines.get(i, "") for i in range(first, last + 1)), rank=hit.rank)

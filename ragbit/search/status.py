@@ -1,0 +1,54 @@
+"""`ragbit status`: what the committed index holds and how far the repository has moved since.
+
+Compares a fresh walk (sha256 per file; files whose stat stamp is the recorded one are not read) with the chunk
+table's file list; nothing is chunked or embedded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragbit.config import RagbitConfig
+
+
+@dataclass
+class IndexStatus:
+    repo: str
+    index_dir: str
+    created: str
+    files: int
+    chunks: int
+    model_id: str
+    dim: int
+    dense_complete: bool
+    dense_vectors: int
+    added: int
+    changed: int
+    removed: int
+
+
+def index_status(cfg: RagbitConfig) -> IndexStatus:
+    from indexes.store import IndexMissingError, IndexStore
+    from ragbit.chunk_table import ChunkTable
+    from ragbit.index_layout import index_dir_ignore, stamp_lookup
+    from ragbit.indexing.walker import walk_repository
+
+    store = IndexStore(cfg.index_dir)
+    if store.current() is None:
+        raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first")
+    manifest, table = store.read(lambda gen, manifest: (manifest, ChunkTable.load(Path(gen))))
+    indexed = {f.path: f.sha256 for f in table.files}
+    walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
+    known = stamp_lookup(manifest, table, walk_cfg)          # files whose stamp is unchanged are not read
+    now = {sf.path: sf.sha256 for sf in walk_repository(cfg.repo, walk_cfg, lambda msg: None, known=known)}
+    created = manifest.get("created")
+    when = (datetime.datetime.fromtimestamp(created).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            if isinstance(created, (int, float)) else str(created))
+    return IndexStatus(
+        repo=str(cfg.repo), index_dir=str(cfg.index_dir), created=when, files=len(table.files),
+        chunks=len(table), model_id=manifest.get("embed_model_id", "?"), dim=int(manifest.get("embed_dim", 0)),
+        dense_complete=bool(manifest.get("dense_complete")), dense_vectors=int(manifest.get("dense_vectors", 0)),
+        added=len(now.keys() - indexed.keys()), removed=len(indexed.keys() - now.keys()),
+        changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha))
