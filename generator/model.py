@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
+from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
 from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
 
@@ -364,6 +364,10 @@ class Qwen3Model:
             raise ModelError(f"the KV cache for n_ctx={n_ctx} needs {need / 2**30:.1f} GiB but only "
                              f"{free / 2**30:.1f} GiB of RAM is available; lower n_ctx")
         set_threads(threads)
+        try:
+            dispatch.forced()           # a bad RAGBIT_KERNEL is a setting error, not a tensor's
+        except KernelFormatError as exc:
+            raise ModelError(str(exc)) from None
         if q1_decode not in Q1_DECODE_MODES:
             raise ModelError(f"unknown decode kernel {q1_decode!r}; choose one of {', '.join(Q1_DECODE_MODES)}")
         return cls(gguf, config, int(n_ctx), q1_decode, kv_cache)

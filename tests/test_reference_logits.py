@@ -156,6 +156,12 @@ def test_unknown_decode_kernel_is_a_model_error():
         Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=16, q1_decode="int3")
 
 
+def test_bad_forced_kernel_path_is_a_model_error(monkeypatch):
+    monkeypatch.setenv(dispatch.ENV, "neon")
+    with pytest.raises(ModelError, match="^RAGBIT_KERNEL='neon' is not a kernel path"):
+        Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=16)
+
+
 def test_f16_kv_cache_alone_is_close_to_float32():
     """F16 keys/values with the exact float kernels: only the cache rounding differs from the float32 path
     (relative 2^-11 per stored value). Tolerance 2e-2 on the logits (measured ~4e-3)."""
