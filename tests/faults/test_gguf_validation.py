@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from generator.gguf_file import GGML_F32, GGUFError, GGUFFile
-from generator.model import config_from_gguf
+from generator.model import Qwen3Config
 from tests.conftest import REFERENCE_DIR
 from tests.faults.gguf_mutate import copy_of, set_metadata, set_tensor_type
 
@@ -13,7 +13,7 @@ TINY = REFERENCE_DIR / "tiny-tied-q1_0.gguf"
 
 
 def load_config(path):
-    return config_from_gguf(GGUFFile(path))
+    return Qwen3Config.from_gguf(GGUFFile(path))
 
 
 def test_reference_model_is_valid():
