@@ -104,6 +104,8 @@ def index(
                f"-{r.files_removed} removed, {r.files_unchanged} unchanged), {r.chunks} chunks "
                f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
     if not quiet:
+        if r.chunks_embedded:
+            typer.echo(f"  embedding path: {r.embed_backend} ({r.embed_backend_reason})")
         typer.echo(f"  skipped: {skipped}")
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total"))
         if r.rechunked_all:
@@ -177,7 +179,9 @@ def status(
     s = _run(go)
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
-    typer.echo(f"embedding model: {s.model_id} (dim {s.dim})")
+    typer.echo(f"embedding model: {s.model_id} (dim {s.dim})"
+               + (f", embedded with {s.embed_backend}" if s.embed_backend else ""))
+    typer.echo(f"embedding path now: {s.backend_now}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
     if s.changed or s.added or s.removed:
         typer.echo(f"since then: {s.added} added, {s.changed} changed, {s.removed} removed "
