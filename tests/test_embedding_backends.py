@@ -227,3 +227,17 @@ def test_embedder_uses_configured_backend(cache):
 def test_int8_options_follow_cpu_flags():
     assert eb.int8_options({"avx2"})["reduce_range"] is True          # U8S8 saturation on plain AVX2
     assert eb.int8_options({"avx2", "avx512_vnni"})["reduce_range"] is False
+
+
+def test_no_path_runs_single_threaded_by_accident(model_dir, cache, monkeypatch):
+    """threads = 0 means every usable core on every path (an inherited OMP_NUM_THREADS=1 does not win)."""
+    import torch
+    cores = eb.physical_cores()
+    onnx = eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
+    assert onnx.session.get_session_options().intra_op_num_threads == cores
+    torch.set_num_threads(1)                                  # e.g. left behind by a one-thread query
+    eb.load_sentence_model(model_dir, "torch-bf16")
+    assert torch.get_num_threads() == cores
+    eb.load_sentence_model(model_dir, "torch", threads=1)
+    assert torch.get_num_threads() == 1                       # an explicit [embed] threads is honoured
+    torch.set_num_threads(cores)

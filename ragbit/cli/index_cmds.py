@@ -85,6 +85,8 @@ def index(
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
+    embed_backend: Optional[str] = typer.Option(None, "--embed-backend", metavar="[auto|torch|torch-bf16|onnx|onnx-int8]",
+                                                help="how chunks are embedded (config embed.backend, default auto: by CPU)"),
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
@@ -95,7 +97,8 @@ def index(
     def go():
         from ragbit.indexer import index_repository
         cfg = _config(path, {"index": {"dir": index_dir, "dense": dense},
-                             "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
+                             "embed": {"model": embed_model, "backend": embed_backend},
+                             "walk": {"max_file_bytes": max_file_bytes}})
         return index_repository(cfg, progress=not quiet, rebuild=rebuild)
     r = _run(go)
     t = r.timings
