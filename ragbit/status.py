@@ -38,7 +38,10 @@ def _backend_now(cfg: RagbitConfig) -> str:
         backend = resolve_backend(cfg.embed.backend)
     except BackendError as e:
         return str(e)
-    return f"{backend} (auto: {choose_backend().why})" if cfg.embed.backend == "auto" else f"{backend} (configured)"
+    if cfg.embed.backend != "auto":
+        return f"{backend} (configured)"
+    row = choose_backend()
+    return f"{backend} (auto: CPU has {row.cpu}; {row.why})"
 
 
 def index_status(cfg: RagbitConfig) -> IndexStatus:
