@@ -117,8 +117,9 @@ AUTO_TABLE: tuple[AutoRow, ...] = (
     AutoRow(frozenset({"amx_bf16"}), "torch-bf16", "AMX-BF16",
             "Sapphire Rapids, issue #19: bf16 torch 84.9 wall chunks/s vs anchor 30.5 (2.8x), cos >= 0.998"),
     AutoRow(frozenset({"avx512_bf16"}), "torch-bf16", "AVX512-BF16",
-            "Zen4 (oneDNN brg_matmul:avx512_core_bf16): 47 vs anchor 83 CPU-ms per chunk (1.76x); wall 14.9 vs "
-            "6.6 chunks/s on a busy box; cosine min 0.99997; onnx fp32 83 ms (1.00x)"),
+            "Zen4 (oneDNN brg_matmul:avx512_core_bf16): 44-48.5 vs anchor 82-93 CPU-ms per chunk (1.76-2.00x, "
+            "9 runs), cosine min 0.99997, docstring R@10 .820 = anchor; onnx fp32 0.92-1.12x; full index of "
+            "Flask 3.0.3 191 s / 92 CPU-s vs 389 s / 158 CPU-s with onnx"),
     AutoRow(frozenset(), "onnx", "no BF16",
             "Zen1 (AVX2, NOTES.md #7): onnx fp32 = the anchor's CPU per chunk, int8 no faster; loads without "
             "torch. With VNNI but no BF16 int8 would be faster (Zen4: 2.0x CPU) but fails the 0.99 floor"),
