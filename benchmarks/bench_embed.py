@@ -2,6 +2,7 @@
 
     python benchmarks/bench_embed.py                       # ~10 min on 2 busy cores
     python benchmarks/bench_embed.py --chunks 96 --queries 100 --repeats 1   # quick look
+    python benchmarks/bench_embed.py --plain-index REPO   # the no-ragbit pipeline, to set beside `ragbit index REPO`
 
 Speed: 40-line windows (the chunker's fallback unit) from an installed Python package (default
 `transformers`). Reported per configuration:
@@ -9,7 +10,8 @@ Speed: 40-line windows (the chunker's fallback unit) from an installed Python pa
                 on the machine (wall time on a shared 2-core box is not);
   chunks/cpu-s  1000 / cpu_ms: chunks per second of one core (2 idle cores give ~2x that);
   wall chunks/s with --wall: wall-clock throughput with the default threads (noisy when shared);
-  x_anchor      anchor cpu_ms / config cpu_ms: the speed-up ragbit gets from the change.
+  x_anchor      anchor cpu_ms / config cpu_ms: the speed-up ragbit gets from the change;
+  cores         with --wall: process CPU-s / wall-s of the wall run (~2 on 2 idle cores; ~1 = one thread).
 Each figure is the best of --repeats interleaved runs.
 
 Quality: (docstring first line -> function without its docstring) pairs from another package (default
@@ -22,7 +24,12 @@ core's fp32 GEMM peak, measured in torch at the model's FFN shape: how much any 
 Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
 of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
-onnx / onnx-int8 = ragbit.indexing.embedding_backends; "@128" = max_seq_length 128 instead of 256.
+torch-bf16 / onnx / onnx-int8 / auto = ragbit.indexing.embedding_backends (auto prints what it resolved to);
+"@128" = max_seq_length 128 instead of 256. cos_min / cos_mean: cosine of each timed window's vector to the
+first config's (the anchor's) on the same windows; --no-recall skips the docstring set (a quick speed run).
+
+OpenMP: by default the anchor and ragbit's torch paths run with the library defaults (workers spin-wait);
+--passive-omp sets OMP_WAIT_POLICY=PASSIVE before torch loads, as `ragbit index` does, for every torch config.
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragbit.indexing.embedding_backends import (configure_torch_threads, cpu_flags, load_sentence_model,  # noqa: E402
-                                       physical_cores)
+                                       physical_cores, prefer_passive_openmp, resolve_backend)
 
 
 def package_dir(name: str) -> Path:
@@ -99,11 +106,11 @@ def recall(q_vecs: np.ndarray, c_vecs: np.ndarray, targets: list[int], k: int) -
     return float(np.mean([t in row for t, row in zip(targets, top)]))
 
 
-def timed(model, texts: list[str], batch: int) -> tuple[float, float]:
-    """(cpu seconds, wall seconds) of one encode call."""
+def timed(model, texts: list[str], batch: int) -> tuple[float, float, np.ndarray]:
+    """(cpu seconds, wall seconds, vectors) of one encode call."""
     c, w = time.process_time(), time.perf_counter()
-    model.encode(texts, batch_size=batch, normalize_embeddings=True)
-    return time.process_time() - c, time.perf_counter() - w
+    vecs = model.encode(texts, batch_size=batch, normalize_embeddings=True)
+    return time.process_time() - c, time.perf_counter() - w, np.asarray(vecs, dtype=np.float32)
 
 
 def encoder_flops(config, seq_len: int) -> float:
@@ -129,6 +136,26 @@ def gemm_peak_gflops(config, rows: int = 4096, seconds: float = 2.0) -> float:
     return n * 2.0 * rows * config.hidden_size * config.intermediate_size / (time.process_time() - c0) / 1e9
 
 
+def plain_index(repo: str, model: str) -> None:
+    """The pipeline a user would write without ragbit, timed as `ragbit index` is (model load included):
+    the files ragbit's walker indexes, cut into 40-line windows, embedded with SentenceTransformer defaults."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    from sentence_transformers import SentenceTransformer
+    from ragbit.config import WalkConfig
+    from ragbit.indexing.embeddings import resolve_model
+    from ragbit.indexing.walker import walk_repository
+    windows = []
+    for sf in walk_repository(Path(repo), WalkConfig(), lambda msg: None):
+        lines = sf.text.splitlines()
+        windows += ["\n".join(lines[i:i + 40]) for i in range(0, max(len(lines), 1), 40)]
+    st = SentenceTransformer(resolve_model(model)[0], device="cpu")
+    t1 = time.perf_counter()
+    st.encode(windows, batch_size=32, normalize_embeddings=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"plain sentence-transformers over {repo}: {len(windows)} 40-line windows, {wall:.1f} s wall "
+          f"({t1 - t0:.1f} s walk + load), {cpu:.1f} CPU-s, {len(windows) / wall:.1f} windows/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -141,7 +168,14 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="ONNX exports (default: a temporary directory)")
     ap.add_argument("--configs", default="anchor,onnx,onnx-int8,anchor@128,onnx-int8@128")
     ap.add_argument("--wall", action="store_true", help="also time wall-clock with default threads")
+    ap.add_argument("--no-recall", action="store_true", help="skip the docstring recall set (cosines are kept)")
+    ap.add_argument("--plain-index", metavar="REPO", help="only time the plain pipeline over REPO (see plain_index)")
+    ap.add_argument("--passive-omp", action="store_true", help="OMP_WAIT_POLICY=PASSIVE for torch (as ragbit does)")
     args = ap.parse_args()
+    if args.passive_omp:
+        prefer_passive_openmp()
+    if args.plain_index:
+        return plain_index(args.plain_index, args.model)
 
     from ragbit.indexing.embeddings import resolve_model   # the indexer's own name -> packaged-model resolution
     source, model_id, _ = resolve_model(args.model)
@@ -155,7 +189,7 @@ def main() -> None:
           f"{' '.join(sorted(f for f in flags if 'avx' in f or 'vnni' in f or 'amx' in f))}")
 
     windows = code_windows(args.chunk_package, args.chunks)
-    queries, corpus, targets = docstring_pairs(args.query_package, args.queries)
+    queries, corpus, targets = docstring_pairs(args.query_package, 0 if args.no_recall else args.queries)
     print(f"speed set: {len(windows)} 40-line windows of {args.chunk_package}; quality set: {len(queries)} "
           f"queries over {len(corpus)} functions of {args.query_package}")
 
@@ -169,12 +203,16 @@ def main() -> None:
         elif backend == "torch-threads":
             m = load_sentence_model(source, "torch", cache, model_id=model_id)
             pair = (m, m)
+        elif resolve_backend(backend).startswith("torch"):     # torch threads are set per timing below
+            m = load_sentence_model(source, backend, cache, model_id=model_id)
+            pair = (m, m)
         else:
             pair = (load_sentence_model(source, backend, cache, model_id=model_id, threads=1),
                     load_sentence_model(source, backend, cache, model_id=model_id))
         for m in pair:
             m.max_seq_length = int(seq) if seq else m.max_seq_length
         models[name] = pair
+        print(f"{name}: runs {pair[1].ragbit_backend if hasattr(pair[1], 'ragbit_backend') else 'sentence-transformers'}")
     tok = models[next(iter(models))][0].tokenizer
     n_tok = [len(tok(w)["input_ids"]) for w in windows]
     print(f"window tokens: median {int(np.median(n_tok))}, {np.mean(np.array(n_tok) > 256):.0%} over 256")
@@ -183,31 +221,38 @@ def main() -> None:
     default_threads = configure_torch_threads(0)
     cpu = {n: float("inf") for n in models}
     wall = {n: float("inf") for n in models}
+    cores = {n: float("nan") for n in models}         # CPU-s / wall-s of the wall run: threads really busy
+    window_vecs = {}
     for rep in range(args.repeats):              # interleave configs so load changes hit all of them
         for name, (one, dflt) in models.items():
             torch.set_num_threads(1)
-            cpu[name] = min(cpu[name], timed(one, windows, args.batch)[0])
+            c, _, window_vecs[name] = timed(one, windows, args.batch)
+            cpu[name] = min(cpu[name], c)
             torch.set_num_threads(default_threads)
             if args.wall:
-                wall[name] = min(wall[name], timed(dflt, windows, args.batch)[1])
+                c, w, _ = timed(dflt, windows, args.batch)
+                if w < wall[name]:
+                    wall[name], cores[name] = w, c / w
             print(f"  rep {rep} {name}: cpu {cpu[name]:.1f}s" + (f" wall {wall[name]:.1f}s" if args.wall else ""),
                   flush=True)
 
     torch.set_num_threads(default_threads)
-    ref_q = ref_c = None
+    ref = window_vecs[next(iter(models))]
     print(f"\n{'config':16} {'cpu_ms/chunk':>12} {'chunks/cpu-s':>12} {'wall chunks/s':>13} {'x_anchor':>8} "
-          f"{'R@1':>6} {'R@10':>6} {'cos_fp32':>8}")
+          f"{'cores':>5} {'R@1':>6} {'R@10':>6} {'cos_min':>8} {'cos_mean':>8}")
     for name, (_, model) in models.items():
-        qv = model.encode(queries, batch_size=args.batch, normalize_embeddings=True)
-        cv = model.encode(corpus, batch_size=args.batch, normalize_embeddings=True)
-        if ref_q is None:
-            ref_q, ref_c = qv, cv
-        cos = float(np.mean(np.sum(cv * ref_c, axis=1)))
+        if queries:
+            qv = model.encode(queries, batch_size=args.batch, normalize_embeddings=True)
+            cv = model.encode(corpus, batch_size=args.batch, normalize_embeddings=True)
+            r1, r10 = f"{recall(qv, cv, targets, 1):6.3f}", f"{recall(qv, cv, targets, 10):6.3f}"
+        else:
+            r1 = r10 = f"{'-':>6}"
+        cos = np.sum(window_vecs[name] * ref, axis=1)     # same windows, same batches as the timed run
         per_chunk = 1000 * cpu[name] / len(windows)
         ratio = cpu["anchor"] / cpu[name] if "anchor" in cpu else float("nan")
         wall_rate = f"{len(windows) / wall[name]:13.1f}" if args.wall else f"{'-':>13}"
-        print(f"{name:16} {per_chunk:12.1f} {1000 / per_chunk:12.2f} {wall_rate} {ratio:8.2f} "
-              f"{recall(qv, cv, targets, 1):6.3f} {recall(qv, cv, targets, 10):6.3f} {cos:8.4f}", flush=True)
+        print(f"{name:16} {per_chunk:12.1f} {1000 / per_chunk:12.2f} {wall_rate} {ratio:8.2f} {cores[name]:5.2f} "
+              f"{r1} {r10} {cos.min():8.4f} {cos.mean():8.4f}", flush=True)
 
     if "anchor" in models:                       # how close the anchor already is to this core's fp32 limit
         anchor = models["anchor"][0]

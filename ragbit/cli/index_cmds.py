@@ -35,6 +35,8 @@ def index(
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
+    embed_backend: Optional[str] = typer.Option(None, "--embed-backend", metavar="[auto|torch|torch-bf16|onnx|onnx-int8]",
+                                                help="how chunks are embedded (config embed.backend, default auto: by CPU)"),
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
@@ -45,7 +47,8 @@ def index(
     def go():
         from ragbit.indexing.indexer import index_repository
         cfg = repo_config(path, {"index": {"dir": index_dir, "dense": dense},
-                             "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
+                                  "embed": {"model": embed_model, "backend": embed_backend},
+                                  "walk": {"max_file_bytes": max_file_bytes}})
         return index_repository(cfg, progress=not quiet, rebuild=rebuild)
     r = guarded(go, INTERRUPTED)
     t = r.timings
@@ -54,6 +57,8 @@ def index(
                f"-{r.files_removed} removed, {r.files_unchanged} unchanged), {r.chunks} chunks "
                f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
     if not quiet:
+        if r.chunks_embedded:
+            typer.echo(f"  embedding path: {r.embed_backend} ({r.embed_backend_reason})")
         typer.echo(f"  skipped: {skipped}")
         if r.secrets_masked:
             typer.echo(f"  masked: {r.secrets_masked} secrets in the files read (replaced by [REDACTED:...])")
@@ -108,7 +113,9 @@ def status(
     s = guarded(go, INTERRUPTED)
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
-    typer.echo(f"embedding model: {s.model_id} (dim {s.dim})")
+    typer.echo(f"embedding model: {s.model_id} (dim {s.dim})"
+               + (f", embedded with {s.embed_backend}" if s.embed_backend else ""))
+    typer.echo(f"embedding path now: {s.backend_now}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
     if s.damaged:
         typer.echo(f"damaged: {'; '.join(s.damaged[:5])} -> run `ragbit index {s.repo}` to repair")

@@ -1,24 +1,29 @@
-"""Fast CPU backends for sentence-embedding models: ONNX Runtime fp32 and int8, exported once, offline.
+"""CPU backends for sentence-embedding models, and the choice among them by CPU features ("auto").
 
-WHY: the embedding model dominates indexing and query start-up on a CPU laptop. Measured on a 2-core AVX2
-machine (benchmarks/bench_embed.py, AMD Zen 1, no VNNI): ONNX Runtime fp32 does the same work per chunk
-as torch (both are matmul-bound, ~180 ms CPU per 256-token chunk) and gives the same vectors (cosine
-1 - 1e-7), but loading it needs no torch import: a fresh `ragbit search` costs ~2 CPU-s instead of ~11
-and 300 MB instead of 590 MB. int8 dynamic quantization is NOT faster on that CPU (MLAS's AVX2 U8S8
-kernel is no quicker than fp32 FMA there); it is kept as an option for CPUs with VNNI (avx512_vnni /
-avx_vnni), where int8 matmuls should be faster (not measured here: no such CPU was available). Its vectors differ (cosine ~0.99) and depend
-slightly on batch-mates (activation scales are per batch), so it is not the default.
+WHY: the embedding model dominates indexing time on a CPU laptop, and which path is fastest depends on the
+CPU (figures: AUTO_TABLE below, from benchmarks/bench_embed.py). Backends:
+  * "torch"       plain sentence-transformers (fp32 torch), threads pinned to the usable cores;
+  * "torch-bf16"  the same model run under torch.autocast(bfloat16): oneDNN's bf16 matmuls (AMX on Sapphire
+                  Rapids, avx512_core_bf16 on Zen4); LayerNorm/softmax stay fp32, so vectors stay within
+                  cosine ~1 - 3e-5 of fp32;
+  * "onnx"        ONNX Runtime fp32: same work per chunk as torch, but needs no torch import, so it is also
+                  what answers QUERIES for every path but "torch" (`query_backend`): `ragbit search` starts fast;
+  * "onnx-int8"   ONNX Runtime with dynamically quantized MatMuls (VNNI kernels where the CPU has them);
+                  vectors differ more (cosine ~0.99) and depend slightly on batch-mates (per-batch scales);
+  * "auto"        the first row of AUTO_TABLE whose CPU flags this machine has.
+Every path's vectors are within cosine 0.99 of fp32 (tests/test_embedding_backends.py states it), so they
+share one vector space: an index built by one path is searched with another's query vectors.
 
-How it works:
+ONNX details:
   * `load_sentence_model(name_or_dir, backend, cache_dir)` returns something with the slice of the
     SentenceTransformer API ragbit uses (`encode`, `max_seq_length`, `get_sentence_embedding_dimension`,
-    `tokenizer`). backend "torch" is a plain SentenceTransformer.
+    `tokenizer`).
   * "onnx" / "onnx-int8": the first call loads the model with sentence-transformers + torch, exports the
     transformer to ONNX (legacy TorchScript exporter: no extra packages), fuses attention/LayerNorm/GELU
     with onnxruntime's BERT optimizer, and for int8 quantizes the weights of MatMuls dynamically. The result
     (model.onnx, tokenizer.json, pooling settings, a checksum) is written into a temporary directory inside
     `cache_dir` and renamed into place, so a crash never leaves a half-written export. Later calls need
-    only onnxruntime + tokenizers + numpy: no torch import, so `ragbit search` starts quickly.
+    only onnxruntime + tokenizers + numpy.
   * The export is keyed by the model's identity (config + weight file sizes) and the backend; a cache
     entry whose checksum does not match is deleted and exported again.
   * Any failure on the ONNX path prints ONE warning line and falls back to torch.
@@ -58,6 +63,16 @@ def physical_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def prefer_passive_openmp() -> None:
+    """Let torch's OpenMP workers sleep instead of spin-waiting between ops (unless the user set it).
+
+    Must run before torch is first imported (libgomp reads it once). On a 2-core machine shared with other
+    work, spinning workers wait on a descheduled partner: measured fp32 MiniLM on Zen4 with other processes
+    busy, 2 threads: 6.0-6.3 chunks/s spinning vs 8.4-8.5 passive (1 thread: 8.0-11.7). The generator makes
+    the same choice (generator/kernels/__init__.py)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def configure_torch_threads(threads: int = 0) -> int:
     """Pin torch's intra-op pool to `threads` (0 = all cores we may use) and return the count.
 
@@ -82,6 +97,63 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "avx512vnni"})
+
+
+@dataclass(frozen=True)
+class AutoRow:
+    """One row of the "auto" choice: the first row whose `needs` (any one of these CPU flags) matches wins."""
+    needs: frozenset[str]    # any one of these CPU flags (empty: every CPU)
+    backend: str
+    cpu: str                 # the feature that decides, for one-line messages
+    why: str                 # the measurement behind the row (bench_embed.py, wall chunks/s, 2 threads)
+
+
+# THE choice table of `[embed] backend = "auto"` (the only place it lives). The first matching row wins. Figures
+# from benchmarks/bench_embed.py (40-line windows of `transformers`, 256 tokens, 2 threads), each path beside
+# sentence-transformers defaults (the "anchor", fp32 torch) in the same run. Quality rule: a path must keep
+# every vector within cosine 0.99 of fp32; onnx-int8 does not (per-window min 0.987-0.991, mean 0.994 on
+# Zen4; R@1 on the docstring set .50 -> .46), so "auto" never picks it: it stays an explicit choice.
+AUTO_TABLE: tuple[AutoRow, ...] = (
+    AutoRow(frozenset({"amx_bf16"}), "torch-bf16", "AMX-BF16",
+            "Sapphire Rapids, issue #19: bf16 torch 84.9 wall chunks/s vs anchor 30.5 (2.8x), cos >= 0.998"),
+    AutoRow(frozenset({"avx512_bf16"}), "torch-bf16", "AVX512-BF16",
+            "Zen4 (oneDNN brg_matmul:avx512_core_bf16): 44-48.5 vs anchor 82-93 CPU-ms per chunk (1.76-2.00x, "
+            "9 runs), cosine min 0.99997, docstring R@10 .820 = anchor; onnx fp32 0.92-1.12x; full index of "
+            "Flask 3.0.3 191 s / 92 CPU-s vs 389 s / 158 CPU-s with onnx"),
+    AutoRow(frozenset(), "onnx", "no BF16",
+            "Zen1 (AVX2, NOTES.md #7): onnx fp32 = the anchor's CPU per chunk, int8 no faster; loads without "
+            "torch. With VNNI but no BF16 int8 would be faster (Zen4: 2.0x CPU) but fails the 0.99 floor"),
+)
+
+
+def choose_backend(flags: set[str] | None = None) -> AutoRow:
+    """The AUTO_TABLE row for this CPU (or for `flags`)."""
+    flags = cpu_flags() if flags is None else flags
+    return next(row for row in AUTO_TABLE if not row.needs or row.needs & flags)
+
+
+def backend_reason(configured: str) -> str:
+    """Why the path runs, in a few words: "configured", or "auto: CPU has <feature>"."""
+    return f"auto: CPU has {choose_backend().cpu}" if configured == "auto" else "configured"
+
+
+def resolve_backend(backend: str, flags: set[str] | None = None) -> str:
+    """A concrete backend name: "auto" becomes this CPU's choice, anything else stays."""
+    if backend not in BACKENDS:
+        raise BackendError(f"embedding backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    return choose_backend(flags).backend if backend == "auto" else backend
+
+
+def query_backend(backend: str) -> str:
+    """The backend that embeds one question for an index built with `backend`.
+
+    A question is a few dozen tokens: load time, not throughput, decides. ONNX fp32 loads without importing
+    torch (~2 CPU-s instead of ~11 for a cold `ragbit search`), and its vectors match every path's within
+    the shared tolerance; only an explicit "torch" keeps torch for queries too."""
+    return "torch" if backend == "torch" else "onnx"
+
+
 def int8_options(flags: set[str] | None = None) -> dict:
     """quantize_dynamic keyword arguments for this CPU (weights are signed int8, activations uint8).
 
@@ -90,7 +162,7 @@ def int8_options(flags: set[str] | None = None) -> dict:
     (7-bit weights) avoids.
     """
     flags = cpu_flags() if flags is None else flags
-    has_vnni = bool({"avx512_vnni", "avx_vnni", "avx512vnni"} & flags)
+    has_vnni = bool(VNNI_FLAGS & flags)
     return {"per_channel": True, "reduce_range": not has_vnni}
 
 
@@ -370,28 +442,60 @@ class _TokenizerView:
         return {"input_ids": [e.ids for e in tok.encode_batch(list(text), add_special_tokens=add_special_tokens)]}
 
 
+# ====================================================================================== torch bf16
+class TorchBf16Encoder:
+    """A SentenceTransformer whose `encode` runs under CPU autocast to bfloat16; returns float32 vectors.
+
+    Autocast (not `model.to(torch.bfloat16)`): matmuls run in bf16 through oneDNN (AMX / avx512_core_bf16),
+    while LayerNorm, softmax and pooling stay fp32. Measured on Zen4, 64 windows: cosine to fp32 min 0.99997
+    with autocast vs 0.998 with the whole model cast, and autocast was also faster (27.6 vs 18.5 chunks/s).
+    Every other attribute is the wrapped SentenceTransformer's.
+    """
+
+    ragbit_backend = "torch-bf16"
+
+    def __init__(self, model):
+        self.__dict__["model"] = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __setattr__(self, name, value):           # e.g. max_seq_length: set on the wrapped model
+        setattr(self.model, name, value)
+
+    def encode(self, sentences, *args, normalize_embeddings: bool = False, **kwargs):
+        import torch
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.model.encode(sentences, *args, normalize_embeddings=False, **kwargs)
+        if isinstance(out, torch.Tensor):
+            out = out.float().numpy()
+        out = np.asarray(out, dtype=np.float32)
+        if normalize_embeddings:
+            out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        return out
+
+
 # ====================================================================================== entry point
 def vector_space_id(model_id: str, backend: str) -> str:
-    """The id an index records for its vectors: backends that give the same vectors share it.
+    """The id an index records for its vectors: every backend shares the model's.
 
-    torch and onnx (fp32) agree to ~1e-6 cosine, so switching between them (or falling back from
-    onnx to torch) keeps an index valid; int8 vectors differ (cosine ~0.99) and get their own id, so
-    `ragbit index` refuses to mix them with fp32 ones.
-    """
-    return f"{model_id}+int8" if backend == "onnx-int8" else model_id
+    All paths give vectors within cosine 0.99 of fp32 torch (tests/test_embedding_backends.py), so an index
+    built by one path is searched with another's query vectors, and switching paths (a new CPU, a fallback)
+    keeps cached vectors. (Before "auto", onnx-int8 had its own id "<model>+int8"; such an index asks for
+    `ragbit index --rebuild` once.)"""
+    return model_id
 
 
-def load_sentence_model(model_name_or_path: str, backend: str = "onnx-int8", cache_dir: str | Path | None = None,
+def load_sentence_model(model_name_or_path: str, backend: str = "onnx", cache_dir: str | Path | None = None,
                         *, model_id: str | None = None, device: str = "cpu", threads: int = 0):
-    """A sentence encoder for `backend`; ONNX exports are made once into `cache_dir` and reused.
+    """A sentence encoder for `backend` ("auto" is resolved here); ONNX exports are made once into `cache_dir`.
 
     Returns a SentenceTransformer for "torch" (or after a failed ONNX attempt, with one warning line on
-    stderr) and an `OnnxSentenceEncoder` otherwise. `model_id` names the model in cache keys (defaults
-    to the path/name given).
+    stderr), a `TorchBf16Encoder` for "torch-bf16" and an `OnnxSentenceEncoder` otherwise; `.ragbit_backend`
+    names the path that runs. `model_id` names the model in cache keys (defaults to the path/name given).
     """
-    if backend not in BACKENDS:
-        raise BackendError(f"embedding backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if backend != "torch" and device == "cpu":
+    backend = resolve_backend(backend)
+    if backend.startswith("onnx") and device == "cpu":
         try:
             d = ensure_export(model_name_or_path, model_id or model_name_or_path, backend,
                               cache_dir or default_cache_dir(), device=device)
@@ -403,5 +507,7 @@ def load_sentence_model(model_name_or_path: str, backend: str = "onnx-int8", cac
             print(f"warning: embedding backend {backend!r} unavailable ({msg}); using torch", file=sys.stderr)
     configure_torch_threads(threads)
     model = _load_sentence_transformer(model_name_or_path, device)
+    if backend == "torch-bf16" and device == "cpu":
+        return TorchBf16Encoder(model)
     model.ragbit_backend = "torch"
     return model

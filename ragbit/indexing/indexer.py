@@ -52,6 +52,8 @@ class IndexReport:
     secrets_masked: int = 0           # secrets masked in the files read by this run (files read, not reused)
     dense_complete: bool = False
     rechunked_all: bool = False       # chunk settings changed since the last run
+    embed_backend: str = ""           # the path that embeds chunks (ragbit/indexing/embedding_backends.py), e.g. torch-bf16
+    embed_backend_reason: str = ""    # "configured", or the "auto" table row that chose it
     timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
 
     @property
@@ -128,7 +130,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         from ragbit.terminal_text import for_terminal        # warnings name files: a name may hold escapes
         warn = (lambda msg: print(f"warning: {for_terminal(msg, False)}", file=sys.stderr)) if progress \
             else (lambda msg: None)
-    report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir))
+    report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir),
+                         embed_backend=getattr(embedder, "backend", ""),
+                         embed_backend_reason=getattr(embedder, "backend_reason", ""))
     store = IndexStore(cfg.index_dir)
 
     with store.lock(timeout=0):
@@ -214,6 +218,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             "repo": str(repo), "embed_model": cfg.embed.model, "embed_model_id": embedder.model_id,
             "embed_dim": dim, "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
             "dense_kind": cfg.index.dense, "content_rules": content_rules(walk_cfg),
+            # the path that embedded the newest vectors (all paths share one vector space)
+            "embed_backend": (manifest.get("embed_backend") if manifest and found.all() else None)
+            or report.embed_backend,
         }
 
         # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
@@ -248,6 +255,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             for i in np.flatnonzero(~found):
                 missing.setdefault(keys[i], int(i))
             todo = list(missing.items())
+            if hasattr(embedder, "plan"):                  # small jobs may skip loading a torch path
+                report.embed_backend = embedder.plan(len(todo))
+                report.embed_backend_reason = getattr(embedder, "backend_reason", "")
             bar = _Progress(progress, len(todo))
             try:
                 for s in range(0, len(todo), EMBED_FLUSH):
@@ -259,6 +269,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             finally:
                 bar.close()
             report.timings["model"] = embedder.seconds_in_model - model_before
+            used = getattr(embedder, "backend_used", None)                           # after any fallback
+            report.embed_backend = used or report.embed_backend
+            base_manifest["embed_backend"] = report.embed_backend
             report.chunks_reused = report.chunks - report.chunks_embedded
             vectors, found = cache.get(keys)
             found = np.asarray(found, dtype=bool)

@@ -22,12 +22,27 @@ class IndexStatus:
     chunks: int
     model_id: str
     dim: int
+    embed_backend: str                # the path that embedded the newest vectors ("" in older indexes)
+    backend_now: str                  # the path `ragbit index` would use now, with why
     dense_complete: bool
     dense_vectors: int
     added: int
     changed: int
     removed: int
     damaged: list                 # files of the generation that fail their checksum ([] = intact)
+
+
+def _backend_now(cfg: RagbitConfig) -> str:
+    """What path `ragbit index` would embed with on this machine (reads CPU flags; loads no model)."""
+    from ragbit.indexing.embedding_backends import BackendError, choose_backend, resolve_backend
+    try:
+        backend = resolve_backend(cfg.embed.backend)
+    except BackendError as e:
+        return str(e)
+    if cfg.embed.backend != "auto":
+        return f"{backend} (configured)"
+    row = choose_backend()
+    return f"{backend} (auto: CPU has {row.cpu}; {row.why})"
 
 
 def index_status(cfg: RagbitConfig) -> IndexStatus:
@@ -59,6 +74,7 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
     return IndexStatus(
         repo=str(cfg.repo), index_dir=str(cfg.index_dir), created=when, files=len(table.files),
         chunks=len(table), model_id=manifest.get("embed_model_id", "?"), dim=int(manifest.get("embed_dim", 0)),
+        embed_backend=manifest.get("embed_backend", ""), backend_now=_backend_now(cfg),
         dense_complete=bool(manifest.get("dense_complete")), dense_vectors=int(manifest.get("dense_vectors", 0)),
         added=len(now.keys() - indexed.keys()), removed=len(indexed.keys() - now.keys()),
         changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged)
