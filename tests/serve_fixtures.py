@@ -1,0 +1,45 @@
+"""A real `ragbit serve` app on loopback for the tests: uvicorn in a background thread, the tiny random-weight
+Bonsai-layout model (real Qwen3 tokenizer) and the fake embedder, on the small multi-language repository."""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from tests.conftest import REFERENCE_DIR
+
+
+def tiny_model_file(directory: Path) -> Path:
+    from generator.synthetic import write_synthetic_gguf
+    return write_synthetic_gguf(directory / "tiny-tied.gguf", "tiny-tied",
+                                tokenizer_from=REFERENCE_DIR / "tiny-tied-q1_0.gguf", seed=3)
+
+
+@contextlib.contextmanager
+def running_server(cfg: Any, api_key: str | None = None, max_waiting: int = 8) -> Iterator[tuple[str, Any]]:
+    """(base URL, ServeApp) of a prepared service served on 127.0.0.1 at a free port."""
+    import uvicorn
+
+    from ragbit.serve.app import create_app
+    from ragbit.serve.http_server import uvicorn_config
+    from ragbit.serve.service import RagbitService
+
+    service = RagbitService(cfg)
+    service.prepare()
+    app = create_app(service, api_key=api_key, max_waiting=max_waiting)
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", app.state.serve
+    finally:
+        server.should_exit = True
+        thread.join(10)
