@@ -43,3 +43,19 @@ def running_server(cfg: Any, api_key: str | None = None, max_waiting: int = 8) -
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def http(method: str, url: str, json_body: Any = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, dict[str, str], str]:
+    """(status, headers, body text) of one plain HTTP request (standard library, errors included)."""
+    import json
+    import urllib.error
+    import urllib.request
+    data = raw if raw is not None else (json.dumps(json_body).encode() if json_body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
