@@ -18,7 +18,8 @@ def tiny_model_file(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def running_server(cfg: Any, api_key: str | None = None, max_waiting: int = 8) -> Iterator[tuple[str, Any]]:
+def running_server(cfg: Any, api_key: str | None = None, max_waiting: int = 8,
+                   watch: bool = False, load_model: bool = True) -> Iterator[tuple[str, Any]]:
     """(base URL, ServeApp) of a prepared service served on 127.0.0.1 at a free port."""
     import uvicorn
 
@@ -26,8 +27,10 @@ def running_server(cfg: Any, api_key: str | None = None, max_waiting: int = 8) -
     from ragbit.serve.http_server import uvicorn_config
     from ragbit.serve.service import RagbitService
 
-    service = RagbitService(cfg)
-    service.prepare()
+    from ragbit.serve.http_server import start_watcher
+    service = RagbitService(cfg, refresh_on_request=not watch)
+    service.prepare(load_model=load_model)
+    watcher = start_watcher(service, print) if watch else None
     app = create_app(service, api_key=api_key, max_waiting=max_waiting)
     server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -43,6 +46,8 @@ def running_server(cfg: Any, api_key: str | None = None, max_waiting: int = 8) -
     finally:
         server.should_exit = True
         thread.join(10)
+        if watcher is not None:
+            watcher.stop()
 
 
 def http(method: str, url: str, json_body: Any = None, raw: bytes | None = None,

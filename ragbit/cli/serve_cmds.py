@@ -1,4 +1,4 @@
-"""`ragbit serve` (OpenAI-compatible HTTP API) and `ragbit mcp` (MCP server over stdio): parse, call."""
+"""`ragbit serve` (OpenAI-compatible HTTP API), `ragbit mcp` (MCP server over stdio), `ragbit watch`: parse, call."""
 from __future__ import annotations
 
 import sys
@@ -25,13 +25,14 @@ def serve(
                                           help="require 'Authorization: Bearer KEY' on every route but /health"),
     max_queue: int = typer.Option(8, "--max-queue", min=0, help="requests that may wait for the engine (then 429)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+    watch: bool = typer.Option(False, "--watch", help="re-index on file changes (else before each retrieval)"),
 ) -> None:
     """Serve the OpenAI HTTP API: model `ragbit` answers from the repository with sources, the plain model
     name chats without retrieval; /v1/embeddings uses the index's embedding model."""
     from ragbit.serve.http_server import check_bind, serve as run
     guarded(lambda: check_bind(host, api_key))
     cfg = repo_config(repo, {"generator": {"model": model}, "index": {"dir": index_dir}})
-    guarded(lambda: run(cfg, host, port, api_key, max_waiting=max_queue, on_note=_note),
+    guarded(lambda: run(cfg, host, port, api_key, max_waiting=max_queue, watch=watch, on_note=_note),
             interrupted="ragbit serve: stopped", interrupted_code=0)
 
 
@@ -40,9 +41,21 @@ def mcp(
     repo: Path = typer.Option(Path("."), "--repo", help="repository the tools search and read"),
     model: Optional[str] = typer.Option(None, "--model", help="model for the `ask` tool (loaded on first use)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+    watch: bool = typer.Option(False, "--watch", help="re-index on file changes (else before each search)"),
 ) -> None:
     """Serve MCP tools over stdio for coding agents: search_code, read_span, index_status, ask."""
     from ragbit.serve.mcp_server import run_stdio
     cfg = repo_config(repo, {"generator": {"model": model}, "index": {"dir": index_dir}})
-    guarded(lambda: run_stdio(cfg, on_note=lambda m: print(m, file=sys.stderr)),
+    guarded(lambda: run_stdio(cfg, watch=watch, on_note=lambda m: print(m, file=sys.stderr)),
             interrupted="", interrupted_code=0)
+
+
+@app.command()
+def watch(
+    path: Path = typer.Argument(Path("."), help="repository to keep indexed"),
+    index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default PATH/.ragbit)"),
+) -> None:
+    """Keep the index fresh: re-index incrementally after each burst of file changes, until Ctrl-C."""
+    from ragbit.serve.watch import watch_forever
+    cfg = repo_config(path, {"index": {"dir": index_dir}})
+    guarded(lambda: watch_forever(cfg, on_note=_note), interrupted="ragbit watch: stopped", interrupted_code=0)

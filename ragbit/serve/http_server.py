@@ -42,7 +42,7 @@ def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 8080, uds: str
 
 
 def serve(cfg: Any, host: str, port: int, api_key: str | None, max_waiting: int = 8, load_model: bool = True,
-          refresh_on_request: bool = True, on_note: Callable[[str], None] = print) -> None:
+          watch: bool = False, on_note: Callable[[str], None] = print) -> None:
     """Blocks until Ctrl-C. Raises UnsafeBindError before loading anything when the bind is unsafe."""
     import uvicorn
 
@@ -50,10 +50,21 @@ def serve(cfg: Any, host: str, port: int, api_key: str | None, max_waiting: int 
     from ragbit.serve.service import RagbitService
 
     check_bind(host, api_key)
-    service = RagbitService(cfg, refresh_on_request=refresh_on_request)
+    service = RagbitService(cfg, refresh_on_request=not watch)
     service.prepare(load_model=load_model, on_note=on_note)
+    watcher = start_watcher(service, on_note) if watch else None
     app = create_app(service, api_key=api_key, max_waiting=max_waiting)
     shown = f"[{host}]" if ":" in host else host
     on_note(f"ragbit serve: {cfg.repo} on http://{shown}:{port}/v1 (models: ragbit, {service.model_name}; "
             f"embeddings: {service.embedding_model_name}){'; API key required' if api_key else ''}")
-    uvicorn.Server(uvicorn_config(app, host, port)).run()
+    try:
+        uvicorn.Server(uvicorn_config(app, host, port)).run()
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def start_watcher(service: Any, on_note: Callable[[str], None]) -> Any:
+    """A file watcher that refreshes `service`'s index after each burst of changes (then requests skip it)."""
+    from ragbit.serve.watch import IndexWatcher
+    return IndexWatcher(service.cfg, lambda: service.refresh(force=True), on_note).start()

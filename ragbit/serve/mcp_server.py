@@ -109,12 +109,19 @@ def build_server(service: Any) -> Any:
     return server
 
 
-def run_stdio(cfg: RagbitConfig, on_note: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
+def run_stdio(cfg: RagbitConfig, watch: bool = False,
+              on_note: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
     """Index or refresh the repository (progress on stderr), then serve MCP over stdin/stdout until EOF."""
+    from ragbit.serve.http_server import start_watcher
     from ragbit.serve.service import RagbitService
 
-    service = RagbitService(cfg)
+    service = RagbitService(cfg, refresh_on_request=not watch)
     with contextlib.redirect_stdout(sys.stderr):
         service.prepare(load_model=False, on_note=on_note)
-    on_note(f"ragbit mcp: serving {cfg.repo} over stdio")
-    build_server(service).run("stdio")
+    watcher = start_watcher(service, on_note) if watch else None
+    on_note(f"ragbit mcp: serving {cfg.repo} over stdio{' (watching for changes)' if watch else ''}")
+    try:
+        build_server(service).run("stdio")
+    finally:
+        if watcher is not None:
+            watcher.stop()
