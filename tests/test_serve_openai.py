@@ -264,3 +264,9 @@ def test_full_queue_answers_429_and_a_disconnect_frees_the_engine(cfg, fake_embe
 
     with running_server(cfg, max_waiting=1) as (url, serve_app):
         asyncio.run(scenario(url, serve_app))
+
+
+def test_completions_under_ragbit_answer_the_prompt_from_the_index(client):
+    r = client.completions.create(model="ragbit", prompt=QUESTION, max_tokens=6, temperature=0)
+    assert r.choices[0].text and r.usage.prompt_tokens > 100
+    assert r.model_extra["ragbit"]["sources"][0]["path"] == "src/net/retry.py"
