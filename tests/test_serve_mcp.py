@@ -81,3 +81,45 @@ def test_mcp_tools_over_stdio(tmp_path):
         assert "src/net/retry.py" in {s["path"] for s in answer["sources"]}
 
     anyio.run(session_run, repo, model, body)
+
+
+def test_mcp_over_streamable_http_on_loopback(tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    repo = make_repo(tmp_path / "shop")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ragbit.cli", "mcp", "--repo", str(repo), "--http", "--port",
+                             str(port)], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline
+                time.sleep(0.2)
+
+        async def run() -> None:
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    names = {t.name for t in (await session.list_tools()).tools}
+                    assert names >= {"search_code", "read_span", "index_status", "ask"}
+                    found = structured(await session.call_tool("search_code", {"query": "carousel next slide",
+                                                                               "k": 2}))
+                    assert found["hits"][0]["path"] == "web/static/carousel.js"
+                    r = await session.call_tool("read_span", {"path": "../x", "start_line": 1, "end_line": 2})
+                    assert r.is_error
+        anyio.run(run)
+    finally:
+        proc.terminate()
+        proc.wait(20)

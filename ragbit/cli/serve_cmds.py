@@ -42,11 +42,14 @@ def mcp(
     model: Optional[str] = typer.Option(None, "--model", help="model for the `ask` tool (loaded on first use)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     watch: bool = typer.Option(False, "--watch", help="re-index on file changes (else before each search)"),
+    http: bool = typer.Option(False, "--http", help="streamable HTTP on 127.0.0.1:--port/mcp instead of stdio"),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port for --http"),
 ) -> None:
     """Serve MCP tools over stdio for coding agents: search_code, read_span, index_status, ask."""
     from ragbit.serve.mcp_server import run_stdio
     cfg = repo_config(repo, {"generator": {"model": model}, "index": {"dir": index_dir}})
-    guarded(lambda: run_stdio(cfg, watch=watch, on_note=lambda m: print(m, file=sys.stderr)),
+    guarded(lambda: run_stdio(cfg, watch=watch, http_port=port if http else None,
+                              on_note=lambda m: print(m, file=sys.stderr)),
             interrupted="", interrupted_code=0)
 
 

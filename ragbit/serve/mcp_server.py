@@ -1,4 +1,5 @@
-"""`ragbit mcp`: the repository's search, reading and answers as Model Context Protocol tools over stdio.
+"""`ragbit mcp`: the repository's search, reading and answers as Model Context Protocol tools over stdio
+(or, with `--http`, the SDK's streamable HTTP transport on loopback).
 
 Built with the official `mcp` SDK (`MCPServer`, FastMCP's successor) over the same `RagbitService` as
 `ragbit serve`. The tool descriptions are written for the agent that picks among them: what each returns,
@@ -109,9 +110,10 @@ def build_server(service: Any) -> Any:
     return server
 
 
-def run_stdio(cfg: RagbitConfig, watch: bool = False,
+def run_stdio(cfg: RagbitConfig, watch: bool = False, http_port: int | None = None,
               on_note: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
-    """Index or refresh the repository (progress on stderr), then serve MCP over stdin/stdout until EOF."""
+    """Index or refresh the repository (progress on stderr), then serve MCP over stdin/stdout until EOF, or
+    (`http_port`) over the SDK's streamable HTTP transport at http://127.0.0.1:PORT/mcp until Ctrl-C."""
     from ragbit.serve.http_server import start_watcher
     from ragbit.serve.service import RagbitService
 
@@ -119,9 +121,13 @@ def run_stdio(cfg: RagbitConfig, watch: bool = False,
     with contextlib.redirect_stdout(sys.stderr):
         service.prepare(load_model=False, on_note=on_note)
     watcher = start_watcher(service, on_note) if watch else None
-    on_note(f"ragbit mcp: serving {cfg.repo} over stdio{' (watching for changes)' if watch else ''}")
+    where = f"http://127.0.0.1:{http_port}/mcp" if http_port is not None else "stdio"
+    on_note(f"ragbit mcp: serving {cfg.repo} over {where}{' (watching for changes)' if watch else ''}")
     try:
-        build_server(service).run("stdio")
+        if http_port is not None:          # loopback only: the tools read private code
+            build_server(service).run("streamable-http", host="127.0.0.1", port=http_port)
+        else:
+            build_server(service).run("stdio")
     finally:
         if watcher is not None:
             watcher.stop()
