@@ -270,3 +270,24 @@ def test_completions_under_ragbit_answer_the_prompt_from_the_index(client):
     r = client.completions.create(model="ragbit", prompt=QUESTION, max_tokens=6, temperature=0)
     assert r.choices[0].text and r.usage.prompt_tokens > 100
     assert r.model_extra["ragbit"]["sources"][0]["path"] == "src/net/retry.py"
+
+
+def test_a_client_that_leaves_a_whole_answer_cancels_it(server):
+    import socket
+    import time
+    url, serve_app = server
+    before = serve_app.queue.snapshot()["cancelled"]
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "go on"}], "max_tokens": 3000,
+                       "temperature": 0}).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    deadline = time.time() + 30
+    while serve_app.queue.snapshot()["running"] == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    sock.close()                                          # gone before the answer is complete
+    while serve_app.queue.snapshot()["running"] and time.time() < deadline:
+        time.sleep(0.01)
+    snap = serve_app.queue.snapshot()
+    assert snap["cancelled"] == before + 1 and snap["pieces_after_cancel"] <= 1

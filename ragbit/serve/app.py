@@ -189,33 +189,33 @@ class ServeApp:
         except QueueFull as e:
             raise oa.ApiError(429, f"ragbit is busy: {self.queue.pending} requests ahead; {e}",
                               "rate_limit_error", "queue_full", headers={"Retry-After": str(e.retry_after)})
-        first = await self._first_event(request, job)
-        if first is None:                       # the client left while its request waited
+        # Until the answer is complete (whole) or starts (streamed), a client that leaves cancels the job.
+        gone = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            event = await self._next_event(job, gone)
+            while event is not None and event[0] == "piece" and not body.stream:
+                event = await self._next_event(job, gone)
+        finally:
+            gone.cancel()
+        if event is None:                       # the client left
             return Response(status_code=499)
-        kind, value = first
+        kind, value = event
         if kind == "error":
             raise _as_api_error(value)
         rid = oa.new_id("chatcmpl" if chat else "cmpl")
         if body.stream:
-            return StreamingResponse(self._stream(job, first, rid, body, chat), media_type="text/event-stream",
+            return StreamingResponse(self._stream(job, event, rid, body, chat), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        pieces: list[str] = []
-        while kind == "piece":
-            pieces.append(value)
-            kind, value = await job.next_event()
-        if kind == "error":
-            raise _as_api_error(value)
         g: Generation = value
         use = oa.usage(g.prompt_tokens, g.completion_tokens, g.cached_tokens)
         extra = {"sources": g.sources} if g.sources else None
         make = oa.chat_response if chat else oa.completion_response
         return JSONResponse(make(rid, body.model, g.text, oa.finish_reason(g.finish_reason), use, extra))
 
-    async def _first_event(self, request: Request, job: Any) -> tuple[str, Any] | None:
+    async def _next_event(self, job: Any, gone: asyncio.Future) -> tuple[str, Any] | None:
+        """The job's next event, or None (and the job cancelled) if the client disconnects first."""
         event = asyncio.ensure_future(job.next_event())
-        gone = asyncio.ensure_future(_wait_disconnect(request))
         done, _ = await asyncio.wait({event, gone}, return_when=asyncio.FIRST_COMPLETED)
-        gone.cancel()
         if event in done:
             return event.result()
         job.cancel()
