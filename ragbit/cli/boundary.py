@@ -31,18 +31,21 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted", interrupted_code: int = 1) -> T:
-    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C prints `interrupted` instead."""
+def guarded(fn: Callable[[], T], interrupted: str = "") -> T:
+    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C / SIGTERM print one `interrupted`
+    line (with `interrupted` after it, e.g. what is intact) and exit 130 / 143 (`ragbit/cli/interrupts.py`)."""
+    from ragbit.cli.interrupts import stop
     try:
         return fn()
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        typer.echo(interrupted, err=True)
-        raise typer.Exit(interrupted_code) from None
+    except KeyboardInterrupt as e:            # Ctrl-C or SIGTERM: cleanup (finally blocks) has already run
+        stop(e, interrupted)
     except USER_ERRORS as e:
         fail(one_line(e))
     except OSError as e:         # e.g. no permission to write the index directory, disk full
+        if e.errno is None and "requested and" in str(e):          # numpy's short write on a full disk
+            fail(f"No space left on device? a write was cut short ({e}); the last committed index is intact")
         fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
 
 

@@ -19,6 +19,7 @@ import typer
 
 from ragbit.cli import app
 from ragbit.cli.boundary import guarded, repo_config
+from ragbit.terminal_text import for_terminal
 
 
 def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
@@ -54,7 +55,7 @@ def _print_sources(answer) -> None:
         heading = "sources (the answer cited no block; all context blocks):"
     typer.echo(heading)
     for s in answer.sources:
-        typer.echo(f"  {s}")
+        typer.echo(f"  {for_terminal(str(s), keep_newlines=False)}")
     if answer.context is not None and answer.context.omitted:
         typer.echo(answer.context.omitted_summary())
 
@@ -69,7 +70,7 @@ def _print_timings(answer) -> None:
 
 
 def _stream_to_stdout(piece: str) -> None:
-    sys.stdout.write(piece)
+    sys.stdout.write(for_terminal(piece))     # the model may copy escapes it read in the context
     sys.stdout.flush()
 
 
@@ -79,7 +80,7 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
     if answer.error:
         _echo_err(f"warning: {answer.error}")
     elif not streamed:
-        typer.echo(answer.text)
+        typer.echo(for_terminal(answer.text))
     if answer.text:
         typer.echo("" if answer.text.endswith("\n") else "\n")
     _print_sources(answer)

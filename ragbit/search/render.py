@@ -91,7 +91,10 @@ class _Sink(io.TextIOWrapper):
 
 def _rich_hits(hits, terminal: Terminal) -> str:
     from rich.console import Console
+    from rich.markup import escape
     from rich.syntax import Syntax
+
+    from ragbit.terminal_text import for_terminal
     sink = _Sink(terminal)
     console = Console(file=sink, _environ=terminal.environ)
     if console.color_system is not None and \
@@ -100,10 +103,12 @@ def _rich_hits(hits, terminal: Terminal) -> str:
     if not hits:
         console.print("no results")
     for h in hits:
-        scope = f"  [cyan]{h.scope}[/cyan]" if h.scope else ""
-        console.print(f"[bold]{h.rank}. {h.path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
+        # repository text is shown, never obeyed: no terminal escapes, no rich markup from a file name
+        path, scope = escape(for_terminal(h.path, keep_newlines=False)), escape(for_terminal(h.scope, False))
+        scope = f"  [cyan]{scope}[/cyan]" if scope else ""
+        console.print(f"[bold]{h.rank}. {path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
                       f"[dim]score {h.score:.4f}[/dim]", highlight=False)
-        lines = h.text.splitlines()
+        lines = for_terminal(h.text).splitlines()
         snippet = "\n".join(lines[:SNIPPET_LINES]) + ("\n..." if len(lines) > SNIPPET_LINES else "")
         console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
                              word_wrap=False))
