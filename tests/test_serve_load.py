@@ -15,7 +15,7 @@ import pytest
 import ragbit.indexing.embeddings
 from ragbit.config import RagbitConfig
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
-from tests.serve_fixtures import http, running_server, tiny_model_file
+from tests.serve_fixtures import DETERMINISTIC_ENGINE, http, running_server, tiny_model_file
 
 N_CLIENTS, N_REQUESTS, MAX_WAITING = 6, 24, 3
 REQUESTS = [("tiny-tied", "Say something about invoices."), ("tiny-tied", "What is a carousel?"),
@@ -33,8 +33,8 @@ async def stream_text(client: openai.AsyncOpenAI, model: str, question: str) -> 
 def test_concurrent_streams_complete_or_get_429_and_never_mix(tmp_path, monkeypatch):
     monkeypatch.setattr(ragbit.indexing.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
     model = tiny_model_file(tmp_path)
-    cfg = RagbitConfig.load(make_repo(tmp_path / "shop"), overrides={"generator": {"model": str(model)},
-                                                                     "query": {"budget": 300}})
+    cfg = RagbitConfig.load(make_repo(tmp_path / "shop"), overrides={
+        "generator": {"model": str(model), **DETERMINISTIC_ENGINE}, "query": {"budget": 300}})
 
     async def scenario(url: str) -> tuple[dict, list, int]:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)

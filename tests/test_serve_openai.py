@@ -16,7 +16,7 @@ import pytest
 import ragbit.indexing.embeddings
 from ragbit.config import RagbitConfig
 from tests.retrieval_fixtures import FakeEmbedder, make_repo
-from tests.serve_fixtures import http, running_server, tiny_model_file
+from tests.serve_fixtures import DETERMINISTIC_ENGINE, http, running_server, tiny_model_file
 
 QUESTION = "How does retry_with_backoff sleep between failures?"
 MODEL = "tiny-tied"
@@ -26,8 +26,8 @@ MODEL = "tiny-tied"
 def cfg(tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
     model = tiny_model_file(d)
-    return RagbitConfig.load(make_repo(d / "shop"), overrides={"generator": {"model": str(model)},
-                                                               "query": {"budget": 400}})
+    return RagbitConfig.load(make_repo(d / "shop"), overrides={
+        "generator": {"model": str(model), **DETERMINISTIC_ENGINE}, "query": {"budget": 400}})
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_plain_chat_counts_tokens_with_the_models_tokenizer(client, server):
     assert r.object == "chat.completion" and r.model == MODEL
 
 
-def test_ragbit_streams_the_same_answer_it_returns_whole_with_sources(client):
+def test_ragbit_streams_the_same_answer_it_returns_whole_with_sources(client, cfg):
     whole = chat(client, model="ragbit", max_tokens=12, temperature=0)
     text, chunks = streamed(client, model="ragbit", max_tokens=12, temperature=0)
     assert text == whole.choices[0].message.content and text
@@ -89,7 +89,10 @@ def test_ragbit_streams_the_same_answer_it_returns_whole_with_sources(client):
     assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens > 100      # the packed context
     assert len({c.id for c in chunks}) == 1
     sources = whole.model_extra["ragbit"]["sources"]
-    assert sources[0]["path"] == "src/net/retry.py" and sources[0]["start_line"] == 1
+    assert sources[0]["path"] == "src/net/retry.py"
+    lines = (cfg.repo / "src/net/retry.py").read_text().splitlines()
+    sleep_line = next(i for i, line in enumerate(lines, 1) if "time.sleep(base_delay" in line)
+    assert sources[0]["start_line"] <= sleep_line <= sources[0]["end_line"]     # the lines that answer it
     assert all(set(s) >= {"path", "start_line", "end_line"} for s in sources)
     assert final[0].model_extra["ragbit"]["sources"] == sources
     # the aliased name answers the same way

@@ -33,7 +33,7 @@ def serve(
     guarded(lambda: check_bind(host, api_key))
     cfg = repo_config(repo, {"generator": {"model": model}, "index": {"dir": index_dir}})
     guarded(lambda: run(cfg, host, port, api_key, max_waiting=max_queue, watch=watch, on_note=_note),
-            interrupted="ragbit serve: stopped", interrupted_code=0)
+            interrupted="ragbit serve stopped")
 
 
 @app.command()
@@ -50,7 +50,7 @@ def mcp(
     cfg = repo_config(repo, {"generator": {"model": model}, "index": {"dir": index_dir}})
     guarded(lambda: run_stdio(cfg, watch=watch, http_port=port if http else None,
                               on_note=lambda m: print(m, file=sys.stderr)),
-            interrupted="", interrupted_code=0)
+            interrupted="ragbit mcp stopped")
 
 
 @app.command()
@@ -61,4 +61,4 @@ def watch(
     """Keep the index fresh: re-index incrementally after each burst of file changes, until Ctrl-C."""
     from ragbit.serve.watch import watch_forever
     cfg = repo_config(path, {"index": {"dir": index_dir}})
-    guarded(lambda: watch_forever(cfg, on_note=_note), interrupted="ragbit watch: stopped", interrupted_code=0)
+    guarded(lambda: watch_forever(cfg, on_note=_note), interrupted="ragbit watch stopped")
