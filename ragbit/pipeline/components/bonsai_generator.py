@@ -34,13 +34,15 @@ class BonsaiGenerator(Component):
 
     def __init__(self, model: str = "bonsai-1.7b", n_ctx: int = 4096, threads: int = 0, max_tokens: int = 512,
                  decode_kernel: str = "int11", kv_cache: str = "f16",
-                 thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None) -> None:
+                 thinking: bool = False, sampling: dict[str, Any] | None = None, generator: Any = None,
+                 stop: list[str] | None = None) -> None:
         self.model, self.n_ctx = model, n_ctx
         self.engine = {"n_ctx": n_ctx, "threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache}
         self.max_tokens = max_tokens
         self.thinking = thinking
         self.sampling = dict(sampling or {})
         self.generator = generator
+        self.stop = list(stop or [])         # stop strings (the answer ends before the first one)
 
     @classmethod
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "BonsaiGenerator":
@@ -58,7 +60,8 @@ class BonsaiGenerator(Component):
 
         pieces: list[str] = []
         for piece in self.generator.stream(messages, chat=True, max_tokens=self.max_tokens,
-                                           sampling=SamplingParams(**self.sampling), thinking=self.thinking):
+                                           sampling=SamplingParams(**self.sampling), stop=self.stop,
+                                           thinking=self.thinking):
             pieces.append(piece)
             if on_token is not None and piece:
                 on_token(piece)

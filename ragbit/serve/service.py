@@ -1,0 +1,232 @@
+"""What `ragbit serve` and `ragbit mcp` do, as plain synchronous calls over the existing pipeline.
+
+One object per served repository holds the query pipeline (`ragbit.pipeline.standard.query_pipeline`), its
+loaded generator and embedder, and a Searcher for retrieval-only calls. The HTTP app and the MCP server
+are thin layers over these methods; neither re-implements retrieval or generation.
+
+Threads: generation (`rag_answer`, `plain_generate`) runs only on the engine queue's one thread;
+`search` and `embed` run on worker threads beside it (one at a time, under `_retrieval_lock`), with their
+own Searcher sharing the embedding model. The index is refreshed (incrementally) before a retrieval, never
+in the middle of one, under `_index_lock`, unless a watcher keeps it fresh (`refresh_on_request=False`).
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ragbit.config import RagbitConfig
+from ragbit.errors import RagbitError
+
+RAG_MODEL = "ragbit"
+
+
+class ServeError(RagbitError, ValueError):
+    """A request the service cannot answer as asked (unknown model, no model loaded, ...)."""
+
+
+class ModelUnavailable(ServeError):
+    """No generator is loaded (offline, missing or corrupt model file): retrieval still works."""
+
+
+@dataclass
+class Generation:
+    """What a generation request produced, in the units the OpenAI API reports."""
+    text: str
+    finish_reason: str                    # engine reason: eog | stop | length
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    sources: list[dict[str, Any]] = field(default_factory=list)   # ragbit model only
+
+
+@dataclass
+class Sampling:
+    """One request's generation settings; None = the repository's `[generator]` default."""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+def model_label(model: str) -> str:
+    """The name clients use for the plain model: a short name as is, a .gguf path by its file stem."""
+    return Path(model).stem if model.endswith(".gguf") or "/" in model else model
+
+
+class RagbitService:
+    def __init__(self, cfg: RagbitConfig, refresh_on_request: bool = True) -> None:
+        from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator
+        from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
+        from ragbit.pipeline.standard import query_pipeline
+
+        self.cfg = cfg
+        self.refresh_on_request = refresh_on_request
+        self.pipeline = query_pipeline(cfg)
+        retrievers = self.pipeline.find_components(HybridRetriever)
+        generators = self.pipeline.find_components(BonsaiGenerator)
+        self._retriever = retrievers[0] if retrievers else None
+        self._bonsai = generators[0] if generators else None
+        self.embedder = self._retriever.shared_embedder() if self._retriever else None
+        self._searcher: Any = None
+        self._index_lock = threading.Lock()
+        self._retrieval_lock = threading.Lock()
+        self.model_error = ""            # why generation is unavailable ("" = fine or not tried yet)
+        self.model_name = model_label(cfg.generator.model)
+        self.embedding_model_name = cfg.embed.model
+
+    # ------------------------------------------------------------------------------------------ names
+    @property
+    def rag_names(self) -> set[str]:
+        return {RAG_MODEL, f"{RAG_MODEL}:{self.model_name}"}
+
+    def kind_of(self, model: str) -> str:
+        """'rag' or 'plain' for a chat model name; ServeError (404 upstream) for anything else."""
+        if model in self.rag_names:
+            return "rag"
+        if model in (self.model_name, self.cfg.generator.model):
+            return "plain"
+        raise ServeError(f"model {model!r} is not served here; try {RAG_MODEL!r} or {self.model_name!r}")
+
+    # ------------------------------------------------------------------------------------------ start-up
+    def prepare(self, load_model: bool = True, on_note: Callable[[str], None] = lambda m: None) -> None:
+        """Index (first time) or refresh the repository, open the searcher, and load the generator now
+        rather than on the first request. A model that cannot be loaded leaves retrieval working."""
+        self.refresh(force=True)
+        self._searcher_for().search("warm up", k=1)
+        if load_model:
+            try:
+                self.generator()
+            except ModelUnavailable as e:
+                on_note(f"warning: {e}; serving retrieval and embeddings only")
+
+    def generator(self) -> Any:
+        """The loaded `generator.Generator` (loaded once, shared with the pipeline's components)."""
+        from ragbit.pipeline.model_loader import model_errors
+        if self._bonsai is None:
+            raise ModelUnavailable("this pipeline has no generator")
+        if self._bonsai.generator is None:
+            try:
+                self.pipeline.warm_up()
+            except model_errors() as e:
+                self.model_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ModelUnavailable(f"no model loaded: {self.model_error}") from None
+        return self._bonsai.generator
+
+    # ------------------------------------------------------------------------------------------ index
+    def refresh(self, force: bool = False) -> bool:
+        """Bring the index up to date with the files (incremental); True if it changed."""
+        if not (force or self.refresh_on_request):
+            return False
+        from ragbit.pipeline.standard import refresh_index
+        with self._index_lock:
+            _, changed = refresh_index(self.cfg, embedder=self.embedder, progress=None if force else False)
+        return changed
+
+    def _searcher_for(self) -> Any:
+        if self._searcher is None:
+            from ragbit.search.searcher import Searcher
+            self._searcher = Searcher(self.cfg, embedder=self.embedder)
+        return self._searcher
+
+    def search(self, query: str, k: int = 10, mode: str | None = None,
+               max_hits_per_file: int | None = None) -> list[Any]:
+        """Retrieval only: the ranked `Hit`s (a Searcher reopens the index after a refresh by itself)."""
+        self.refresh()
+        with self._retrieval_lock:
+            cap = self.cfg.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+            return list(self._searcher_for().search(query, k=k, mode=mode or self.cfg.search.mode,
+                                                    max_hits_per_file=cap))
+
+    def embed(self, texts: list[str]) -> tuple[Any, int]:
+        """(unit vectors float32 (n, dim), token count) with the index's embedding model."""
+        with self._retrieval_lock:
+            vectors = self.embedder.embed(texts, progress=False)
+        count = getattr(self.embedder, "count_tokens", None)
+        tokens = sum(count(t) + 2 for t in texts) if count else sum(len(t.split()) for t in texts)
+        return vectors, tokens
+
+    def status(self) -> dict[str, Any]:
+        import dataclasses
+        from ragbit.search.status import index_status
+        with self._index_lock:
+            return dataclasses.asdict(index_status(self.cfg))
+
+    # ------------------------------------------------------------------------------------------ generation
+    def _sampling_params(self, s: Sampling) -> Any:
+        from generator.sampling import SamplingParams
+        from ragbit.pipeline.model_loader import sampling_settings
+        base = sampling_settings(self.cfg)
+        for name in ("temperature", "top_p", "seed"):
+            value = getattr(s, name)
+            if value is not None:
+                base[name] = value
+        return SamplingParams(**base)
+
+    @contextmanager
+    def _request_settings(self, s: Sampling) -> Iterator[None]:
+        """The generator component with this request's settings, restored after (engine thread only)."""
+        gen = self._bonsai
+        saved = (gen.max_tokens, gen.sampling, gen.stop)
+        sp = self._sampling_params(s)
+        gen.max_tokens = s.max_tokens or self.cfg.generator.max_tokens
+        gen.sampling = {k: getattr(sp, k) for k in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed")}
+        gen.stop = list(s.stop)
+        try:
+            yield
+        finally:
+            gen.max_tokens, gen.sampling, gen.stop = saved
+
+    def rag_answer(self, messages: list[dict[str, str]], s: Sampling, emit: Callable[[str], None],
+                   check: Callable[[], None]) -> Generation:
+        """Retrieval-augmented answer to the last user message; earlier user/assistant turns are history.
+        Runs `ragbit.pipeline.standard.ask` with this request's sampling settings."""
+        from ragbit.pipeline.standard import ask
+        question, history = split_conversation(messages)
+        self.generator()
+        self.refresh()
+
+        def on_token(piece: str) -> None:
+            check()
+            emit(piece)
+
+        with self._request_settings(s):
+            answer = ask(self.cfg, question, on_token=on_token, pipeline=self.pipeline, refresh=False,
+                         history=history or None)
+        if answer.error:
+            raise ModelUnavailable(answer.error)
+        st = answer.stats
+        return Generation(text=answer.text, finish_reason=st.finish_reason, prompt_tokens=st.prompt_tokens,
+                          completion_tokens=st.generated_tokens, cached_tokens=st.cached_prompt_tokens,
+                          sources=[source_json(x) for x in answer.sources])
+
+    def plain_generate(self, prompt: str | list[dict[str, str]], chat: bool, s: Sampling,
+                       emit: Callable[[str], None], check: Callable[[], None]) -> Generation:
+        """The model alone: chat messages through its chat template, or raw text (completions)."""
+        gen = self.generator()
+        stream = gen.stream(prompt, chat=chat, max_tokens=s.max_tokens or self.cfg.generator.max_tokens,
+                            sampling=self._sampling_params(s), stop=s.stop, thinking=self.cfg.query.thinking)
+        for piece in stream:
+            check()
+            emit(piece)
+        r = gen.last_result
+        return Generation(text=r.text, finish_reason=r.finish_reason, prompt_tokens=len(r.prompt_token_ids),
+                          completion_tokens=len(r.token_ids), cached_tokens=r.cached_prompt_tokens)
+
+
+def split_conversation(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, str]]]:
+    """(question, history) from OpenAI messages: the last message must be the user's; system messages are
+    dropped (ragbit's own system prompt tells the model how to cite)."""
+    turns = [m for m in messages if m["role"] in ("user", "assistant")]
+    if not turns or turns[-1]["role"] != "user" or not turns[-1]["content"].strip():
+        raise ServeError("the last message must be a non-empty user message (the question)")
+    return turns[-1]["content"], turns[:-1]
+
+
+def source_json(source: Any) -> dict[str, Any]:
+    d = source.to_dict()
+    return {"n": d["n"], "path": d["path"], "start_line": d["start_line"], "end_line": d["end_line"],
+            "score": round(float(d["score"]), 6), "cited": d["cited"]}
