@@ -100,7 +100,6 @@ class Generator:
         self.load_s = load_s
         self.path: Path | None = None
         self._cached_ids: list[int] = []   # ids whose K/V are in the model's cache, in order
-        self.last_result: GenerationResult | None = None
         # Logit rows past the tokenizer's table (a file with fewer tokens than embedding rows) are
         # never sampled: they have no text.
         self._n_sample = min(int(model.config.n_vocab), tokenizer.n_vocab)
@@ -152,25 +151,32 @@ class Generator:
     def stream(self, prompt: Prompt, chat: bool = True, max_tokens: int = 512,
                sampling: SamplingParams | None = None, stop: Sequence[str] | None = None,
                thinking: bool = False) -> Iterator[str]:
-        """Yield text pieces as they are generated. The full result (ids, finish reason, timings)
-        is in `last_result` once the iterator is exhausted."""
+        """Yield text pieces as they are generated (for the ids, finish reason and timings as well, call
+        `generate` with `on_piece`)."""
+        result, pieces = self._begin(prompt, chat, max_tokens, sampling, stop, thinking)
+        yield from pieces
+
+    def generate(self, prompt: Prompt, chat: bool = True, max_tokens: int = 512,
+                 sampling: SamplingParams | None = None, stop: Sequence[str] | None = None,
+                 thinking: bool = False, on_piece: Callable[[str], None] | None = None) -> GenerationResult:
+        """Run to completion and return text, ids, finish reason and timings. `on_piece` receives each text
+        piece as it is generated (streaming); an exception it raises stops the generation there."""
+        result, pieces = self._begin(prompt, chat, max_tokens, sampling, stop, thinking)
+        for piece in pieces:
+            if on_piece is not None:
+                on_piece(piece)
+        return result
+
+    def _begin(self, prompt: Prompt, chat: bool, max_tokens: int, sampling: SamplingParams | None,
+               stop: Sequence[str] | None, thinking: bool) -> tuple[GenerationResult, Iterator[str]]:
+        """The result record (filled in as the pieces are produced) and the iterator of pieces."""
         t_start = time.perf_counter()
         if max_tokens < 1:
             raise GenerationError(f"max_tokens must be >= 1, got {max_tokens}")
         ids = self.prompt_ids(prompt, chat, thinking)
         result = GenerationResult(prompt_token_ids=ids, timings=Timings(load_s=self.load_s),
                                   kernels=dict(getattr(self.model, "kernel_paths", {})))
-        self.last_result = result
-        yield from self._run(ids, max_tokens, Sampler(sampling), _StopMatcher(stop or ()), result, t_start)
-
-    def generate(self, prompt: Prompt, chat: bool = True, max_tokens: int = 512,
-                 sampling: SamplingParams | None = None, stop: Sequence[str] | None = None,
-                 thinking: bool = False) -> GenerationResult:
-        """Run to completion and return text, ids, finish reason and timings."""
-        for _ in self.stream(prompt, chat, max_tokens, sampling, stop, thinking):
-            pass
-        assert self.last_result is not None
-        return self.last_result
+        return result, self._run(ids, max_tokens, Sampler(sampling), _StopMatcher(stop or ()), result, t_start)
 
     def _prefill(self, ids: list[int], result: GenerationResult) -> np.ndarray:
         """Reuse the longest cached prefix (keeping >= 1 token to compute logits), prefill the rest."""

@@ -60,8 +60,10 @@ def make_gen(bonsai_tokenizer):
 
 def test_stops_at_eog_and_streams_pieces(make_gen, bonsai_tokenizer):
     gen = make_gen(ids=bonsai_tokenizer.encode("Hello world!") + [151645, 11])
-    pieces = list(gen.stream("hi", chat=False, max_tokens=50))
-    res = gen.last_result
+    pieces: list[str] = []
+    res = gen.generate("hi", chat=False, max_tokens=50, on_piece=pieces.append)
+    assert list(make_gen(ids=bonsai_tokenizer.encode("Hello world!") + [151645, 11]).stream("hi", chat=False)) \
+        == pieces                                            # stream() yields the same pieces
     assert pieces == ["Hello", " world", "!"] and res.text == "Hello world!"
     assert res.finish_reason == "eog" and res.token_ids == bonsai_tokenizer.encode("Hello world!")
     assert res.prompt_token_ids == bonsai_tokenizer.encode("hi")
@@ -79,9 +81,10 @@ def test_max_tokens_and_full_context_end_with_length(make_gen, bonsai_tokenizer)
 def test_stop_string_split_across_tokens(make_gen, bonsai_tokenizer):
     # "END" arrives as "E", "ND": the "E" must be held back, never streamed.
     gen = make_gen(["The", " answer", " E", "ND", " more"])
-    pieces = list(gen.stream("q", chat=False, stop=[" END"]))
-    assert pieces == ["The", " answer"] and gen.last_result.text == "The answer"
-    assert gen.last_result.finish_reason == "stop"
+    pieces: list[str] = []
+    res = gen.generate("q", chat=False, stop=[" END"], on_piece=pieces.append)
+    assert pieces == ["The", " answer"] and res.text == "The answer"
+    assert res.finish_reason == "stop"
     # a false start is released once it cannot be a stop string any more
     gen = make_gen(ids=[*bonsai_tokenizer.encode("The Egg"), 151645])
     res = gen.generate("q", chat=False, stop=[" END"])
@@ -120,9 +123,10 @@ def test_chat_prompt_and_multibyte_stream(make_gen, bonsai_tokenizer):
     # two byte-level tokens that each hold half of "é"... built from single-byte tokens
     by_byte = {bonsai_tokenizer.token_bytes(i): i for i in range(151643) if len(bonsai_tokenizer.token_bytes(i)) == 1}
     gen = make_gen(ids=[by_byte[b"\xc3"], by_byte[b"\xa9"], 151645])
-    pieces = list(gen.stream("hi", chat=True, thinking=False))
+    pieces: list[str] = []
+    res = gen.generate("hi", chat=True, thinking=False, on_piece=pieces.append)
     assert pieces == ["é"]
-    assert bonsai_tokenizer.decode(gen.last_result.prompt_token_ids) == \
+    assert bonsai_tokenizer.decode(res.prompt_token_ids) == \
         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 
 

@@ -59,12 +59,13 @@ def generate(
         if verbose or kv_bytes >= LARGE_KV_CACHE_BYTES:
             typer.echo(f"model {path}; KV cache {kv_bytes / 2**20:.0f} MiB for n_ctx={cfg.generator.n_ctx}", err=True)
         gen = load_generator(str(path), **engine_settings(cfg))
-        for piece in gen.stream(text, chat=chat, max_tokens=cfg.generator.max_tokens, sampling=sampling,
-                                stop=stop or None, thinking=think):
-            if not json_out:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        return gen.last_result
+
+        def show(piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        return gen.generate(text, chat=chat, max_tokens=cfg.generator.max_tokens, sampling=sampling,
+                            stop=stop or None, thinking=think, on_piece=None if json_out else show)
 
     result = guarded(go)
     t = result.timings

@@ -207,12 +207,14 @@ class RagbitService:
                        emit: Callable[[str], None], check: Callable[[], None]) -> Generation:
         """The model alone: chat messages through its chat template, or raw text (completions)."""
         gen = self.generator()
-        stream = gen.stream(prompt, chat=chat, max_tokens=s.max_tokens or self.cfg.generator.max_tokens,
-                            sampling=self._sampling_params(s), stop=s.stop, thinking=self.cfg.query.thinking)
-        for piece in stream:
-            check()
+
+        def on_piece(piece: str) -> None:
+            check()              # raises when the client has gone: the generation stops at this token
             emit(piece)
-        r = gen.last_result
+
+        r = gen.generate(prompt, chat=chat, max_tokens=s.max_tokens or self.cfg.generator.max_tokens,
+                         sampling=self._sampling_params(s), stop=s.stop, thinking=self.cfg.query.thinking,
+                         on_piece=on_piece)
         return Generation(text=r.text, finish_reason=r.finish_reason, prompt_tokens=len(r.prompt_token_ids),
                           completion_tokens=len(r.token_ids), cached_tokens=r.cached_prompt_tokens)
 

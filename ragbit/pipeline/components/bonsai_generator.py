@@ -58,16 +58,15 @@ class BonsaiGenerator(Component):
     def run(self, messages: list[dict], on_token: OnToken | None = None) -> dict[str, Any]:
         from generator.sampling import SamplingParams
 
-        pieces: list[str] = []
-        for piece in self.generator.stream(messages, chat=True, max_tokens=self.max_tokens,
-                                           sampling=SamplingParams(**self.sampling), stop=self.stop,
-                                           thinking=self.thinking):
-            pieces.append(piece)
+        def on_piece(piece: str) -> None:
             if on_token is not None and piece:
                 on_token(piece)
-        result = self.generator.last_result
+
+        result = self.generator.generate(messages, chat=True, max_tokens=self.max_tokens,
+                                         sampling=SamplingParams(**self.sampling), stop=self.stop,
+                                         thinking=self.thinking, on_piece=on_piece)
         stats = GenerationStats(prompt=self.generator.render(messages, chat=True, thinking=self.thinking),
                                 prompt_tokens=len(result.prompt_token_ids), generated_tokens=len(result.token_ids),
                                 cached_prompt_tokens=result.cached_prompt_tokens,
                                 finish_reason=result.finish_reason, timings=dataclasses.asdict(result.timings))
-        return {"answer": "".join(pieces), "stats": stats}
+        return {"answer": result.text, "stats": stats}
