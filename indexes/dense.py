@@ -12,7 +12,9 @@ the index size both at build and at load time, so a loaded index searches exactl
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 from pathlib import Path
 
 import faiss
@@ -112,7 +114,12 @@ class DenseIndex:
     def save(self, path: Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self._index, str(path))
+        try:
+            faiss.write_index(self._index, str(path))
+        except RuntimeError as e:           # faiss reports a failed write (e.g. disk full) as a RuntimeError
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else "write failed"
+            code = errno.ENOSPC if "No space left" in reason else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from None
 
     @classmethod
     def load(cls, path: Path) -> "DenseIndex":

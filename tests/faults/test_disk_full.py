@@ -13,11 +13,20 @@ from tests.faults.test_crashes import (WORKTREE, check_readable, clean, config, 
                                        real_repo, snapshot)
 
 
+def _bytes_under(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(real_repo, tmp_path):
+    """A tmpfs that holds one generation of `real_repo`'s index but not a second one beside it: sized from a
+    reference index built on the normal disk (the repository is ragbit's own source, which grows)."""
+    reference = tmp_path / "reference-index"
+    index_in_process(real_repo, reference)
+    size_k = int(_bytes_under(reference) * 1.5) // 1024 + 64
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2400k", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_k}k", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()[:100]}")
     yield mnt
