@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 
 SNIPPET_LINES = 12
@@ -66,7 +67,49 @@ def render_search(hits, as_json: bool, terminal: Terminal) -> tuple[str, str]:
     err = "" if hits.dense_complete else INCOMPLETE_NOTE
     if as_json:
         return json.dumps([h.to_json() for h in hits], ensure_ascii=False) + "\n", err
-    return _rich_hits(hits, terminal), err
+    if not terminal.is_tty and not terminal.environ.get("FORCE_COLOR") and not terminal.environ.get("TTY_COMPATIBLE"):
+        return _plain_hits(hits), err
+    return _without_trailing_spaces(_rich_hits(hits, terminal)), err
+
+
+def _snippet_lines(hit) -> list[str]:
+    lines = hit.text.splitlines()
+    return lines[:SNIPPET_LINES] + (["..."] if len(lines) > SNIPPET_LINES else [])
+
+
+def _plain_hits(hits) -> str:
+    """Output for a pipe or a file: every line whole (no width, no padding, no escape codes), so `grep`,
+    `less` and editors see the code as it is."""
+    if not hits:
+        return "no results\n"
+    out: list[str] = []
+    for h in hits:
+        scope = f"  {h.scope}" if h.scope else ""
+        out.append(f"{h.rank}. {h.path}:{h.start_line}-{h.end_line}{scope}  score {h.score:.4f}")
+        lines = h.text.splitlines()
+        shown = lines[:SNIPPET_LINES]
+        width = len(str(h.start_line + len(shown)))
+        out.extend(f"{n:>{width}}  {line}".rstrip() for n, line in enumerate(shown, start=h.start_line))
+        if len(lines) > len(shown):
+            out.append(" " * width + "  ...")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+_ESCAPE = re.compile(r"(\x1b\[[0-9;]*m)")
+
+
+def _without_trailing_spaces(text: str) -> str:
+    """rich pads the lines of a code block (spaces inside colour codes); the padding is noise when copied."""
+    lines = []
+    for line in text.split("\n"):
+        parts = _ESCAPE.split(line)              # text, escape, text, escape, ..., text
+        for i in range(len(parts) - 1, -1, -2):  # the text parts, last first
+            parts[i] = parts[i].rstrip(" \t")
+            if parts[i]:
+                break
+        lines.append("".join(parts))
+    return "\n".join(lines)
 
 
 class ColorSystemConflict(Exception):
@@ -103,8 +146,6 @@ def _rich_hits(hits, terminal: Terminal) -> str:
         scope = f"  [cyan]{h.scope}[/cyan]" if h.scope else ""
         console.print(f"[bold]{h.rank}. {h.path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
                       f"[dim]score {h.score:.4f}[/dim]", highlight=False)
-        lines = h.text.splitlines()
-        snippet = "\n".join(lines[:SNIPPET_LINES]) + ("\n..." if len(lines) > SNIPPET_LINES else "")
-        console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
-                             word_wrap=False))
+        console.print(Syntax("\n".join(_snippet_lines(h)), h.language or "text", line_numbers=True,
+                             start_line=h.start_line, word_wrap=True))
     return sink.text()
