@@ -75,7 +75,11 @@ def fast_search(argv: list[str]) -> dict | None:
         cwd = os.getcwd()
     except OSError:
         return None
-    repo = Path(cwd, os.path.expanduser(args.get("repo", ".")))
+    if "repo" in args:
+        repo = Path(cwd, os.path.expanduser(args["repo"]))
+    else:                            # the repository around the working directory, as the CLI finds it
+        from ragbit.repo_root import find_repository
+        repo = find_repository(cwd)
     if (repo / CONFIG_FILE).exists() or not repo.is_dir():
         return None                  # the config may move the index or turn the server off; errors: the CLI
     index_dir = Path(os.path.expanduser(args.get("index_dir", ".ragbit")))

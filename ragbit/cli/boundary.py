@@ -46,9 +46,23 @@ def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted", interr
         fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
 
 
-def repo_config(repo: Path, overrides: dict[str, dict[str, Any]]):
-    """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line."""
+def repository(*named: Path | None) -> Path:
+    """The repository a command is about: the path the user named (positionally or with --repo; naming two
+    different ones is an error), else the nearest enclosing repository (ragbit/repo_root.py)."""
+    given = {p.expanduser().resolve(): p for p in named if p is not None}
+    if len(given) > 1:
+        fail("two different repositories named: " + " and ".join(sorted(map(str, given.values()))), code=2)
+    if given:
+        return next(iter(given.values()))
+    from ragbit.repo_root import find_repository
+    return find_repository()
+
+
+def repo_config(repo: Path | None, overrides: dict[str, dict[str, Any]]):
+    """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line.
+    `repo` None: the repository enclosing the working directory."""
     from ragbit.config import RagbitConfig
+    repo = repository(repo)
     if not repo.exists():
         fail(f"{repo}: no such directory")
     if not repo.is_dir():

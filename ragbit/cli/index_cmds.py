@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ragbit.cli import app
-from ragbit.cli.boundary import fail, guarded, repo_config
+from ragbit.cli.boundary import fail, guarded, repo_config, repository
 
 
 # Choices are checked in the command (not by click) so a bad value is one `error:` line with exit code 1,
@@ -31,7 +31,9 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 # ---------------------------------------------------------------------------------------------- index
 @app.command()
 def index(
-    path: Path = typer.Argument(Path("."), help="repository to index"),
+    path: Optional[Path] = typer.Argument(None, help="repository to index (default: the one around the "
+                                          "working directory)", show_default=False),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="same as PATH"),
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
@@ -44,7 +46,7 @@ def index(
 
     def go():
         from ragbit.indexing.indexer import index_repository
-        cfg = repo_config(path, {"index": {"dir": index_dir, "dense": dense},
+        cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense},
                              "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
         return index_repository(cfg, progress=not quiet, rebuild=rebuild)
     r = guarded(go, INTERRUPTED)
@@ -65,7 +67,8 @@ def index(
 @app.command()
 def search(
     question: str = typer.Argument(..., help="what you are looking for"),
-    repo: Path = typer.Option(Path("."), "--repo", help="indexed repository"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="indexed repository (default: the one around "
+                                        "the working directory)"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="number of results (config search.k, default 10)"),
     mode: Optional[str] = typer.Option(None, "--mode", metavar="[hybrid|dense|lexical]",
                                        help="how to rank (config search.mode, default hybrid)"),
@@ -96,13 +99,15 @@ def search(
 # ---------------------------------------------------------------------------------------------- status
 @app.command()
 def status(
-    path: Path = typer.Argument(Path("."), help="indexed repository"),
+    path: Optional[Path] = typer.Argument(None, help="indexed repository (default: the one around the "
+                                          "working directory)", show_default=False),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="same as PATH"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
 ) -> None:
     """What is indexed, with which model, and how many files changed since."""
     def go():
         from ragbit.search.status import index_status
-        return index_status(repo_config(path, {"index": {"dir": index_dir}}))
+        return index_status(repo_config(repository(path, repo), {"index": {"dir": index_dir}}))
     s = guarded(go, INTERRUPTED)
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")

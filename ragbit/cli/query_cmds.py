@@ -21,7 +21,7 @@ from ragbit.cli import app
 from ragbit.cli.boundary import guarded, repo_config
 
 
-def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
+def _load_config(repo: Optional[Path], model: Optional[str], k: Optional[int], budget: Optional[int],
                  think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
     return repo_config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
                           "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
@@ -89,7 +89,8 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
 @app.command()
 def query(
     question: str = typer.Argument(..., help="your question about the code"),
-    repo: Path = typer.Option(Path("."), "--repo", help="repository to ask about (indexed first if needed)"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="repository to ask about, indexed first if "
+                                        "needed (default: the one around the working directory)"),
     model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved before packing (default 20)"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens (default 1500)"),
@@ -123,7 +124,8 @@ def query(
 # ---------------------------------------------------------------------------------------------- chat
 @app.command()
 def chat(
-    repo: Path = typer.Option(Path("."), "--repo", help="repository to talk about"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="repository to talk about (default: the one "
+                                        "around the working directory)"),
     model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved per question"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens per question"),

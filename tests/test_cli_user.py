@@ -1,0 +1,94 @@
+"""The `ragbit` command as a user meets it (issue #21): run as a subprocess through pipes, or in a
+pseudo-terminal (pexpect) where the terminal matters; exit codes, output and files are what is checked."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RAGBIT = shutil.which("ragbit") or "ragbit"
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+LONG_LINE = ("    return alpha + beta + gamma  # " + "a comment far beyond eighty columns " * 4).rstrip()
+
+
+def env(**extra) -> dict:
+    e = {**os.environ, "PYTHONPATH": str(ROOT), "RAGBIT_FASTPATH": "0"}
+    e.pop("COLUMNS", None)
+    e.update(extra)
+    return e
+
+
+def run(*args: str, cwd: Path, **extra) -> subprocess.CompletedProcess:
+    return subprocess.run([RAGBIT, *args], cwd=cwd, env=env(**extra), capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def in_terminal(*args: str, cwd: Path, columns: int = 80) -> tuple[str, int]:
+    """What a user sees in a terminal `columns` wide (escape codes removed), and the exit code."""
+    child = pexpect.spawn(RAGBIT, list(args), cwd=str(cwd), env=env(TERM="xterm-256color"),
+                          dimensions=(40, columns), encoding="utf-8", timeout=300)
+    out = child.read()
+    child.close()
+    return ESCAPES.sub("", out).replace("\r\n", "\n"), child.exitstatus
+
+
+def make_repo(root: Path) -> Path:
+    (root / "src" / "pkg").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "src" / "pkg" / "core.py").write_text(
+        "def combine_three_values(alpha, beta, gamma):\n" + LONG_LINE + "\n", encoding="utf-8")
+    (root / "src" / "pkg" / "gone.py").write_text("def soon_deleted_helper():\n    return 42\n", encoding="utf-8")
+    (root / "README.md").write_text("# Demo\n\nA tiny demo project.\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("user") / "demo")
+    r = run("index", "-q", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    return repo
+
+
+# ------------------------------------------------------------------------------- 1. whole, plain output
+def test_piped_search_output_is_whole_and_plain(indexed):
+    r = run("search", "combine three values", "--no-server", cwd=indexed, COLUMNS="40")
+    assert r.returncode == 0, r.stderr
+    assert LONG_LINE in r.stdout and "\x1b[" not in r.stdout
+    assert all(line == line.rstrip() for line in r.stdout.splitlines())
+
+
+def test_terminal_search_output_wraps_and_has_no_trailing_spaces(indexed):
+    out, code = in_terminal("search", "combine three values", "--no-server", cwd=indexed, columns=50)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 50 and all(line == line.rstrip() for line in lines)
+    assert "a comment far beyond eighty columns " * 3 in " ".join(out.split()) + " "   # wrapped, not cut
+
+
+# ------------------------------------------------------------------------------- 2. one repository, found
+def test_commands_find_the_index_from_a_subdirectory(indexed):
+    sub = indexed / "src" / "pkg"
+    r = run("search", "combine three values", "--no-server", "-k", "1", cwd=sub)
+    assert r.returncode == 0 and r.stdout.startswith("1. src/pkg/core.py:1-2"), r.stderr
+    r = run("status", cwd=sub)
+    assert r.returncode == 0 and f"index: {indexed / '.ragbit'}" in r.stdout, r.stderr
+    assert not (sub / ".ragbit").exists()
+
+
+def test_every_command_names_the_repository_the_same_ways(indexed, tmp_path):
+    for args in (["status", str(indexed)], ["status", "--repo", str(indexed)],
+                 ["search", "combine", "--no-server", "--repo", str(indexed)]):
+        r = run(*args, cwd=tmp_path)
+        assert r.returncode == 0, (args, r.stderr)
+    r = run("status", str(indexed), "--repo", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: two different repositories named"), r.stderr
+    r = run("index", "--repo", str(indexed), "-q", cwd=tmp_path)
+    assert r.returncode == 0 and f"indexed {indexed}:" in r.stdout, r.stderr
