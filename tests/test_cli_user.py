@@ -92,3 +92,37 @@ def test_every_command_names_the_repository_the_same_ways(indexed, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: two different repositories named"), r.stderr
     r = run("index", "--repo", str(indexed), "-q", cwd=tmp_path)
     assert r.returncode == 0 and f"indexed {indexed}:" in r.stdout, r.stderr
+
+
+# ------------------------------------------------------------------------------- 7. conventions
+def test_help_version_and_bare_command(tmp_path):
+    bare = run(cwd=tmp_path)
+    assert bare.returncode == 2 and "Usage: ragbit" in bare.stderr and "Examples:" in bare.stderr
+    short, long_ = run("-h", cwd=tmp_path), run("--help", cwd=tmp_path)
+    assert short.returncode == 0 and short.stdout == long_.stdout and "Commands:" in short.stdout
+    version = run("--version", cwd=tmp_path)
+    assert version.returncode == 0 and re.fullmatch(r"ragbit \d+\.\d+\.\d+\S*\n", version.stdout)
+    for command in ("index", "search", "status", "query", "chat", "generate"):
+        r = run(command, "-h", cwd=tmp_path)
+        assert r.returncode == 0, (command, r.stderr)
+        assert "<bool>" not in r.stdout and "<str>" not in r.stdout and "╭" not in r.stdout, command
+        assert f"Examples:\n\n    ragbit {command}" in r.stdout or "Examples:\n\n    echo" in r.stdout, command
+    listing = short.stdout.split("Commands:")[1]
+    assert "..." not in listing.split("Examples:")[0]            # no summary cut mid-sentence
+
+
+def test_ctrl_c_exits_130_and_keeps_what_was_committed(tmp_path):
+    repo = make_repo(tmp_path / "big")
+    for i in range(400):
+        (repo / f"m{i:03}.py").write_text(f'def handler_{i}(event):\n    """Handle event kind {i} ' +
+                                          f'{"and more " * (i % 17)}."""\n    return event * {i}\n',
+                                          encoding="utf-8")
+    child = pexpect.spawn(RAGBIT, ["index"], cwd=str(repo), env=env(TERM="xterm-256color"),
+                          dimensions=(40, 100), encoding="utf-8", timeout=300)
+    child.expect("embedding")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and "interrupted" in child.before
+    r = run("search", "handler_123", "--mode", "lexical", "--no-server", "-k", "1", cwd=repo)
+    assert r.returncode == 0 and r.stdout.startswith("1. m123.py:1-3"), r.stderr   # lexical was committed

@@ -31,8 +31,9 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted", interrupted_code: int = 1) -> T:
-    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C prints `interrupted` instead."""
+def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted", interrupted_code: int = 130) -> T:
+    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C prints `interrupted` instead and
+    exits 130 (128 + SIGINT, as shells and git report it)."""
     try:
         return fn()
     except typer.Exit:

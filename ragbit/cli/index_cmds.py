@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ragbit.cli import app
+from ragbit.cli import app, examples
 from ragbit.cli.boundary import fail, guarded, repo_config, repository
 
 
@@ -29,7 +29,9 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 
 
 # ---------------------------------------------------------------------------------------------- index
-@app.command()
+@app.command(short_help="Index a repository (incremental).", epilog=examples(
+    "ragbit index                      # the repository around the working directory",
+    "ragbit index ~/src/project --rebuild"))
 def index(
     path: Optional[Path] = typer.Argument(None, help="repository to index (default: the one around the "
                                           "working directory)", show_default=False),
@@ -64,7 +66,10 @@ def index(
 
 
 # ---------------------------------------------------------------------------------------------- search
-@app.command()
+@app.command(short_help="Search the index (code and docs, ranked).", epilog=examples(
+    'ragbit search "where are retries configured?"',
+    'ragbit search "parse_config" --mode lexical -k 3',
+    'ragbit search "token budget" --json | jq -r ".hits[].path"'))
 def search(
     question: str = typer.Argument(..., help="what you are looking for"),
     repo: Optional[Path] = typer.Option(None, "--repo", help="indexed repository (default: the one around "
@@ -97,7 +102,8 @@ def search(
 
 
 # ---------------------------------------------------------------------------------------------- status
-@app.command()
+@app.command(short_help="What is indexed and what changed since.", epilog=examples(
+    "ragbit status", "ragbit status ~/src/project"))
 def status(
     path: Optional[Path] = typer.Argument(None, help="indexed repository (default: the one around the "
                                           "working directory)", show_default=False),

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from ragbit.cli import app
+from ragbit.cli import app, examples
 from ragbit.cli.boundary import guarded, repo_config
 
 
@@ -86,7 +86,10 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- query
-@app.command()
+@app.command(short_help="Ask a question; get a cited answer.", epilog=examples(
+    'ragbit query "how does the index stay consistent after a crash?"',
+    'ragbit query "what calls Searcher.search?" --model ~/models/Bonsai-1.7B.gguf',
+    'ragbit query "where is the config validated?" --json'))
 def query(
     question: str = typer.Argument(..., help="your question about the code"),
     repo: Optional[Path] = typer.Option(None, "--repo", help="repository to ask about, indexed first if "
@@ -122,7 +125,8 @@ def query(
 
 
 # ---------------------------------------------------------------------------------------------- chat
-@app.command()
+@app.command(short_help="A conversation about a repository.", epilog=examples(
+    "ragbit chat", "ragbit chat --repo ~/src/project --model bonsai-4b"))
 def chat(
     repo: Optional[Path] = typer.Option(None, "--repo", help="repository to talk about (default: the one "
                                         "around the working directory)"),
