@@ -126,3 +126,11 @@ def test_ctrl_c_exits_130_and_keeps_what_was_committed(tmp_path):
     assert child.exitstatus == 130 and "interrupted" in child.before
     r = run("search", "handler_123", "--mode", "lexical", "--no-server", "-k", "1", cwd=repo)
     assert r.returncode == 0 and r.stdout.startswith("1. m123.py:1-3"), r.stderr   # lexical was committed
+
+
+# ------------------------------------------------------------------------------- 9. the index stays out of git
+def test_git_does_not_see_the_index(indexed):
+    assert (indexed / ".ragbit" / ".gitignore").read_text(encoding="utf-8").splitlines()[-1] == "*"
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=indexed,
+                            capture_output=True, text=True, check=True).stdout
+    assert ".ragbit" not in status and "README.md" in status
