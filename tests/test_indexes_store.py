@@ -76,7 +76,7 @@ def test_exception_inside_write_keeps_previous_generation(tmp_path, error):
             (staging / "payload.txt").write_text("new")
             raise error
     assert store.current() == old and _check_consistent(store) == "old"
-    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", old.name}
+    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", ".gitignore", old.name}
     assert _commit(store, "after") and _check_consistent(store) == "after"
 
 
