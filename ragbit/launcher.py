@@ -99,10 +99,10 @@ def main() -> None:
     argv, prog = sys.argv[1:], os.path.basename(sys.argv[0]) or "ragbit"
     reply = fast_search(argv)
     if reply is not None:
-        sys.stderr.buffer.write(reply["stderr"].encode())
-        sys.stderr.flush()
         sys.stdout.buffer.write(reply["stdout"].encode())
         sys.stdout.flush()
+        sys.stderr.buffer.write(reply["stderr"].encode())     # notes come under the results, as in the CLI
+        sys.stderr.flush()
         sys.exit(reply["exit"])
     from ragbit.cli import main as cli_main
     cli_main(argv, prog_name=prog)

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -134,3 +135,38 @@ def test_git_does_not_see_the_index(indexed):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=indexed,
                             capture_output=True, text=True, check=True).stdout
     assert ".ragbit" not in status and "README.md" in status
+
+
+# ------------------------------------------------------------------------------- 11. stale index
+@pytest.mark.search_server
+def test_search_says_when_its_files_changed_since_indexing(tmp_path):
+    repo = make_repo(tmp_path / "demo")
+    assert run("index", "-q", cwd=repo).returncode == 0
+    r = run("search", "soon deleted helper", "--no-server", cwd=repo)
+    assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
+    os.utime(repo / "README.md")                                   # touched, same bytes: not a change
+    (repo / "src" / "pkg" / "gone.py").unlink()
+    core = repo / "src" / "pkg" / "core.py"
+    core.write_text(core.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    r = run("search", "soon deleted helper combine three values demo", "--no-server", cwd=repo)
+    assert r.returncode == 0 and "src/pkg/gone.py" in r.stdout
+    note = [line for line in r.stderr.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "src/pkg/gone.py (deleted)" in note[0] and "src/pkg/core.py (changed)" in note[0]
+    assert "README.md" not in note[0] and "ragbit index" in note[0]
+    # the warm server (the console script's fast path) says the same
+    from ragbit.config import RagbitConfig
+    from ragbit.search import client
+    cfg = RagbitConfig.load(repo)
+    server = client.spawn_server(cfg)
+    try:
+        for _ in range(1200):
+            hits = client.query(cfg, "soon deleted helper", k=10, mode="hybrid", max_hits_per_file=2)
+            if hits is not None:
+                break
+            time.sleep(0.1)
+        assert hits.stale == {"src/pkg/gone.py": "deleted", "src/pkg/core.py": "changed"}
+        fast = run("search", "soon deleted helper combine three values demo", cwd=repo, RAGBIT_FASTPATH="1")
+        assert fast.stderr == r.stderr and fast.stdout == r.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

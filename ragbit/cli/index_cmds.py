@@ -97,8 +97,9 @@ def search(
     hits = guarded(go, INTERRUPTED)
     from ragbit.search.render import Terminal, render_search
     out, err = render_search(hits, as_json, Terminal.here())
+    sys.stdout.write(out)            # the notes (incomplete or stale index) come under the results
+    sys.stdout.flush()
     sys.stderr.write(err)
-    sys.stdout.write(out)
 
 
 # ---------------------------------------------------------------------------------------------- status

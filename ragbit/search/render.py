@@ -64,7 +64,8 @@ class Terminal:
 
 def render_search(hits, as_json: bool, terminal: Terminal) -> tuple[str, str]:
     """(stdout, stderr) of `ragbit search` for these hits: a JSON list, or numbered, highlighted snippets."""
-    err = "" if hits.dense_complete else INCOMPLETE_NOTE
+    from ragbit.search.staleness import stale_note
+    err = ("" if hits.dense_complete else INCOMPLETE_NOTE) + stale_note(getattr(hits, "stale", {}))
     if as_json:
         return json.dumps([h.to_json() for h in hits], ensure_ascii=False) + "\n", err
     if not terminal.is_tty and not terminal.environ.get("FORCE_COLOR") and not terminal.environ.get("TTY_COMPATIBLE"):

@@ -121,8 +121,10 @@ class SearchServer:
             return {"ok": False, "error": "the configuration turns the search server off"}, True
         s = cfg.search
         hits = self.searcher.search(r["query"], k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file)
+        from ragbit.search.staleness import stale_files
+        hits.stale = stale_files(cfg.repo, self.searcher.table, (h.path for h in hits))
         reply = {"ok": True, "hits": [dataclasses.asdict(h) for h in hits], "dense_complete": hits.dense_complete,
-                 "mode": hits.mode}
+                 "mode": hits.mode, "stale": hits.stale}
         if r.get("render") is not None:
             from ragbit.search.render import ColorSystemConflict, Terminal, render_search
             render = r["render"]
