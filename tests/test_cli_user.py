@@ -170,3 +170,23 @@ def test_search_says_when_its_files_changed_since_indexing(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------- 10. what was left out
+def test_list_skipped_names_each_file_and_its_reason(tmp_path):
+    repo = make_repo(tmp_path / "demo")
+    (repo / ".env").write_text("API_KEY=not-for-the-index\n", encoding="utf-8")
+    (repo / "node_modules" / "x").mkdir(parents=True)
+    (repo / "node_modules" / "x" / "a.js").write_text("x\n", encoding="utf-8")
+    (repo / "blob.py").write_bytes(b"\x00\x01binary")
+    (repo / ".gitignore").write_text("generated/\n", encoding="utf-8")
+    (repo / "generated").mkdir()
+    (repo / "generated" / "out.py").write_text("x = 1\n", encoding="utf-8")
+    r = run("index", "--list-skipped", cwd=repo)
+    assert r.returncode == 0, r.stderr
+    listed = dict(tuple(line.split("\t")[::-1]) for line in r.stdout.splitlines())
+    assert listed == {".env": "secret", "node_modules/": "excluded dir", "blob.py": "binary", "generated/": "ignored",
+                      ".git/": "excluded dir"}
+    assert not (repo / ".ragbit").exists()                         # listing indexes nothing
+    summary = run("index", cwd=repo).stdout
+    assert "--list-skipped" in summary

@@ -31,7 +31,8 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 # ---------------------------------------------------------------------------------------------- index
 @app.command(short_help="Index a repository (incremental).", epilog=examples(
     "ragbit index                      # the repository around the working directory",
-    "ragbit index ~/src/project --rebuild"))
+    "ragbit index ~/src/project --rebuild",
+    "ragbit index --list-skipped | grep secret     # which files are left out, and why"))
 def index(
     path: Optional[Path] = typer.Argument(None, help="repository to index (default: the one around the "
                                           "working directory)", show_default=False),
@@ -42,9 +43,19 @@ def index(
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
+    list_skipped: bool = typer.Option(False, "--list-skipped", help="only list the files the index leaves out "
+                                      "and why (reason, then path; a directory ends in /), without indexing"),
 ) -> None:
     """Index a repository (incremental: only new and changed files are re-chunked and re-embedded)."""
     _choice("--dense", dense, DENSE_KINDS)
+    if list_skipped:
+        def walk():
+            from ragbit.indexing.indexer import skipped_files
+            return skipped_files(repo_config(repository(path, repo), {"index": {"dir": index_dir},
+                                                                       "walk": {"max_file_bytes": max_file_bytes}}))
+        for skipped_path, reason in guarded(walk):
+            typer.echo(f"{reason}\t{skipped_path}")
+        return
 
     def go():
         from ragbit.indexing.indexer import index_repository
@@ -58,7 +69,7 @@ def index(
                f"-{r.files_removed} removed, {r.files_unchanged} unchanged), {r.chunks} chunks "
                f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
     if not quiet:
-        typer.echo(f"  skipped: {skipped}")
+        typer.echo(f"  skipped: {skipped}" + ("  (`ragbit index --list-skipped` lists them)" if r.skipped else ""))
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total"))
         if r.rechunked_all:
             typer.echo("  chunk settings changed since the last run: every file was re-chunked")

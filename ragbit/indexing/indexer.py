@@ -104,6 +104,20 @@ class _Progress:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def skipped_files(cfg: RagbitConfig, warn=None) -> list[tuple[str, str]]:
+    """(path, reason) for everything the index leaves out, in walk order; a pruned directory is one "dir/"
+    entry. A full walk of the current tree (each kept file is read, as the index would), nothing is written:
+    `ragbit index --list-skipped` answers "why is my file not found?" without re-indexing."""
+    from ragbit.indexing.walker import WalkStats, walk_repository
+    repo = Path(cfg.repo)
+    check_repo(repo)
+    stats = WalkStats()
+    walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
+    for _ in walk_repository(repo, walk_cfg, warn or (lambda msg: None), stats):
+        pass
+    return stats.paths
+
+
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
                      embedder=None, warn=None, embed: bool = True) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.

@@ -144,9 +144,12 @@ class WalkStats:
     files: int = 0
     bytes: int = 0
     skipped: Counter = field(default_factory=Counter)
+    paths: list = field(default_factory=list)   # (path, reason) per skip; a pruned directory as "dir/"
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, path: str = "") -> None:
         self.skipped[reason] += 1
+        if path:
+            self.paths.append((path, reason))
 
     def summary(self) -> str:
         """e.g. "skipped 3 binary, 1 too large, 12 ignored" ("" when nothing was skipped)."""
@@ -256,35 +259,35 @@ class _Walk:
             entries = list(os.scandir(here))
         except OSError as e:
             self.warn(f"skipped {base or './'}: {_reason(e)}")
-            self.stats.skip(UNREADABLE)
+            self.stats.skip(UNREADABLE, base or "./")
             return
         # sort key: name + "/" for directories, so the output is in plain string order of the full paths
         for entry, is_dir, target in sorted(self._classify(entries, base, real),
                                             key=lambda x: x[0].name + "/" * x[1]):
             rel = base + entry.name
             if entry.name in VCS_NAMES:
-                self.stats.skip(EXCLUDED)
+                self.stats.skip(EXCLUDED, rel + "/" * is_dir)
             elif is_dir:
                 if entry.name in SKIP_DIRS or entry.name.endswith(SKIP_DIR_SUFFIXES) \
                         or any(os.path.exists(os.path.join(entry.path, m)) for m in VENV_MARKERS):
-                    self.stats.skip(EXCLUDED)
+                    self.stats.skip(EXCLUDED, rel + "/")
                 elif _decide(layers, rel, True):
-                    self.stats.skip(IGNORED)
+                    self.stats.skip(IGNORED, rel + "/")
                 elif target in ancestors:
-                    self.stats.skip(LOOP)
+                    self.stats.skip(LOOP, rel + "/")
                 else:
                     yield from self._dir(target, rel + "/", ragbit_layers, git_layers, ancestors | {target})
             elif _decide(layers, rel, False):
-                self.stats.skip(IGNORED)
+                self.stats.skip(IGNORED, rel)
             elif reason := _name_reason(entry.name):
-                self.stats.skip(reason)
+                self.stats.skip(reason, rel)
             else:
                 try:
                     stamp = stamp_of(entry.stat())        # follows a symlink (to a file inside the repository)
                 except OSError:
                     stamp = None                          # reported when the file is read
                 if stamp is not None and stamp[0] > self.cfg.max_file_bytes:
-                    self.stats.skip(TOO_LARGE)
+                    self.stats.skip(TOO_LARGE, rel)
                 else:
                     yield rel, self.root / rel, stamp
 
@@ -296,10 +299,10 @@ class _Walk:
                 if entry.is_symlink():
                     target = Path(os.path.realpath(entry.path))
                     if not target.exists():
-                        self.stats.skip(BROKEN_LINK)
+                        self.stats.skip(BROKEN_LINK, base + entry.name)
                         continue
                     if not target.is_relative_to(self.root):
-                        self.stats.skip(OUTSIDE)
+                        self.stats.skip(OUTSIDE, base + entry.name)
                         continue
                     is_dir = target.is_dir()
                 else:
@@ -309,7 +312,7 @@ class _Walk:
                     continue                                  # sockets, fifos, devices
             except OSError as e:
                 self.warn(f"skipped {base}{entry.name}: {_reason(e)}")
-                self.stats.skip(UNREADABLE)
+                self.stats.skip(UNREADABLE, base + entry.name)
                 continue
             yield entry, is_dir, target
 
@@ -319,24 +322,24 @@ class _Walk:
             raw = read_bytes(abspath)
         except OSError as e:
             self.warn(f"skipped {rel}: {_reason(e)}")
-            self.stats.skip(UNREADABLE)
+            self.stats.skip(UNREADABLE, rel)
             return None
         if len(raw) > self.cfg.max_file_bytes:                # grew since the stat
-            self.stats.skip(TOO_LARGE)
+            self.stats.skip(TOO_LARGE, rel)
             return None
         if b"\x00" in raw[:BINARY_SNIFF_BYTES]:
-            self.stats.skip(BINARY)
+            self.stats.skip(BINARY, rel)
             return None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             self.warn(f"skipped {rel}: not UTF-8 text (invalid byte at offset {e.start})")
-            self.stats.skip(UNDECODABLE)
+            self.stats.skip(UNDECODABLE, rel)
             return None
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if len(text) > self.cfg.max_line_chars and max(map(len, text.split("\n"))) > self.cfg.max_line_chars:
-            self.stats.skip(GENERATED)
+            self.stats.skip(GENERATED, rel)
             return None
         self.stats.files += 1
         self.stats.bytes += len(raw)
