@@ -113,14 +113,18 @@ def test_help_version_and_bare_command(tmp_path):
 
 
 def test_ctrl_c_exits_130_and_keeps_what_was_committed(tmp_path):
+    """Also item 12: query's first-run indexing is headed, says when lexical search is ready, then shows
+    the embedding bar."""
     repo = make_repo(tmp_path / "big")
     for i in range(400):
         (repo / f"m{i:03}.py").write_text(f'def handler_{i}(event):\n    """Handle event kind {i} ' +
                                           f'{"and more " * (i % 17)}."""\n    return event * {i}\n',
                                           encoding="utf-8")
-    child = pexpect.spawn(RAGBIT, ["index"], cwd=str(repo), env=env(TERM="xterm-256color"),
-                          dimensions=(40, 100), encoding="utf-8", timeout=300)
-    child.expect("embedding")
+    child = pexpect.spawn(RAGBIT, ["query", "what does handler_7 return?"], cwd=str(repo),
+                          env=env(TERM="xterm-256color"), dimensions=(40, 100), encoding="utf-8", timeout=300)
+    child.expect(f"indexing {repo}: 403 files, 403 chunks")
+    child.expect(r"lexical search is ready \(`ragbit search` works now\); embedding 403 chunks")
+    child.expect(r"embedding chunks.*\d+/403")
     child.sendintr()
     child.expect(pexpect.EOF)
     child.close()

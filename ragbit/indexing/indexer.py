@@ -81,6 +81,11 @@ def previous_generation(store):
     return store.manifest(), Path(gen)
 
 
+def _say(message: str) -> None:
+    """A progress line for the user (stderr, like the bar), only when progress was asked for."""
+    print(message, file=sys.stderr, flush=True)
+
+
 class _Progress:
     """A rich progress bar on stderr over vectors to embed (or nothing when progress=False)."""
 
@@ -89,7 +94,7 @@ class _Progress:
         if enabled and total:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-            self.bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+            self.bar = Progress(TextColumn("embedding chunks"), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
             self.task = self.bar.add_task("embed", total=total)
             self.bar.start()
@@ -225,6 +230,8 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             return report
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
+        if progress:
+            _say(f"indexing {repo}: {len(table.files)} files, {len(table)} chunks")
         t = time.perf_counter()
         lexical = _build_lexical(table, reused, prev_dir)
         report.timings["lexical"] = time.perf_counter() - t
@@ -233,6 +240,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         if not one_commit:
             _commit(store, base_manifest, table, lexical, vectors, found, complete,
                     kind=cfg.index.dense if complete else "flat")
+            if progress and not complete and embed:
+                _say(f"lexical search is ready (`ragbit search` works now); embedding "
+                     f"{int((~found).sum())} chunks for semantic search (Ctrl-C keeps what is done)")
 
         # ---- 4. embed what is missing, flushing to the cache as we go
         if not complete and not embed:
