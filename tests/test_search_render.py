@@ -21,7 +21,7 @@ def _hits(dense_complete: bool = True) -> Hits:
 
 def test_json_is_the_hits_and_the_incomplete_note_goes_to_stderr():
     out, err = render_search(_hits(dense_complete=False), True, Terminal())
-    assert json.loads(out) == [h.to_json() for h in _hits()] and out.endswith("\n")
+    assert json.loads(out)["hits"] == [{"rank": h.rank, **h.to_json()} for h in _hits()] and out.endswith("\n")
     assert err == INCOMPLETE_NOTE
     assert render_search(_hits(), True, Terminal())[1] == ""
 

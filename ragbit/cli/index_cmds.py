@@ -5,6 +5,7 @@ Every failure a user can cause (bad path, no index, locked or corrupt index, bad
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -43,6 +44,8 @@ def index(
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.index/1, "
+                                 "docs/json.md) instead of the summary"),
     list_skipped: bool = typer.Option(False, "--list-skipped", help="only list the files the index leaves out "
                                       "and why (reason, then path; a directory ends in /), without indexing"),
 ) -> None:
@@ -61,8 +64,12 @@ def index(
         from ragbit.indexing.indexer import index_repository
         cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense},
                              "embed": {"model": embed_model}, "walk": {"max_file_bytes": max_file_bytes}})
-        return index_repository(cfg, progress=not quiet, rebuild=rebuild)
+        return index_repository(cfg, progress=not (quiet or as_json), rebuild=rebuild)
     r = guarded(go, INTERRUPTED)
+    if as_json:
+        from ragbit.json_forms import index_document
+        typer.echo(json.dumps(index_document(r), ensure_ascii=False))
+        return
     t = r.timings
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items()) if n) or "none"
     typer.echo(f"indexed {r.repo}: {r.files} files (+{r.files_added} added, ~{r.files_changed} changed, "
@@ -91,7 +98,8 @@ def search(
     max_per_file: Optional[int] = typer.Option(None, "--max-per-file", min=0, help="at most N chunks per file, "
                                                "0 = no cap (config search.max_hits_per_file, default 2)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.search/1, "
+                                 "docs/json.md)"),
     no_server: bool = typer.Option(False, "--no-server", help="search in this process only: neither use nor "
                                    "start the background search server (config: search.server = false)"),
 ) -> None:
@@ -121,12 +129,18 @@ def status(
                                           "working directory)", show_default=False),
     repo: Optional[Path] = typer.Option(None, "--repo", help="same as PATH"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.status/1, "
+                                 "docs/json.md)"),
 ) -> None:
     """What is indexed, with which model, and how many files changed since."""
     def go():
         from ragbit.search.status import index_status
         return index_status(repo_config(repository(path, repo), {"index": {"dir": index_dir}}))
     s = guarded(go, INTERRUPTED)
+    if as_json:
+        from ragbit.json_forms import status_document
+        typer.echo(json.dumps(status_document(s), ensure_ascii=False))
+        return
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
     typer.echo(f"embedding model: {s.model_id} (dim {s.dim})")

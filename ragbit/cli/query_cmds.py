@@ -100,7 +100,9 @@ def query(
     show_context: bool = typer.Option(False, "--show-context", help="print the packed context (stderr)"),
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of streaming "
+                                 "(schema ragbit.query/1, docs/json.md)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="with --json: include the whole prompt"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
     """Ask a question about a repository: retrieve, pack, stream a cited answer.
@@ -116,7 +118,8 @@ def query(
     if as_json:
         if answer.error:
             _echo_err(f"warning: {answer.error}")
-        json.dump(answer.to_json(), sys.stdout, ensure_ascii=False)
+        from ragbit.json_forms import query_document
+        json.dump(query_document(answer, verbose=verbose), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return
     _show_answer(answer, streamed=True, show_context=show_context)

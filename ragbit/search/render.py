@@ -63,11 +63,13 @@ class Terminal:
 
 
 def render_search(hits, as_json: bool, terminal: Terminal) -> tuple[str, str]:
-    """(stdout, stderr) of `ragbit search` for these hits: a JSON list, or numbered, highlighted snippets."""
+    """(stdout, stderr) of `ragbit search` for these hits: a JSON document (ragbit/json_forms.py), or numbered,
+    highlighted snippets."""
     from ragbit.search.staleness import stale_note
     err = ("" if hits.dense_complete else INCOMPLETE_NOTE) + stale_note(getattr(hits, "stale", {}))
     if as_json:
-        return json.dumps([h.to_json() for h in hits], ensure_ascii=False) + "\n", err
+        from ragbit.json_forms import search_document
+        return json.dumps(search_document(hits), ensure_ascii=False) + "\n", err
     if not terminal.is_tty and not terminal.environ.get("FORCE_COLOR") and not terminal.environ.get("TTY_COMPATIBLE"):
         return _plain_hits(hits), err
     return _without_trailing_spaces(_rich_hits(hits, terminal)), err
