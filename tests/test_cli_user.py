@@ -21,7 +21,8 @@ LONG_LINE = ("    return alpha + beta + gamma  # " + "a comment far beyond eight
 
 def env(**extra) -> dict:
     e = {**os.environ, "PYTHONPATH": str(ROOT), "RAGBIT_FASTPATH": "0"}
-    e.pop("COLUMNS", None)
+    for name in ("COLUMNS", "RAGBIT_MODEL"):
+        e.pop(name, None)
     e.update(extra)
     return e
 
@@ -194,3 +195,54 @@ def test_list_skipped_names_each_file_and_its_reason(tmp_path):
     assert not (repo / ".ragbit").exists()                         # listing indexes nothing
     summary = run("index", cwd=repo).stdout
     assert "--list-skipped" in summary
+
+
+# ------------------------------------------------------------------------------- 3. a default model
+def default_model(listing: str) -> str:
+    return next(line.split()[1] for line in listing.splitlines() if line.startswith("* ") and "default" not in line)
+
+
+def test_default_model_precedence_user_config_repo_env_flag(tmp_path):
+    repo = make_repo(tmp_path / "demo")
+    xdg = tmp_path / "xdg"
+    (xdg / "ragbit").mkdir(parents=True)
+    base = {"XDG_CONFIG_HOME": str(xdg), "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    assert default_model(run("models", cwd=repo, **base).stdout) == "bonsai-1.7b"
+    (xdg / "ragbit" / "config.toml").write_text('[generator]\nmodel = "bonsai-4b"\n', encoding="utf-8")
+    r = run("models", cwd=repo, **base)
+    assert default_model(r.stdout) == "bonsai-4b" and f"from {xdg / 'ragbit' / 'config.toml'}" in r.stdout
+    (repo / "ragbit.toml").write_text('[generator]\nmodel = "bonsai-8b"\n', encoding="utf-8")
+    assert default_model(run("models", cwd=repo / "src", **base).stdout) == "bonsai-8b"
+    r = run("models", cwd=repo, RAGBIT_MODEL="bonsai-1.7b", **base)
+    assert default_model(r.stdout) == "bonsai-1.7b" and "from $RAGBIT_MODEL" in r.stdout
+    # a flag beats all of them; without a usable model the warning says how to make one stick
+    missing = tmp_path / "nowhere" / "Bonsai-1.7B.gguf"
+    r = run("query", "what does combine_three_values do?", "--model", str(missing), "--json", cwd=repo,
+            RAGBIT_MODEL="bonsai-1.7b", **base)
+    assert r.returncode == 0 and str(missing) in r.stderr, r.stderr
+    r = run("query", "what does combine_three_values do?", cwd=repo, **base)
+    warning = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert r.returncode == 0 and len(warning) == 1 and "bonsai-8b" in warning[0]
+    assert "ragbit pull bonsai-8b" in warning[0] and "RAGBIT_MODEL=" in warning[0]
+    assert "sources (retrieved; no answer was generated):" in r.stdout
+
+
+def test_models_lists_what_is_downloaded_and_pull_knows_it(tmp_path):
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--prism-ml--Bonsai-4B-gguf" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "Bonsai-4B.gguf").write_bytes(b"\0" * 3_000_000)
+    (hub / "models--prism-ml--Bonsai-4B-gguf" / "refs").mkdir()
+    (hub / "models--prism-ml--Bonsai-4B-gguf" / "refs" / "main").write_text("0123abc", encoding="utf-8")
+    extra = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    r = run("models", cwd=tmp_path, **extra)
+    rows = {line.split()[0 if not line.startswith("*") else 1]: line for line in r.stdout.splitlines()[:-1]}
+    assert r.returncode == 0 and set(rows) == {"bonsai-1.7b", "bonsai-4b", "bonsai-8b"}
+    assert "3 MB" in rows["bonsai-4b"] and str(snapshot / "Bonsai-4B.gguf") in rows["bonsai-4b"]
+    assert "not downloaded: ragbit pull bonsai-8b" in rows["bonsai-8b"]
+    r = run("pull", "bonsai-4b", cwd=tmp_path, **extra)
+    assert r.returncode == 0 and "already here" in r.stdout
+    r = run("pull", "bonsai-8b", cwd=tmp_path, **extra)           # offline: one line, exit 1
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: bonsai-8b")
+    r = run("pull", "llama-3", cwd=tmp_path, **extra)
+    assert r.returncode == 1 and r.stderr.startswith("error: unknown model 'llama-3'")
