@@ -86,7 +86,8 @@ class SearchConfig:
                                              # on the 40 django queries held out (benchmarks/retrieval_eval.py)
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/search/server.py)
-    server_idle_timeout: float = 600.0       # seconds without a search before that server exits
+    server_idle_timeout: float = 180.0       # seconds without a search before that server exits (~300 MB each:
+                                             # a laptop should not hold one per repository for long)
 
 
 @dataclass

@@ -246,3 +246,36 @@ def test_models_lists_what_is_downloaded_and_pull_knows_it(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: bonsai-8b")
     r = run("pull", "llama-3", cwd=tmp_path, **extra)
     assert r.returncode == 1 and r.stderr.startswith("error: unknown model 'llama-3'")
+
+
+# ------------------------------------------------------------------------------- 5. background servers
+@pytest.mark.search_server
+def test_server_list_and_stop(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))       # the spawned server inherits it
+    repo = make_repo(tmp_path / "demo")
+    assert run("index", "-q", cwd=repo).returncode == 0
+    r = run("server", "list", cwd=repo, XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    assert r.returncode == 0 and r.stdout == "no search servers running\n"
+    from ragbit.config import RagbitConfig
+    from ragbit.search import client
+    cfg = RagbitConfig.load(repo)
+    assert cfg.search.server_idle_timeout <= 300                           # a laptop-sized idle time
+    server = client.spawn_server(cfg)
+    try:
+        for _ in range(1200):
+            listing = run("server", "list", cwd=repo, XDG_RUNTIME_DIR=str(tmp_path / "run")).stdout
+            if str(server.pid) in listing:
+                break
+            time.sleep(0.1)
+        row = next(line for line in listing.splitlines() if line.split()[0] == str(server.pid))
+        assert row.endswith(str(repo)) and " MB" in row
+        r = run("server", "stop", cwd=repo / "src", XDG_RUNTIME_DIR=str(tmp_path / "run"))
+        assert r.returncode == 0 and r.stdout == f"stopped {server.pid} ({repo})\n", r.stderr
+        assert server.wait(timeout=10) == 0
+        assert run("server", "list", cwd=repo, XDG_RUNTIME_DIR=str(tmp_path / "run")).stdout == \
+            "no search servers running\n"
+        assert not (repo / ".ragbit" / "search.sock").exists()
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
