@@ -279,3 +279,28 @@ def test_server_list_and_stop(tmp_path, monkeypatch):
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------- 4. first-run compile notice
+TINY_MODEL = str(ROOT / "tests" / "fixtures" / "reference" / "tiny-tied-q1_0.gguf")
+
+
+def test_compile_notice_follows_numbas_cache(tmp_path, monkeypatch, capsys):
+    from ragbit import kernel_cache
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NUMBA_DISABLE_JIT", raising=False)
+    assert kernel_cache.announce_first_compile() is True
+    assert capsys.readouterr().err == kernel_cache.NOTICE + "\n"
+    (tmp_path / "home" / "generator").mkdir(parents=True)      # numba mirrors the source path under the dir
+    (tmp_path / "home" / "generator" / "layers.rmsnorm-27.py311.nbi").write_bytes(b"")
+    assert kernel_cache.announce_first_compile() is False and capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_first_generate_says_it_compiles_and_the_second_does_not(tmp_path):
+    first = run("generate", "hello", "--model", TINY_MODEL, "--max-tokens", "2", cwd=tmp_path,
+                NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    assert first.returncode == 0 and "compiling the CPU kernels once" in first.stderr, first.stderr
+    second = run("generate", "hello", "--model", TINY_MODEL, "--max-tokens", "2", cwd=tmp_path,
+                 NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    assert second.returncode == 0 and "compiling" not in second.stderr and second.stdout == first.stdout
