@@ -304,3 +304,56 @@ def test_first_generate_says_it_compiles_and_the_second_does_not(tmp_path):
     second = run("generate", "hello", "--model", TINY_MODEL, "--max-tokens", "2", cwd=tmp_path,
                  NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     assert second.returncode == 0 and "compiling" not in second.stderr and second.stdout == first.stdout
+
+
+# ------------------------------------------------------------------------------- 6. chat in a terminal
+@pytest.fixture(scope="module")
+def synthetic_model(tmp_path_factory) -> str:
+    from generator.synthetic import write_synthetic_gguf
+    path = tmp_path_factory.mktemp("model") / "tiny-tied.gguf"
+    return str(write_synthetic_gguf(path, "tiny-tied", tokenizer_from=TINY_MODEL, seed=3))
+
+
+def test_chat_has_history_slash_commands_and_ctrl_c_stops_only_the_answer(indexed, synthetic_model, tmp_path):
+    child = pexpect.spawn(RAGBIT, ["chat", "--model", synthetic_model, "--max-tokens", "4000", "--no-think"],
+                          cwd=str(indexed), dimensions=(40, 120), encoding="utf-8", timeout=120,
+                          env=env(TERM="xterm-256color", XDG_STATE_HOME=str(tmp_path / "state"),
+                                  PROMPT_TOOLKIT_NO_CPR="1"))
+    child.expect("/help for commands")
+    child.sendline("/help")                                    # a command, not a question for the model
+    child.expect("/reset +forget the conversation")
+    child.sendline("what does combine_three_values return?")
+    time.sleep(3)                                              # the answer is streaming (4000 tokens max)
+    child.sendintr()
+    child.expect(r"\[answer stopped\]")
+    child.send("\x1b[A")                                       # Up: the last question comes back, editable
+    child.expect("what does combine_three_values return\\?")
+    child.send("\x15")                                         # Ctrl-U clears the line
+    child.sendline("/sources")
+    child.expect("no answer yet")                              # the stopped turn was not kept
+    child.sendline("/reset")
+    child.expect("conversation reset")
+    child.expect(">")                                          # the next prompt (prompt_toolkit reads raw keys)
+    time.sleep(0.3)
+    child.send("\x04")                                         # Ctrl-D leaves
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    history = (tmp_path / "state" / "ragbit" / "chat_history").read_text(encoding="utf-8")
+    assert "+what does combine_three_values return?" in history   # kept for the next session
+
+
+def test_chat_answers_then_lists_its_sources(indexed, synthetic_model, tmp_path):
+    child = pexpect.spawn(RAGBIT, ["chat", "--model", synthetic_model, "--max-tokens", "3", "--no-think"],
+                          cwd=str(indexed), dimensions=(40, 120), encoding="utf-8", timeout=120,
+                          env=env(TERM="xterm-256color", XDG_STATE_HOME=str(tmp_path / "state"),
+                                  PROMPT_TOOLKIT_NO_CPR="1"))
+    child.expect("/help for commands")
+    child.sendline("what does combine_three_values return?")
+    child.expect(r"sources")
+    child.sendline("/sources")
+    child.expect(r"\[1\] \S+:\d+-\d+")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -140,24 +140,105 @@ def chat(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
-    """A conversation about a repository, one question per line on stdin; ends on EOF or /exit."""
+    """A conversation about a repository: line editing and history on a terminal, one question per line
+    from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
         return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
     conversation = guarded(setup)
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    read = _line_reader(interactive)
     if interactive:
-        _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); /exit to quit")
+        _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); "
+                  "/help for commands, Ctrl-C stops an answer, Ctrl-D quits")
+    last = None
     while True:
-        if interactive:
-            sys.stderr.write("> ")
-            sys.stderr.flush()
-        line = sys.stdin.readline()
-        if not line or line.strip() == "/exit":
+        try:
+            line = read()
+        except KeyboardInterrupt:
+            if not interactive:
+                raise
+            continue                 # Ctrl-C at the prompt clears the line, as in a shell
+        except EOFError:
             break
         question = line.strip()
         if not question:
             continue
-        answer = guarded(lambda: conversation.ask(question, on_token=_stream_to_stdout))
+        if question.startswith("/"):
+            if not _slash_command(question, conversation, last):
+                break
+            if question.split()[0].lower() == "/reset":
+                last = None
+            continue
+
+        def ask_once():
+            try:
+                return conversation.ask(question, on_token=_stream_to_stdout)
+            except KeyboardInterrupt:    # Ctrl-C stops this answer; the chat goes on (the turn is not kept)
+                return None
+        answer = guarded(ask_once)
+        if answer is None:
+            sys.stdout.write("\n")
+            _echo_err("[answer stopped]")
+            continue
+        last = answer
         _show_answer(answer, streamed=True, show_context=False)
         typer.echo("")
+
+
+CHAT_HELP = """\
+/help      this list
+/sources   the sources of the last answer
+/reset     forget the conversation so far (the index and the model stay loaded)
+/exit      leave (Ctrl-D does too)
+Up/Down recall earlier questions; Ctrl-C stops an answer."""
+
+
+def _slash_command(command: str, conversation, last) -> bool:
+    """Run a chat command; False means leave the chat."""
+    name = command.split()[0].lower()
+    if name in ("/exit", "/quit"):
+        return False
+    if name == "/help":
+        typer.echo(CHAT_HELP)
+    elif name == "/sources":
+        if last is None:
+            typer.echo("no answer yet")
+        else:
+            _print_sources(last)
+    elif name == "/reset":
+        conversation.reset()
+        typer.echo("conversation reset")
+    else:
+        typer.echo(f"unknown command {name}; /help lists them")
+    return True
+
+
+def _history_file():
+    """Questions asked in `ragbit chat`, kept across sessions like a shell's history ($XDG_STATE_HOME)."""
+    import os
+    state = os.environ.get("XDG_STATE_HOME", "").strip()
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local" / "state"
+    path = base / "ragbit" / "chat_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
+
+def _line_reader(interactive: bool):
+    """A function returning the next question (EOFError at the end): prompt_toolkit with line editing and
+    history on a terminal, plain lines from a pipe."""
+    if not interactive:
+        def read_line() -> str:
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            return line
+        return read_line
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    path = _history_file()
+    session = PromptSession(history=FileHistory(str(path)) if path else InMemoryHistory())
+    return lambda: session.prompt("> ")
