@@ -241,8 +241,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             _commit(store, base_manifest, table, lexical, vectors, found, complete,
                     kind=cfg.index.dense if complete else "flat")
             if progress and not complete and embed:
+                unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
                 _say(f"lexical search is ready (`ragbit search` works now); embedding "
-                     f"{int((~found).sum())} chunks for semantic search (Ctrl-C keeps what is done)")
+                     f"{unique} chunks for semantic search (Ctrl-C keeps what is done)")
 
         # ---- 4. embed what is missing, flushing to the cache as we go
         if not complete and not embed:
