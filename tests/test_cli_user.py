@@ -269,6 +269,12 @@ def test_server_list_and_stop(tmp_path, monkeypatch):
             time.sleep(0.1)
         row = next(line for line in listing.splitlines() if line.split()[0] == str(server.pid))
         assert row.endswith(str(repo)) and " MB" in row
+        # item 2 in the console script's fast path: from a subdirectory it asks the repository's server
+        from ragbit import launcher
+        monkeypatch.chdir(repo / "src" / "pkg")
+        monkeypatch.setenv("RAGBIT_FASTPATH", "1")
+        fast = launcher.fast_search(["search", "combine three values", "-k", "1"])
+        assert fast is not None and fast["stdout"].startswith("1. src/pkg/core.py:1-2")
         r = run("server", "stop", cwd=repo / "src", XDG_RUNTIME_DIR=str(tmp_path / "run"))
         assert r.returncode == 0 and r.stdout == f"stopped {server.pid} ({repo})\n", r.stderr
         assert server.wait(timeout=10) == 0
