@@ -1,13 +1,22 @@
-"""Retrieval quality on the SWE-bench-Lite issue -> files dev set, all search modes side by side in one run.
+"""Retrieval quality on the development sets, every search mode side by side in one run, at three levels.
 
-Runs the flow of /work/shared/eval/score.py in-process: each corpus is indexed ONCE with ragbit, then every
-query is searched in each mode (hybrid, dense, lexical, and hybrid without the path boost), and scored with
-score.py's own `score_one` (imported, not re-written), next to score.py's BM25 baselines on the same queries.
+Runs the flow of ../shared/eval/score.py in-process: each corpus is indexed ONCE with ragbit, then every
+query is searched in each mode (hybrid, dense, lexical, and ablations), and scored with score.py's own
+`score_one` (imported, not re-written) at file and chunk level, next to score.py's BM25 baselines. Then the
+context level (`context_eval.py`): the pipeline's own retriever and packer fill budgets of 500 to 3,000
+generator tokens, and the share of gold lines inside the packed context is measured, beside BM25 over
+40-line windows packed to the same budgets.
+
+Two sets (`--set`): `issues` (109 SWE-bench Lite issues -> files and changed functions) and `docstring`
+(127 short questions -> one function, made by ../shared/eval/make_docstring_queries.py).
 
 Fetch the corpora first (see the eval README):
     python3 /work/shared/eval/fetch_sdists.py --manifest /work/shared/eval/sdists_swebench.json --dest /tmp/ragbit-eval
+    python3 /work/shared/eval/make_docstring_queries.py --out /tmp/ragbit-eval/docstring-dev \
+        jinja2==3.1.4 werkzeug==3.0.3 attrs==23.2.0 tqdm==4.66.4 packaging==24.0
 Then, e.g.:
     python benchmarks/retrieval_eval.py --corpora requests-2.3.0,flask-2.3.0 --max-queries 20
+    python benchmarks/retrieval_eval.py --set docstring
 """
 from __future__ import annotations
 
@@ -20,11 +29,18 @@ import sys
 import time
 from pathlib import Path
 
+from context_eval import BUDGETS, BM25WindowsPacked, context_metrics, load_count_tokens
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # mode[-ablation]: "nopath" turns off the boost of files the question names, "nocap" the per-file hit cap
 SYSTEMS = ["hybrid", "hybrid-nopath", "hybrid-nocap", "dense", "lexical", "lexical-nocap"]
+CONTEXT_SYSTEMS = ["hybrid", "dense", "lexical"]      # packed with the pipeline's own retriever and packer
+SETS = {   # query file (in --eval-dir, or absolute), corpus root, index-dir prefix
+    "issues": ("swebench_files.jsonl", "/tmp/ragbit-eval/src", ""),
+    "docstring": ("/tmp/ragbit-eval/docstring-dev/queries.jsonl", "/tmp/ragbit-eval/docstring-dev", "docstring-dev-"),
+}
 
 
 def seed_vectors_from_siblings(index_root: Path, corpus: str) -> int:
@@ -62,8 +78,9 @@ def load_score_module(eval_dir: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--eval-dir", default="/work/shared/eval")
-    ap.add_argument("--corpus-root", default="/tmp/ragbit-eval/src")
+    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
+    ap.add_argument("--set", choices=sorted(SETS), default="issues")
+    ap.add_argument("--corpus-root", help="default: the set's (see SETS)")
     ap.add_argument("--index-root", default="/tmp/ragbit-eval/index", help="one index per corpus under here")
     ap.add_argument("--corpora", default="", help="comma list (default: all corpora of the query file)")
     ap.add_argument("--max-queries", type=int, default=0, help="score only the first N queries (after --corpora)")
@@ -73,16 +90,26 @@ def main() -> None:
                     help="no embedding: index chunk table + BM25 only, score lexical with/without path boost")
     ap.add_argument("--no-share-vectors", action="store_true",
                     help="do not reuse cached vectors of other versions of the same project")
+    ap.add_argument("--systems", default="", help="comma list of ragbit systems (default: all of SYSTEMS)")
+    ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="context budgets in generator tokens")
+    ap.add_argument("--tokenizer-model", default=str(ROOT / "tests/fixtures/reference/tiny-tied-q1_0.gguf"),
+                    help="a model file carrying the generator's tokenizer (the tiny reference model has Qwen3's)")
+    ap.add_argument("--chunk", default="{}", help='ablation: [chunk] settings as JSON, e.g. \'{"min_lines": 0}\'')
     ap.add_argument("--out", help="write per-query results + summary JSON here")
     a = ap.parse_args()
+    query_file, default_root, index_prefix = SETS[a.set]
+    a.corpus_root = a.corpus_root or default_root
+    budgets = [int(b) for b in a.budgets.split(",") if b]
 
     from ragbit.config import RagbitConfig
     from ragbit.indexing.embeddings import Embedder
     from ragbit.indexing.indexer import index_repository
+    from ragbit.pipeline.components.context_packer import ContextPacker
+    from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
     from ragbit.search.searcher import Searcher
 
     score = load_score_module(Path(a.eval_dir))
-    qs = [json.loads(l) for l in open(Path(a.eval_dir) / "swebench_files.jsonl") if l.strip()]
+    qs = [json.loads(l) for l in open(Path(a.eval_dir) / query_file) if l.strip()]
     if a.corpora:
         order = a.corpora.split(",")                 # corpora run in the order given
         qs = sorted((q for q in qs if q["corpus"] in order), key=lambda q: order.index(q["corpus"]))
@@ -95,7 +122,11 @@ def main() -> None:
     baselines = [score.BM25Baseline("bm25") if b == "bm25" else score.BM25Baseline("bm25-chunk", 40, 20)
                  for b in filter(None, a.baselines.split(","))]
     systems = ["lexical", "lexical-nopath"] if a.lexical_only else SYSTEMS
+    if a.systems:
+        systems = a.systems.split(",")
+    context_systems = [s for s in CONTEXT_SYSTEMS if s in systems]
     names = [b.name for b in baselines] + [f"ragbit-{s}" for s in systems]
+    count_tokens = load_count_tokens(a.tokenizer_model) if budgets else None
     per_query = [{"corpus": q["corpus"], "id": q.get("instance_id"), "systems": {}} for q in qs]
     timing = collections.defaultdict(float)
     embedder = Embedder()                 # one model for every corpus
@@ -113,12 +144,19 @@ def main() -> None:
             for i in idxs:
                 res = b.search(qs[i]["query"], a.k)
                 per_query[i]["systems"][b.name] = score.score_one(qs[i], res, b.returns_chunks)
+        if budgets:
+            windows = BM25WindowsPacked(cdir, count_tokens, score.corpus_files)
+            for i in idxs:
+                m = per_query[i]["systems"].setdefault(windows.name, {})
+                for budget in budgets:
+                    m.update(context_metrics(qs[i], windows.blocks(qs[i]["query"], budget), budget))
 
         if not a.no_share_vectors and not a.lexical_only:
             n = seed_vectors_from_siblings(Path(a.index_root), corpus)
             if n:
                 print(f"  reusing {n} vector shards of other {corpus.rsplit('-', 1)[0]} versions", file=sys.stderr)
-        cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / corpus)}})
+        cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / (index_prefix + corpus))},
+                                                 "chunk": json.loads(a.chunk)})
         t = time.time()
         report = index_repository(cfg, progress=not a.lexical_only, embedder=embedder, embed=not a.lexical_only)
         timing["ragbit index_s"] += time.time() - t
@@ -138,6 +176,17 @@ def main() -> None:
                 m["top"] = [[r["path"], r["start_line"], r["end_line"]] for r in res[:10]]
                 per_query[i]["systems"][f"ragbit-{system}"] = m
             timing[f"ragbit-{system} search_s"] += time.time() - t
+        for system in context_systems:        # what the prompt gets: the pipeline's retriever, then its packer
+            t = time.time()
+            retriever = HybridRetriever(cfg, mode=system, embedder=embedder)
+            packers = [ContextPacker(budget=b, tokenizer=tokenizer_of(count_tokens)) for b in budgets]
+            for i in idxs:
+                hits = retriever.run(query=qs[i]["query"])["hits"]
+                m = per_query[i]["systems"][f"ragbit-{system}"]
+                for packer in packers:
+                    ctx = packer.run(hits=hits)["context"]
+                    m.update(context_metrics(qs[i], ctx.blocks, packer.budget))
+            timing[f"ragbit-{system} context_s"] += time.time() - t
         done = [pq for pq in per_query if pq["systems"]]          # running totals, in case the run is cut
         print(f"  so far ({len(done)} queries) file R@10 / MRR@10: " + "  ".join(
             f"{n} {score.mean([pq['systems'][n]['file_R@10'] for pq in done]):.3f}/"
@@ -152,16 +201,22 @@ def main() -> None:
     n_chunk = sum(1 for q in qs if score.targets_of(q))
     if n_chunk:
         keys += [f"chunk_R@{k}" for k in score.KS] + ["chunk_MRR@10"]
-    summary = {name: {k: score.mean([pq["systems"][name][k] for pq in per_query if k in pq["systems"][name]])
+        keys += [f"ctx_{m}@{b}" for m in ("hit80", "lines") for b in budgets]
+    if budgets:
+        names.append(BM25WindowsPacked.name)
+    summary = {name: {k: score.mean([pq["systems"][name][k] for pq in per_query
+                                     if name in pq["systems"] and k in pq["systems"][name]])
                       for k in keys} for name in names}
     fmt = lambda v: "-" if v != v else f"{v:.3f}"
-    print(f"\n{len(qs)} queries over {len(by_corpus)} corpora ({', '.join(by_corpus)}); "
+    print(f"\n{a.set} set: {len(qs)} queries over {len(by_corpus)} corpora ({', '.join(by_corpus)}); "
           f"{n_chunk} with line targets; k={a.k}\n")
     print("| system | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for name in names:
         print(f"| {name} | " + " | ".join(fmt(summary[name][k]) for k in keys) + " |")
     paired("ragbit-hybrid", "ragbit-lexical", per_query)
+    if n_chunk and budgets and "hybrid" in context_systems:
+        paired("ragbit-hybrid", BM25WindowsPacked.name, per_query, key=f"ctx_hit80@{budgets[len(budgets) // 2]}")
     print("\nindexing:")
     for line in index_log:
         print("  " + line)
@@ -170,6 +225,16 @@ def main() -> None:
         with open(a.out, "w") as f:
             json.dump({"summary": summary, "per_query": per_query, "timing_s": timing}, f, indent=1)
         print(f"wrote {a.out}")
+
+
+class tokenizer_of:
+    """The packer wants a tokenizer with `encode`; the eval has a counting function (the real tokenizer's)."""
+
+    def __init__(self, count_tokens):
+        self.count_tokens = count_tokens
+
+    def encode(self, text: str, parse_special: bool = False) -> range:
+        return range(self.count_tokens(text))
 
 
 def paired(a: str, b: str, per_query: list[dict], key: str = "file_R@10") -> None:

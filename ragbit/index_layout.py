@@ -24,6 +24,9 @@ LEGACY_TABLE_FILE = "chunks.jsonl"      # written by ragbit before the columnar 
 LEXICAL_DIR = "lexical"
 DENSE_FILE = "dense.faiss"
 DENSE_IDS = "dense_ids.npy"             # dense position -> chunk position (the dense index may cover a subset)
+# A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
+# the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
+SCOPE_SEP = " > "
 
 
 class ModelMismatchError(RagbitError, RuntimeError):

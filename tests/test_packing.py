@@ -99,3 +99,32 @@ def test_sources_fall_back_to_all_blocks_when_nothing_is_cited(count):
     fallback = sources_for("No idea.", ctx.blocks)
     assert [(s.n, s.cited) for s in fallback] == [(1, False), (2, False)]
     assert str(fallback[0]) == "[1] a.py:1-5"
+
+
+def with_unit(h: Hit, start: int, end: int) -> Hit:
+    h.unit = hit(h.path, start, end, h.score, h.rank)
+    return h
+
+
+def test_a_hit_is_packed_as_its_whole_definition_when_that_fits(count):
+    ctx = pack([with_unit(hit("a.py", 40, 45, 0.9), 30, 60), hit("b.py", 1, 3, 0.5)], count, budget=1500)
+    assert [(b.path, b.start_line, b.end_line) for b in ctx.blocks] == [("a.py", 30, 60), ("b.py", 1, 3)]
+    assert ctx.blocks[0].text.split("\n") == FILE_A[29:60]
+
+
+def test_a_definition_over_its_share_of_the_budget_falls_back_to_the_hit(count):
+    one_line = count(FILE_A[0]) + 1
+    budget = 40 * one_line
+    # the unit (120 lines) is far over 0.7 x budget: the hit alone is packed
+    ctx = pack([with_unit(hit("a.py", 40, 45, 0.9), 1, 120)], count, budget=budget)
+    assert [(b.start_line, b.end_line) for b in ctx.blocks] == [(40, 45)]
+    # the same unit within its share is taken whole
+    ctx = pack([with_unit(hit("a.py", 40, 45, 0.9), 38, 50)], count, budget=budget)
+    assert [(b.start_line, b.end_line) for b in ctx.blocks] == [(38, 50)]
+
+
+def test_a_unit_that_no_longer_fits_leaves_room_for_the_hit(count):
+    first = hit("b.py", 1, 60, 0.9)
+    budget = count(pack([first], count, budget=10_000).text) + 12 * (count(FILE_A[0]) + 1)
+    ctx = pack([first, with_unit(hit("a.py", 40, 41, 0.8), 20, 60)], count, budget=budget, unit_share=1.0)
+    assert [(b.path, b.start_line, b.end_line) for b in ctx.blocks] == [("b.py", 1, 60), ("a.py", 40, 41)]

@@ -20,6 +20,7 @@ from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 runner = CliRunner()
 QUESTION = "How does retry_with_backoff sleep between failures?"
+RETRY_BLOCK = "src/net/retry.py:4-"   # retry_with_backoff's own chunk: one definition, one chunk (line 1 is an import)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,7 @@ def test_query_prompt_holds_the_retrieved_chunk_and_stream_matches_json(repo, ti
     validate(out)
     prompt = out["prompt"]
     # The chunk that answers the question is in the prompt, headed as a citable block, with whole lines.
-    assert "src/net/retry.py:1-" in prompt
+    assert RETRY_BLOCK in prompt
     assert "            time.sleep(base_delay * 2 ** attempt)\n" in prompt
     assert prompt.index("Context:") < prompt.index("Question: " + QUESTION)
     assert "<think>\n\n</think>" in prompt                # thinking off by default
@@ -74,7 +75,7 @@ def test_query_prompt_holds_the_retrieved_chunk_and_stream_matches_json(repo, ti
     assert answer.rstrip("\n") == out["answer"].rstrip("\n")
     listed = [line.strip() for line in rest.splitlines()[1:] if line.startswith("  [")]
     assert listed == [f"[{s['n']}] {s['path']}:{s['start_line']}-{s['end_line']}" for s in out["sources"]]
-    assert "[1] src/net/retry.py:1-" in r.stderr
+    assert "[1] " + RETRY_BLOCK in r.stderr
     assert "tok/s" in r.stderr.splitlines()[-1]
 
 
@@ -101,7 +102,7 @@ def test_no_model_still_prints_sources_and_one_warning(repo, tmp_path, model):
     warnings = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and warnings[0].startswith("warning: no answer generated: "), r.stderr
     assert r.stdout.startswith("sources (retrieved; no answer was generated):")
-    assert "src/net/retry.py:1-" in r.stdout
+    assert RETRY_BLOCK in r.stdout
 
     out = json.loads(invoke("query", QUESTION, "--repo", repo, "--model", path, "--json").stdout)
     assert out["answer"] == "" and out["error"].startswith("no answer generated")

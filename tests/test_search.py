@@ -117,3 +117,49 @@ def test_long_lived_searcher_sees_a_newer_generation(tmp_path):
     index_repository(cfg, progress=False, embedder=FakeEmbedder())
     hits = s.search("resolve hostname", k=2, mode="dense")
     assert hits.dense_complete and hits[0].path == "src/net/dns.py"
+
+
+def test_test_files_rank_below_the_code_unless_the_question_is_about_tests(tmp_path):
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pkg" / "parser.py").write_text(
+        "def parse_header(raw):\n    name, _, value = raw.partition(':')\n    return name.strip(), value.strip()\n")
+    calls = "\n".join(f"    assert parse_header('X-Header-{i}: v') == ('X-Header-{i}', 'v')" for i in range(8))
+    (root / "tests" / "test_parser.py").write_text(f"def test_parse_header():\n{calls}\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    plain = s.search("parse_header header", k=2, mode="lexical")
+    assert [h.path for h in plain] == ["pkg/parser.py", "tests/test_parser.py"]
+    about_tests = s.search("which tests call parse_header header", k=2, mode="lexical")
+    assert about_tests[0].path == "tests/test_parser.py"
+
+
+def test_units_give_each_hit_its_whole_split_definition(tmp_path):
+    root = tmp_path / "big"
+    root.mkdir()
+    body = "\n".join(f"    total_{i} = compute_shipping_rate(order, {i}) + surcharge_{i}" for i in range(60))
+    (root / "ship.py").write_text(f"import os\n\n\ndef shipping_quote(order):\n{body}\n    return total_0\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    hits = s.search("surcharge_45 compute_shipping_rate", k=1, mode="lexical", units=True)
+    unit = hits[0].unit
+    assert unit is not None and (hits[0].start_line, hits[0].end_line) != (unit.start_line, unit.end_line)
+    lines = (root / "ship.py").read_text().splitlines()
+    assert (unit.start_line, unit.end_line) == (4, len(lines))           # the whole function, nothing else
+    assert unit.text.split("\n") == lines[3:]
+    assert s.search("surcharge_45", k=1, mode="lexical")[0].unit is None   # only when asked for
+
+
+@pytest.mark.parametrize("question, plain", [
+    ("Load a template by name and return it.", True),
+    ("how does the retry loop back off?", True),
+    ("where is parse_header defined", False),          # names code: BM25 keeps its full weight
+    ("why does QuerySet.filter drop rows", False),
+    ("what does `load` return", False),
+    ("what calls render()", False),
+    (" ".join(["word"] * 60), False),                  # long texts (issues, tracebacks) keep it too
+])
+def test_plain_language_questions_are_told_apart_from_questions_that_name_code(question, plain):
+    from ragbit.search.searcher import is_plain_language
+    assert is_plain_language(question) is plain

@@ -16,10 +16,10 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 
+from ragbit.index_layout import SCOPE_SEP
 from ragbit.indexing.chunking.chunk import Chunk, make_embed_text
 from ragbit.indexing.chunking.tokens import as_counter
 
-SCOPE_SEP = " > "
 
 
 def estimate_tokens(text: str) -> int:

@@ -10,17 +10,23 @@ from ragbit.search.searcher import Hit
 
 @component
 class HybridRetriever(Component):
-    """`query` -> the `k` best chunks. The index is opened on the first run, not in __init__."""
+    """`query` -> the `k` best chunks for a prompt. The index is opened on the first run, not in __init__.
+
+    Its defaults come from `[query]`, not `[search]`: a list a person reads wants many files (a per-file cap),
+    a prompt wants the code that answers, which often sits in one file. Each hit carries its whole
+    definition (`Hit.unit`) when `whole_definitions` is on, for the packer to use if it fits."""
 
     outputs = {"hits": list[Hit]}
 
     def __init__(self, config: RagbitConfig, k: int | None = None, mode: str | None = None,
-                 max_hits_per_file: int | None = None, embedder: Any = None) -> None:
+                 max_hits_per_file: int | None = None, embedder: Any = None,
+                 whole_definitions: bool | None = None) -> None:
         self.config = config
         self.embedder = embedder         # an already-loaded Embedder to share (default: Searcher loads one)
         self.k = config.query.k if k is None else k
         self.mode = mode or config.search.mode
-        self.max_hits_per_file = config.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+        self.max_hits_per_file = config.query.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+        self.whole_definitions = config.query.whole_definitions if whole_definitions is None else whole_definitions
         self._searcher: Any = None
 
     @classmethod
@@ -48,5 +54,6 @@ class HybridRetriever(Component):
     def run(self, query: str) -> dict[str, Any]:
         if self._searcher is None:
             self.warm_up()
-        hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file)
+        hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file,
+                                     units=self.whole_definitions)
         return {"hits": list(hits)}
