@@ -31,14 +31,17 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted", interrupted_code: int = 130) -> T:
+def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted",
+            interrupted_code: int | None = 130) -> T:
     """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C prints `interrupted` instead and
-    exits 130 (128 + SIGINT, as shells and git report it)."""
+    exits 130 (128 + SIGINT, as shells and git report it), or, with interrupted_code None, is the caller's."""
     try:
         return fn()
     except typer.Exit:
         raise
     except KeyboardInterrupt:
+        if interrupted_code is None:
+            raise
         typer.echo(interrupted, err=True)
         raise typer.Exit(interrupted_code) from None
     except USER_ERRORS as e:

@@ -151,40 +151,47 @@ def chat(
     if interactive:
         _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); "
                   "/help for commands, Ctrl-C stops an answer, Ctrl-D quits")
-    last = None
+    turns = _ChatTurns(conversation)
     while True:
         try:
-            line = read()
-        except KeyboardInterrupt:
+            if not turns.next(read):
+                break
+        except KeyboardInterrupt:    # Ctrl-C: at the prompt it clears the line; otherwise it stops the answer
             if not interactive:
                 raise
-            continue                 # Ctrl-C at the prompt clears the line, as in a shell
-        except EOFError:
-            break
-        question = line.strip()
-        if not question:
-            continue
-        if question.startswith("/"):
-            if not _slash_command(question, conversation, last):
-                break
-            if question.split()[0].lower() == "/reset":
-                last = None
-            continue
+            if turns.answering:
+                sys.stdout.write("\n")
+                _echo_err("[answer stopped]")
+            turns.answering = False
 
-        def ask_once():
-            try:
-                return conversation.ask(question, on_token=_stream_to_stdout)
-            except KeyboardInterrupt:    # Ctrl-C stops this answer; the chat goes on (the turn is not kept)
-                return None
-        answer = guarded(ask_once)
-        if answer is None:
-            sys.stdout.write("\n")
-            _echo_err("[answer stopped]")
-            continue
-        last = answer
+
+class _ChatTurns:
+    """One turn of `ragbit chat` at a time: read a line, run a command or answer it. A Ctrl-C anywhere in a
+    turn (KeyboardInterrupt) ends only that turn; the caller decides what to say."""
+
+    def __init__(self, conversation):
+        self.conversation, self.last, self.answering = conversation, None, False
+
+    def next(self, read) -> bool:
+        """Handle one line; False when the chat should end (EOF or /exit)."""
+        try:
+            question = read().strip()
+        except EOFError:
+            return False
+        if not question:
+            return True
+        if question.startswith("/"):
+            if question.split()[0].lower() == "/reset":
+                self.last = None
+            return _slash_command(question, self.conversation, self.last)
+        self.answering = True        # an interrupted turn is not kept by Conversation.ask
+        answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout),
+                         interrupted_code=None)
+        self.last = answer
         _show_answer(answer, streamed=True, show_context=False)
         typer.echo("")
-
+        self.answering = False
+        return True
 
 CHAT_HELP = """\
 /help      this list
