@@ -129,11 +129,15 @@ def _rss_mb() -> int:
 
 
 def _greedy_decode(model, token: int, n: int) -> dict:
-    """Time n greedy decode steps from `token` on the model's current cache."""
+    """Time n greedy decode steps from `token` on the model's current cache. The first step is timed apart
+    ("first"): at a new cache depth it may pay a one-time compile or cache load (attention's parallel
+    kernel); the steady rate is over the n steps after it."""
+    with Clock() as first:
+        token = int(model.decode(token).argmax())
     with Clock() as c:
         for _ in range(n):
             token = int(model.decode(token).argmax())
-    return {**c.as_dict(), "n": n}
+    return {**c.as_dict(), "n": n, "first": first.as_dict()}
 
 
 def worker_speed(spec: dict) -> dict:
@@ -146,6 +150,7 @@ def worker_speed(spec: dict) -> dict:
     model.prefill(list(range(100, 140)))
     model.reset()
     out["bytes_per_token"] = _bytes_per_token(model)
+    out["kernels"] = model.kernel_paths
     out["file_bytes"], out["kv_bytes"] = os.path.getsize(spec["path"]), model.kv_cache_bytes
 
     best = None
@@ -199,9 +204,11 @@ def worker_main(spec: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def run_worker(spec: dict, threads: int, numba_cache: str) -> dict:
+def run_worker(spec: dict, threads: int, numba_cache: str, kernel: str = "auto") -> dict:
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), NUMBA_CACHE_DIR=numba_cache,
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if kernel != "auto":
+        env["RAGBIT_KERNEL"] = kernel
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
                           stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
@@ -223,18 +230,21 @@ def ensure_model(name: str, cache_dir: Path) -> Path:
 
 
 def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int) -> dict:
-    """llama.cpp's own pp512 and tg<tg> tokens/s on the same file and thread count ({} if it fails)."""
-    cmd = [binary, "-m", str(path), "-p", "512", "-n", str(tg), "-t", str(threads), "-r", str(repeats), "-o", "json"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        tests = json.loads(out)
-    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
-        print(f"  llama-bench failed: {e}", file=sys.stderr)
-        return {}
+    """llama.cpp's own pp512, tg<tg> and tg<tg> after 1,500 cached tokens (-d 1500), tokens/s, on the same file
+    and thread count ({} where it fails)."""
+    base = [binary, "-m", str(path), "-t", str(threads), "-r", str(repeats), "-o", "json"]
     res = {}
-    for t in tests:
-        key = "pp512" if t.get("n_prompt") == 512 and not t.get("n_gen") else "tg"
-        res[key] = float(t["avg_ts"])
+    for key_args in (["-p", "512", "-n", str(tg)], ["-p", "0", "-n", str(tg), "-d", "1500"]):
+        try:
+            tests = json.loads(subprocess.run(base + key_args, capture_output=True, text=True, check=True).stdout)
+        except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
+            print(f"  llama-bench {' '.join(key_args)} failed: {e}", file=sys.stderr)
+            continue
+        for t in tests:
+            if t.get("n_depth"):
+                res["tg_at1500"] = float(t["avg_ts"])
+            else:
+                res["pp512" if t.get("n_prompt") == 512 and not t.get("n_gen") else "tg"] = float(t["avg_ts"])
     print(f"  [llama-bench] {res}", file=sys.stderr, flush=True)
     return res
 
@@ -248,6 +258,7 @@ def main() -> None:
     ap.add_argument("--models", default="1.7b,8b", help="comma list of 1.7b, 4b, 8b")
     ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
     ap.add_argument("--quick", action="store_true", help="one repeat, tg16, no empty-numba-cache start")
+    ap.add_argument("--tg", type=int, help="decode steps per tg measurement (default 64, 16 with --quick)")
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
@@ -255,6 +266,9 @@ def main() -> None:
                     help="KV cache element type (ragbit's default: f16)")
     ap.add_argument("--llama-bench", metavar="PATH",
                     help="llama-bench binary: also run llama.cpp on the same files, same run")
+    ap.add_argument("--kernel", default="auto",
+                    help="comma list of kernel paths to run (RAGBIT_KERNEL per worker), 'auto' = the dispatcher's "
+                         "choice, 'all' = every path this CPU supports")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -269,26 +283,52 @@ def main() -> None:
         if m not in PRESET:
             sys.exit(f"error: unknown model {m!r} (choose from {', '.join(PRESET)})")
     paths = {m: ensure_model(m, cache_dir) for m in models}
+    from generator.kernels import dispatch
+    kernels = _distinct_paths(dispatch) if args.kernel == "all" else args.kernel.split(",")
+    print(f"CPU {_cpu_name()}; kernel paths it runs: {', '.join(dispatch.host_paths())}; timing: {', '.join(kernels)}")
     repeats, tg = (1, 16) if args.quick else (2, 64)
+    tg = args.tg or tg
     rows = []
     for m in models:
         for th in threads:
             bw = run_worker({"kind": "bandwidth", "repeats": 5}, th, warm_numba)
-            res = {"model": m, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"]}
-            if not args.quick:
-                with tempfile.TemporaryDirectory() as empty:
-                    res["cold"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
-                                        "decode": args.decode_kernel, "kv": args.kv_cache}, th, empty)
-            res["warm"] = run_worker({"kind": "load", "path": str(paths[m]), "threads": th,
-                                        "decode": args.decode_kernel, "kv": args.kv_cache}, th, warm_numba)
-            res["speed"] = run_worker({"kind": "speed", "path": str(paths[m]), "threads": th, "repeats": repeats,
-                                       "decode": args.decode_kernel, "kv": args.kv_cache,
-                                       "tg": tg}, th, warm_numba)
+            for kernel in kernels:
+                res = {"model": m, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"], "kernel": kernel}
+                spec = {"path": str(paths[m]), "threads": th, "decode": args.decode_kernel, "kv": args.kv_cache}
+                if not args.quick:
+                    with tempfile.TemporaryDirectory() as empty:
+                        res["cold"] = run_worker({"kind": "load", **spec}, th, empty, kernel)
+                res["warm"] = run_worker({"kind": "load", **spec}, th, warm_numba, kernel)
+                res["speed"] = run_worker({"kind": "speed", "repeats": repeats, "tg": tg, **spec}, th, warm_numba, kernel)
+                report(res)
+                rows.append(res)
             if args.llama_bench:
-                res["llama"] = run_llama_bench(args.llama_bench, paths[m], th, tg, repeats)
-            report(res)
-            rows.append(res)
+                llama = run_llama_bench(args.llama_bench, paths[m], th, tg, repeats)
+                for r in rows[-len(kernels):]:
+                    r["llama"] = llama
     summary(rows)
+
+
+def _distinct_paths(dispatch) -> list[str]:
+    """The host's paths that make a difference, widest first: caps that pick the same path for every operation
+    (avx512vnni and avx512bw while only avx512bw is implemented) are timed once, under the narrowest name."""
+    seen, out = set(), []
+    for p in reversed(dispatch.host_paths()):
+        choice = tuple(dispatch.choose(op, cap=p) for op in dispatch.IMPLEMENTED)
+        if choice not in seen:
+            seen.add(choice)
+            out.insert(0, p)
+    return out
+
+
+def _cpu_name() -> str:
+    """The CPU model name (Linux /proc/cpuinfo), for quoting beside every figure."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or "unknown CPU"
 
 
 def report(r: dict) -> None:
@@ -297,7 +337,9 @@ def report(r: dict) -> None:
     tg_rate = tgd["n"] / tgd["wall"]
     ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
     target = s["file_bytes"] + s["kv_bytes"] + 300e6
-    print(f"\n=== bonsai-{r['model']}  threads {r['threads']}  (memory read bandwidth {r['bw']:.1f} GB/s) ===")
+    print(f"\n=== bonsai-{r['model']}  threads {r['threads']}  kernel {r['kernel']}  (memory read bandwidth "
+          f"{r['bw']:.1f} GB/s) ===")
+    print(f"paths  {s['kernels']}")
     if "cold" in r:
         print(f"load   empty numba cache: load {fmt(r['cold']['load'])}; ready {fmt(r['cold']['ready'])}")
     print(f"load   warm numba cache:  load {fmt(r['warm']['load'])}; ready {fmt(r['warm']['ready'])}")
@@ -311,7 +353,9 @@ def report(r: dict) -> None:
           f"{512 / (pp['cpu'] / r['threads']):.1f} tok/s; bandwidth {r['bw_cpu']:.1f} GB/s -> ceiling "
           f"{ceiling_cpu:.1f} tok/s, {tg_cpu_rate / ceiling_cpu:.0%} of it")
     at = s["tg_at1500"]
-    print(f"tg{at['n']:<3d}  {at['n'] / at['wall']:7.2f} tok/s after the 1,500-token prompt ({fmt(at)})")
+    print(f"tg{at['n']:<3d}  {at['n'] / at['wall']:7.2f} tok/s after the 1,500-token prompt ({fmt(at)}) = "
+          f"{at['n'] / at['wall'] / tg_rate:.0%} of the empty-cache rate; its first step {at['first']['wall']:.3f} s "
+          f"(empty cache: {tgd['first']['wall']:.3f} s)")
     print(f"ttft   1500-token prompt {fmt(tt)}; chat turn 1 ({chat['turn1_tokens']} tok) {chat['turn1_ttft']:.2f} s, "
           f"turn 2 ({chat['turn2_tokens']} tok, {chat['turn2_cached']} cached) {chat['turn2_ttft']:.2f} s")
     print(f"rss    peak {s['maxrss'] / 1e6:.0f} MB; target file {s['file_bytes'] / 1e6:.0f} + KV(n_ctx {N_CTX}) "
@@ -323,14 +367,18 @@ def summary(rows: list[dict]) -> None:
     measured = any("llama" in r for r in rows)
     source = "llama.cpp measured in this run" if measured else "llama.cpp: the issue's figures, another machine"
     print(f"\n({source})")
-    print("model  thr |  pp512 tok/s  llama.cpp  ratio |  tg tok/s  llama.cpp  ratio | ttft 1500 s | warm load s")
+    print("model  thr  kernel     |  pp512 tok/s  llama.cpp  ratio |  tg tok/s  llama.cpp  ratio | roof | "
+          "tg@1500 llama.cpp | ttft 1500 s | warm load s")
     for r in rows:
         s = r["speed"]
         ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if r["threads"] == 2 else {})
         pp, tgd = 512 / s["pp512"]["wall"], s["tg"]["n"] / s["tg"]["wall"]
         ref_pp, ref_tg = (ref or {}).get("pp512", float("nan")), (ref or {}).get("tg", float("nan"))
-        print(f"{r['model']:5s} {r['threads']:4d} | {pp:11.1f}  {ref_pp:9.1f}  {pp / ref_pp:5.2f} | "
-              f"{tgd:8.2f}  {ref_tg:9.1f}  {tgd / ref_tg:5.2f} | {s['ttft1500']['wall']:11.2f} | "
+        at = s["tg_at1500"]["n"] / s["tg_at1500"]["wall"]
+        roof = tgd / (r["bw"] * 1e9 / s["bytes_per_token"])
+        print(f"{r['model']:5s} {r['threads']:4d}  {r['kernel']:10s} | {pp:11.1f}  {ref_pp:9.1f}  {pp / ref_pp:5.2f} | "
+              f"{tgd:8.2f}  {ref_tg:9.1f}  {tgd / ref_tg:5.2f} | {roof:4.0%} | {at:7.2f} "
+              f"{(ref or {}).get('tg_at1500', float('nan')):9.1f} | {s['ttft1500']['wall']:11.2f} | "
               f"{r['warm']['load']['wall']:10.2f}")
 
 

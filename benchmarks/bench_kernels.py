@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from generator.kernels import GGML_Q1_0, prepare_matrix, set_threads, tensor_nbytes  # noqa: E402
+from generator.kernels import GGML_Q1_0, dispatch, prepare_matrix, set_threads, tensor_nbytes  # noqa: E402
 
 # (n_in, n_out) per matrix of one layer, layers, LM head (n_in, n_out)
 MODELS = {
@@ -119,6 +119,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} cores available")
+    print(f"CPU paths {', '.join(dispatch.host_paths())}; kernels (RAGBIT_KERNEL caps them): {dispatch.report()}")
     bw = memory_bandwidth(3)
     for k, v in bw.items():
         print(f"memory read bandwidth ({k}): {v:.1f} GB/s")

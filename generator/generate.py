@@ -48,6 +48,7 @@ class GenerationResult:
     token_ids: list[int] = field(default_factory=list)        # generated ids (EOG token excluded)
     finish_reason: str = ""                                   # "eog" | "stop" | "length"
     cached_prompt_tokens: int = 0                             # prompt ids reused from the KV cache
+    kernels: dict[str, str] = field(default_factory=dict)     # {"decode"/"prefill": instruction-set path}
     timings: Timings = field(default_factory=Timings)
 
 
@@ -157,7 +158,8 @@ class Generator:
         if max_tokens < 1:
             raise GenerationError(f"max_tokens must be >= 1, got {max_tokens}")
         ids = self.prompt_ids(prompt, chat, thinking)
-        result = GenerationResult(prompt_token_ids=ids, timings=Timings(load_s=self.load_s))
+        result = GenerationResult(prompt_token_ids=ids, timings=Timings(load_s=self.load_s),
+                                  kernels=dict(getattr(self.model, "kernel_paths", {})))
         self.last_result = result
         yield from self._run(ids, max_tokens, Sampler(sampling), _StopMatcher(stop or ()), result, t_start)
 

@@ -132,6 +132,7 @@ class _FastReader(GGUFReader):
 
     def _build_tensors(self, start_offs: int, fields) -> None:
         size = len(self.data)
+        spans = []
         for field in fields:
             name = str(bytes(field.parts[1]), encoding="utf-8", errors="replace")
             dims, raw_dtype, offset_tensor = field.parts[3], int(field.parts[4][0]), int(field.parts[5][0])
@@ -150,6 +151,14 @@ class _FastReader(GGUFReader):
             if begin + n_bytes > size:
                 raise _ReaderFailure(f"tensor {name!r} data (bytes {begin}..{begin + n_bytes}) runs past the end "
                                      f"of the file ({size} bytes): truncated or corrupt")
+            spans.append((begin, begin + n_bytes, name))
+        # a tensor whose declared type/shape needs more bytes than its slot (e.g. a Q1_0 type byte changed to
+        # F32) would read its neighbours' weights as its own: the data regions must not overlap
+        spans.sort()
+        for (b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
+            if e0 > b1:
+                raise _ReaderFailure(f"tensor {n0!r} (bytes {b0}..{e0}) overlaps tensor {n1!r} (from byte {b1}): "
+                                     "its type or shape does not match its data")
         super()._build_tensors(start_offs, fields)
 
 

@@ -1,8 +1,9 @@
 """Qwen3 (PrismML Bonsai) forward pass on the CPU: load a GGUF file, compute exact float32 logits.
 
-Layout follows llama2.c (banner sections, a shape comment on every buffer), nanoGPT (one config dataclass,
-one readable forward) and gpt-fast (prefill and decode are separate paths: prefill pushes the whole prompt
-through each matrix as one batch (matmul), decode pushes one token (matvec) through preallocated buffers).
+Layout follows llama2.c (banner sections, a shape comment on every buffer) and nanoGPT (one config dataclass,
+one readable forward). Prefill and decode share one layer function (`Qwen3Model._layer`) over a `Workspace` of
+T tokens: prefill passes a prompt chunk (each matrix runs its batched matmul kernel), decode passes T = 1 in
+buffers allocated once (the matvec kernel). The KV cache is its own small class (`KVCache`).
 Matrix products come from `generator.kernels`; the other hot loops from `generator.layers`.
 
 Per layer (README of the reference fixtures):
@@ -25,8 +26,8 @@ import numpy as np
 
 from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels import KernelFormatError, dequantize, prepare_matrix, set_threads
-from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, prepare_stacked
+from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
+from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
 
 
@@ -68,8 +69,26 @@ class Qwen3Config:
         return self.n_head_kv * self.head_dim
 
     @classmethod
+    def from_gguf(cls, gguf: GGUFFile) -> "Qwen3Config":
+        """The config of an open file: the one place a model's sizes are read (n_vocab from the token_embd
+        shape); a ModelError becomes a GGUFError naming the file."""
+        embd = gguf.require("token_embd.weight")
+        if len(embd.shape) != 2:
+            raise gguf.error(f"tensor 'token_embd.weight' has shape {list(embd.shape)}, expected 2 dimensions")
+        try:
+            config = cls.from_metadata(gguf.metadata, n_vocab=embd.shape[1])
+        except ModelError as exc:
+            raise gguf.error(str(exc)) from None
+        gguf.require("token_embd.weight", (config.n_embd, config.n_vocab))
+        n_tokens = len(gguf.metadata.get("tokenizer.ggml.tokens") or [])
+        if n_tokens > config.n_vocab:        # the tokenizer would produce ids the embedding has no row for
+            raise gguf.error(f"tensor 'token_embd.weight' has {config.n_vocab} rows but the tokenizer has "
+                             f"{n_tokens} tokens")
+        return config
+
+    @classmethod
     def from_metadata(cls, meta: dict[str, Any], n_vocab: int | None = None) -> "Qwen3Config":
-        """Config from GGUF metadata. n_vocab: rows of token_embd (config_from_gguf passes it); without it,
+        """Config from GGUF metadata. n_vocab: rows of token_embd (from_gguf passes it); without it,
         the tokenizer's vocab size. Raises ModelError naming the missing/bad key.
         """
         if n_vocab is None:
@@ -84,7 +103,7 @@ class Qwen3Config:
                 raise ModelError(f"missing metadata key 'qwen3.{key}'")
             try:
                 return kind(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ModelError(f"metadata key 'qwen3.{key}' has bad value {value!r}") from None
 
         n_embd, n_head = get("embedding_length"), get("attention.head_count")
@@ -110,6 +129,14 @@ class Qwen3Config:
         if cfg.n_head % cfg.n_head_kv or cfg.head_dim % 2:
             raise ModelError(f"invalid attention shape: {cfg.n_head} heads, {cfg.n_head_kv} kv heads, "
                              f"head_dim {cfg.head_dim}")
+        # NaN/inf/negative hyper-parameters load fine and then produce garbage: reject them here
+        if not (math.isfinite(cfg.rms_eps) and 0.0 < cfg.rms_eps < 1.0):
+            raise ModelError(f"metadata key 'qwen3.attention.layer_norm_rms_epsilon' has bad value {cfg.rms_eps!r} "
+                             "(expected a small positive number)")
+        if not (math.isfinite(cfg.rope_base) and cfg.rope_base > 1.0):
+            raise ModelError(f"metadata key 'qwen3.rope.freq_base' has bad value {cfg.rope_base!r} (expected > 1)")
+        if not math.isfinite(cfg.rope_factor):
+            raise ModelError(f"metadata key 'qwen3.rope.scaling.factor' has bad value {cfg.rope_factor!r}")
         if cfg.rope_scaling == "yarn" and (cfg.rope_factor <= 1.0 or cfg.rope_orig_ctx <= 0):
             raise ModelError("YaRN rope scaling needs factor > 1 and original_context_length > 0")
         return cfg
@@ -193,6 +220,78 @@ def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# KV cache and per-step activations
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Keys and values of every layer for n_ctx positions, and how many positions are filled (`n_past`).
+
+    Keys transposed per KV head, (n_layer, n_kv, hd, n_ctx): decode's q.k streams contiguous position rows;
+    values (n_layer, n_kv, n_ctx, hd): the weighted sum streams contiguous value rows. float32, or uint16
+    holding F16 bits (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B that is
+    344 MB in float32, more than the weights)."""
+
+    def __init__(self, config: Qwen3Config, n_ctx: int, kind: str = "f32"):
+        dtype = KV_CACHE_TYPES[kind]
+        self.kind, self.n_ctx, self.n_past = kind, n_ctx, 0
+        self.k = _pages_on_use((config.n_layer, config.n_head_kv, config.head_dim, n_ctx), dtype)
+        self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_ctx, config.head_dim), dtype)
+        self.nbytes = self.k.nbytes + self.v.nbytes
+
+    def append(self, li: int, k: np.ndarray, v: np.ndarray, pos0: int) -> None:
+        """Write T new keys/values (T, kv_dim) of layer li at positions pos0.. (n_past moves in `advance`)."""
+        layers.store_kv(k, v, self.k[li], self.v[li], pos0)
+
+    def advance(self, n: int) -> None:
+        """n more positions are filled (called once per step, after every layer appended)."""
+        self.n_past += n
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n positions (reuse a shared prompt prefix); 0 forgets everything."""
+        if not 0 <= n <= self.n_past:
+            raise ModelError(f"cannot truncate the cache to {n} positions: it holds {self.n_past}")
+        self.n_past = int(n)
+
+    def room_for(self, n: int) -> bool:
+        return self.n_past + n <= self.n_ctx
+
+
+@dataclass
+class Workspace:
+    """Activations of T tokens through one layer: a prompt chunk (prefill) or T = 1 (decode, allocated once)."""
+    x: np.ndarray        # (T, n_embd) residual stream
+    xn: np.ndarray       # (T, n_embd) normed input of a sub-block
+    qkv: np.ndarray      # (T, q_dim + 2 kv_dim) W_qkv n, copied into the contiguous q, k, v below
+    q: np.ndarray        # (T, q_dim) queries
+    k: np.ndarray        # (T, kv_dim) new keys
+    v: np.ndarray        # (T, kv_dim) new values
+    att: np.ndarray      # (T, q_dim) attention output, all heads
+    proj: np.ndarray     # (T, n_embd) W_o / W_down output
+    gate_up: np.ndarray  # (T, 2 n_ff) W_gate_up m: gate, up side by side
+    act: np.ndarray      # (T, n_ff) silu(gate) * up
+
+    @classmethod
+    def allocate(cls, cfg: Qwen3Config, T: int) -> "Workspace":
+        qd, kd, ff = cfg.q_dim, cfg.kv_dim, cfg.n_ff
+        widths = dict(x=cfg.n_embd, xn=cfg.n_embd, qkv=qd + 2 * kd, q=qd, k=kd, v=kd, att=qd, proj=cfg.n_embd,
+                      gate_up=2 * ff, act=ff)
+        return cls(**{name: np.zeros((T, n), np.float32) for name, n in widths.items()})
+
+    def rows(self, T: int) -> "Workspace":
+        """The first T rows of every buffer (views: a shorter last prompt chunk reuses the same memory)."""
+        return Workspace(**{name: getattr(self, name)[:T] for name in self.__dataclass_fields__})
+
+
+def _product(matrix: QuantMatrix, x: np.ndarray, out: np.ndarray) -> None:
+    """out (T, n_out) = x (T, n_in) @ W.T: the matvec kernel for one token (decode), the matmul kernel for more."""
+    if x.shape[0] == 1:
+        matrix.matvec(x[0], out[0])
+    else:
+        matrix.matmul(x, out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -210,7 +309,7 @@ class Qwen3Model:
     def __init__(self, gguf: GGUFFile, config: Qwen3Config, n_ctx: int, q1_decode: str = "float",
                  kv_cache: str = "f32"):
         cfg = self.config = config
-        self.gguf, self.n_ctx, self.n_past = gguf, n_ctx, 0
+        self.gguf, self.n_ctx = gguf, n_ctx
         self.kv_cache_type = kv_cache
         self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx, kv_cache)
 
@@ -235,30 +334,18 @@ class Qwen3Model:
         ]
         self.output_norm = _vector(gguf, "output_norm.weight", cfg.n_embd)            # (n_embd,)
         self.lm_head = self.tok_embd if self.tied else _matrix(gguf, "output.weight", cfg.n_embd, cfg.n_vocab, q1_decode)
+        # which instruction-set path each product runs on (kernels/dispatch.py), for --json and benchmarks
+        self.kernel_paths = merge_kernel_paths([self.lm_head] + [getattr(lw, f) for lw in self.layers for f in (
+            "wqkv", "wo", "w_gate_up", "w_down")])
 
         # ---- RoPE tables (YaRN folded in) ----
         self.rope_cos, self.rope_sin = layers.rope_tables(                                # (n_ctx, head_dim/2)
             n_ctx, cfg.head_dim, cfg.rope_base, cfg.rope_factor, cfg.rope_orig_ctx)
         self.attn_scale = np.float32(1.0 / math.sqrt(cfg.head_dim))
 
-        # ---- KV cache, per layer and KV head. Keys transposed (hd, n_ctx): decode's q.k streams contiguous
-        # position rows; values (n_ctx, hd): the weighted sum streams contiguous value rows. float32, or uint16
-        # holding F16 bits (decode reads the whole cache per token: at 1,500 positions of Bonsai-1.7B that is
-        # 344 MB in float32, more than the weights) ----
-        kv_dtype = KV_CACHE_TYPES[kv_cache]
-        self.k_cache = _pages_on_use((cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx), kv_dtype)
-        self.v_cache = _pages_on_use((cfg.n_layer, cfg.n_head_kv, n_ctx, cfg.head_dim), kv_dtype)
-
-        # ---- decode work buffers, (1, n) so the batched layer kernels serve decode too ----
-        qd, kd, ff = cfg.q_dim, cfg.kv_dim, cfg.n_ff
-        self.x = np.zeros((1, cfg.n_embd), np.float32)          # residual stream
-        self.xn = np.zeros((1, cfg.n_embd), np.float32)         # normed input of a sub-block
-        self.qkv = np.zeros((1, qd + 2 * kd), np.float32)       # W_qkv m; q, k, v below are views of it
-        self.q, self.k, self.v = self.qkv[:, :qd], self.qkv[:, qd:qd + kd], self.qkv[:, qd + kd:]
-        self.att = np.zeros((1, qd), np.float32)                # attention output, all heads
-        self.proj = np.zeros((1, cfg.n_embd), np.float32)       # W_o / W_down output
-        self.gate_up = np.zeros((1, 2 * ff), np.float32)        # W_gate_up m: gate, up side by side
-        self.act = np.zeros((1, ff), np.float32)                # silu(gate) * up
+        # ---- KV cache and the decode workspace (one token, reused for every step) ----
+        self.cache = KVCache(cfg, n_ctx, kv_cache)
+        self.work = Workspace.allocate(cfg, 1)
         self.scores = np.zeros((cfg.n_head, n_ctx), np.float32) # attention scratch, one row per head
         self.logits = np.zeros(cfg.n_vocab, np.float32)         # (n_vocab,)
 
@@ -276,12 +363,14 @@ class Qwen3Model:
         kv_cache picks the cache element type: "f32" (exact) or "f16" (half the memory and the bytes read per
         decoded token; llama.cpp's default)."""
         gguf = GGUFFile(path)
-        config = config_from_gguf(gguf)
+        config = Qwen3Config.from_gguf(gguf)
         if not 1 <= int(n_ctx) <= config.n_ctx_train:
             raise ModelError(f"n_ctx={n_ctx} must be between 1 and the model's context length "
                              f"{config.n_ctx_train}")
-        if threads < 0:
-            raise ModelError(f"threads must be >= 0 (0 = all cores), got {threads}")
+        import numba
+        if not 0 <= threads <= numba.config.NUMBA_NUM_THREADS:      # numba raises a bare ValueError above
+            raise ModelError(f"threads must be between 0 (all cores) and {numba.config.NUMBA_NUM_THREADS} "
+                             f"(the cores numba may use), got {threads}")
         if kv_cache not in KV_CACHE_TYPES:
             raise ModelError(f"unknown KV cache type {kv_cache!r}; choose one of {', '.join(KV_CACHE_TYPES)}")
         need, free = kv_cache_bytes(config, int(n_ctx), kv_cache), _available_ram()
@@ -289,6 +378,10 @@ class Qwen3Model:
             raise ModelError(f"the KV cache for n_ctx={n_ctx} needs {need / 2**30:.1f} GiB but only "
                              f"{free / 2**30:.1f} GiB of RAM is available; lower n_ctx")
         set_threads(threads)
+        try:
+            dispatch.forced()           # a bad RAGBIT_KERNEL is a setting error, not a tensor's
+        except KernelFormatError as exc:
+            raise ModelError(str(exc)) from None
         if q1_decode not in Q1_DECODE_MODES:
             raise ModelError(f"unknown decode kernel {q1_decode!r}; choose one of {', '.join(Q1_DECODE_MODES)}")
         return cls(gguf, config, int(n_ctx), q1_decode, kv_cache)
@@ -300,126 +393,98 @@ class Qwen3Model:
 
     # --- cache control ----------------------------------------------------------------------------------------
 
+    @property
+    def n_past(self) -> int:
+        """Positions held in the KV cache."""
+        return self.cache.n_past
+
+    @property
+    def k_cache(self) -> np.ndarray:
+        return self.cache.k
+
+    @property
+    def v_cache(self) -> np.ndarray:
+        return self.cache.v
+
     def reset(self) -> None:
         """Forget every cached position."""
-        self.n_past = 0
+        self.cache.truncate(0)
 
     def truncate(self, n: int) -> None:
         """Keep the first n cached positions (reuse a shared prompt prefix)."""
-        if not 0 <= n <= self.n_past:
-            raise ModelError(f"cannot truncate the cache to {n} positions: it holds {self.n_past}")
-        self.n_past = int(n)
+        self.cache.truncate(n)
 
     def _check_tokens(self, ids: np.ndarray) -> None:
         if ids.size == 0:
             raise ModelError("empty prompt: nothing to prefill")
-        if self.n_past + ids.size > self.n_ctx:
+        if not self.cache.room_for(ids.size):
             raise ContextOverflowError(
                 f"context overflow: {self.n_past} cached + {ids.size} new tokens > n_ctx={self.n_ctx}; "
-                f"shorten the prompt or raise n_ctx")
+                f"shorten the prompt or raise n_ctx" if ids.size > 1 else
+                f"context overflow: the cache is full (n_ctx={self.n_ctx})")
         bad = (ids < 0) | (ids >= self.config.n_vocab)
         if bad.any():
             raise ModelError(f"token id {int(ids[bad][0])} out of range [0, {self.config.n_vocab})")
 
-    # --- prefill: T tokens per matrix product -----------------------------------------------------------------
+    # --- the forward pass: T tokens through every layer -------------------------------------------------------
 
     def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Append tokens to the cache; return the logits (n_vocab,) float32 after the LAST one."""
+        """Append tokens to the cache; return the logits (n_vocab,) float32 after the LAST one.
+        Chunks of PREFILL_CHUNK tokens go through each matrix as one batch (matmul)."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         self._check_tokens(ids)
+        work = Workspace.allocate(self.config, min(ids.size, self.PREFILL_CHUNK))  # freed after the prompt
         for c0 in range(0, ids.size, self.PREFILL_CHUNK):
-            x = self._prefill_chunk(ids[c0:c0 + self.PREFILL_CHUNK])
+            chunk = ids[c0:c0 + self.PREFILL_CHUNK]
+            x = self._forward(chunk, work.rows(chunk.size))
         return self._head(x[-1:])
 
-    def _prefill_chunk(self, ids: np.ndarray) -> np.ndarray:
-        cfg, T, pos0 = self.config, ids.size, self.n_past
-        x = np.empty((T, cfg.n_embd), np.float32)        # residual stream, one row per token
-        xn = np.empty((T, cfg.n_embd), np.float32)       # normed input of a sub-block
-        qd, kd, ff = cfg.q_dim, cfg.kv_dim, cfg.n_ff
-        qkv = np.empty((T, qd + 2 * kd), np.float32)     # W_qkv m, split into contiguous q, k, v below
-        q = np.empty((T, qd), np.float32)                # queries
-        k = np.empty((T, kd), np.float32)                # new keys
-        v = np.empty((T, kd), np.float32)                # new values
-        att = np.empty((T, qd), np.float32)              # attention output
-        proj = np.empty((T, cfg.n_embd), np.float32)     # W_o / W_down output
-        gate_up = np.empty((T, 2 * ff), np.float32)      # W_gate_up m: gate, up side by side
-        act = np.empty((T, ff), np.float32)              # silu(gate) * up
-        for t, tok in enumerate(ids):
-            self.tok_embd.row(int(tok), x[t])
-        for li, lw in enumerate(self.layers):
-            # attention
-            layers.rmsnorm(x, lw.attn_norm, cfg.rms_eps, xn)
-            lw.wqkv.matmul(xn, qkv)
-            q[...], k[...], v[...] = qkv[:, :qd], qkv[:, qd:qd + kd], qkv[:, qd + kd:]
-            self._attend(li, lw, q, k, v, pos0, att)
-            lw.wo.matmul(att, proj)
-            x += proj
-            # feed-forward
-            layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
-            lw.w_gate_up.matmul(xn, gate_up)
-            layers.swiglu(gate_up, act)
-            lw.w_down.matmul(act, proj)
-            x += proj
-        self.n_past = pos0 + T
-        return x
-
-    # --- decode: one token, preallocated buffers, matvec ------------------------------------------------------
-
     def decode(self, token_id: int) -> np.ndarray:
-        """Append one token; return the logits (n_vocab,) float32 for the next one."""
-        if self.n_past + 1 > self.n_ctx:
-            raise ContextOverflowError(f"context overflow: the cache is full (n_ctx={self.n_ctx})")
-        if not 0 <= token_id < self.config.n_vocab:
-            raise ModelError(f"token id {token_id} out of range [0, {self.config.n_vocab})")
-        cfg, pos0 = self.config, self.n_past
-        x, xn = self.x, self.xn
-        self.tok_embd.row(int(token_id), x[0])
+        """Append one token; return the logits (n_vocab,) float32 for the next one (matvec, preallocated buffers)."""
+        ids = np.array([token_id], dtype=np.int64)
+        self._check_tokens(ids)
+        return self._head(self._forward(ids, self.work))
+
+    def _forward(self, ids: np.ndarray, w: Workspace) -> np.ndarray:
+        """Embed ids, run every layer over them at positions n_past.., advance the cache; return the residual
+        stream (T, n_embd) after the last layer."""
+        for t, tok in enumerate(ids):
+            self.tok_embd.row(int(tok), w.x[t])
+        pos0 = self.n_past
         for li, lw in enumerate(self.layers):
-            # attention
-            layers.rmsnorm(x, lw.attn_norm, cfg.rms_eps, xn)
-            lw.wqkv.matvec(xn[0], self.qkv[0])
-            self._attend(li, lw, self.q, self.k, self.v, pos0, self.att)
-            lw.wo.matvec(self.att[0], self.proj[0])
-            x += self.proj
-            # feed-forward
-            layers.rmsnorm(x, lw.ffn_norm, cfg.rms_eps, xn)
-            lw.w_gate_up.matvec(xn[0], self.gate_up[0])
-            layers.swiglu(self.gate_up, self.act)
-            lw.w_down.matvec(self.act[0], self.proj[0])
-            x += self.proj
-        self.n_past = pos0 + 1
-        return self._head(x)
+            self._layer(li, lw, w, pos0)
+        self.cache.advance(ids.size)
+        return w.x
 
-    # --- shared pieces ----------------------------------------------------------------------------------------
-
-    def _attend(self, li: int, lw: LayerWeights, q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
-                out: np.ndarray) -> None:
-        """q/k head norm + RoPE, append k/v to layer li's cache at pos0.., causal attention into out."""
-        cfg, T = self.config, q.shape[0]
-        layers.head_norm_rope(q, cfg.n_head, cfg.head_dim, lw.q_norm, cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
-        layers.head_norm_rope(k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
+    def _layer(self, li: int, lw: LayerWeights, w: Workspace, pos0: int) -> None:
+        """One transformer layer on w.x in place (see the module docstring), for prefill and decode alike."""
+        cfg = self.config
+        qd, kd = cfg.q_dim, cfg.kv_dim
+        # attention
+        layers.rmsnorm(w.x, lw.attn_norm, cfg.rms_eps, w.xn)
+        _product(lw.wqkv, w.xn, w.qkv)
+        w.q[...], w.k[...], w.v[...] = w.qkv[:, :qd], w.qkv[:, qd:qd + kd], w.qkv[:, qd + kd:]
+        layers.head_norm_rope(w.q, cfg.n_head, cfg.head_dim, lw.q_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
                               pos0)
-        layers.store_kv(k, v, self.k_cache[li], self.v_cache[li], pos0)   # -> (n_kv, hd, pos), (n_kv, pos, hd)
-        layers.attention(q, self.k_cache[li], self.v_cache[li], pos0, cfg.n_head, self.attn_scale, self.scores, out)
+        layers.head_norm_rope(w.k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
+                              pos0)
+        self.cache.append(li, w.k, w.v, pos0)
+        layers.attention(w.q, self.cache.k[li], self.cache.v[li], pos0, cfg.n_head, self.attn_scale, self.scores,
+                         w.att)
+        _product(lw.wo, w.att, w.proj)
+        w.x += w.proj
+        # feed-forward
+        layers.rmsnorm(w.x, lw.ffn_norm, cfg.rms_eps, w.xn)
+        _product(lw.w_gate_up, w.xn, w.gate_up)
+        layers.swiglu(w.gate_up, w.act)
+        _product(lw.w_down, w.act, w.proj)
+        w.x += w.proj
 
     def _head(self, x_last: np.ndarray) -> np.ndarray:
         """Final norm + LM head for one row (1, n_embd) -> self.logits (n_vocab,)."""
-        layers.rmsnorm(x_last, self.output_norm, self.config.rms_eps, self.xn)
-        self.lm_head.matvec(self.xn[0], self.logits)
+        layers.rmsnorm(x_last, self.output_norm, self.config.rms_eps, self.work.xn)
+        self.lm_head.matvec(self.work.xn[0], self.logits)
         return self.logits
-
-
-def config_from_gguf(gguf: GGUFFile) -> Qwen3Config:
-    """Qwen3Config of an open file (n_vocab from the token_embd shape); ModelError -> GGUFError naming it."""
-    embd = gguf.require("token_embd.weight")
-    if len(embd.shape) != 2:
-        raise gguf.error(f"tensor 'token_embd.weight' has shape {list(embd.shape)}, expected 2 dimensions")
-    try:
-        config = Qwen3Config.from_metadata(gguf.metadata, n_vocab=embd.shape[1])
-    except ModelError as exc:
-        raise gguf.error(str(exc)) from None
-    gguf.require("token_embd.weight", (config.n_embd, config.n_vocab))
-    return config
 
 
 def _available_ram() -> int | None:
@@ -436,8 +501,8 @@ def _available_ram() -> int | None:
 
 def kv_cache_bytes_for_file(path: str | os.PathLike[str], n_ctx: int, kv_cache: str = "f32") -> int:
     """KV cache size a model file would need at n_ctx, without loading its weights."""
-    return kv_cache_bytes(config_from_gguf(GGUFFile(path)), n_ctx, kv_cache)
+    return kv_cache_bytes(Qwen3Config.from_gguf(GGUFFile(path)), n_ctx, kv_cache)
 
 
 __all__ = ["Qwen3Config", "Qwen3Model", "ModelError", "ContextOverflowError", "GGUFError", "KV_CACHE_TYPES", "kv_cache_bytes",
-           "kv_cache_bytes_for_file", "config_from_gguf"]
+           "kv_cache_bytes_for_file", "KVCache"]

@@ -131,7 +131,8 @@ class BonsaiTokenizer:
         try:
             bpe = models.BPE(vocab=vocab, merges=pairs, ignore_merges=False, fuse_unk=False, byte_fallback=False)
         except Exception as exc:  # tokenizers raises its own exception type for bad merges
-            raise TokenizerError(f"inconsistent tokenizer vocabulary/merges: {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TokenizerError(f"inconsistent tokenizer vocabulary/merges: {first}") from None   # one line
         tok = Tokenizer(bpe)
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERNS[pre]), behavior="isolated", invert=False),

@@ -23,6 +23,7 @@ import re
 import shutil
 import time
 import uuid
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -75,22 +76,46 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_tree(root: Path) -> None:
-    """fsync every file and directory below `root` (and root itself)."""
+    """fsync every file and directory below `root` (and root itself), making each private to its owner."""
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
             try:
+                _chmod_fd(fd, PRIVATE_FILE_MODE)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        make_private(Path(dirpath))
         fsync_dir(Path(dirpath))
+
+
+# An index holds the text of every file it covers: readable by the owner only (like ~/.ssh), whatever the
+# umask and whatever the sources' own modes are.
+PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
+
+
+def _chmod_fd(fd: int, mode: int) -> None:
+    try:
+        os.fchmod(fd, mode)
+    except (OSError, AttributeError):        # Windows has no fchmod; a foreign-owned file cannot be changed
+        pass
+
+
+def make_private(path: Path) -> None:
+    """chmod 0700 a directory (0600 a file) if anyone else may read it; silently keeps it where not allowed."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, PRIVATE_DIR_MODE if os.path.isdir(path) else PRIVATE_FILE_MODE)
+    except OSError:
+        pass
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that readers see the old or the new content, never a mix."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -99,6 +124,72 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checksums: a generation records (size, crc32) of each of its files in its manifest
+# ----------------------------------------------------------------------------------------------------------
+# Why: a truncated dense.faiss, an emptied vocabulary or flipped bytes in doc_tokens.npy (a disk error, a
+# careless tool, a sync client) used to load as "complete and up to date" and fail later or answer wrongly.
+# crc32 runs at ~3 GB/s (zlib), so verifying what a reader loads costs little beside loading it.
+
+CHECKSUMS_KEY = "checksums"
+_CHECK_BLOCK = 1 << 20
+
+
+def file_checksum(path: Path) -> list[int]:
+    """[size, crc32] of a file, read in 1 MB blocks."""
+    crc, size = 0, 0
+    with open(path, "rb") as f:
+        while block := f.read(_CHECK_BLOCK):
+            crc = zlib.crc32(block, crc)
+            size += len(block)
+    return [size, crc]
+
+
+def checksum_tree(root: Path) -> dict[str, list[int]]:
+    """{relative POSIX path: [size, crc32]} of every file below `root` except the manifest."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath, name)
+            rel = path.relative_to(root).as_posix()
+            if rel != MANIFEST_FILE:
+                out[rel] = file_checksum(path)
+    return dict(sorted(out.items()))
+
+
+def verify_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None = None) -> list[str]:
+    """Problems of the generation's files, one short phrase each ([] = intact). `parts` limits the check to
+    files equal to or below those names (e.g. ("lexical", "chunk_table.txt")). A generation written before
+    checksums existed has none to check."""
+    recorded = manifest.get(CHECKSUMS_KEY)
+    if not isinstance(recorded, dict):
+        return []
+    problems = []
+    for rel, want in recorded.items():
+        if parts is not None and not any(rel == p or rel.startswith(p + "/") for p in parts):
+            continue
+        try:
+            got = file_checksum(gen / rel)
+        except FileNotFoundError:
+            problems.append(f"{rel} is missing")
+            continue
+        except OSError as e:
+            problems.append(f"{rel} is unreadable ({e.strerror or e})")
+            continue
+        if not isinstance(want, list) or got != list(want):
+            problems.append(f"{rel} fails its checksum" + (f" ({got[0]} bytes, expected {want[0]})"
+                                                            if isinstance(want, list) and got[0] != want[0] else ""))
+    return problems
+
+
+def check_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None = None) -> None:
+    """IndexFormatError naming the first damaged file, for readers."""
+    problems = verify_generation(gen, manifest, parts)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IndexFormatError(f"index at {gen.parent} is corrupt: {problems[0]}{more}; run `ragbit index` to repair")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,7 +219,8 @@ class IndexStore:
     @contextmanager
     def lock(self, timeout: float = 0.0) -> Iterator[None]:
         """Hold the writer lock. Re-entrant within this IndexStore; another holder -> IndexLockedError."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        make_private(self.root)
         self._ignore_in_git()
         if self._lock is None:
             self._lock = filelock.FileLock(str(self.root / LOCK_FILE))
@@ -145,26 +237,30 @@ class IndexStore:
 
     def _current_name(self) -> str | None:
         try:
-            name = (self.root / CURRENT_FILE).read_text(encoding="utf-8").strip()
+            raw = (self.root / CURRENT_FILE).read_bytes()[:200]
         except FileNotFoundError:
             return None
         except OSError as e:
             raise IndexFormatError(f"index at {self.root}: cannot read {CURRENT_FILE} ({e})") from None
+        name = raw.decode("utf-8", errors="replace").strip()    # binary garbage is corruption, not a crash
         if not _GEN_NAME.fullmatch(name):
             raise IndexFormatError(f"index at {self.root} is corrupt ({CURRENT_FILE} holds {name[:40]!r}): "
-                                   "run ragbit index --rebuild")
+                                   "run ragbit index")
         return name
 
     def current(self) -> Path | None:
         """Directory of the committed generation, or None if nothing was ever committed."""
-        name = self._current_name()
-        if name is None:
-            return None
-        path = self.root / name
-        if not path.is_dir():
-            raise IndexFormatError(f"index at {self.root} is corrupt ({name} is missing): "
-                                   "run ragbit index --rebuild")
-        return path
+        for _ in range(20):
+            name = self._current_name()
+            if name is None:
+                return None
+            path = self.root / name
+            if path.is_dir():
+                return path
+            # a writer may have committed a newer generation and removed this one since we read CURRENT
+            if self._current_name() == name:
+                break
+        raise IndexFormatError(f"index at {self.root} is corrupt ({name} is missing): run ragbit index")
 
     def manifest(self) -> dict | None:
         """The committed manifest (with "format_version" and "generation"), or None if no index exists."""
@@ -193,7 +289,7 @@ class IndexStore:
             raise IndexMissingError(f"no index at {self.root}: run ragbit index first")
         return path, manifest
 
-    def read(self, loader: Callable[[Path, dict], T], attempts: int = 3) -> T:
+    def read(self, loader: Callable[[Path, dict], T], attempts: int = 10) -> T:
         """`loader(generation dir, manifest)` on the committed index, safe against a concurrent writer.
 
         A writer deletes the old generation right after switching CURRENT; a reader that resolved the old
@@ -201,7 +297,13 @@ class IndexStore:
         it is simply run again on the new generation. IndexMissingError if there is no index.
         """
         for attempt in range(attempts):
-            path, manifest = self.require()
+            name = self._current_name()
+            try:
+                path, manifest = self.require()
+            except IndexFormatError:          # its generation was removed under us if CURRENT has moved on
+                if attempt == attempts - 1 or self._current_name() == name:
+                    raise
+                continue
             try:
                 return loader(path, manifest)
             except (OSError, ValueError):
@@ -250,7 +352,7 @@ class IndexStore:
                 number = max(self._generation_numbers(), default=0) + 1
                 name = f"{_GEN_PREFIX}{number:06d}"
                 full = {**manifest, "format_version": FORMAT_VERSION, "generation": number,
-                        "created_unix": time.time()}
+                        "created_unix": time.time(), CHECKSUMS_KEY: checksum_tree(staging)}
                 (staging / MANIFEST_FILE).write_text(json.dumps(full, indent=1, sort_keys=True), encoding="utf-8")
                 fsync_tree(staging)
                 os.rename(staging, self.root / name)

@@ -122,7 +122,7 @@ class VectorCache:
 
     def _ensure_dir(self) -> None:
         if not self.directory.is_dir():
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)   # private, like the index
             fsync_dir(self.directory.parent)
         space = self.directory / _SPACE_FILE
         if not space.exists():

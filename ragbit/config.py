@@ -17,12 +17,14 @@ TOML file or the command line themselves.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ragbit.errors import RagbitError
+from ragbit.search.protocol import MAX_K        # results per search / chunks per query (standard library only)
 
 CONFIG_FILE = "ragbit.toml"
 MODEL_ENV = "RAGBIT_MODEL"                # a short name or .gguf path: the generator model, over both files
@@ -163,6 +165,40 @@ class PipelineConfig:
                 raise ConfigError(f"[pipeline] connections entries must be [\"sender.output\", \"receiver.input\"], got {conn!r}")
 
 
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _checked(default: Any, value: Any, where: str) -> Any:
+    """`value` if it has the type of the key's default, else ConfigError naming the key and what it expects.
+
+    Strict on purpose: `k = 1.9` used to become 1, `k = true` 1, `server = 5` false, and a string where a list
+    belongs was ignored; a typo in a config file should be reported, not guessed at. An int is accepted where
+    a float is expected (`temperature = 0`)."""
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), "a number"
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, expected = isinstance(value, list), "a list"
+    else:
+        ok, expected = True, ""
+    if not ok:
+        raise ConfigError(f"{where} = {_describe(value)}: expected {expected}")
+    return value
+
+
+def _positive(where: str, value: float, minimum: float = 1) -> None:
+    if value < minimum:
+        raise ConfigError(f"{where} must be {'positive' if minimum == 1 else f'>= {minimum}'}, got {value}")
+
+
 @dataclass
 class RagbitConfig:
     repo: Path = field(default_factory=Path.cwd)
@@ -211,15 +247,7 @@ class RagbitConfig:
             for key, value in values.items():
                 if key not in names:
                     raise ConfigError(f"{source}: unknown key '{key}' in [{section}]")
-                current = getattr(target, key)
-                try:
-                    if isinstance(current, bool):
-                        value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-                    elif isinstance(current, (int, float, str)):
-                        value = type(current)(value)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{source}: [{section}] {key} = {value!r} is not a {type(current).__name__}") from None
-                setattr(target, key, value)
+                setattr(target, key, _checked(getattr(target, key), value, f"{source}: [{section}] {key}"))
 
     def validate(self) -> None:
         if self.search.mode not in ("hybrid", "dense", "lexical"):
@@ -241,4 +269,32 @@ class RagbitConfig:
         for section in (self.search, self.query):
             if section.max_hits_per_file < 0:
                 raise ConfigError(f"max_hits_per_file must be 0 (no cap) or more, got {section.max_hits_per_file}")
+        if not all(isinstance(p, str) for p in self.walk.ignore):
+            raise ConfigError(f"[walk] ignore must be a list of strings (gitignore patterns), got {self.walk.ignore!r:.60}")
+        for where, value, minimum in (
+                ("[walk] max_line_chars", self.walk.max_line_chars, 1), ("[embed] batch_size", self.embed.batch_size, 1),
+                ("[embed] threads", self.embed.threads, 0), ("[chunk] min_lines", self.chunk.min_lines, 0),
+                ("[chunk] window_lines", self.chunk.window_lines, 1), ("[chunk] overlap_lines", self.chunk.overlap_lines, 0),
+                ("[chunk] split_overlap_lines", self.chunk.split_overlap_lines, 0),
+                ("[chunk] merge_under", self.chunk.merge_under, 0), ("[search] rrf_k", self.search.rrf_k, 1),
+                ("[search] server_idle_timeout", self.search.server_idle_timeout, 0),
+                ("[generator] n_ctx", self.generator.n_ctx, 1), ("[generator] max_tokens", self.generator.max_tokens, 1),
+                ("[generator] temperature", self.generator.temperature, 0), ("[generator] top_k", self.generator.top_k, 0),
+                ("[generator] top_p", self.generator.top_p, 0), ("[generator] min_p", self.generator.min_p, 0),
+                ("[generator] repeat_penalty", self.generator.repeat_penalty, 0),
+                ("[generator] threads", self.generator.threads, 0), ("[query] k", self.query.k, 1)):
+            _positive(where, value, minimum)
+        for where, value in (("[search] k", self.search.k), ("[query] k", self.query.k)):
+            if value > MAX_K:                      # candidate lists are sized from k: 2**63 must not allocate
+                raise ConfigError(f"{where} must be at most {MAX_K}, got {value}")
+        if self.chunk.overlap_lines >= self.chunk.window_lines:
+            raise ConfigError(f"[chunk] overlap_lines ({self.chunk.overlap_lines}) must be smaller than window_lines "
+                              f"({self.chunk.window_lines})")
+        for where, value in (("[generator] top_p", self.generator.top_p), ("[generator] min_p", self.generator.min_p)):
+            if value > 1:
+                raise ConfigError(f"{where} must be between 0 and 1, got {value}")
+        for where, value in (("[embed] model", self.embed.model), ("[index] dir", self.index.dir),
+                             ("[generator] model", self.generator.model)):
+            if not value.strip():
+                raise ConfigError(f"{where} must not be empty")
         self.pipeline.validate()

@@ -120,7 +120,9 @@ def test_corrupt_index(repo):
     assert invoke("index", repo, "--quiet").exit_code == 0
     (repo / ".ragbit" / "CURRENT").write_text("garbage\n")
     assert_one_line_error(invoke("search", "q", "--repo", repo), "corrupt")
-    assert_one_line_error(invoke("index", repo), "corrupt")
+    repaired = invoke("index", repo)                       # `ragbit index` repairs it (issue #20)
+    assert repaired.exit_code == 0 and "rebuilding the index" in repaired.stderr, repaired.output
+    assert invoke("search", "invoice", "--repo", repo).exit_code == 0
 
 
 def test_truncated_chunk_table(repo):

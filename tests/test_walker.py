@@ -201,7 +201,10 @@ SECRET_NAMES = [".env", ".env.local", ".env.production", "server.pem", "tls.key"
                 "id_rsa", "id_rsa.pub", "id_dsa", "id_ecdsa", "id_ed25519", "id_ed25519.pub", ".netrc", ".pgpass",
                 "credentials", "credentials.json", "release.keystore", ".npmrc", ".pypirc",
                 "my-service-account.json", "gcp_service_account_key.json", "client_secret_123.json",
-                "terraform.tfstate", ".git-credentials"]
+                "terraform.tfstate", ".git-credentials", ".envrc", "secrets.yaml", "secrets.yml", "secret.yaml",
+                "secret.yml", "prod.secrets.yaml", "prod.secrets.yml", "terraform.tfvars", "prod.tfvars",
+                "prod.tfvars.json", ".terraformrc", "terraform.rc", "kubeconfig", "dev.kubeconfig", ".s3cfg", ".boto",
+                ".vault-token", "htpasswd", "AuthKey.p8", "backup.gpg", "key.asc", "a.jceks", "vpn.ovpn"]
 
 
 @pytest.mark.parametrize("name", SECRET_NAMES)
@@ -340,3 +343,20 @@ def test_unreadable_directory_gives_one_warning_and_the_walk_goes_on(tmp_path, m
     assert paths == ["open/b.py"]
     assert warnings == ["skipped locked/: permission denied"]
     assert stats.skipped["unreadable"] == 1
+
+
+def test_secrets_by_location_and_secret_directories_are_not_read(tmp_path):
+    make(tmp_path, {".docker/config.json": '{"auths": {}}\n', ".kube/config": "x\n", "home/.aws/credentials": "x\n",
+                    ".ssh/known_hosts": "x\n", ".gnupg/pubring.kbx": "x\n", "app/config.json": "{}\n", "keep.py": "x\n"})
+    paths, warnings, stats = walk(tmp_path)
+    assert paths == ["app/config.json", "keep.py"]
+    assert stats.skipped["secret"] == 5
+
+
+def test_secrets_inside_read_files_are_masked_line_numbers_kept(tmp_path):
+    text = 'import os\nTOKEN = "ghp_R8x2Kq9Lm4Tz7Vb1Nw6Yc3Hd5Fj0Gs8Pa2Qe"\nprint(TOKEN)\n'
+    make(tmp_path, {"app.py": text})
+    stats = WalkStats()
+    [sf] = list(walk_repository(tmp_path, WalkConfig(), lambda m: None, stats))
+    assert "ghp_" not in sf.text and sf.text.splitlines()[2] == "print(TOKEN)"
+    assert stats.secrets_masked == 1 and stats.files_masked == 1

@@ -14,6 +14,7 @@ import os
 # explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import dispatch
 from .formats import (
     GGML_BF16,
     GGML_F16,
@@ -30,5 +31,5 @@ from .matrix import QuantMatrix, prepare_matrix, set_threads
 __all__ = [
     "GGML_F32", "GGML_F16", "GGML_Q8_0", "GGML_BF16", "GGML_Q1_0",
     "KernelFormatError", "QuantMatrix", "dequantize", "quantize", "prepare_matrix", "set_threads",
-    "tensor_nbytes",
+    "tensor_nbytes", "dispatch",
 ]

@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, q1_0, q1_0_simd
+from . import dense, dispatch, q1_0, q1_0_simd, q1_0_vnni
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -60,6 +60,12 @@ class QuantMatrix:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({TYPE_NAMES[self.ggml_type]}, n_in={self.n_in}, n_out={self.n_out})"
+
+    @property
+    def kernel_paths(self) -> dict[str, str]:
+        """{"decode": path, "prefill": path}: the instruction-set path (dispatch.PATHS) each product runs on.
+        Types without hand-written SIMD kernels are "portable" (numba loops, BLAS for prefill)."""
+        return {"decode": "portable", "prefill": "portable"}
 
     # --- decode: one token
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -184,15 +190,24 @@ class Q1Matrix(QuantMatrix):
     """Q1_0 repacked into sign bits + float32 scales (see q1_0.py for the layout and its memory cost).
 
     decode "float" (default): float32 tables, float32-exact up to summation order (q1_0.matvec_lut8).
-    decode "int11": 11-bit integer tables + SSSE3 pshufb (q1_0_simd.py), ~2x faster, error bounded by
-    16 * sum_b |d_b| * s_b (see there); falls back to "float" on CPUs without SSSE3 (`self.decode`
-    says which one runs). The two keep the bits in different layouts, so the mode is fixed at load."""
+    decode "int11": 11-bit integer tables + pshufb (q1_0_simd.py), ~2x faster, error bounded by
+    16 * sum_b |d_b| * s_b (see there), on the widest path the dispatcher finds (`self.path`: "avx512bw",
+    "avx2" or "ssse3"); falls back to "float" where neither runs (`self.decode` says which one runs). The two keep
+    the bits in different layouts, so the mode is fixed at load."""
+
 
     def __init__(self, raw, n_in, n_out, decode: str = "float"):
         super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
         if decode not in Q1_DECODE_MODES:
             raise KernelFormatError(f"unknown Q1_0 decode mode {decode!r}; expected one of {Q1_DECODE_MODES}")
-        self.decode = decode if decode == "float" or q1_0_simd.available() else "float"
+        self.path = dispatch.choose(f"q1_decode_{decode}")
+        if decode == "int11" and self.path not in q1_0_simd.MATVEC:
+            decode, self.path = "float", dispatch.choose("q1_decode_float")
+        self.decode = decode
+        # prefill: int8 activations on VNNI in the integer mode, else the float32 tables
+        self.prefill_path = dispatch.choose("q1_prefill_int8") if decode == "int11" else "portable"
+        if self.prefill_path == "portable":
+            self.prefill_path = dispatch.choose("q1_prefill_float")
         tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
         bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows, byte_major=self.decode == "int11")
         if self.decode == "float":
@@ -203,17 +218,30 @@ class Q1Matrix(QuantMatrix):
         else:
             self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
+            self._int11 = q1_0_simd.MATVEC[self.path]
+
+    @property
+    def kernel_paths(self) -> dict[str, str]:
+        return {"decode": f"{self.path} ({self.decode})", "prefill": self.prefill_path}
 
     def _matvec_into(self, x, out):
         if self.decode == "float":
             q1_0.matvec_lut8(self.words, self.scales, *_LUTS.tables_for(x), out)
         else:
-            q1_0_simd.matvec_pshufb(self.bits_t, self.scales, *_INT_TABLES.tables_for(x), out)
+            self._int11(self.bits_t, self.scales, *_INT_TABLES.tables_for(x), out)
 
     def _matmul_into(self, x, out):
         if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
             for t in range(x.shape[0]):
                 self._matvec_into(x[t], out[t])
+        elif self.prefill_path == "avx512vnni":
+            T, nt, subs = x.shape[0], q1_0_vnni.NT, self.n_in // q1_0_vnni.QS
+            t_pad = -(-T // nt) * nt                                      # zero rows pad the last token tile
+            xq = np.zeros((t_pad, self.n_in), np.int8)
+            sx = np.zeros((t_pad, subs), np.float32)                      # activation scale per token and 32 inputs
+            qx = np.zeros((t_pad, subs), np.int32)                        # sum of those 32 int8 activations
+            q1_0_vnni.quantize_rows(x, xq[:T], sx[:T], qx[:T])
+            q1_0_vnni.matmul_vnni(self.bits_t, self.scales, xq, sx, qx, out)
         else:
             kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
             kernel(self.bits, self.scales, x, out, numba.get_num_threads())
@@ -267,6 +295,10 @@ class StackedMatrix(QuantMatrix):
         self.parts = parts
         self.offsets = np.cumsum([0] + [p.n_out for p in parts])       # (n_parts + 1,) first row of each part
 
+    @property
+    def kernel_paths(self) -> dict[str, str]:
+        return merge_kernel_paths(self.parts)
+
     def _matvec_into(self, x, out):
         for p, r0, r1 in zip(self.parts, self.offsets[:-1], self.offsets[1:]):
             p._matvec_into(x, out[r0:r1])
@@ -279,6 +311,16 @@ class StackedMatrix(QuantMatrix):
         for i in range(r0, r1):
             k = int(np.searchsorted(self.offsets, i, side="right")) - 1
             self.parts[k]._dequant_rows_into(i - self.offsets[k], i - self.offsets[k] + 1, out[i - r0:i - r0 + 1])
+
+
+def merge_kernel_paths(matrices) -> dict[str, str]:
+    """The kernel paths of several matrices as one dict: each operation's paths, distinct ones joined by " + "."""
+    merged: dict[str, list[str]] = {}
+    for m in matrices:
+        for op, path in m.kernel_paths.items():
+            if path not in merged.setdefault(op, []):
+                merged[op].append(path)
+    return {op: " + ".join(paths) for op, paths in merged.items()}
 
 
 def prepare_stacked(parts: list[tuple[int, np.ndarray, int]], n_in: int, q1_decode: str = "float") -> QuantMatrix:

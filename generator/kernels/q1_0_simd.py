@@ -1,4 +1,4 @@
-"""Q1_0 decode with 16-entry integer tables and SSSE3 `pshufb` (T-MAC style): an optional, faster matvec.
+"""Q1_0 decode with 16-entry integer tables and `pshufb` (T-MAC style): an optional, faster matvec.
 
 The float decode kernel (q1_0.py) pays one scalar load + add per 8 weights. Here one 128-bit `pshufb`
 looks up 16 rows at once: a 4-bit group of sign bits (4 weights) indexes a 16-entry table of the signed
@@ -15,18 +15,21 @@ quarter of what int8 activations (llama.cpp's Q8_0 with one scale per 128) would
 exact. That is why this path is opt-in (QuantMatrix decode mode "int11"), and float32 stays the default.
 
 Weight layout: bits (n_tiles, n_blocks, 16, tile_rows) uint8 (q1_0.repack(..., byte_major=True)): the
-float layout with the last two axes swapped, so byte k of 16 consecutive rows is one 16-byte load. Needs SSSE3 (any x86-64 since 2006);
-`available()` says whether the host has it, callers fall back to the float kernel otherwise.
+float layout with the last two axes swapped, so byte k of 16 (64) consecutive rows is one 16 (64)-byte load.
+Three widths: SSSE3 (any x86-64 since 2006, 16 rows per pshufb), AVX2 (32) and AVX-512BW (64 rows per vpshufb); the
+dispatcher (dispatch.py, operation "q1_decode_int11") picks one, callers fall back to the float kernel where
+neither runs.
 """
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm_binding
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from . import dispatch
 
 QK = 128
 GROUPS = QK // 4  # 4-input groups per block
@@ -36,11 +39,8 @@ Q_BIAS = 1024
 
 
 def available() -> bool:
-    """True if the host CPU has SSSE3 (pshufb, pmaddubsw): the only instructions this path needs."""
-    try:
-        return bool(llvm_binding.get_host_cpu_features().get("ssse3", False))
-    except Exception:  # noqa: BLE001  (non-x86 hosts, or llvmlite cannot query)
-        return False
+    """True if some width of this path runs here (the dispatcher's choice, RAGBIT_KERNEL included)."""
+    return dispatch.choose("q1_decode_int11") != "portable"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -79,48 +79,69 @@ def build_tables(x, tab, s):
 # ----------------------------------------------------------------------------------------------------
 # the block kernel, written in LLVM IR (numba has no vector types)
 
-_FN_NAME = "ragbit_q1_0_pshufb_block_f16scales"
+# The block kernel comes in three widths, one LLVM IR generator for all: 16 rows per vector (SSSE3, 128-bit
+# pshufb), 32 (AVX2) or 64 rows per vector (AVX-512BW, 512-bit vpshufb: four 128-bit lanes, each looking up
+# its own 16 rows in the same table, broadcast to every lane). Only the width differs; the integer sums, and so the
+# float results, are identical bit for bit.
+_INTRINSICS = {  # width -> (pshufb, pmaddubsw)
+    16: ("llvm.x86.ssse3.pshuf.b.128", "llvm.x86.ssse3.pmadd.ub.sw.128"),
+    32: ("llvm.x86.avx2.pshuf.b", "llvm.x86.avx2.pmadd.ub.sw"),
+    64: ("llvm.x86.avx512.pshuf.b.512", "llvm.x86.avx512.pmaddubs.w.512"),
+}
 
 
-def _define_block_fn(module: ir.Module) -> ir.Function:
+def _define_block_fn(module: ir.Module, width: int) -> ir.Function:
     """void f(i8* w, i8* tab, i16* d, float s, float* acc, i64 n_chunks, i64 stride):
-    for each chunk c of 16 rows: acc[16c:16c+16] += d[16c:16c+16] * s * (block sum of the 16 rows),
+    for each chunk c of `width` rows: acc[wc : wc+w] += d[wc : wc+w] * s * (block sum of those rows),
     w = this block's (16, stride) sign bytes, tab = this block's 1 KB of tables."""
-    if _FN_NAME in module.globals:
-        return module.globals[_FN_NAME]
+    name = f"ragbit_q1_0_pshufb{width}_block_f16scales"
+    if name in module.globals:
+        return module.globals[name]
     i8, i16, i32, i64, f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
-    v16i8, v8i16, v8i32, v8f32 = ir.VectorType(i8, 16), ir.VectorType(i16, 8), ir.VectorType(i32, 8), ir.VectorType(f32, 8)
+    W, H = width, width // 2
+    v16i8, vWi8, vHi16 = ir.VectorType(i8, 16), ir.VectorType(i8, W), ir.VectorType(i16, H)
+    vWi16, vWi32, vWf32 = ir.VectorType(i16, W), ir.VectorType(i32, W), ir.VectorType(f32, W)
     fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), i16.as_pointer(), f32,
                                            f32.as_pointer(), i64, i64])
-    fn = ir.Function(module, fnty, _FN_NAME)
+    fn = ir.Function(module, fnty, name)
     fn.linkage = "internal"
-    pshufb = module.globals.get("llvm.x86.ssse3.pshuf.b.128") or ir.Function(
-        module, ir.FunctionType(v16i8, [v16i8, v16i8]), "llvm.x86.ssse3.pshuf.b.128")
-    maddubs = module.globals.get("llvm.x86.ssse3.pmadd.ub.sw.128") or ir.Function(
-        module, ir.FunctionType(v8i16, [v16i8, v16i8]), "llvm.x86.ssse3.pmadd.ub.sw.128")
+    shuf_name, madd_name = _INTRINSICS[W]
+    pshufb = module.globals.get(shuf_name) or ir.Function(module, ir.FunctionType(vWi8, [vWi8, vWi8]), shuf_name)
+    maddubs = module.globals.get(madd_name) or ir.Function(module, ir.FunctionType(vHi16, [vWi8, vWi8]), madd_name)
     w, tab, d, s, acc, n_chunks, stride = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     def splat(ty, n, v):
         return ir.Constant(ir.VectorType(ty, n), [ir.Constant(ty, v)] * n)
 
-    def load16(ptr, offset):
-        p = b.bitcast(b.gep(ptr, [offset]), v16i8.as_pointer())
-        return b.load(p, align=1)
+    def mask(idx):
+        return ir.Constant(ir.VectorType(i32, len(idx)), idx)
 
-    nib, four, ones = splat(i8, 16, 15), splat(i8, 16, 4), splat(i8, 16, 1)
-    zero8, zero16 = splat(i8, 16, 0), splat(i16, 8, 0)
-    flip = splat(i16, 8, 0x8000 - 0x10000)
-    lo_mask = ir.Constant(ir.VectorType(i32, 16), [i // 2 + (16 if i % 2 else 0) for i in range(16)])
-    hi_mask = ir.Constant(ir.VectorType(i32, 16), [8 + i // 2 + (16 if i % 2 else 0) for i in range(16)])
-    tables = [load16(tab, ir.Constant(i64, 16 * j)) for j in range(64)]  # 1 KB: LLVM keeps what fits
-    sv = b.insert_element(ir.Constant(v8f32, None), s, ir.Constant(i32, 0))
-    sv = b.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(i32, 8), [0] * 8))  # (8,) copies of s
+    def load(ptr, offset, ty):
+        return b.load(b.bitcast(b.gep(ptr, [offset]), ty.as_pointer()), align=1)
+
+    nib, four, ones, zero8 = splat(i8, W, 15), splat(i8, W, 4), splat(i8, W, 1), splat(i8, W, 0)
+    zero16 = splat(i16, H, 0)
+    flip = splat(i16, W, 0x8000 - 0x10000)
+    lanes = range(W // 16)
+    # per 128-bit lane L: bytes 0..7 (lo) or 8..15 (hi) of l0 and l1 interleaved (punpcklbw / punpckhbw), so
+    # the i16 element 8L + i of the lo sums is row 16L + i, of the hi sums row 16L + 8 + i
+    lo_mask = mask([16 * L + i // 2 + (W if i % 2 else 0) for L in lanes for i in range(16)])
+    hi_mask = mask([16 * L + 8 + i // 2 + (W if i % 2 else 0) for L in lanes for i in range(16)])
+    # lo/hi i16 sums (concatenated) -> row order
+    row_order = mask([(H if (r % 16) >= 8 else 0) + 8 * (r // 16) + r % 8 for r in range(W)])
+    bcast = mask([i % 16 for i in range(W)])  # one 16-byte table in every lane
+    tables = []
+    for j in range(64):  # 1 KB: LLVM keeps what fits in registers
+        t = load(tab, ir.Constant(i64, 16 * j), v16i8)
+        tables.append(t if W == 16 else b.shuffle_vector(t, t, bcast))
+    sv = b.insert_element(ir.Constant(vWf32, None), s, ir.Constant(i32, 0))
+    sv = b.shuffle_vector(sv, sv, mask([0] * W))  # (W,) copies of s
     with cgutils.for_range(b, n_chunks) as loop:
-        r0 = b.mul(loop.index, ir.Constant(i64, 16))
+        r0 = b.mul(loop.index, ir.Constant(i64, W))
         acc_lo, acc_hi, acc_h = zero16, zero16, zero8
         for k in range(16):
-            wv = load16(w, b.add(b.mul(stride, ir.Constant(i64, k)), r0))
+            wv = load(w, b.add(b.mul(stride, ir.Constant(i64, k)), r0), vWi8)
             i0 = b.and_(wv, nib)
             i1 = b.lshr(wv, four)
             l0 = b.call(pshufb, [tables[4 * k], i0])
@@ -130,46 +151,68 @@ def _define_block_fn(module: ir.Module) -> ir.Function:
             acc_h = b.add(acc_h, b.add(h0, h1))
             acc_lo = b.add(acc_lo, b.call(maddubs, [b.shuffle_vector(l0, l1, lo_mask), ones]))
             acc_hi = b.add(acc_hi, b.call(maddubs, [b.shuffle_vector(l0, l1, hi_mask), ones]))
-        for half, acc16 in enumerate((acc_lo, acc_hi)):
-            mask = lo_mask if half == 0 else hi_mask
-            h16 = b.bitcast(b.shuffle_vector(zero8, acc_h, mask), v8i16)  # high sums << 8
-            tot = b.xor(b.add(acc16, h16), flip)  # uint16 sum of (q + 1024) - 32768 = signed sum of q
-            f = b.sitofp(b.sext(tot, v8i32), v8f32)
-            off = b.add(r0, ir.Constant(i64, 8 * half))
-            dp = b.bitcast(b.gep(d, [off]), v8i16.as_pointer())          # 8 scales, IEEE half bits
-            dv = b.fpext(b.bitcast(b.load(dp, align=2), ir.VectorType(ir.HalfType(), 8)), v8f32)
-            ap = b.bitcast(b.gep(acc, [off]), v8f32.as_pointer())
-            b.store(b.fadd(b.load(ap, align=4), b.fmul(b.fmul(dv, sv), f)), ap, align=4)
+        h_lo = b.bitcast(b.shuffle_vector(zero8, acc_h, lo_mask), vHi16)  # high sums << 8
+        h_hi = b.bitcast(b.shuffle_vector(zero8, acc_h, hi_mask), vHi16)
+        sums = b.shuffle_vector(b.add(acc_lo, h_lo), b.add(acc_hi, h_hi), row_order)  # (W,) i16, row order
+        tot = b.xor(sums, flip)  # uint16 sum of (q + 1024) - 32768 = signed sum of q
+        f = b.sitofp(b.sext(tot, vWi32), vWf32)
+        dv = b.fpext(b.bitcast(load(d, r0, vWi16), ir.VectorType(ir.HalfType(), W)), vWf32)  # scales, half bits
+        ap = b.bitcast(b.gep(acc, [r0]), vWf32.as_pointer())
+        b.store(b.fadd(b.load(ap, align=4), b.fmul(b.fmul(dv, sv), f)), ap, align=4)
     b.ret_void()
     return fn
 
 
 @intrinsic
-def _block(typingctx, w, tab, d, s, acc, n_chunks, stride):
-    sig = types.void(w, tab, d, types.float32, acc, types.intp, types.intp)
+def _block(typingctx, width, w, tab, d, s, acc, n_chunks, stride):
+    """The block kernel of `width` (a compile-time literal: 16, 32 or 64) rows per vector (see _define_block_fn)."""
+    if not isinstance(width, types.IntegerLiteral) or width.literal_value not in _INTRINSICS:
+        return None
+    sig = types.void(width, w, tab, d, types.float32, acc, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        fn = _define_block_fn(builder.module)
-        nc, st = args[5], args[6]
-        ptr = {i: context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 1, 2, 4)}
+        fn = _define_block_fn(builder.module, sig.args[0].literal_value)
+        nc, st = args[6], args[7]
+        ptr = {i: context.make_array(sig.args[i])(context, builder, args[i]).data for i in (1, 2, 3, 5)}
         i8p, i16p, f32p = ir.IntType(8).as_pointer(), ir.IntType(16).as_pointer(), ir.FloatType().as_pointer()
-        builder.call(fn, [builder.bitcast(ptr[0], i8p), builder.bitcast(ptr[1], i8p), builder.bitcast(ptr[2], i16p),
-                          args[3], builder.bitcast(ptr[4], f32p), nc, st])
+        builder.call(fn, [builder.bitcast(ptr[1], i8p), builder.bitcast(ptr[2], i8p), builder.bitcast(ptr[3], i16p),
+                          args[4], builder.bitcast(ptr[5], f32p), nc, st])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-@njit(parallel=True, cache=True)
-def matvec_pshufb(bits_t, scales, tab, s, out):
-    """out (n_out,) = W @ x given x's tables (build_tables); bits_t (n_tiles, n_blocks, 16, tile_rows)."""
+@njit(inline="always")
+def _matvec(bits_t, scales, tab, s, out, width):
+    """out (n_out,) = W @ x given x's tables (build_tables); bits_t (n_tiles, n_blocks, 16, tile_rows), with the
+    block kernel of `width` rows per vector; tile_rows % width == 0 (q1_0.tile_rows_for gives multiples of 64).
+    Inlined into one entry point per width, where width is a constant: each compiles only when first called,
+    so a CPU never sees instructions it lacks, and each caches on disk."""
     n_out = out.size
     n_tiles, n_blocks, tile_rows = scales.shape
     for it in prange(n_tiles):
         r0 = it * tile_rows
         n_r = min(n_out - r0, tile_rows)
-        n_chunks = (n_r + 15) // 16
+        n_chunks = (n_r + width - 1) // width
         acc = np.zeros(tile_rows, np.float32)
         for b in range(n_blocks):
-            _block(bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
+            _block(width, bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
         out[r0:r0 + n_r] = acc[:n_r]
+
+
+@njit(parallel=True, cache=True)
+def matvec_pshufb(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 16)       # SSSE3
+
+
+@njit(parallel=True, cache=True)
+def matvec_vpshufb256(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 32)       # AVX2
+
+
+@njit(parallel=True, cache=True)
+def matvec_vpshufb512(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 64)       # AVX-512BW
+
+
+MATVEC = {"avx512bw": matvec_vpshufb512, "avx2": matvec_vpshufb256, "ssse3": matvec_pshufb}  # dispatch path ->

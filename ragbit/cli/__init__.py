@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     except ImportError:
         from click import exceptions as click_exc
 
+    from ragbit.cli import interrupts
+    interrupts.install()                       # SIGTERM unwinds like Ctrl-C (no half-written files)
     try:
         rc = _command().main(args=argv, prog_name=prog_name, standalone_mode=False)
     except getattr(click_exc, "NoArgsIsHelpError", ()) as e:
@@ -97,9 +99,9 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     except click_exc.ClickException as e:
         print(f"error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        print("interrupted", file=sys.stderr)
+        sys.exit(interrupts.exit_code(e))
     except BrokenPipeError:  # `ragbit ... | head`: the reader left; nothing to report
         sys.stderr.close()
         sys.exit(1)

@@ -31,22 +31,24 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def guarded(fn: Callable[[], T], interrupted: str = "error: interrupted",
-            interrupted_code: int | None = 130) -> T:
-    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C prints `interrupted` instead and
-    exits 130 (128 + SIGINT, as shells and git report it), or, with interrupted_code None, is the caller's."""
+def guarded(fn: Callable[[], T], interrupted: str = "", keep_ctrl_c: bool = False) -> T:
+    """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C / SIGTERM print one `interrupted`
+    line (with `interrupted` after it, e.g. what is intact) and exit 130 / 143 (`ragbit/cli/interrupts.py`).
+    keep_ctrl_c: a Ctrl-C (not SIGTERM) is raised to the caller instead (`ragbit chat` stops only the answer)."""
+    from ragbit.cli.interrupts import Terminated, stop
     try:
         return fn()
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        if interrupted_code is None:
+    except KeyboardInterrupt as e:            # Ctrl-C or SIGTERM: cleanup (finally blocks) has already run
+        if keep_ctrl_c and not isinstance(e, Terminated):
             raise
-        typer.echo(interrupted, err=True)
-        raise typer.Exit(interrupted_code) from None
+        stop(e, interrupted)
     except USER_ERRORS as e:
         fail(one_line(e))
     except OSError as e:         # e.g. no permission to write the index directory, disk full
+        if e.errno is None and "requested and" in str(e):          # numpy's short write on a full disk
+            fail(f"No space left on device? a write was cut short ({e}); the last committed index is intact")
         fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
 
 

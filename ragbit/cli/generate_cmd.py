@@ -67,12 +67,12 @@ def generate(
                 sys.stdout.flush()
         return gen.last_result
 
-    result = guarded(go, interrupted="\ninterrupted", interrupted_code=130)
+    result = guarded(go)
     t = result.timings
     if json_out:
         typer.echo(json.dumps({
             "text": result.text, "prompt_token_ids": result.prompt_token_ids, "token_ids": result.token_ids,
-            "finish_reason": result.finish_reason,
+            "finish_reason": result.finish_reason, "kernels": result.kernels,
             "timings": {"load_s": t.load_s, "prompt_tokens_per_s": t.prompt_tokens_per_s,
                         "gen_tokens_per_s": t.gen_tokens_per_s},
         }, ensure_ascii=False))

@@ -20,7 +20,7 @@ from ragbit.cli.boundary import fail, guarded, repo_config, repository
 # like every other bad input, instead of click's usage box with exit code 2.
 MODES = ("hybrid", "dense", "lexical")
 DENSE_KINDS = ("auto", "flat", "hnsw", "ivf")
-INTERRUPTED = "error: interrupted (the last committed index is intact)"
+INTERRUPTED = "the last committed index is intact"
 
 
 def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
@@ -77,6 +77,8 @@ def index(
                f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
     if not quiet:
         typer.echo(f"  skipped: {skipped}" + ("  (`ragbit index --list-skipped` lists them)" if r.skipped else ""))
+        if r.secrets_masked:
+            typer.echo(f"  masked: {r.secrets_masked} secrets in the files read (replaced by [REDACTED:...])")
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total"))
         if r.rechunked_all:
             typer.echo("  chunk settings changed since the last run: every file was re-chunked")
@@ -145,7 +147,9 @@ def status(
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
     typer.echo(f"embedding model: {s.model_id} (dim {s.dim})")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
-    if s.changed or s.added or s.removed:
+    if s.damaged:
+        typer.echo(f"damaged: {'; '.join(s.damaged[:5])} -> run `ragbit index {s.repo}` to repair")
+    elif s.changed or s.added or s.removed:
         typer.echo(f"since then: {s.added} added, {s.changed} changed, {s.removed} removed "
                    f"-> run `ragbit index {s.repo}`")
     else:

@@ -19,6 +19,7 @@ import typer
 
 from ragbit.cli import app, examples
 from ragbit.cli.boundary import guarded, repo_config
+from ragbit.terminal_text import for_terminal
 
 
 def _load_config(repo: Optional[Path], model: Optional[str], k: Optional[int], budget: Optional[int],
@@ -54,7 +55,7 @@ def _print_sources(answer) -> None:
         heading = "sources (the answer cited no block; all context blocks):"
     typer.echo(heading)
     for s in answer.sources:
-        typer.echo(f"  {s}")
+        typer.echo(f"  {for_terminal(str(s), keep_newlines=False)}")
     if answer.context is not None and answer.context.omitted:
         typer.echo(answer.context.omitted_summary())
 
@@ -69,7 +70,7 @@ def _print_timings(answer) -> None:
 
 
 def _stream_to_stdout(piece: str) -> None:
-    sys.stdout.write(piece)
+    sys.stdout.write(for_terminal(piece))     # the model may copy escapes it read in the context
     sys.stdout.flush()
 
 
@@ -79,7 +80,7 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
     if answer.error:
         _echo_err(f"warning: {answer.error}")
     elif not streamed:
-        typer.echo(answer.text)
+        typer.echo(for_terminal(answer.text))
     if answer.text:
         typer.echo("" if answer.text.endswith("\n") else "\n")
     _print_sources(answer)
@@ -156,8 +157,9 @@ def chat(
         try:
             if not turns.next(read):
                 break
-        except KeyboardInterrupt:    # Ctrl-C: at the prompt it clears the line; otherwise it stops the answer
-            if not interactive:
+        except KeyboardInterrupt as e:   # Ctrl-C: at the prompt it clears the line; otherwise it stops the answer
+            from ragbit.cli.interrupts import Terminated
+            if not interactive or isinstance(e, Terminated):
                 raise
             if turns.answering:
                 sys.stdout.write("\n")
@@ -186,7 +188,7 @@ class _ChatTurns:
             return _slash_command(question, self.conversation, self.last)
         self.answering = True        # an interrupted turn is not kept by Conversation.ask
         answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout),
-                         interrupted_code=None)
+                         keep_ctrl_c=True)
         self.last = answer
         _show_answer(answer, streamed=True, show_context=False)
         typer.echo("")

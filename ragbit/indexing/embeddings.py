@@ -51,6 +51,34 @@ def resolve_model(name: str) -> tuple[str, str, bool]:
     return name, name, False
 
 
+HUB_HOST, HUB_PROBE_SECONDS = "huggingface.co", 3.0
+
+
+def check_hub_reachable(name: str) -> None:
+    """EmbeddingModelError at once when `name` (a hub model id) is not cached and the hub cannot be reached.
+
+    Why: offline, huggingface_hub retries every file of a model with backoff (146 s before the first error
+    line); one cache lookup and one TCP connect with a short timeout tell the same thing in milliseconds."""
+    import os
+    import socket
+    try:
+        from huggingface_hub import snapshot_download
+        snapshot_download(name, local_files_only=True)
+        return                                            # in the cache: loading needs no network
+    except Exception:
+        pass
+    where = f"embedding model {name!r} is not a local directory nor in the Hugging Face cache"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise EmbeddingModelError(f"{where}, and HF_HUB_OFFLINE is set")
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return                                            # the proxy decides; a direct probe would mislead
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as e:
+        raise EmbeddingModelError(f"{where}, and {HUB_HOST} is unreachable ({e.strerror or e}): offline? "
+                                  "pass a local model directory") from None
+
+
 class Embedder:
     """Turns texts into L2-normalised float32 vectors; counts tokens with the model's own tokenizer."""
 
@@ -71,6 +99,8 @@ class Embedder:
         if self._model is None:
             from ragbit.indexing.embedding_backends import default_cache_dir, load_sentence_model, vector_space_id
             cfg = self.config
+            if not self._offline:
+                check_hub_reachable(self.source)
             try:
                 model = load_sentence_model(self.source, cfg.backend, cfg.cache_dir or default_cache_dir(),
                                             model_id=self._base_id, device=cfg.device, threads=cfg.threads)

@@ -49,6 +49,7 @@ class IndexReport:
     chunks_embedded: int = 0          # vectors computed by the model in this run
     chunks_reused: int = 0            # vectors found in the cache
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
+    secrets_masked: int = 0           # secrets masked in the files read by this run (files read, not reused)
     dense_complete: bool = False
     rechunked_all: bool = False       # chunk settings changed since the last run
     timings: dict = field(default_factory=dict)   # seconds: walk_chunk, lexical, embed, model, dense, total
@@ -62,8 +63,10 @@ class IndexReport:
 def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
     """What decides how a file is chunked: if it differs from the last run, every file is re-chunked."""
     from ragbit.indexing import chunking
+    from ragbit.indexing.secret_masking import MASKING_VERSION
+    # masking rules are part of it: chunks stored under older rules may hold a secret the new ones mask
     return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
-            "chunker_version": chunking.CHUNKER_VERSION}
+            "chunker_version": chunking.CHUNKER_VERSION, "masking_version": MASKING_VERSION}
 
 
 def check_repo(repo: Path) -> None:
@@ -129,7 +132,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
     embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
     search is complete, dense search covers only cached vectors (the manifest says so)."""
-    from indexes.store import IndexStore
+    from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
     from ragbit.indexing.walker import WalkStats, content_rules, settled, walk_repository
@@ -141,16 +144,28 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         from ragbit.indexing.embeddings import Embedder
         embedder = Embedder(cfg.embed)
     if warn is None:
-        warn = (lambda msg: print(f"warning: {msg}", file=sys.stderr)) if progress else (lambda msg: None)
+        from ragbit.terminal_text import for_terminal        # warnings name files: a name may hold escapes
+        warn = (lambda msg: print(f"warning: {for_terminal(msg, False)}", file=sys.stderr)) if progress \
+            else (lambda msg: None)
     report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir))
     store = IndexStore(cfg.index_dir)
 
     with store.lock(timeout=0):
-        manifest, prev_dir = (None, None) if rebuild else previous_generation(store)
+        manifest, prev_dir = None, None
+        if not rebuild:
+            try:
+                manifest, prev_dir = previous_generation(store)
+            except IndexFormatError as e:                 # corrupt pointer or manifest: this run repairs it
+                warn(f"{e}; rebuilding the index")
         check_model(manifest, embedder.model_id, cfg.index_dir)
         settings = _chunk_settings(cfg, embedder.max_text_tokens)
         prev = None
-        if manifest:
+        # a damaged generation is repaired: its damaged parts are rebuilt, not reused (the dense index always is)
+        damaged = verify_generation(prev_dir, manifest) if manifest else []
+        if damaged:
+            warn(f"the index is damaged ({'; '.join(damaged[:3])}): repairing it")
+        lexical_from = None if any(d.startswith(LEXICAL_DIR + "/") for d in damaged) else prev_dir
+        if manifest and not any(d.startswith(TABLE_FILE) for d in damaged):
             try:
                 prev = ChunkTable.load(prev_dir)
             except ChunkTableError as e:
@@ -195,6 +210,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             for (i, path, _), chunks in zip(to_chunk, chunked):
                 per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
         report.skipped = dict(stats.skipped)
+        report.secrets_masked = stats.secrets_masked
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
         table = ChunkTable.from_files(per_file, previous=prev)
@@ -220,7 +236,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         }
 
         # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
-        unchanged = (reuse and report.files_unchanged == len(table.files) and not report.files_removed
+        unchanged = (reuse and not damaged and report.files_unchanged == len(table.files) and not report.files_removed
                      and not restamped and manifest.get("content_rules") == base_manifest["content_rules"]
                      and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
                      and bool(found.all()))
@@ -233,7 +249,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         if progress:
             _say(f"indexing {repo}: {len(table.files)} files, {len(table)} chunks")
         t = time.perf_counter()
-        lexical = _build_lexical(table, reused, prev_dir)
+        lexical = _build_lexical(table, reused, lexical_from)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once

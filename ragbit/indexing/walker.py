@@ -8,7 +8,9 @@ Rules, in the order they are applied (directories are pruned before anything bel
    to it, deeper files win), `.git/info/exclude` (lowest), and `.ragbitignore` in every directory plus
    `WalkConfig.ignore` (highest, so a `!pattern` there can re-include something git ignores); below them all,
    `DEFAULT_IGNORE_PATTERNS` (translation catalogs `*.po`, `*.pot`), which any of those files can override;
-3. secrets, always, whatever the ignore files say (`.env`, keys, credentials, ...);
+3. secrets, always, whatever the ignore files say (`.env`, keys, credentials, ...; by name, never read, and
+   directories such as `.ssh`); secrets inside the files that are read are masked in place
+   (`ragbit.indexing.secret_masking`) before anything else sees the text;
 4. by name, without reading: media/archive/binary extensions, lock files, `*.min.js`, `*.map`;
 5. by size (`max_file_bytes`), then by content: NUL byte in the first 8 KB (binary), not UTF-8 (one warning),
    a line longer than `max_line_chars` (minified or generated).
@@ -37,6 +39,7 @@ from pathspec import GitIgnoreSpec
 
 from ragbit.config import WalkConfig
 from ragbit.errors import RagbitError
+from ragbit.indexing.secret_masking import mask_secrets
 
 # ==================================================================================================================
 # fixed rules
@@ -58,7 +61,14 @@ SECRET_PATTERNS = (
     ".netrc", "_netrc", ".pgpass", ".git-credentials", ".htpasswd", ".npmrc", ".pypirc", ".dockercfg",
     "credentials", "credentials.json", "*service-account*.json", "*service_account*.json",
     "client_secret*.json", "*.tfstate", "*.tfstate.*",
+    ".envrc", "secrets.yaml", "secrets.yml", "secret.yaml", "secret.yml", "*.secrets.yaml", "*.secrets.yml",
+    "terraform.tfvars", "*.tfvars", "*.tfvars.json", ".terraformrc", "terraform.rc", "kubeconfig", "*.kubeconfig",
+    ".s3cfg", ".boto", ".vault-token", "htpasswd", "*.p8", "*.gpg", "*.asc", "*.jceks", "*.ovpn",
 )
+# Secrets recognised by where they are (the file name alone is ordinary), matched on the repository path.
+SECRET_PATH_PATTERNS = ("**/.docker/config.json", "**/.kube/config", "**/.aws/config", "**/.aws/credentials",
+                        "**/.config/gh/hosts.yml", "**/.config/hub")
+SECRET_DIRS = frozenset({".ssh", ".gnupg"})
 GENERATED_PATTERNS = (
     "*.min.js", "*.min.css", "*.map",
     "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock",
@@ -84,12 +94,14 @@ DEFAULT_IGNORE_PATTERNS = ("*.po", "*.pot")
 BINARY_SNIFF_BYTES = 8192
 
 SECRET_SPEC = GitIgnoreSpec.from_lines(SECRET_PATTERNS)
+SECRET_PATH_SPEC = GitIgnoreSpec.from_lines(SECRET_PATH_PATTERNS)
 GENERATED_SPEC = GitIgnoreSpec.from_lines(GENERATED_PATTERNS)
 
 # Skip reasons, as printed by `WalkStats.summary()`.
 IGNORED, EXCLUDED, SECRET, MEDIA, GENERATED = "ignored", "excluded dir", "secret", "media", "minified/generated"
 TOO_LARGE, BINARY, UNDECODABLE, UNREADABLE = "too large", "binary", "undecodable", "unreadable"
 OUTSIDE, LOOP, BROKEN_LINK = "symlink outside repo", "symlink loop", "broken symlink"
+BAD_NAME, SPECIAL = "undecodable name", "not a regular file"
 
 
 class WalkError(RagbitError, ValueError):
@@ -107,7 +119,7 @@ Stamp = tuple  # (size, mtime_ns, ctime_ns, inode) of a file, from the stat the 
 # the one we saw: the kernel stamps files from a coarse clock (a few ms behind time.time_ns), FAT rounds mtime
 # to 2 s. Such "racily clean" files (git's term) are simply read again on the next walk.
 RACY_MARGIN_NS = 2_000_000_000
-CONTENT_RULES_VERSION = 1      # bump when `_Walk.read` decides differently: recorded stamps are then not trusted
+CONTENT_RULES_VERSION = 2      # bump when `_Walk.read` decides differently: recorded stamps are then not trusted
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
@@ -132,7 +144,7 @@ def content_rules(cfg: WalkConfig) -> dict:
 class SourceFile:
     path: str                   # repository-relative, POSIX separators
     abspath: Path               # the repository root (resolved) joined with `path`
-    text: str | None            # decoded UTF-8, BOM stripped, newlines as "\n"; None: not read (`known` stamp)
+    text: str | None            # decoded UTF-8, BOM stripped, newlines as "\n", secrets masked; None: not read
     sha256: str                 # of the raw bytes on disk
     stamp: Stamp | None = None  # taken before the read, so a file changed during the walk looks changed next time
 
@@ -145,6 +157,8 @@ class WalkStats:
     bytes: int = 0
     skipped: Counter = field(default_factory=Counter)
     paths: list = field(default_factory=list)   # (path, reason) per skip; a pruned directory as "dir/"
+    secrets_masked: int = 0     # secrets replaced in the text of files that were read
+    files_masked: int = 0
 
     def skip(self, reason: str, path: str = "") -> None:
         self.skipped[reason] += 1
@@ -227,7 +241,7 @@ class _Walk:
             raise WalkError(f"repository path is not a directory: {root}")
         self.root = root.resolve()
         self.cfg, self.warn, self.stats = cfg, warn, stats
-        self.config_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(cfg.ignore)) if cfg.ignore else None
+        self.config_layer = _IgnoreFile("", self._spec(cfg.ignore, "[walk] ignore")) if cfg.ignore else None
         exclude = _git_exclude_file(self.root)
         self.exclude_layer = self._load("", exclude) if exclude else None
         self.default_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
@@ -238,7 +252,22 @@ class _Walk:
         except OSError as e:
             self.warn(f"skipped {base}{path.name}: {_reason(e)}")
             return None
-        return _IgnoreFile(base, GitIgnoreSpec.from_lines(lines))
+        return _IgnoreFile(base, self._spec(lines, f"{base}{path.name}"))
+
+    def _spec(self, lines: list[str], where: str) -> GitIgnoreSpec:
+        """The patterns of an ignore file; a pattern pathspec cannot compile (`[z-a]`) is skipped with a
+        warning, as git skips it, instead of ending the walk with a traceback."""
+        try:
+            return GitIgnoreSpec.from_lines(lines)
+        except Exception:
+            good = []
+            for n, line in enumerate(lines, start=1):
+                try:
+                    GitIgnoreSpec.from_lines([line])
+                    good.append(line)
+                except Exception:
+                    self.warn(f"{where}:{n}: ignored an invalid pattern {line[:40]!r}")
+            return GitIgnoreSpec.from_lines(good)
 
     # ---------------------------------------------------------------------------------- candidates (no reads)
     def candidates(self) -> Iterator[tuple[str, Path, Stamp | None]]:
@@ -267,8 +296,15 @@ class _Walk:
             rel = base + entry.name
             if entry.name in VCS_NAMES:
                 self.stats.skip(EXCLUDED, rel + "/" * is_dir)
+            elif not _utf8_name(entry.name):
+                # not valid UTF-8 (os gives it back with surrogates): cannot be stored, shown or searched as text
+                self.warn(f"skipped {base}{entry.name.encode('utf-8', 'backslashreplace').decode()}: "
+                          "file name is not valid UTF-8")
+                self.stats.skip(BAD_NAME)
             elif is_dir:
-                if entry.name in SKIP_DIRS or entry.name.endswith(SKIP_DIR_SUFFIXES) \
+                if entry.name in SECRET_DIRS:
+                    self.stats.skip(SECRET, rel + "/")
+                elif entry.name in SKIP_DIRS or entry.name.endswith(SKIP_DIR_SUFFIXES) \
                         or any(os.path.exists(os.path.join(entry.path, m)) for m in VENV_MARKERS):
                     self.stats.skip(EXCLUDED, rel + "/")
                 elif _decide(layers, rel, True):
@@ -281,6 +317,8 @@ class _Walk:
                 self.stats.skip(IGNORED, rel)
             elif reason := _name_reason(entry.name):
                 self.stats.skip(reason, rel)
+            elif "/" in rel and SECRET_PATH_SPEC.match_file(rel):
+                self.stats.skip(SECRET, rel)
             else:
                 try:
                     stamp = stamp_of(entry.stat())        # follows a symlink (to a file inside the repository)
@@ -309,7 +347,8 @@ class _Walk:
                     is_dir = entry.is_dir(follow_symlinks=False)
                     target = real / entry.name if is_dir else None
                 if not is_dir and not entry.is_file():
-                    continue                                  # sockets, fifos, devices
+                    self.stats.skip(SPECIAL, base + entry.name)   # sockets, fifos, devices: never opened
+                    continue
             except OSError as e:
                 self.warn(f"skipped {base}{entry.name}: {_reason(e)}")
                 self.stats.skip(UNREADABLE, base + entry.name)
@@ -341,10 +380,22 @@ class _Walk:
         if len(text) > self.cfg.max_line_chars and max(map(len, text.split("\n"))) > self.cfg.max_line_chars:
             self.stats.skip(GENERATED, rel)
             return None
+        text, masked = mask_secrets(text, rel)
+        if masked:
+            self.stats.secrets_masked += masked
+            self.stats.files_masked += 1
         self.stats.files += 1
         self.stats.bytes += len(raw)
         return SourceFile(path=rel, abspath=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest(),
                           stamp=stamp)
+
+
+def _utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def read_bytes(path: Path) -> bytes:

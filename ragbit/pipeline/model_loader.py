@@ -52,5 +52,8 @@ def model_errors() -> tuple[type[BaseException], ...]:
     """The errors that mean "no usable model": the caller can still show retrieved sources."""
     from generator.gguf_file import GGUFError
     from generator.hub import ModelNotAvailableError
+    from generator.model import ModelError
     from generator.tokenizer import TokenizerError
-    return (ModelNotAvailableError, GGUFError, TokenizerError, FileNotFoundError)
+    # ModelError: a file that parses but cannot run (token ids past its embedding, bad threads, no RAM for the
+    # cache); `ragbit generate` reported it, `ragbit query` / `chat` used to print a traceback
+    return (ModelNotAvailableError, GGUFError, ModelError, TokenizerError, FileNotFoundError)

@@ -80,13 +80,24 @@ class Answer:
 
 def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None) -> tuple[float, bool]:
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
-    is the common case). Returns (seconds spent, whether the index changed)."""
-    from indexes.store import IndexStore
+    is the common case). Returns (seconds spent, whether the index changed). While another process writes the
+    index, the committed generation is used as it is (no wait, no error)."""
+    from indexes.store import IndexFormatError, IndexLockedError, IndexStore
     from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
+    store = IndexStore(cfg.index_dir)
     if progress is None:
-        progress = IndexStore(cfg.index_dir).current() is None
-    report = index_repository(cfg, progress=progress, embedder=embedder)
+        try:
+            progress = store.current() is None
+        except IndexFormatError:            # a damaged pointer: index_repository rebuilds, with progress
+            progress = True
+    try:
+        report = index_repository(cfg, progress=progress, embedder=embedder)
+    except IndexLockedError:
+        # another `ragbit index` is writing: readers never wait for it, they use the last committed generation
+        if store.current() is None:
+            raise
+        return time.perf_counter() - t0, False
     changed = bool(report.files_added or report.files_changed or report.files_removed or report.rechunked_all)
     return time.perf_counter() - t0, changed
 

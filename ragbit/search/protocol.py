@@ -32,7 +32,7 @@ LOCK_NAME = "search.lock"
 LOG_NAME = "search-server.log"
 MAX_REQUEST_BYTES = 64 * 1024        # a question plus a few small fields
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
-MAX_K = 10_000
+MAX_K = 10_000          # results per search, and chunks per query ([search] k, [query] k)
 
 
 def socket_path(index_dir: Path) -> Path:

@@ -75,21 +75,17 @@ def render_search(hits, as_json: bool, terminal: Terminal) -> tuple[str, str]:
     return _without_trailing_spaces(_rich_hits(hits, terminal)), err
 
 
-def _snippet_lines(hit) -> list[str]:
-    lines = hit.text.splitlines()
-    return lines[:SNIPPET_LINES] + (["..."] if len(lines) > SNIPPET_LINES else [])
-
-
 def _plain_hits(hits) -> str:
     """Output for a pipe or a file: every line whole (no width, no padding, no escape codes), so `grep`,
     `less` and editors see the code as it is."""
     if not hits:
         return "no results\n"
+    from ragbit.terminal_text import for_terminal      # a pipe often ends in a terminal (less -R, cat)
     out: list[str] = []
     for h in hits:
-        scope = f"  {h.scope}" if h.scope else ""
-        out.append(f"{h.rank}. {h.path}:{h.start_line}-{h.end_line}{scope}  score {h.score:.4f}")
-        lines = h.text.splitlines()
+        scope = f"  {for_terminal(h.scope, False)}" if h.scope else ""
+        out.append(f"{h.rank}. {for_terminal(h.path, False)}:{h.start_line}-{h.end_line}{scope}  score {h.score:.4f}")
+        lines = for_terminal(h.text).splitlines()
         shown = lines[:SNIPPET_LINES]
         width = len(str(h.start_line + len(shown)))
         out.extend(f"{n:>{width}}  {line}".rstrip() for n, line in enumerate(shown, start=h.start_line))
@@ -137,7 +133,10 @@ class _Sink(io.TextIOWrapper):
 
 def _rich_hits(hits, terminal: Terminal) -> str:
     from rich.console import Console
+    from rich.markup import escape
     from rich.syntax import Syntax
+
+    from ragbit.terminal_text import for_terminal
     sink = _Sink(terminal)
     console = Console(file=sink, _environ=terminal.environ)
     if console.color_system is not None and \
@@ -146,9 +145,13 @@ def _rich_hits(hits, terminal: Terminal) -> str:
     if not hits:
         console.print("no results")
     for h in hits:
-        scope = f"  [cyan]{h.scope}[/cyan]" if h.scope else ""
-        console.print(f"[bold]{h.rank}. {h.path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
+        # repository text is shown, never obeyed: no terminal escapes, no rich markup from a file name
+        path, scope = escape(for_terminal(h.path, keep_newlines=False)), escape(for_terminal(h.scope, False))
+        scope = f"  [cyan]{scope}[/cyan]" if scope else ""
+        console.print(f"[bold]{h.rank}. {path}:{h.start_line}-{h.end_line}[/bold]{scope}  "
                       f"[dim]score {h.score:.4f}[/dim]", highlight=False)
-        console.print(Syntax("\n".join(_snippet_lines(h)), h.language or "text", line_numbers=True,
-                             start_line=h.start_line, word_wrap=True))
+        lines = for_terminal(h.text).splitlines()
+        snippet = "\n".join(lines[:SNIPPET_LINES]) + ("\n..." if len(lines) > SNIPPET_LINES else "")
+        console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
+                             word_wrap=True))
     return sink.text()

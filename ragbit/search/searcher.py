@@ -127,8 +127,10 @@ class Searcher:
         import numpy as np                           # here, not at module top: the search client needs only Hit
 
 
+        from indexes.store import check_generation
         if not (self._loaded and gen == self._generation):
-            from ragbit.chunk_table import ChunkTable
+            from ragbit.chunk_table import TABLE_FILE, ChunkTable
+            check_generation(gen, manifest, (TABLE_FILE, DENSE_IDS))      # readers verify what they load
             table = ChunkTable.load(gen)
             dense_ids = np.load(gen / DENSE_IDS) if (gen / DENSE_FILE).is_file() else np.zeros(0, dtype=np.int64)
             if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \
@@ -146,9 +148,11 @@ class Searcher:
             self._loaded = True
         if lexical and self.lexical is None:
             from indexes.lexical import LexicalIndex
+            check_generation(gen, manifest, (LEXICAL_DIR,))
             self.lexical = LexicalIndex.load(gen / LEXICAL_DIR)
         if dense and not self._dense_loaded:
             if (gen / DENSE_FILE).is_file():
+                check_generation(gen, manifest, (DENSE_FILE,))
                 from indexes.dense import DenseIndex
                 self.dense = DenseIndex.load(gen / DENSE_FILE)
             self._dense_loaded = True

@@ -27,10 +27,11 @@ class IndexStatus:
     added: int
     changed: int
     removed: int
+    damaged: list                 # files of the generation that fail their checksum ([] = intact)
 
 
 def index_status(cfg: RagbitConfig) -> IndexStatus:
-    from indexes.store import IndexMissingError, IndexStore
+    from indexes.store import IndexMissingError, IndexStore, verify_generation
     from ragbit.chunk_table import ChunkTable
     from ragbit.index_layout import index_dir_ignore, stamp_lookup
     from ragbit.indexing.walker import walk_repository
@@ -38,7 +39,16 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
     store = IndexStore(cfg.index_dir)
     if store.current() is None:
         raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first")
-    manifest, table = store.read(lambda gen, manifest: (manifest, ChunkTable.load(Path(gen))))
+    def load(gen, manifest):
+        damaged = verify_generation(Path(gen), manifest)
+        try:
+            table = ChunkTable.load(Path(gen))
+        except ValueError:                   # ChunkTableError: reported with the other damage
+            if not damaged:
+                raise
+            table = ChunkTable.from_files([])
+        return manifest, table, damaged
+    manifest, table, damaged = store.read(load)
     indexed = {f.path: f.sha256 for f in table.files}
     walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
     known = stamp_lookup(manifest, table, walk_cfg)          # files whose stamp is unchanged are not read
@@ -51,4 +61,4 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         chunks=len(table), model_id=manifest.get("embed_model_id", "?"), dim=int(manifest.get("embed_dim", 0)),
         dense_complete=bool(manifest.get("dense_complete")), dense_vectors=int(manifest.get("dense_vectors", 0)),
         added=len(now.keys() - indexed.keys()), removed=len(indexed.keys() - now.keys()),
-        changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha))
+        changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged)

@@ -25,7 +25,7 @@ __all__ = ["Chunk", "chunk_file", "counter_for_tokenizer", "estimate_tokens", "l
 
 # Part of every index's chunk settings: bump it when chunk boundaries or `make_embed_text` change, so the next
 # `ragbit index` re-chunks every file (the chunk table stores each chunk's content hash instead of recomputing it).
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 
 # What a tree-sitter parse can raise on a grammar or input problem; anything else is a bug and propagates.
 _PARSE_ERRORS = (LookupError, RuntimeError, ValueError, OSError, RecursionError)

@@ -11,8 +11,21 @@ def make_embed_text(path: str, scope: str, text: str) -> str:
     One function serves both `Chunk.embed_text` and the chunker's budget checks, so a chunk that was measured
     to fit `max_tokens` is exactly the string that is later embedded. Changing it changes every content hash:
     bump `CHUNKER_VERSION` with it.
+
+    Path and scope are capped (their last `MAX_HEADER_CHARS`): a 400-character path used to take the whole
+    token budget, and the file was cut into one chunk per character.
     """
+    path, scope = _tail(path), _tail(scope)
     return f"{path}\n{scope}\n{text}" if scope else f"{path}\n{text}"
+
+
+MAX_HEADER_CHARS = 160
+
+
+def _tail(header: str) -> str:
+    """`header` if short, else "..." and its last MAX_HEADER_CHARS characters (the file name and the innermost
+    scope are what a question names)."""
+    return header if len(header) <= MAX_HEADER_CHARS else "..." + header[-MAX_HEADER_CHARS:]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""Run-time choice of the instruction-set path of each kernel operation, from the host CPU's features.
+
+WHY one place: the machine that runs (or tests) ragbit changes from day to day (Zen1 with AVX2 only, Zen4 and
+Sapphire Rapids with AVX-512); a kernel compiled for instructions the CPU lacks dies with SIGILL. So every
+operation that has more than one implementation asks `choose(op)` once, at load time, and stores the answer;
+`report()` says what ran (`ragbit generate --json`, the benchmarks).
+
+Paths, widest first. Each names the instructions its kernels use explicitly (LLVM intrinsics); numba still
+compiles the surrounding loops for the host CPU, so "portable" means "no hand-written SIMD", not "no SIMD":
+  avx512vnni  512-bit vpdpbusd int8 dot products (plus everything of avx512bw)
+  avx512bw    512-bit vpshufb / vpmaddubsw (64 table lookups per instruction)
+  avx2        256-bit vpshufb / vpmaddubsw (32 lookups per instruction)
+  ssse3       128-bit pshufb / pmaddubsw (any x86-64 since 2006)
+  portable    plain numba code, every CPU
+
+RAGBIT_KERNEL=<path> caps the choice (tests and same-run comparisons of paths): each operation then runs the
+best path it implements that is not wider than the one asked for. Asking for a path the CPU cannot run is an
+error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from .formats import KernelFormatError
+
+ENV = "RAGBIT_KERNEL"
+
+PATHS = ("avx512vnni", "avx512bw", "avx2", "ssse3", "portable")  # widest first: a lower index is faster
+
+# LLVM feature names (llvmlite's get_host_cpu_features) each path needs
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "avx512vnni": ("avx512f", "avx512bw", "avx512vl", "avx512vnni"),
+    "avx512bw": ("avx512f", "avx512bw"),
+    "avx2": ("avx2", "fma", "f16c"),
+    "ssse3": ("ssse3",),
+    "portable": (),
+}
+
+# operation -> the paths that have an implementation (kept in PATHS order)
+IMPLEMENTED: dict[str, tuple[str, ...]] = {
+    "q1_decode_int11": ("avx512bw", "avx2", "ssse3"),   # integer-table matvec (q1_0_simd.py); "portable" = use float
+    "q1_decode_float": ("portable",),           # float32-exact matvec (q1_0.matvec_lut8)
+    "q1_prefill_int8": ("avx512vnni",),         # int8 activations x bits, vpdpbusd (q1_0_vnni.py); int11 mode
+    "q1_prefill_float": ("portable",),          # float32 table matmul (q1_0.matmul_lut4_*)
+}
+
+
+@lru_cache(maxsize=1)
+def host_features() -> frozenset[str]:
+    """The CPU features LLVM sees on this host (empty where llvmlite cannot tell, e.g. non-x86)."""
+    try:
+        import llvmlite.binding as llvm_binding
+
+        return frozenset(k for k, v in llvm_binding.get_host_cpu_features().items() if v)
+    except Exception:  # noqa: BLE001  (an unknown host: only the portable path is safe)
+        return frozenset()
+
+
+def supported(path: str, features: frozenset[str] | None = None) -> bool:
+    """True if the CPU (host by default) has every feature `path` needs."""
+    if path not in REQUIRES:
+        raise KernelFormatError(f"unknown kernel path {path!r}; choose one of {', '.join(PATHS)}")
+    have = host_features() if features is None else features
+    return all(f in have for f in REQUIRES[path])
+
+
+def host_paths() -> tuple[str, ...]:
+    """Every path this CPU can run, widest first (always ends with "portable")."""
+    return tuple(p for p in PATHS if supported(p))
+
+
+def forced() -> str | None:
+    """The path RAGBIT_KERNEL asks for, or None. Raises KernelFormatError if unknown or not on this CPU."""
+    want = os.environ.get(ENV, "").strip().lower()
+    if not want:
+        return None
+    if want not in PATHS:
+        raise KernelFormatError(f"{ENV}={want!r} is not a kernel path; choose one of {', '.join(PATHS)}")
+    if not supported(want):
+        missing = [f for f in REQUIRES[want] if f not in host_features()]
+        raise KernelFormatError(f"{ENV}={want}: this CPU lacks {', '.join(missing)}")
+    return want
+
+
+def choose(op: str, cap: str | None = None) -> str:
+    """The path `op` runs on this host: the widest implemented one the CPU supports and not wider than
+    `cap` (default: RAGBIT_KERNEL, else no cap)."""
+    if op not in IMPLEMENTED:
+        raise KernelFormatError(f"unknown kernel operation {op!r}")
+    cap = forced() if cap is None else cap
+    floor = PATHS.index(cap) if cap else 0
+    for path in IMPLEMENTED[op]:
+        if PATHS.index(path) >= floor and supported(path):
+            return path
+    return "portable"
+
+
+def report() -> dict[str, str]:
+    """{operation: path} as `choose` answers now (for logs, `--json` output and benchmarks)."""
+    return {op: choose(op) for op in IMPLEMENTED}

@@ -1,0 +1,227 @@
+"""Q1_0 prefill (matmul) on AVX-512 VNNI: int8 activations times sign bits expanded to bytes, `vpdpbusd`.
+
+WHY: the float prefill (q1_0.matmul_lut4_*) is bound by table traffic in L2; a prompt of 1,500 tokens took
+~20-40 s. `vpdpbusd` does 64 int8 multiply-adds per instruction, so a 1-bit weight becomes a byte once per
+(rows, block) and is reused for every token of the batch.
+
+Arithmetic, per token t and 128-input block b (the weight block scale d_w as now, one activation scale per
+token and block):
+  xq[t, i] = round(x[t, i] / s[t, j]),  s[t, j] = max |x[t, 32 inputs j]| / 127   (int8, llama.cpp's Q8_0)
+  sum_i sign_i x_i  ~  sum_j s[t, j] * (2 * sum_{i in j: bit set} xq[t, i] - sum_{i in j} xq[t, i])
+  out[t, r] += d_w[r, b] * sum_j s[t, j] * (2 P_j - Q_j)   P_j: vpdpbusd of {0,1} weight bytes (u8) with xq (s8)
+The error is the int8 rounding of the activations (|x - s*xq| <= s/2), as in llama.cpp's own Q1_0 x Q8_0
+path. (One scale per 128 inputs measured 4x the error, enough to flip a reference argmax.) So this path is not float32-exact: it runs only in the "int11"
+(fast integer) mode, and the reference tests hold it to the llama.cpp tolerances.
+
+Weight layout: the int11 decode layout, bits (n_tiles, n_blocks, 16, tile_rows) (byte k of consecutive rows
+contiguous). Per 32 rows and block the kernel expands the 128 x 32 bits into 4 KB of {0,1} bytes arranged for
+vpdpbusd: group g (inputs 4g..4g+3) of 16 rows is one 64-byte vector, byte 4r + j = weight (row r, input 4g+j);
+then every NT tokens run 32 groups x 2 row vectors x NT tokens of vpdpbusd with the 4 activation bytes of a
+group broadcast (int32 accumulators in registers), folded into float per 32 inputs and into the output per block.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm_binding
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+QK = 128
+GROUPS = QK // 4   # 4-input groups per block: one vpdpbusd each
+ROWS = 32          # rows per expanded weight block: two 16-lane int32 vectors
+NT = 6             # tokens per register tile: 2 x 6 int32 + 2 x 6 float accumulators + weights fit 32 zmm
+SUBS = 4           # activation scales per block: one per 32 inputs (llama.cpp's Q8_0 granularity)
+QS = QK // SUBS
+EXPANDED = GROUPS * ROWS * 4  # bytes of one expanded (32 rows, block)
+
+_i8, _i16, _i32, _i64, _f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
+
+
+def _vpdpbusd(module: ir.Module) -> ir.Function:
+    """llvm.x86.avx512.vpdpbusd.512: its operand types changed from <16 x i32> to <64 x i8> in LLVM 21."""
+    name = "llvm.x86.avx512.vpdpbusd.512"
+    if name in module.globals:
+        return module.globals[name]
+    acc = ir.VectorType(_i32, 16)
+    src = ir.VectorType(_i8, 64) if llvm_binding.llvm_version_info[0] >= 21 else acc
+    return ir.Function(module, ir.FunctionType(acc, [acc, src, src]), name)
+
+
+def _define_expand(module: ir.Module) -> ir.Function:
+    """void f(i8* bits, i64 stride, i8* dst): bits = a block's (16, stride) sign bytes at the first of 32 rows;
+    dst (32 groups, 2 row vectors, 64 bytes): byte 4r + j of (g, v) = bit of weight (row 16v + r, input 4g + j)."""
+    name = "ragbit_q1_0_vnni_expand"
+    if name in module.globals:
+        return module.globals[name]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_i8.as_pointer(), _i64, _i8.as_pointer()]), name)
+    fn.linkage = "internal"
+    bits, stride, dst = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    v16, v64 = ir.VectorType(_i8, 16), ir.VectorType(_i8, 64)
+    spread = ir.Constant(ir.VectorType(_i32, 64), [i // 4 for i in range(64)])  # byte 4r + j <- row r
+    zero, one = ir.Constant(v64, [0] * 64), ir.Constant(v64, [1] * 64)
+    for k in range(16):                       # sign byte k of each row: inputs 8k .. 8k+7 = groups 2k, 2k+1
+        for v in range(2):
+            src = b.load(b.bitcast(b.gep(bits, [b.add(b.mul(stride, ir.Constant(_i64, k)), ir.Constant(_i64, 16 * v))]),
+                                   v16.as_pointer()), align=1)
+            wide = b.shuffle_vector(src, src, spread)
+            for half in range(2):
+                pattern = ir.Constant(v64, [1 << (4 * half + i % 4) for i in range(64)])
+                is_set = b.icmp_unsigned("!=", b.and_(wide, pattern), zero)
+                g = 2 * k + half
+                out = b.bitcast(b.gep(dst, [ir.Constant(_i64, (2 * g + v) * 64)]), v64.as_pointer())
+                b.store(b.select(is_set, one, zero), out, align=1)
+    b.ret_void()
+    return fn
+
+
+def _define_dot(module: ir.Module) -> ir.Function:
+    """void f(i8* w, i8* xq, i64 x_stride, float* sx, i32* qx, i64 s_stride, i16* d, float* out, i64 o_stride, i64 nt):
+    for up to NT tokens t < nt and the 32 rows r of one expanded block w (see _define_expand):
+      out[t*o_stride + r] += d[r] * sum_j sx[t*s_stride + j] * (2 * sum_{g in sub-block j} w_g[r] . xq[t, 4g..] - qx[t*s_stride + j])
+    over the block's 4 sub-blocks j of 32 inputs; xq points at the block's first input of token 0, sx / qx at its
+    first sub-block, d at the 32 rows' half scales."""
+    name = "ragbit_q1_0_vnni_dot"
+    if name in module.globals:
+        return module.globals[name]
+    p8, p16, p32, pf = _i8.as_pointer(), _i16.as_pointer(), _i32.as_pointer(), _f32.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [p8, p8, _i64, pf, p32, _i64, p16, pf, _i64, _i64])
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    dpbusd = _vpdpbusd(module)
+    v16i32, v64i8, v16f32 = ir.VectorType(_i32, 16), ir.VectorType(_i8, 64), ir.VectorType(_f32, 16)
+    src_ty = dpbusd.function_type.args[1]
+    splat16 = ir.Constant(ir.VectorType(_i32, 16), [0] * 16)
+
+    def const(v):
+        return ir.Constant(_i64, v)
+
+    def splat(value, ty):
+        return b.shuffle_vector(b.insert_element(ir.Constant(ty, None), value, ir.Constant(_i32, 0)),
+                                ir.Constant(ty, None), splat16)
+
+    # loop-carried accumulators live in allocas that LLVM promotes to registers; loops over sub-blocks and
+    # groups instead of unrolling them keep the first compile short
+    facc = [[b.alloca(v16f32) for _ in range(NT)] for _ in range(2)]   # float sums over the sub-blocks
+    iacc = [[b.alloca(v16i32) for _ in range(NT)] for _ in range(2)]   # int32 sums of one sub-block
+    for row in facc:
+        for slot in row:
+            b.store(ir.Constant(v16f32, [0.0] * 16), slot)
+    with cgutils.for_range(b, const(SUBS)) as sub_loop:
+        j = sub_loop.index
+        for row in iacc:
+            for slot in row:
+                b.store(ir.Constant(v16i32, [0] * 16), slot)
+        with cgutils.for_range(b, const(GROUPS // SUBS)) as loop:
+            g = b.add(b.mul(j, const(GROUPS // SUBS)), loop.index)
+            wv = [b.load(b.bitcast(b.gep(w, [b.mul(b.add(b.mul(g, const(2)), const(v)), const(64))]),
+                                   v64i8.as_pointer()), align=1) for v in range(2)]
+            wv = [b.bitcast(x, src_ty) for x in wv]
+            for t in range(NT):
+                xp = b.gep(xq, [b.add(b.mul(x_stride, const(t)), b.mul(g, const(4)))])
+                xv = b.bitcast(splat(b.load(b.bitcast(xp, p32), align=1), v16i32), src_ty)
+                for v in range(2):
+                    b.store(b.call(dpbusd, [b.load(iacc[v][t]), wv[v], xv]), iacc[v][t])
+        for t in range(NT):
+            so = b.add(b.mul(s_stride, const(t)), j)   # read for padding tokens too: the caller pads sx / qx
+            sv, qv = splat(b.load(b.gep(sx, [so])), v16f32), splat(b.load(b.gep(qx, [so])), v16i32)
+            for v in range(2):
+                tot = b.sub(b.shl(b.load(iacc[v][t]), ir.Constant(v16i32, [1] * 16)), qv)
+                b.store(b.fadd(b.load(facc[v][t]), b.fmul(sv, b.sitofp(tot, v16f32))), facc[v][t])
+    dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(16 * v)]), ir.VectorType(_i16, 16).as_pointer()), align=2),
+                            ir.VectorType(ir.HalfType(), 16)), v16f32) for v in range(2)]
+    for t in range(NT):
+        with b.if_then(b.icmp_signed("<", const(t), nt)):
+            for v in range(2):
+                op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(16 * v))]), v16f32.as_pointer())
+                b.store(b.fadd(b.load(op, align=4), b.fmul(dv[v], b.load(facc[v][t]))), op, align=4)
+    b.ret_void()
+    return fn
+
+
+def _ptr(context, builder, ty, val, elem):
+    return builder.bitcast(context.make_array(ty)(context, builder, val).data, elem.as_pointer())
+
+
+@intrinsic
+def _expand(typingctx, bits, stride, dst):
+    """Expand one (32 rows, block) of sign bits (bits: the block's (16, tile_rows) bytes from the first row)."""
+    sig = types.void(bits, types.intp, dst)
+
+    def codegen(context, builder, sig, args):
+        fn = _define_expand(builder.module)
+        builder.call(fn, [_ptr(context, builder, sig.args[0], args[0], _i8), args[1],
+                          _ptr(context, builder, sig.args[2], args[2], _i8)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _dot(typingctx, w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt):
+    sig = types.void(w, xq, types.intp, sx, qx, types.intp, d, out, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        fn = _define_dot(builder.module)
+        a = args
+        builder.call(fn, [_ptr(context, builder, sig.args[0], a[0], _i8), _ptr(context, builder, sig.args[1], a[1], _i8),
+                          a[2], _ptr(context, builder, sig.args[3], a[3], _f32),
+                          _ptr(context, builder, sig.args[4], a[4], _i32), a[5],
+                          _ptr(context, builder, sig.args[6], a[6], _i16), _ptr(context, builder, sig.args[7], a[7], _f32),
+                          a[8], a[9]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(parallel=True, cache=True)
+def quantize_rows(x, xq, sx, qx):
+    """x (T, n_in) float32 -> xq (T, n_in) int8, sx (T, n_in // 32) float32 scales, qx (T, n_in // 32) int32 sums
+    of xq per 32 inputs. Rows past T (padding to a multiple of NT tokens) are left as they are: the caller
+    zeroes them."""
+    T, n_in = x.shape
+    for t in prange(T):
+        for j in range(n_in // QS):
+            amax = np.float32(0.0)
+            for i in range(j * QS, (j + 1) * QS):
+                amax = max(amax, abs(x[t, i]))
+            s = amax / np.float32(127.0)
+            inv = np.float32(1.0) / s if amax > 0 else np.float32(0.0)
+            tot = 0
+            for i in range(j * QS, (j + 1) * QS):
+                q = np.int32(np.round(x[t, i] * inv))
+                xq[t, i] = q
+                tot += q
+            sx[t, j] = s
+            qx[t, j] = tot
+
+
+@njit(parallel=True, cache=True)
+def matmul_vnni(bits_t, scales, xq, sx, qx, out):
+    """out (T, n_out) = x @ W.T from x's int8 form (quantize_rows; xq, sx, qx padded with zero rows to a multiple
+    of NT tokens: the kernel reads whole token tiles); bits_t (n_tiles, n_blocks, 16, tile_rows),
+    scales (n_tiles, n_blocks, tile_rows) half bits; tile_rows % 32 == 0. Work units of 32 rows in parallel;
+    each expands a block's weights once (4 KB, in L1) and runs every token over it."""
+    T, n_out = out.shape
+    n_tiles, n_blocks, tile_rows = scales.shape
+    per_tile = tile_rows // ROWS
+    out[:, :] = 0
+    for u in prange(n_tiles * per_tile):
+        it, r = u // per_tile, (u % per_tile) * ROWS
+        r0 = it * tile_rows + r
+        if r0 >= n_out:
+            continue
+        w = np.empty(EXPANDED, np.uint8)
+        acc = np.zeros((T, ROWS), np.float32)     # (tokens, 32 rows): contiguous rows per token
+        for b in range(n_blocks):
+            _expand(bits_t[it, b, :, r:], tile_rows, w)
+            for t0 in range(0, T, NT):
+                _dot(w, xq[t0:, b * QK:], xq.shape[1], sx[t0:, b * SUBS:], qx[t0:, b * SUBS:], sx.shape[1],
+                     scales[it, b, r:], acc[t0:], ROWS, min(NT, T - t0))
+        n_r = min(ROWS, n_out - r0)
+        out[:, r0:r0 + n_r] = acc[:, :n_r]

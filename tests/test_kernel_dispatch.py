@@ -1,0 +1,63 @@
+"""The run-time dispatcher (generator/kernels/dispatch.py): which path each operation runs for a given CPU and
+RAGBIT_KERNEL setting. CPU features are passed in or patched, so these run on any host."""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.kernels import KernelFormatError, dispatch
+
+ZEN1 = frozenset({"sse2", "ssse3", "avx", "avx2", "fma", "f16c"})
+ZEN4 = ZEN1 | {"avx512f", "avx512bw", "avx512vl", "avx512vnni"}
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pretend the host has the given features."""
+    def set_features(features):
+        monkeypatch.setattr(dispatch, "host_features", lambda: frozenset(features))
+    monkeypatch.delenv(dispatch.ENV, raising=False)
+    return set_features
+
+
+def test_widest_supported_path_wins(cpu):
+    cpu(ZEN4)
+    assert dispatch.host_paths() == dispatch.PATHS
+    assert dispatch.choose("q1_decode_int11") == "avx512bw"
+    cpu(ZEN1)
+    assert dispatch.host_paths() == ("avx2", "ssse3", "portable")
+    assert dispatch.choose("q1_decode_int11") == "avx2"
+    cpu({"sse2", "ssse3"})
+    assert dispatch.choose("q1_decode_int11") == "ssse3"
+    cpu(set())                                            # unknown CPU: nothing hand-written
+    assert dispatch.host_paths() == ("portable",)
+    assert dispatch.choose("q1_decode_int11") == "portable"
+    assert dispatch.choose("q1_decode_float") == "portable"
+
+
+def test_environment_caps_the_path(cpu, monkeypatch):
+    cpu(ZEN4)
+    for forced, want in [("avx512vnni", "avx512bw"), ("avx2", "avx2"), ("ssse3", "ssse3"), ("portable", "portable")]:
+        monkeypatch.setenv(dispatch.ENV, forced)
+        assert dispatch.choose("q1_decode_int11") == want, forced
+        assert dispatch.report()["q1_decode_int11"] == want
+
+
+def test_bad_or_unsupported_forced_path_is_a_clear_error(cpu, monkeypatch):
+    cpu(ZEN1)
+    monkeypatch.setenv(dispatch.ENV, "avx512bw")
+    with pytest.raises(KernelFormatError, match="lacks avx512f, avx512bw"):
+        dispatch.choose("q1_decode_int11")
+    monkeypatch.setenv(dispatch.ENV, "neon")
+    with pytest.raises(KernelFormatError, match="not a kernel path"):
+        dispatch.choose("q1_decode_int11")
+    with pytest.raises(KernelFormatError, match="unknown kernel operation"):
+        dispatch.choose("q9_decode")
+
+
+def test_the_host_answer_is_consistent():
+    """On the real host: every path listed is runnable, portable always is, and each choice is one of them."""
+    paths = dispatch.host_paths()
+    assert paths[-1] == "portable" and all(dispatch.supported(p) for p in paths)
+    for op, path in dispatch.report().items():
+        assert path in paths and (path in dispatch.IMPLEMENTED[op] or path == "portable")
