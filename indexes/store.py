@@ -213,7 +213,9 @@ class IndexStore:
         path = self.root / GITIGNORE_FILE
         if not path.exists():
             tmp = self.root / f"{GITIGNORE_FILE}.{uuid.uuid4().hex}.tmp"
-            tmp.write_text("# written by ragbit: an index is never committed\n*\n", encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # private like the rest of the index
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("# written by ragbit: an index is never committed\n*\n")
             os.replace(tmp, path)
 
     @contextmanager

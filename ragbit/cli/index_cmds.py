@@ -76,7 +76,9 @@ def index(
                f"-{r.files_removed} removed, {r.files_unchanged} unchanged), {r.chunks} chunks "
                f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
     if not quiet:
-        typer.echo(f"  skipped: {skipped}" + ("  (`ragbit index --list-skipped` lists them)" if r.skipped else ""))
+        typer.echo(f"  skipped: {skipped}")
+        if any(r.skipped.values()):
+            typer.echo("  (`ragbit index --list-skipped` lists the skipped files and why)")
         if r.secrets_masked:
             typer.echo(f"  masked: {r.secrets_masked} secrets in the files read (replaced by [REDACTED:...])")
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total"))
