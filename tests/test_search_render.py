@@ -21,16 +21,31 @@ def _hits(dense_complete: bool = True) -> Hits:
 
 def test_json_is_the_hits_and_the_incomplete_note_goes_to_stderr():
     out, err = render_search(_hits(dense_complete=False), True, Terminal())
-    assert json.loads(out) == [h.to_json() for h in _hits()] and out.endswith("\n")
+    assert json.loads(out)["hits"] == [{"rank": h.rank, **h.to_json()} for h in _hits()] and out.endswith("\n")
     assert err == INCOMPLETE_NOTE
     assert render_search(_hits(), True, Terminal())[1] == ""
 
 
-def test_text_for_a_pipe_has_no_escape_codes_and_follows_the_width():
-    narrow, _ = render_search(_hits(), False, Terminal(environ={"COLUMNS": "40"}))
-    assert narrow.startswith("1. src/a.py:3-4  def total  score 0.5000") and "\x1b[" not in narrow
-    assert "return sum(xs)" in narrow and max(len(line) for line in narrow.splitlines()) <= 40
+def test_text_for_a_pipe_is_whole_plain_and_ignores_the_width():
+    long_line = "    return sum(xs)  # " + "x" * 120
+    hits = Hits([Hit("src/a.py", 3, 4, "def total", "python", 0.5, "def total(xs):\n" + long_line + "\n", 1)])
+    narrow, _ = render_search(hits, False, Terminal(environ={"COLUMNS": "40"}))
+    assert narrow.startswith("1. src/a.py:3-4  def total  score 0.5000\n") and "\x1b[" not in narrow
+    assert f"4  {long_line}\n" in narrow                       # whole, not cut at 40 (or 80) columns
+    assert all(line == line.rstrip() for line in narrow.splitlines())
     assert render_search(Hits(), False, Terminal())[0] == "no results\n"
+
+
+def test_a_terminal_wraps_long_lines_and_pads_nothing():
+    import re
+    long_line = "    return sum(xs)  # " + " ".join(["word"] * 30)
+    hits = Hits([Hit("src/a.py", 3, 4, "def total", "python", 0.5, "def total(xs):\n" + long_line + "\n", 1)])
+    out, _ = render_search(hits, False, Terminal(True, "utf-8", {"COLUMNS": "40", "TERM": "xterm-256color"}))
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    lines = plain.splitlines()
+    assert "\x1b[" in out and max(len(line) for line in lines) <= 40
+    assert all(line == line.rstrip() for line in lines)
+    assert " ".join(plain.split()).count("word") == 30           # wrapped onto more lines, nothing cut
 
 
 def test_a_terminal_description_round_trips_through_json_without_foreign_variables():

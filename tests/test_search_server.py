@@ -151,7 +151,7 @@ def test_stale_socket_is_removed_and_search_still_answers(tmp_path, monkeypatch)
     result = runner.invoke(app, ["search", "exponential backoff", "--repo", str(root), "--json",
                                  "--mode", "lexical"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)[0]["path"] == "src/net/retry.py"
+    assert json.loads(result.stdout)["hits"][0]["path"] == "src/net/retry.py"
     assert not path.exists() and len(spawned) == 1      # removed, and a fresh server was asked for
 
 
@@ -238,7 +238,7 @@ def test_server_refuses_requests_it_cannot_answer_and_keeps_serving(repo, server
     request = ss.search_request(repo, cfg.index_dir, "invoice", 1, None, None,
                                 render={"json": True, "terminal": {"is_tty": False, "encoding": "utf-8", "environ": {}}})
     reply = ss.ask(cfg.index_dir, request)
-    assert reply is not None and json.loads(reply["stdout"])[0]["path"] == "src/billing/invoice.py"
+    assert reply is not None and json.loads(reply["stdout"])["hits"][0]["path"] == "src/billing/invoice.py"
 
 
 def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
@@ -251,7 +251,7 @@ def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
     result = _launch(args, root)                      # answers in-process, and starts a server
     try:
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)[0]["path"] == "src/net/retry.py"
+        assert json.loads(result.stdout)["hits"][0]["path"] == "src/net/retry.py"
     finally:
         _wait(lambda: sock.exists() or not ss.server_running(root / ".ragbit"), START_TIMEOUT, "the server")
         log = (root / ".ragbit" / protocol.LOG_NAME).read_text() if sock.exists() else ""

@@ -9,13 +9,32 @@ import functools
 
 import typer
 
+def examples(*lines: str) -> str:
+    """A help epilog listing example command lines, kept verbatim (click's \\b marker stops re-wrapping)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# Plain help (as git and gh print it): no boxes, no `<bool>`/`<str>` type tags; -h works like --help.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Ask questions about your codebase on a CPU, with 1-bit Bonsai models.")
 
-@app.callback()
-def _root() -> None:
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            typer.echo(f"ragbit {version('ragbit')}")
+        except PackageNotFoundError:
+            typer.echo("ragbit (not installed)")
+        raise typer.Exit()
+
+
+@app.callback(epilog=examples('ragbit query "how does X work?"     # indexes the repository first, then answers',
+                              'ragbit search "where is X?"', "ragbit chat"))
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
     """Ask questions about your codebase on a CPU, with 1-bit Bonsai models."""
-    # Present so typer keeps subcommands even while only one is registered.
 
 
 # Command modules register themselves on `app` when imported.
@@ -26,7 +45,32 @@ from ragbit.cli import _registry  # noqa: E402,F401
 def _command():
     """typer rebuilds the whole click command tree (every command's parameters) on each `app(...)` call
     (~10 ms); built once per process instead."""
-    return typer.main.get_command(app)
+    return _plain_metavars(typer.main.get_command(app))
+
+
+# What a value-taking option shows in help instead of typer's type tag.
+_METAVARS = {"<int>": "N", "<int range>": "N", "<float>": "X", "<float range>": "X", "<path>": "PATH",
+             "<str>": "TEXT"}
+
+
+def _plain_metavars(command):
+    """Give every argument its upper-case name and every value-taking option a short metavar (N, PATH, TEXT)
+    unless the command set one."""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
+    for param in command.params:
+        if param.metavar is not None or getattr(param, "is_flag", False):
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx=None: ""   # typer appends `<str>` to the name otherwise
+        else:
+            try:
+                tag = param.display_type(None)
+            except Exception:        # a typer without display_type: leave its help as it is
+                continue
+            param.metavar = _METAVARS.get(tag, tag)
+    return command
 
 
 def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:

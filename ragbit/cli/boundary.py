@@ -31,15 +31,18 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def guarded(fn: Callable[[], T], interrupted: str = "") -> T:
+def guarded(fn: Callable[[], T], interrupted: str = "", keep_ctrl_c: bool = False) -> T:
     """fn(), with user errors as one `error:` line and exit code 1; Ctrl-C / SIGTERM print one `interrupted`
-    line (with `interrupted` after it, e.g. what is intact) and exit 130 / 143 (`ragbit/cli/interrupts.py`)."""
-    from ragbit.cli.interrupts import stop
+    line (with `interrupted` after it, e.g. what is intact) and exit 130 / 143 (`ragbit/cli/interrupts.py`).
+    keep_ctrl_c: a Ctrl-C (not SIGTERM) is raised to the caller instead (`ragbit chat` stops only the answer)."""
+    from ragbit.cli.interrupts import Terminated, stop
     try:
         return fn()
     except typer.Exit:
         raise
     except KeyboardInterrupt as e:            # Ctrl-C or SIGTERM: cleanup (finally blocks) has already run
+        if keep_ctrl_c and not isinstance(e, Terminated):
+            raise
         stop(e, interrupted)
     except USER_ERRORS as e:
         fail(one_line(e))
@@ -49,9 +52,23 @@ def guarded(fn: Callable[[], T], interrupted: str = "") -> T:
         fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
 
 
-def repo_config(repo: Path, overrides: dict[str, dict[str, Any]]):
-    """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line."""
+def repository(*named: Path | None) -> Path:
+    """The repository a command is about: the path the user named (positionally or with --repo; naming two
+    different ones is an error), else the nearest enclosing repository (ragbit/repo_root.py)."""
+    given = {p.expanduser().resolve(): p for p in named if p is not None}
+    if len(given) > 1:
+        fail("two different repositories named: " + " and ".join(sorted(map(str, given.values()))), code=2)
+    if given:
+        return next(iter(given.values()))
+    from ragbit.repo_root import find_repository
+    return find_repository()
+
+
+def repo_config(repo: Path | None, overrides: dict[str, dict[str, Any]]):
+    """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line.
+    `repo` None: the repository enclosing the working directory."""
     from ragbit.config import RagbitConfig
+    repo = repository(repo)
     if not repo.exists():
         fail(f"{repo}: no such directory")
     if not repo.is_dir():

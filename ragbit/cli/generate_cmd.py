@@ -11,13 +11,14 @@ from typing import Optional
 
 import typer
 
-from ragbit.cli import app
+from ragbit.cli import app, examples
 from ragbit.cli.boundary import guarded
 
 LARGE_KV_CACHE_BYTES = 1 << 30   # announce KV caches of 1 GiB or more even without --verbose
 
 
-@app.command("generate")
+@app.command("generate", epilog=examples('ragbit generate "Write a haiku about caches" --model ~/models/Bonsai-1.7B.gguf',
+                                          'echo "2+2=" | ragbit generate - --raw --max-tokens 4 --model bonsai-1.7b'))
 def generate(
     prompt: str = typer.Argument(..., help="The prompt ('-' reads it from stdin)."),
     model: Optional[str] = typer.Option(None, "--model", "-m",

@@ -5,14 +5,15 @@ Every failure a user can cause (bad path, no index, locked or corrupt index, bad
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ragbit.cli import app
-from ragbit.cli.boundary import fail, guarded, repo_config
+from ragbit.cli import app, examples
+from ragbit.cli.boundary import fail, guarded, repo_config, repository
 
 
 # Choices are checked in the command (not by click) so a bad value is one `error:` line with exit code 1,
@@ -29,9 +30,14 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 
 
 # ---------------------------------------------------------------------------------------------- index
-@app.command()
+@app.command(short_help="Index a repository (incremental).", epilog=examples(
+    "ragbit index                      # the repository around the working directory",
+    "ragbit index ~/src/project --rebuild",
+    "ragbit index --list-skipped | grep secret     # which files are left out, and why"))
 def index(
-    path: Path = typer.Argument(Path("."), help="repository to index"),
+    path: Optional[Path] = typer.Argument(None, help="repository to index (default: the one around the "
+                                          "working directory)", show_default=False),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="same as PATH"),
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
@@ -40,17 +46,33 @@ def index(
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.index/1, "
+                                 "docs/json.md) instead of the summary"),
+    list_skipped: bool = typer.Option(False, "--list-skipped", help="only list the files the index leaves out "
+                                      "and why (reason, then path; a directory ends in /), without indexing"),
 ) -> None:
     """Index a repository (incremental: only new and changed files are re-chunked and re-embedded)."""
     _choice("--dense", dense, DENSE_KINDS)
+    if list_skipped:
+        def walk():
+            from ragbit.indexing.indexer import skipped_files
+            return skipped_files(repo_config(repository(path, repo), {"index": {"dir": index_dir},
+                                                                       "walk": {"max_file_bytes": max_file_bytes}}))
+        for skipped_path, reason in guarded(walk):
+            typer.echo(f"{reason}\t{skipped_path}")
+        return
 
     def go():
         from ragbit.indexing.indexer import index_repository
-        cfg = repo_config(path, {"index": {"dir": index_dir, "dense": dense},
-                                  "embed": {"model": embed_model, "backend": embed_backend},
-                                  "walk": {"max_file_bytes": max_file_bytes}})
-        return index_repository(cfg, progress=not quiet, rebuild=rebuild)
+        cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense},
+                                                   "embed": {"model": embed_model, "backend": embed_backend},
+                                                   "walk": {"max_file_bytes": max_file_bytes}})
+        return index_repository(cfg, progress=not (quiet or as_json), rebuild=rebuild)
     r = guarded(go, INTERRUPTED)
+    if as_json:
+        from ragbit.json_forms import index_document
+        typer.echo(json.dumps(index_document(r), ensure_ascii=False))
+        return
     t = r.timings
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items()) if n) or "none"
     typer.echo(f"indexed {r.repo}: {r.files} files (+{r.files_added} added, ~{r.files_changed} changed, "
@@ -60,6 +82,8 @@ def index(
         if r.chunks_embedded:
             typer.echo(f"  embedding path: {r.embed_backend} ({r.embed_backend_reason})")
         typer.echo(f"  skipped: {skipped}")
+        if any(r.skipped.values()):
+            typer.echo("  (`ragbit index --list-skipped` lists the skipped files and why)")
         if r.secrets_masked:
             typer.echo(f"  masked: {r.secrets_masked} secrets in the files read (replaced by [REDACTED:...])")
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if k != "total"))
@@ -69,17 +93,22 @@ def index(
 
 
 # ---------------------------------------------------------------------------------------------- search
-@app.command()
+@app.command(short_help="Search the index (code and docs, ranked).", epilog=examples(
+    'ragbit search "where are retries configured?"',
+    'ragbit search "parse_config" --mode lexical -k 3',
+    'ragbit search "token budget" --json | jq -r ".hits[].path"'))
 def search(
     question: str = typer.Argument(..., help="what you are looking for"),
-    repo: Path = typer.Option(Path("."), "--repo", help="indexed repository"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="indexed repository (default: the one around "
+                                        "the working directory)"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="number of results (config search.k, default 10)"),
     mode: Optional[str] = typer.Option(None, "--mode", metavar="[hybrid|dense|lexical]",
                                        help="how to rank (config search.mode, default hybrid)"),
     max_per_file: Optional[int] = typer.Option(None, "--max-per-file", min=0, help="at most N chunks per file, "
                                                "0 = no cap (config search.max_hits_per_file, default 2)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON list"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.search/1, "
+                                 "docs/json.md)"),
     no_server: bool = typer.Option(False, "--no-server", help="search in this process only: neither use nor "
                                    "start the background search server (config: search.server = false)"),
 ) -> None:
@@ -96,21 +125,31 @@ def search(
     hits = guarded(go, INTERRUPTED)
     from ragbit.search.render import Terminal, render_search
     out, err = render_search(hits, as_json, Terminal.here())
+    sys.stdout.write(out)            # the notes (incomplete or stale index) come under the results
+    sys.stdout.flush()
     sys.stderr.write(err)
-    sys.stdout.write(out)
 
 
 # ---------------------------------------------------------------------------------------------- status
-@app.command()
+@app.command(short_help="What is indexed and what changed since.", epilog=examples(
+    "ragbit status", "ragbit status ~/src/project"))
 def status(
-    path: Path = typer.Argument(Path("."), help="indexed repository"),
+    path: Optional[Path] = typer.Argument(None, help="indexed repository (default: the one around the "
+                                          "working directory)", show_default=False),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="same as PATH"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.status/1, "
+                                 "docs/json.md)"),
 ) -> None:
     """What is indexed, with which model, and how many files changed since."""
     def go():
         from ragbit.search.status import index_status
-        return index_status(repo_config(path, {"index": {"dir": index_dir}}))
+        return index_status(repo_config(repository(path, repo), {"index": {"dir": index_dir}}))
     s = guarded(go, INTERRUPTED)
+    if as_json:
+        from ragbit.json_forms import status_document
+        typer.echo(json.dumps(status_document(s), ensure_ascii=False))
+        return
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
     typer.echo(f"embedding model: {s.model_id} (dim {s.dim})"

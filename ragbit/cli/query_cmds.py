@@ -17,12 +17,12 @@ from typing import Any, Optional
 
 import typer
 
-from ragbit.cli import app
+from ragbit.cli import app, examples
 from ragbit.cli.boundary import guarded, repo_config
 from ragbit.terminal_text import for_terminal
 
 
-def _load_config(repo: Path, model: Optional[str], k: Optional[int], budget: Optional[int],
+def _load_config(repo: Optional[Path], model: Optional[str], k: Optional[int], budget: Optional[int],
                  think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
     return repo_config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
                           "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
@@ -87,17 +87,23 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- query
-@app.command()
+@app.command(short_help="Ask a question; get a cited answer.", epilog=examples(
+    'ragbit query "how does the index stay consistent after a crash?"',
+    'ragbit query "what calls Searcher.search?" --model ~/models/Bonsai-1.7B.gguf',
+    'ragbit query "where is the config validated?" --json'))
 def query(
     question: str = typer.Argument(..., help="your question about the code"),
-    repo: Path = typer.Option(Path("."), "--repo", help="repository to ask about (indexed first if needed)"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="repository to ask about, indexed first if "
+                                        "needed (default: the one around the working directory)"),
     model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved before packing (default 20)"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens (default 1500)"),
     show_context: bool = typer.Option(False, "--show-context", help="print the packed context (stderr)"),
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of streaming "
+                                 "(schema ragbit.query/1, docs/json.md)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="with --json: include the whole prompt"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
     """Ask a question about a repository: retrieve, pack, stream a cited answer.
@@ -113,7 +119,8 @@ def query(
     if as_json:
         if answer.error:
             _echo_err(f"warning: {answer.error}")
-        json.dump(answer.to_json(), sys.stdout, ensure_ascii=False)
+        from ragbit.json_forms import query_document
+        json.dump(query_document(answer, verbose=verbose), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return
     _show_answer(answer, streamed=True, show_context=show_context)
@@ -122,9 +129,11 @@ def query(
 
 
 # ---------------------------------------------------------------------------------------------- chat
-@app.command()
+@app.command(short_help="A conversation about a repository.", epilog=examples(
+    "ragbit chat", "ragbit chat --repo ~/src/project --model bonsai-4b"))
 def chat(
-    repo: Path = typer.Option(Path("."), "--repo", help="repository to talk about"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="repository to talk about (default: the one "
+                                        "around the working directory)"),
     model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved per question"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens per question"),
@@ -132,24 +141,113 @@ def chat(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
 ) -> None:
-    """A conversation about a repository, one question per line on stdin; ends on EOF or /exit."""
+    """A conversation about a repository: line editing and history on a terminal, one question per line
+    from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
         return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
     conversation = guarded(setup)
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    read = _line_reader(interactive)
     if interactive:
-        _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); /exit to quit")
+        _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); "
+                  "/help for commands, Ctrl-C stops an answer, Ctrl-D quits")
+    turns = _ChatTurns(conversation)
     while True:
-        if interactive:
-            sys.stderr.write("> ")
-            sys.stderr.flush()
-        line = sys.stdin.readline()
-        if not line or line.strip() == "/exit":
-            break
-        question = line.strip()
+        try:
+            if not turns.next(read):
+                break
+        except KeyboardInterrupt as e:   # Ctrl-C: at the prompt it clears the line; otherwise it stops the answer
+            from ragbit.cli.interrupts import Terminated
+            if not interactive or isinstance(e, Terminated):
+                raise
+            if turns.answering:
+                sys.stdout.write("\n")
+                _echo_err("[answer stopped]")
+            turns.answering = False
+
+
+class _ChatTurns:
+    """One turn of `ragbit chat` at a time: read a line, run a command or answer it. A Ctrl-C anywhere in a
+    turn (KeyboardInterrupt) ends only that turn; the caller decides what to say."""
+
+    def __init__(self, conversation):
+        self.conversation, self.last, self.answering = conversation, None, False
+
+    def next(self, read) -> bool:
+        """Handle one line; False when the chat should end (EOF or /exit)."""
+        try:
+            question = read().strip()
+        except EOFError:
+            return False
         if not question:
-            continue
-        answer = guarded(lambda: conversation.ask(question, on_token=_stream_to_stdout))
+            return True
+        if question.startswith("/"):
+            if question.split()[0].lower() == "/reset":
+                self.last = None
+            return _slash_command(question, self.conversation, self.last)
+        self.answering = True        # an interrupted turn is not kept by Conversation.ask
+        answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout),
+                         keep_ctrl_c=True)
+        self.last = answer
         _show_answer(answer, streamed=True, show_context=False)
         typer.echo("")
+        self.answering = False
+        return True
+
+CHAT_HELP = """\
+/help      this list
+/sources   the sources of the last answer
+/reset     forget the conversation so far (the index and the model stay loaded)
+/exit      leave (Ctrl-D does too)
+Up/Down recall earlier questions; Ctrl-C stops an answer."""
+
+
+def _slash_command(command: str, conversation, last) -> bool:
+    """Run a chat command; False means leave the chat."""
+    name = command.split()[0].lower()
+    if name in ("/exit", "/quit"):
+        return False
+    if name == "/help":
+        typer.echo(CHAT_HELP)
+    elif name == "/sources":
+        if last is None:
+            typer.echo("no answer yet")
+        else:
+            _print_sources(last)
+    elif name == "/reset":
+        conversation.reset()
+        typer.echo("conversation reset")
+    else:
+        typer.echo(f"unknown command {name}; /help lists them")
+    return True
+
+
+def _history_file():
+    """Questions asked in `ragbit chat`, kept across sessions like a shell's history ($XDG_STATE_HOME)."""
+    import os
+    state = os.environ.get("XDG_STATE_HOME", "").strip()
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local" / "state"
+    path = base / "ragbit" / "chat_history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
+
+def _line_reader(interactive: bool):
+    """A function returning the next question (EOFError at the end): prompt_toolkit with line editing and
+    history on a terminal, plain lines from a pipe."""
+    if not interactive:
+        def read_line() -> str:
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            return line
+        return read_line
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    path = _history_file()
+    session = PromptSession(history=FileHistory(str(path)) if path else InMemoryHistory())
+    return lambda: session.prompt("> ")

@@ -86,6 +86,11 @@ def previous_generation(store):
     return store.manifest(), Path(gen)
 
 
+def _say(message: str) -> None:
+    """A progress line for the user (stderr, like the bar), only when progress was asked for."""
+    print(message, file=sys.stderr, flush=True)
+
+
 class _Progress:
     """A rich progress bar on stderr over vectors to embed (or nothing when progress=False)."""
 
@@ -94,7 +99,7 @@ class _Progress:
         if enabled and total:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-            self.bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+            self.bar = Progress(TextColumn("embedding chunks"), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
             self.task = self.bar.add_task("embed", total=total)
             self.bar.start()
@@ -109,6 +114,20 @@ class _Progress:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def skipped_files(cfg: RagbitConfig, warn=None) -> list[tuple[str, str]]:
+    """(path, reason) for everything the index leaves out, in walk order; a pruned directory is one "dir/"
+    entry. A full walk of the current tree (each kept file is read, as the index would), nothing is written:
+    `ragbit index --list-skipped` answers "why is my file not found?" without re-indexing."""
+    from ragbit.indexing.walker import WalkStats, walk_repository
+    repo = Path(cfg.repo)
+    check_repo(repo)
+    stats = WalkStats()
+    walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
+    for _ in walk_repository(repo, walk_cfg, warn or (lambda msg: None), stats):
+        pass
+    return stats.paths
+
+
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
                      embedder=None, warn=None, embed: bool = True) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
@@ -234,6 +253,8 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             return report
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
+        if progress:
+            _say(f"indexing {repo}: {len(table.files)} files, {len(table)} chunks")
         t = time.perf_counter()
         lexical = _build_lexical(table, reused, lexical_from)
         report.timings["lexical"] = time.perf_counter() - t
@@ -242,6 +263,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         if not one_commit:
             _commit(store, base_manifest, table, lexical, vectors, found, complete,
                     kind=cfg.index.dense if complete else "flat")
+            if progress and not complete and embed:
+                unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
+                _say(f"lexical search is ready (`ragbit search` works now); embedding "
+                     f"{unique} chunks for semantic search (Ctrl-C keeps what is done)")
 
         # ---- 4. embed what is missing, flushing to the cache as we go
         if not complete and not embed:

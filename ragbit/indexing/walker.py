@@ -156,11 +156,14 @@ class WalkStats:
     files: int = 0
     bytes: int = 0
     skipped: Counter = field(default_factory=Counter)
+    paths: list = field(default_factory=list)   # (path, reason) per skip; a pruned directory as "dir/"
     secrets_masked: int = 0     # secrets replaced in the text of files that were read
     files_masked: int = 0
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, path: str = "") -> None:
         self.skipped[reason] += 1
+        if path:
+            self.paths.append((path, reason))
 
     def summary(self) -> str:
         """e.g. "skipped 3 binary, 1 too large, 12 ignored" ("" when nothing was skipped)."""
@@ -285,14 +288,14 @@ class _Walk:
             entries = list(os.scandir(here))
         except OSError as e:
             self.warn(f"skipped {base or './'}: {_reason(e)}")
-            self.stats.skip(UNREADABLE)
+            self.stats.skip(UNREADABLE, base or "./")
             return
         # sort key: name + "/" for directories, so the output is in plain string order of the full paths
         for entry, is_dir, target in sorted(self._classify(entries, base, real),
                                             key=lambda x: x[0].name + "/" * x[1]):
             rel = base + entry.name
             if entry.name in VCS_NAMES:
-                self.stats.skip(EXCLUDED)
+                self.stats.skip(EXCLUDED, rel + "/" * is_dir)
             elif not _utf8_name(entry.name):
                 # not valid UTF-8 (os gives it back with surrogates): cannot be stored, shown or searched as text
                 self.warn(f"skipped {base}{entry.name.encode('utf-8', 'backslashreplace').decode()}: "
@@ -300,29 +303,29 @@ class _Walk:
                 self.stats.skip(BAD_NAME)
             elif is_dir:
                 if entry.name in SECRET_DIRS:
-                    self.stats.skip(SECRET)
+                    self.stats.skip(SECRET, rel + "/")
                 elif entry.name in SKIP_DIRS or entry.name.endswith(SKIP_DIR_SUFFIXES) \
                         or any(os.path.exists(os.path.join(entry.path, m)) for m in VENV_MARKERS):
-                    self.stats.skip(EXCLUDED)
+                    self.stats.skip(EXCLUDED, rel + "/")
                 elif _decide(layers, rel, True):
-                    self.stats.skip(IGNORED)
+                    self.stats.skip(IGNORED, rel + "/")
                 elif target in ancestors:
-                    self.stats.skip(LOOP)
+                    self.stats.skip(LOOP, rel + "/")
                 else:
                     yield from self._dir(target, rel + "/", ragbit_layers, git_layers, ancestors | {target})
             elif _decide(layers, rel, False):
-                self.stats.skip(IGNORED)
+                self.stats.skip(IGNORED, rel)
             elif reason := _name_reason(entry.name):
-                self.stats.skip(reason)
+                self.stats.skip(reason, rel)
             elif "/" in rel and SECRET_PATH_SPEC.match_file(rel):
-                self.stats.skip(SECRET)
+                self.stats.skip(SECRET, rel)
             else:
                 try:
                     stamp = stamp_of(entry.stat())        # follows a symlink (to a file inside the repository)
                 except OSError:
                     stamp = None                          # reported when the file is read
                 if stamp is not None and stamp[0] > self.cfg.max_file_bytes:
-                    self.stats.skip(TOO_LARGE)
+                    self.stats.skip(TOO_LARGE, rel)
                 else:
                     yield rel, self.root / rel, stamp
 
@@ -334,21 +337,21 @@ class _Walk:
                 if entry.is_symlink():
                     target = Path(os.path.realpath(entry.path))
                     if not target.exists():
-                        self.stats.skip(BROKEN_LINK)
+                        self.stats.skip(BROKEN_LINK, base + entry.name)
                         continue
                     if not target.is_relative_to(self.root):
-                        self.stats.skip(OUTSIDE)
+                        self.stats.skip(OUTSIDE, base + entry.name)
                         continue
                     is_dir = target.is_dir()
                 else:
                     is_dir = entry.is_dir(follow_symlinks=False)
                     target = real / entry.name if is_dir else None
                 if not is_dir and not entry.is_file():
-                    self.stats.skip(SPECIAL)                  # sockets, fifos, devices: never opened
+                    self.stats.skip(SPECIAL, base + entry.name)   # sockets, fifos, devices: never opened
                     continue
             except OSError as e:
                 self.warn(f"skipped {base}{entry.name}: {_reason(e)}")
-                self.stats.skip(UNREADABLE)
+                self.stats.skip(UNREADABLE, base + entry.name)
                 continue
             yield entry, is_dir, target
 
@@ -358,24 +361,24 @@ class _Walk:
             raw = read_bytes(abspath)
         except OSError as e:
             self.warn(f"skipped {rel}: {_reason(e)}")
-            self.stats.skip(UNREADABLE)
+            self.stats.skip(UNREADABLE, rel)
             return None
         if len(raw) > self.cfg.max_file_bytes:                # grew since the stat
-            self.stats.skip(TOO_LARGE)
+            self.stats.skip(TOO_LARGE, rel)
             return None
         if b"\x00" in raw[:BINARY_SNIFF_BYTES]:
-            self.stats.skip(BINARY)
+            self.stats.skip(BINARY, rel)
             return None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             self.warn(f"skipped {rel}: not UTF-8 text (invalid byte at offset {e.start})")
-            self.stats.skip(UNDECODABLE)
+            self.stats.skip(UNDECODABLE, rel)
             return None
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if len(text) > self.cfg.max_line_chars and max(map(len, text.split("\n"))) > self.cfg.max_line_chars:
-            self.stats.skip(GENERATED)
+            self.stats.skip(GENERATED, rel)
             return None
         text, masked = mask_secrets(text, rel)
         if masked:

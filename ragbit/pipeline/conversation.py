@@ -37,6 +37,10 @@ class Conversation:
             self.history += [dict(answer.messages[-1]), {"role": "assistant", "content": strip_thinking(answer.text)}]
         return answer
 
+    def reset(self) -> None:
+        """Forget the turns so far (`/reset` in `ragbit chat`); the index and the loaded model stay."""
+        self.history, self._tokens = [], {}
+
     def _fitting_history(self) -> list[dict[str, str]]:
         """Drop the oldest turns until history + a new turn fits the model's context window."""
         gens = self.pipeline.find_components(BonsaiGenerator)

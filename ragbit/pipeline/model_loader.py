@@ -41,6 +41,8 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kerne
     key = (path, int(n_ctx), int(threads), decode_kernel, kv_cache)
     with _LOCK:
         if key not in _CACHE:
+            from ragbit.kernel_cache import announce_first_compile
+            announce_first_compile()     # the first load on a machine compiles the kernels: say so
             _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads, q1_decode=decode_kernel,
                                          kv_cache=kv_cache)
         return _CACHE[key]

@@ -134,6 +134,11 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
         if result is None or isinstance(e, IndexesError):    # a missing index is not a missing model
             raise
         answer.error = f"no answer generated: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+        from generator.hub import BONSAI_MODELS, ModelNotAvailableError
+        if isinstance(e, ModelNotAvailableError):         # say how to make a model stick, not only this once
+            name = cfg.generator.model.lower() if cfg.generator.model.lower() in BONSAI_MODELS else "bonsai-1.7b"
+            answer.error += (f" (`ragbit pull {name}` downloads it where the network allows; RAGBIT_MODEL=PATH "
+                             "or [generator] model in ~/.config/ragbit/config.toml makes a file the default)")
     _fill(answer, result, pipeline)
     return answer
 

@@ -72,6 +72,8 @@ def hits_of(reply: dict):
     from ragbit.search.searcher import Hit, Hits
     hits = Hits(Hit(**h) for h in reply["hits"])
     hits.dense_complete, hits.mode = bool(reply["dense_complete"]), reply["mode"]
+    stale = reply.get("stale")
+    hits.stale = {str(p): str(s) for p, s in stale.items()} if isinstance(stale, dict) else {}
     return hits
 
 
@@ -89,7 +91,10 @@ def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int, use_se
         if hits is not None:
             return hits
     from ragbit.search.searcher import Searcher
-    hits = Searcher(cfg).search(question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+    from ragbit.search.staleness import stale_files
+    searcher = Searcher(cfg)
+    hits = searcher.search(question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)
+    hits.stale = stale_files(cfg.repo, searcher.table, (h.path for h in hits))
     if use_server:
         spawn_server(cfg)            # for the next search; this one is answered already
     return hits

@@ -14,6 +14,7 @@ client's own when it sent one, agree with the config it was started with on ever
 Reply (server -> client):
 
     {"ok": true, "hits": [{Hit fields}, ...], "dense_complete": true, "mode": "hybrid",
+     "stale": {"path": "deleted" | "changed"},     # hit files that no longer match the index
      "stdout": "...", "stderr": "..."}            # the last two only when "render" was asked for
     {"ok": false, "error": "one line", "retired": false}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 
 SNIPPET_LINES = 12
@@ -62,11 +63,52 @@ class Terminal:
 
 
 def render_search(hits, as_json: bool, terminal: Terminal) -> tuple[str, str]:
-    """(stdout, stderr) of `ragbit search` for these hits: a JSON list, or numbered, highlighted snippets."""
-    err = "" if hits.dense_complete else INCOMPLETE_NOTE
+    """(stdout, stderr) of `ragbit search` for these hits: a JSON document (ragbit/json_forms.py), or numbered,
+    highlighted snippets."""
+    from ragbit.search.staleness import stale_note
+    err = ("" if hits.dense_complete else INCOMPLETE_NOTE) + stale_note(getattr(hits, "stale", {}))
     if as_json:
-        return json.dumps([h.to_json() for h in hits], ensure_ascii=False) + "\n", err
-    return _rich_hits(hits, terminal), err
+        from ragbit.json_forms import search_document
+        return json.dumps(search_document(hits), ensure_ascii=False) + "\n", err
+    if not terminal.is_tty and not terminal.environ.get("FORCE_COLOR") and not terminal.environ.get("TTY_COMPATIBLE"):
+        return _plain_hits(hits), err
+    return _without_trailing_spaces(_rich_hits(hits, terminal)), err
+
+
+def _plain_hits(hits) -> str:
+    """Output for a pipe or a file: every line whole (no width, no padding, no escape codes), so `grep`,
+    `less` and editors see the code as it is."""
+    if not hits:
+        return "no results\n"
+    from ragbit.terminal_text import for_terminal      # a pipe often ends in a terminal (less -R, cat)
+    out: list[str] = []
+    for h in hits:
+        scope = f"  {for_terminal(h.scope, False)}" if h.scope else ""
+        out.append(f"{h.rank}. {for_terminal(h.path, False)}:{h.start_line}-{h.end_line}{scope}  score {h.score:.4f}")
+        lines = for_terminal(h.text).splitlines()
+        shown = lines[:SNIPPET_LINES]
+        width = len(str(h.start_line + len(shown)))
+        out.extend(f"{n:>{width}}  {line}".rstrip() for n, line in enumerate(shown, start=h.start_line))
+        if len(lines) > len(shown):
+            out.append(" " * width + "  ...")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+_ESCAPE = re.compile(r"(\x1b\[[0-9;]*m)")
+
+
+def _without_trailing_spaces(text: str) -> str:
+    """rich pads the lines of a code block (spaces inside colour codes); the padding is noise when copied."""
+    lines = []
+    for line in text.split("\n"):
+        parts = _ESCAPE.split(line)              # text, escape, text, escape, ..., text
+        for i in range(len(parts) - 1, -1, -2):  # the text parts, last first
+            parts[i] = parts[i].rstrip(" \t")
+            if parts[i]:
+                break
+        lines.append("".join(parts))
+    return "\n".join(lines)
 
 
 class ColorSystemConflict(Exception):
@@ -111,5 +153,5 @@ def _rich_hits(hits, terminal: Terminal) -> str:
         lines = for_terminal(h.text).splitlines()
         snippet = "\n".join(lines[:SNIPPET_LINES]) + ("\n..." if len(lines) > SNIPPET_LINES else "")
         console.print(Syntax(snippet, h.language or "text", line_numbers=True, start_line=h.start_line,
-                             word_wrap=False))
+                             word_wrap=True))
     return sink.text()

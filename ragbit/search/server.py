@@ -15,6 +15,7 @@ Safety rules:
   answers only when it agrees with its own on everything that changes results (else it answers "mismatch"
   and retires: the client searches in-process and starts a fresh server);
 - JSON only (no pickle), bounded request size, socket file mode 0600;
+- it lists itself in `ragbit/search/registry.py` (`ragbit server list` / `stop`);
 - it exits after `search.server_idle_timeout` seconds without a request, when the index directory or its
   socket disappears, or on SIGTERM. A newer committed index generation is picked up by `Searcher` itself.
 """
@@ -27,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from ragbit.search import registry
 from ragbit.search.protocol import (LOCK_NAME, MAX_K, MAX_REQUEST_BYTES, SOCKET_NAME, VERSION, encode, fingerprint,
                                     read_message, socket_path)
 
@@ -44,6 +46,7 @@ class SearchServer:
         self.fingerprint = fingerprint(cfg)
         self.searcher = Searcher(cfg)
         self._sock: socket.socket | None = None
+        self.entry: Path | None = None       # this server's line in ragbit/search/registry.py
         self._ident: tuple[int, int] | None = None
 
     def warm_up(self) -> None:
@@ -89,6 +92,7 @@ class SearchServer:
             with conn:
                 retire = self.handle(conn)
             last = time.monotonic()
+            registry.touch(self.entry)           # `ragbit server list` shows when it was last used
             if retire or not self.still_wanted():
                 return
 
@@ -121,8 +125,10 @@ class SearchServer:
             return {"ok": False, "error": "the configuration turns the search server off"}, True
         s = cfg.search
         hits = self.searcher.search(r["query"], k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file)
+        from ragbit.search.staleness import stale_files
+        hits.stale = stale_files(cfg.repo, self.searcher.table, (h.path for h in hits))
         reply = {"ok": True, "hits": [dataclasses.asdict(h) for h in hits], "dense_complete": hits.dense_complete,
-                 "mode": hits.mode}
+                 "mode": hits.mode, "stale": hits.stale}
         if r.get("render") is not None:
             from ragbit.search.render import ColorSystemConflict, Terminal, render_search
             render = r["render"]
@@ -182,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     server.bind()
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} serving {server.index_dir}", flush=True)
     try:
+        server.entry = registry.register(str(cfg.repo), str(server.index_dir))
         server.serve_forever()
     finally:
+        registry.unregister(server.entry)
         server.close()
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} exits", flush=True)
     return 0

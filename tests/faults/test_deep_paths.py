@@ -38,5 +38,5 @@ def test_long_path_is_indexed_and_found(tmp_path, monkeypatch):
     runner = CliRunner()
     assert runner.invoke(app, ["index", str(tmp_path / "repo"), "-q"]).exit_code == 0
     r = runner.invoke(app, ["search", "settle ledger entries", "--repo", str(tmp_path / "repo"), "--json"])
-    hits = json.loads(r.stdout)
+    hits = json.loads(r.stdout)["hits"]
     assert hits and hits[0]["path"] == rel and hits[0]["start_line"] == 1 and hits[0]["end_line"] == 3

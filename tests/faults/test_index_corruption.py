@@ -41,7 +41,7 @@ def generation(repo):
 def search_json(repo, q="invoice total"):
     r = invoke("search", q, "--repo", repo, "--json")
     assert r.exit_code == 0, r.output
-    return [(h["path"], h["start_line"]) for h in json.loads(r.stdout)]
+    return [(h["path"], h["start_line"]) for h in json.loads(r.stdout)["hits"]]
 
 
 @pytest.mark.parametrize("content", [b"gen-\xff\xfe\x00\n", b"\x00" * 64, b"\xef\xbb\xbf\x1b[2J", b""])

@@ -126,12 +126,12 @@ def test_no_secret_reaches_index_search_or_prompt(repo, tiny_model):
             assert r.exit_code == 0, r.output
             assert not leaks(r.stdout.encode()), (q, r.stdout)
     r = runner.invoke(app, ["search", "planted", "--repo", str(repo), "--json", "-k", "20"])
-    paths = {h["path"] for h in json.loads(r.stdout)}
+    paths = {h["path"] for h in json.loads(r.stdout)["hits"]}
     assert {"config.py", "notes.txt", "deploy.sh", "web/app.js"} <= paths      # ordinary files still indexed
     assert not paths & set(SECRET_FILES)
 
     r = runner.invoke(app, ["query", "where is the github token and the database password?", "--repo", str(repo),
-                            "--model", str(tiny_model), "--max-tokens", "4", "--budget", "600", "--json"])
+                            "--model", str(tiny_model), "--max-tokens", "4", "--budget", "600", "--json", "--verbose"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["prompt"] and "config.py" in out["prompt"]

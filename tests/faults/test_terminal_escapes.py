@@ -35,4 +35,4 @@ def test_search_output_escapes_file_contents_and_names(tmp_path, monkeypatch):
         assert raw not in r.stdout
     assert "\\x1b[2J" in r.stdout and "blink[bold]x[i].py" in r.stdout      # shown, not obeyed
     r = runner.invoke(app, ["search", "paint banner", "--repo", str(repo), "--json"])
-    assert {h["path"] for h in json.loads(r.stdout)} == {"paint.py", NAME}       # JSON keeps the exact name
+    assert {h["path"] for h in json.loads(r.stdout)["hits"]} == {"paint.py", NAME}       # JSON keeps the exact name

@@ -1,0 +1,46 @@
+"""The `--json` documents of `ragbit search`, `query`, `status` and `index`: one place builds each.
+
+Why one module: scripts and editors depend on these shapes, so each document names its schema and version
+(`"schema": "ragbit.search/1"`) and docs/json.md documents every field as a JSON Schema that the tests
+validate real output against. Add a field: same version. Rename, remove or retype one: bump the version and
+the doc. Standard library only (the search server renders search documents).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+SEARCH_SCHEMA = "ragbit.search/1"
+QUERY_SCHEMA = "ragbit.query/1"
+STATUS_SCHEMA = "ragbit.status/1"
+INDEX_SCHEMA = "ragbit.index/1"
+
+
+def search_document(hits) -> dict:
+    """`ragbit search --json`: the ranked hits and what the index could not see (incomplete, stale)."""
+    return {"schema": SEARCH_SCHEMA, "mode": getattr(hits, "mode", "hybrid"),
+            "dense_complete": bool(getattr(hits, "dense_complete", True)),
+            "stale": dict(getattr(hits, "stale", {}) or {}),
+            "hits": [{"rank": h.rank, **h.to_json()} for h in hits]}
+
+
+def query_document(answer, verbose: bool = False) -> dict:
+    """`ragbit query --json`: the answer, its sources and counts; the full prompt only when `verbose`."""
+    doc = {"schema": QUERY_SCHEMA, **answer.to_json()}
+    if not verbose:
+        doc.pop("prompt", None)
+    return doc
+
+
+def status_document(status) -> dict:
+    """`ragbit status --json`: the IndexStatus fields, plus whether the index is up to date."""
+    doc = {"schema": STATUS_SCHEMA, **dataclasses.asdict(status)}
+    doc["up_to_date"] = not (status.added or status.changed or status.removed)
+    return doc
+
+
+def index_document(report) -> dict:
+    """`ragbit index --json`: what the run did (the IndexReport fields and the file total)."""
+    doc = {"schema": INDEX_SCHEMA, **dataclasses.asdict(report)}
+    doc["files"] = report.files
+    doc["timings"] = {k: round(v, 4) for k, v in report.timings.items()}
+    return doc
