@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ragbit.cli import app
+from ragbit.cli import app, examples
 from ragbit.cli.boundary import guarded, repo_config
 
 
@@ -15,7 +15,10 @@ def _note(text: str) -> None:
     typer.echo(text, err=True)
 
 
-@app.command()
+@app.command(short_help="Serve the OpenAI HTTP API (editors, chat UIs).", epilog=examples(
+    "ragbit serve                          # http://127.0.0.1:8080/v1, model `ragbit` answers from this repo",
+    "ragbit serve --repo ~/src/app --watch --port 8081",
+    "ragbit serve --host 0.0.0.0 --api-key $KEY"))
 def serve(
     repo: Path = typer.Option(Path("."), "--repo", help="repository to serve (indexed first if needed)"),
     model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
@@ -36,7 +39,9 @@ def serve(
             interrupted="ragbit serve stopped")
 
 
-@app.command()
+@app.command(short_help="Serve MCP tools for coding agents (stdio).", epilog=examples(
+    "ragbit mcp --repo ~/src/app           # what an MCP host starts",
+    "claude mcp add ragbit -- ragbit mcp --repo ~/src/app"))
 def mcp(
     repo: Path = typer.Option(Path("."), "--repo", help="repository the tools search and read"),
     model: Optional[str] = typer.Option(None, "--model", help="model for the `ask` tool (loaded on first use)"),
@@ -53,7 +58,8 @@ def mcp(
             interrupted="ragbit mcp stopped")
 
 
-@app.command()
+@app.command(short_help="Keep the index fresh as files change.", epilog=examples(
+    "ragbit watch                          # this repository, until Ctrl-C"))
 def watch(
     path: Path = typer.Argument(Path("."), help="repository to keep indexed"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default PATH/.ragbit)"),
