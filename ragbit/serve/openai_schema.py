@@ -149,47 +149,36 @@ def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) ->
             "prompt_tokens_details": {"cached_tokens": cached_tokens}}
 
 
-def chat_response(rid: str, model: str, text: str, reason: str, use: dict, extra: dict | None) -> dict[str, Any]:
-    body = {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": reason}],
-            "usage": use}
+def _envelope(rid: str, obj: str, created: int, model: str, choice: dict | None, use: dict | None,
+              extra: dict | None) -> dict[str, Any]:
+    """The fields every response and chunk shares; `choice` None = an empty choices list (the usage chunk)."""
+    body: dict[str, Any] = {"id": rid, "object": obj, "created": created, "model": model,
+                            "system_fingerprint": None, "choices": [choice] if choice is not None else []}
+    if use is not None:
+        body["usage"] = use
     if extra:
         body["ragbit"] = extra
     return body
+
+
+def chat_response(rid: str, model: str, text: str, reason: str, use: dict, extra: dict | None) -> dict[str, Any]:
+    choice = {"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+              "logprobs": None, "finish_reason": reason}
+    return _envelope(rid, "chat.completion", int(time.time()), model, choice, use, extra)
 
 
 def chat_chunk(rid: str, created: int, model: str, delta: dict, reason: str | None = None,
                use: dict | None = None, extra: dict | None = None, choices: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                            "system_fingerprint": None,
-                            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]
-                            if choices else []}
-    if use is not None:
-        body["usage"] = use
-    if extra:
-        body["ragbit"] = extra
-    return body
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason} if choices else None
+    return _envelope(rid, "chat.completion.chunk", created, model, choice, use, extra)
 
 
 def completion_response(rid: str, model: str, text: str, reason: str, use: dict, extra: dict | None) -> dict:
-    body = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}], "usage": use}
-    if extra:
-        body["ragbit"] = extra
-    return body
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+    return _envelope(rid, "text_completion", int(time.time()), model, choice, use, extra)
 
 
 def completion_chunk(rid: str, created: int, model: str, text: str, reason: str | None = None,
                      use: dict | None = None, extra: dict | None = None, choices: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": created, "model": model,
-                            "system_fingerprint": None,
-                            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}]
-                            if choices else []}
-    if use is not None:
-        body["usage"] = use
-    if extra:
-        body["ragbit"] = extra
-    return body
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason} if choices else None
+    return _envelope(rid, "text_completion", created, model, choice, use, extra)
