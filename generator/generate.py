@@ -21,6 +21,7 @@ import numpy as np
 
 from .chat import ChatTemplate
 from .errors import GeneratorError
+from .kernels.matrix import MATVEC_MAX_ROWS
 from .sampling import Sampler, SamplingParams
 from .tokenizer import BonsaiTokenizer
 
@@ -179,7 +180,7 @@ class Generator:
         return result, self._run(ids, max_tokens, Sampler(sampling), _StopMatcher(stop or ()), result, t_start)
 
     def _prefill(self, ids: list[int], result: GenerationResult) -> np.ndarray:
-        """Reuse the longest cached prefix (keeping >= 1 token to compute logits), prefill the rest."""
+        """Reuse the longest cached prefix (keeping >= MATVEC_MAX_ROWS + 1 tokens to recompute), prefill the rest."""
         model = self.model
         if model.n_past != len(self._cached_ids):   # someone else used the model: trust nothing
             self._cached_ids = []
@@ -189,7 +190,9 @@ class Generator:
             if a != b:
                 break
             common += 1
-        common = min(common, len(ids) - 1)
+        # keep enough of the prompt's tail to recompute that it takes the same (matmul) kernel as a full prefill:
+        # the same prompt gives the same logits whether or not most of it was cached (see prefill_chunks)
+        common = max(0, min(common, len(ids) - (MATVEC_MAX_ROWS + 1)))
         model.truncate(common)
         self._cached_ids = self._cached_ids[:common]
         result.cached_prompt_tokens = common

@@ -27,7 +27,7 @@ import numpy as np
 from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
 from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
-from .kernels.matrix import Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
+from .kernels.matrix import MATVEC_MAX_ROWS, Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
 
 
@@ -296,6 +296,18 @@ def _product(matrix: QuantMatrix, x: np.ndarray, out: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+
+def prefill_chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) batches of at most `size` tokens covering n tokens, none of MATVEC_MAX_ROWS tokens or fewer
+    unless n itself is that short: a short tail borrows tokens from the batch before it. Why: a batch that
+    small takes the matvec kernel, which rounds differently from the matmul kernel; keeping every prompt token
+    on one kernel makes a prompt's logits independent of where it was cut."""
+    bounds = [(c0, min(c0 + size, n)) for c0 in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] <= MATVEC_MAX_ROWS:
+        cut = bounds[-1][1] - (MATVEC_MAX_ROWS + 1)
+        bounds[-2:] = [(bounds[-2][0], cut), (cut, n)]
+    return bounds
+
 class Qwen3Model:
     """A loaded Qwen3/Bonsai model with its KV cache. Not thread-safe; one sequence at a time.
 
@@ -434,8 +446,8 @@ class Qwen3Model:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         self._check_tokens(ids)
         work = Workspace.allocate(self.config, min(ids.size, self.PREFILL_CHUNK))  # freed after the prompt
-        for c0 in range(0, ids.size, self.PREFILL_CHUNK):
-            chunk = ids[c0:c0 + self.PREFILL_CHUNK]
+        for c0, c1 in prefill_chunks(ids.size, self.PREFILL_CHUNK):
+            chunk = ids[c0:c1]
             x = self._forward(chunk, work.rows(chunk.size))
         return self._head(x[-1:])
 

@@ -27,6 +27,19 @@ DENSE_IDS = "dense_ids.npy"             # dense position -> chunk position (the 
 # A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
 # the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
 SCOPE_SEP = " > "
+# The keywords that label a function in a scope path (chunking/syntax.py's rule table, every language): a hit
+# inside a nested function belongs to the outermost function around it, which is what a reader needs to see.
+FUNCTION_KEYWORDS = frozenset({"def", "function", "func", "fn", "fun", "method", "constructor", "init"})
+
+
+def outer_function_scope(scope: str) -> str:
+    """The scope path down to the outermost function ("class A > def f > def g" -> "class A > def f"); the scope
+    itself when no function is on it (a class, a module-level chunk)."""
+    parts = scope.split(SCOPE_SEP)
+    for i, part in enumerate(parts):
+        if part.split(" ", 1)[0] in FUNCTION_KEYWORDS:
+            return SCOPE_SEP.join(parts[: i + 1])
+    return scope
 
 
 class ModelMismatchError(RagbitError, RuntimeError):

@@ -60,6 +60,8 @@ def test_named_file_is_ranked_up(repo):
     # a bare, unambiguous file name and a dotted module path count too
     assert s.named_files("see retry.py") == ["src/net/retry.py"]
     assert s.named_files("import src.billing.invoice") == ["src/billing/invoice.py"]
+    # a dotted name that goes on past the module (to a function in it) names the module
+    assert s.named_files("the fix belongs in src.billing.invoice.total_due") == ["src/billing/invoice.py"]
     assert s.named_files("nothing named here") == []
 
 
@@ -135,6 +137,23 @@ def test_test_files_rank_below_the_code_unless_the_question_is_about_tests(tmp_p
     assert about_tests[0].path == "tests/test_parser.py"
 
 
+def test_prose_files_rank_below_the_code_unless_the_question_is_about_docs(tmp_path):
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "pkg" / "parser.py").write_text(
+        "def parse_header(raw):\n    name, _, value = raw.partition(':')\n    return name.strip(), value.strip()\n")
+    prose = "\n".join(f"Call parse_header to split header {i} into its name and value." for i in range(8))
+    (root / "docs" / "headers.rst").write_text(f"Headers\n=======\n\n{prose}\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    assert s.search("parse_header header", k=2, mode="lexical", demote=False)[0].path == "docs/headers.rst"
+    plain = s.search("parse_header header", k=2, mode="lexical")
+    assert [h.path for h in plain] == ["pkg/parser.py", "docs/headers.rst"]
+    about_docs = s.search("where do the docs explain parse_header header", k=2, mode="lexical")
+    assert about_docs[0].path == "docs/headers.rst"
+
+
 def test_units_give_each_hit_its_whole_split_definition(tmp_path):
     root = tmp_path / "big"
     root.mkdir()
@@ -149,6 +168,27 @@ def test_units_give_each_hit_its_whole_split_definition(tmp_path):
     assert (unit.start_line, unit.end_line) == (4, len(lines))           # the whole function, nothing else
     assert unit.text.split("\n") == lines[3:]
     assert s.search("surcharge_45", k=1, mode="lexical")[0].unit is None   # only when asked for
+
+
+def test_a_hit_in_a_nested_function_brings_the_function_around_it(tmp_path):
+    root = tmp_path / "http"
+    root.mkdir()
+    before = "\n".join(f"        header_{i} = self.headers.get('x-{i}', {i})" for i in range(30))
+    inner = "\n".join(f"                part_{i} = transform_{i}(chunk)" for i in range(25))
+    after = "\n".join(f"        footer_{i} = self.trailers.get('y-{i}', {i})" for i in range(30))
+    (root / "resp.py").write_text(
+        f"class Response:\n    def iter_content(self, size=1):\n{before}\n\n        def generate():\n"
+        f"            while True:\n                chunk = self.raw.read(size)\n{inner}\n"
+        f"                yield decode_stream_chunk(chunk)\n\n{after}\n        return generate()\n\n"
+        f"    def close(self):\n        self.raw.close()\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    hit = s.search("decode_stream_chunk", k=1, mode="lexical", units=True)[0]
+    assert hit.scope == "class Response > def iter_content > def generate"
+    lines = (root / "resp.py").read_text().splitlines()
+    # the unit is the whole method around the nested function, not the class and not just `generate`
+    assert (hit.unit.start_line, hit.unit.end_line) == (2, lines.index("    def close(self):") - 1)
+    assert hit.unit.text.split("\n")[0] == "    def iter_content(self, size=1):"
 
 
 @pytest.mark.parametrize("question, plain", [

@@ -52,6 +52,13 @@ def _check_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+
+# A batch of at most this many rows goes through the matvec kernel row by row, a larger one through the matmul
+# kernel. The two round differently in the integer mode (int11 tables vs int8 activations), so the prompt is
+# always cut so that every prompt token takes the matmul path (see Qwen3Model.prefill and the prefix reuse in
+# generate.py): the same prompt then gives the same logits however much of it was cached.
+MATVEC_MAX_ROWS = 2
+
 class QuantMatrix:
     """W (n_out, n_in) in packed form. Subclasses fill `_matvec_into` and `_dequant_rows_into`."""
 
@@ -231,7 +238,7 @@ class Q1Matrix(QuantMatrix):
             self._int11(self.bits_t, self.scales, *_INT_TABLES.tables_for(x), out)
 
     def _matmul_into(self, x, out):
-        if x.shape[0] <= 2:  # tables over tokens only pay off from a few tokens on
+        if x.shape[0] <= MATVEC_MAX_ROWS:  # tables over tokens only pay off from a few tokens on
             for t in range(x.shape[0]):
                 self._matvec_into(x[t], out[t])
         elif self.prefill_path == "avx512vnni":
