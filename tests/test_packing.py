@@ -128,3 +128,13 @@ def test_a_unit_that_no_longer_fits_leaves_room_for_the_hit(count):
     budget = count(pack([first], count, budget=10_000).text) + 12 * (count(FILE_A[0]) + 1)
     ctx = pack([first, with_unit(hit("a.py", 40, 41, 0.8), 20, 60)], count, budget=budget, unit_share=1.0)
     assert [(b.path, b.start_line, b.end_line) for b in ctx.blocks] == [("b.py", 1, 60), ("a.py", 40, 41)]
+
+
+def test_a_block_from_inside_a_definition_names_it_in_its_header(count):
+    body = Hit(path="q.py", start_line=40, end_line=42, scope="class QuerySet > def filter", language="python",
+               score=0.9, text="        clone = self._chain()\n        clone.query.add_q(q)\n        return clone", rank=1)
+    whole = Hit(path="q.py", start_line=10, end_line=11, scope="class QuerySet > def count", language="python",
+                score=0.8, text="    def count(self):\n        return self.query.get_count()", rank=2)
+    ctx = pack([body, whole], count, budget=1500)
+    assert [b.header for b in ctx.blocks] == ["[1] q.py:40-42 (in class QuerySet > def filter)", "[2] q.py:10-11"]
+    assert ctx.tokens == count(ctx.text) and "(in class QuerySet > def filter)" in ctx.text

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 from ragbit.config import RagbitConfig
 from ragbit.pipeline.contract import Component, component
 from ragbit.pipeline.model_loader import engine_settings, load_generator
+from ragbit.index_layout import SCOPE_SEP
 from ragbit.search.searcher import Hit
 
 SEPARATOR = "\n\n"
@@ -44,10 +45,12 @@ class Block:
     score: float                 # best score among the hits merged into it
     language: str = ""
     hits: int = 1                # how many retrieved chunks it covers
+    scope: str = ""              # the definitions around it, when the block starts inside one (else "")
 
     @property
     def header(self) -> str:
-        return f"[{self.n}] {self.path}:{self.start_line}-{self.end_line}"
+        where = f" (in {self.scope})" if self.scope else ""
+        return f"[{self.n}] {self.path}:{self.start_line}-{self.end_line}{where}"
 
     def render(self) -> str:
         return f"{self.header}\n```{self.language}\n{self.text}\n```"
@@ -95,6 +98,7 @@ class _Span:
     language: str
     order: int                   # relevance rank of its best hit (blocks are numbered by this)
     hits: int = 1
+    scope: str = ""              # scope path of its best hit ("class A > def f")
 
     @property
     def start(self) -> int:
@@ -106,7 +110,20 @@ class _Span:
 
     def to_block(self, n: int) -> Block:
         text = "\n".join(self.lines[i] for i in range(self.start, self.end + 1))
-        return Block(n, self.path, self.start, self.end, text, self.score, self.language, self.hits)
+        return Block(n, self.path, self.start, self.end, text, self.score, self.language, self.hits,
+                     _fragment_scope(self.scope, self.lines[self.start]))
+
+
+def _fragment_scope(scope: str, first_line: str) -> str:
+    """`scope` when a block starts inside its innermost definition (its first line does not name it), else "".
+
+    Why: a chunk from the middle of a long method reads as orphan code; "(in class QuerySet > def filter)" in
+    its header tells the model whose body it is for a few tokens. A block that starts at its definition's own
+    line already says so."""
+    if not scope:
+        return ""
+    name = scope.rsplit(SCOPE_SEP, 1)[-1].split(" ", 1)[-1]
+    return "" if name and name in first_line else scope
 
 
 def _hit_lines(hit: Any) -> dict[int, str]:
@@ -153,9 +170,12 @@ def pack(hits: Sequence[Any], count_tokens: Callable[[str], int], budget: int,
             if any(set(lines) <= set(s.lines) for s in touching):
                 duplicates += 1
                 break
-            merged = _Span(hit.path, dict(lines), float(hit.score), getattr(hit, "language", "") or "", order)
+            merged = _Span(hit.path, dict(lines), float(hit.score), getattr(hit, "language", "") or "", order,
+                           scope=getattr(candidate, "scope", "") or "")
             for s in touching:
                 merged.lines = {**merged.lines, **s.lines}  # keep the earlier (more relevant) hit's text on overlap
+                if s.order < merged.order:
+                    merged.scope = s.scope
                 merged.score, merged.order = max(merged.score, s.score), min(merged.order, s.order)
                 merged.hits += s.hits
             before = sum(cost(s) for s in touching) + sep_tokens * len(touching)
