@@ -240,7 +240,7 @@ class tokenizer_of:
 def paired(a: str, b: str, per_query: list[dict], key: str = "file_R@10") -> None:
     """Per-query wins and losses of system a over b: a mean difference of one or two queries is noise."""
     diffs = [pq["systems"][a][key] - pq["systems"][b][key] for pq in per_query
-             if a in pq["systems"] and b in pq["systems"]]
+             if key in pq["systems"].get(a, {}) and key in pq["systems"].get(b, {})]   # (no line targets: no ctx)
     if diffs:
         print(f"\n{a} vs {b}, {key} per query: better on {sum(d > 0 for d in diffs)}, worse on "
               f"{sum(d < 0 for d in diffs)}, equal on {sum(d == 0 for d in diffs)} of {len(diffs)}")
