@@ -136,5 +136,5 @@ def test_a_block_from_inside_a_definition_names_it_in_its_header(count):
     whole = Hit(path="q.py", start_line=10, end_line=11, scope="class QuerySet > def count", language="python",
                 score=0.8, text="    def count(self):\n        return self.query.get_count()", rank=2)
     ctx = pack([body, whole], count, budget=1500)
-    assert [b.header for b in ctx.blocks] == ["[1] q.py:40-42 (in class QuerySet > def filter)", "[2] q.py:10-11"]
-    assert ctx.tokens == count(ctx.text) and "(in class QuerySet > def filter)" in ctx.text
+    assert [b.header for b in ctx.blocks] == ["[1] q.py:40-42 (in QuerySet.filter)", "[2] q.py:10-11"]
+    assert ctx.tokens == count(ctx.text) and "(in QuerySet.filter)" in ctx.text

@@ -45,7 +45,7 @@ class Block:
     score: float                 # best score among the hits merged into it
     language: str = ""
     hits: int = 1                # how many retrieved chunks it covers
-    scope: str = ""              # the definitions around it, when the block starts inside one (else "")
+    scope: str = ""              # the definitions around it ("QuerySet.filter"), when the block starts inside one
 
     @property
     def header(self) -> str:
@@ -118,12 +118,12 @@ def _fragment_scope(scope: str, first_line: str) -> str:
     """`scope` when a block starts inside its innermost definition (its first line does not name it), else "".
 
     Why: a chunk from the middle of a long method reads as orphan code; "(in class QuerySet > def filter)" in
-    its header tells the model whose body it is for a few tokens. A block that starts at its definition's own
-    line already says so."""
+    its header ("(in QuerySet.filter)") tells the model whose body it is for a few tokens. A block that starts
+    at its definition's own line already says so."""
     if not scope:
         return ""
-    name = scope.rsplit(SCOPE_SEP, 1)[-1].split(" ", 1)[-1]
-    return "" if name and name in first_line else scope
+    names = [label.split(" ", 1)[-1] for label in scope.split(SCOPE_SEP)]
+    return "" if names[-1] and names[-1] in first_line else ".".join(names)
 
 
 def _hit_lines(hit: Any) -> dict[int, str]:
