@@ -21,7 +21,10 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    """One `error:` line: a newline or escape sequence inside the message (a path, a flag's value) is shown
+    escaped, so it neither splits the line nor acts on the terminal."""
+    from ragbit.terminal_text import for_terminal
+    typer.echo(f"error: {for_terminal(message, keep_newlines=False)}", err=True)
     raise typer.Exit(code)
 
 
@@ -68,10 +71,12 @@ def repo_config(repo: Path | None, overrides: dict[str, dict[str, Any]]):
     """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line.
     `repo` None: the repository enclosing the working directory."""
     repo = repository(repo)
-    if not repo.exists():
-        fail(f"{repo}: no such directory")
-    if not repo.is_dir():
-        fail(f"{repo}: not a directory")
+    try:
+        is_dir = repo.is_dir()
+    except OSError as e:         # e.g. a name too long (serve, mcp, watch call this outside `guarded`)
+        fail(f"{repo}: {e.strerror or type(e).__name__}")
+    if not is_dir:
+        fail(f"{repo}: {'not a directory' if repo.exists() else 'no such directory'}")
     return load_config(repo, overrides)
 
 
