@@ -31,6 +31,7 @@ from ragbit.indexing.indexer import index_repository
 from ragbit.search import protocol
 from tests.faults.test_crashes import WORKTREE
 from tests.retrieval_fixtures import make_repo
+from tests.test_search_server import _wait as wait_for
 
 START_TIMEOUT = 180.0                # a server loads onnxruntime and the model on a busy 2-core machine
 QUERIES = ["exponential backoff when the connection fails", "invoice total with vat", "image carousel"]
@@ -71,15 +72,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def live_server(index_dir: Path) -> int:
