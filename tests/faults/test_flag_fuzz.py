@@ -4,7 +4,7 @@ one `error:` line and exit 1 or 2: a usage error (exit 2) names the flag, a bad 
 the flag the user typed and what it expected (`--top-p 5.0: [generator] top_p must be between 0 and 1`).
 Never a traceback.
 
-In process (`ragbit.cli.main`, the console script's CLI), the fake embedder patched in by tests/faults/driver.py;
+In process (`ragbit.cli.main`, the console script's CLI), with the fake embedder as in tests/faults/driver.py;
 the long-running ends (HTTP/MCP server, watcher) are replaced by a stub that records that the flags got through,
 and the server registry is a temporary directory (`server stop --all` must not stop anybody's server).
 Short form: 400 seeded cases in the default suite; `-m faults_long`: 5,000. A few cases also run through the real
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import pytest
 
-import tests.faults.driver  # noqa: F401  (the fake embedder, as in every fault test's CLI run)
 from ragbit.cli import _command, main
 from tests.faults.test_crashes import WORKTREE, index_in_process
-from tests.retrieval_fixtures import make_repo
+from tests.retrieval_fixtures import FakeEmbedder, make_repo
 
 VALUES = ["", " ", "0", "1", "-1", "3", "1.5", "-0.5", "nan", "inf", "-inf", "1e309", "99999999999999999999999",
           "9223372036854775808", "0x10", "1_000", "abc", "é", "名前", "a" * 3000, "\x1b[2J\x1b]0;owned\x07", "a\nb",
@@ -67,9 +66,11 @@ def world(tmp_path_factory):
 
 @pytest.fixture
 def sandbox(world, monkeypatch):
+    import ragbit.indexing.embeddings
     import ragbit.serve.http_server
     import ragbit.serve.mcp_server
     import ragbit.serve.watch
+    monkeypatch.setattr(ragbit.indexing.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())   # as driver.py
     monkeypatch.setattr(ragbit.serve.http_server, "serve", _stub)
     monkeypatch.setattr(ragbit.serve.mcp_server, "run_stdio", _stub)
     monkeypatch.setattr(ragbit.serve.watch, "watch_forever", _stub)

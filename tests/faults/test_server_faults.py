@@ -161,19 +161,22 @@ def test_server_dying_half_way_through_its_reply(repo, expected, tmp_path):
 
 
 def run_random_kills(repo: Path, expected: dict, n: int, seed: int) -> dict:
-    """`n` times: a search starts, the server is SIGKILLed a random moment later (before, during or after the
-    request); that search and the next must answer with the in-process results."""
+    """`n` times: a search starts and the server is SIGKILLed with the request inside it, or a random moment
+    later (before, during or after the request); that search and the next answer with the in-process results."""
     rng = random.Random(seed)
     landed = {"before the request": 0, "mid-request": 0, "after the reply": 0}
     hits(repo, QUERIES[0])                                          # starts the first server
     for i in range(n):
-        pid = live_server(repo / ".ragbit")
         q = rng.choice(QUERIES)
-        p = ragbit("search", q, "--repo", str(repo), "--json", "-k", "5")
-        time.sleep(rng.uniform(0.0, 0.4))                           # the fast path answers in ~0.1-0.3 s here
-        state = "after the reply" if p.poll() is not None else \
-            "mid-request" if has_socket_fd(p.pid) else "before the request"
-        os.kill(pid, signal.SIGKILL)
+        if rng.random() < 0.5:       # a request surely inside the server (a random moment rarely lands there)
+            p, state = kill_mid_request(repo, q), "mid-request"
+        else:
+            pid = live_server(repo / ".ragbit")
+            p = ragbit("search", q, "--repo", str(repo), "--json", "-k", "5")
+            time.sleep(rng.uniform(0.0, 0.6))                       # the fast path answers in ~0.1-0.5 s here
+            state = "after the reply" if p.poll() is not None else \
+                "mid-request" if has_socket_fd(p.pid) else "before the request"
+            os.kill(pid, signal.SIGKILL)
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and "Traceback" not in err, (i, err)
         got = [(h["path"], h["start_line"], h["end_line"], h["score"]) for h in json.loads(out)["hits"]]
