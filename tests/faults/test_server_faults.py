@@ -7,7 +7,8 @@ what `ragbit search` runs) with the real embedding model, so the server and the 
 - the index directory deleted while the server runs: one `no index` line, and the server exits;
 - the repository moved after indexing: search, status and an incremental `ragbit index` work at the new place.
 
-Short form in the default suite; `-m faults_long` kills the server 50 times. Every server a test starts (they
+Short form in the default suite (one kill mid-request, one death mid-reply); `-m faults_long` kills the server
+50 times more, half of them with a request inside it, half at random moments. Every server a test starts (they
 write `pid N serving` to the index's log) is killed at teardown.
 """
 from __future__ import annotations
@@ -185,11 +186,6 @@ def run_random_kills(repo: Path, expected: dict, n: int, seed: int) -> dict:
         nxt = rng.choice(QUERIES)
         assert hits(repo, nxt) == expected[nxt], i                  # the next search: restarted or in-process
     return landed
-
-
-def test_server_killed_at_random_moments_short(repo, expected):
-    landed = run_random_kills(repo, expected, n=2, seed=22)
-    print(f"\n2 server kills, every search answered alike; landing: {landed}")
 
 
 @pytest.mark.faults_long
