@@ -17,6 +17,7 @@ Layout of `root`::
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -47,6 +48,10 @@ T = TypeVar("T")
 
 class IndexLockedError(IndexesError, RuntimeError):
     """Another process is writing this index."""
+
+
+class IndexNotWritableError(IndexesError, PermissionError):
+    """The index directory cannot be written (read-only file system, no permission): readers still work."""
 
 
 class IndexFormatError(IndexesError, ValueError):
@@ -220,16 +225,23 @@ class IndexStore:
 
     @contextmanager
     def lock(self, timeout: float = 0.0) -> Iterator[None]:
-        """Hold the writer lock. Re-entrant within this IndexStore; another holder -> IndexLockedError."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
-        make_private(self.root)
-        self._ignore_in_git()
-        if self._lock is None:
-            self._lock = filelock.FileLock(str(self.root / LOCK_FILE))
+        """Hold the writer lock. Re-entrant within this IndexStore; another holder -> IndexLockedError; a
+        directory that cannot be written (read-only mount, no permission) -> IndexNotWritableError."""
         try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+            make_private(self.root)
+            self._ignore_in_git()
+            if self._lock is None:
+                self._lock = filelock.FileLock(str(self.root / LOCK_FILE))
             self._lock.acquire(timeout=max(0.0, timeout), poll_interval=0.05)
         except filelock.Timeout:
             raise IndexLockedError(f"another ragbit index run holds the lock on {self.root}") from None
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise IndexNotWritableError(f"cannot write the index directory {self.root} "
+                                        f"({(e.strerror or 'not writable').lower()}); put the index elsewhere "
+                                        "with --index-dir or [index] dir in ragbit.toml") from None
         try:
             yield
         finally:

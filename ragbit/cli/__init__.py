@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
         from click import exceptions as click_exc
 
     from ragbit.cli import interrupts
+    from ragbit.terminal_text import for_terminal      # a flag's value may hold a newline or an escape sequence
     interrupts.install()                       # SIGTERM unwinds like Ctrl-C (no half-written files)
     try:
         rc = _command().main(args=argv, prog_name=prog_name, standalone_mode=False)
@@ -94,10 +95,10 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
         sys.exit(2)
     except click_exc.UsageError as e:
         cmd = e.ctx.command_path if e.ctx is not None else "ragbit"
-        print(f"error: {e.format_message()} (see `{cmd} --help`)", file=sys.stderr)
+        print(f"error: {for_terminal(e.format_message(), keep_newlines=False)} (see `{cmd} --help`)", file=sys.stderr)
         sys.exit(2)
     except click_exc.ClickException as e:
-        print(f"error: {e.format_message()}", file=sys.stderr)
+        print(f"error: {for_terminal(e.format_message(), keep_newlines=False)}", file=sys.stderr)
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt) as e:
         print("interrupted", file=sys.stderr)

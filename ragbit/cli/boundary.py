@@ -21,7 +21,10 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    """One `error:` line: a newline or escape sequence inside the message (a path, a flag's value) is shown
+    escaped, so it neither splits the line nor acts on the terminal."""
+    from ragbit.terminal_text import for_terminal
+    typer.echo(f"error: {for_terminal(message, keep_newlines=False)}", err=True)
     raise typer.Exit(code)
 
 
@@ -67,10 +70,56 @@ def repository(*named: Path | None) -> Path:
 def repo_config(repo: Path | None, overrides: dict[str, dict[str, Any]]):
     """The config for `repo` (defaults, its ragbit.toml, then the command's flags); a bad path is one line.
     `repo` None: the repository enclosing the working directory."""
-    from ragbit.config import RagbitConfig
     repo = repository(repo)
-    if not repo.exists():
-        fail(f"{repo}: no such directory")
-    if not repo.is_dir():
-        fail(f"{repo}: not a directory")
-    return RagbitConfig.load(repo, overrides=overrides)
+    try:
+        is_dir = repo.is_dir()
+    except OSError as e:         # e.g. a name too long (serve, mcp, watch call this outside `guarded`)
+        fail(f"{repo}: {e.strerror or type(e).__name__}")
+    if not is_dir:
+        fail(f"{repo}: {'not a directory' if repo.exists() else 'no such directory'}")
+    return load_config(repo, overrides)
+
+
+def load_config(repo: Path | None, overrides: dict[str, dict[str, Any]]):
+    """RagbitConfig.load, with a bad value as one `error:` line that names the flag when a flag caused it (also
+    outside `guarded`: serve, mcp and watch load their config before it). `repo` None: the working directory."""
+    from ragbit.config import ConfigError, RagbitConfig
+    try:
+        return RagbitConfig.load(repo, overrides=overrides)
+    except ConfigError as e:
+        fail(_naming_the_flag(repo, overrides, e))
+
+
+def _naming_the_flag(repo: Path | None, overrides: dict[str, dict[str, Any]], error: Exception) -> str:
+    """The config error, led by the flag and value the user typed when one flag alone causes it
+    (`--temperature -1: [generator] temperature must be >= 0, got -1.0`); the user typed a flag, not a key."""
+    from ragbit.config import ConfigError, RagbitConfig
+    message = one_line(error)
+    given = [(s, k, v) for s, kv in overrides.items() for k, v in kv.items() if v is not None]
+    try:
+        RagbitConfig.load(repo)
+    except ConfigError:
+        return message           # the config files are at fault, not the flags
+    for section, key, value in given:
+        try:
+            RagbitConfig.load(repo, overrides={section: {key: value}})
+        except ConfigError:
+            flag = _flag_of(key, value)
+            return f"{flag} {value!r}: {message.removeprefix('command line: ')}" if flag else message
+    return message
+
+
+def _flag_of(key: str, value: Any) -> str | None:
+    """The long form of the command-line option of the running command that gave `value` (for config `key`)."""
+    try:                         # typer >= 0.20 vendors click; older releases use click itself
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return None
+    found = [p for p in ctx.command.params if p.param_type_name == "option" and p.name in ctx.params
+             and type(ctx.params[p.name]) is type(value)
+             and (ctx.params[p.name] == value or value != value and ctx.params[p.name] != ctx.params[p.name])]   # nan
+    found.sort(key=lambda p: (key not in p.name and p.name not in key))     # `think` for `thinking`
+    return max(found[0].opts, key=len) if found else None

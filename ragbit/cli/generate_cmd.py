@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ragbit.cli import app, examples
-from ragbit.cli.boundary import guarded
+from ragbit.cli.boundary import guarded, load_config
 
 LARGE_KV_CACHE_BYTES = 1 << 30   # announce KV caches of 1 GiB or more even without --verbose
 
@@ -45,10 +45,9 @@ def generate(
         from generator.hub import resolve_model
         from generator.model import kv_cache_bytes_for_file
         from generator.sampling import SamplingParams
-        from ragbit.config import RagbitConfig
         from ragbit.pipeline.model_loader import engine_settings, load_generator, sampling_settings
 
-        cfg = RagbitConfig.load(overrides={"generator": {
+        cfg = load_config(None, {"generator": {
             "model": model, "max_tokens": max_tokens, "temperature": temperature, "top_k": top_k,
             "top_p": top_p, "min_p": min_p, "repeat_penalty": repeat_penalty, "seed": seed,
             "n_ctx": n_ctx, "threads": threads}})

@@ -81,8 +81,9 @@ class Answer:
 def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None) -> tuple[float, bool]:
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
     is the common case). Returns (seconds spent, whether the index changed). While another process writes the
-    index, the committed generation is used as it is (no wait, no error)."""
-    from indexes.store import IndexFormatError, IndexLockedError, IndexStore
+    index, or when the index directory is read-only, the committed generation is used as it is (no wait, no
+    error)."""
+    from indexes.store import IndexFormatError, IndexLockedError, IndexNotWritableError, IndexStore
     from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
     store = IndexStore(cfg.index_dir)
@@ -93,8 +94,8 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
             progress = True
     try:
         report = index_repository(cfg, progress=progress, embedder=embedder)
-    except IndexLockedError:
-        # another `ragbit index` is writing: readers never wait for it, they use the last committed generation
+    except (IndexLockedError, IndexNotWritableError):
+        # another `ragbit index` is writing, or nobody may: readers use the last committed generation
         if store.current() is None:
             raise
         return time.perf_counter() - t0, False
