@@ -191,6 +191,15 @@ def test_a_hit_in_a_nested_function_brings_the_function_around_it(tmp_path):
     assert hit.unit.text.split("\n")[0] == "    def iter_content(self, size=1):"
 
 
+def test_fusion_weights_follow_the_kind_of_question():
+    from ragbit.search.searcher import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
+    assert fusion_weights("Load a template by name and return it.") == (PLAIN_LEXICAL_WEIGHT, 1.0)
+    assert fusion_weights("why does QuerySet.filter drop rows") == (1.0, 1.0)
+    report = ("Filtering on a query result overrides GROUP BY of the internal query. " * 5
+              + "Traceback: File django/db/models/sql/query.py, line 1200, in add_q")
+    assert fusion_weights(report) == (1.0, LONG_DENSE_WEIGHT) and LONG_DENSE_WEIGHT < 1.0
+
+
 @pytest.mark.parametrize("question, plain", [
     ("Load a template by name and return it.", True),
     ("how does the retry loop back off?", True),
