@@ -31,6 +31,15 @@ class ModelUnavailable(ServeError):
     """No generator is loaded (offline, missing or corrupt model file): retrieval still works."""
 
 
+class NotThisIndex(ServeError):
+    """A `ragbit search` client that means another index than the one served here."""
+
+
+class ConfigMismatch(ServeError):
+    """A `ragbit search` client whose configuration gives other results than this server's (or turns the
+    server off): it must search in-process, and a background server should make way for a fresh one."""
+
+
 @dataclass
 class Generation:
     """What a generation request produced, in the units the OpenAI API reports."""
@@ -132,14 +141,36 @@ class RagbitService:
             self._searcher = Searcher(self.cfg, embedder=self.embedder)
         return self._searcher
 
-    def search(self, query: str, k: int = 10, mode: str | None = None,
-               max_hits_per_file: int | None = None) -> list[Any]:
-        """Retrieval only: the ranked `Hit`s (a Searcher reopens the index after a refresh by itself)."""
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               max_hits_per_file: int | None = None, defaults: Any = None) -> Any:
+        """Retrieval only: the ranked `Hits` (a list; `.mode`, `.dense_complete`, and `.stale`: hit files
+        deleted or changed since indexing). None means the `[search]` setting of `defaults` (a SearchConfig;
+        this repository's when not given). A Searcher reopens the index after a refresh by itself."""
+        from ragbit.search.staleness import stale_files
         self.refresh()
+        s = defaults or self.cfg.search
         with self._retrieval_lock:
-            cap = self.cfg.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
-            return list(self._searcher_for().search(query, k=k, mode=mode or self.cfg.search.mode,
-                                                    max_hits_per_file=cap))
+            searcher = self._searcher_for()
+            hits = searcher.search(query, k=s.k if k is None else k, mode=mode or s.mode,
+                                   max_hits_per_file=s.max_hits_per_file if max_hits_per_file is None
+                                   else max_hits_per_file)
+            hits.stale = stale_files(self.cfg.repo, searcher.table, (h.path for h in hits))
+        return hits
+
+    def client_search_config(self, repo: str, index_dir: str, config: dict[str, Any] | None) -> Any:
+        """The `[search]` settings of a `ragbit search` client (its repository's config, loaded as the CLI
+        loads it), after checking that it means this index with settings that give the same results
+        (`ragbit.search.client.fingerprint`). NotThisIndex / ConfigMismatch otherwise."""
+        from ragbit.search.client import fingerprint
+        if Path(index_dir).resolve() != Path(self.cfg.index_dir).resolve():
+            raise NotThisIndex(f"this server serves {Path(self.cfg.index_dir).resolve()}")
+        theirs = RagbitConfig.load(repo, overrides={"index": {"dir": index_dir}})
+        mine = fingerprint(self.cfg)
+        if fingerprint(theirs) != mine or (config is not None and config != mine):
+            raise ConfigMismatch("this server serves another index or configuration")
+        if not theirs.search.server:
+            raise ConfigMismatch("the configuration turns the search server off")
+        return theirs.search
 
     def embed(self, texts: list[str]) -> tuple[Any, int]:
         """(unit vectors float32 (n, dim), token count) with the index's embedding model."""
