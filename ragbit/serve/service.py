@@ -7,7 +7,8 @@ are thin layers over these methods; neither re-implements retrieval or generatio
 Threads: generation (`rag_answer`, `plain_generate`) runs only on the engine queue's one thread;
 `search` and `embed` run on worker threads beside it (one at a time, under `_retrieval_lock`), with their
 own Searcher sharing the embedding model. The index is refreshed (incrementally) before a retrieval, never
-in the middle of one, under `_index_lock`, unless a watcher keeps it fresh (`refresh_on_request=False`).
+in the middle of one, under `_index_lock`, unless a watcher keeps it fresh (`refresh_on_request=False`); a
+refresh is skipped while nothing the index is built from has moved since the last one (freshness.py).
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ class RagbitService:
         self.embedder = self._retriever.shared_embedder() if self._retriever else None
         self._searcher: Any = None
         self._index_lock = threading.Lock()
+        self._tree: Any = None           # TreeStamp of the last refresh: skip the next one while it holds
         self._retrieval_lock = threading.Lock()
         self.model_error = ""            # why generation is unavailable ("" = fine or not tried yet)
         self.model_name = model_label(cfg.generator.model)
@@ -131,9 +133,16 @@ class RagbitService:
         if not (force or self.refresh_on_request):
             return False
         from ragbit.pipeline.standard import refresh_index
+        from ragbit.serve.freshness import TreeStamp
         with self._index_lock:
+            if not force and self._tree is not None and self._tree.unchanged():
+                return False             # no directory, file or index pointer moved since the last refresh
+            tree = TreeStamp.take(self.cfg) if self.refresh_on_request else None
+            self._tree = None
             _, changed = refresh_index(self.cfg, embedder=self.embedder, progress=None if force else False)
-        return changed
+            if tree is not None:
+                self._tree = tree.with_index(self.cfg.index_dir, refreshed=changed is not None)
+        return bool(changed)
 
     def _searcher_for(self) -> Any:
         if self._searcher is None:
