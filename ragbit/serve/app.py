@@ -2,10 +2,10 @@
 
 Routes: POST /v1/chat/completions and /v1/completions (streamed as server-sent events, or whole),
 GET /v1/models, POST /v1/embeddings, POST /v1/search (ragbit's retrieval-only call), GET /health.
-The same app is `ragbit search`'s background server, on a Unix socket in the index directory
-(`socket_server.py`): /v1/search then also checks the client's config and returns the printed form of
-the hits (`ragbit/search/client.py` documents those fields). Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`),
-the plain model name is the model alone.
+Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`),
+the plain model name is the model alone. The same app is `ragbit search`'s background server, on a Unix socket
+in the index directory (`socket_server.py`): /v1/search then also checks the client's config and returns the
+printed form of the hits (`ragbit/search/client.py` documents those fields).
 
 Generation goes through the bounded `EngineQueue` (429 + Retry-After when full). A request waits for its
 job's first event before answering, so an error found before the first token (prompt over the context, no
