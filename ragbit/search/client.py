@@ -30,8 +30,6 @@ import stat
 import sys
 from pathlib import Path
 
-from ragbit.search.registry import SERVER_MODULE
-
 SOCKET_NAME = "search.sock"
 LOCK_NAME = "search.lock"
 LOG_NAME = "search-server.log"
@@ -171,6 +169,7 @@ def spawn_server(cfg):
         return None
     import subprocess
     import ragbit
+    from ragbit.search.registry import SERVER_MODULE      # not at the top: it imports dataclasses (~5 ms)
     env = dict(os.environ)
     root = str(Path(ragbit.__file__).resolve().parent.parent)   # the server imports the same ragbit
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
