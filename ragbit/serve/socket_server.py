@@ -104,8 +104,8 @@ class SocketServer(uvicorn.Server):
         super().__init__(config)
         self.lifetime = lifetime
 
-    async def on_tick(self, counter: int) -> bool:
-        if counter % round(TICK_SECONDS * 10) == 0 and not self.should_exit and self.lifetime.over():
+    async def on_tick(self, counter: int) -> bool:          # uvicorn calls it every 0.1 s
+        if self.lifetime.retired or (counter % round(TICK_SECONDS * 10) == 0 and self.lifetime.over()):
             self.should_exit = True
         return await super().on_tick(counter)
 
