@@ -13,6 +13,8 @@ partly waiting for a core.
     ragbit index .                       # once, outside the timing lock (the bench refuses a missing index)
     flock /tmp/ragbit-bench.lock python benchmarks/bench_serve.py --repo . -n 200
     flock /tmp/ragbit-bench.lock python benchmarks/bench_serve.py --repo . -n 200 --watch   # no refresh per request
+    # --index-dir DIR: an index kept elsewhere. Last lines: the per-request refresh when nothing changed (the
+    # stat check of ragbit/serve/freshness.py vs the incremental re-index it saves) and the server's memory.
     # --model PATH.gguf: the generator the server loads (default: the tiny reference model; only memory depends on it)
 """
 from __future__ import annotations
@@ -58,10 +60,11 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-def start_server(repo: Path, model: Path, port: int, watch: bool) -> subprocess.Popen:
+def start_server(repo: Path, index_dir: Path, model: Path, port: int, watch: bool) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "ragbit.cli", "serve", "--repo", str(repo), "--model", str(model),
-                             "--port", str(port), "--max-queue", "64"] + (["--watch"] if watch else []),
+                             "--index-dir", str(index_dir), "--port", str(port), "--max-queue", "64"]
+                            + (["--watch"] if watch else []),
                             env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -113,12 +116,11 @@ def run_clients(port: int, path: str, bodies: list[dict], clients: int, n: int) 
     return ttfb, time.perf_counter() - t0
 
 
-def paired_overhead(repo: Path, port: int, n: int, watch: bool) -> dict[str, tuple[float, float, float]]:
+def paired_overhead(cfg, port: int, n: int, watch: bool) -> dict[str, tuple[float, float, float]]:
     """For search and embeddings: (in-process p50, HTTP p50, p50 of the per-pair difference), alternating one
     in-process call and one HTTP call (1 client, keep-alive) so both see the same machine load."""
-    from ragbit.config import RagbitConfig
     from ragbit.serve.service import RagbitService
-    service = RagbitService(RagbitConfig.load(repo), refresh_on_request=not watch)
+    service = RagbitService(cfg, refresh_on_request=not watch)
     service.search("warm up", k=1)
     service.embed(["warm up"])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -153,9 +155,32 @@ def paired_overhead(repo: Path, port: int, n: int, watch: bool) -> dict[str, tup
     return out
 
 
+def refresh_cost(cfg, n: int) -> tuple[float, float, float, float]:
+    """(check wall, check CPU, re-index wall, re-index CPU), p50 seconds, of the refresh a request makes when
+    nothing changed: the service's check
+    (ragbit/serve/freshness.py), then the incremental re-index it replaces (`refresh_index`), alternating."""
+    from ragbit.pipeline.standard import refresh_index
+    from ragbit.serve.service import RagbitService
+    service = RagbitService(cfg)
+    service.refresh(force=True)
+    time.sleep(2.1)                            # past the racy margin: the next refresh takes a trusted stamp
+    service.refresh()
+    walls: dict[str, list[float]] = {"check": [], "reindex": []}
+    cpus: dict[str, list[float]] = {"check": [], "reindex": []}
+    for _ in range(n):
+        for name, fn in (("check", service.refresh), ("reindex", lambda: refresh_index(cfg, progress=False))):
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)
+    return (statistics.median(walls["check"]), statistics.median(cpus["check"]),
+            statistics.median(walls["reindex"]), statistics.median(cpus["reindex"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", type=Path, default=ROOT)
+    ap.add_argument("--index-dir", type=Path, help="where the index lives (default REPO/.ragbit)")
     ap.add_argument("--model", type=Path, default=TINY_MODEL)
     ap.add_argument("-n", type=int, default=200, help="requests per row")
     ap.add_argument("--clients", default="1,4,16")
@@ -164,14 +189,15 @@ def main() -> None:
     args = ap.parse_args()
     from indexes.store import IndexStore
     from ragbit.config import RagbitConfig
-    cfg = RagbitConfig.load(args.repo.resolve())
+    overrides = {"index": {"dir": str(args.index_dir.resolve())}} if args.index_dir else {}
+    cfg = RagbitConfig.load(args.repo.resolve(), overrides=overrides)
     if IndexStore(cfg.index_dir).current() is None:
-        raise SystemExit(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first (outside the timing lock)")
+        raise SystemExit(f"no index at {cfg.index_dir}: run `ragbit index {cfg.repo}` first (outside the timing lock)")
 
     from ragbit.indexing.indexer import index_repository
     index_repository(cfg, progress=False)          # up to date, so the server starts with nothing to index
     port = free_port()
-    proc = start_server(args.repo.resolve(), args.model, port, args.watch)
+    proc = start_server(cfg.repo, Path(cfg.index_dir), args.model, port, args.watch)
     try:
         time.sleep(1.0)
         idle_cpu, idle_rss = proc_stat(proc.pid)
@@ -188,10 +214,11 @@ def main() -> None:
                 cpu1, _ = proc_stat(proc.pid)
                 rows.append((path, clients, len(ttfb) / wall, pct(ttfb, 50), pct(ttfb, 95), (cpu1 - cpu0) / len(ttfb)))
         _, busy_rss = proc_stat(proc.pid)
-        paired = paired_overhead(args.repo.resolve(), port, args.n, args.watch)
+        paired = paired_overhead(cfg, port, args.n, args.watch)
     finally:
         proc.terminate()
         proc.wait(10)
+    refresh = refresh_cost(cfg, min(args.n, 50))
 
     print(f"\n{'route':<16}{'clients':>8}{'req/s':>9}{'TTFB p50 ms':>13}{'p95 ms':>9}{'server CPU ms/req':>19}")
     for path, clients, rps, p50, p95, cpu in rows:
@@ -201,6 +228,10 @@ def main() -> None:
         verdict = "ok" if diff < 0.005 else "over the 5 ms target"
         print(f"  {path:<16} in-process p50 {inproc * 1e3:.2f} ms, HTTP p50 {remote * 1e3:.2f} ms, "
               f"overhead p50 {diff * 1e3:.2f} ms ({verdict})")
+    check_wall, check_cpu, reindex_wall, reindex_cpu = refresh
+    print(f"per-request refresh, nothing changed (p50 of {min(args.n, 50)}): stat check {check_wall * 1e3:.2f} ms wall "
+          f"/ {check_cpu * 1e3:.2f} ms CPU, incremental re-index {reindex_wall * 1e3:.2f} ms / {reindex_cpu * 1e3:.2f} ms "
+          f"(x{reindex_cpu / max(check_cpu, 1e-9):.0f} CPU)")
     print(f"server RSS: idle {idle_rss / 2**20:.0f} MiB, after the load {busy_rss / 2**20:.0f} MiB")
 
 

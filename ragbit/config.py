@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ragbit.errors import RagbitError
-from ragbit.search.protocol import MAX_K        # results per search / chunks per query (standard library only)
 
 CONFIG_FILE = "ragbit.toml"
+MAX_K = 10_000                            # results per search / chunks per query: candidate lists are sized from k
 MODEL_ENV = "RAGBIT_MODEL"                # a short name or .gguf path: the generator model, over both files
 
 
@@ -94,7 +94,7 @@ class SearchConfig:
                                              # .689 -> .733 on the 45 dev-set queries it was chosen on, .700 -> .775
                                              # on the 40 django queries held out (benchmarks/retrieval_eval.py)
     rrf_k: int = 60
-    server: bool = True                      # keep a background search server per index (ragbit/search/server.py)
+    server: bool = True                      # keep a background search server per index (ragbit/serve/socket_server.py)
     server_idle_timeout: float = 180.0       # seconds without a search before that server exits (~300 MB each:
                                              # a laptop should not hold one per repository for long)
 

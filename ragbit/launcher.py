@@ -2,8 +2,8 @@
 
 Why: the server's own work for a search is ~12 ms, but importing typer, pydantic, rich and the config costs a
 shell call ~0.4 s CPU. This module imports only the standard library and `ragbit.search.client`, reads the
-plain forms of `ragbit search`'s options itself, and asks the index's server for the hits together with the
-output `ragbit search` prints for them (rendered in the server by `ragbit/search/render.py`, the function the
+plain forms of `ragbit search`'s options itself, and asks the index's server (`POST /v1/search` over its Unix
+socket, with `http.client`) for the hits together with the output `ragbit search` prints for them (rendered in the server by `ragbit/search/render.py`, the function the
 CLI itself calls, for this process's terminal). Anything unusual (another option form, a bad value, --help,
 a ragbit.toml, no server), or any failure, runs the normal CLI instead (`ragbit.cli.main`), so the output is
 the same either way. `RAGBIT_FASTPATH=0` turns it off.
@@ -90,9 +90,11 @@ def fast_search(argv: list[str]) -> dict | None:
     request = client.search_request(repo, index_dir, args["question"], args.get("k"), args.get("mode"),
                                     args.get("max_per_file"), render=render)
     reply = client.ask(index_dir, request)
-    if reply is None or not isinstance(reply.get("stdout"), str) or not isinstance(reply.get("stderr"), str):
+    printed = reply.get("printed") if reply is not None else None
+    if not isinstance(printed, dict) or not isinstance(printed.get("stdout"), str) \
+            or not isinstance(printed.get("stderr"), str):
         return None
-    return {"stdout": reply["stdout"], "stderr": reply["stderr"], "exit": 0}
+    return {"stdout": printed["stdout"], "stderr": printed["stderr"], "exit": 0}
 
 
 def main() -> None:

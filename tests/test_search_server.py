@@ -1,7 +1,7 @@
-"""The background search server: same answers as in-process search, stale sockets, idle exit, re-index,
-bad requests, config mismatch, `--no-server`, and the console script's fast path (hits rendered by the server).
-Real subprocesses, real ONNX model; every server a test
-starts is killed at teardown. No timing assertions (waits are generous upper bounds)."""
+"""The background search server (the `ragbit serve` app under uvicorn on the index's Unix socket): same answers
+as in-process search, stale sockets, idle exit, re-index, bad requests, config mismatch, `--no-server`, and the
+console script's fast path (hits rendered by the server). Real subprocesses, real ONNX model; every server a
+test starts is killed at teardown. No timing assertions (waits are generous upper bounds)."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +23,7 @@ from ragbit import launcher
 from ragbit.cli import app
 from ragbit.config import RagbitConfig
 from ragbit.indexing.indexer import index_repository
-from ragbit.search import protocol
+from ragbit.search.unix_http import UnixHTTPConnection
 from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import make_repo
 
@@ -59,7 +59,7 @@ def servers():
         started.append(proc)
         sock = ss.socket_path(cfg.index_dir)
         _wait(lambda: sock.exists() or proc.poll() is not None, START_TIMEOUT, "the server socket")
-        assert proc.poll() is None, (cfg.index_dir / protocol.LOG_NAME).read_text()
+        assert proc.poll() is None, (cfg.index_dir / ss.LOG_NAME).read_text()
         return proc
 
     yield start
@@ -74,13 +74,15 @@ def server(repo, servers):
     return servers(RagbitConfig.load(repo))
 
 
-def _raw(cfg, payload: bytes) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(60)
-        s.connect(str(ss.socket_path(cfg.index_dir)))
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        return json.loads(protocol.read_message(s, protocol.MAX_RESPONSE_BYTES))
+def _raw(cfg, payload: bytes, path: str = "/v1/search") -> tuple[int, dict]:
+    """(status, JSON body) of one POST over the index's socket, as any HTTP client would send it."""
+    conn = UnixHTTPConnection(str(ss.socket_path(cfg.index_dir)), timeout=60)
+    try:
+        conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
 
 
 QUESTIONS = ["how is value added tax applied to the invoice total", "exponential backoff when the connection fails",
@@ -117,13 +119,15 @@ _real_query = ss.query
 
 def test_bad_requests_get_an_error_and_the_server_keeps_serving(repo, server):
     cfg = RagbitConfig.load(repo)
-    assert _raw(cfg, b"not json\n")["ok"] is False
+    status, body = _raw(cfg, b"not json")
+    assert status == 400 and body["error"]["message"]
     negative_k = ss.search_request(cfg.repo, cfg.index_dir, "x", -3, "lexical", 0)
-    assert _raw(cfg, json.dumps(negative_k).encode() + b"\n")["ok"] is False
-    too_big = _raw(cfg, b"[" + b" " * (protocol.MAX_REQUEST_BYTES + 10) + b"]\n")
-    assert too_big["ok"] is False and "longer than" in too_big["error"]
-    ok = ss.search_request(cfg.repo, cfg.index_dir, "invoice", 2, "nonsense", 0, cfg=cfg)
-    assert "search mode" in _raw(cfg, json.dumps(ok).encode() + b"\n")["error"]
+    assert _raw(cfg, json.dumps(negative_k).encode())[0] == 400
+    huge_k = ss.search_request(cfg.repo, cfg.index_dir, "x", 10**12, "lexical", 0)
+    assert _raw(cfg, json.dumps(huge_k).encode())[0] == 400
+    bad_mode = ss.search_request(cfg.repo, cfg.index_dir, "invoice", 2, "nonsense", 0, cfg=cfg)
+    status, body = _raw(cfg, json.dumps(bad_mode).encode())
+    assert status == 400 and body["error"]["param"] == "mode"
     assert server.poll() is None
     assert ss.query(cfg, "invoice total", k=2, mode="lexical", max_hits_per_file=0)
 
@@ -231,14 +235,25 @@ def test_fast_path_bad_flag_gives_the_slow_paths_error_and_exit_code(repo, serve
 
 def test_server_refuses_requests_it_cannot_answer_and_keeps_serving(repo, server, tmp_path):
     cfg = RagbitConfig.load(repo)
-    for request in (ss.search_request(repo, tmp_path, "invoice", 1, None, None),     # another index
-                    {"v": protocol.VERSION, "argv": ["status"]}):                  # not a search
-        assert _raw(cfg, json.dumps(request).encode() + b"\n")["ok"] is False
+    status, body = _raw(cfg, json.dumps(ss.search_request(repo, tmp_path, "invoice", 1, None, None)).encode())
+    assert status == 409 and body["error"]["code"] == "wrong_index"                 # another index
+    status, _ = _raw(cfg, json.dumps({"argv": ["status"]}).encode())                 # not a search
+    assert status == 400
     assert server.poll() is None                                    # refused, not retired
     request = ss.search_request(repo, cfg.index_dir, "invoice", 1, None, None,
                                 render={"json": True, "terminal": {"is_tty": False, "encoding": "utf-8", "environ": {}}})
     reply = ss.ask(cfg.index_dir, request)
-    assert reply is not None and json.loads(reply["stdout"])["hits"][0]["path"] == "src/billing/invoice.py"
+    assert reply is not None and json.loads(reply["printed"]["stdout"])["hits"][0]["path"] == "src/billing/invoice.py"
+
+
+def test_the_socket_serves_the_openai_app_too(repo, server):
+    """One server, not two: the same app answers the OpenAI routes on the socket (a model loads on first use)."""
+    cfg = RagbitConfig.load(repo)
+    status, body = _raw(cfg, json.dumps({"query": "invoice total", "k": 2, "mode": "lexical"}).encode())
+    assert status == 200 and body["data"][0]["path"] == "src/billing/invoice.py" and "printed" not in body
+    status, body = _raw(cfg, json.dumps({"model": "ragbit", "input": ["invoice"]}).encode(), "/v1/embeddings")
+    assert status == 200 and len(body["data"][0]["embedding"]) == 384
+    assert ss.socket_path(cfg.index_dir).stat().st_mode & 0o777 == 0o600
 
 
 def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
@@ -254,7 +269,7 @@ def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
         assert json.loads(result.stdout)["hits"][0]["path"] == "src/net/retry.py"
     finally:
         _wait(lambda: sock.exists() or not ss.server_running(root / ".ragbit"), START_TIMEOUT, "the server")
-        log = (root / ".ragbit" / protocol.LOG_NAME).read_text() if sock.exists() else ""
+        log = (root / ".ragbit" / ss.LOG_NAME).read_text() if sock.exists() else ""
         for pid in {int(m) for m in re.findall(r"pid (\d+) serving", log)}:
             os.kill(pid, signal.SIGTERM)
         _wait(lambda: not ss.server_running(root / ".ragbit"), 60, "the spawned server to exit")

@@ -159,6 +159,8 @@ class WalkStats:
     paths: list = field(default_factory=list)   # (path, reason) per skip; a pruned directory as "dir/"
     secrets_masked: int = 0     # secrets replaced in the text of files that were read
     files_masked: int = 0
+    dirs: list = field(default_factory=list)           # directories entered (absolute), for a cheap "changed?" check
+    ignore_files: list = field(default_factory=list)   # ignore files read (absolute): .gitignore, exclude, ...
 
     def skip(self, reason: str, path: str = "") -> None:
         self.skipped[reason] += 1
@@ -252,6 +254,7 @@ class _Walk:
         except OSError as e:
             self.warn(f"skipped {base}{path.name}: {_reason(e)}")
             return None
+        self.stats.ignore_files.append(str(path))
         return _IgnoreFile(base, self._spec(lines, f"{base}{path.name}"))
 
     def _spec(self, lines: list[str], where: str) -> GitIgnoreSpec:
@@ -290,6 +293,7 @@ class _Walk:
             self.warn(f"skipped {base or './'}: {_reason(e)}")
             self.stats.skip(UNREADABLE, base or "./")
             return
+        self.stats.dirs.append(str(here))
         # sort key: name + "/" for directories, so the output is in plain string order of the full paths
         for entry, is_dir, target in sorted(self._classify(entries, base, real),
                                             key=lambda x: x[0].name + "/" * x[1]):

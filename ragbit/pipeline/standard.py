@@ -78,11 +78,12 @@ class Answer:
         }
 
 
-def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None) -> tuple[float, bool]:
+def refresh_index(cfg: RagbitConfig, embedder: Any = None,
+                  progress: bool | None = None) -> tuple[float, bool | None]:
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
     is the common case). Returns (seconds spent, whether the index changed). While another process writes the
     index, or when the index directory is read-only, the committed generation is used as it is (no wait, no
-    error)."""
+    error): changed is then None (not known)."""
     from indexes.store import IndexFormatError, IndexLockedError, IndexNotWritableError, IndexStore
     from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
@@ -98,7 +99,7 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
         # another `ragbit index` is writing, or nobody may: readers use the last committed generation
         if store.current() is None:
             raise
-        return time.perf_counter() - t0, False
+        return time.perf_counter() - t0, None
     changed = bool(report.files_added or report.files_changed or report.files_removed or report.rechunked_all)
     return time.perf_counter() - t0, changed
 

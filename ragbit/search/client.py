@@ -1,8 +1,22 @@
-"""Asking the index's warm search server, and starting one: the client side of `ragbit/search/protocol.py`.
+"""Asking the index's warm search server, and starting one.
 
-`search()` is what `ragbit search` calls: the running server's hits when one answers, else an in-process
-search (and a detached server is started for the next call). `ask()` is the bare exchange, used by the
-console script (`ragbit/launcher.py`) too, so this module imports only the standard library at load time.
+The server is the `ragbit serve` app (`ragbit/serve/app.py`) run by uvicorn on a Unix socket inside the index
+directory (`ragbit/serve/socket_server.py`); a search is one `POST /v1/search` over that socket, with the
+standard library's HTTP client (`ragbit/search/unix_http.py`). `search()` is what `ragbit search` calls: the
+running server's hits when one answers, else an in-process search (and a detached server is started for the
+next call). `ask()` is the bare exchange, used by the console script (`ragbit/launcher.py`) too, so this module
+imports only the standard library, and `http.client` only once a socket is there.
+
+What `ragbit search` adds to the OpenAI-style body of /v1/search:
+
+    "client": {"repo": "/abs/repo", "index_dir": "/abs/repo/.ragbit", "config": {fingerprint(cfg)} (optional)}
+    "render": {"json": false, "terminal": {Terminal.to_json()}}     (optional: also return what is printed)
+
+null k / mode / max_hits_per_file mean the repository's configured values. The server loads the repository's
+config as the CLI would and answers only when it, and the client's own when sent, agree with the config it was
+started with on everything that changes results; else it answers 409 and retires. The reply adds
+"mode", "dense_complete", "stale" ({path: "deleted" | "changed"}) and, when asked for, "printed":
+{"stdout", "stderr"}.
 
 Safety rules shared with the server: the socket only appears once a server is listening, so a socket that
 refuses a connection is stale and is removed here (only the very file we tried); any failure or error answer
@@ -12,25 +26,37 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import sys
 from pathlib import Path
 
-from ragbit.search.protocol import (LOCK_NAME, LOG_NAME, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, VERSION, encode,
-                                    fingerprint, read_message, socket_path)
-
+SOCKET_NAME = "search.sock"
+LOCK_NAME = "search.lock"
+LOG_NAME = "search-server.log"
+SEARCH_PATH = "/v1/search"
 MAX_UNIX_PATH = 100                  # sun_path is 104-108 bytes; longer paths: no server, in-process only
 TIMEOUT = 60.0                       # a search normally takes milliseconds
 
 
+def socket_path(index_dir: Path) -> Path:
+    return Path(index_dir) / SOCKET_NAME
+
+
+def fingerprint(cfg) -> dict:
+    """What a server must agree on with a client to give the same answer as an in-process search."""
+    import dataclasses               # here, not at the top: the console script's fast path imports this module
+    return {"repo": str(cfg.repo), "index_dir": str(Path(cfg.index_dir).resolve()),
+            "embed": dataclasses.asdict(cfg.embed), "rrf_k": cfg.search.rrf_k}
+
+
 def search_request(repo, index_dir, question: str, k: int | None, mode: str | None,
                    max_hits_per_file: int | None, cfg=None, render: dict | None = None) -> dict:
-    """A protocol request; `cfg` (when the caller has one) lets the server check it serves the same config."""
-    request = {"v": VERSION, "repo": str(repo), "index_dir": str(index_dir), "query": question, "k": k,
-               "mode": mode, "max_hits_per_file": max_hits_per_file}
+    """The body of `POST /v1/search`; `cfg` (when the caller has one) lets the server check it serves the
+    same config."""
+    client = {"repo": str(repo), "index_dir": str(index_dir)}
     if cfg is not None:
-        request["config"] = fingerprint(cfg)
+        client["config"] = fingerprint(cfg)
+    request = {"query": question, "k": k, "mode": mode, "max_hits_per_file": max_hits_per_file, "client": client}
     if render is not None:
         request["render"] = render
     return request
@@ -45,24 +71,28 @@ def ask(index_dir: Path, request: dict, timeout: float = TIMEOUT) -> dict | None
         return None
     if not stat.S_ISSOCK(st.st_mode):
         return None
-    data = encode(request)
-    if len(data) > MAX_REQUEST_BYTES:
+    import http.client
+    from ragbit.search.unix_http import UnixHTTPConnection
+    conn = UnixHTTPConnection(str(path), timeout)
+    try:
+        conn.request("POST", SEARCH_PATH, body=json.dumps(request, ensure_ascii=False).encode(),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        status, data = response.status, response.read()
+    except (ConnectionRefusedError, FileNotFoundError):
+        _remove_stale(path, st)
         return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            _remove_stale(path, st)
-            return None
-        except OSError:
-            return None
-        try:
-            s.sendall(data)
-            reply = json.loads(read_message(s, MAX_RESPONSE_BYTES))
-        except (OSError, ValueError):
-            return None
-    if not isinstance(reply, dict) or reply.get("ok") is not True or not isinstance(reply.get("hits"), list):
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if status != 200:
+        return None
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(reply, dict) or not isinstance(reply.get("data"), list):
         return None
     return reply
 
@@ -70,7 +100,8 @@ def ask(index_dir: Path, request: dict, timeout: float = TIMEOUT) -> dict | None
 def hits_of(reply: dict):
     """The `Hits` of a successful reply."""
     from ragbit.search.searcher import Hit, Hits
-    hits = Hits(Hit(**h) for h in reply["hits"])
+    fields = ("path", "start_line", "end_line", "scope", "language", "score", "text", "rank")
+    hits = Hits(Hit(**{f: h[f] for f in fields}) for h in reply["data"])
     hits.dense_complete, hits.mode = bool(reply["dense_complete"]), reply["mode"]
     stale = reply.get("stale")
     hits.stale = {str(p): str(s) for p, s in stale.items()} if isinstance(stale, dict) else {}
@@ -81,7 +112,10 @@ def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int, timeout
     """Hits from the index's running server for exactly this config, or None (then search in-process)."""
     request = search_request(cfg.repo, cfg.index_dir, question, k, mode, max_hits_per_file, cfg=cfg)
     reply = ask(cfg.index_dir, request, timeout)
-    return hits_of(reply) if reply is not None else None
+    try:
+        return hits_of(reply) if reply is not None else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None                  # not the reply this client understands: search in-process
 
 
 def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int, use_server: bool):
@@ -135,11 +169,12 @@ def spawn_server(cfg):
         return None
     import subprocess
     import ragbit
+    from ragbit.search.registry import SERVER_MODULE      # not at the top: it imports dataclasses (~5 ms)
     env = dict(os.environ)
     root = str(Path(ragbit.__file__).resolve().parent.parent)   # the server imports the same ragbit
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     with open(index_dir / LOG_NAME, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "ragbit.search.server", "--repo", str(cfg.repo),
+        return subprocess.Popen([sys.executable, "-m", SERVER_MODULE, "--repo", str(cfg.repo),
                                  "--index-dir", str(index_dir),
                                  "--idle-timeout", str(cfg.search.server_idle_timeout)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(cfg.repo),

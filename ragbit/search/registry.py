@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SERVER_MODULE = "ragbit.search.server"
+SERVER_MODULE = "ragbit.serve.socket_server"     # what `ragbit search` starts (python -m ...)
 
 
 def registry_dir() -> Path:

@@ -3,7 +3,9 @@
 Routes: POST /v1/chat/completions and /v1/completions (streamed as server-sent events, or whole),
 GET /v1/models, POST /v1/embeddings, POST /v1/search (ragbit's retrieval-only call), GET /health.
 Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`),
-the plain model name is the model alone.
+the plain model name is the model alone. The same app is `ragbit search`'s background server, on a Unix socket
+in the index directory (`socket_server.py`): /v1/search then also checks the client's config and returns the
+printed form of the hits (`ragbit/search/client.py` documents those fields).
 
 Generation goes through the bounded `EngineQueue` (429 + Retry-After when full). A request waits for its
 job's first event before answering, so an error found before the first token (prompt over the context, no
@@ -32,7 +34,8 @@ from starlette.routing import Route
 
 from ragbit.serve import openai_schema as oa
 from ragbit.serve.engine_queue import Cancelled, EngineQueue, QueueFull
-from ragbit.serve.service import Generation, ModelUnavailable, RagbitService, Sampling, ServeError
+from ragbit.serve.service import (ConfigMismatch, Generation, ModelUnavailable, NotThisIndex, RagbitService, Sampling,
+                                  ServeError)
 
 log = logging.getLogger("ragbit.serve")
 OPEN_PATHS = {"/health"}
@@ -57,6 +60,8 @@ def _as_api_error(e: BaseException) -> oa.ApiError:
         return e
     if isinstance(e, ModelUnavailable):
         return oa.ApiError(503, line, "server_error", "model_not_available")
+    if isinstance(e, (NotThisIndex, ConfigMismatch)):
+        return oa.ApiError(409, line, code="config_mismatch" if isinstance(e, ConfigMismatch) else "wrong_index")
     if isinstance(e, GeneratorError) and "does not fit n_ctx" in line:
         return oa.ApiError(400, line, code="context_length_exceeded", param="messages")
     if isinstance(e, (RagbitError, IndexesError, GeneratorError)):
@@ -108,8 +113,10 @@ def _sse(payload: Any) -> str:
 class ServeApp:
     """Holds the service and the queue; its methods are the route handlers."""
 
-    def __init__(self, service: RagbitService, max_waiting: int = 8) -> None:
+    def __init__(self, service: RagbitService, max_waiting: int = 8,
+                 on_retire: Callable[[], None] | None = None) -> None:
         self.service = service
+        self.on_retire = on_retire          # the background search server: exit after this response
         self.queue = EngineQueue(max_waiting=max_waiting)
         self.started = time.time()
 
@@ -146,9 +153,36 @@ class ServeApp:
 
     async def search(self, request: Request) -> Response:
         body: oa.SearchRequest = await _json_body(request, oa.SearchRequest)
-        hits = await run_in_threadpool(self.service.search, body.query, body.k, body.mode, body.max_hits_per_file)
-        return JSONResponse({"object": "list", "query": body.query,
-                             "data": [{"rank": h.rank, **h.to_json()} for h in hits]})
+        try:
+            return JSONResponse(await run_in_threadpool(self._search, body))
+        except ConfigMismatch:
+            if self.on_retire is not None:
+                self.on_retire()                # a fresh server with the client's config can take over
+            raise
+
+    def _search(self, body: oa.SearchRequest) -> dict[str, Any]:
+        """The /v1/search reply; for `ragbit search` (body.client) checked against its config, with the
+        printed form when asked (body.render). Scores are exact: the CLI re-renders these hits."""
+        defaults = None
+        if body.client is not None:
+            c = body.client
+            defaults = self.service.client_search_config(c.repo, c.index_dir, c.config)
+        hits = self.service.search(body.query, body.k, body.mode, body.max_hits_per_file, defaults)
+        reply = {"object": "list", "query": body.query,
+                 "data": [{"rank": h.rank, **h.to_json(), "score": h.score} for h in hits],
+                 "mode": hits.mode, "dense_complete": hits.dense_complete, "stale": hits.stale}
+        if body.render is not None:
+            from ragbit.search.render import ColorSystemConflict, Terminal, render_search
+            try:
+                terminal = Terminal.from_json(body.render.terminal)
+            except ValueError as e:
+                raise oa.ApiError(400, f"render.terminal: {e}", param="render.terminal") from None
+            try:
+                out, err = render_search(hits, body.render.json_, terminal)
+                reply["printed"] = {"stdout": out, "stderr": err}
+            except ColorSystemConflict:
+                pass                            # hits only: the client renders them itself
+        return reply
 
     # ------------------------------------------------------------------------------------------ generation
     async def chat_completions(self, request: Request) -> Response:
@@ -275,9 +309,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(status, f"{request.method} {request.url.path}: {detail}", code=code)
 
 
-def create_app(service: RagbitService, api_key: str | None = None, max_waiting: int = 8) -> Any:
-    """The ASGI app for `service` (already prepared); wrapped in bearer-key auth when `api_key` is set."""
-    s = ServeApp(service, max_waiting=max_waiting)
+def create_app(service: RagbitService, api_key: str | None = None, max_waiting: int = 8,
+               on_retire: Callable[[], None] | None = None) -> Any:
+    """The ASGI app for `service` (already prepared); wrapped in bearer-key auth when `api_key` is set.
+    `on_retire` is called when a `ragbit search` client has another configuration (the background server
+    then exits, so the next search starts a fresh one)."""
+    s = ServeApp(service, max_waiting=max_waiting, on_retire=on_retire)
     routes = [
         Route("/health", _route(s.health), methods=["GET"]),
         Route("/v1/models", _route(s.models), methods=["GET"]),

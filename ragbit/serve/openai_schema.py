@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ragbit.config import MAX_K
+
 __all__ = ["ChatRequest", "CompletionRequest", "EmbeddingRequest", "SearchRequest", "ValidationError",
            "ApiError", "error_body", "finish_reason", "chat_response", "chat_chunk", "completion_response",
            "completion_chunk", "usage", "new_id"]
@@ -123,14 +125,35 @@ class EmbeddingRequest(BaseModel):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
+class SearchClient(BaseModel):
+    """Who asks, when it is `ragbit search` (ragbit/search/client.py): the repository and index it means, and
+    the config it would search with (`client.fingerprint`), so a server started for another one says so."""
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str
+    index_dir: str
+    config: dict[str, Any] | None = None
+
+
+class SearchRender(BaseModel):
+    """Also return what `ragbit search` prints for the hits (ragbit/search/render.py), for this terminal."""
+    model_config = ConfigDict(extra="forbid")
+
+    json_: bool = Field(False, alias="json")
+    terminal: dict[str, Any] = Field(default_factory=dict)
+
+
 class SearchRequest(BaseModel):
-    """ragbit's own retrieval-only call (POST /v1/search): the hits `ragbit search --json` prints."""
+    """ragbit's own retrieval-only call (POST /v1/search): the hits `ragbit search --json` prints. None for
+    k / mode / max_hits_per_file means the repository's `[search]` setting."""
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1)
-    k: int = Field(10, ge=1, le=200)
+    k: int | None = Field(None, ge=1, le=MAX_K)
     mode: Literal["hybrid", "dense", "lexical"] | None = None
-    max_hits_per_file: int | None = Field(None, ge=0)
+    max_hits_per_file: int | None = Field(None, ge=0, le=MAX_K)
+    client: SearchClient | None = None
+    render: SearchRender | None = None
 
 
 # ------------------------------------------------------------------------------------------------ responses

@@ -7,7 +7,8 @@ are thin layers over these methods; neither re-implements retrieval or generatio
 Threads: generation (`rag_answer`, `plain_generate`) runs only on the engine queue's one thread;
 `search` and `embed` run on worker threads beside it (one at a time, under `_retrieval_lock`), with their
 own Searcher sharing the embedding model. The index is refreshed (incrementally) before a retrieval, never
-in the middle of one, under `_index_lock`, unless a watcher keeps it fresh (`refresh_on_request=False`).
+in the middle of one, under `_index_lock`, unless a watcher keeps it fresh (`refresh_on_request=False`); a
+refresh is skipped while nothing the index is built from has moved since the last one (freshness.py).
 """
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ class ServeError(RagbitError, ValueError):
 
 class ModelUnavailable(ServeError):
     """No generator is loaded (offline, missing or corrupt model file): retrieval still works."""
+
+
+class NotThisIndex(ServeError):
+    """A `ragbit search` client that means another index than the one served here."""
+
+
+class ConfigMismatch(ServeError):
+    """A `ragbit search` client whose configuration gives other results than this server's (or turns the
+    server off): it must search in-process, and a background server should make way for a fresh one."""
 
 
 @dataclass
@@ -73,6 +83,7 @@ class RagbitService:
         self.embedder = self._retriever.shared_embedder() if self._retriever else None
         self._searcher: Any = None
         self._index_lock = threading.Lock()
+        self._tree: Any = None           # TreeStamp of the last refresh: skip the next one while it holds
         self._retrieval_lock = threading.Lock()
         self.model_error = ""            # why generation is unavailable ("" = fine or not tried yet)
         self.model_name = model_label(cfg.generator.model)
@@ -122,9 +133,16 @@ class RagbitService:
         if not (force or self.refresh_on_request):
             return False
         from ragbit.pipeline.standard import refresh_index
+        from ragbit.serve.freshness import TreeStamp
         with self._index_lock:
+            if not force and self._tree is not None and self._tree.unchanged():
+                return False             # no directory, file or index pointer moved since the last refresh
+            tree = TreeStamp.take(self.cfg) if self.refresh_on_request else None
+            self._tree = None
             _, changed = refresh_index(self.cfg, embedder=self.embedder, progress=None if force else False)
-        return changed
+            if tree is not None:
+                self._tree = tree.with_index(self.cfg.index_dir, refreshed=changed is not None)
+        return bool(changed)
 
     def _searcher_for(self) -> Any:
         if self._searcher is None:
@@ -132,14 +150,36 @@ class RagbitService:
             self._searcher = Searcher(self.cfg, embedder=self.embedder)
         return self._searcher
 
-    def search(self, query: str, k: int = 10, mode: str | None = None,
-               max_hits_per_file: int | None = None) -> list[Any]:
-        """Retrieval only: the ranked `Hit`s (a Searcher reopens the index after a refresh by itself)."""
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               max_hits_per_file: int | None = None, defaults: Any = None) -> Any:
+        """Retrieval only: the ranked `Hits` (a list; `.mode`, `.dense_complete`, and `.stale`: hit files
+        deleted or changed since indexing). None means the `[search]` setting of `defaults` (a SearchConfig;
+        this repository's when not given). A Searcher reopens the index after a refresh by itself."""
+        from ragbit.search.staleness import stale_files
         self.refresh()
+        s = defaults or self.cfg.search
         with self._retrieval_lock:
-            cap = self.cfg.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
-            return list(self._searcher_for().search(query, k=k, mode=mode or self.cfg.search.mode,
-                                                    max_hits_per_file=cap))
+            searcher = self._searcher_for()
+            hits = searcher.search(query, k=s.k if k is None else k, mode=mode or s.mode,
+                                   max_hits_per_file=s.max_hits_per_file if max_hits_per_file is None
+                                   else max_hits_per_file)
+            hits.stale = stale_files(self.cfg.repo, searcher.table, (h.path for h in hits))
+        return hits
+
+    def client_search_config(self, repo: str, index_dir: str, config: dict[str, Any] | None) -> Any:
+        """The `[search]` settings of a `ragbit search` client (its repository's config, loaded as the CLI
+        loads it), after checking that it means this index with settings that give the same results
+        (`ragbit.search.client.fingerprint`). NotThisIndex / ConfigMismatch otherwise."""
+        from ragbit.search.client import fingerprint
+        if Path(index_dir).resolve() != Path(self.cfg.index_dir).resolve():
+            raise NotThisIndex(f"this server serves {Path(self.cfg.index_dir).resolve()}")
+        theirs = RagbitConfig.load(repo, overrides={"index": {"dir": index_dir}})
+        mine = fingerprint(self.cfg)
+        if fingerprint(theirs) != mine or (config is not None and config != mine):
+            raise ConfigMismatch("this server serves another index or configuration")
+        if not theirs.search.server:
+            raise ConfigMismatch("the configuration turns the search server off")
+        return theirs.search
 
     def embed(self, texts: list[str]) -> tuple[Any, int]:
         """(unit vectors float32 (n, dim), token count) with the index's embedding model."""

@@ -29,7 +29,7 @@ import pytest
 
 from ragbit.config import RagbitConfig
 from ragbit.indexing.indexer import index_repository
-from ragbit.search import protocol
+from ragbit.search import client as protocol
 from tests.faults.test_crashes import WORKTREE
 from tests.retrieval_fixtures import make_repo
 from tests.test_search_server import _wait as wait_for
