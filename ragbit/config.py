@@ -48,6 +48,8 @@ class WalkConfig:
     max_file_bytes: int = 1_000_000          # larger files are skipped
     max_line_chars: int = 1_000              # a file with a longer line is treated as minified/generated
     ignore: list[str] = field(default_factory=list)  # extra gitignore-style patterns
+    include: list[str] = field(default_factory=list)  # gitignore-style patterns; when set, only files matching
+                                                      # one are indexed (`src/**`, `docs/*.md`): a monorepo subset
 
 
 @dataclass
@@ -270,8 +272,10 @@ class RagbitConfig:
         for section in (self.search, self.query):
             if section.max_hits_per_file < 0:
                 raise ConfigError(f"max_hits_per_file must be 0 (no cap) or more, got {section.max_hits_per_file}")
-        if not all(isinstance(p, str) for p in self.walk.ignore):
-            raise ConfigError(f"[walk] ignore must be a list of strings (gitignore patterns), got {self.walk.ignore!r:.60}")
+        for key in ("ignore", "include"):
+            patterns = getattr(self.walk, key)
+            if not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"[walk] {key} must be a list of strings (gitignore patterns), got {patterns!r:.60}")
         for where, value, minimum in (
                 ("[walk] max_line_chars", self.walk.max_line_chars, 1), ("[embed] batch_size", self.embed.batch_size, 1),
                 ("[embed] threads", self.embed.threads, 0), ("[chunk] min_lines", self.chunk.min_lines, 0),

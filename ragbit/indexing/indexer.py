@@ -37,6 +37,10 @@ class IndexingError(RagbitError, RuntimeError):
     """Indexing cannot proceed; the message is one line for the user."""
 
 
+class IndexingDeclined(IndexingError):
+    """The user did not confirm indexing a large repository."""
+
+
 @dataclass
 class IndexReport:
     repo: str
@@ -129,11 +133,13 @@ def skipped_files(cfg: RagbitConfig, warn=None) -> list[tuple[str, str]]:
 
 
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
-                     embedder=None, warn=None, embed: bool = True) -> IndexReport:
+                     embedder=None, warn=None, embed: bool = True, confirm_large=None) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
 
     embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
-    search is complete, dense search covers only cached vectors (the manifest says so)."""
+    search is complete, dense search covers only cached vectors (the manifest says so).
+    confirm_large(SizeEstimate) -> bool is asked before every file is (re-)chunked on a large repository
+    (`ragbit.indexing.size_estimate`); False ends the run with IndexingDeclined, nothing written."""
     from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
@@ -182,6 +188,12 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         t = time.perf_counter()
         walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
+        if confirm_large is not None and not reuse:
+            from ragbit.indexing.size_estimate import estimate
+            size = estimate(repo, walk_cfg, chunk_cfg, embedder)
+            if size is not None and not confirm_large(size):
+                raise IndexingDeclined(f"nothing indexed: {size.files:,} files, ~{size.chunks:,} chunks; "
+                                       "narrow it with --include PATTERN, or go on with --yes")
         stats = WalkStats()
         walk_started = time.time_ns()
         known = stamp_lookup(manifest, prev, walk_cfg) if reuse else None    # unchanged stamp: file not read
