@@ -12,6 +12,7 @@ the index size both at build and at load time, so a loaded index searches exactl
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -46,6 +47,19 @@ def _kind_of(index: faiss.Index) -> str:
     if isinstance(index, faiss.IndexFlatIP):
         return "flat"
     raise DenseIndexError(f"unsupported FAISS index type {type(index).__name__}")
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """One query runs on one OpenMP thread. FAISS parallelises even a single query's scan; on a busy 2-core
+    machine the threads wait on each other: flat search over 100k x 384 took p50 120 ms with 2 threads and
+    19 ms with 1 (AMD EPYC Zen4, shared, benchmarks/bench_scale.py). Builds keep every thread."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _set_search_params(index: faiss.Index, kind: str) -> None:
@@ -108,8 +122,24 @@ class DenseIndex:
         k = min(k, len(self))
         if k <= 0:
             return []
-        scores, ids = self._index.search(q, k)          # (1, k) each; id -1 = fewer than k found
+        with _one_thread():
+            scores, ids = self._index.search(q, k)      # (1, k) each; id -1 = fewer than k found
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def recall_at(self, vectors: np.ndarray, k: int = 10, queries: int = 200, seed: int = 0) -> float:
+        """Mean share of the exact top-k that this index returns, over `queries` of the indexed `vectors`
+        (the build input, in row order) used as queries: 1.0 for "flat". What `ragbit status` reports, so an
+        approximate index says what it costs in recall on this very corpus."""
+        n = len(self)
+        if self.kind == "flat" or n == 0:
+            return 1.0
+        k = min(k, n)
+        rows = np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False)
+        xq = np.ascontiguousarray(vectors[rows], dtype=np.float32)                     # (q, dim)
+        _, exact = faiss.knn(xq, np.ascontiguousarray(vectors, dtype=np.float32), k,
+                             metric=faiss.METRIC_INNER_PRODUCT)                        # (q, k) row ids
+        _, approx = self._index.search(xq, k)                                          # (q, k)
+        return float(np.mean([len(set(a[a >= 0]) & set(e)) / k for a, e in zip(approx, exact)]))
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -178,6 +178,11 @@ def status(
                + (f", embedded with {s.embed_backend}" if s.embed_backend else ""))
     typer.echo(f"embedding path now: {s.backend_now}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
+    if s.dense_kind == "flat":
+        typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")
+    elif s.dense_kind:
+        typer.echo(f"dense index: {s.dense_kind} (approximate) over {s.dense_vectors} vectors, recall@10 "
+                   f"{s.dense_recall:.3f} against exact search (sampled when built)")
     if s.damaged:
         typer.echo(f"damaged: {'; '.join(s.damaged[:5])} -> run `ragbit index {s.repo}` to repair")
     elif s.changed or s.added or s.removed:
