@@ -86,6 +86,9 @@ class IndexConfig:
     workers: int = 1                         # processes that chunk files; 0 = one per core, 1 = no pool. Django on
                                              # 2 idle cores: searchable in 18.3 s with 2, 22.2 s with 1; no gain on a
                                              # busy machine, and fork beside other threads is a risk: opt-in for now
+    ray: str = ""                            # chunk and embed on Ray (ragbit/indexing/ray_runner.py): "" = no,
+                                             # "local" = a Ray started on this machine, or a cluster address
+    ray_workers: int = 0                     # worker processes per Ray stage; 0 = the cluster's CPUs
 
 
 @dataclass
@@ -261,6 +264,8 @@ class RagbitConfig:
             raise ConfigError(f"decode_kernel must be int11 or float, not {self.generator.decode_kernel!r}")
         if self.generator.kv_cache not in ("f16", "f32"):
             raise ConfigError(f"kv_cache must be f16 or f32, not {self.generator.kv_cache!r}")
+        if self.index.ray_workers < 0:
+            raise ConfigError(f"[index] ray_workers must be 0 (the cluster's CPUs) or more, got {self.index.ray_workers}")
         if self.index.workers < 0:
             raise ConfigError(f"index workers must be 0 (one per core) or more, got {self.index.workers}")
         if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):

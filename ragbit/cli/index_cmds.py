@@ -34,7 +34,9 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
     "ragbit index                      # the repository around the working directory",
     "ragbit index ~/src/project --rebuild",
     "ragbit index --list-skipped | grep secret     # which files are left out, and why",
-    "ragbit index --include 'src/**' --include 'docs/*.md'   # a subset of a monorepo"))
+    "ragbit index --include 'src/**' --include 'docs/*.md'   # a subset of a monorepo",
+    "ragbit index --ray                # chunk and embed on a Ray started on this machine",
+    "ragbit index ~/src/mono --ray ray://head:10001 --yes     # ... or on a Ray cluster"))
 def index(
     path: Optional[Path] = typer.Argument(None, help="repository to index (default: the one around the "
                                           "working directory)", show_default=False),
@@ -52,6 +54,12 @@ def index(
     yes: bool = typer.Option(False, "--yes", "-y", help="index a large repository without asking (otherwise a "
                              "first index of 5,000+ files estimates its time and asks on a terminal; "
                              "elsewhere it stops and says so)"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="chunk and embed on Ray: a cluster's ADDRESS (host:port, ray://host:port, "
+                                      "auto), or none for a Ray started on this machine; needs pip install "
+                                      "'ragbit[ray]'"),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=0,
+                                              help="worker processes per Ray stage (default: the cluster's CPUs)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.index/1, "
                                  "docs/json.md) instead of the summary"),
@@ -72,7 +80,8 @@ def index(
 
     def go():
         from ragbit.indexing.indexer import index_repository
-        cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense},
+        cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense, "ray": ray,
+                                                             "ray_workers": ray_workers},
                                                    "embed": {"model": embed_model, "backend": embed_backend},
                                                    "walk": {"max_file_bytes": max_file_bytes,
                                                             "include": include or None}})

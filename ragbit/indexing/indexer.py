@@ -133,13 +133,33 @@ def skipped_files(cfg: RagbitConfig, warn=None) -> list[tuple[str, str]]:
 
 
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
-                     embedder=None, warn=None, embed: bool = True, confirm_large=None) -> IndexReport:
+                     embedder=None, warn=None, embed: bool = True, confirm_large=None,
+                     embedder_factory=None) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
 
     embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
     search is complete, dense search covers only cached vectors (the manifest says so).
     confirm_large(SizeEstimate) -> bool is asked before every file is (re-)chunked on a large repository
-    (`ragbit.indexing.size_estimate`); False ends the run with IndexingDeclined, nothing written."""
+    (`ragbit.indexing.size_estimate`); False ends the run with IndexingDeclined, nothing written.
+    With `cfg.index.ray` set, chunking and embedding run on Ray (`ragbit.indexing.ray_runner`); each worker
+    builds its embedder with `embedder_factory()` (picklable; default: the configured Embedder)."""
+    ray_run = None
+    if cfg.index.ray:
+        from ragbit.indexing.ray_runner import RayRun, check_address, default_embedder_factory, require_ray
+        check_address(cfg.index.ray)
+        require_ray()                                          # not installed: one line, before any work
+        ray_run = RayRun(cfg.index.ray, cfg.index.ray_workers,
+                         embedder_factory or default_embedder_factory(cfg.embed))
+        if embedder is None and embedder_factory is not None:
+            embedder = embedder_factory()
+    try:
+        return _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run)
+    finally:
+        if ray_run is not None:
+            ray_run.close()
+
+
+def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run) -> IndexReport:
     from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
@@ -221,8 +241,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         if to_chunk:
             # the model's token counter (fast path) if it has one, else its plain count function
             counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
-            chunked = chunk_files([(path, text) for _, path, text in to_chunk], chunk_cfg, counter,
-                                  workers=cfg.index.workers)
+            files = [(path, text) for _, path, text in to_chunk]
+            chunked = ray_run.chunk(files, chunk_cfg) if ray_run is not None \
+                else chunk_files(files, chunk_cfg, counter, workers=cfg.index.workers)
             for (i, path, _), chunks in zip(to_chunk, chunked):
                 per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
         report.skipped = dict(stats.skipped)
@@ -297,12 +318,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 report.embed_backend_reason = getattr(embedder, "backend_reason", "")
             bar = _Progress(progress, len(todo))
             try:
-                for s in range(0, len(todo), EMBED_FLUSH):
-                    batch = todo[s:s + EMBED_FLUSH]
-                    vecs = embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
-                    cache.put([h for h, _ in batch], vecs)
-                    bar.advance(len(batch))
-                    report.chunks_embedded += len(batch)
+                for hashes, vecs in _embedded_batches(todo, table, embedder, ray_run):
+                    cache.put(hashes, vecs)
+                    bar.advance(len(hashes))
+                    report.chunks_embedded += len(hashes)
             finally:
                 bar.close()
             report.timings["model"] = embedder.seconds_in_model - model_before
@@ -325,6 +344,17 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         _maybe_compact(cache, keys)
     report.timings["total"] = time.perf_counter() - t_start
     return report
+
+
+def _embedded_batches(todo: list[tuple[str, int]], table: ChunkTable, embedder, ray_run):
+    """(content hashes, vectors) for `todo` [(hash, chunk position)], EMBED_FLUSH at a time: by `embedder` in
+    this process, or by the Ray workers (which send back batches as they finish, in any order)."""
+    if ray_run is not None:
+        yield from ray_run.embed([(h, table.embed_text(i)) for h, i in todo])
+        return
+    for s in range(0, len(todo), EMBED_FLUSH):
+        batch = todo[s:s + EMBED_FLUSH]
+        yield [h for h, _ in batch], embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
 
 
 def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
