@@ -102,7 +102,7 @@ class SyntheticEmbedder:
 
 
 # ---------------------------------------------------------------------------------------------- repo
-def repo_child(repo: Path, index_dir: Path) -> dict:
+def repo_child(repo: Path, index_dir: Path, reindex_runs: int = 3) -> dict:
     from ragbit.config import RagbitConfig
     from ragbit.indexing.indexer import index_repository
     from ragbit.search.searcher import Searcher
@@ -122,7 +122,7 @@ def repo_child(repo: Path, index_dir: Path) -> dict:
     original = touched.read_text()
     reindex = []
     try:
-        for i in range(3):
+        for i in range(reindex_runs):
             touched.write_text(original + f"\ndef touched_by_bench_scale_{i}():\n    return {time.time_ns()}\n")
             t, cpu = time.perf_counter(), time.process_time()
             r2 = index_repository(cfg, progress=False, embedder=embedder)
@@ -149,10 +149,10 @@ def repo_child(repo: Path, index_dir: Path) -> dict:
     return out
 
 
-def run_repo(repo: Path, index_dir: Path) -> None:
+def run_repo(repo: Path, index_dir: Path, reindex_runs: int) -> None:
     if index_dir.exists():
         shutil.rmtree(index_dir)
-    proc = subprocess.run([sys.executable, __file__, "_repo_child", str(repo), str(index_dir)],
+    proc = subprocess.run([sys.executable, __file__, "_repo_child", str(repo), str(index_dir), str(reindex_runs)],
                           capture_output=True, text=True)
     if proc.returncode:
         sys.exit(proc.stderr[-3000:])
@@ -271,13 +271,14 @@ def run_lexical(sizes: list[int]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_repo_child":
-        print(json.dumps(repo_child(Path(sys.argv[2]), Path(sys.argv[3]))))
+        print(json.dumps(repo_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="part", required=True)
     p = sub.add_parser("repo")
     p.add_argument("repo", type=Path)
     p.add_argument("--index-dir", type=Path, default=None, help="default: /tmp/ragbit-bench-scale/<repo name>")
+    p.add_argument("--reindex", type=int, default=3, help="one-file re-index runs")
     p = sub.add_parser("dense")
     p.add_argument("--n", type=int, nargs="+", default=[100_000])
     p.add_argument("--kinds", nargs="+", default=["hnsw", "ivf"])
@@ -287,7 +288,7 @@ def main() -> None:
     p.add_argument("--n", type=int, nargs="+", default=[100_000])
     a = ap.parse_args()
     if a.part == "repo":
-        run_repo(a.repo, a.index_dir or Path("/tmp/ragbit-bench-scale") / a.repo.name)
+        run_repo(a.repo, a.index_dir or Path("/tmp/ragbit-bench-scale") / a.repo.name, a.reindex)
     elif a.part == "dense":
         run_dense(a.n, a.kinds, a.real if a.real.is_dir() else None)
     else:

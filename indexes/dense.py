@@ -131,6 +131,19 @@ class DenseIndex:
             scores, ids = self._index.search(q, k)      # (1, k) each; id -1 = fewer than k found
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
+    def update(self, remove_ids: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """IVF only: remove the vectors with ids `remove_ids`, add `vectors` (n, dim) under `ids` (n,). A search
+        returns these ids as positions; the trained centroids stay, so this costs the changed vectors only."""
+        if self.kind != "ivf":
+            raise DenseIndexError(f"only an ivf index can be updated in place, not {self.kind}")
+        if len(remove_ids):
+            self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(remove_ids, dtype=np.int64)))
+        xb = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(xb):
+            if not np.isfinite(xb).all():
+                raise DenseIndexError("vectors contain NaN or infinity")
+            self._index.add_with_ids(xb, np.ascontiguousarray(ids, dtype=np.int64))
+
     def recall_at(self, vectors: np.ndarray, k: int = 10, queries: int = 200, seed: int = 0) -> float:
         """Mean share of the exact top-k that this index returns, over `queries` of the indexed `vectors`
         (the build input, in row order) used as queries: 1.0 for "flat". What `ragbit status` reports, so an

@@ -45,3 +45,49 @@ def test_status_reports_the_kind_and_recall(tmp_path, monkeypatch):
     assert runner.invoke(app, ["index", str(repo), "--quiet", "--dense", "flat"]).exit_code == 0
     r = runner.invoke(app, ["status", str(repo)])
     assert "dense index: flat (exact search)" in r.stdout
+
+
+# ---------------------------------------------------------------------------------------------- in-place update
+def _dense_hits(repo, index_dir, queries):
+    from ragbit.config import RagbitConfig
+    from ragbit.search.searcher import Searcher
+    cfg = RagbitConfig.load(repo, {"index": {"dir": str(index_dir)}})
+    s = Searcher(cfg, embedder=FakeEmbedder())
+    return [[(h.path, h.start_line, round(h.score, 5)) for h in s.search(q, k=8, mode="dense", max_hits_per_file=0)]
+            for q in queries]
+
+
+def _manifest(index_dir):
+    from indexes.store import IndexStore
+    return IndexStore(index_dir).manifest()
+
+
+def test_a_one_file_change_updates_the_ivf_index_in_place(tmp_path):
+    from ragbit.config import RagbitConfig
+    from ragbit.indexing.indexer import index_repository
+    files = {f"pkg/m{i}.py": f"def handler_{i}(event):\n    '''Route {i} for tenant {i % 4}.'''\n"
+                             f"    return event.reply_{i % 6}()\n" for i in range(60)}
+    repo = make_repo(tmp_path / "repo", files)
+
+    def index(index_dir, rebuild=False):
+        cfg = RagbitConfig.load(repo, {"index": {"dir": str(index_dir), "dense": "ivf"}})
+        return index_repository(cfg, progress=False, rebuild=rebuild, embedder=FakeEmbedder())
+
+    index(tmp_path / "live")
+    assert "updated_in_place" not in _manifest(tmp_path / "live")["dense_index"]
+    (repo / "pkg/m7.py").write_text("def audit_ledger(entry):\n    '''Write the ledger entry.'''\n    return entry\n")
+    (repo / "pkg/m8.py").unlink()
+    (repo / "pkg/new.py").write_text("def ledger_totals(book):\n    return sum(book)\n")
+    index(tmp_path / "live")
+    info = _manifest(tmp_path / "live")["dense_index"]
+    assert info["updated_in_place"] and info["kind"] == "ivf" and info["vectors"] == 60
+
+    index(tmp_path / "fresh", rebuild=True)
+    queries = ["audit ledger entry", "route tenant", "handler event reply", "ledger totals book"]
+    # every list is probed at this size, so IVF is exact: the updated index answers as a rebuilt one does
+    assert _dense_hits(repo, tmp_path / "live", queries) == _dense_hits(repo, tmp_path / "fresh", queries)
+
+    for i in range(20, 40):                                  # a third of the files: rebuilt, not updated
+        (repo / f"pkg/m{i}.py").write_text(f"def other_{i}():\n    return {i}\n")
+    index(tmp_path / "live")
+    assert "updated_in_place" not in _manifest(tmp_path / "live")["dense_index"]

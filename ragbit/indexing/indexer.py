@@ -285,6 +285,9 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             report.timings["total"] = time.perf_counter() - t_start
             return report
 
+        # the committed dense index an in-place update may start from (its parts verified above)
+        previous = (prev_dir, manifest, prev) if reuse and not damaged else None
+
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         if progress:
             _say(f"indexing {repo}: {len(table.files)} files, {len(table)} chunks")
@@ -295,7 +298,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
         if not one_commit:
             _commit(store, base_manifest, table, lexical, vectors, found, complete,
-                    kind=cfg.index.dense if complete else "flat")
+                    kind=cfg.index.dense if complete else "flat", previous=previous)
             if progress and not complete and embed:
                 unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
                 _say(f"lexical search is ready (`ragbit search` works now); embedding "
@@ -338,7 +341,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
             _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
-                    copy_from=None if one_commit else Path(store.current()))
+                    copy_from=None if one_commit else Path(store.current()), previous=previous)
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True
         _maybe_compact(cache, keys)
@@ -379,8 +382,21 @@ def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | N
         return LexicalIndex.build(texts)
 
 
-def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):
-    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index."""
+def _updated_dense(previous, table, vectors, kind):
+    """The previous generation's IVF index updated with this table's changes, or None (build afresh)."""
+    from indexes.dense import FLAT_MAX
+    from ragbit.indexing.dense_update import updated_ivf
+    if previous is None or previous[2] is None or kind not in ("auto", "ivf") \
+            or (kind == "auto" and len(table) < FLAT_MAX):
+        return None
+    prev_dir, prev_manifest, prev_table = previous
+    return updated_ivf(prev_dir, prev_manifest, prev_table.content_hash, table.content_hash, vectors,
+                       DENSE_FILE, DENSE_IDS)
+
+
+def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None, previous=None):
+    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index (updated
+    in place from `previous` = (generation dir, manifest, chunk table) when that is cheaper)."""
     from indexes.dense import DenseIndex
     from indexes.store import FORMAT_VERSION
     manifest = dict(base_manifest, format_version=FORMAT_VERSION, created=time.time(),
@@ -393,7 +409,14 @@ def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind
         else:
             _link_tree(copy_from, staging, names=[TABLE_FILE, LEXICAL_DIR])
         ids = np.flatnonzero(found).astype(np.int64)
-        if len(ids):
+        update = _updated_dense(previous, table, vectors, kind) if complete else None
+        if update is not None:                       # few chunks changed: the IVF index is updated, not rebuilt
+            dense, slots, recall = update
+            dense.save(staging / DENSE_FILE)
+            np.save(staging / DENSE_IDS, slots)
+            manifest["dense_index"] = {"kind": dense.kind, "vectors": len(dense), "recall_at_10": recall,
+                                       "updated_in_place": True}
+        elif len(ids):
             rows = np.ascontiguousarray(vectors[ids], dtype=np.float32)
             dense = DenseIndex.build(rows, kind=kind)
             dense.save(staging / DENSE_FILE)

@@ -109,6 +109,9 @@ class RayRun:
                           configure_logging=False)
             if self.address == LOCAL:
                 kwargs["num_cpus"] = self.workers or os.cpu_count() or 1
+                # Ray renices its workers by +15 by default: on a shared laptop they would then wait behind
+                # every other program, while the plain indexer runs at the user's priority. Same priority here.
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 # the workers import ragbit as this process does (an editable checkout, tests' PYTHONPATH)
                 kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
                     p for p in (os.environ.get("PYTHONPATH", ""), _ragbit_root()) if p)}}
