@@ -31,6 +31,8 @@ from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, TABLE_FILE,
                                  stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
+CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
+RAY_CHUNK_BATCH = 50_000     # the same with --ray: one Ray dataset per batch costs ~1 s to set up
 
 
 class IndexingError(RagbitError, RuntimeError):
@@ -220,6 +222,19 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         walk = walk_repository(repo, walk_cfg, warn, stats, known)
         per_file, seen, to_chunk, reused = [], set(), [], {}
         restamped = 0                                  # unchanged files whose settled stamp is new to the table
+        # the model's token counter (fast path) if it has one, else its plain count function
+        counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
+        batch_files = RAY_CHUNK_BATCH if ray_run is not None else CHUNK_BATCH
+
+        def chunk_pending() -> None:
+            """Chunk the files read so far and let their texts go: the walk streams, memory holds chunks only."""
+            files = [(path, text) for _, path, text in to_chunk]
+            chunked = ray_run.chunk(files, chunk_cfg) if ray_run is not None \
+                else chunk_files(files, chunk_cfg, counter, workers=cfg.index.workers)
+            for (i, path, _), chunks in zip(to_chunk, chunked):
+                per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
+            to_chunk.clear()
+
         for sf in walk:
             seen.add(sf.path)
             old = prev.by_path.get(sf.path) if prev is not None else None
@@ -238,14 +253,10 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
                 report.files_changed += 1
             else:
                 report.files_unchanged += 1                # unchanged, re-chunked with new settings
+            if len(to_chunk) >= batch_files:
+                chunk_pending()
         if to_chunk:
-            # the model's token counter (fast path) if it has one, else its plain count function
-            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
-            files = [(path, text) for _, path, text in to_chunk]
-            chunked = ray_run.chunk(files, chunk_cfg) if ray_run is not None \
-                else chunk_files(files, chunk_cfg, counter, workers=cfg.index.workers)
-            for (i, path, _), chunks in zip(to_chunk, chunked):
-                per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
+            chunk_pending()
         report.skipped = dict(stats.skipped)
         report.secrets_masked = stats.secrets_masked
         if prev is not None:
