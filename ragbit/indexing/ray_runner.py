@@ -72,8 +72,10 @@ class ChunkWorker:
 class EmbedWorker:
     """A Ray Data worker that embeds chunk texts: loads the model once per worker process."""
 
-    def __init__(self, make_embedder: Callable):
+    def __init__(self, make_embedder: Callable, total: int):
         self.embedder = make_embedder()
+        if hasattr(self.embedder, "plan"):       # the path a local run of `total` chunks takes (same vectors)
+            self.embedder.plan(total)
 
     def __call__(self, batch: dict) -> dict:
         vectors = self.embedder.embed([str(t) for t in batch["text"]], progress=False)
@@ -167,7 +169,8 @@ class RayRun:
         import ray.data
         items = [{"key": k, "text": t} for k, t in todo]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // EMBED_BATCH, 4 * self.workers)))
-        out = ds.map_batches(EmbedWorker, fn_constructor_args=(self.make_embedder,), batch_size=EMBED_BATCH,
+        out = ds.map_batches(EmbedWorker, fn_constructor_args=(self.make_embedder, len(todo)),
+                             batch_size=EMBED_BATCH,
                              batch_format="numpy", **self._actors())
         seen: set[str] = set()
         for batch in _batches(out, EMBED_BATCH, "embedding"):
