@@ -16,8 +16,10 @@ instead of committing a partial index.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -102,9 +104,16 @@ class RayRun:
     def start(self) -> None:
         if self._started is not None:
             return
-        ray = require_ray()
         check_address(self.address)
         import logging
+        # Ray's own chatter (deprecations, "execution finished", C++ log lines) is not for ragbit's user
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*(deprecated|concurrent actors).*")
+        ray = require_ray()
         self._started = not ray.is_initialized()
         if self._started:
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
@@ -120,7 +129,8 @@ class RayRun:
             else:
                 kwargs["address"] = self.address
             try:
-                ray.init(**kwargs)
+                with _stderr_silenced():             # the C++ core prints a log-level line as it starts
+                    ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise RayUnavailable(f"cannot reach the Ray cluster at {self.address}: "
                                      f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") \
@@ -140,7 +150,9 @@ class RayRun:
 
     def _actors(self) -> dict:
         # a worker that dies is restarted, and the batches it held are run again (max_task_retries)
-        return dict(concurrency=self.workers, num_cpus=1, max_restarts=-1, max_task_retries=-1)
+        import ray.data
+        return dict(compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=1, max_restarts=-1,
+                    max_task_retries=-1)
 
     def chunk(self, files: Sequence[tuple[str, str]], chunk_cfg) -> list[list]:
         """`chunk_file` for each (path, text) on the workers; returned in input order."""
@@ -194,6 +206,26 @@ def _batches(dataset, size: int, stage: str):
         lines = [l.strip() for l in str(e).splitlines() if l.strip() and not l.startswith(" ")]
         cause = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else type(e).__name__)
         raise RayUnavailable(f"Ray failed while {stage}: {cause[:200]}") from None
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 to /dev/null for the duration (C++ code writes there directly, past sys.stderr)."""
+    import sys
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):                   # no real stderr (e.g. captured by a test runner)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _ragbit_root() -> str:
