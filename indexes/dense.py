@@ -7,11 +7,17 @@ Vectors are L2-normalised by the caller, so inner product is cosine similarity. 
 - "hnsw": graph search (IndexHNSWFlat, inner product). No training; high recall; for large corpora.
 - "ivf": inverted lists (IndexIVFFlat, nlist ~ sqrt(n)), trained on the vectors themselves; cheap to build.
 
-"auto" picks flat below FLAT_MAX vectors and hnsw above. Search parameters (efSearch, nprobe) are set from
+"auto" picks flat below FLAT_MAX vectors and ivf above, by measurement (benchmarks/bench_scale.py dense, real
+MiniLM vectors of 15 code corpora resampled with noise, 200 queries, one thread per query; AMD EPYC Zen4, 2
+shared cores). Query p50: flat 16 ms at 50k, 20 ms at 100k, 200 ms at 1M (linear: at 100k the exact scan is
+the most a 50 ms search can afford); ivf 1.2 ms at 100k and 38 ms at 1M, hnsw 0.4 ms at 100k. Recall@10
+against exact: ivf 0.999 / 1.000, hnsw 0.998. Build: ivf 19 s at 100k and 152 s at 1M, hnsw 61 s at 100k
+(the index is rebuilt at every commit, so build time is re-index time): ivf. Search parameters (efSearch, nprobe) are set from
 the index size both at build and at load time, so a loaded index searches exactly like the one built.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -48,6 +54,19 @@ def _kind_of(index: faiss.Index) -> str:
     raise DenseIndexError(f"unsupported FAISS index type {type(index).__name__}")
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """One query runs on one OpenMP thread. FAISS parallelises even a single query's scan; on a busy 2-core
+    machine the threads wait on each other: flat search over 100k x 384 took p50 120 ms with 2 threads and
+    19 ms with 1 (AMD EPYC Zen4, shared, benchmarks/bench_scale.py). Builds keep every thread."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def _set_search_params(index: faiss.Index, kind: str) -> None:
     if kind == "hnsw":
         index.hnsw.efSearch = HNSW_EF_SEARCH
@@ -75,7 +94,7 @@ class DenseIndex:
             raise DenseIndexError("vectors contain NaN or infinity")
         n, dim = xb.shape
         if kind == "auto":
-            kind = "flat" if n < FLAT_MAX else "hnsw"
+            kind = "flat" if n < FLAT_MAX else "ivf"
         if kind == "ivf" and n == 0:
             kind = "flat"       # nothing to train on; an empty flat index answers the same (nothing)
         if kind == "flat":
@@ -108,8 +127,37 @@ class DenseIndex:
         k = min(k, len(self))
         if k <= 0:
             return []
-        scores, ids = self._index.search(q, k)          # (1, k) each; id -1 = fewer than k found
+        with _one_thread():
+            scores, ids = self._index.search(q, k)      # (1, k) each; id -1 = fewer than k found
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def update(self, remove_ids: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """IVF only: remove the vectors with ids `remove_ids`, add `vectors` (n, dim) under `ids` (n,). A search
+        returns these ids as positions; the trained centroids stay, so this costs the changed vectors only."""
+        if self.kind != "ivf":
+            raise DenseIndexError(f"only an ivf index can be updated in place, not {self.kind}")
+        if len(remove_ids):
+            self._index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(remove_ids, dtype=np.int64)))
+        xb = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(xb):
+            if not np.isfinite(xb).all():
+                raise DenseIndexError("vectors contain NaN or infinity")
+            self._index.add_with_ids(xb, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def recall_at(self, vectors: np.ndarray, k: int = 10, queries: int = 200, seed: int = 0) -> float:
+        """Mean share of the exact top-k that this index returns, over `queries` of the indexed `vectors`
+        (the build input, in row order) used as queries: 1.0 for "flat". What `ragbit status` reports, so an
+        approximate index says what it costs in recall on this very corpus."""
+        n = len(self)
+        if self.kind == "flat" or n == 0:
+            return 1.0
+        k = min(k, n)
+        rows = np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False)
+        xq = np.ascontiguousarray(vectors[rows], dtype=np.float32)                     # (q, dim)
+        _, exact = faiss.knn(xq, np.ascontiguousarray(vectors, dtype=np.float32), k,
+                             metric=faiss.METRIC_INNER_PRODUCT)                        # (q, k) row ids
+        _, approx = self._index.search(xq, k)                                          # (q, k)
+        return float(np.mean([len(set(a[a >= 0]) & set(e)) / k for a, e in zip(approx, exact)]))
 
     def save(self, path: Path) -> None:
         path = Path(path)

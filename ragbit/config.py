@@ -48,6 +48,8 @@ class WalkConfig:
     max_file_bytes: int = 1_000_000          # larger files are skipped
     max_line_chars: int = 1_000              # a file with a longer line is treated as minified/generated
     ignore: list[str] = field(default_factory=list)  # extra gitignore-style patterns
+    include: list[str] = field(default_factory=list)  # gitignore-style patterns; when set, only files matching
+                                                      # one are indexed (`src/**`, `docs/*.md`): a monorepo subset
 
 
 @dataclass
@@ -84,6 +86,9 @@ class IndexConfig:
     workers: int = 1                         # processes that chunk files; 0 = one per core, 1 = no pool. Django on
                                              # 2 idle cores: searchable in 18.3 s with 2, 22.2 s with 1; no gain on a
                                              # busy machine, and fork beside other threads is a risk: opt-in for now
+    ray: str = ""                            # chunk and embed on Ray (ragbit/indexing/ray_runner.py): "" = no,
+                                             # "local" = a Ray started on this machine, or a cluster address
+    ray_workers: int = 0                     # worker processes per Ray stage; 0 = the cluster's CPUs
 
 
 @dataclass
@@ -259,6 +264,8 @@ class RagbitConfig:
             raise ConfigError(f"decode_kernel must be int11 or float, not {self.generator.decode_kernel!r}")
         if self.generator.kv_cache not in ("f16", "f32"):
             raise ConfigError(f"kv_cache must be f16 or f32, not {self.generator.kv_cache!r}")
+        if self.index.ray_workers < 0:
+            raise ConfigError(f"[index] ray_workers must be 0 (the cluster's CPUs) or more, got {self.index.ray_workers}")
         if self.index.workers < 0:
             raise ConfigError(f"index workers must be 0 (one per core) or more, got {self.index.workers}")
         if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):
@@ -270,8 +277,10 @@ class RagbitConfig:
         for section in (self.search, self.query):
             if section.max_hits_per_file < 0:
                 raise ConfigError(f"max_hits_per_file must be 0 (no cap) or more, got {section.max_hits_per_file}")
-        if not all(isinstance(p, str) for p in self.walk.ignore):
-            raise ConfigError(f"[walk] ignore must be a list of strings (gitignore patterns), got {self.walk.ignore!r:.60}")
+        for key in ("ignore", "include"):
+            patterns = getattr(self.walk, key)
+            if not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"[walk] {key} must be a list of strings (gitignore patterns), got {patterns!r:.60}")
         for where, value, minimum in (
                 ("[walk] max_line_chars", self.walk.max_line_chars, 1), ("[embed] batch_size", self.embed.batch_size, 1),
                 ("[embed] threads", self.embed.threads, 0), ("[chunk] min_lines", self.chunk.min_lines, 0),

@@ -73,6 +73,25 @@ def _plain_metavars(command):
     return command
 
 
+# Options whose value may be left out, and what they mean then: (command, option) -> value. click (as typer
+# vendors it) has no optional option values, so the command line is completed before it is parsed.
+OPTIONAL_VALUES = {("index", "--ray"): "local"}
+
+
+def optional_values(argv: list[str] | None) -> list[str] | None:
+    """`ragbit index --ray` -> `ragbit index --ray local` (when --ray is last or followed by another option)."""
+    import sys
+    out = list(sys.argv[1:] if argv is None else argv)
+    if not out:
+        return out
+    for (command, option), value in OPTIONAL_VALUES.items():
+        if out[0] == command and option in out:
+            i = out.index(option)
+            if i + 1 == len(out) or out[i + 1].startswith("-"):
+                out.insert(i + 1, value)
+    return out
+
+
 def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run the CLI. A usage error (unknown flag, missing argument, bad value) is one line and exit code 2,
     not click's framed box: users pipe ragbit into other tools and read errors in logs."""
@@ -89,7 +108,7 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
     from ragbit.terminal_text import for_terminal      # a flag's value may hold a newline or an escape sequence
     interrupts.install()                       # SIGTERM unwinds like Ctrl-C (no half-written files)
     try:
-        rc = _command().main(args=argv, prog_name=prog_name, standalone_mode=False)
+        rc = _command().main(args=optional_values(argv), prog_name=prog_name, standalone_mode=False)
     except getattr(click_exc, "NoArgsIsHelpError", ()) as e:
         print(e.format_message() if hasattr(e, "format_message") else str(e), file=sys.stderr)
         sys.exit(2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -33,7 +33,10 @@ def _choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | Non
 @app.command(short_help="Index a repository (incremental).", epilog=examples(
     "ragbit index                      # the repository around the working directory",
     "ragbit index ~/src/project --rebuild",
-    "ragbit index --list-skipped | grep secret     # which files are left out, and why"))
+    "ragbit index --list-skipped | grep secret     # which files are left out, and why",
+    "ragbit index --include 'src/**' --include 'docs/*.md'   # a subset of a monorepo",
+    "ragbit index --ray                # chunk and embed on a Ray started on this machine",
+    "ragbit index ~/src/mono --ray ray://head:10001 --yes     # ... or on a Ray cluster"))
 def index(
     path: Optional[Path] = typer.Argument(None, help="repository to index (default: the one around the "
                                           "working directory)", show_default=False),
@@ -45,6 +48,18 @@ def index(
                                                 help="how chunks are embedded (config embed.backend, default auto: by CPU)"),
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
+    include: Optional[List[str]] = typer.Option(None, "--include", metavar="PATTERN",
+                                                help="index only files matching this gitignore-style pattern "
+                                                "(repeatable; replaces [walk] include), e.g. 'src/**'"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="index a large repository without asking (otherwise a "
+                             "first index of 5,000+ files estimates its time and asks on a terminal; "
+                             "elsewhere it stops and says so)"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="chunk and embed on Ray: a cluster's ADDRESS (host:port, ray://host:port, "
+                                      "auto), or none for a Ray started on this machine; needs pip install "
+                                      "'ragbit[ray]'"),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=0,
+                                              help="worker processes per Ray stage (default: the cluster's CPUs)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, one summary line"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.index/1, "
                                  "docs/json.md) instead of the summary"),
@@ -57,17 +72,21 @@ def index(
         def walk():
             from ragbit.indexing.indexer import skipped_files
             return skipped_files(repo_config(repository(path, repo), {"index": {"dir": index_dir},
-                                                                       "walk": {"max_file_bytes": max_file_bytes}}))
+                                                                       "walk": {"max_file_bytes": max_file_bytes,
+                                                                                "include": include or None}}))
         for skipped_path, reason in guarded(walk):
             typer.echo(f"{reason}\t{skipped_path}")
         return
 
     def go():
         from ragbit.indexing.indexer import index_repository
-        cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense},
+        cfg = repo_config(repository(path, repo), {"index": {"dir": index_dir, "dense": dense, "ray": ray,
+                                                             "ray_workers": ray_workers},
                                                    "embed": {"model": embed_model, "backend": embed_backend},
-                                                   "walk": {"max_file_bytes": max_file_bytes}})
-        return index_repository(cfg, progress=not (quiet or as_json), rebuild=rebuild)
+                                                   "walk": {"max_file_bytes": max_file_bytes,
+                                                            "include": include or None}})
+        return index_repository(cfg, progress=not (quiet or as_json), rebuild=rebuild,
+                                confirm_large=None if yes else _confirm_large(str(cfg.repo)))
     r = guarded(go, INTERRUPTED)
     if as_json:
         from ragbit.json_forms import index_document
@@ -90,6 +109,18 @@ def index(
         if r.rechunked_all:
             typer.echo("  chunk settings changed since the last run: every file was re-chunked")
         typer.echo(f"  index: {r.index_dir}")
+
+
+def _confirm_large(repo: str):
+    """The question `ragbit index` asks before hours of work: on a terminal y/N, elsewhere no (and the error
+    line says to pass --yes), so a script never starts an unplanned day of embedding."""
+    def confirm(size) -> bool:
+        from ragbit.terminal_text import for_terminal
+        typer.echo("warning: " + for_terminal(size.describe(repo)), err=True)
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        return typer.confirm("index all of it?", default=False, err=True)
+    return confirm
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -156,6 +187,11 @@ def status(
                + (f", embedded with {s.embed_backend}" if s.embed_backend else ""))
     typer.echo(f"embedding path now: {s.backend_now}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
+    if s.dense_kind == "flat":
+        typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")
+    elif s.dense_kind:
+        typer.echo(f"dense index: {s.dense_kind} (approximate) over {s.dense_vectors} vectors, recall@10 "
+                   f"{s.dense_recall:.3f} against exact search (sampled when built)")
     if s.damaged:
         typer.echo(f"damaged: {'; '.join(s.damaged[:5])} -> run `ragbit index {s.repo}` to repair")
     elif s.changed or s.added or s.removed:

@@ -31,10 +31,16 @@ from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, TABLE_FILE,
                                  stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
+CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
+RAY_CHUNK_BATCH = 50_000     # the same with --ray: one Ray dataset per batch costs ~1 s to set up
 
 
 class IndexingError(RagbitError, RuntimeError):
     """Indexing cannot proceed; the message is one line for the user."""
+
+
+class IndexingDeclined(IndexingError):
+    """The user did not confirm indexing a large repository."""
 
 
 @dataclass
@@ -129,11 +135,33 @@ def skipped_files(cfg: RagbitConfig, warn=None) -> list[tuple[str, str]]:
 
 
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
-                     embedder=None, warn=None, embed: bool = True) -> IndexReport:
+                     embedder=None, warn=None, embed: bool = True, confirm_large=None,
+                     embedder_factory=None) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
 
     embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
-    search is complete, dense search covers only cached vectors (the manifest says so)."""
+    search is complete, dense search covers only cached vectors (the manifest says so).
+    confirm_large(SizeEstimate) -> bool is asked before every file is (re-)chunked on a large repository
+    (`ragbit.indexing.size_estimate`); False ends the run with IndexingDeclined, nothing written.
+    With `cfg.index.ray` set, chunking and embedding run on Ray (`ragbit.indexing.ray_runner`); each worker
+    builds its embedder with `embedder_factory()` (picklable; default: the configured Embedder)."""
+    ray_run = None
+    if cfg.index.ray:
+        from ragbit.indexing.ray_runner import RayRun, check_address, default_embedder_factory, require_ray
+        check_address(cfg.index.ray)
+        require_ray()                                          # not installed: one line, before any work
+        ray_run = RayRun(cfg.index.ray, cfg.index.ray_workers,
+                         embedder_factory or default_embedder_factory(cfg.embed))
+        if embedder is None and embedder_factory is not None:
+            embedder = embedder_factory()
+    try:
+        return _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run)
+    finally:
+        if ray_run is not None:
+            ray_run.close()
+
+
+def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run) -> IndexReport:
     from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
@@ -182,12 +210,31 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         t = time.perf_counter()
         walk_cfg = dataclasses.replace(cfg.walk, ignore=list(cfg.walk.ignore) + index_dir_ignore(cfg))
         chunk_cfg = dataclasses.replace(cfg.chunk, max_tokens=min(cfg.chunk.max_tokens, embedder.max_text_tokens))
+        if confirm_large is not None and not reuse:
+            from ragbit.indexing.size_estimate import estimate
+            size = estimate(repo, walk_cfg, chunk_cfg, embedder)
+            if size is not None and not confirm_large(size):
+                raise IndexingDeclined(f"nothing indexed: {size.files:,} files, ~{size.chunks:,} chunks; "
+                                       "narrow it with --include PATTERN, or go on with --yes")
         stats = WalkStats()
         walk_started = time.time_ns()
         known = stamp_lookup(manifest, prev, walk_cfg) if reuse else None    # unchanged stamp: file not read
         walk = walk_repository(repo, walk_cfg, warn, stats, known)
         per_file, seen, to_chunk, reused = [], set(), [], {}
         restamped = 0                                  # unchanged files whose settled stamp is new to the table
+        # the model's token counter (fast path) if it has one, else its plain count function
+        counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
+        batch_files = RAY_CHUNK_BATCH if ray_run is not None else CHUNK_BATCH
+
+        def chunk_pending() -> None:
+            """Chunk the files read so far and let their texts go: the walk streams, memory holds chunks only."""
+            files = [(path, text) for _, path, text in to_chunk]
+            chunked = ray_run.chunk(files, chunk_cfg) if ray_run is not None \
+                else chunk_files(files, chunk_cfg, counter, workers=cfg.index.workers)
+            for (i, path, _), chunks in zip(to_chunk, chunked):
+                per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
+            to_chunk.clear()
+
         for sf in walk:
             seen.add(sf.path)
             old = prev.by_path.get(sf.path) if prev is not None else None
@@ -206,13 +253,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 report.files_changed += 1
             else:
                 report.files_unchanged += 1                # unchanged, re-chunked with new settings
+            if len(to_chunk) >= batch_files:
+                chunk_pending()
         if to_chunk:
-            # the model's token counter (fast path) if it has one, else its plain count function
-            counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
-            chunked = chunk_files([(path, text) for _, path, text in to_chunk], chunk_cfg, counter,
-                                  workers=cfg.index.workers)
-            for (i, path, _), chunks in zip(to_chunk, chunked):
-                per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
+            chunk_pending()
         report.skipped = dict(stats.skipped)
         report.secrets_masked = stats.secrets_masked
         if prev is not None:
@@ -252,6 +296,9 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             report.timings["total"] = time.perf_counter() - t_start
             return report
 
+        # the committed dense index an in-place update may start from (its parts verified above)
+        previous = (prev_dir, manifest, prev) if reuse and not damaged else None
+
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         if progress:
             _say(f"indexing {repo}: {len(table.files)} files, {len(table)} chunks")
@@ -262,7 +309,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
         if not one_commit:
             _commit(store, base_manifest, table, lexical, vectors, found, complete,
-                    kind=cfg.index.dense if complete else "flat")
+                    kind=cfg.index.dense if complete else "flat", previous=previous)
             if progress and not complete and embed:
                 unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
                 _say(f"lexical search is ready (`ragbit search` works now); embedding "
@@ -285,12 +332,10 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
                 report.embed_backend_reason = getattr(embedder, "backend_reason", "")
             bar = _Progress(progress, len(todo))
             try:
-                for s in range(0, len(todo), EMBED_FLUSH):
-                    batch = todo[s:s + EMBED_FLUSH]
-                    vecs = embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
-                    cache.put([h for h, _ in batch], vecs)
-                    bar.advance(len(batch))
-                    report.chunks_embedded += len(batch)
+                for hashes, vecs in _embedded_batches(todo, table, embedder, ray_run):
+                    cache.put(hashes, vecs)
+                    bar.advance(len(hashes))
+                    report.chunks_embedded += len(hashes)
             finally:
                 bar.close()
             report.timings["model"] = embedder.seconds_in_model - model_before
@@ -307,12 +352,23 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
             _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
-                    copy_from=None if one_commit else Path(store.current()))
+                    copy_from=None if one_commit else Path(store.current()), previous=previous)
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True
         _maybe_compact(cache, keys)
     report.timings["total"] = time.perf_counter() - t_start
     return report
+
+
+def _embedded_batches(todo: list[tuple[str, int]], table: ChunkTable, embedder, ray_run):
+    """(content hashes, vectors) for `todo` [(hash, chunk position)], EMBED_FLUSH at a time: by `embedder` in
+    this process, or by the Ray workers (which send back batches as they finish, in any order)."""
+    if ray_run is not None:
+        yield from ray_run.embed([(h, table.embed_text(i)) for h, i in todo])
+        return
+    for s in range(0, len(todo), EMBED_FLUSH):
+        batch = todo[s:s + EMBED_FLUSH]
+        yield [h for h, _ in batch], embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
 
 
 def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
@@ -337,8 +393,21 @@ def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | N
         return LexicalIndex.build(texts)
 
 
-def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None):
-    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index."""
+def _updated_dense(previous, table, vectors, kind):
+    """The previous generation's IVF index updated with this table's changes, or None (build afresh)."""
+    from indexes.dense import FLAT_MAX
+    from ragbit.indexing.dense_update import updated_ivf
+    if previous is None or previous[2] is None or kind not in ("auto", "ivf") \
+            or (kind == "auto" and len(table) < FLAT_MAX):
+        return None
+    prev_dir, prev_manifest, prev_table = previous
+    return updated_ivf(prev_dir, prev_manifest, prev_table.content_hash, table.content_hash, vectors,
+                       DENSE_FILE, DENSE_IDS)
+
+
+def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None, previous=None):
+    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index (updated
+    in place from `previous` = (generation dir, manifest, chunk table) when that is cheaper)."""
     from indexes.dense import DenseIndex
     from indexes.store import FORMAT_VERSION
     manifest = dict(base_manifest, format_version=FORMAT_VERSION, created=time.time(),
@@ -351,10 +420,21 @@ def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind
         else:
             _link_tree(copy_from, staging, names=[TABLE_FILE, LEXICAL_DIR])
         ids = np.flatnonzero(found).astype(np.int64)
-        if len(ids):
-            DenseIndex.build(np.ascontiguousarray(vectors[ids], dtype=np.float32),
-                             kind=kind).save(staging / DENSE_FILE)
+        update = _updated_dense(previous, table, vectors, kind) if complete else None
+        if update is not None:                       # few chunks changed: the IVF index is updated, not rebuilt
+            dense, slots, recall = update
+            dense.save(staging / DENSE_FILE)
+            np.save(staging / DENSE_IDS, slots)
+            manifest["dense_index"] = {"kind": dense.kind, "vectors": len(dense), "recall_at_10": recall,
+                                       "updated_in_place": True}
+        elif len(ids):
+            rows = np.ascontiguousarray(vectors[ids], dtype=np.float32)
+            dense = DenseIndex.build(rows, kind=kind)
+            dense.save(staging / DENSE_FILE)
             np.save(staging / DENSE_IDS, ids)
+            # what `ragbit status` reports: an approximate index's recall against exact search on this corpus
+            manifest["dense_index"] = {"kind": dense.kind, "vectors": len(dense),
+                                       "recall_at_10": round(dense.recall_at(rows, k=10), 4)}
 
 
 def _link_tree(src: Path, dst: Path, names: list[str]) -> None:

@@ -4,15 +4,17 @@ Rules, in the order they are applied (directories are pruned before anything bel
 
 1. always-skipped directories: VCS metadata, virtualenvs (any directory holding `pyvenv.cfg` or `conda-meta`),
    dependency and build output (`node_modules`, `build`, `dist`, `target`, `*.egg-info`, caches), `.ragbit`;
-2. ignore files, git semantics via `pathspec.GitIgnoreSpec`: `.gitignore` in every directory (patterns relative
+2. `WalkConfig.include` (when set): only files matching one of its gitignore-style patterns are kept, and a
+   directory no pattern can reach below is pruned unread (`src/**` never lists `vendor/`);
+3. ignore files, git semantics via `pathspec.GitIgnoreSpec`: `.gitignore` in every directory (patterns relative
    to it, deeper files win), `.git/info/exclude` (lowest), and `.ragbitignore` in every directory plus
    `WalkConfig.ignore` (highest, so a `!pattern` there can re-include something git ignores); below them all,
    `DEFAULT_IGNORE_PATTERNS` (translation catalogs `*.po`, `*.pot`), which any of those files can override;
-3. secrets, always, whatever the ignore files say (`.env`, keys, credentials, ...; by name, never read, and
+4. secrets, always, whatever the ignore files say (`.env`, keys, credentials, ...; by name, never read, and
    directories such as `.ssh`); secrets inside the files that are read are masked in place
    (`ragbit.indexing.secret_masking`) before anything else sees the text;
-4. by name, without reading: media/archive/binary extensions, lock files, `*.min.js`, `*.map`;
-5. by size (`max_file_bytes`), then by content: NUL byte in the first 8 KB (binary), not UTF-8 (one warning),
+5. by name, without reading: media/archive/binary extensions, lock files, `*.min.js`, `*.map`;
+6. by size (`max_file_bytes`), then by content: NUL byte in the first 8 KB (binary), not UTF-8 (one warning),
    a line longer than `max_line_chars` (minified or generated).
 
 Stat stamps: a caller that indexed the repository before may pass `known(path, stamp)`, which returns the
@@ -102,6 +104,7 @@ IGNORED, EXCLUDED, SECRET, MEDIA, GENERATED = "ignored", "excluded dir", "secret
 TOO_LARGE, BINARY, UNDECODABLE, UNREADABLE = "too large", "binary", "undecodable", "unreadable"
 OUTSIDE, LOOP, BROKEN_LINK = "symlink outside repo", "symlink loop", "broken symlink"
 BAD_NAME, SPECIAL = "undecodable name", "not a regular file"
+NOT_INCLUDED = "not included"
 
 
 class WalkError(RagbitError, ValueError):
@@ -230,6 +233,38 @@ def _git_exclude_file(root: Path) -> Path | None:
     return exclude if exclude.is_file() else None
 
 
+class _IncludeRule:
+    """`WalkConfig.include`: which files are kept, and which directories may hold one (the rest are pruned).
+
+    Matching is pathspec's, with git's semantics (`src/` or `src/**` is everything below src, `*.md` a name
+    anywhere). Pruning only uses what is certain: an anchored pattern (a slash before its end) can match only
+    below its literal leading directories; a pattern without one (`*.py`) may match in any directory."""
+
+    def __init__(self, patterns: list[str], spec: GitIgnoreSpec):
+        self.spec = spec
+        prefixes: list[str] = []
+        for raw in patterns:
+            p = raw.strip()
+            if not p or p.startswith(("#", "!")):   # a negation narrows the set, it never widens where to look
+                continue
+            anchored = p.startswith("/") or "/" in p.rstrip("/")
+            if not anchored or p.startswith("**"):
+                prefixes = [""]                     # may match anywhere: no directory can be pruned
+                break
+            p = p.lstrip("/")
+            glob_at = min((i for i, c in enumerate(p) if c in "*?[\\"), default=None)
+            literal = p if glob_at is None else p[:glob_at]
+            prefixes.append(literal.rstrip("/") + "/" if glob_at is None else literal[:literal.rfind("/") + 1])
+        self.prefixes = tuple(prefixes)
+
+    def keeps_file(self, rel: str) -> bool:
+        return self.spec.match_file(rel)
+
+    def may_hold(self, rel_dir: str) -> bool:
+        """Can a file below `rel_dir` ("a/b/") be included?"""
+        return any(p.startswith(rel_dir) or rel_dir.startswith(p) for p in self.prefixes)
+
+
 # ==================================================================================================================
 # the walk
 # ==================================================================================================================
@@ -247,6 +282,7 @@ class _Walk:
         exclude = _git_exclude_file(self.root)
         self.exclude_layer = self._load("", exclude) if exclude else None
         self.default_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
+        self.include = _IncludeRule(cfg.include, self._spec(cfg.include, "[walk] include")) if cfg.include else None
 
     def _load(self, base: str, path: Path) -> _IgnoreFile | None:
         try:
@@ -306,7 +342,9 @@ class _Walk:
                           "file name is not valid UTF-8")
                 self.stats.skip(BAD_NAME)
             elif is_dir:
-                if entry.name in SECRET_DIRS:
+                if self.include is not None and not self.include.may_hold(rel + "/"):
+                    self.stats.skip(NOT_INCLUDED, rel + "/")
+                elif entry.name in SECRET_DIRS:
                     self.stats.skip(SECRET, rel + "/")
                 elif entry.name in SKIP_DIRS or entry.name.endswith(SKIP_DIR_SUFFIXES) \
                         or any(os.path.exists(os.path.join(entry.path, m)) for m in VENV_MARKERS):
@@ -317,6 +355,8 @@ class _Walk:
                     self.stats.skip(LOOP, rel + "/")
                 else:
                     yield from self._dir(target, rel + "/", ragbit_layers, git_layers, ancestors | {target})
+            elif self.include is not None and not self.include.keeps_file(rel):
+                self.stats.skip(NOT_INCLUDED, rel)
             elif _decide(layers, rel, False):
                 self.stats.skip(IGNORED, rel)
             elif reason := _name_reason(entry.name):
@@ -446,6 +486,23 @@ def walk_repository(root: Path, cfg: WalkConfig, warn: Callable[[str], None] = p
             if source is not None:
                 yield source
     return files()
+
+
+def survey(root: Path, cfg: WalkConfig, sample_size: int, seed: int = 0) -> tuple[int, list[SourceFile]]:
+    """(number of files the walk would consider, up to `sample_size` of them read, drawn uniformly): what
+    `ragbit index` needs to estimate a big job before starting it. Lists directories and stats files, reads
+    only the sample (reservoir sampling, so memory does not grow with the repository)."""
+    import random
+    walk = _Walk(root, cfg, lambda msg: None, WalkStats())
+    rng, reservoir, n = random.Random(seed), [], 0
+    for candidate in walk.candidates():
+        n += 1
+        if len(reservoir) < sample_size:
+            reservoir.append(candidate)
+        elif (j := rng.randrange(n)) < sample_size:
+            reservoir[j] = candidate
+    sample = [walk.read(*c) for c in sorted(reservoir)]
+    return n, [sf for sf in sample if sf is not None]
 
 
 def iter_candidate_paths(root: Path, cfg: WalkConfig, warn: Callable[[str], None] = print_to_stderr,

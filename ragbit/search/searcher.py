@@ -177,7 +177,9 @@ class Searcher:
                 self._embedder = None                    # rebuilt with another model: load that one
             self.manifest, self.table, self.dense_ids = manifest, table, dense_ids
             self.lexical, self.dense, self._dense_loaded = None, None, False
-            self.dense_complete = bool(manifest.get("dense_complete")) and len(dense_ids) == len(table)
+            # slot -> chunk position; -1: a slot whose vector an in-place update removed
+            self.dense_complete = bool(manifest.get("dense_complete")) \
+                and int(np.count_nonzero(dense_ids >= 0)) == len(table)
             self._paths = [f.path for f in table.files]
             self._file_kinds: dict[str, str] = {}
             self._by_name: dict[str, list[str]] = {}

@@ -30,6 +30,8 @@ class IndexStatus:
     changed: int
     removed: int
     damaged: list                 # files of the generation that fail their checksum ([] = intact)
+    dense_kind: str = ""              # the FAISS index built: flat (exact), hnsw or ivf; "" in older indexes
+    dense_recall: float | None = None  # recall@10 of that index against exact search, measured when it was built
 
 
 def _backend_now(cfg: RagbitConfig) -> str:
@@ -77,4 +79,6 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         embed_backend=manifest.get("embed_backend", ""), backend_now=_backend_now(cfg),
         dense_complete=bool(manifest.get("dense_complete")), dense_vectors=int(manifest.get("dense_vectors", 0)),
         added=len(now.keys() - indexed.keys()), removed=len(indexed.keys() - now.keys()),
-        changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged)
+        changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged,
+        dense_kind=str((manifest.get("dense_index") or {}).get("kind", "")),
+        dense_recall=(manifest.get("dense_index") or {}).get("recall_at_10"))
