@@ -23,9 +23,11 @@ from ragbit.terminal_text import for_terminal
 
 
 def _load_config(repo: Optional[Path], model: Optional[str], k: Optional[int], budget: Optional[int],
-                 think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
+                 think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str],
+                 grounding: Optional[bool] = None):
     return repo_config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
-                          "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
+                          "query": {"k": k, "budget": budget, "thinking": think, "grounding": grounding},
+                          "index": {"dir": index_dir}})
 
 
 # ---------------------------------------------------------------------------------------------- printing
@@ -60,6 +62,14 @@ def _print_sources(answer) -> None:
         typer.echo(answer.context.omitted_summary())
 
 
+def _print_grounding(answer) -> None:
+    """One line under the answer: what it names, checked against the index (unknown names first to the eye)."""
+    g = getattr(answer, "grounding", None)
+    line = g.summary() if g is not None and answer.text else ""
+    if line:
+        typer.echo(for_terminal(line, keep_newlines=False))
+
+
 def _print_timings(answer) -> None:
     t, st = answer.timings, answer.stats
     parts = [f"{k[:-2]} {t[k]:.2f}s" for k in ("index_s", "retrieval_s", "pack_s", "load_s", "ttft_s") if k in t]
@@ -83,6 +93,7 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
         typer.echo(for_terminal(answer.text))
     if answer.text:
         typer.echo("" if answer.text.endswith("\n") else "\n")
+    _print_grounding(answer)
     _print_sources(answer)
 
 
@@ -105,6 +116,8 @@ def query(
                                  "(schema ragbit.query/1, docs/json.md)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="with --json: include the whole prompt"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+    grounding: Optional[bool] = typer.Option(None, "--grounding/--no-grounding", help="check the names, calls, "
+                                             "paths and citations of the answer against the index (default on)"),
 ) -> None:
     """Ask a question about a repository: retrieve, pack, stream a cited answer.
 
@@ -113,7 +126,7 @@ def query(
     """
     def go():
         from ragbit.pipeline.standard import ask
-        cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir)
+        cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding)
         return ask(cfg, question, on_token=None if as_json else _stream_to_stdout)
     answer = guarded(go)
     if as_json:
@@ -140,12 +153,14 @@ def chat(
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+    grounding: Optional[bool] = typer.Option(None, "--grounding/--no-grounding", help="check each answer's "
+                                             "names, calls, paths and citations against the index (default on)"),
 ) -> None:
     """A conversation about a repository: line editing and history on a terminal, one question per line
     from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
-        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
+        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding))
     conversation = guarded(setup)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     read = _line_reader(interactive)

@@ -1,6 +1,6 @@
 """The default query pipeline and `ask()`: what `ragbit query` runs, callable from Python.
 
-    retriever -> [reranker] -> packer -> prompt -> generator -> citations
+    retriever -> [reranker] -> packer -> prompt -> generator -> citations -> [grounding]
 
 `ask()` adds what a user expects around it: the index is built (first time) or refreshed (files changed)
 before retrieving, tokens are streamed to a callback, and when no model is usable (offline hub, missing
@@ -22,6 +22,8 @@ from ragbit.pipeline.components.context_packer import ContextPacker
 from ragbit.pipeline.components.context_packer import PackedContext
 from ragbit.pipeline.pipeline import Pipeline, query_inputs
 from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.grounding_checker import GroundingChecker
+from ragbit.symbols.grounding import Grounding
 from ragbit.pipeline.components.citation_extractor import Source, sources_for
 from ragbit.pipeline.components.reranker import CrossEncoderReranker
 from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
@@ -36,6 +38,8 @@ def standard_pipeline(cfg: RagbitConfig) -> Pipeline:
     p.add("prompt", PromptBuilder())
     p.add("generator", BonsaiGenerator.from_config(cfg))
     p.add("citations", CitationExtractor())
+    if cfg.query.grounding:
+        p.add("grounding", GroundingChecker.from_config(cfg))
     return p.build()
 
 
@@ -56,6 +60,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)       # index_s, retrieval_s, pack_s, load_s, ttft_s, ...
     step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
     error: str = ""                                  # why there is no answer (no model, ...)
+    grounding: Grounding | None = None               # what the answer names, checked against the index
 
     def to_json(self) -> dict[str, Any]:
         ctx = self.context
@@ -75,6 +80,7 @@ class Answer:
                        else {"count": 0, "paths": []},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "prompt": self.stats.prompt if self.stats else None,
+            "grounding": self.grounding.to_json() if self.grounding is not None else [],
         }
 
 
@@ -152,13 +158,15 @@ def _fill(answer: Answer, result: Any, pipeline: Pipeline) -> None:
     answer.stats = result.find("stats")
     answer.text = result.find("answer") or ""
     answer.sources = result.find("sources") or []
+    answer.grounding = result.find("grounding")
     if not answer.sources and answer.error:            # no answer: list what was packed, or else retrieved
         if answer.context is not None:
             answer.sources = sources_for("", answer.context.blocks)
         else:
             answer.sources = [Source(h.rank, h.path, h.start_line, h.end_line, float(h.score), cited=False)
                               for h in answer.hits]
-    timing_names = {HybridRetriever: "retrieval_s", ContextPacker: "pack_s", CrossEncoderReranker: "rerank_s"}
+    timing_names = {HybridRetriever: "retrieval_s", ContextPacker: "pack_s", CrossEncoderReranker: "rerank_s",
+                    GroundingChecker: "grounding_s"}
     for name, comp in pipeline.components.items():
         label = timing_names.get(type(comp))
         if label and name in result.timings:

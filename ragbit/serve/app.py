@@ -2,7 +2,8 @@
 
 Routes: POST /v1/chat/completions and /v1/completions (streamed as server-sent events, or whole),
 GET /v1/models, POST /v1/embeddings, POST /v1/search (ragbit's retrieval-only call), GET /health.
-Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`),
+Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`)
+and the grounding check of the answer (`ragbit.grounding`),
 the plain model name is the model alone.
 
 Generation goes through the bounded `EngineQueue` (429 + Retry-After when full). A request waits for its
@@ -208,7 +209,7 @@ class ServeApp:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         g: Generation = value
         use = oa.usage(g.prompt_tokens, g.completion_tokens, g.cached_tokens)
-        extra = {"sources": g.sources} if g.sources else None
+        extra = g.ragbit_extra()
         make = oa.chat_response if chat else oa.completion_response
         return JSONResponse(make(rid, body.model, g.text, oa.finish_reason(g.finish_reason), use, extra))
 
@@ -237,7 +238,7 @@ class ServeApp:
                 yield _sse(oa.error_body(err.message, err.type, err.code, err.param))
                 return
             g: Generation = value
-            extra = {"sources": g.sources} if g.sources else None
+            extra = g.ragbit_extra()
             reason = oa.finish_reason(g.finish_reason)
             use = oa.usage(g.prompt_tokens, g.completion_tokens, g.cached_tokens)
             if chat:

@@ -55,13 +55,13 @@ class SymbolTable:
     @classmethod
     def from_files(cls, records: list[tuple[str, dict | None]], previous: "SymbolTable | None" = None,
                    reused: set[str] = frozenset()) -> "SymbolTable":
-        """(path, record) in index order; a path in `reused` keeps its record from `previous`."""
+        """(path, record) in index order; a path in `reused` keeps its record from `previous`. Every indexed file
+        has a record (empty for files tree-sitter does not parse), so the table also knows every path."""
         files = {}
         for path, record in records:
             if path in reused and previous is not None:
                 record = previous.files.get(path)
-            if record is not None:
-                files[path] = record
+            files[path] = record or {}
         return cls(files)
 
     def save(self, directory: Path) -> None:
@@ -97,10 +97,10 @@ class SymbolTable:
             module = record.get("module", "")
             if module:
                 self._modules[module] = path
-                n_lines = max((s[3] for s in record["symbols"]), default=1)
+                n_lines = max((s[3] for s in record.get("symbols", ())), default=1)
                 sym = Symbol(module, "module", path, 1, n_lines, "")
                 by_last.setdefault(module.rsplit(".", 1)[-1], []).append(sym)
-            for qualname, kind, start, end, signature in record["symbols"]:
+            for qualname, kind, start, end, signature in record.get("symbols", ()):
                 sym = Symbol(_join(module, qualname), kind, path, start, end, signature)
                 by_last.setdefault(qualname.rsplit(".", 1)[-1], []).append(sym)
             aliases = {}
@@ -119,7 +119,7 @@ class SymbolTable:
         return self._by_last
 
     def __len__(self) -> int:
-        return sum(len(r["symbols"]) for r in self.files.values())
+        return sum(len(r.get("symbols", ())) for r in self.files.values())
 
     def find(self, name: str) -> list[Symbol]:
         """Definitions whose qualified name is `name` or ends with "." + `name`, in file order."""

@@ -86,7 +86,9 @@ def _query(language: str):
 
 def _python_extras(tree, source: bytes, record: dict, is_package: bool) -> None:
     from tree_sitter import QueryCursor
-    captures = QueryCursor(_query("python")).captures(tree.root_node)
+    # captures come back in no fixed order: sorted by position, a file's record is the same on every run
+    captures = {name: sorted(nodes, key=lambda n: n.start_byte)
+                for name, nodes in QueryCursor(_query("python")).captures(tree.root_node).items()}
     text = lambda node: source[node.start_byte:node.end_byte].decode("utf-8", "replace")   # noqa: E731
     module = record["module"]
     for node in captures.get("import", []):
