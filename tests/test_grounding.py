@@ -196,11 +196,12 @@ def test_calls_are_checked_against_the_signature(table):
     got = {f.name + f" {f.detail}": f.status for f in check_answer(
         "`Invoice.add_line('a', 2)` and `Invoice.add_line('a', price=3.0)` fit; "
         "`Invoice.add_line('a', 2, 3.0)` passes too many, `Invoice.add_line('a', colour='red')` invents one, "
-        "`total()` forgets the invoices and `Invoice('7', 'x')` builds it wrong.", table).findings}
+        "`Invoice('7', 'x')` builds it wrong, and `total()` (a name, not a call) is not counted.\n"
+        "```python\ntotal()\n```", table).findings}
     assert got == {"Invoice.add_line ": "repo",
                    "Invoice.add_line takes 2 positional arguments, given 3": "mismatch",
                    "Invoice.add_line has no parameter 'colour'": "mismatch",
-                   "total missing argument 'invoices'": "mismatch",
+                   "total missing argument 'invoices'": "mismatch", "total ": "repo",
                    "Invoice takes 1 positional argument, given 2": "mismatch"}
 
 

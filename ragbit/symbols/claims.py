@@ -84,9 +84,13 @@ def _line_claims(line: str) -> list[Claim]:
     """Claims of one prose line, with each citation attached to the claim before it."""
     found: list[tuple[int, Claim]] = []
     taken: list[tuple[int, int]] = []
+    skipped: list[int] = []             # where an ignored name (`list(...)`) stands: a citation after it is its
 
     def add(start: int, end: int, claim: Claim) -> None:
-        if any(s <= start < e for s, e in taken) or _ignored(claim.name):
+        if any(s <= start < e for s, e in taken):
+            return
+        if _ignored(claim.name):
+            skipped.append(start)
             return
         taken.append((start, end))
         found.append((start, claim))
@@ -99,7 +103,7 @@ def _line_claims(line: str) -> list[Claim]:
         add(m.start(), m.end(), Claim(m.group(1), "path"))
     for m in CALL.finditer(masked):
         args, keywords, end = _call_args(masked, m.end())
-        add(m.start(), end, Claim(m.group(1), "call", args, keywords))
+        add(m.start(), end, Claim(m.group(1), "call", _reference(args, keywords), keywords))
     for m in DOTTED.finditer(masked):
         if not PROSE_DOTTED_IGNORED.match(m.group(1)) and not m.group(1)[-1].isdigit():
             add(m.start(), m.end(), Claim(m.group(1), "name"))
@@ -107,9 +111,9 @@ def _line_claims(line: str) -> list[Claim]:
         add(m.start(), m.end(), Claim(m.group(1), "name"))
     found.sort(key=lambda sc: sc[0])
     for m in CITATION.finditer(line):
-        before = [c for start, c in found if start < m.start()]
-        if before:
-            before[-1].citations += [int(n) for n in re.split(r"[,;]", m.group(1))]
+        before = [(start, c) for start, c in found if start < m.start()]
+        if before and not any(before[-1][0] < s < m.start() for s in skipped):
+            before[-1][1].citations += [int(n) for n in re.split(r"[,;]", m.group(1))]
     return [c for _, c in found]
 
 
@@ -125,10 +129,15 @@ def _span_claims(span: str) -> list[Claim]:
     if call and call.start() == 0:
         args, keywords, end = _call_args(span, call.end())
         if end == len(span):
-            return [Claim(call.group(1), "call", args, keywords, in_code=True)]
+            return [Claim(call.group(1), "call", _reference(args, keywords), keywords, in_code=True)]
     if span.startswith("-") or " --" in span or span.startswith(("$", "ragbit ", "pip ", "git ", "python ")):
         return []
     return _code_claims(span)
+
+
+def _reference(args: int | None, keywords: list[str]) -> int | None:
+    """Outside code blocks `name()` names a function rather than calling it with no arguments: not counted."""
+    return None if args == 0 and not keywords else args
 
 
 def _code_claims(code: str, local: set[str] = frozenset()) -> list[Claim]:

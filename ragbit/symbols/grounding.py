@@ -121,7 +121,7 @@ class _Checker:
             if problem:
                 return Finding(name, claim.kind, "mismatch", detail=problem)
         if status is None:
-            if not claim.in_code and len(parts) == 1 and name not in self.context_words:
+            if not claim.in_code and claim.kind == "name" and len(parts) == 1 and name not in self.context_words:
                 # a snake_case word of prose that names nothing: too weak to flag (`the max_tokens setting`
                 # might be English); flagged when it is close to a defined name
                 suggestion = self._suggest(name)
@@ -156,13 +156,16 @@ class _Checker:
         external = False
         for owner in owners:
             bases = _BASES.match(owner.signature) if owner.kind == "class" else None
-            for base in (re.split(r"\s*,\s*", bases.group(1)) if bases else []):
+            for base in (_top_level_split(bases.group(1)) if bases else []):
                 base = base.split("[")[0].strip()
                 if not base or "=" in base or base == "object":
                     continue
                 resolved = self.table.resolve(base)
                 if not resolved:
-                    external = True
+                    known = _outside_base_has(base, member)
+                    if known:
+                        return "dependency"
+                    external = external or known is None
                 elif self.table.resolve(f"{resolved[0].name}.{member}"):
                     return "repo"
                 elif depth < 3 and self._inherited(resolved, member, depth + 1):
@@ -245,6 +248,49 @@ class _Checker:
         return problems[0] if problems else ""
 
 
+# typing's names for builtin containers: their members are the builtin's
+_TYPING_BUILTINS = {"Dict": dict, "List": list, "Set": set, "FrozenSet": frozenset, "Tuple": tuple, "Type": type,
+                    "DefaultDict": dict, "Mapping": dict, "MutableMapping": dict, "Sequence": list,
+                    "MutableSequence": list, "AbstractSet": set, "MutableSet": set}
+
+
+def _outside_base_has(base: str, member: str) -> bool | None:
+    """Whether a base class defined outside the repository has `member`: known for builtins, typing's container
+    names and classes of modules this process has already imported (nothing is imported to find out); None
+    when it cannot be known (a third-party base: the member may be there)."""
+    import builtins
+    import sys
+    name = base.rsplit(".", 1)[-1]
+    cls = _TYPING_BUILTINS.get(name) or (getattr(builtins, base, None) if "." not in base else None)
+    if cls is None and "." in base:
+        module = sys.modules.get(base.rsplit(".", 1)[0])
+        cls = getattr(module, name, None) if module is not None else None
+    if cls is None:
+        for module_name in ("collections", "collections.abc", "typing", "enum", "abc", "io", "threading"):
+            module = sys.modules.get(module_name)
+            if module is not None and isinstance(getattr(module, name, None), type):
+                cls = getattr(module, name)
+                break
+    if not isinstance(cls, type):
+        return None
+    return hasattr(cls, member)
+
+
+def _top_level_split(text: str) -> list[str]:
+    """`A[str, int], B` -> ["A[str, int]", "B"]: commas outside brackets only."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
 def _location(s: Symbol) -> str:
     return f"{s.path}:{s.start_line}-{s.end_line}"
 
@@ -282,6 +328,8 @@ def _signature_problem(signature: str, n_args: int, keywords: list[str], bound: 
     star_seen = False
     for i, p in enumerate(params):
         name = re.match(r"\*{0,2}\s*(\w*)", p).group(1)
+        if not name and p not in ("*", "/"):
+            return None                                  # a parameter this reader does not understand
         if p.startswith("**"):
             varkw = True
         elif p.startswith("*"):

@@ -272,7 +272,9 @@ def _signature(node, source: bytes) -> str:
     else:
         newline = source.find(b"\n", node.start_byte)
         end = node.end_byte if newline < 0 else min(newline, node.end_byte)
-    text = re.sub(r"\s+", " ", source[node.start_byte:end].decode("utf-8", "replace")).strip().rstrip("{: ")
+    header = source[node.start_byte:end].decode("utf-8", "replace")
+    header = re.sub(r"[ \t]+(?:#|//)[^\n\"']*$", "", header, flags=re.MULTILINE)     # end-of-line comments
+    text = re.sub(r"\s+", " ", header).strip().rstrip("{: ")
     return text if len(text) <= MAX_SIGNATURE_CHARS else text[:MAX_SIGNATURE_CHARS - 1] + "…"
 
 
