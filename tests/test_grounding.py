@@ -278,3 +278,18 @@ def test_the_query_pipeline_checks_every_answer(shop, bonsai_tokenizer):
     doc = query_document(answer)
     validate(doc)
     assert {g["name"]: g["status"] for g in doc["grounding"]}["Invoice.fetch_all"] == "unknown"
+
+
+def test_the_answer_shows_its_grounding_line_and_the_server_its_list(table, capsys):
+    from ragbit.cli.query_cmds import _show_answer
+    from ragbit.pipeline.standard import Answer
+    from ragbit.serve.service import Generation
+    text = "`Invoice.add_line` then `Invoice.refund_all`."
+    answer = Answer("q", text=text, grounding=check_answer(text, table))
+    _show_answer(answer, streamed=True, show_context=False)
+    out = capsys.readouterr().out
+    assert "checked 2 names: 1 found, 1 unknown: Invoice.refund_all" in out
+    assert out.index("checked 2 names") < out.index("sources")           # under the answer, above the sources
+    g = Generation("x", "eog", 1, 1, sources=[{"path": "a.py"}], grounding=answer.grounding.to_json())
+    assert g.ragbit_extra()["grounding"][1]["status"] == "unknown" and g.ragbit_extra()["sources"]
+    assert Generation("x", "eog", 1, 1).ragbit_extra() is None
