@@ -174,9 +174,10 @@ def _block_claims(code: str) -> list[Claim]:
     return claims
 
 
-def _call_args(text: str, start: int) -> tuple[int | None, list[str], int]:
-    """(positional count, keyword names, end) of the argument list opening just before `start`; count None when
-    the list is not closed or holds *args / **kwargs / `...`."""
+def split_bracketed(text: str, start: int) -> tuple[list[str], int] | None:
+    """The comma-separated parts (stripped, empty ones dropped) of the bracket opened just before `start`, and
+    the index after its closing bracket; None when it never closes. Commas inside nested brackets or quotes do
+    not split. Serves calls in answers and parameter lists in signatures alike."""
     depth, i, part_start, parts = 1, start, start, []
     while i < len(text) and depth:
         ch = text[i]
@@ -194,9 +195,18 @@ def _call_args(text: str, start: int) -> tuple[int | None, list[str], int]:
             i = close if close > 0 else i
         i += 1
     if depth:
+        return None
+    return [p.strip() for p in parts if p.strip()], i
+
+
+def _call_args(text: str, start: int) -> tuple[int | None, list[str], int]:
+    """(positional count, keyword names, end) of the argument list opening just before `start`; count None when
+    the list is not closed or holds *args / **kwargs / `...`."""
+    split = split_bracketed(text, start)
+    if split is None:
         return None, [], len(text)
-    parts = [p.strip() for p in parts if p.strip()]
+    parts, end = split
     if any(p.startswith("*") or p == "..." or p.endswith("...") for p in parts):
-        return None, [], i
+        return None, [], end
     keywords = [p.split("=", 1)[0].strip() for p in parts if re.match(r"^[A-Za-z_]\w*\s*=(?!=)", p)]
-    return len(parts) - len(keywords), keywords, i
+    return len(parts) - len(keywords), keywords, end

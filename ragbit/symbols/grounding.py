@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragbit.symbols.claims import STDLIB, Claim, extract_claims
+from ragbit.symbols.claims import STDLIB, Claim, extract_claims, split_bracketed
 from ragbit.symbols.table import Symbol, SymbolTable
 
 FLAGGED = ("unknown", "mismatch", "miscited")
@@ -278,17 +278,7 @@ def _outside_base_has(base: str, member: str) -> bool | None:
 
 def _top_level_split(text: str) -> list[str]:
     """`A[str, int], B` -> ["A[str, int]", "B"]: commas outside brackets only."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return [p for p in parts if p]
+    return (split_bracketed(text + ")", 0) or ([], 0))[0]
 
 
 def _location(s: Symbol) -> str:
@@ -296,26 +286,11 @@ def _location(s: Symbol) -> str:
 
 
 def _split_params(signature: str) -> list[str] | None:
-    """The parameters of a Python `def` header, top-level commas only; None for other headers."""
+    """The parameters of a Python `def` header; None for other headers, or one cut short (very long)."""
     if not signature.startswith(("def ", "async def ")) or "(" not in signature:
         return None
-    start = signature.index("(") + 1
-    depth, parts, part_start = 1, [], start
-    for i in range(start, len(signature)):
-        ch = signature[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth == 0:
-                parts.append(signature[part_start:i])
-                break
-        elif ch == "," and depth == 1:
-            parts.append(signature[part_start:i])
-            part_start = i + 1
-    else:
-        return None                                      # header cut short (a very long signature)
-    return [p.strip() for p in parts if p.strip()]
+    split = split_bracketed(signature, signature.index("(") + 1)
+    return split[0] if split is not None else None
 
 
 def _signature_problem(signature: str, n_args: int, keywords: list[str], bound: bool) -> str | None:
