@@ -293,3 +293,39 @@ def test_the_answer_shows_its_grounding_line_and_the_server_its_list(table, caps
     g = Generation("x", "eog", 1, 1, sources=[{"path": "a.py"}], grounding=answer.grounding.to_json())
     assert g.ragbit_extra()["grounding"][1]["status"] == "unknown" and g.ragbit_extra()["sources"]
     assert Generation("x", "eog", 1, 1).ragbit_extra() is None
+
+
+class _ReadsTheContext:
+    """A stand-in generator that names the right method only when its definition is in the prompt."""
+    outputs = {"answer": str}
+
+    def run(self, messages: list[dict]) -> dict:
+        seen = "def add_line(self, sku" in "\n".join(m["content"] for m in messages)
+        return {"answer": "Call `Invoice.add_line`." if seen else "Call `Invoice.add_lines`."}
+
+
+def test_one_repair_pass_adds_the_suggested_definition_and_answers_again(shop, bonsai_tokenizer):
+    from ragbit.json_forms import query_document
+    from ragbit.pipeline.components import ContextPacker, GroundingChecker, HybridRetriever, PromptBuilder
+    from ragbit.pipeline.pipeline import Pipeline, query_inputs
+    from ragbit.pipeline.standard import ask
+    from tests.test_json_schema import validate
+
+    p = Pipeline(**query_inputs())
+    p.add("retriever", HybridRetriever(shop, embedder=FakeEmbedder()))
+    p.add("packer", ContextPacker(budget=300, tokenizer=bonsai_tokenizer))
+    p.add("prompt", PromptBuilder()).add("generator", _ReadsTheContext()).add("grounding", GroundingChecker(shop))
+    p.build()
+    question = "what does the carousel return from next?"
+    plain = ask(shop, question, pipeline=p, refresh=False)
+    assert plain.text == "Call `Invoice.add_lines`." and plain.repair is None
+    notes = []
+    fixed = ask(shop, question, pipeline=p, refresh=False, repair=True, on_repair=notes.append)
+    assert fixed.text == "Call `Invoice.add_line`." and [f.status for f in fixed.grounding.findings] == ["context"]
+    assert fixed.repair.names == ["Invoice.add_lines"] and fixed.repair.first_answer == plain.text
+    assert notes == ["repair: the answer named Invoice.add_lines, not defined here; answering once more with "
+                     "Invoice.add_line (shop/billing.py:16-17) in the context"]
+    assert fixed.context.tokens <= 300 and p.components["retriever"].pinned == []
+    validate(query_document(fixed))
+    again = ask(shop, "how is a line added?", pipeline=p, refresh=False, repair=True)
+    assert again.repair is None                                   # nothing unknown: no second pass

@@ -79,6 +79,12 @@ def _print_timings(answer) -> None:
     _echo_err("[" + ", ".join(parts) + "]")
 
 
+def _announce_repair(note: str) -> None:
+    """Between the first answer (already streamed) and the repaired one."""
+    typer.echo("\n")
+    typer.echo(for_terminal(f"[{note}]", keep_newlines=False))
+
+
 def _stream_to_stdout(piece: str) -> None:
     sys.stdout.write(for_terminal(piece))     # the model may copy escapes it read in the context
     sys.stdout.flush()
@@ -118,6 +124,8 @@ def query(
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     grounding: Optional[bool] = typer.Option(None, "--grounding/--no-grounding", help="check the names, calls, "
                                              "paths and citations of the answer against the index (default on)"),
+    repair: bool = typer.Option(False, "--repair", help="when the answer names something undefined that is close "
+                                "to a defined name, answer once more with that definition in the context"),
 ) -> None:
     """Ask a question about a repository: retrieve, pack, stream a cited answer.
 
@@ -127,7 +135,8 @@ def query(
     def go():
         from ragbit.pipeline.standard import ask
         cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding)
-        return ask(cfg, question, on_token=None if as_json else _stream_to_stdout)
+        return ask(cfg, question, on_token=None if as_json else _stream_to_stdout, repair=repair,
+                   on_repair=None if as_json else _announce_repair)
     answer = guarded(go)
     if as_json:
         if answer.error:
@@ -155,12 +164,15 @@ def chat(
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     grounding: Optional[bool] = typer.Option(None, "--grounding/--no-grounding", help="check each answer's "
                                              "names, calls, paths and citations against the index (default on)"),
+    repair: bool = typer.Option(False, "--repair", help="answer once more when an answer names something "
+                                "undefined that is close to a defined name (with that definition in the context)"),
 ) -> None:
     """A conversation about a repository: line editing and history on a terminal, one question per line
     from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
-        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding))
+        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding),
+                            repair=repair)
     conversation = guarded(setup)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     read = _line_reader(interactive)
@@ -202,7 +214,8 @@ class _ChatTurns:
                 self.last = None
             return _slash_command(question, self.conversation, self.last)
         self.answering = True        # an interrupted turn is not kept by Conversation.ask
-        answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout),
+        answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout,
+                                                       on_repair=_announce_repair),
                          keep_ctrl_c=True)
         self.last = answer
         _show_answer(answer, streamed=True, show_context=False)

@@ -61,6 +61,7 @@ class Answer:
     step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
     error: str = ""                                  # why there is no answer (no model, ...)
     grounding: Grounding | None = None               # what the answer names, checked against the index
+    repair: Any = None                               # ragbit.symbols.repair.Repair when a repair pass ran
 
     def to_json(self) -> dict[str, Any]:
         ctx = self.context
@@ -81,6 +82,7 @@ class Answer:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "prompt": self.stats.prompt if self.stats else None,
             "grounding": self.grounding.to_json() if self.grounding is not None else [],
+            "repair": self.repair.to_json() if self.repair is not None else None,
         }
 
 
@@ -109,8 +111,13 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
 
 
 def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None = None,
-        pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None) -> Answer:
+        pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None,
+        repair: bool = False, on_repair: Callable[[str], None] | None = None) -> Answer:
     """Answer `question` about `cfg.repo` with `pipeline` (default: `query_pipeline(cfg)`).
+
+    `repair`: when the grounding check finds unknown names with close defined ones, generate once more with
+    those definitions first in the context (same budget); `on_repair` hears one line saying so before the
+    second answer streams. The Answer is then the second one, with `repair` set.
 
     Raises the usual domain errors (no such repo, index locked, ...) except the model ones: those give an
     Answer with sources and `error` set.
@@ -146,6 +153,35 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
             answer.error += (f" (`ragbit pull {name}` downloads it where the network allows; RAGBIT_MODEL=PATH "
                              "or [generator] model in ~/.config/ragbit/config.toml makes a file the default)")
     _fill(answer, result, pipeline)
+    if repair and answer.text and answer.grounding is not None:
+        answer = _repaired(cfg, answer, pipeline, inputs, on_repair) or answer
+    return answer
+
+
+def _repaired(cfg: RagbitConfig, first: Answer, pipeline: Pipeline, inputs: dict[str, Any],
+              on_repair: Callable[[str], None] | None) -> Answer | None:
+    """The answer of one repair pass (ragbit/symbols/repair.py), or None when there is nothing to repair."""
+    from ragbit.symbols.repair import repair_hits
+    checkers, retrievers = pipeline.find_components(GroundingChecker), pipeline.find_components(HybridRetriever)
+    table = checkers[0].symbols() if checkers else None
+    if not retrievers or table is None or isinstance(table, str):
+        return None
+    hits, repair = repair_hits(first.grounding, table, cfg.repo)
+    if not hits:
+        return None
+    repair.first_answer = first.text
+    if on_repair is not None:
+        on_repair(repair.note())
+    for r in retrievers:
+        r.pinned = hits
+    try:
+        result = pipeline.run(**inputs)
+    finally:
+        for r in retrievers:
+            r.pinned = []
+    answer = Answer(first.question, timings=dict(first.timings))
+    _fill(answer, result, pipeline)
+    answer.repair = repair
     return answer
 
 

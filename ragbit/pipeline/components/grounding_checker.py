@@ -30,6 +30,10 @@ class GroundingChecker(Component):
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "GroundingChecker":
         return cls(cfg, **params)
 
+    def symbols(self):
+        """The symbol table, or a string saying why there is none."""
+        return self._symbols()
+
     def _symbols(self):
         """The committed generation's symbol table, reloaded when the generation changed."""
         from indexes.errors import IndexesError
