@@ -93,10 +93,14 @@ class SymbolTable:
         self._modules: dict[str, str] = {}                 # module -> path
         self._imports: dict[str, dict[str, str]] = {}      # module (or path) -> alias -> target
         self._imported_roots: dict[str, str] = {}          # alias or target root -> a target naming it
+        self._modules_by_last: dict[str, list[str]] = {}   # last component -> modules ("searcher" -> [...])
+        self._alias_targets: dict[str, list[str]] = {}     # alias -> what the modules importing it mean by it
+        self._resolved: dict[str, list[Symbol]] = {}       # resolve() memo: the table never changes
         for path, record in self.files.items():
             module = record.get("module", "")
             if module:
                 self._modules[module] = path
+                self._modules_by_last.setdefault(module.rsplit(".", 1)[-1], []).append(module)
                 n_lines = max((s[3] for s in record.get("symbols", ())), default=1)
                 sym = Symbol(module, "module", path, 1, n_lines, "")
                 by_last.setdefault(module.rsplit(".", 1)[-1], []).append(sym)
@@ -106,6 +110,9 @@ class SymbolTable:
             aliases = {}
             for alias, target in record.get("imports", ()):
                 aliases[alias] = target
+                targets = self._alias_targets.setdefault(alias, [])
+                if target not in targets:
+                    targets.append(target)
                 self._imported_roots.setdefault(alias, target)
                 self._imported_roots.setdefault(target.split(".")[0], target)
                 self._imported_roots.setdefault(target, target)
@@ -117,6 +124,12 @@ class SymbolTable:
         if self._by_last is None:
             self._build()
         return self._by_last
+
+    def _names(self) -> list[str]:
+        """Every defined last name component, once (what fuzzy matching searches)."""
+        if getattr(self, "_name_list", None) is None:
+            self._name_list = list(self.by_last)
+        return self._name_list
 
     def __len__(self) -> int:
         return sum(len(r.get("symbols", ())) for r in self.files.values())
@@ -133,6 +146,13 @@ class SymbolTable:
     def resolve(self, name: str) -> list[Symbol]:
         """`find`, then through imports: `pkg.Foo` where pkg/__init__.py does `from .sub import Foo` is
         pkg.sub.Foo; `Alias.method` where a module imports `Real as Alias` is Real.method."""
+        if self._by_last is None:
+            self._build()
+        if name not in self._resolved:
+            self._resolved[name] = self._resolve(name)
+        return self._resolved[name]
+
+    def _resolve(self, name: str) -> list[Symbol]:
         seen: set[str] = set()
         todo = [name]
         for _ in range(MAX_ALIAS_HOPS):
@@ -162,11 +182,13 @@ class SymbolTable:
         for i in range(len(parts) - 1, -1, -1):
             prefix, alias, rest = ".".join(parts[:i]), parts[i], parts[i + 1:]
             if prefix:
-                modules = [m for m in self._modules if m == prefix or m.endswith("." + prefix)]
+                last = prefix.rsplit(".", 1)[-1]
+                modules = [m for m in self._modules_by_last.get(last, ())
+                           if m == prefix or m.endswith("." + prefix)]
+                targets = [self._imports.get(m, {}).get(alias) for m in modules]
             else:
-                modules = list(self._imports)
-            for module in modules:
-                target = self._imports.get(module, {}).get(alias)
+                targets = self._alias_targets.get(alias, [])
+            for target in targets:
                 if target and target != name:
                     out.append(".".join([target] + rest))
             if out:
@@ -200,8 +222,8 @@ class SymbolTable:
                 good = [f"{owner}.{m}" for m, score, _ in best if score >= 0.5]
                 if good:
                     return good
-        best = process.extract(last, self.by_last.keys(), scorer=Levenshtein.normalized_similarity,
-                                 limit=limit, score_cutoff=0.6)
+        best = process.extract(last, self._names(), scorer=Levenshtein.normalized_similarity,
+                               limit=limit, score_cutoff=0.6)
         return [m for m, _, _ in best]
 
     def resolve_members(self, owner: str) -> list[Symbol]:
@@ -227,7 +249,7 @@ class SymbolTable:
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
         out: list[Symbol] = []
-        for key, _, _ in process.extract(name.rsplit(".", 1)[-1], self.by_last.keys(),
+        for key, _, _ in process.extract(name.rsplit(".", 1)[-1], self._names(),
                                          scorer=Levenshtein.normalized_similarity, limit=limit, score_cutoff=0.5):
             out += self.by_last[key]
         return out[:limit]
