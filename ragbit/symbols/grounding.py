@@ -145,7 +145,10 @@ class _Checker:
         owners = self.table.resolve(owner)
         if owners:
             inherited = self._inherited(owners, member)
-            return (inherited, "inherited from a base outside the repository") if inherited else (None, "")
+            if inherited is None:
+                return None, ""
+            return inherited, ("inherited from a base class" if inherited == "repo"
+                               else "inherited from a base outside the repository")
         if self.table.find(member) or member in self.context_words:
             return "repo", "a member reached through a variable"
         return None, ""
@@ -168,8 +171,11 @@ class _Checker:
                     external = external or known is None
                 elif self.table.resolve(f"{resolved[0].name}.{member}"):
                     return "repo"
-                elif depth < 3 and self._inherited(resolved, member, depth + 1):
-                    return self._inherited(resolved, member, depth + 1)
+                elif depth < 3:
+                    found = self._inherited(resolved, member, depth + 1)
+                    if found == "repo":
+                        return found
+                    external = external or found == "dependency"
         return "dependency" if external else None
 
     def _suggest(self, name: str) -> str | None:
