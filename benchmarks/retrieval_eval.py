@@ -1,8 +1,9 @@
 """Retrieval quality on the development sets, every search mode side by side in one run, at three levels.
 
 Runs the flow of ../shared/eval/score.py in-process: each corpus is indexed ONCE with ragbit, then every
-query is searched in each mode (hybrid, dense, lexical, and ablations), and scored with score.py's own
-`score_one` (imported, not re-written) at file and chunk level, next to score.py's BM25 baselines. Then the
+query is searched in each mode (hybrid, dense, lexical, and ablations), and scored at file and chunk level,
+next to score.py's BM25 baselines. The scoring and the baselines are `ragbit/evaluation/` (score.py's
+definitions; `ragbit eval` runs the same code on a user's own questions). Then the
 context level (`context_eval.py`): the pipeline's own retriever and packer fill budgets of 500 to 3,000
 generator tokens, and the share of gold lines inside the packed context is measured, beside BM25 over
 40-line windows packed to the same budgets.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
 import os
 import sys
@@ -69,13 +69,6 @@ def seed_vectors_from_siblings(index_root: Path, corpus: str) -> int:
     return linked
 
 
-def load_score_module(eval_dir: Path):
-    spec = importlib.util.spec_from_file_location("ragbit_eval_score", eval_dir / "score.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
@@ -108,7 +101,8 @@ def main() -> None:
     from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
     from ragbit.search.searcher import Searcher
 
-    score = load_score_module(Path(a.eval_dir))
+    from ragbit.evaluation import baselines as bm25
+    from ragbit.evaluation import metrics as score
     qs = [json.loads(l) for l in open(Path(a.eval_dir) / query_file) if l.strip()]
     if a.corpora:
         order = a.corpora.split(",")                 # corpora run in the order given
@@ -119,7 +113,7 @@ def main() -> None:
     for i, q in enumerate(qs):
         by_corpus.setdefault(q["corpus"], []).append(i)
 
-    baselines = [score.BM25Baseline("bm25") if b == "bm25" else score.BM25Baseline("bm25-chunk", 40, 20)
+    baselines = [bm25.BM25Files("bm25") if b == "bm25" else bm25.BM25Windows()
                  for b in filter(None, a.baselines.split(","))]
     systems = ["lexical", "lexical-nopath"] if a.lexical_only else SYSTEMS
     if a.systems:
@@ -145,7 +139,7 @@ def main() -> None:
                 res = b.search(qs[i]["query"], a.k)
                 per_query[i]["systems"][b.name] = score.score_one(qs[i], res, b.returns_chunks)
         if budgets:
-            windows = BM25WindowsPacked(cdir, count_tokens, score.corpus_files)
+            windows = BM25WindowsPacked(cdir, count_tokens)
             for i in idxs:
                 m = per_query[i]["systems"].setdefault(windows.name, {})
                 for budget in budgets:
@@ -198,7 +192,7 @@ def main() -> None:
 
     # ------------------------------------------------------------------ table, score.py's format
     keys = [f"file_R@{k}" for k in score.KS] + ["file_MRR@10"]
-    n_chunk = sum(1 for q in qs if score.targets_of(q))
+    n_chunk = sum(1 for q in qs if score.targets(q))
     if n_chunk:
         keys += [f"chunk_R@{k}" for k in score.KS] + ["chunk_MRR@10"]
         keys += [f"ctx_{m}@{b}" for m in ("hit80", "lines") for b in budgets]

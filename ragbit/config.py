@@ -134,6 +134,7 @@ class QueryConfig:
     whole_definitions: bool = True           # pack the whole function/class a hit is part of when it fits
     thinking: bool = False
     reranker: str = ""                       # "" = no reranking; else a sentence-transformers CrossEncoder name/path
+    grounding: bool = True                   # check the answer's names, calls, paths and citations against the index
 
 
 @dataclass

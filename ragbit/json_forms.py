@@ -1,4 +1,4 @@
-"""The `--json` documents of `ragbit search`, `query`, `status` and `index`: one place builds each.
+"""The `--json` documents of `ragbit search`, `query`, `status`, `index`, `symbols` and `eval`: one place builds each.
 
 Why one module: scripts and editors depend on these shapes, so each document names its schema and version
 (`"schema": "ragbit.search/1"`) and docs/json.md documents every field as a JSON Schema that the tests
@@ -13,6 +13,8 @@ SEARCH_SCHEMA = "ragbit.search/1"
 QUERY_SCHEMA = "ragbit.query/1"
 STATUS_SCHEMA = "ragbit.status/1"
 INDEX_SCHEMA = "ragbit.index/1"
+SYMBOLS_SCHEMA = "ragbit.symbols/1"
+EVAL_SCHEMA = "ragbit.eval/1"
 
 
 def search_document(hits) -> dict:
@@ -44,3 +46,22 @@ def index_document(report) -> dict:
     doc["files"] = report.files
     doc["timings"] = {k: round(v, 4) for k, v in report.timings.items()}
     return doc
+
+
+def symbols_document(name: str, exact, close) -> dict:
+    """`ragbit symbols --json`: the definitions of a name, or the closest ones when none matches exactly."""
+    return {"schema": SYMBOLS_SCHEMA, "name": name, "exact": bool(exact),
+            "symbols": [s.to_json() for s in (exact or close)]}
+
+
+def eval_document(report) -> dict:
+    """`ragbit eval --json`: means per system (retrieval and context recall) and the scores of each question."""
+    clean = lambda row: {k: (None if v != v else round(v, 6)) for k, v in row.items()}   # noqa: E731 (NaN -> null)
+    return {"schema": EVAL_SCHEMA, "repo": report.repo, "questions": report.questions,
+            "with_lines": report.with_lines, "k": report.k, "modes": list(report.modes),
+            "budgets": list(report.budgets),
+            "retrieval": {name: clean(row) for name, row in report.retrieval.items()},
+            "context": {name: clean(row) for name, row in report.context.items()},
+            "context_note": report.context_note,
+            "per_question": report.per_question,
+            "timings": {k: round(v, 4) for k, v in report.timings.items()}}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ragbit.indexing import chunk_pool
-from ragbit.indexing.chunking import chunk_file
+from ragbit.indexing.chunking import chunk_file_with_symbols
 from ragbit.config import ChunkConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,8 @@ def test_pool_equals_serial_chunking(monkeypatch, count_tokens):
     cfg = ChunkConfig(max_tokens=120)
     pooled = chunk_pool.chunk_files(files, cfg, count_tokens, workers=2)
     assert started == ["fork"]
-    assert pooled == [chunk_file(path, text, cfg, count_tokens=count_tokens) for path, text in files]
-    assert sum(map(len, pooled)) > len(files)
+    assert pooled == [chunk_file_with_symbols(path, text, cfg, count_tokens=count_tokens) for path, text in files]
+    assert sum(len(chunks) for chunks, _ in pooled) > len(files)
 
 
 def test_small_inputs_stay_in_this_process(monkeypatch):
@@ -44,8 +44,9 @@ def test_small_inputs_stay_in_this_process(monkeypatch):
     monkeypatch.setattr(chunk_pool.multiprocessing, "get_context", no_pool)
     files = _files()[:5]
     cfg = ChunkConfig()
-    assert chunk_pool.chunk_files(files, cfg, workers=2) == [chunk_file(p, t, cfg) for p, t in files]
-    assert chunk_pool.chunk_files(_files(), cfg, workers=1) == [chunk_file(p, t, cfg) for p, t in _files()]
+    assert chunk_pool.chunk_files(files, cfg, workers=2) == [chunk_file_with_symbols(p, t, cfg) for p, t in files]
+    assert chunk_pool.chunk_files(_files(), cfg, workers=1) == [chunk_file_with_symbols(p, t, cfg)
+                                                                for p, t in _files()]
 
 
 def test_negative_worker_count_is_a_config_error(tmp_path):

@@ -33,6 +33,9 @@ type = "BonsaiGenerator"
 [[pipeline.components]]
 name = "citations"
 type = "CitationExtractor"
+[[pipeline.components]]
+name = "grounding"
+type = "GroundingChecker"
 """
 
 CUSTOM_TOML = """
@@ -75,7 +78,7 @@ def test_toml_declared_standard_pipeline_equals_the_built_in_one(tmp_path):
     from_toml = query_pipeline(cfg)                      # [pipeline] lists components -> built from toml
     in_code = standard_pipeline(cfg)
     assert from_toml.spec() == in_code.spec()
-    assert from_toml.order == ["retriever", "packer", "prompt", "generator", "citations"]
+    assert from_toml.order == ["retriever", "packer", "prompt", "generator", "citations", "grounding"]
     assert from_toml.spec()["components"]["packer"]["params"]["budget"] == 900
 
 

@@ -23,9 +23,11 @@ from ragbit.terminal_text import for_terminal
 
 
 def _load_config(repo: Optional[Path], model: Optional[str], k: Optional[int], budget: Optional[int],
-                 think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str]):
+                 think: Optional[bool], max_tokens: Optional[int], index_dir: Optional[str],
+                 grounding: Optional[bool] = None):
     return repo_config(repo, {"generator": {"model": model, "max_tokens": max_tokens},
-                          "query": {"k": k, "budget": budget, "thinking": think}, "index": {"dir": index_dir}})
+                          "query": {"k": k, "budget": budget, "thinking": think, "grounding": grounding},
+                          "index": {"dir": index_dir}})
 
 
 # ---------------------------------------------------------------------------------------------- printing
@@ -60,6 +62,14 @@ def _print_sources(answer) -> None:
         typer.echo(answer.context.omitted_summary())
 
 
+def _print_grounding(answer) -> None:
+    """One line under the answer: what it names, checked against the index (unknown names first to the eye)."""
+    g = getattr(answer, "grounding", None)
+    line = g.summary() if g is not None and answer.text else ""
+    if line:
+        typer.echo(for_terminal(line, keep_newlines=False))
+
+
 def _print_timings(answer) -> None:
     t, st = answer.timings, answer.stats
     parts = [f"{k[:-2]} {t[k]:.2f}s" for k in ("index_s", "retrieval_s", "pack_s", "load_s", "ttft_s") if k in t]
@@ -67,6 +77,12 @@ def _print_timings(answer) -> None:
         parts.insert(0, f"prompt {st.prompt_tokens} tokens (context {answer.context.tokens})")
         parts.append(f"{st.generated_tokens} tokens at {t.get('gen_tokens_per_s', 0.0):.1f} tok/s")
     _echo_err("[" + ", ".join(parts) + "]")
+
+
+def _announce_repair(note: str) -> None:
+    """Between the first answer (already streamed) and the repaired one."""
+    typer.echo("\n")
+    typer.echo(for_terminal(f"[{note}]", keep_newlines=False))
 
 
 def _stream_to_stdout(piece: str) -> None:
@@ -83,6 +99,7 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
         typer.echo(for_terminal(answer.text))
     if answer.text:
         typer.echo("" if answer.text.endswith("\n") else "\n")
+    _print_grounding(answer)
     _print_sources(answer)
 
 
@@ -105,6 +122,10 @@ def query(
                                  "(schema ragbit.query/1, docs/json.md)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="with --json: include the whole prompt"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+    grounding: Optional[bool] = typer.Option(None, "--grounding/--no-grounding", help="check the names, calls, "
+                                             "paths and citations of the answer against the index (default on)"),
+    repair: bool = typer.Option(False, "--repair", help="when the answer names something undefined that is close "
+                                "to a defined name, answer once more with that definition in the context"),
 ) -> None:
     """Ask a question about a repository: retrieve, pack, stream a cited answer.
 
@@ -113,8 +134,9 @@ def query(
     """
     def go():
         from ragbit.pipeline.standard import ask
-        cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir)
-        return ask(cfg, question, on_token=None if as_json else _stream_to_stdout)
+        cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding)
+        return ask(cfg, question, on_token=None if as_json else _stream_to_stdout, repair=repair,
+                   on_repair=None if as_json else _announce_repair)
     answer = guarded(go)
     if as_json:
         if answer.error:
@@ -140,12 +162,17 @@ def chat(
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="answer length limit"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
+    grounding: Optional[bool] = typer.Option(None, "--grounding/--no-grounding", help="check each answer's "
+                                             "names, calls, paths and citations against the index (default on)"),
+    repair: bool = typer.Option(False, "--repair", help="answer once more when an answer names something "
+                                "undefined that is close to a defined name (with that definition in the context)"),
 ) -> None:
     """A conversation about a repository: line editing and history on a terminal, one question per line
     from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
-        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir))
+        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding),
+                            repair=repair)
     conversation = guarded(setup)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     read = _line_reader(interactive)
@@ -187,7 +214,8 @@ class _ChatTurns:
                 self.last = None
             return _slash_command(question, self.conversation, self.last)
         self.answering = True        # an interrupted turn is not kept by Conversation.ask
-        answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout),
+        answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout,
+                                                       on_repair=_announce_repair),
                          keep_ctrl_c=True)
         self.last = answer
         _show_answer(answer, streamed=True, show_context=False)

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from ragbit.indexing.chunking import Chunk, chunk_file
+from ragbit.indexing.chunking import Chunk, chunk_file_with_symbols
 from ragbit.config import ChunkConfig
 
 MIN_FILES = 200          # fewer files to chunk: one process
@@ -36,16 +36,18 @@ def _init(cfg: ChunkConfig, count_tokens) -> None:
     _worker["cfg"], _worker["counter"] = cfg, count_tokens
 
 
-def _chunk_batch(files: list[tuple[str, str]]) -> list[list[Chunk]]:
-    return [chunk_file(path, text, _worker["cfg"], count_tokens=_worker["counter"]) for path, text in files]
+def _chunk_batch(files: list[tuple[str, str]]) -> list[tuple[list[Chunk], dict | None]]:
+    return [chunk_file_with_symbols(path, text, _worker["cfg"], count_tokens=_worker["counter"])
+            for path, text in files]
 
 
 def chunk_files(files: Sequence[tuple[str, str]], cfg: ChunkConfig, count_tokens=None,
-                workers: int = 0) -> list[list[Chunk]]:
-    """`chunk_file` for each (path, text), in order, on `workers` processes (0: one per core)."""
+                workers: int = 0) -> list[tuple[list[Chunk], dict | None]]:
+    """`chunk_file_with_symbols` for each (path, text): (chunks, symbol record), in order, on `workers`
+    processes (0: one per core)."""
     n = min(usable_workers(workers), max(1, len(files) // BATCH))
     if n < 2 or len(files) < MIN_FILES or sys.platform != "linux":
-        return [chunk_file(path, text, cfg, count_tokens=count_tokens) for path, text in files]
+        return [chunk_file_with_symbols(path, text, cfg, count_tokens=count_tokens) for path, text in files]
     batches = [list(files[i:i + BATCH]) for i in range(0, len(files), BATCH)]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(n, initializer=_init, initargs=(cfg, count_tokens)) as pool:

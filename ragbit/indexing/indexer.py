@@ -27,8 +27,9 @@ import numpy as np
 from ragbit.chunk_table import ChunkTable, ChunkTableError
 from ragbit.config import RagbitConfig
 from ragbit.errors import RagbitError
-from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, TABLE_FILE, check_model, index_dir_ignore,
-                                 stamp_lookup)
+from ragbit.index_layout import (DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SYMBOLS_FILE, TABLE_FILE, check_model,
+                                 index_dir_ignore, stamp_lookup)
+from ragbit.symbols.table import SymbolTable, SymbolTableError
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
 CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
@@ -74,7 +75,8 @@ def _chunk_settings(cfg: RagbitConfig, max_text_tokens: int) -> dict:
     from ragbit.indexing.secret_masking import MASKING_VERSION
     # masking rules are part of it: chunks stored under older rules may hold a secret the new ones mask
     return {"chunk": dataclasses.asdict(cfg.chunk), "max_text_tokens": max_text_tokens,
-            "chunker_version": chunking.CHUNKER_VERSION, "masking_version": MASKING_VERSION}
+            "chunker_version": chunking.CHUNKER_VERSION, "masking_version": MASKING_VERSION,
+            "symbols_version": chunking.SYMBOLS_VERSION}
 
 
 def check_repo(repo: Path) -> None:
@@ -202,8 +204,14 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
                 prev = ChunkTable.load(prev_dir)
             except ChunkTableError as e:
                 warn(f"previous index unreadable, re-chunking everything ({e})")
-        # same chunk settings -> unchanged files keep their chunks; otherwise every file is re-chunked
-        reuse = prev is not None and manifest.get("chunk_settings") == settings
+        prev_symbols = None
+        if prev is not None and not any(d.startswith(SYMBOLS_FILE) for d in damaged):
+            try:
+                prev_symbols = SymbolTable.load(prev_dir)
+            except SymbolTableError as e:
+                warn(f"previous symbol table unreadable, re-parsing everything ({e})")
+        # same chunk settings -> unchanged files keep their chunks and symbols; otherwise every file is re-chunked
+        reuse = prev is not None and prev_symbols is not None and manifest.get("chunk_settings") == settings
         report.rechunked_all = prev is not None and not reuse
 
         # ---- 1. walk + chunk (reusing unchanged files' chunks)
@@ -221,6 +229,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         known = stamp_lookup(manifest, prev, walk_cfg) if reuse else None    # unchanged stamp: file not read
         walk = walk_repository(repo, walk_cfg, warn, stats, known)
         per_file, seen, to_chunk, reused = [], set(), [], {}
+        new_symbols: dict[str, dict | None] = {}           # symbol records of the files chunked in this run
         restamped = 0                                  # unchanged files whose settled stamp is new to the table
         # the model's token counter (fast path) if it has one, else its plain count function
         counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
@@ -231,8 +240,9 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             files = [(path, text) for _, path, text in to_chunk]
             chunked = ray_run.chunk(files, chunk_cfg) if ray_run is not None \
                 else chunk_files(files, chunk_cfg, counter, workers=cfg.index.workers)
-            for (i, path, _), chunks in zip(to_chunk, chunked):
+            for (i, path, _), (chunks, symbols) in zip(to_chunk, chunked):
                 per_file[i] = (path, per_file[i][1], chunks, per_file[i][3])
+                new_symbols[path] = symbols
             to_chunk.clear()
 
         for sf in walk:
@@ -262,6 +272,8 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
         table = ChunkTable.from_files(per_file, previous=prev)
+        symbols = SymbolTable.from_files([(f[0], new_symbols.get(f[0])) for f in per_file], prev_symbols,
+                                         reused=set(reused))
         report.chunks = len(table)
         report.timings["walk_chunk"] = time.perf_counter() - t
         if not per_file:
@@ -308,7 +320,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         complete = bool(found.all())
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
         if not one_commit:
-            _commit(store, base_manifest, table, lexical, vectors, found, complete,
+            _commit(store, base_manifest, table, symbols, lexical, vectors, found, complete,
                     kind=cfg.index.dense if complete else "flat", previous=previous)
             if progress and not complete and embed:
                 unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
@@ -351,7 +363,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
 
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
-            _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
+            _commit(store, base_manifest, table, symbols, lexical, vectors, found, True, kind=cfg.index.dense,
                     copy_from=None if one_commit else Path(store.current()), previous=previous)
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True
@@ -405,9 +417,10 @@ def _updated_dense(previous, table, vectors, kind):
                        DENSE_FILE, DENSE_IDS)
 
 
-def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None, previous=None):
-    """Write one generation: chunk table + BM25 (built, or hard-linked from `copy_from`) + dense index (updated
-    in place from `previous` = (generation dir, manifest, chunk table) when that is cheaper)."""
+def _commit(store, base_manifest, table, symbols, lexical, vectors, found, complete, kind, copy_from=None,
+            previous=None):
+    """Write one generation: chunk table + symbol table + BM25 (built, or hard-linked from `copy_from`) + dense
+    index (updated in place from `previous` = (generation dir, manifest, chunk table) when that is cheaper)."""
     from indexes.dense import DenseIndex
     from indexes.store import FORMAT_VERSION
     manifest = dict(base_manifest, format_version=FORMAT_VERSION, created=time.time(),
@@ -416,9 +429,10 @@ def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind
         staging = Path(staging)
         if copy_from is None:
             table.save(staging)
+            symbols.save(staging)
             lexical.save(staging / LEXICAL_DIR)
         else:
-            _link_tree(copy_from, staging, names=[TABLE_FILE, LEXICAL_DIR])
+            _link_tree(copy_from, staging, names=[TABLE_FILE, SYMBOLS_FILE, LEXICAL_DIR])
         ids = np.flatnonzero(found).astype(np.int64)
         update = _updated_dense(previous, table, vectors, kind) if complete else None
         if update is not None:                       # few chunks changed: the IVF index is updated, not rebuilt

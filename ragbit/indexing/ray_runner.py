@@ -65,8 +65,8 @@ class ChunkWorker:
         self.counter = getattr(embedder, "token_counter", None) or embedder.count_tokens
 
     def __call__(self, batch: dict) -> dict:
-        from ragbit.indexing.chunking import chunk_file
-        chunks = [pickle.dumps(chunk_file(str(p), str(t), self.cfg, count_tokens=self.counter))
+        from ragbit.indexing.chunking import chunk_file_with_symbols
+        chunks = [pickle.dumps(chunk_file_with_symbols(str(p), str(t), self.cfg, count_tokens=self.counter))
                   for p, t in zip(batch["path"], batch["text"])]
         return {"i": np.asarray(batch["i"]), "chunks": np.array(chunks, dtype=object)}
 
@@ -154,8 +154,9 @@ class RayRun:
         return dict(compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=1, max_restarts=-1,
                     max_task_retries=-1)
 
-    def chunk(self, files: Sequence[tuple[str, str]], chunk_cfg) -> list[list]:
-        """`chunk_file` for each (path, text) on the workers; returned in input order."""
+    def chunk(self, files: Sequence[tuple[str, str]], chunk_cfg) -> list[tuple[list, dict | None]]:
+        """`chunk_file_with_symbols` for each (path, text) on the workers: (chunks, symbol record), in input
+        order (the same as `chunk_pool.chunk_files` returns)."""
         if not files:
             return []
         self.start()

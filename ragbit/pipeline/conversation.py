@@ -22,16 +22,18 @@ QUESTION_ALLOWANCE = 300   # system prompt + question + instructions of the new 
 
 
 class Conversation:
-    def __init__(self, cfg: RagbitConfig, pipeline: Pipeline | None = None) -> None:
+    def __init__(self, cfg: RagbitConfig, pipeline: Pipeline | None = None, repair: bool = False) -> None:
         self.cfg = cfg
+        self.repair = repair                             # one repair pass per answer (`ask(repair=...)`)
         self.pipeline = pipeline or query_pipeline(cfg)
         self.history: list[dict[str, str]] = []
         self._indexed = False
         self._tokens: dict[str, int] = {}                # message content -> token count (each counted once)
 
-    def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
+    def ask(self, question: str, on_token: Callable[[str], None] | None = None,
+            on_repair: Callable[[str], None] | None = None) -> Answer:
         answer = ask(self.cfg, question, on_token=on_token, pipeline=self.pipeline, refresh=not self._indexed,
-                     history=self._fitting_history())
+                     history=self._fitting_history(), repair=self.repair, on_repair=on_repair)
         self._indexed = True
         if answer.text and answer.messages and answer.messages[-1].get("role") == "user":
             self.history += [dict(answer.messages[-1]), {"role": "assistant", "content": strip_thinking(answer.text)}]

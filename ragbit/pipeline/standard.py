@@ -1,6 +1,6 @@
 """The default query pipeline and `ask()`: what `ragbit query` runs, callable from Python.
 
-    retriever -> [reranker] -> packer -> prompt -> generator -> citations
+    retriever -> [reranker] -> packer -> prompt -> generator -> citations -> [grounding]
 
 `ask()` adds what a user expects around it: the index is built (first time) or refreshed (files changed)
 before retrieving, tokens are streamed to a callback, and when no model is usable (offline hub, missing
@@ -22,6 +22,8 @@ from ragbit.pipeline.components.context_packer import ContextPacker
 from ragbit.pipeline.components.context_packer import PackedContext
 from ragbit.pipeline.pipeline import Pipeline, query_inputs
 from ragbit.pipeline.components.prompt_builder import PromptBuilder
+from ragbit.pipeline.components.grounding_checker import GroundingChecker
+from ragbit.symbols.grounding import Grounding
 from ragbit.pipeline.components.citation_extractor import Source, sources_for
 from ragbit.pipeline.components.reranker import CrossEncoderReranker
 from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
@@ -36,6 +38,8 @@ def standard_pipeline(cfg: RagbitConfig) -> Pipeline:
     p.add("prompt", PromptBuilder())
     p.add("generator", BonsaiGenerator.from_config(cfg))
     p.add("citations", CitationExtractor())
+    if cfg.query.grounding:
+        p.add("grounding", GroundingChecker.from_config(cfg))
     return p.build()
 
 
@@ -56,6 +60,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)       # index_s, retrieval_s, pack_s, load_s, ttft_s, ...
     step_timings: dict[str, float] = field(default_factory=dict)  # pipeline component name -> run() seconds
     error: str = ""                                  # why there is no answer (no model, ...)
+    grounding: Grounding | None = None               # what the answer names, checked against the index
+    repair: Any = None                               # ragbit.symbols.repair.Repair when a repair pass ran
 
     def to_json(self) -> dict[str, Any]:
         ctx = self.context
@@ -75,6 +81,8 @@ class Answer:
                        else {"count": 0, "paths": []},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "prompt": self.stats.prompt if self.stats else None,
+            "grounding": self.grounding.to_json() if self.grounding is not None else [],
+            "repair": self.repair.to_json() if self.repair is not None else None,
         }
 
 
@@ -105,8 +113,13 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None,
 
 
 def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None = None,
-        pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None) -> Answer:
+        pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None,
+        repair: bool = False, on_repair: Callable[[str], None] | None = None) -> Answer:
     """Answer `question` about `cfg.repo` with `pipeline` (default: `query_pipeline(cfg)`).
+
+    `repair`: when the grounding check finds unknown names with close defined ones, generate once more with
+    those definitions first in the context (same budget); `on_repair` hears one line saying so before the
+    second answer streams. The Answer is then the second one, with `repair` set.
 
     Raises the usual domain errors (no such repo, index locked, ...) except the model ones: those give an
     Answer with sources and `error` set.
@@ -142,6 +155,35 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
             answer.error += (f" (`ragbit pull {name}` downloads it where the network allows; RAGBIT_MODEL=PATH "
                              "or [generator] model in ~/.config/ragbit/config.toml makes a file the default)")
     _fill(answer, result, pipeline)
+    if repair and answer.text and answer.grounding is not None:
+        answer = _repaired(cfg, answer, pipeline, inputs, on_repair) or answer
+    return answer
+
+
+def _repaired(cfg: RagbitConfig, first: Answer, pipeline: Pipeline, inputs: dict[str, Any],
+              on_repair: Callable[[str], None] | None) -> Answer | None:
+    """The answer of one repair pass (ragbit/symbols/repair.py), or None when there is nothing to repair."""
+    from ragbit.symbols.repair import repair_hits
+    checkers, retrievers = pipeline.find_components(GroundingChecker), pipeline.find_components(HybridRetriever)
+    table = checkers[0].symbols() if checkers else None
+    if not retrievers or table is None or isinstance(table, str):
+        return None
+    hits, repair = repair_hits(first.grounding, table, cfg.repo)
+    if not hits:
+        return None
+    repair.first_answer = first.text
+    if on_repair is not None:
+        on_repair(repair.note())
+    for r in retrievers:
+        r.pinned = hits
+    try:
+        result = pipeline.run(**inputs)
+    finally:
+        for r in retrievers:
+            r.pinned = []
+    answer = Answer(first.question, timings=dict(first.timings))
+    _fill(answer, result, pipeline)
+    answer.repair = repair
     return answer
 
 
@@ -154,13 +196,15 @@ def _fill(answer: Answer, result: Any, pipeline: Pipeline) -> None:
     answer.stats = result.find("stats")
     answer.text = result.find("answer") or ""
     answer.sources = result.find("sources") or []
+    answer.grounding = result.find("grounding")
     if not answer.sources and answer.error:            # no answer: list what was packed, or else retrieved
         if answer.context is not None:
             answer.sources = sources_for("", answer.context.blocks)
         else:
             answer.sources = [Source(h.rank, h.path, h.start_line, h.end_line, float(h.score), cited=False)
                               for h in answer.hits]
-    timing_names = {HybridRetriever: "retrieval_s", ContextPacker: "pack_s", CrossEncoderReranker: "rerank_s"}
+    timing_names = {HybridRetriever: "retrieval_s", ContextPacker: "pack_s", CrossEncoderReranker: "rerank_s",
+                    GroundingChecker: "grounding_s"}
     for name, comp in pipeline.components.items():
         label = timing_names.get(type(comp))
         if label and name in result.timings:

@@ -2,10 +2,11 @@
 
 Routes: POST /v1/chat/completions and /v1/completions (streamed as server-sent events, or whole),
 GET /v1/models, POST /v1/embeddings, POST /v1/search (ragbit's retrieval-only call), GET /health.
-Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`),
-the plain model name is the model alone. The same app is `ragbit search`'s background server, on a Unix socket
-in the index directory (`socket_server.py`): /v1/search then also checks the client's config and returns the
-printed form of the hits (`ragbit/search/client.py` documents those fields).
+Model names: `ragbit` / `ragbit:<model>` answer from the repository's index with sources (`ragbit.sources`)
+and the grounding check of the answer (`ragbit.grounding`); the plain model name is the model alone. The same
+app is `ragbit search`'s background server, on a Unix socket in the index directory (`socket_server.py`):
+/v1/search then also checks the client's config and returns the printed form of the hits
+(`ragbit/search/client.py` documents those fields).
 
 Generation goes through the bounded `EngineQueue` (429 + Retry-After when full). A request waits for its
 job's first event before answering, so an error found before the first token (prompt over the context, no
@@ -242,7 +243,7 @@ class ServeApp:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         g: Generation = value
         use = oa.usage(g.prompt_tokens, g.completion_tokens, g.cached_tokens)
-        extra = {"sources": g.sources} if g.sources else None
+        extra = g.ragbit_extra()
         make = oa.chat_response if chat else oa.completion_response
         return JSONResponse(make(rid, body.model, g.text, oa.finish_reason(g.finish_reason), use, extra))
 
@@ -271,7 +272,7 @@ class ServeApp:
                 yield _sse(oa.error_body(err.message, err.type, err.code, err.param))
                 return
             g: Generation = value
-            extra = {"sources": g.sources} if g.sources else None
+            extra = g.ragbit_extra()
             reason = oa.finish_reason(g.finish_reason)
             use = oa.usage(g.prompt_tokens, g.completion_tokens, g.cached_tokens)
             if chat:

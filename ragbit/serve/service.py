@@ -50,6 +50,12 @@ class Generation:
     completion_tokens: int
     cached_tokens: int = 0
     sources: list[dict[str, Any]] = field(default_factory=list)   # ragbit model only
+    grounding: list[dict[str, Any]] = field(default_factory=list)  # ragbit model only: the answer's names checked
+
+    def ragbit_extra(self) -> dict[str, Any] | None:
+        """The response's `ragbit` field: sources and grounding, when there are any."""
+        extra = {name: value for name, value in (("sources", self.sources), ("grounding", self.grounding)) if value}
+        return extra or None
 
 
 @dataclass
@@ -241,7 +247,8 @@ class RagbitService:
         st = answer.stats
         return Generation(text=answer.text, finish_reason=st.finish_reason, prompt_tokens=st.prompt_tokens,
                           completion_tokens=st.generated_tokens, cached_tokens=st.cached_prompt_tokens,
-                          sources=[source_json(x) for x in answer.sources])
+                          sources=[source_json(x) for x in answer.sources],
+                          grounding=answer.grounding.to_json() if answer.grounding is not None else [])
 
     def plain_generate(self, prompt: str | list[dict[str, str]], chat: bool, s: Sampling,
                        emit: Callable[[str], None], check: Callable[[], None]) -> Generation:

@@ -15,17 +15,21 @@ from ragbit.indexing.chunking.budget import Budget, Piece, estimate_tokens
 from ragbit.indexing.chunking.chunk import Chunk, make_embed_text
 from ragbit.indexing.chunking.languages import MARKUP, language_for_path
 from ragbit.indexing.chunking.markup import markup_pieces
-from ragbit.indexing.chunking.syntax import SYNTAX_LANGUAGES, syntax_pieces
+from ragbit.indexing.chunking.symbols import file_symbols
+from ragbit.indexing.chunking.syntax import SYNTAX_LANGUAGES, find_definitions, parse, syntax_pieces
 from ragbit.indexing.chunking.tokens import counter_for_tokenizer
 from ragbit.indexing.chunking.windows import window_pieces
 from ragbit.config import ChunkConfig
 
-__all__ = ["Chunk", "chunk_file", "counter_for_tokenizer", "estimate_tokens", "language_for_path",
+__all__ = ["Chunk", "chunk_file", "chunk_file_with_symbols", "counter_for_tokenizer", "estimate_tokens", "language_for_path",
            "make_embed_text"]
 
 # Part of every index's chunk settings: bump it when chunk boundaries or `make_embed_text` change, so the next
 # `ragbit index` re-chunks every file (the chunk table stores each chunk's content hash instead of recomputing it).
 CHUNKER_VERSION = 2
+# Part of the chunk settings too: bump it when what `symbols.file_symbols` records changes (every file is re-parsed
+# once; no vector is recomputed).
+SYMBOLS_VERSION = 1
 
 # What a tree-sitter parse can raise on a grammar or input problem; anything else is a bug and propagates.
 _PARSE_ERRORS = (LookupError, RuntimeError, ValueError, OSError, RecursionError)
@@ -45,18 +49,30 @@ def chunk_file(path: str, text: str, cfg: ChunkConfig, count_tokens=None) -> lis
     `count(chunk.embed_text) <= cfg.max_tokens`. Counting must be without truncation or padding (a HF
     tokenizer.json often has both switched on).
     """
+    return chunk_file_with_symbols(path, text, cfg, count_tokens)[0]
+
+
+def chunk_file_with_symbols(path: str, text: str, cfg: ChunkConfig,
+                            count_tokens=None) -> tuple[list[Chunk], dict | None]:
+    """`chunk_file`'s chunks and the file's symbol record (`symbols.file_symbols`; None for a file tree-sitter
+    does not parse), both from one parse."""
     text = normalize_newlines(text)
     language = language_for_path(path) or "text"
     budget = Budget(path, language, text.split("\n"), cfg.max_tokens, cfg.min_lines, count_tokens,
                     cfg.merge_under, cfg.split_overlap_lines)
     pieces: list[Piece] | None = None
+    symbols = None
     try:
         if language in SYNTAX_LANGUAGES:
-            pieces = syntax_pieces(budget, language, text, cfg.split_overlap_lines)
+            source = text.encode("utf-8")
+            tree = parse(language, source)
+            definitions = find_definitions(language, source, budget.lines, tree)
+            pieces = syntax_pieces(budget, language, text, cfg.split_overlap_lines, definitions)
+            symbols = file_symbols(path, language, definitions, tree, source)
         elif language in MARKUP:
             pieces = markup_pieces(budget, language, text, cfg.split_overlap_lines)
     except _PARSE_ERRORS:
         pieces = None
     if pieces is None:
         pieces = window_pieces(budget, cfg.window_lines, cfg.overlap_lines)
-    return budget.assemble(pieces)
+    return budget.assemble(pieces), symbols

@@ -81,6 +81,12 @@ class Definition:
     end: int                    # 0-based last row
     label: str                  # "class Indexer", "fn get", "impl Store for Disk"
     children: list["Definition"] = field(default_factory=list)
+    # for the symbol table (ragbit/indexing/chunking/symbols.py), read from the same parse:
+    name: str = ""              # "get"; a Rust impl: its type ("Disk"); a Go method: the method name
+    owner: str = ""             # a Go method's receiver type, a Ruby `def self.x`'s object: what qualifies it
+    keyword: str = ""           # "def", "class", "fn", ... (the rule table's keyword)
+    line: int = 0               # 0-based row of the definition itself (after its decorators and comments)
+    signature: str = ""         # its header as written, whitespace collapsed: "def get(self, key) -> int"
 
 
 @lru_cache(maxsize=None)
@@ -93,10 +99,16 @@ def _parser(language: str):
 # definitions tree
 # ==================================================================================================================
 
-def find_definitions(language: str, source: bytes, lines: list[str]) -> list[Definition]:
+def parse(language: str, source: bytes):
+    """The tree-sitter tree of a file (chunking and the symbol table share one parse)."""
+    return _parser(language).parse(source)
+
+
+def find_definitions(language: str, source: bytes, lines: list[str], tree=None) -> list[Definition]:
     """Top-level definitions of a file, each with its nested definitions. Raises on parser failure."""
     rules = DEFINITIONS[language]
-    tree = _parser(language).parse(source)
+    if tree is None:
+        tree = parse(language, source)
     top: list[Definition] = []
     stack = [(tree.root_node, top)]          # iterative pre-order walk: deep expression trees can't overflow
     while stack:
@@ -108,7 +120,10 @@ def find_definitions(language: str, source: bytes, lines: list[str]) -> list[Def
                         and "string" not in child.type:
                     stack.append((child, out))
                 continue
-            d = Definition(_first_row(child, lines), _last_row(child), _label(inner, rules, language, source))
+            label, name, owner = _label(inner, rules, language, source)
+            d = Definition(_first_row(child, lines), _last_row(child), label, name=name, owner=owner,
+                           keyword=_keyword(inner, rules, language), line=inner.start_point[0],
+                           signature=_signature(inner, source))
             out.append(d)
             stack.append((_body_of(inner), d.children))
     # pre-order with a LIFO stack appends children in reverse document order: restore it
@@ -215,30 +230,64 @@ def _keyword(node, rules, language: str) -> str:
     return node.type
 
 
-def _label(node, rules, language: str, source: bytes) -> str:
+_TYPE_NAME = re.compile(r"[A-Za-z_]\w*(?=\s*(?:<|$))")
+
+
+def _label(node, rules, language: str, source: bytes) -> tuple[str, str, str]:
+    """(scope label, simple name, owner) of a definition node."""
     keyword = _keyword(node, rules, language)
+    simple, owner = _name(node, source), ""
     if node.type == "impl_item":                                  # Rust: impl Trait for Type
         trait, typ = node.child_by_field_name("trait"), node.child_by_field_name("type")
         name = (f"{_text(trait, source)} for " if trait is not None else "") + (_text(typ, source) if typ else "")
+        found = _TYPE_NAME.search(_text(typ, source)) if typ is not None else None
+        simple = found.group() if found else ""
     elif node.type == "method_declaration" and language == "go":
         receiver = node.child_by_field_name("receiver")
-        name = (_text(receiver, source) + " " if receiver is not None else "") + _name(node, source)
+        name = (_text(receiver, source) + " " if receiver is not None else "") + simple
+        types = re.findall(r"[A-Za-z_]\w*", _text(receiver, source)) if receiver is not None else []
+        owner = types[-1] if types else ""
     elif node.type == "singleton_method":                         # Ruby: def self.name
         obj = node.child_by_field_name("object")
-        name = (_text(obj, source) + "." if obj is not None else "") + _name(node, source)
+        name = (_text(obj, source) + "." if obj is not None else "") + simple
+        owner = "" if obj is None or _text(obj, source) == "self" else _text(obj, source)
     else:
-        name = _name(node, source)
+        name = simple
     label = keyword if name == keyword else f"{keyword} {name}".strip()     # Swift `init`
-    return label if len(label) <= MAX_LABEL_CHARS else label[:MAX_LABEL_CHARS - 1] + "…"
+    return (label if len(label) <= MAX_LABEL_CHARS else label[:MAX_LABEL_CHARS - 1] + "…"), simple, owner
+
+
+MAX_SIGNATURE_CHARS = 240
+
+
+def _signature(node, source: bytes) -> str:
+    """The definition's header as written (up to its body), whitespace collapsed: what `ragbit symbols` shows
+    and the grounding check reads parameters from."""
+    body = node.child_by_field_name("body")
+    if node.type in DECLARATIONS:
+        value = _body_of(node)
+        body = value.child_by_field_name("body") if value is not node else None
+    if body is not None and body.start_byte > node.start_byte:
+        end = body.start_byte
+    else:
+        newline = source.find(b"\n", node.start_byte)
+        end = node.end_byte if newline < 0 else min(newline, node.end_byte)
+    header = source[node.start_byte:end].decode("utf-8", "replace")
+    header = re.sub(r"[ \t]+(?:#|//)[^\n\"']*$", "", header, flags=re.MULTILINE)     # end-of-line comments
+    text = re.sub(r"\s+", " ", header).strip().rstrip("{: ")
+    return text if len(text) <= MAX_SIGNATURE_CHARS else text[:MAX_SIGNATURE_CHARS - 1] + "…"
 
 
 # ==================================================================================================================
 # definitions -> pieces
 # ==================================================================================================================
 
-def syntax_pieces(budget: Budget, language: str, text: str, split_overlap: int) -> list[Piece]:
-    """Pieces for a parsed file. Raises if tree-sitter cannot parse it (the caller falls back to windows)."""
-    definitions = find_definitions(language, text.encode("utf-8"), budget.lines)
+def syntax_pieces(budget: Budget, language: str, text: str, split_overlap: int,
+                  definitions: list[Definition] | None = None) -> list[Piece]:
+    """Pieces for a parsed file. Raises if tree-sitter cannot parse it (the caller falls back to windows).
+    `definitions`: the file's definitions when the caller has parsed it already (for the symbol table)."""
+    if definitions is None:
+        definitions = find_definitions(language, text.encode("utf-8"), budget.lines)
     return _plan(budget, 0, len(budget.lines) - 1, definitions, "", split_overlap)
 
 

@@ -4,6 +4,7 @@ ragbit.toml); `ragbit.pipeline` itself does not import it, so building a pipelin
 from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator  # noqa: F401
 from ragbit.pipeline.components.citation_extractor import CitationExtractor  # noqa: F401
 from ragbit.pipeline.components.context_packer import ContextPacker  # noqa: F401
+from ragbit.pipeline.components.grounding_checker import GroundingChecker  # noqa: F401
 from ragbit.pipeline.components.hybrid_retriever import HybridRetriever  # noqa: F401
 from ragbit.pipeline.components.prompt_builder import PromptBuilder  # noqa: F401
 from ragbit.pipeline.components.reranker import CrossEncoderReranker, Reranker  # noqa: F401

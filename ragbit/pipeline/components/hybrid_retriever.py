@@ -28,6 +28,7 @@ class HybridRetriever(Component):
         self.max_hits_per_file = config.query.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
         self.whole_definitions = config.query.whole_definitions if whole_definitions is None else whole_definitions
         self._searcher: Any = None
+        self.pinned: list[Hit] = []      # hits put first whatever the question (the repair pass sets them)
 
     @classmethod
     def from_config(cls, cfg: RagbitConfig, **params: Any) -> "HybridRetriever":
@@ -56,4 +57,4 @@ class HybridRetriever(Component):
             self.warm_up()
         hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file,
                                      units=self.whole_definitions)
-        return {"hits": list(hits)}
+        return {"hits": list(self.pinned) + list(hits)}

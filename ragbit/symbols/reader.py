@@ -1,0 +1,23 @@
+"""Load the symbol table of the committed index generation (verified against its checksum), for readers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragbit.config import RagbitConfig
+from ragbit.index_layout import SYMBOLS_FILE
+from ragbit.symbols.table import SymbolTable
+
+
+def load_symbols(cfg: RagbitConfig) -> SymbolTable:
+    """The committed generation's symbol table. Raises IndexMissingError (no index), IndexFormatError (damaged)
+    or SymbolTableError (an index written before symbol tables: `ragbit index` adds one)."""
+    from indexes.store import IndexMissingError, IndexStore, check_generation
+
+    def load(gen: Path, manifest: dict) -> SymbolTable:
+        check_generation(gen, manifest, (SYMBOLS_FILE,))
+        return SymbolTable.load(gen)
+
+    try:
+        return IndexStore(cfg.index_dir).read(load)
+    except IndexMissingError:
+        raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first") from None
