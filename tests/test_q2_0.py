@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from generator.gguf_file import GGUFError, GGUFFile
-from generator.kernels import GGML_Q2_0, KernelFormatError, dequantize, dispatch, prepare_matrix, quantize
+from generator.kernels import GGML_Q1_0, GGML_Q2_0, KernelFormatError, dequantize, dispatch, prepare_matrix, quantize
 from generator.kernels.formats import tensor_nbytes
 from generator.model import Qwen3Model
 from generator.synthetic import write_synthetic_gguf
@@ -153,3 +153,22 @@ def test_ternary_model_file_loads_and_bad_files_fail_in_one_line(tmp_path):
     with pytest.raises(GGUFError, match="truncated") as info:
         GGUFFile(bad)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("ggml_type", [GGML_Q1_0, GGML_Q2_0])
+def test_small_matrices_run_on_one_thread_with_the_same_bits(ggml_type, monkeypatch, int11_path):
+    """int11 decode of matrices under matrix.SERIAL_BELOW_BYTES runs the one-thread kernel (no wake-up of the
+    second thread); the result is the threaded kernel's, bit for bit (each row's block sums run in one order)."""
+    from generator.kernels import matrix, q1_0_simd
+
+    n_in, n_out = 256, 1100
+    raw = (_case(n_in, n_out, seed=4)[0] if ggml_type == GGML_Q2_0
+           else quantize(GGML_Q1_0, np.random.default_rng(4).standard_normal((n_out, n_in)).astype(np.float32)))
+    m = prepare_matrix(ggml_type, raw, n_in, n_out, q1_decode="int11")
+    if m.decode != "int11":
+        pytest.skip("no integer-table decode on this path")
+    assert m.nbytes < matrix.SERIAL_BELOW_BYTES and m._int11_1t is q1_0_simd.MATVEC_1T[m.path]
+    x = np.random.default_rng(5).standard_normal(n_in).astype(np.float32)
+    one = m.matvec(x).copy()
+    monkeypatch.setattr(matrix, "SERIAL_BELOW_BYTES", 0)
+    assert np.array_equal(one, m.matvec(x))

@@ -31,6 +31,11 @@ from .formats import (
 )
 
 TILE_BYTES = 1 << 20  # float32 bytes of one dequantized row tile in the BLAS prefill path (fits L2 + L3)
+# int11 decode of a matrix smaller than this runs on the calling thread alone: waking the second thread costs
+# ~10 us (measured on Zen4, 2 threads, PASSIVE waits), more than the half of the work it takes over below
+# ~0.5 MB (the one-thread kernel streams ~23 GB/s from cache). Measured per shape (1 thread / 2 threads):
+# 0.1-0.2x for the tiny test models' matrices, 0.44-0.6x at 0.15-0.3 MB; figures in the #18 closing note.
+SERIAL_BELOW_BYTES = 512 * 1024
 
 
 def set_threads(n: int) -> None:
@@ -240,6 +245,7 @@ class Q1Matrix(QuantMatrix):
             self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
             self._int11 = q1_0_simd.MATVEC[self.path]
+            self._int11_1t = q1_0_simd.MATVEC_1T[self.path]
 
     @property
     def kernel_paths(self) -> dict[str, str]:
@@ -249,7 +255,8 @@ class Q1Matrix(QuantMatrix):
         if self.decode == "float":
             q1_0.matvec_lut8(self.words, self.scales, *self.FORMAT.luts.tables_for(x), out)
         else:
-            self._int11(self.bits_t, self.scales, *self.FORMAT.int_tables.tables_for(x), out)
+            kernel = self._int11_1t if self.nbytes < SERIAL_BELOW_BYTES else self._int11
+            kernel(self.bits_t, self.scales, *self.FORMAT.int_tables.tables_for(x), out)
 
     def _matmul_into(self, x, out):
         fmt = self.FORMAT
