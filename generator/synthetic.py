@@ -10,8 +10,8 @@ scales or norm gains produces visibly wrong logits. Q1_0 bytes are produced dire
 bytes) blocks instead of quantizing float matrices: a bonsai-8b file has 8e9 weights, and drawing them as
 floats first would take several minutes instead of seconds. F32 files (tiny shapes only) draw N(0, 1/n_in).
 Q2_0 files (Ternary-Bonsai layout, fp16 d + 16 bytes of 2-bit codes per 64) draw codes -1, 0, +1, +2 with
-chances 1/4, 3/8, 1/4, 1/8 (mostly ternary like the real models, with some +2 so every code is exercised) and
-the same jittered scales.
+chances 6/16, 5/16, 4/16, 1/16 (zero mean, mostly ternary like the real models, with some +2 so every code is
+exercised) and the same jittered scales.
 
     python -m generator.synthetic --preset bonsai-8b --tokenizer-from tests/fixtures/reference/tiny-tied-q1_0.gguf \
         --out /tmp/bonsai-8b-synthetic.gguf
@@ -28,6 +28,7 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
 from .gguf_file import BLOCK_SIZES, GGML_F32, GGML_Q1_0, GGML_Q2_0, GGUFFile
+from .kernels.formats import q2_pack
 
 Q1_BLOCK, Q1_BYTES = 128, 18  # weights per Q1_0 block, bytes per block (fp16 scale + 16 sign bytes)
 _Q1_DTYPE = np.dtype([("d", "<f2"), ("signs", "u1", (16,))])  # one Q1_0 block, 18 bytes
@@ -110,15 +111,22 @@ def _block_scales(rng: np.random.Generator, n_in: int, n_out: int, nb: int) -> n
     return (jitter / np.sqrt(n_in)).astype(np.float16)
 
 
+# one code per uniform 4-bit draw: -1 (code 0) 6/16, 0 (code 1) 5/16, +1 (code 2) 4/16, +2 (code 3) 1/16: mean 0
+_Q2_CODE_OF_NIBBLE = np.array([0] * 6 + [1] * 5 + [2] * 4 + [3], np.uint8)
+
+
 def random_q2_0(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
-    """Random Q2_0 matrix as raw GGUF bytes (n_out * n_in/64 * 18,) uint8: codes 0..3 with chances 1/4, 3/8, 1/4,
-    1/8 (uniform random bytes, then half of the code-3 fields turned into code 1), jittered scales."""
+    """Random Q2_0 matrix as raw GGUF bytes (n_out * n_in/64 * 18,) uint8: codes 0..3 (values -1, 0, +1, +2) with
+    chances 6/16, 5/16, 4/16, 1/16 (zero mean, like trained ternary weights: a mean would put the same bias into
+    every logit and make a model repeat one token), jittered scales."""
     nb = n_in // 64
     blocks = np.empty((n_out, nb), _Q1_DTYPE)                                     # same 18-byte block shape
     blocks["d"] = _block_scales(rng, n_in, n_out, nb)
-    codes = rng.integers(0, 256, size=(n_out, nb, 16), dtype=np.uint8)
-    threes = codes & (codes >> 1) & 0x55 & rng.integers(0, 256, size=codes.shape, dtype=np.uint8)
-    blocks["signs"] = codes ^ (threes << 1)                                       # 0b11 -> 0b01 where picked
+    nibbles = rng.integers(0, 256, size=(n_out, nb, 32), dtype=np.uint8)          # two draws per byte
+    codes = np.empty((n_out, nb, 64), np.uint8)
+    codes[..., 0::2] = _Q2_CODE_OF_NIBBLE[nibbles & 15]
+    codes[..., 1::2] = _Q2_CODE_OF_NIBBLE[nibbles >> 4]
+    blocks["signs"] = q2_pack(codes.reshape(n_out, nb, 16, 4))
     return blocks.view(np.uint8).reshape(-1)
 
 
