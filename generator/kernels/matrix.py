@@ -189,22 +189,23 @@ class _BitFormat:
     they share the repacked layout and every kernel, and differ in block size and in the activation tables
     (q2_0.py explains why that is enough)."""
 
-    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_t16, matmul_t64, matmul_vnni, dequant_rows):
+    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_vnni, dequant_rows):
         self.ggml_type, self.qk, self.name = ggml_type, qk, TYPE_NAMES[ggml_type].lower()[:2]   # "q1" / "q2"
+        self.wbits = 128 // qk                               # bits per weight: 16 payload bytes per block
         n_lut = 4096 // qk                                   # floats of decode table per input: 16 bytes x 256 / qk
         self.luts = _TableCache(lambda n_in: (np.empty(n_in * n_lut, dtype=np.float32),), build_lut8)
         self.int_tables = _TableCache(  # (n_blocks, 16, 4, 16) uint8 tables, (n_blocks,) float32 scales
             lambda n_in: (np.empty((n_in // qk, 16, 4, 16), np.uint8), np.empty(n_in // qk, np.float32)),
             build_tables,
         )
-        self.matmul_t16, self.matmul_t64, self.matmul_vnni = matmul_t16, matmul_t64, matmul_vnni
+        self.matmul_vnni = matmul_vnni
         self.dequant_rows = dequant_rows
 
 
-Q1_FORMAT = _BitFormat(GGML_Q1_0, q1_0.QK, q1_0.build_lut8, q1_0_simd.build_tables, q1_0.matmul_lut4_t16,
-                       q1_0.matmul_lut4_t64, q1_0_vnni.matmul_vnni, q1_0.dequant_rows)
-Q2_FORMAT = _BitFormat(GGML_Q2_0, q2_0.QK, q2_0.build_lut8, q2_0.build_tables, q1_0.matmul_lut4_t16_q2,
-                       q1_0.matmul_lut4_t64_q2, q1_0_vnni.matmul_vnni_q2, q2_0.dequant_rows)
+Q1_FORMAT = _BitFormat(GGML_Q1_0, q1_0.QK, q1_0.build_lut8, q1_0_simd.build_tables, q1_0_vnni.matmul_vnni,
+                       q1_0.dequant_rows)
+Q2_FORMAT = _BitFormat(GGML_Q2_0, q2_0.QK, q2_0.build_lut8, q2_0.build_tables, q1_0_vnni.matmul_vnni_q2,
+                       q2_0.dequant_rows)
 Q1_DECODE_MODES = ("float", "int11")
 
 
@@ -272,8 +273,8 @@ class Q1Matrix(QuantMatrix):
             q1_0_vnni.quantize_rows(x, xq[:T], sx[:T], qx[:T])
             fmt.matmul_vnni(self.bits_t, self.scales, xq, sx, qx, out)
         else:
-            kernel = fmt.matmul_t16 if x.shape[0] <= 32 else fmt.matmul_t64
-            kernel(self.bits, self.scales, x, out, numba.get_num_threads())
+            kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
+            kernel(self.bits, self.scales, x, out, numba.get_num_threads(), fmt.wbits)
 
     def _dequant_rows_into(self, r0, r1, out):
         self.FORMAT.dequant_rows(self.bits, self.scales, r0, r1, out)

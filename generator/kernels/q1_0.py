@@ -157,7 +157,7 @@ def _build_block_lut4(xt, b, n_t, lut, bits):
 def _matmul_tiles(bits, scales, x, out, it0, it1, n_t, wbits):
     """Row tiles it0..it1 of out (n_tok, n_out) = x @ W.T, n_t tokens per table tile, wbits bits per weight
     (1: Q1_0, 2: Q2_0; both are 16 payload bytes = 32 nibbles per block). Inlined into callers that pass n_t
-    and wbits as constants: with a run-time n_t LLVM does not vectorize the token loop (4-8x slower)."""
+    as a constant: with a run-time n_t LLVM does not vectorize the token loop (4-8x slower)."""
     n_blocks, tile_rows = scales.shape[1], scales.shape[2]
     n_tok, n_in = x.shape
     n_out = out.shape[1]
@@ -199,42 +199,25 @@ def _matmul_tiles(bits, scales, x, out, it0, it1, n_t, wbits):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4_t64(bits, scales, x, out, n_threads):
-    """out (n_tok, n_out) = x @ W.T in tiles of 64 tokens. Each of n_threads (= numba.get_num_threads(),
-    passed in: reading it inside would block on-disk caching) owns a run of row tiles and its own
-    tables: per 128-column block it builds the block's nibble tables (128 KB), then each row's 16
+def matmul_lut4_t64(bits, scales, x, out, n_threads, wbits):
+    """out (n_tok, n_out) = x @ W.T in tiles of 64 tokens, wbits bits per weight (1: Q1_0, 2: Q2_0: only the
+    tables differ, built once per block and token tile, so a run-time branch costs nothing). Each of n_threads
+    (= numba.get_num_threads(), passed in: reading it inside would block on-disk caching) owns a run of row
+    tiles and its own tables: per block it builds the block's nibble tables (128 KB), then each row's 16
     bytes are 32 lookups, each a 64-token SIMD add."""
     n_tiles = bits.shape[0]
     per = (n_tiles + n_threads - 1) // n_threads
     for th in prange(n_threads):
-        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 64, 1)
+        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 64, wbits)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4_t16(bits, scales, x, out, n_threads):
+def matmul_lut4_t16(bits, scales, x, out, n_threads, wbits):
     """As matmul_lut4_t64 with 16-token tiles: less padding waste for short batches."""
     n_tiles = bits.shape[0]
     per = (n_tiles + n_threads - 1) // n_threads
     for th in prange(n_threads):
-        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 16, 1)
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4_t64_q2(bits, scales, x, out, n_threads):
-    """matmul_lut4_t64 for Q2_0 (64-input blocks of 2-bit codes, same repacked layout)."""
-    n_tiles = bits.shape[0]
-    per = (n_tiles + n_threads - 1) // n_threads
-    for th in prange(n_threads):
-        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 64, 2)
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4_t16_q2(bits, scales, x, out, n_threads):
-    """matmul_lut4_t16 for Q2_0."""
-    n_tiles = bits.shape[0]
-    per = (n_tiles + n_threads - 1) // n_threads
-    for th in prange(n_threads):
-        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 16, 2)
+        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 16, wbits)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ meaning of a payload nibble changes (Q1_0: 4 sign bits of 4 inputs; Q2_0: two 2-
 activations, so the Q1_0 kernels run Q2_0 unchanged once they are given Q2_0 tables:
   float decode  q1_0.matvec_lut8 with `build_lut8` below (byte m of position j: sum_i (code_i(m) - 1) x[4j+i])
   int11 decode  q1_0_simd.MATVEC with `build_tables` below (nibble m of group g: (m&3 - 1) x_a + (m>>2 - 1) x_b)
-  float prefill q1_0.matmul_lut4_*_q2 (the nibble tables built for 2-input groups)
+  float prefill q1_0.matmul_lut4_* with wbits=2 (the nibble tables built for 2-input groups)
   int8 prefill  q1_0_vnni.matmul_vnni_q2 (codes expanded to bytes 0..3 instead of bits to 0/1)
 Per weight byte the work is the same as Q1_0's, and a Q2_0 matrix has twice the bytes of a Q1_0 one of the
 same shape, so a Q2_0 matvec reads (and takes) about twice as long: the same speed per byte.
