@@ -5,7 +5,8 @@ One command from a fresh clone:
     python benchmarks/bench_generator.py                       # 1.7b and 8b, 1 and 2 threads
     python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick
 
-The first run writes random-weight Q1_0 files of the real shapes into --cache-dir (random weights compute
+The first run writes random-weight Q1_0 (or, with --weight-type Q2_0, Ternary-Bonsai Q2_0) files of the real
+shapes into --cache-dir (random weights compute
 exactly as fast as trained ones; the real tokenizer comes from the test fixture). Every measurement runs in
 a FRESH subprocess (`--worker`), so load times are real cold/warm starts and peak RSS (ru_maxrss) is the
 engine's alone. Reported per (model, threads):
@@ -216,14 +217,15 @@ def run_worker(spec: dict, threads: int, numba_cache: str, kernel: str = "auto")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def ensure_model(name: str, cache_dir: Path) -> Path:
+def ensure_model(name: str, cache_dir: Path, weight_type: str = "Q1_0") -> Path:
     from generator.synthetic import write_synthetic_gguf
-    path = cache_dir / f"{PRESET[name]}-synthetic.gguf"
+    suffix = "" if weight_type == "Q1_0" else f"-{weight_type.lower()}"
+    path = cache_dir / f"{PRESET[name]}{suffix}-synthetic.gguf"
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         t = time.perf_counter()
-        write_synthetic_gguf(tmp, PRESET[name], TOKENIZER, seed=0)
+        write_synthetic_gguf(tmp, PRESET[name], TOKENIZER, seed=0, weight_type=weight_type)
         os.replace(tmp, path)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s", flush=True)
     return path
@@ -260,6 +262,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one repeat, tg16, no empty-numba-cache start")
     ap.add_argument("--tg", type=int, help="decode steps per tg measurement (default 64, 16 with --quick)")
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
+    ap.add_argument("--weight-type", default="Q1_0", choices=["Q1_0", "Q2_0"],
+                    help="matrix type of the synthetic files: Q1_0 (Bonsai) or Q2_0 (Ternary-Bonsai)")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
     ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32"],
@@ -282,7 +286,7 @@ def main() -> None:
     for m in models:
         if m not in PRESET:
             sys.exit(f"error: unknown model {m!r} (choose from {', '.join(PRESET)})")
-    paths = {m: ensure_model(m, cache_dir) for m in models}
+    paths = {m: ensure_model(m, cache_dir, args.weight_type) for m in models}
     from generator.kernels import dispatch
     kernels = _distinct_paths(dispatch) if args.kernel == "all" else args.kernel.split(",")
     print(f"CPU {_cpu_name()}; kernel paths it runs: {', '.join(dispatch.host_paths())}; timing: {', '.join(kernels)}")

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 from gguf import GGUFReader, GGUFValueType
-from gguf.constants import GGML_QUANT_SIZES, GGUF_MAGIC
+from gguf.constants import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType
+from gguf.gguf_reader import ReaderTensor
 
 from generator.errors import GeneratorError
 
@@ -30,8 +31,12 @@ from generator.errors import GeneratorError
 # Supported tensor types (ggml type id -> name). Q1_0 is PrismML's 1-bit type used by Bonsai.
 # ---------------------------------------------------------------------------------------------------------------
 
-GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16, GGML_Q1_0 = 0, 1, 8, 30, 41
-SUPPORTED_TYPES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16", GGML_Q1_0: "Q1_0"}
+GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16, GGML_Q1_0, GGML_Q2_0 = 0, 1, 8, 30, 41, 42
+SUPPORTED_TYPES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16", GGML_Q1_0: "Q1_0",
+                   GGML_Q2_0: "Q2_0"}
+# (values per block, bytes per block); the gguf package (0.19) does not know Q2_0 (Ternary-Bonsai) yet
+BLOCK_SIZES = {t: GGML_QUANT_SIZES[GGMLQuantizationType(t)] for t in SUPPORTED_TYPES if t != GGML_Q2_0}
+BLOCK_SIZES[GGML_Q2_0] = (64, 18)
 SUPPORTED_VERSIONS = (2, 3)
 
 _HEADER = struct.Struct("<IIQQ")  # magic, version, tensor_count, kv_count
@@ -132,14 +137,14 @@ class _FastReader(GGUFReader):
 
     def _build_tensors(self, start_offs: int, fields) -> None:
         size = len(self.data)
-        spans = []
+        spans, plan = [], []
         for field in fields:
             name = str(bytes(field.parts[1]), encoding="utf-8", errors="replace")
             dims, raw_dtype, offset_tensor = field.parts[3], int(field.parts[4][0]), int(field.parts[5][0])
             if raw_dtype not in SUPPORTED_TYPES:
                 raise _ReaderFailure(f"tensor {name!r} has unknown/unsupported type {raw_dtype} "
                                      f"(supported: {', '.join(SUPPORTED_TYPES.values())})")
-            block, type_size = GGML_QUANT_SIZES[raw_dtype]
+            block, type_size = BLOCK_SIZES[raw_dtype]
             shape = [int(d) for d in dims]
             if not shape or any(d <= 0 or d > 1 << 40 for d in shape):
                 raise _ReaderFailure(f"tensor {name!r} has invalid shape {shape}")
@@ -152,6 +157,7 @@ class _FastReader(GGUFReader):
                 raise _ReaderFailure(f"tensor {name!r} data (bytes {begin}..{begin + n_bytes}) runs past the end "
                                      f"of the file ({size} bytes): truncated or corrupt")
             spans.append((begin, begin + n_bytes, name))
+            plan.append((name, shape, raw_dtype, begin, n_bytes, field))
         # a tensor whose declared type/shape needs more bytes than its slot (e.g. a Q1_0 type byte changed to
         # F32) would read its neighbours' weights as its own: the data regions must not overlap
         spans.sort()
@@ -159,7 +165,13 @@ class _FastReader(GGUFReader):
             if e0 > b1:
                 raise _ReaderFailure(f"tensor {n0!r} (bytes {b0}..{e0}) overlaps tensor {n1!r} (from byte {b1}): "
                                      "its type or shape does not match its data")
-        super()._build_tensors(start_offs, fields)
+        # every tensor as its raw bytes (the stock builder maps the type through an enum that lacks Q2_0)
+        if len({p[0] for p in plan}) != len(plan):
+            raise _ReaderFailure("two tensors share one name")
+        self.tensors = [ReaderTensor(name=name, tensor_type=raw_dtype, shape=np.array(shape, np.uint64),
+                                     n_elements=int(np.prod(shape, dtype=object)), n_bytes=n_bytes, data_offset=begin,
+                                     data=self._get(begin, np.uint8, n_bytes), field=field)
+                        for name, shape, raw_dtype, begin, n_bytes, field in plan]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ renormalised to unit rms), every norm vector random gains in 0.6..1.4, so an eng
 scales or norm gains produces visibly wrong logits. Q1_0 bytes are produced directly as (fp16 d, 16 sign
 bytes) blocks instead of quantizing float matrices: a bonsai-8b file has 8e9 weights, and drawing them as
 floats first would take several minutes instead of seconds. F32 files (tiny shapes only) draw N(0, 1/n_in).
+Q2_0 files (Ternary-Bonsai layout, fp16 d + 16 bytes of 2-bit codes per 64) draw codes -1, 0, +1, +2 with
+chances 6/16, 5/16, 4/16, 1/16 (zero mean, mostly ternary like the real models, with some +2 so every code is
+exercised) and the same jittered scales.
 
     python -m generator.synthetic --preset bonsai-8b --tokenizer-from tests/fixtures/reference/tiny-tied-q1_0.gguf \
         --out /tmp/bonsai-8b-synthetic.gguf
@@ -24,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
-from .gguf_file import GGML_F32, GGML_Q1_0, GGUFFile
+from .gguf_file import BLOCK_SIZES, GGML_F32, GGML_Q1_0, GGML_Q2_0, GGUFFile
+from .kernels.formats import q2_pack
 
 Q1_BLOCK, Q1_BYTES = 128, 18  # weights per Q1_0 block, bytes per block (fp16 scale + 16 sign bytes)
 _Q1_DTYPE = np.dtype([("d", "<f2"), ("signs", "u1", (16,))])  # one Q1_0 block, 18 bytes
@@ -42,7 +46,7 @@ class SyntheticSpec:
     head_dim: int
     tied: bool = True                # LM head = token_embd (Bonsai 1.7B/4B) or its own output.weight (8B)
     yarn: bool = False               # YaRN x4 over 16384 (Bonsai-8B)
-    weight_type: str = "Q1_0"        # "Q1_0" or "F32" for the matrices (norms are always F32)
+    weight_type: str = "Q1_0"        # "Q1_0", "Q2_0" or "F32" for the matrices (norms are always F32)
     context_length: int = 32768
     rope_base: float = 1_000_000.0
 
@@ -57,7 +61,8 @@ PRESETS: dict[str, SyntheticSpec] = {
     "bonsai-8b": SyntheticSpec(36, 4096, 12288, 32, 8, 128, tied=False, yarn=True, context_length=65536),
 }
 
-_TYPES = {"Q1_0": GGML_Q1_0, "F32": GGML_F32}
+_TYPES = {"Q1_0": GGML_Q1_0, "Q2_0": GGML_Q2_0, "F32": GGML_F32}
+_FILE_TYPES = {GGML_Q1_0: 40, GGML_Q2_0: 41, GGML_F32: 0}  # general.file_type (llama.cpp's LLAMA_FTYPE_MOSTLY_*)
 
 
 def tensor_plan(spec: SyntheticSpec, n_vocab: int) -> list[tuple[str, int, int]]:
@@ -94,10 +99,34 @@ def random_q1_0(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
     """Random Q1_0 matrix as raw GGUF bytes (n_out * n_in/128 * 18,) uint8: random signs, jittered scales."""
     nb = n_in // Q1_BLOCK
     blocks = np.empty((n_out, nb), _Q1_DTYPE)                                     # (n_out, nb) 18-byte blocks
+    blocks["d"] = _block_scales(rng, n_in, n_out, nb)
+    blocks["signs"] = rng.integers(0, 256, size=(n_out, nb, 16), dtype=np.uint8)
+    return blocks.view(np.uint8).reshape(-1)
+
+
+def _block_scales(rng: np.random.Generator, n_in: int, n_out: int, nb: int) -> np.ndarray:
+    """(n_out, nb) fp16 scales: 1/sqrt(n_in) times a 0.5..1.5 jitter renormalised to unit rms."""
     jitter = rng.uniform(0.5, 1.5, size=(n_out, nb)).astype(np.float32)
     jitter /= np.sqrt(np.mean(jitter.astype(np.float64) ** 2))
-    blocks["d"] = (jitter / np.sqrt(n_in)).astype(np.float16)
-    blocks["signs"] = rng.integers(0, 256, size=(n_out, nb, 16), dtype=np.uint8)
+    return (jitter / np.sqrt(n_in)).astype(np.float16)
+
+
+# one code per uniform 4-bit draw: -1 (code 0) 6/16, 0 (code 1) 5/16, +1 (code 2) 4/16, +2 (code 3) 1/16: mean 0
+_Q2_CODE_OF_NIBBLE = np.array([0] * 6 + [1] * 5 + [2] * 4 + [3], np.uint8)
+
+
+def random_q2_0(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    """Random Q2_0 matrix as raw GGUF bytes (n_out * n_in/64 * 18,) uint8: codes 0..3 (values -1, 0, +1, +2) with
+    chances 6/16, 5/16, 4/16, 1/16 (zero mean, like trained ternary weights: a mean would put the same bias into
+    every logit and make a model repeat one token), jittered scales."""
+    nb = n_in // 64
+    blocks = np.empty((n_out, nb), _Q1_DTYPE)                                     # same 18-byte block shape
+    blocks["d"] = _block_scales(rng, n_in, n_out, nb)
+    nibbles = rng.integers(0, 256, size=(n_out, nb, 32), dtype=np.uint8)          # two draws per byte
+    codes = np.empty((n_out, nb, 64), np.uint8)
+    codes[..., 0::2] = _Q2_CODE_OF_NIBBLE[nibbles & 15]
+    codes[..., 1::2] = _Q2_CODE_OF_NIBBLE[nibbles >> 4]
+    blocks["signs"] = q2_pack(codes.reshape(n_out, nb, 16, 4))
     return blocks.view(np.uint8).reshape(-1)
 
 
@@ -107,6 +136,8 @@ def random_tensor(rng: np.random.Generator, ggml_type: int, n_in: int, n_out: in
         return rng.uniform(0.6, 1.4, size=n_in).astype(np.float32).view(np.uint8)
     if ggml_type == GGML_Q1_0:
         return random_q1_0(rng, n_in, n_out)
+    if ggml_type == GGML_Q2_0:
+        return random_q2_0(rng, n_in, n_out)
     w = rng.standard_normal((n_out, n_in), dtype=np.float32) * np.float32(1.0 / np.sqrt(n_in))
     return w.view(np.uint8).reshape(-1)
 
@@ -134,9 +165,10 @@ def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
     if spec.weight_type not in _TYPES:
         raise ValueError(f"weight_type must be one of {', '.join(_TYPES)}, got {spec.weight_type!r}")
     wtype = _TYPES[spec.weight_type]
+    block = BLOCK_SIZES[wtype][0]
     for n in (spec.n_embd, spec.n_ff, spec.n_head * spec.head_dim):
-        if wtype == GGML_Q1_0 and n % Q1_BLOCK:
-            raise ValueError(f"Q1_0 needs every matrix input size to be a multiple of {Q1_BLOCK}, got {n}")
+        if n % block:
+            raise ValueError(f"{spec.weight_type} needs every matrix input size to be a multiple of {block}, got {n}")
 
     src, tok_keys = None, []
     if tokenizer_from is not None:
@@ -150,7 +182,7 @@ def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
     out.parent.mkdir(parents=True, exist_ok=True)
     w = GGUFWriter(out, arch="qwen3")
     w.add_name(f"Bonsai-synthetic-{spec.n_layer}L-{spec.n_embd}-{spec.weight_type}-seed{seed}")
-    w.add_uint32("general.file_type", 40 if wtype == GGML_Q1_0 else 0)
+    w.add_uint32("general.file_type", _FILE_TYPES[wtype])
     w.add_uint32("general.quantization_version", 2)
     w.add_uint32("qwen3.context_length", spec.context_length)
     w.add_uint32("qwen3.embedding_length", spec.n_embd)
@@ -177,6 +209,8 @@ def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
             row_bytes = n_in // Q1_BLOCK * Q1_BYTES
             w.add_tensor_info(name, (n_out, row_bytes), np.dtype(np.uint8), n_out * row_bytes,
                               raw_dtype=GGMLQuantizationType.Q1_0)
+        elif ttype == GGML_Q2_0:  # gguf 0.19 has no Q2_0 member: the shape is given in elements, the type as its id
+            w.add_tensor_info(name, (n_out, n_in), np.dtype(np.float16), n_out * (n_in // 64) * 18, raw_dtype=GGML_Q2_0)
         else:
             shape = (n_in,) if n_out == 1 else (n_out, n_in)
             w.add_tensor_info(name, shape, np.dtype(np.float32), n_in * n_out * 4)

@@ -1,4 +1,4 @@
-"""The opt-in Q1_0 "int11" decode path (q1_0_simd.py) against float64 dequantize(W) @ x, on every instruction-set
+"""The Q1_0 / Q2_0 "int11" decode path (q1_0_simd.py) against float64 dequantize(W) @ x, on every instruction-set
 path the dispatcher implements for it (`int11_path` fixture: skipped where this CPU lacks the instructions).
 
 Tolerance for int11 matvec, per row: |kernel - ref| <= 16 * sum_b |d_b| * s_b * (1 + 1e-4) + 3e-5 * (|W| @ |x|)
@@ -12,41 +12,54 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.kernels import GGML_Q1_0, dequantize, prepare_matrix, quantize, set_threads
+from generator.kernels import GGML_Q1_0, GGML_Q2_0, dequantize, prepare_matrix, quantize, set_threads
 from generator.kernels import dispatch, q1_0_simd
 
 
 SHAPES = [(384, 67), (640, 301), (256, 1024)]
 
 
-def _case(n_in: int, n_out: int, seed: int):
+def _case(n_in: int, n_out: int, seed: int, ggml_type: int = GGML_Q1_0):
+    """(raw bytes, float64 dequantized W, rng). Q2_0: random payload bytes, so all four codes occur."""
     rng = np.random.default_rng(seed)
-    w32 = (rng.standard_normal((n_out, n_in)) * rng.uniform(0.5, 1.5, (n_out, 1))).astype(np.float32)
-    raw = quantize(GGML_Q1_0, w32)
-    w = dequantize(GGML_Q1_0, raw, n_in, n_out).astype(np.float64)  # (n_out, n_in)
+    if ggml_type == GGML_Q2_0:
+        blocks = np.zeros((n_out, n_in // 64, 18), np.uint8)
+        d = (rng.uniform(0.5, 1.5, (n_out, n_in // 64)) / 8).astype(np.float16)
+        blocks[:, :, :2] = d.view(np.uint8).reshape(n_out, n_in // 64, 2)
+        blocks[:, :, 2:] = rng.integers(0, 256, (n_out, n_in // 64, 16), dtype=np.uint8)
+        raw = blocks.reshape(-1)
+    else:
+        w32 = (rng.standard_normal((n_out, n_in)) * rng.uniform(0.5, 1.5, (n_out, 1))).astype(np.float32)
+        raw = quantize(GGML_Q1_0, w32)
+    w = dequantize(ggml_type, raw, n_in, n_out).astype(np.float64)  # (n_out, n_in)
     return raw, w, rng
 
 
-def _int11_bound(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """16 * sum_b |d_b| s_b per row, from the format's definition (not from the kernel's tables)."""
+def _int11_bound(w: np.ndarray, x: np.ndarray, ggml_type: int = GGML_Q1_0) -> np.ndarray:
+    """16 * sum_b |d_b| s_b per row, from the format's definition (not from the kernel's tables): a block's 32
+    table entries are each rounded by <= s_b / 2. Q1_0: s_b = largest sum of |x| over the block's 4-input groups
+    / 1023; Q2_0 (64-input blocks, values up to 2 d): largest 2 (|x_a| + |x_b|) over its input pairs / 1023."""
     n_out, n_in = w.shape
-    d = np.abs(w).reshape(n_out, n_in // 128, 128)[:, :, 0]  # (n_out, n_blocks): |weight| = block scale
-    s = np.abs(x.astype(np.float64)).reshape(n_in // 128, 32, 4).sum(-1).max(-1) / 1023  # (n_blocks,)
+    qk, group, reach = (64, 2, 2.0) if ggml_type == GGML_Q2_0 else (128, 4, 1.0)
+    d = np.abs(w).reshape(n_out, n_in // qk, qk).max(-1)  # (n_out, n_blocks): >= the block scale where it matters
+    s = reach * np.abs(x.astype(np.float64)).reshape(n_in // qk, qk // group, group).sum(-1).max(-1) / 1023
     return 16 * d @ s
 
 
+@pytest.mark.parametrize("ggml_type", [GGML_Q1_0, GGML_Q2_0], ids=["Q1_0", "Q2_0"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_int11_matvec_within_its_rounding_bound(shape, int11_path):
+def test_int11_matvec_within_its_rounding_bound(shape, ggml_type, int11_path):
     n_in, n_out = shape
-    raw, w, rng = _case(n_in, n_out, seed=n_out)
-    m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
-    assert (m.decode, m.path) == ("int11", dispatch.choose("q1_decode_int11"))
+    raw, w, rng = _case(n_in, n_out, seed=n_out, ggml_type=ggml_type)
+    m = prepare_matrix(ggml_type, raw, n_in, n_out, q1_decode="int11")
+    op = "q2_decode_int11" if ggml_type == GGML_Q2_0 else "q1_decode_int11"
+    assert (m.decode, m.path) == ("int11", dispatch.choose(op))
     for scale in (1.0, 1e-3, 50.0):  # the tables rescale per block: any input magnitude works
         x = (rng.standard_normal(n_in) * scale).astype(np.float32)
         x[:128] *= 10  # one block much larger than the rest
         ref = w @ x
         mag = np.abs(w) @ np.abs(x)
-        bound = _int11_bound(w, x)
+        bound = _int11_bound(w, x, ggml_type)
         assert np.all(bound < 0.01 * mag)  # a wrong sign or scale would exceed it
         got = m.matvec(x)
         assert got.dtype == np.float32 and got.shape == (n_out,)
@@ -75,23 +88,23 @@ def test_int11_zero_input_and_thread_count(int11_path):
 
 def _int8_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """(T, n_out) bound of the int8-activation matmul: each input is rounded by at most s/2, s = max |x| of its
-    token's 32 inputs / 127, and meets a weight of magnitude d_b: sum_b |d_b| * 16 * sum_{j in b} s_j per row."""
-    n_out, n_in = w.shape
-    d = np.abs(w).reshape(n_out, n_in // 128, 128)[:, :, 0]                                   # (n_out, nb)
-    s = np.abs(xs.astype(np.float64)).reshape(len(xs), n_in // 32, 32).max(-1) / 127         # (T, n_in / 32)
-    return 16 * s.reshape(len(xs), n_in // 128, 4).sum(-1) @ d.T
+    token's 32 inputs / 127, and meets its weight: sum_i |w_i| s_i / 2 per row (Q1_0: |w_i| = d_b, so
+    16 * sum_b d_b * sum_{j in b} s_j; Q2_0: |w_i| = |q_i - 1| d_b)."""
+    s = np.abs(xs.astype(np.float64)).reshape(len(xs), -1, 32).max(-1) / 127                  # (T, n_in / 32)
+    return 0.5 * np.repeat(s, 32, axis=1) @ np.abs(w).T
 
 
+@pytest.mark.parametrize("ggml_type", [GGML_Q1_0, GGML_Q2_0], ids=["Q1_0", "Q2_0"])
 @pytest.mark.parametrize("n_tok", [3, 17, 40])
-def test_int11_mode_prefill_and_rows(int11_path, n_tok):
+def test_int11_mode_prefill_and_rows(int11_path, n_tok, ggml_type):
     """Prefill in the integer mode: float32-exact tables where the CPU has no VNNI; int8 activations on VNNI,
     within their rounding bound (token counts around the 6-token register tile, rows not a multiple of 32)."""
     n_in, n_out = 384, 67
-    raw, w, rng = _case(n_in, n_out, seed=9)
-    m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+    raw, w, rng = _case(n_in, n_out, seed=9, ggml_type=ggml_type)
+    m = prepare_matrix(ggml_type, raw, n_in, n_out, q1_decode="int11")
     assert m.prefill_path == ("avx512vnni" if int11_path == "avx512vnni" else "portable")
     xs = rng.standard_normal((n_tok, n_in)).astype(np.float32)
-    xs[:, 128:256] *= 30  # one block much larger than the rest: scales are per token and block
+    xs[:, 128:256] *= 30  # two blocks much larger than the rest: scales are per token and block
     err = np.abs(m.matmul(xs).astype(np.float64) - xs @ w.T)
     mag = np.abs(xs) @ np.abs(w).T
     if m.prefill_path == "portable":
@@ -131,7 +144,8 @@ def test_unknown_mode_and_fallback(monkeypatch):
     np.testing.assert_allclose(m.matvec(x), w @ x, rtol=1e-5, atol=1e-6)
 
 
-def test_every_width_gives_the_same_bits(monkeypatch):
+@pytest.mark.parametrize("ggml_type", [GGML_Q1_0, GGML_Q2_0], ids=["Q1_0", "Q2_0"])
+def test_every_width_gives_the_same_bits(monkeypatch, ggml_type):
     """The widths only change how many rows one instruction serves: the integer block sums, and so the float
     results, must be identical. Shapes with a partial last tile and a partial 64-row chunk."""
     from generator.kernels import dispatch
@@ -140,12 +154,12 @@ def test_every_width_gives_the_same_bits(monkeypatch):
     if len(runnable) < 2:
         pytest.skip(f"this CPU runs only {runnable} of the integer-table paths: nothing to compare")
     for n_in, n_out in [(384, 67), (256, 1100)]:
-        raw, _, rng = _case(n_in, n_out, seed=n_out)
+        raw, _, rng = _case(n_in, n_out, seed=n_out, ggml_type=ggml_type)
         x = rng.standard_normal(n_in).astype(np.float32)
         outs = []
         for path in runnable:
             monkeypatch.setenv("RAGBIT_KERNEL", path)
-            m = prepare_matrix(GGML_Q1_0, raw, n_in, n_out, q1_decode="int11")
+            m = prepare_matrix(ggml_type, raw, n_in, n_out, q1_decode="int11")
             assert m.path == path
             outs.append(m.matvec(x).copy())
         assert all(np.array_equal(outs[0], o) for o in outs[1:])

@@ -1,6 +1,6 @@
 """Our Qwen3 forward pass vs Hugging Face transformers' Qwen3ForCausalLM on the same (dequantized) weights.
 
-Tiny random models are written with generator/synthetic.py (Q1_0 and F32 matrices; tied plain-RoPE and
+Tiny random models are written with generator/synthetic.py (Q1_0, Q2_0 (Ternary-Bonsai) and F32 matrices; tied plain-RoPE and
 untied YaRN x4 variants; small vocab, no tokenizer, to stay fast). transformers gets the float32
 dequantization of exactly the tensors our engine reads, so any difference is arithmetic, not weights.
 
@@ -27,7 +27,8 @@ from generator.synthetic import PRESETS, write_synthetic_gguf  # noqa: E402
 
 N_VOCAB = 1024
 TOLERANCE = 1e-3
-VARIANTS = [("tiny-tied", "Q1_0"), ("tiny-tied", "F32"), ("tiny-untied-yarn", "Q1_0"), ("tiny-untied-yarn", "F32")]
+VARIANTS = [("tiny-tied", "Q1_0"), ("tiny-tied", "F32"), ("tiny-untied-yarn", "Q1_0"), ("tiny-untied-yarn", "F32"),
+            ("tiny-tied", "Q2_0"), ("tiny-untied-yarn", "Q2_0")]
 
 
 def _hf_model(gf: GGUFFile):
@@ -110,3 +111,33 @@ def test_logits_match_transformers(synthetic_dir, preset, wtype):
     for k, d in enumerate(diffs):
         assert d.max() <= TOLERANCE, f"step {k}: max abs diff {d.max():.3g}"
     assert model.n_past == len(prompt) + len(steps)
+
+
+@pytest.mark.parametrize("preset", ["tiny-tied", "tiny-untied-yarn"])
+def test_ternary_q2_0_fast_mode_follows_transformers(synthetic_dir, preset, int11_path):
+    """Q2_0 (Ternary-Bonsai) in the integer mode `ragbit generate` runs (int11 decode tables, int8 prefill on
+    VNNI), on every instruction-set path this CPU has, along transformers' greedy continuation of 12 tokens on
+    the dequantized weights: logits within the llama.cpp tolerances of the reference README (max abs <= 0.35,
+    mean abs <= 0.04: integer activations are not float32-exact), and the same greedy token at every step whose
+    reference top-1 margin exceeds twice our largest error there (where rounding cannot flip it)."""
+    from generator.kernels import dispatch
+
+    model = Qwen3Model.load(synthetic_dir / f"{preset}-Q2_0.gguf", n_ctx=128, q1_decode="int11", kv_cache="f16")
+    assert model.kernel_paths["decode"] == f"{dispatch.choose('q2_decode_int11')} (int11)"
+    assert model.kernel_paths["prefill"] == dispatch.choose("q2_prefill_int8")
+    hf = _hf_model(model.gguf)
+    prompt = np.random.default_rng(1).integers(0, N_VOCAB, size=37).tolist()
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(12):
+            ids.append(int(hf(torch.tensor([ids])).logits[0, -1].argmax()))
+        ref = hf(torch.tensor([ids])).logits[0, len(prompt) - 1:].numpy()   # (13, n_vocab)
+    ours = np.stack([model.prefill(prompt).copy()] + [model.decode(t).copy() for t in ids[len(prompt):]])
+    diff = np.abs(ours - ref)                                               # (13, n_vocab)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) > 2 * diff.max(axis=1)              # steps rounding cannot flip
+    print(f"\n{preset} Q2_0 int11 on {int11_path}: max {diff.max():.3f} mean {diff.mean():.4f}; "
+          f"{decided.sum()} of {len(ref)} steps decided")
+    assert diff.max() <= 0.35 and diff.mean() <= 0.04
+    assert decided.sum() >= len(ref) // 2                                   # the check below has teeth
+    assert np.array_equal(ours.argmax(axis=1)[decided], ref.argmax(axis=1)[decided])

@@ -1,4 +1,4 @@
-"""Weight-matrix kernels for GGUF tensors (Q1_0 1-bit, Q8_0, F16, BF16, F32) in numba.
+"""Weight-matrix kernels for GGUF tensors (Q1_0 1-bit, Q2_0 2-bit, Q8_0, F16, BF16, F32) in numba.
 
 Public API: type ids, `dequantize` / `quantize` (plain numpy, for tests and model writers),
 `prepare_matrix` -> `QuantMatrix` (matvec for decode, matmul for prefill, row for embeddings),
@@ -20,6 +20,7 @@ from .formats import (
     GGML_F16,
     GGML_F32,
     GGML_Q1_0,
+    GGML_Q2_0,
     GGML_Q8_0,
     KernelFormatError,
     dequantize,
@@ -29,7 +30,7 @@ from .formats import (
 from .matrix import QuantMatrix, prepare_matrix, set_threads
 
 __all__ = [
-    "GGML_F32", "GGML_F16", "GGML_Q8_0", "GGML_BF16", "GGML_Q1_0",
+    "GGML_F32", "GGML_F16", "GGML_Q8_0", "GGML_BF16", "GGML_Q1_0", "GGML_Q2_0",
     "KernelFormatError", "QuantMatrix", "dequantize", "quantize", "prepare_matrix", "set_threads",
     "tensor_nbytes", "dispatch",
 ]

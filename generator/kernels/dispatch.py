@@ -44,6 +44,11 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q1_decode_float": ("portable",),           # float32-exact matvec (q1_0.matvec_lut8)
     "q1_prefill_int8": ("avx512vnni",),         # int8 activations x bits, vpdpbusd (q1_0_vnni.py); int11 mode
     "q1_prefill_float": ("portable",),          # float32 table matmul (q1_0.matmul_lut4_*)
+    # Q2_0 (Ternary-Bonsai) runs the same kernels with its own tables (q2_0.py), so the same paths
+    "q2_decode_int11": ("avx512bw", "avx2", "ssse3"),
+    "q2_decode_float": ("portable",),
+    "q2_prefill_int8": ("avx512vnni",),
+    "q2_prefill_float": ("portable",),
 }
 
 

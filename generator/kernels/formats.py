@@ -10,6 +10,9 @@ Layouts (a matrix in GGUF order [ne0=n_in, ne1=n_out] is n_out rows of n_in valu
   Q8_0 (8):  blocks of 32 values = 34 bytes: fp16 scale d, 32 int8 q;          value = d * q
   Q1_0 (41): blocks of 128 values = 18 bytes: fp16 scale d, 16 bytes of signs;  value j = +d if bit
              (j % 8) of byte (j // 8) is 1 else -d
+  Q2_0 (42): blocks of 64 values = 18 bytes: fp16 scale d, 16 bytes of 2-bit codes; value j = (q - 1) * d,
+             q = bits 2*(j % 4) .. 2*(j % 4)+1 of byte (j // 4), so codes 0..3 mean -d, 0, +d, +2d
+             (PrismML's Ternary-Bonsai; mainline llama.cpp's GGML_TYPE_Q2_0)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from generator.errors import GeneratorError
 
-GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16, GGML_Q1_0 = 0, 1, 8, 30, 41
+GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16, GGML_Q1_0, GGML_Q2_0 = 0, 1, 8, 30, 41, 42
 
 # type -> (values per block, bytes per block)
 BLOCK_LAYOUT: dict[int, tuple[int, int]] = {
@@ -27,9 +30,10 @@ BLOCK_LAYOUT: dict[int, tuple[int, int]] = {
     GGML_BF16: (1, 2),
     GGML_Q8_0: (32, 34),
     GGML_Q1_0: (128, 18),
+    GGML_Q2_0: (64, 18),
 }
 
-TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_BF16: "BF16", GGML_Q8_0: "Q8_0", GGML_Q1_0: "Q1_0"}
+TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_BF16: "BF16", GGML_Q8_0: "Q8_0", GGML_Q1_0: "Q1_0", GGML_Q2_0: "Q2_0"}
 
 # Exact 16-bit -> float32 decode tables (256 KB each). numba has no float16, so kernels decode fp16 and
 # bf16 with one table lookup; exact for every bit pattern (subnormals, inf, nan included).
@@ -93,9 +97,19 @@ def dequantize(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int) -> np.nda
     if ggml_type == GGML_Q8_0:
         q = payload.view(np.int8).astype(np.float32)  # (n_out, nb, 32)
         return (q * scales[:, :, None]).reshape(n_out, n_in)
+    if ggml_type == GGML_Q2_0:
+        return (q2_codes(payload).astype(np.float32) - 1.0) * np.repeat(scales, 64, axis=1)
     # Q1_0: bit (j % 8) of byte (j // 8) -> little bit order
     bits = np.unpackbits(payload, axis=-1, bitorder="little").astype(np.float32)  # (n_out, nb, 128)
     return ((2.0 * bits - 1.0) * scales[:, :, None]).reshape(n_out, n_in)
+
+
+def q2_codes(payload: np.ndarray) -> np.ndarray:
+    """Q2_0 payload (n_out, nb, 16) uint8 -> codes (n_out, nb * 64) uint8 in 0..3 (element j: bits 2*(j%4) of
+    byte j//4)."""
+    shifts = np.array([0, 2, 4, 6], dtype=np.uint8)
+    codes = (payload[..., None] >> shifts) & 3                   # (n_out, nb, 16, 4)
+    return codes.reshape(payload.shape[0], -1)
 
 
 def _f32_to_f16_bits(v: np.ndarray) -> np.ndarray:
@@ -114,6 +128,7 @@ def quantize(ggml_type: int, w: np.ndarray) -> np.ndarray:
 
     Q1_0: d = mean(|w|) over the block (the L2-optimal scale for fixed signs), sign bit = (w >= 0).
     Q8_0: d = max(|w|) / 127, q = round(w / d) (llama.cpp's reference rule).
+    Q2_0: d = max(|w|) over the block, q = clip(round(w / d) + 1, 0, 3) (llama.cpp's quantize_row_q2_0_ref).
     """
     w = np.asarray(w, dtype=np.float32)
     if w.ndim != 2:
@@ -135,7 +150,19 @@ def quantize(ggml_type: int, w: np.ndarray) -> np.ndarray:
         inv = np.divide(1.0, d16, out=np.zeros_like(d16), where=d16 > 0)
         q = np.clip(np.rint(blocks * inv[:, :, None]), -127, 127).astype(np.int8)
         return _pack_blocks(d, q.view(np.uint8))
+    if ggml_type == GGML_Q2_0:
+        blocks = w.reshape(n_out, n_in // 64, 64)
+        d = np.abs(blocks).max(axis=-1)
+        inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+        q = np.clip(np.rint(blocks * inv[:, :, None]) + 1, 0, 3).astype(np.uint8).reshape(n_out, n_in // 64, 16, 4)
+        return _pack_blocks(d, q2_pack(q))
     blocks = w.reshape(n_out, n_in // 128, 128)
     d = np.abs(blocks).mean(axis=-1)
     signs = np.packbits(blocks >= 0, axis=-1, bitorder="little")  # (n_out, nb, 16)
     return _pack_blocks(d, signs)
+
+
+def q2_pack(q: np.ndarray) -> np.ndarray:
+    """Codes (..., 16, 4) in 0..3 -> Q2_0 payload bytes (..., 16): code i of a byte in bits 2i, 2i+1."""
+    q = q.astype(np.uint8)
+    return q[..., 0] | (q[..., 1] << 2) | (q[..., 2] << 4) | (q[..., 3] << 6)

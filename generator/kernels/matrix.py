@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, dispatch, q1_0, q1_0_simd, q1_0_vnni
+from . import dense, dispatch, q1_0, q1_0_simd, q1_0_vnni, q2_0
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -21,6 +21,7 @@ from .formats import (
     GGML_F16,
     GGML_F32,
     GGML_Q1_0,
+    GGML_Q2_0,
     GGML_Q8_0,
     KernelFormatError,
     TYPE_NAMES,
@@ -30,6 +31,11 @@ from .formats import (
 )
 
 TILE_BYTES = 1 << 20  # float32 bytes of one dequantized row tile in the BLAS prefill path (fits L2 + L3)
+# int11 decode of a matrix smaller than this runs on the calling thread alone: waking the second thread costs
+# ~10 us (measured on Zen4, 2 threads, PASSIVE waits), more than the half of the work it takes over below
+# ~0.5 MB (the one-thread kernel streams ~23 GB/s from cache). Measured per shape (1 thread / 2 threads):
+# 0.1-0.2x for the tiny test models' matrices, 0.44-0.6x at 0.15-0.3 MB; figures in the #18 closing note.
+SERIAL_BELOW_BYTES = 512 * 1024
 
 
 def set_threads(n: int) -> None:
@@ -185,11 +191,28 @@ class _TableCache(threading.local):
         return self.tables
 
 
-_LUTS = _TableCache(lambda n_in: (np.empty(n_in * 32, dtype=np.float32),), q1_0.build_lut8)  # (n_in // 8 * 256,)
-_INT_TABLES = _TableCache(  # (n_blocks, 16, 4, 16) uint8 tables, (n_blocks,) float32 scales
-    lambda n_in: (np.empty((n_in // 128, 16, 4, 16), np.uint8), np.empty(n_in // 128, np.float32)),
-    q1_0_simd.build_tables,
-)
+class _BitFormat:
+    """What differs between Q1_0 and Q2_0 for Q1Matrix: both are an fp16 scale + 16 payload bytes per block, so
+    they share the repacked layout and every kernel, and differ in block size and in the activation tables
+    (q2_0.py explains why that is enough)."""
+
+    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_vnni, dequant_rows):
+        self.ggml_type, self.qk, self.name = ggml_type, qk, TYPE_NAMES[ggml_type].lower()[:2]   # "q1" / "q2"
+        self.wbits = 128 // qk                               # bits per weight: 16 payload bytes per block
+        n_lut = 4096 // qk                                   # floats of decode table per input: 16 bytes x 256 / qk
+        self.luts = _TableCache(lambda n_in: (np.empty(n_in * n_lut, dtype=np.float32),), build_lut8)
+        self.int_tables = _TableCache(  # (n_blocks, 16, 4, 16) uint8 tables, (n_blocks,) float32 scales
+            lambda n_in: (np.empty((n_in // qk, 16, 4, 16), np.uint8), np.empty(n_in // qk, np.float32)),
+            build_tables,
+        )
+        self.matmul_vnni = matmul_vnni
+        self.dequant_rows = dequant_rows
+
+
+Q1_FORMAT = _BitFormat(GGML_Q1_0, q1_0.QK, q1_0.build_lut8, q1_0_simd.build_tables, q1_0_vnni.matmul_vnni,
+                       q1_0.dequant_rows)
+Q2_FORMAT = _BitFormat(GGML_Q2_0, q2_0.QK, q2_0.build_lut8, q2_0.build_tables, q1_0_vnni.matmul_vnni_q2,
+                       q2_0.dequant_rows)
 Q1_DECODE_MODES = ("float", "int11")
 
 
@@ -200,23 +223,27 @@ class Q1Matrix(QuantMatrix):
     decode "int11": 11-bit integer tables + pshufb (q1_0_simd.py), ~2x faster, error bounded by
     16 * sum_b |d_b| * s_b (see there), on the widest path the dispatcher finds (`self.path`: "avx512bw",
     "avx2" or "ssse3"); falls back to "float" where neither runs (`self.decode` says which one runs). The two keep
-    the bits in different layouts, so the mode is fixed at load."""
+    the bits in different layouts, so the mode is fixed at load. Q2Matrix is the same class for Q2_0."""
 
+    FORMAT = Q1_FORMAT
 
     def __init__(self, raw, n_in, n_out, decode: str = "float"):
-        super().__init__(GGML_Q1_0, n_in, n_out, raw.size)
+        fmt = self.FORMAT
+        super().__init__(fmt.ggml_type, n_in, n_out, raw.size)
         if decode not in Q1_DECODE_MODES:
-            raise KernelFormatError(f"unknown Q1_0 decode mode {decode!r}; expected one of {Q1_DECODE_MODES}")
-        self.path = dispatch.choose(f"q1_decode_{decode}")
+            raise KernelFormatError(f"unknown {TYPE_NAMES[fmt.ggml_type]} decode mode {decode!r}; "
+                                    f"expected one of {Q1_DECODE_MODES}")
+        self.path = dispatch.choose(f"{fmt.name}_decode_{decode}")
         if decode == "int11" and self.path not in q1_0_simd.MATVEC:
-            decode, self.path = "float", dispatch.choose("q1_decode_float")
+            decode, self.path = "float", dispatch.choose(f"{fmt.name}_decode_float")
         self.decode = decode
         # prefill: int8 activations on VNNI in the integer mode, else the float32 tables
-        self.prefill_path = dispatch.choose("q1_prefill_int8") if decode == "int11" else "portable"
+        self.prefill_path = dispatch.choose(f"{fmt.name}_prefill_int8") if decode == "int11" else "portable"
         if self.prefill_path == "portable":
-            self.prefill_path = dispatch.choose("q1_prefill_float")
+            self.prefill_path = dispatch.choose(f"{fmt.name}_prefill_float")
         tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
-        bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows, byte_major=self.decode == "int11")
+        bits, self.scales = q1_0.repack(raw, n_in, n_out, tile_rows, byte_major=self.decode == "int11",
+                                        ggml_type=fmt.ggml_type)
         if self.decode == "float":
             self.bits = bits  # (n_tiles, n_blocks, tile_rows, 16)
             # (n_tiles, n_blocks, TILE_ROWS, 2), same memory; byte k of a word is byte k of the block's
@@ -226,6 +253,7 @@ class Q1Matrix(QuantMatrix):
             self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
             self._int11 = q1_0_simd.MATVEC[self.path]
+            self._int11_1t = q1_0_simd.MATVEC_1T[self.path]
 
     @property
     def kernel_paths(self) -> dict[str, str]:
@@ -233,11 +261,13 @@ class Q1Matrix(QuantMatrix):
 
     def _matvec_into(self, x, out):
         if self.decode == "float":
-            q1_0.matvec_lut8(self.words, self.scales, *_LUTS.tables_for(x), out)
+            q1_0.matvec_lut8(self.words, self.scales, *self.FORMAT.luts.tables_for(x), out)
         else:
-            self._int11(self.bits_t, self.scales, *_INT_TABLES.tables_for(x), out)
+            kernel = self._int11_1t if self.nbytes < SERIAL_BELOW_BYTES else self._int11
+            kernel(self.bits_t, self.scales, *self.FORMAT.int_tables.tables_for(x), out)
 
     def _matmul_into(self, x, out):
+        fmt = self.FORMAT
         if x.shape[0] <= MATVEC_MAX_ROWS:  # tables over tokens only pay off from a few tokens on
             for t in range(x.shape[0]):
                 self._matvec_into(x[t], out[t])
@@ -248,13 +278,19 @@ class Q1Matrix(QuantMatrix):
             sx = np.zeros((t_pad, subs), np.float32)                      # activation scale per token and 32 inputs
             qx = np.zeros((t_pad, subs), np.int32)                        # sum of those 32 int8 activations
             q1_0_vnni.quantize_rows(x, xq[:T], sx[:T], qx[:T])
-            q1_0_vnni.matmul_vnni(self.bits_t, self.scales, xq, sx, qx, out)
+            fmt.matmul_vnni(self.bits_t, self.scales, xq, sx, qx, out)
         else:
             kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
-            kernel(self.bits, self.scales, x, out, numba.get_num_threads())
+            kernel(self.bits, self.scales, x, out, numba.get_num_threads(), fmt.wbits)
 
     def _dequant_rows_into(self, r0, r1, out):
-        q1_0.dequant_rows(self.bits, self.scales, r0, r1, out)
+        self.FORMAT.dequant_rows(self.bits, self.scales, r0, r1, out)
+
+
+class Q2Matrix(Q1Matrix):
+    """Q2_0 (Ternary-Bonsai): Q1Matrix with Q2_0's block size and tables; the same kernels and decode modes."""
+
+    FORMAT = Q2_FORMAT
 
 
 class PackedRows(QuantMatrix):
@@ -290,6 +326,8 @@ def prepare_matrix(ggml_type: int, raw: np.ndarray, n_in: int, n_out: int, q1_de
         return Table16Matrix(ggml_type, raw, n_in, n_out)
     if ggml_type == GGML_Q8_0:
         return Q8Matrix(raw, n_in, n_out)
+    if ggml_type == GGML_Q2_0:
+        return Q2Matrix(raw, n_in, n_out, q1_decode)
     return Q1Matrix(raw, n_in, n_out, q1_decode)
 
 

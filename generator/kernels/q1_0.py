@@ -45,13 +45,14 @@ def tile_rows_for(n_out: int, n_threads: int) -> int:
 
 
 def repack(raw: np.ndarray, n_in: int, n_out: int, tile_rows: int,
-           byte_major: bool = False) -> tuple[np.ndarray, np.ndarray]:
+           byte_major: bool = False, ggml_type: int = GGML_Q1_0) -> tuple[np.ndarray, np.ndarray]:
     """GGUF Q1_0 bytes -> (bits (n_tiles, n_blocks, tile_rows, 16) uint8, scales (n_tiles, n_blocks, tile_rows)
     uint16 F16 bits). byte_major=True lays bits out as (n_tiles, n_blocks, 16, tile_rows) instead (the pshufb
     kernel's order), written directly: a transposed copy afterwards would hold two copies of the largest
-    matrix (the 311 MB-parameter embedding of Bonsai-1.7B) at once during load."""
-    scales, payload = split_blocks(GGML_Q1_0, raw, n_in, n_out, f16_bits=True)  # (n_out, nb), (n_out, nb, 16)
-    n_blocks = n_in // QK
+    matrix (the 311 MB-parameter embedding of Bonsai-1.7B) at once during load. ggml_type=GGML_Q2_0 repacks Q2_0
+    the same way: its blocks are also an fp16 scale + 16 payload bytes (64 weights of 2 bits, not 128 of 1)."""
+    scales, payload = split_blocks(ggml_type, raw, n_in, n_out, f16_bits=True)  # (n_out, nb), (n_out, nb, 16)
+    n_blocks = scales.shape[1]
     n_tiles = -(-n_out // tile_rows)
     shape = (n_tiles, n_blocks, BYTES_PER_BLOCK, tile_rows) if byte_major else (n_tiles, n_blocks, tile_rows,
                                                                                   BYTES_PER_BLOCK)
@@ -126,10 +127,20 @@ def matvec_lut8(words, scales, lut, out):
 # prefill path: out (n_tok, n_out) = x (n_tok, n_in) @ W.T
 
 @njit(inline="always", fastmath=True)
-def _build_block_lut4(xt, b, n_t, lut):
-    """lut (32 * 16 * n_t,): lut[(g*16 + m)*n_t + t] = signed sum of nibble m with xt[b*128 + 4g : +4, t].
+def _build_block_lut4(xt, b, n_t, lut, bits):
+    """lut (32 * 16 * n_t,): lut[(g*16 + m)*n_t + t] = signed sum of nibble m with xt[b*128 + 4g : +4, t]
+    (bits=1, Q1_0); for bits=2 (Q2_0, 64-input blocks) the sum (m & 3 - 1) x[b*64 + 2g] + (m >> 2 - 1) x[.. + 1].
 
     xt is the token tile transposed (n_in, n_t), so each entry row is a SIMD sum over tokens."""
+    if bits == 2:
+        for g in range(32):
+            c0 = b * 64 + g * 2
+            for m in range(16):
+                p0, p1 = np.float32((m & 3) - 1), np.float32((m >> 2) - 1)
+                base = (g * 16 + m) * n_t
+                for t in range(n_t):
+                    lut[base + t] = p0 * xt[c0, t] + p1 * xt[c0 + 1, t]
+        return
     for g in range(32):
         c0 = b * QK + g * 4
         for m in range(16):
@@ -143,10 +154,10 @@ def _build_block_lut4(xt, b, n_t, lut):
 
 
 @njit(inline="always", fastmath=True)
-def _matmul_tiles(bits, scales, x, out, it0, it1, n_t):
-    """Row tiles it0..it1 of out (n_tok, n_out) = x @ W.T, n_t tokens per table tile. Inlined into
-    callers that pass n_t as a constant: with a run-time n_t LLVM does not vectorize the token loop
-    (4-8x slower)."""
+def _matmul_tiles(bits, scales, x, out, it0, it1, n_t, wbits):
+    """Row tiles it0..it1 of out (n_tok, n_out) = x @ W.T, n_t tokens per table tile, wbits bits per weight
+    (1: Q1_0, 2: Q2_0; both are 16 payload bytes = 32 nibbles per block). Inlined into callers that pass n_t
+    as a constant: with a run-time n_t LLVM does not vectorize the token loop (4-8x slower)."""
     n_blocks, tile_rows = scales.shape[1], scales.shape[2]
     n_tok, n_in = x.shape
     n_out = out.shape[1]
@@ -161,7 +172,7 @@ def _matmul_tiles(bits, scales, x, out, it0, it1, n_t):
                 xt[c, t] = x[t0 + t, c] if t0 + t < n_tok else np.float32(0.0)
         acc[:, :] = 0
         for b in range(n_blocks):
-            _build_block_lut4(xt, b, n_t, lut)
+            _build_block_lut4(xt, b, n_t, lut, wbits)
             for it in range(it0, it1):
                 for rr in range(min(tile_rows, n_out - it * tile_rows)):
                     a = it * tile_rows + rr - r0  # row of acc
@@ -188,24 +199,25 @@ def _matmul_tiles(bits, scales, x, out, it0, it1, n_t):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4_t64(bits, scales, x, out, n_threads):
-    """out (n_tok, n_out) = x @ W.T in tiles of 64 tokens. Each of n_threads (= numba.get_num_threads(),
-    passed in: reading it inside would block on-disk caching) owns a run of row tiles and its own
-    tables: per 128-column block it builds the block's nibble tables (128 KB), then each row's 16
+def matmul_lut4_t64(bits, scales, x, out, n_threads, wbits):
+    """out (n_tok, n_out) = x @ W.T in tiles of 64 tokens, wbits bits per weight (1: Q1_0, 2: Q2_0: only the
+    tables differ, built once per block and token tile, so a run-time branch costs nothing). Each of n_threads
+    (= numba.get_num_threads(), passed in: reading it inside would block on-disk caching) owns a run of row
+    tiles and its own tables: per block it builds the block's nibble tables (128 KB), then each row's 16
     bytes are 32 lookups, each a 64-token SIMD add."""
     n_tiles = bits.shape[0]
     per = (n_tiles + n_threads - 1) // n_threads
     for th in prange(n_threads):
-        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 64)
+        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 64, wbits)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def matmul_lut4_t16(bits, scales, x, out, n_threads):
+def matmul_lut4_t16(bits, scales, x, out, n_threads, wbits):
     """As matmul_lut4_t64 with 16-token tiles: less padding waste for short batches."""
     n_tiles = bits.shape[0]
     per = (n_tiles + n_threads - 1) // n_threads
     for th in prange(n_threads):
-        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 16)
+        _matmul_tiles(bits, scales, x, out, min(n_tiles, th * per), min(n_tiles, (th + 1) * per), 16, wbits)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -215,4 +215,22 @@ def matvec_vpshufb512(bits_t, scales, tab, s, out):
     _matvec(bits_t, scales, tab, s, out, 64)       # AVX-512BW
 
 
+# The same kernels compiled without threads (prange runs as range): for small matrices, where waking the
+# second thread costs more than the work it takes over (QuantMatrix.SERIAL_BELOW_BYTES, measured there).
+@njit(cache=True)
+def matvec_pshufb_1t(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 16)
+
+
+@njit(cache=True)
+def matvec_vpshufb256_1t(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 32)
+
+
+@njit(cache=True)
+def matvec_vpshufb512_1t(bits_t, scales, tab, s, out):
+    _matvec(bits_t, scales, tab, s, out, 64)
+
+
+MATVEC_1T = {"avx512bw": matvec_vpshufb512_1t, "avx2": matvec_vpshufb256_1t, "ssse3": matvec_pshufb_1t}
 MATVEC = {"avx512bw": matvec_vpshufb512, "avx2": matvec_vpshufb256, "ssse3": matvec_pshufb}  # dispatch path ->

@@ -1,4 +1,4 @@
-"""Q1_0 prefill (matmul) on AVX-512 VNNI: int8 activations times sign bits expanded to bytes, `vpdpbusd`.
+"""Q1_0 / Q2_0 prefill (matmul) on AVX-512 VNNI: int8 activations times weights expanded to bytes, `vpdpbusd`.
 
 WHY: the float prefill (q1_0.matmul_lut4_*) is bound by table traffic in L2; a prompt of 1,500 tokens took
 ~20-40 s. `vpdpbusd` does 64 int8 multiply-adds per instruction, so a 1-bit weight becomes a byte once per
@@ -18,6 +18,9 @@ contiguous). Per 32 rows and block the kernel expands the 128 x 32 bits into 4 K
 vpdpbusd: group g (inputs 4g..4g+3) of 16 rows is one 64-byte vector, byte 4r + j = weight (row r, input 4g+j);
 then every NT tokens run 32 groups x 2 row vectors x NT tokens of vpdpbusd with the 4 activation bytes of a
 group broadcast (int32 accumulators in registers), folded into float per 32 inputs and into the output per block.
+
+Q2_0 (64-input blocks of 2-bit codes, value (q - 1) d): the same kernel with each code expanded to a byte 0..3
+(16 groups per block), sum_i (q_i - 1) x_i ~ sum_j s[t, j] (P_j - Q_j), over 2 activation scales per block.
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ def _vpdpbusd(module: ir.Module) -> ir.Function:
     return ir.Function(module, ir.FunctionType(acc, [acc, src, src]), name)
 
 
-def _define_expand(module: ir.Module) -> ir.Function:
-    """void f(i8* bits, i64 stride, i8* dst): bits = a block's (16, stride) sign bytes at the first of 32 rows;
-    dst (32 groups, 2 row vectors, 64 bytes): byte 4r + j of (g, v) = bit of weight (row 16v + r, input 4g + j)."""
-    name = "ragbit_q1_0_vnni_expand"
+def _define_expand(module: ir.Module, wbits: int) -> ir.Function:
+    """void f(i8* bits, i64 stride, i8* dst): bits = a block's (16, stride) payload bytes at the first of 32 rows;
+    dst (groups, 2 row vectors, 64 bytes): byte 4r + j of (g, v) = weight (row 16v + r, input 4g + j) as a byte:
+    wbits=1 (Q1_0, 32 groups): its sign bit, 0 or 1; wbits=2 (Q2_0, 16 groups): its code, 0..3."""
+    name = f"ragbit_q{wbits}_0_vnni_expand"
     if name in module.globals:
         return module.globals[name]
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_i8.as_pointer(), _i64, _i8.as_pointer()]), name)
@@ -63,6 +67,16 @@ def _define_expand(module: ir.Module) -> ir.Function:
     v16, v64 = ir.VectorType(_i8, 16), ir.VectorType(_i8, 64)
     spread = ir.Constant(ir.VectorType(_i32, 64), [i // 4 for i in range(64)])  # byte 4r + j <- row r
     zero, one = ir.Constant(v64, [0] * 64), ir.Constant(v64, [1] * 64)
+    if wbits == 2:                            # byte k of each row: inputs 4k .. 4k+3 = group k, code j in bits 2j
+        shifts, three = ir.Constant(v64, [2 * (i % 4) for i in range(64)]), ir.Constant(v64, [3] * 64)
+        for k in range(16):
+            for v in range(2):
+                src = b.load(b.bitcast(b.gep(bits, [b.add(b.mul(stride, ir.Constant(_i64, k)), ir.Constant(_i64, 16 * v))]),
+                                       v16.as_pointer()), align=1)
+                codes = b.and_(b.lshr(b.shuffle_vector(src, src, spread), shifts), three)
+                b.store(codes, b.bitcast(b.gep(dst, [ir.Constant(_i64, (2 * k + v) * 64)]), v64.as_pointer()), align=1)
+        b.ret_void()
+        return fn
     for k in range(16):                       # sign byte k of each row: inputs 8k .. 8k+7 = groups 2k, 2k+1
         for v in range(2):
             src = b.load(b.bitcast(b.gep(bits, [b.add(b.mul(stride, ir.Constant(_i64, k)), ir.Constant(_i64, 16 * v))]),
@@ -78,13 +92,15 @@ def _define_expand(module: ir.Module) -> ir.Function:
     return fn
 
 
-def _define_dot(module: ir.Module) -> ir.Function:
+def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
     """void f(i8* w, i8* xq, i64 x_stride, float* sx, i32* qx, i64 s_stride, i16* d, float* out, i64 o_stride, i64 nt):
     for up to NT tokens t < nt and the 32 rows r of one expanded block w (see _define_expand):
       out[t*o_stride + r] += d[r] * sum_j sx[t*s_stride + j] * (2 * sum_{g in sub-block j} w_g[r] . xq[t, 4g..] - qx[t*s_stride + j])
     over the block's 4 sub-blocks j of 32 inputs; xq points at the block's first input of token 0, sx / qx at its
-    first sub-block, d at the 32 rows' half scales."""
-    name = "ragbit_q1_0_vnni_dot"
+    first sub-block, d at the 32 rows' half scales. That is wbits=1 (Q1_0: weight 2 w - 1); wbits=2 (Q2_0: weight
+    w - 1, 64-input blocks) sums over 2 sub-blocks without the factor 2."""
+    name = f"ragbit_q{wbits}_0_vnni_dot"
+    subs = SUBS if wbits == 1 else SUBS // 2
     if name in module.globals:
         return module.globals[name]
     p8, p16, p32, pf = _i8.as_pointer(), _i16.as_pointer(), _i32.as_pointer(), _f32.as_pointer()
@@ -112,7 +128,7 @@ def _define_dot(module: ir.Module) -> ir.Function:
     for row in facc:
         for slot in row:
             b.store(ir.Constant(v16f32, [0.0] * 16), slot)
-    with cgutils.for_range(b, const(SUBS)) as sub_loop:
+    with cgutils.for_range(b, const(subs)) as sub_loop:
         j = sub_loop.index
         for row in iacc:
             for slot in row:
@@ -131,7 +147,8 @@ def _define_dot(module: ir.Module) -> ir.Function:
             so = b.add(b.mul(s_stride, const(t)), j)   # read for padding tokens too: the caller pads sx / qx
             sv, qv = splat(b.load(b.gep(sx, [so])), v16f32), splat(b.load(b.gep(qx, [so])), v16i32)
             for v in range(2):
-                tot = b.sub(b.shl(b.load(iacc[v][t]), ir.Constant(v16i32, [1] * 16)), qv)
+                p = b.load(iacc[v][t])
+                tot = b.sub(b.shl(p, ir.Constant(v16i32, [1] * 16)) if wbits == 1 else p, qv)
                 b.store(b.fadd(b.load(facc[v][t]), b.fmul(sv, b.sitofp(tot, v16f32))), facc[v][t])
     dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(16 * v)]), ir.VectorType(_i16, 16).as_pointer()), align=2),
                             ir.VectorType(ir.HalfType(), 16)), v16f32) for v in range(2)]
@@ -148,27 +165,36 @@ def _ptr(context, builder, ty, val, elem):
     return builder.bitcast(context.make_array(ty)(context, builder, val).data, elem.as_pointer())
 
 
+def _literal_wbits(wbits) -> bool:
+    return isinstance(wbits, types.IntegerLiteral) and wbits.literal_value in (1, 2)
+
+
 @intrinsic
-def _expand(typingctx, bits, stride, dst):
-    """Expand one (32 rows, block) of sign bits (bits: the block's (16, tile_rows) bytes from the first row)."""
-    sig = types.void(bits, types.intp, dst)
+def _expand(typingctx, wbits, bits, stride, dst):
+    """Expand one (32 rows, block) of weights (bits: the block's (16, tile_rows) bytes from the first row);
+    wbits (a compile-time literal) 1 = Q1_0, 2 = Q2_0."""
+    if not _literal_wbits(wbits):
+        return None
+    sig = types.void(wbits, bits, types.intp, dst)
 
     def codegen(context, builder, sig, args):
-        fn = _define_expand(builder.module)
-        builder.call(fn, [_ptr(context, builder, sig.args[0], args[0], _i8), args[1],
-                          _ptr(context, builder, sig.args[2], args[2], _i8)])
+        fn = _define_expand(builder.module, sig.args[0].literal_value)
+        builder.call(fn, [_ptr(context, builder, sig.args[1], args[1], _i8), args[2],
+                          _ptr(context, builder, sig.args[3], args[3], _i8)])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def _dot(typingctx, w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt):
-    sig = types.void(w, xq, types.intp, sx, qx, types.intp, d, out, types.intp, types.intp)
+def _dot(typingctx, wbits, w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt):
+    if not _literal_wbits(wbits):
+        return None
+    sig = types.void(wbits, w, xq, types.intp, sx, qx, types.intp, d, out, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        fn = _define_dot(builder.module)
-        a = args
+        fn = _define_dot(builder.module, sig.args[0].literal_value)
+        a, sig = args[1:], types.void(*sig.args[1:])
         builder.call(fn, [_ptr(context, builder, sig.args[0], a[0], _i8), _ptr(context, builder, sig.args[1], a[1], _i8),
                           a[2], _ptr(context, builder, sig.args[3], a[3], _f32),
                           _ptr(context, builder, sig.args[4], a[4], _i32), a[5],
@@ -201,14 +227,17 @@ def quantize_rows(x, xq, sx, qx):
             qx[t, j] = tot
 
 
-@njit(parallel=True, cache=True)
-def matmul_vnni(bits_t, scales, xq, sx, qx, out):
+@njit(inline="always")
+def _matmul(bits_t, scales, xq, sx, qx, out, wbits):
     """out (T, n_out) = x @ W.T from x's int8 form (quantize_rows; xq, sx, qx padded with zero rows to a multiple
     of NT tokens: the kernel reads whole token tiles); bits_t (n_tiles, n_blocks, 16, tile_rows),
-    scales (n_tiles, n_blocks, tile_rows) half bits; tile_rows % 32 == 0. Work units of 32 rows in parallel;
-    each expands a block's weights once (4 KB, in L1) and runs every token over it."""
+    scales (n_tiles, n_blocks, tile_rows) half bits; tile_rows % 32 == 0; wbits 1 (Q1_0) or 2 (Q2_0), a constant.
+    Work units of 32 rows in parallel; each expands a block's weights once (4 KB, in L1) and runs every token
+    over it."""
     T, n_out = out.shape
     n_tiles, n_blocks, tile_rows = scales.shape
+    qk = QK // wbits                              # inputs per block: 16 payload bytes either way
+    subs = qk // QS
     per_tile = tile_rows // ROWS
     out[:, :] = 0
     for u in prange(n_tiles * per_tile):
@@ -219,9 +248,19 @@ def matmul_vnni(bits_t, scales, xq, sx, qx, out):
         w = np.empty(EXPANDED, np.uint8)
         acc = np.zeros((T, ROWS), np.float32)     # (tokens, 32 rows): contiguous rows per token
         for b in range(n_blocks):
-            _expand(bits_t[it, b, :, r:], tile_rows, w)
+            _expand(wbits, bits_t[it, b, :, r:], tile_rows, w)
             for t0 in range(0, T, NT):
-                _dot(w, xq[t0:, b * QK:], xq.shape[1], sx[t0:, b * SUBS:], qx[t0:, b * SUBS:], sx.shape[1],
+                _dot(wbits, w, xq[t0:, b * qk:], xq.shape[1], sx[t0:, b * subs:], qx[t0:, b * subs:], sx.shape[1],
                      scales[it, b, r:], acc[t0:], ROWS, min(NT, T - t0))
         n_r = min(ROWS, n_out - r0)
         out[:, r0:r0 + n_r] = acc[:, :n_r]
+
+
+@njit(parallel=True, cache=True)
+def matmul_vnni(bits_t, scales, xq, sx, qx, out):
+    _matmul(bits_t, scales, xq, sx, qx, out, 1)   # Q1_0
+
+
+@njit(parallel=True, cache=True)
+def matmul_vnni_q2(bits_t, scales, xq, sx, qx, out):
+    _matmul(bits_t, scales, xq, sx, qx, out, 2)   # Q2_0
