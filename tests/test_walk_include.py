@@ -78,6 +78,7 @@ def test_config_include_flows_from_toml(repo):
 
 def test_large_repository_asks_first_and_stops_without_a_terminal(repo, fake_model, monkeypatch):
     monkeypatch.setattr(ragbit.indexing.size_estimate, "MIN_FILES", 3)
+    monkeypatch.setattr(ragbit.indexing.size_estimate, "ASK_ABOVE_SECONDS", 0.0)
     r = runner.invoke(app, ["index", str(repo)])
     assert r.exit_code == 1, r.output
     assert "6 files, ~" in r.stderr and "--include" in r.stderr and "--yes" in r.stderr
@@ -88,6 +89,13 @@ def test_large_repository_asks_first_and_stops_without_a_terminal(repo, fake_mod
     (repo / "src/b.py").write_text("def g():\n    return 3\n")
     r = runner.invoke(app, ["index", str(repo), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["files_changed"] == 1, r.output
+
+
+def test_a_large_repository_that_indexes_in_minutes_is_not_asked_about(repo, fake_model, monkeypatch):
+    monkeypatch.setattr(ragbit.indexing.size_estimate, "MIN_FILES", 3)        # 6 files of a few lines: seconds
+    r = runner.invoke(app, ["index", str(repo), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["files"] == 6, r.output
+    assert "is large" not in r.stderr
 
 
 def test_estimate_counts_files_and_chunks(repo):

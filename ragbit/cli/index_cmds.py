@@ -116,6 +116,8 @@ def _confirm_large(repo: str):
     line says to pass --yes), so a script never starts an unplanned day of embedding."""
     def confirm(size) -> bool:
         from ragbit.terminal_text import for_terminal
+        if not size.worth_asking:
+            return True
         typer.echo("warning: " + for_terminal(size.describe(repo)), err=True)
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             return False

@@ -17,6 +17,7 @@ from ragbit.config import ChunkConfig, WalkConfig
 SAMPLE_FILES = 60           # files read and chunked for the estimate (~1 s of chunking)
 SAMPLE_EMBED = 48           # chunks embedded for the estimate, after a warm-up batch (the model is loaded anyway)
 MIN_FILES = 5_000           # below this a first index takes minutes at most: no estimate, no question
+ASK_ABOVE_SECONDS = 30 * 60  # ... and an estimate under this goes on without asking (the question is for hours)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class SizeEstimate:
     @property
     def seconds(self) -> float:
         return self.chunk_seconds + self.embed_seconds
+
+    @property
+    def worth_asking(self) -> bool:
+        """Long enough to ask before starting: 5,000 small files that index in seconds are not."""
+        return self.seconds >= ASK_ABOVE_SECONDS
 
     def describe(self, repo: str) -> str:
         """Two lines for the user: the figures, then what they can do."""
