@@ -121,37 +121,27 @@ def test_long_lived_searcher_sees_a_newer_generation(tmp_path):
     assert hits.dense_complete and hits[0].path == "src/net/dns.py"
 
 
-def test_test_files_rank_below_the_code_unless_the_question_is_about_tests(tmp_path):
-    root = tmp_path / "lib"
-    (root / "pkg").mkdir(parents=True)
-    (root / "tests").mkdir()
-    (root / "pkg" / "parser.py").write_text(
-        "def parse_header(raw):\n    name, _, value = raw.partition(':')\n    return name.strip(), value.strip()\n")
-    calls = "\n".join(f"    assert parse_header('X-Header-{i}: v') == ('X-Header-{i}', 'v')" for i in range(8))
-    (root / "tests" / "test_parser.py").write_text(f"def test_parse_header():\n{calls}\n")
-    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
-    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
-    plain = s.search("parse_header header", k=2, mode="lexical")
-    assert [h.path for h in plain] == ["pkg/parser.py", "tests/test_parser.py"]
-    about_tests = s.search("which tests call parse_header header", k=2, mode="lexical")
-    assert about_tests[0].path == "tests/test_parser.py"
+_PARSER = "def parse_header(raw):\n    name, _, value = raw.partition(':')\n    return name.strip(), value.strip()\n"
+_TEST_FILE = "def test_parse_header():\n" + "\n".join(
+    f"    assert parse_header('X-Header-{i}: v') == ('X-Header-{i}', 'v')" for i in range(8)) + "\n"
+_DOC_FILE = "Headers\n=======\n\n" + "\n".join(
+    f"Call parse_header to split header {i} into its name and value." for i in range(8)) + "\n"
 
 
-def test_prose_files_rank_below_the_code_unless_the_question_is_about_docs(tmp_path):
+@pytest.mark.parametrize("other, text, about", [
+    ("tests/test_parser.py", _TEST_FILE, "which tests call parse_header header"),
+    ("docs/headers.rst", _DOC_FILE, "where do the docs explain parse_header header"),
+])
+def test_tests_and_prose_rank_below_the_code_unless_the_question_is_about_them(tmp_path, other, text, about):
     root = tmp_path / "lib"
-    (root / "pkg").mkdir(parents=True)
-    (root / "docs").mkdir()
-    (root / "pkg" / "parser.py").write_text(
-        "def parse_header(raw):\n    name, _, value = raw.partition(':')\n    return name.strip(), value.strip()\n")
-    prose = "\n".join(f"Call parse_header to split header {i} into its name and value." for i in range(8))
-    (root / "docs" / "headers.rst").write_text(f"Headers\n=======\n\n{prose}\n")
+    for rel, body in (("pkg/parser.py", _PARSER), (other, text)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(body)
     index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
     s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
-    assert s.search("parse_header header", k=2, mode="lexical", demote=False)[0].path == "docs/headers.rst"
-    plain = s.search("parse_header header", k=2, mode="lexical")
-    assert [h.path for h in plain] == ["pkg/parser.py", "docs/headers.rst"]
-    about_docs = s.search("where do the docs explain parse_header header", k=2, mode="lexical")
-    assert about_docs[0].path == "docs/headers.rst"
+    assert s.search("parse_header header", k=2, mode="lexical", demote=False)[0].path == other
+    assert [h.path for h in s.search("parse_header header", k=2, mode="lexical")] == ["pkg/parser.py", other]
+    assert s.search(about, k=2, mode="lexical")[0].path == other
 
 
 def test_units_give_each_hit_its_whole_split_definition(tmp_path):
