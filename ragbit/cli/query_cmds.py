@@ -171,8 +171,10 @@ def chat(
     from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
-        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding),
-                            repair=repair)
+        conversation = Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding),
+                                    repair=repair)
+        _import_engines()
+        return conversation
     conversation = guarded(setup)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     read = _line_reader(interactive)
@@ -192,6 +194,18 @@ def chat(
                 sys.stdout.write("\n")
                 _echo_err("[answer stopped]")
             turns.answering = False
+
+
+def _import_engines() -> None:
+    """Import the generator and the query embedder's runtime before the first question. Why: a Ctrl-C that
+    lands inside a first-time import (numba, onnxruntime) leaves that module half-initialised in sys.modules,
+    and every later answer of the session failed with a traceback; stopping an answer must not break the chat."""
+    import generator.generate  # noqa: F401
+    import generator.model  # noqa: F401
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:                      # the torch path needs no onnxruntime
+        pass
 
 
 class _ChatTurns:

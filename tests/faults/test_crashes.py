@@ -189,7 +189,9 @@ def test_sigkill_index_long(real_repo, clean, run_seconds, tmp_path):
 def test_sigint_sigterm_clean_exit(real_repo, clean, tmp_path, sig, code):
     """Interrupted mid-embedding: one `interrupted` line, exit 130/143, nothing half-written beside the index."""
     index_dir = tmp_path / "index"
-    p = driver("index", str(real_repo), "--index-dir", str(index_dir), "-q")
+    # a slower embedder than the kill tests use: the signal must land inside embedding however fast the rest is
+    p = driver("index", str(real_repo), "--index-dir", str(index_dir), "-q",
+               env_extra={"RAGBIT_FAULTS_EMBED_DELAY": str(EMBED_DELAY * 4)})
     deadline = time.monotonic() + 60
     while not (index_dir / "CURRENT").exists():          # lexical generation committed: now embedding
         assert time.monotonic() < deadline and p.poll() is None
