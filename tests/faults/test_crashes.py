@@ -33,8 +33,8 @@ QUERIES = ["atomic generation commit rename", "walk repository gitignore", "bm25
 
 
 def driver(*args: str, env_extra: dict | None = None) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(WORKTREE), RAGBIT_FAULTS_EMBED_DELAY=str(EMBED_DELAY),
-               **(env_extra or {}))
+    env = {**os.environ, "PYTHONPATH": str(WORKTREE), "RAGBIT_FAULTS_EMBED_DELAY": str(EMBED_DELAY),
+           **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "tests.faults.driver", *args], cwd=WORKTREE, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
