@@ -189,14 +189,14 @@ def test_sigkill_index_long(real_repo, clean, run_seconds, tmp_path):
 def test_sigint_sigterm_clean_exit(real_repo, clean, tmp_path, sig, code):
     """Interrupted mid-embedding: one `interrupted` line, exit 130/143, nothing half-written beside the index."""
     index_dir = tmp_path / "index"
-    # a slower embedder than the kill tests use: the signal must land inside embedding however fast the rest is
+    # the signal goes in once the first embed call has finished, while the next one (1 s) runs
+    calls = tmp_path / "embed_calls"
     p = driver("index", str(real_repo), "--index-dir", str(index_dir), "-q",
-               env_extra={"RAGBIT_FAULTS_EMBED_DELAY": str(EMBED_DELAY * 4)})
+               env_extra={"RAGBIT_FAULTS_EMBED_DELAY": "1.0", "RAGBIT_FAULTS_EMBED_CALLS": str(calls)})
     deadline = time.monotonic() + 60
-    while not (index_dir / "CURRENT").exists():          # lexical generation committed: now embedding
-        assert time.monotonic() < deadline and p.poll() is None
+    while not (calls.exists() and calls.read_text()):
+        assert time.monotonic() < deadline and p.poll() is None, p.poll()
         time.sleep(0.02)
-    time.sleep(EMBED_DELAY * 1.5)
     p.send_signal(sig)
     out, err = p.communicate(timeout=60)
     assert p.returncode == code, (p.returncode, err)
