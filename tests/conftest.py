@@ -63,3 +63,14 @@ def _no_background_search_server(request, monkeypatch):
     if request.node.get_closest_marker("search_server") is None:
         import ragbit.search.client
         monkeypatch.setattr(ragbit.search.client, "spawn_server", lambda cfg: None)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_reaches_children():
+    """Every test starts with SIGINT handled by Python at the OS level. Why: a library loaded in-process by an
+    earlier test can set SIGINT to SIG_IGN behind Python's back (Python's own table still says
+    default_int_handler), and an ignored SIGINT is inherited by every `ragbit` the tests spawn, so their Ctrl-C
+    tests saw exit code 0. Re-installing the handler resets the OS-level disposition."""
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
