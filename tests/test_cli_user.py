@@ -320,11 +320,16 @@ def synthetic_model(tmp_path_factory) -> str:
     return str(write_synthetic_gguf(path, "tiny-tied", tokenizer_from=TINY_MODEL, seed=3))
 
 
+def spawn_chat(repo, model: str, tmp_path, max_tokens: int):
+    """`ragbit chat` on a terminal (pty), its history under tmp_path/state."""
+    return pexpect.spawn(RAGBIT, ["chat", "--model", model, "--max-tokens", str(max_tokens), "--no-think"],
+                         cwd=str(repo), dimensions=(40, 120), encoding="utf-8", timeout=120,
+                         env=env(TERM="xterm-256color", XDG_STATE_HOME=str(tmp_path / "state"),
+                                 PROMPT_TOOLKIT_NO_CPR="1"))
+
+
 def test_chat_has_history_slash_commands_and_ctrl_c_stops_only_the_answer(indexed, synthetic_model, tmp_path):
-    child = pexpect.spawn(RAGBIT, ["chat", "--model", synthetic_model, "--max-tokens", "4000", "--no-think"],
-                          cwd=str(indexed), dimensions=(40, 120), encoding="utf-8", timeout=120,
-                          env=env(TERM="xterm-256color", XDG_STATE_HOME=str(tmp_path / "state"),
-                                  PROMPT_TOOLKIT_NO_CPR="1"))
+    child = spawn_chat(indexed, synthetic_model, tmp_path, max_tokens=4000)
     child.expect("/help for commands")
     child.sendline("/help")                                    # a command, not a question for the model
     child.expect("/reset +forget the conversation")
@@ -354,10 +359,7 @@ def test_chat_has_history_slash_commands_and_ctrl_c_stops_only_the_answer(indexe
 
 
 def test_chat_answers_then_lists_its_sources(indexed, synthetic_model, tmp_path):
-    child = pexpect.spawn(RAGBIT, ["chat", "--model", synthetic_model, "--max-tokens", "3", "--no-think"],
-                          cwd=str(indexed), dimensions=(40, 120), encoding="utf-8", timeout=120,
-                          env=env(TERM="xterm-256color", XDG_STATE_HOME=str(tmp_path / "state"),
-                                  PROMPT_TOOLKIT_NO_CPR="1"))
+    child = spawn_chat(indexed, synthetic_model, tmp_path, max_tokens=3)
     child.expect("/help for commands")
     child.sendline("what does combine_three_values return?")
     child.expect(r"sources")
