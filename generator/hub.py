@@ -7,6 +7,15 @@ the local cache is always tried first so that a model fetched once works offline
 Repositories and file names: PrismML's "Bonsai" collection on Hugging Face
 (https://huggingface.co/collections/prism-ml/bonsai: prism-ml/Bonsai-{1.7B,4B,8B}-gguf), each
 holding one `Bonsai-<size>.gguf` (the file name used by PrismML's Bonsai-demo download scripts).
+
+Ternary-Bonsai (GGUF type 42 `Q2_0`): the "Ternary Bonsai" collection
+(https://huggingface.co/collections/prism-ml/ternary-bonsai: prism-ml/Ternary-Bonsai-{1.7B,4B,8B}-gguf).
+Each repository holds several files; ours is `Ternary-Bonsai-<size>-Q2_0_g64.gguf`, the 64-weight-group
+layout of mainline llama.cpp, which the engine reads. Not `Ternary-Bonsai-<size>-Q2_0.gguf` (PrismML's first
+128-weight-group layout under the same type id, refused by the loader) nor `-PQ2_0.gguf` (a fork-only type).
+These names were checked offline, from stored copies of the collection page, PrismML's llama.cpp fork README
+("*-Q2_0_g64.gguf ... official group-64, ggml id 42") and third-party listings naming each of the three
+files in its repository; no download was tried (the hub is unreachable from where this was written).
 """
 from __future__ import annotations
 
@@ -31,6 +40,9 @@ BONSAI_MODELS: dict[str, HubModel] = {
     "bonsai-1.7b": HubModel("prism-ml/Bonsai-1.7B-gguf", "Bonsai-1.7B.gguf"),
     "bonsai-4b": HubModel("prism-ml/Bonsai-4B-gguf", "Bonsai-4B.gguf"),
     "bonsai-8b": HubModel("prism-ml/Bonsai-8B-gguf", "Bonsai-8B.gguf"),
+    "ternary-bonsai-1.7b": HubModel("prism-ml/Ternary-Bonsai-1.7B-gguf", "Ternary-Bonsai-1.7B-Q2_0_g64.gguf"),
+    "ternary-bonsai-4b": HubModel("prism-ml/Ternary-Bonsai-4B-gguf", "Ternary-Bonsai-4B-Q2_0_g64.gguf"),
+    "ternary-bonsai-8b": HubModel("prism-ml/Ternary-Bonsai-8B-gguf", "Ternary-Bonsai-8B-Q2_0_g64.gguf"),
 }
 
 

@@ -237,9 +237,11 @@ def test_models_lists_what_is_downloaded_and_pull_knows_it(tmp_path):
     extra = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
     r = run("models", cwd=tmp_path, **extra)
     rows = {line.split()[0 if not line.startswith("*") else 1]: line for line in r.stdout.splitlines()[:-1]}
-    assert r.returncode == 0 and set(rows) == {"bonsai-1.7b", "bonsai-4b", "bonsai-8b"}
+    assert r.returncode == 0 and set(rows) == {"bonsai-1.7b", "bonsai-4b", "bonsai-8b", "ternary-bonsai-1.7b",
+                                               "ternary-bonsai-4b", "ternary-bonsai-8b"}
     assert "3 MB" in rows["bonsai-4b"] and str(snapshot / "Bonsai-4B.gguf") in rows["bonsai-4b"]
     assert "not downloaded: ragbit pull bonsai-8b" in rows["bonsai-8b"]
+    assert "not downloaded: ragbit pull ternary-bonsai-8b" in rows["ternary-bonsai-8b"]
     r = run("pull", "bonsai-4b", cwd=tmp_path, **extra)
     assert r.returncode == 0 and "already here" in r.stdout
     r = run("pull", "bonsai-8b", cwd=tmp_path, **extra)           # offline: one line, exit 1

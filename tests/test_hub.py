@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.hub import BONSAI_MODELS, ModelNotAvailableError, UnknownModelError, resolve_model
+from generator.hub import BONSAI_MODELS, HubModel, ModelNotAvailableError, UnknownModelError, resolve_model
 
 
 def closed_port() -> int:
@@ -38,13 +38,17 @@ def test_existing_path_is_used_as_is(tmp_path):
 
 
 def test_short_names_are_prismml_repositories():
-    assert set(BONSAI_MODELS) == {"bonsai-1.7b", "bonsai-4b", "bonsai-8b"}
-    for m in BONSAI_MODELS.values():
-        assert m.repo_id.startswith("prism-ml/Bonsai-") and m.filename.endswith(".gguf")
+    sizes = {"1.7b": "1.7B", "4b": "4B", "8b": "8B"}
+    assert set(BONSAI_MODELS) == {f"{kind}bonsai-{s}" for kind in ("", "ternary-") for s in sizes}
+    for s, size in sizes.items():
+        assert BONSAI_MODELS[f"bonsai-{s}"] == HubModel(f"prism-ml/Bonsai-{size}-gguf", f"Bonsai-{size}.gguf")
+        # the 64-weight-group Q2_0 file (mainline llama.cpp's layout), not the legacy 128-group *-Q2_0.gguf
+        assert BONSAI_MODELS[f"ternary-bonsai-{s}"] == HubModel(f"prism-ml/Ternary-Bonsai-{size}-gguf",
+                                                                 f"Ternary-Bonsai-{size}-Q2_0_g64.gguf")
 
 
 def test_unknown_name_lists_short_names():
-    with pytest.raises(UnknownModelError, match="bonsai-1.7b, bonsai-4b, bonsai-8b"):
+    with pytest.raises(UnknownModelError, match="bonsai-1.7b, bonsai-4b, bonsai-8b, ternary-bonsai-1.7b, "):
         resolve_model("llama-70b")
     with pytest.raises(ModelNotAvailableError, match="model file not found"):
         resolve_model("/no/such/file.gguf")
@@ -54,6 +58,8 @@ def test_cached_model_found_without_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     expected = fake_cache(tmp_path, "bonsai-4b")
     assert resolve_model("Bonsai-4B", cache_dir=tmp_path) == expected
+    ternary = fake_cache(tmp_path, "ternary-bonsai-1.7b")
+    assert resolve_model("Ternary-Bonsai-1.7B", cache_dir=tmp_path) == ternary
 
 
 def test_offline_hub_is_one_clear_line(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ LARGE_KV_CACHE_BYTES = 1 << 30   # announce KV caches of 1 GiB or more even with
 def generate(
     prompt: str = typer.Argument(..., help="The prompt ('-' reads it from stdin)."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="bonsai-1.7b | bonsai-4b | bonsai-8b, or a path to a .gguf file."),
+                                        help="bonsai-1.7b|4b|8b, ternary-bonsai-1.7b|4b|8b, or a path to a .gguf file."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Most tokens to generate."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="0 = greedy."),
     top_k: Optional[int] = typer.Option(None, "--top-k"),

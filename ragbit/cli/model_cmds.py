@@ -42,7 +42,7 @@ def models(repo: Optional[Path] = typer.Option(None, "--repo", help="whose ragbi
 
 @app.command(short_help="Download a model into the Hugging Face cache.", epilog=examples(
     "ragbit pull bonsai-1.7b", "ragbit pull bonsai-4b"))
-def pull(name: str = typer.Argument(..., help="bonsai-1.7b | bonsai-4b | bonsai-8b")) -> None:
+def pull(name: str = typer.Argument(..., help="bonsai-1.7b|4b|8b, ternary-bonsai-1.7b|4b|8b")) -> None:
     """Download a Bonsai model (with progress) so later queries work offline."""
     from generator.hub import BONSAI_MODELS, resolve_model
     from ragbit.cli.boundary import fail

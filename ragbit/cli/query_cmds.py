@@ -112,7 +112,7 @@ def query(
     question: str = typer.Argument(..., help="your question about the code"),
     repo: Optional[Path] = typer.Option(None, "--repo", help="repository to ask about, indexed first if "
                                         "needed (default: the one around the working directory)"),
-    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
+    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b|4b|8b, ternary-bonsai-1.7b|4b|8b, or a path to .gguf"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved before packing (default 20)"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens (default 1500)"),
     show_context: bool = typer.Option(False, "--show-context", help="print the packed context (stderr)"),
@@ -156,7 +156,7 @@ def query(
 def chat(
     repo: Optional[Path] = typer.Option(None, "--repo", help="repository to talk about (default: the one "
                                         "around the working directory)"),
-    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
+    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b|4b|8b, ternary-bonsai-1.7b|4b|8b, or a path to .gguf"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="chunks retrieved per question"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="context tokens per question"),
     think: Optional[bool] = typer.Option(None, "--think/--no-think", help="let the model reason first (slower)"),

@@ -21,7 +21,7 @@ def _note(text: str) -> None:
     "ragbit serve --host 0.0.0.0 --api-key $KEY"))
 def serve(
     repo: Path = typer.Option(Path("."), "--repo", help="repository to serve (indexed first if needed)"),
-    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b | bonsai-4b | bonsai-8b | path to .gguf"),
+    model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b|4b|8b, ternary-bonsai-1.7b|4b|8b, or a path to .gguf"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (non-loopback needs --api-key)"),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAGBIT_API_KEY",
