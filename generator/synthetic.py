@@ -153,7 +153,8 @@ def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
     """Write a random-weight Qwen3 GGUF of shape `spec` (or a PRESETS name), tokenizer copied from a GGUF.
 
     The vocab size is the source tokenizer's. `tokenizer_from=None` writes no tokenizer and `n_vocab` rows
-    instead: for tests of the arithmetic alone, where a small vocab keeps them fast.
+    instead: for tests of the arithmetic alone, where a small vocab keeps them fast (marked as llama.cpp's
+    tokenizer model "none", so llama.cpp runs the file too, on token ids).
     Streams tensor by tensor: peak memory is one tensor, not the model.
     """
     if isinstance(spec, str):
@@ -201,6 +202,9 @@ def write_synthetic_gguf(out: str | os.PathLike[str], spec: SyntheticSpec | str,
     for key in tok_keys:
         types = src.value_types(key)
         w.add_key_value(key, src.metadata[key], types[0], types[1] if len(types) > 1 else None)
+    if src is None:  # llama.cpp's "no vocab" model: it loads and runs on token ids (tests/fixtures/q2_0_llamacpp)
+        w.add_string("tokenizer.ggml.model", "none")
+        w.add_uint32("qwen3.vocab_size", n_vocab)
 
     plan = tensor_plan(spec, n_vocab)
     for name, n_in, n_out in plan:
