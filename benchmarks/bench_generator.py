@@ -4,8 +4,10 @@ One command from a fresh clone:
 
     python benchmarks/bench_generator.py                       # 1.7b and 8b, 1 and 2 threads
     python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick
+    python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick --tg 64 --weight-type Q1_0,Q2_0 \
+        --llama-bench PATH/TO/llama-bench         # Bonsai and Ternary-Bonsai beside llama.cpp, one table
 
-The first run writes random-weight Q1_0 (or, with --weight-type Q2_0, Ternary-Bonsai Q2_0) files of the real
+The first run writes random-weight Q1_0 (and, with --weight-type Q2_0, Ternary-Bonsai Q2_0) files of the real
 shapes into --cache-dir (random weights compute
 exactly as fast as trained ones; the real tokenizer comes from the test fixture). Every measurement runs in
 a FRESH subprocess (`--worker`), so load times are real cold/warm starts and peak RSS (ru_maxrss) is the
@@ -18,8 +20,10 @@ engine's alone. Reported per (model, threads):
   rss     peak RSS vs the target: file size + KV cache + 300 MB
   roof    decode tokens/s / (memory read bandwidth / weight bytes read per token)
 With --llama-bench PATH (a llama-bench binary of a llama.cpp build with Q1_0, built by the user), the same
-files are run through llama.cpp's pp512 and tg in the same run, right after ragbit's worker for each
-(model, threads), and the summary gives both and the ratio. Without it, the summary quotes the issue's
+files are run through llama.cpp's pp512, tg and tg at depth 1,500 (`-d 1500`) in the same run, right after
+ragbit's worker for each (model, type, threads), one llama-bench process per test (its CPU seconds and peak RSS
+are read with os.wait4), and the summary gives both and the ratios, per wall second and per CPU second.
+For Q2_0 llama.cpp runs smaller tests (LLAMA_Q2_0_SIZES: its x86 Q2_0 kernel is scalar). Without it, the summary quotes the issue's
 llama.cpp figures (measured on an AVX-512 machine of ~25-29 GB/s, not necessarily this one).
 The machine is shared: each timing is given as wall time AND process CPU time (all threads); `cpu/w`
 is CPU seconds per wall second (near the thread count = the threads had their cores). The bandwidth is
@@ -231,22 +235,49 @@ def ensure_model(name: str, cache_dir: Path, weight_type: str = "Q1_0") -> Path:
     return path
 
 
-def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int) -> dict:
+# llama.cpp of llama-cpp-python 0.3.36 has no x86 SIMD kernel for Q2_0 (ggml_vec_dot_q2_0_q8_0_generic, scalar):
+# on a Zen4 at 2 threads it ran pp16 at 0.59 tok/s and tg4 at 0.21 tok/s, so its pp512 would take ~15 minutes and
+# a 1,500-token depth ~40. For Q2_0 files it runs these smaller tests instead (and no depth), labelled as such.
+LLAMA_Q2_0_SIZES = {"pp": 16, "tg": 4, "depth": 0}
+
+
+def _run_measured(cmd: list[str]) -> tuple[str, dict]:
+    """Run cmd; its stdout and what the kernel counted for that one process: CPU seconds (user+sys, all threads),
+    wall seconds, peak RSS bytes (os.wait4, so other children do not mix in)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, cmd, out.read(), err.read()[-2000:])
+        return out.read(), {"cpu": ru.ru_utime + ru.ru_stime, "wall": wall, "maxrss": ru.ru_maxrss * 1024}
+
+
+def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int, weight_type: str = "Q1_0") -> dict:
     """llama.cpp's own pp512, tg<tg> and tg<tg> after 1,500 cached tokens (-d 1500), tokens/s, on the same file
-    and thread count ({} where it fails)."""
+    and thread count ({} where it fails); smaller tests for Q2_0 (LLAMA_Q2_0_SIZES). One llama-bench process per
+    test, so each has its CPU seconds per wall second (`cpu_per_wall`: near the thread count = its threads had
+    their cores; llama.cpp's threads spin while they wait, so this is CPU it held, not work) and its peak RSS."""
+    pp, depth = (LLAMA_Q2_0_SIZES["pp"], LLAMA_Q2_0_SIZES["depth"]) if weight_type == "Q2_0" else (512, 1500)
+    n_tg = min(tg, LLAMA_Q2_0_SIZES["tg"]) if weight_type == "Q2_0" else tg
     base = [binary, "-m", str(path), "-t", str(threads), "-r", str(repeats), "-o", "json"]
-    res = {}
-    for key_args in (["-p", "512", "-n", str(tg)], ["-p", "0", "-n", str(tg), "-d", "1500"]):
+    tests = {"pp512": ["-p", str(pp), "-n", "0"], "tg": ["-p", "0", "-n", str(n_tg)]}
+    if depth:
+        tests["tg_at1500"] = ["-p", "0", "-n", str(n_tg), "-d", str(depth)]
+    res = {"sizes": {"pp": pp, "tg": n_tg, "depth": depth}}
+    for key, key_args in tests.items():
         try:
-            tests = json.loads(subprocess.run(base + key_args, capture_output=True, text=True, check=True).stdout)
-        except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
+            text, usage = _run_measured(base + key_args)
+            res[key] = float(json.loads(text)[0]["avg_ts"])
+        except (OSError, subprocess.CalledProcessError, json.JSONDecodeError, LookupError) as e:
             print(f"  llama-bench {' '.join(key_args)} failed: {e}", file=sys.stderr)
             continue
-        for t in tests:
-            if t.get("n_depth"):
-                res["tg_at1500"] = float(t["avg_ts"])
-            else:
-                res["pp512" if t.get("n_prompt") == 512 and not t.get("n_gen") else "tg"] = float(t["avg_ts"])
+        res[key + "_cpu_per_wall"] = usage["cpu"] / usage["wall"]
+        res["maxrss"] = max(res.get("maxrss", 0), usage["maxrss"])
     print(f"  [llama-bench] {res}", file=sys.stderr, flush=True)
     return res
 
@@ -262,8 +293,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one repeat, tg16, no empty-numba-cache start")
     ap.add_argument("--tg", type=int, help="decode steps per tg measurement (default 64, 16 with --quick)")
     ap.add_argument("--cache-dir", default="/tmp/ragbit-bench-models")
-    ap.add_argument("--weight-type", default="Q1_0", choices=["Q1_0", "Q2_0"],
-                    help="matrix type of the synthetic files: Q1_0 (Bonsai) or Q2_0 (Ternary-Bonsai)")
+    ap.add_argument("--weight-type", default="Q1_0",
+                    help="comma list of matrix types of the synthetic files: Q1_0 (Bonsai), Q2_0 (Ternary-Bonsai)")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
     ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32"],
@@ -286,7 +317,11 @@ def main() -> None:
     for m in models:
         if m not in PRESET:
             sys.exit(f"error: unknown model {m!r} (choose from {', '.join(PRESET)})")
-    paths = {m: ensure_model(m, cache_dir, args.weight_type) for m in models}
+    weight_types = args.weight_type.split(",")
+    for wt in weight_types:
+        if wt not in ("Q1_0", "Q2_0"):
+            sys.exit(f"error: unknown weight type {wt!r} (choose from Q1_0, Q2_0)")
+    paths = {(wt, m): ensure_model(m, cache_dir, wt) for wt in weight_types for m in models}
     from generator.kernels import dispatch
     kernels = _distinct_paths(dispatch) if args.kernel == "all" else args.kernel.split(",")
     print(f"CPU {_cpu_name()}; kernel paths it runs: {', '.join(dispatch.host_paths())}; timing: {', '.join(kernels)}")
@@ -294,22 +329,25 @@ def main() -> None:
     tg = args.tg or tg
     rows = []
     for m in models:
-        for th in threads:
-            bw = run_worker({"kind": "bandwidth", "repeats": 5}, th, warm_numba)
-            for kernel in kernels:
-                res = {"model": m, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"], "kernel": kernel}
-                spec = {"path": str(paths[m]), "threads": th, "decode": args.decode_kernel, "kv": args.kv_cache}
-                if not args.quick:
-                    with tempfile.TemporaryDirectory() as empty:
-                        res["cold"] = run_worker({"kind": "load", **spec}, th, empty, kernel)
-                res["warm"] = run_worker({"kind": "load", **spec}, th, warm_numba, kernel)
-                res["speed"] = run_worker({"kind": "speed", "repeats": repeats, "tg": tg, **spec}, th, warm_numba, kernel)
-                report(res)
-                rows.append(res)
-            if args.llama_bench:
-                llama = run_llama_bench(args.llama_bench, paths[m], th, tg, repeats)
-                for r in rows[-len(kernels):]:
-                    r["llama"] = llama
+        for wt in weight_types:
+            for th in threads:
+                bw = run_worker({"kind": "bandwidth", "repeats": 5}, th, warm_numba)
+                for kernel in kernels:
+                    res = {"model": m, "type": wt, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"],
+                           "kernel": kernel}
+                    spec = {"path": str(paths[wt, m]), "threads": th, "decode": args.decode_kernel, "kv": args.kv_cache}
+                    if not args.quick:
+                        with tempfile.TemporaryDirectory() as empty:
+                            res["cold"] = run_worker({"kind": "load", **spec}, th, empty, kernel)
+                    res["warm"] = run_worker({"kind": "load", **spec}, th, warm_numba, kernel)
+                    res["speed"] = run_worker({"kind": "speed", "repeats": repeats, "tg": tg, **spec}, th, warm_numba,
+                                              kernel)
+                    report(res)
+                    rows.append(res)
+                if args.llama_bench:
+                    llama = run_llama_bench(args.llama_bench, paths[wt, m], th, tg, repeats, wt)
+                    for r in rows[-len(kernels):]:
+                        r["llama"] = llama
     summary(rows)
 
 
@@ -341,7 +379,7 @@ def report(r: dict) -> None:
     tg_rate = tgd["n"] / tgd["wall"]
     ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
     target = s["file_bytes"] + s["kv_bytes"] + 300e6
-    print(f"\n=== bonsai-{r['model']}  threads {r['threads']}  kernel {r['kernel']}  (memory read bandwidth "
+    print(f"\n=== bonsai-{r['model']} {r.get('type', 'Q1_0')}  threads {r['threads']}  kernel {r['kernel']}  (memory read bandwidth "
           f"{r['bw']:.1f} GB/s) ===")
     print(f"paths  {s['kernels']}")
     if "cold" in r:
@@ -367,23 +405,42 @@ def report(r: dict) -> None:
           "resident after " + ", ".join(f"{k} {v}" for k, v in s.get("rss_stages", [])) + " MB", flush=True)
 
 
+def _per_thread_cpu(rate: float, cpu_per_wall: float, threads: int) -> float:
+    """A rate (tok/s of wall time) per CPU second of each thread: what it would be had every thread held its core."""
+    return rate * threads / cpu_per_wall if cpu_per_wall > 0 else float("nan")
+
+
 def summary(rows: list[dict]) -> None:
     measured = any("llama" in r for r in rows)
     source = "llama.cpp measured in this run" if measured else "llama.cpp: the issue's figures, another machine"
-    print(f"\n({source})")
-    print("model  thr  kernel     |  pp512 tok/s  llama.cpp  ratio |  tg tok/s  llama.cpp  ratio | roof | "
-          "tg@1500 llama.cpp | ttft 1500 s | warm load s")
+    nan = float("nan")
+    print(f"\n({source}; 'cpu' columns: tok per CPU second of each thread, i.e. with contention taken out; "
+          "ratio = ragbit / llama.cpp)")
+    print("model type thr kernel    | pp512 tok/s  cpu | llama.cpp pp  cpu | ratio  cpu | tg tok/s  cpu | llama.cpp "
+          "cpu | ratio  cpu | roof ragbit llama | tg@1500 = share | llama.cpp | ttft1500 wall  cpu | rss MB ragbit llama")
     for r in rows:
-        s = r["speed"]
-        ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if r["threads"] == 2 else {})
-        pp, tgd = 512 / s["pp512"]["wall"], s["tg"]["n"] / s["tg"]["wall"]
-        ref_pp, ref_tg = (ref or {}).get("pp512", float("nan")), (ref or {}).get("tg", float("nan"))
-        at = s["tg_at1500"]["n"] / s["tg_at1500"]["wall"]
-        roof = tgd / (r["bw"] * 1e9 / s["bytes_per_token"])
-        print(f"{r['model']:5s} {r['threads']:4d}  {r['kernel']:10s} | {pp:11.1f}  {ref_pp:9.1f}  {pp / ref_pp:5.2f} | "
-              f"{tgd:8.2f}  {ref_tg:9.1f}  {tgd / ref_tg:5.2f} | {roof:4.0%} | {at:7.2f} "
-              f"{(ref or {}).get('tg_at1500', float('nan')):9.1f} | {s['ttft1500']['wall']:11.2f} | "
-              f"{r['warm']['load']['wall']:10.2f}")
+        s, th = r["speed"], r["threads"]
+        ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if th == 2 else {})
+        ref = ref or {}
+        pp_s, tg_s, at_s = s["pp512"], s["tg"], s["tg_at1500"]
+        pp, tgd, at = 512 / pp_s["wall"], tg_s["n"] / tg_s["wall"], at_s["n"] / at_s["wall"]
+        pp_cpu, tg_cpu = _per_thread_cpu(pp, pp_s["cpu"] / pp_s["wall"], th), _per_thread_cpu(tgd, tg_s["cpu"] / tg_s["wall"], th)
+        ref_pp, ref_tg, ref_at = ref.get("pp512", nan), ref.get("tg", nan), ref.get("tg_at1500", nan)
+        ref_pp_cpu = _per_thread_cpu(ref_pp, ref.get("pp512_cpu_per_wall", th), th)
+        ref_tg_cpu = _per_thread_cpu(ref_tg, ref.get("tg_cpu_per_wall", th), th)
+        ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
+        sizes = ref.get("sizes", {"pp": 512, "tg": tg_s["n"]})
+        pp_label = f"pp{sizes['pp']}"
+        print(f"{r['model']:5s} {r.get('type', 'Q1_0')} {th:3d} {r['kernel']:10s} | {pp:11.1f} {pp_cpu:4.0f} | "
+              f"{ref_pp:6.2f} {pp_label:>5s} {ref_pp_cpu:4.1f} | {pp / ref_pp:5.1f} {pp_cpu / ref_pp_cpu:4.1f} | "
+              f"{tgd:8.2f} {tg_cpu:4.1f} | {ref_tg:6.2f} {ref_tg_cpu:5.2f} | {tgd / ref_tg:5.2f} {tg_cpu / ref_tg_cpu:4.2f} | "
+              f"{tgd / ceiling:11.0%} {ref_tg / ceiling:5.0%} | {at:7.2f} {at / tgd:5.0%} | {ref_at:9.2f} | "
+              f"{s['ttft1500']['wall']:13.1f} {s['ttft1500']['cpu']:4.0f} | {s['maxrss'] / 1e6:10.0f} "
+              f"{ref.get('maxrss', nan) / 1e6:5.0f}")
+    if any(r.get("llama", {}).get("sizes", {}).get("pp", 512) != 512 for r in rows):
+        q = LLAMA_Q2_0_SIZES
+        print(f"Q2_0 rows: llama.cpp ran pp{q['pp']} (not pp512), tg{q['tg']} and no 1,500-token depth: its Q2_0 kernel "
+              "is the scalar generic one on x86 (see LLAMA_Q2_0_SIZES); the pp ratio compares per-token rates.")
 
 
 if __name__ == "__main__":
