@@ -297,7 +297,7 @@ def main() -> None:
                     help="comma list of matrix types of the synthetic files: Q1_0 (Bonsai), Q2_0 (Ternary-Bonsai)")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
-    ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32"],
+    ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32", "q8"],
                     help="KV cache element type (ragbit's default: f16)")
     ap.add_argument("--llama-bench", metavar="PATH",
                     help="llama-bench binary: also run llama.cpp on the same files, same run")

@@ -120,35 +120,85 @@ def store_kv(k, v, k_cache, v_cache, pos0):
                 v_cache[h, pos0 + t, i] = store(v[t, h * hd + i], v_cache)
 
 
+Q8_MAX = 127.0   # int8 KV cache: q = round(x / s), s = max |x| / 127 per block of Q8_BLOCK values of a row
+Q8_BLOCK = 32    # llama.cpp's q8_0 block: one outlier dimension of a key only coarsens its own 32 values
+
+
+@njit(cache=True)
+def _q8_block_scale(row):
+    """Scale of one int8 block: max |x| / 127 (1 for an all-zero block)."""
+    amax = np.float32(0.0)
+    for x in row:
+        amax = max(amax, abs(x))
+    return amax / np.float32(Q8_MAX) if amax > 0 else np.float32(1.0)
+
+
+@njit(cache=True)
+def store_kv_q8(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
+    """`store_kv` for the 8-bit cache: each block of Q8_BLOCK values of a new (position, KV head) key or value
+    row is stored as int8 q = round(x / s) with its own float32 scale s = max |x| / 127.
+    k_scale: (n_kv, hd / Q8_BLOCK, n_ctx) (position-minor like the keys), v_scale: (n_kv, n_ctx, hd / Q8_BLOCK).
+
+    WHY per-position blocks: attention sums a key block against q (q.k) and weights a value row as a whole
+    (p * v), so each block's scale factors out of its partial sum: one multiply per block, not per value."""
+    T = k.shape[0]
+    n_kv, hd = k_cache.shape[0], k_cache.shape[1]
+    for t in range(T):
+        p = pos0 + t
+        for h in range(n_kv):
+            for b in range(hd // Q8_BLOCK):
+                c = h * hd + b * Q8_BLOCK
+                kr, vr = k[t, c:c + Q8_BLOCK], v[t, c:c + Q8_BLOCK]
+                ks, vs = _q8_block_scale(kr), _q8_block_scale(vr)
+                k_scale[h, b, p], v_scale[h, p, b] = ks, vs
+                for j in range(Q8_BLOCK):
+                    k_cache[h, b * Q8_BLOCK + j, p] = np.int8(round(kr[j] / ks))
+                    v_cache[h, p, b * Q8_BLOCK + j] = np.int8(round(vr[j] / vs))
+
+
 # Reassociation lets LLVM vectorise the dot products and the weighted sum (only the summation order changes);
 # no nnan/ninf flags: the running max starts at -inf.
 _ATTN_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, fastmath=_ATTN_FASTMATH)
-def _attend_group(q, k_cache, v_cache, pos0, kvh, group, scale, scores, out):
+def _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, group, scale, scores, out):
     """The `group` query heads that share KV head kvh, for all T queries (see `attention`).
 
     Each cached key/value row is read once for the whole group (GQA: 2-4 query heads per KV head).
-    scores[h] is the scratch row of query head h.
+    scores[h] is the scratch row of query head h. k_scale (n_kv, nb, n_ctx), v_scale (n_kv, n_ctx, nb): the
+    scale of each block of hd / nb values of each cached key / value row (ones, nb = 1, for float32 / F16
+    caches: adding a block's partial sum to 0 and multiplying by 1 are exact, so those caches give the same
+    bits as a loop without scales).
     """
     T = q.shape[0]
     hd = k_cache.shape[1]
     keys_t = k_cache[kvh]               # (hd, n_ctx): keys transposed, so q.k vectorises over positions
     values = v_cache[kvh]               # (n_ctx, hd)
+    ks, vs = k_scale[kvh], v_scale[kvh]
+    nb = ks.shape[0]
+    bs = hd // nb
+    part = np.empty((group, keys_t.shape[1]), np.float32)   # one block's partial q.k per head
     h0 = kvh * group
     for t in range(T):
         n_pos = pos0 + t + 1
         # scores[h, p] = scale * q_h . k_p, accumulated one key dimension (one contiguous row of keys_t) at a time
         for h in range(h0, h0 + group):
             scores[h, :n_pos] = 0.0
-        for i in range(hd):
-            krow = keys_t[i]
+        for b in range(nb):
+            part[:, :n_pos] = 0.0
+            for i in range(b * bs, (b + 1) * bs):
+                krow = keys_t[i]
+                for h in range(h0, h0 + group):
+                    qi = q[t, h * hd + i] * scale
+                    prow = part[h - h0]
+                    for p in range(n_pos):
+                        prow[p] += qi * to_f32(krow[p])
+            sb = ks[b]
             for h in range(h0, h0 + group):
-                qi = q[t, h * hd + i] * scale
-                srow = scores[h]
+                srow, prow = scores[h], part[h - h0]
                 for p in range(n_pos):
-                    srow[p] += qi * to_f32(krow[p])
+                    srow[p] += prow[p] * sb[p]
         # softmax per head (float32 values, float64 denominator), normalised in place
         for h in range(h0, h0 + group):
             srow = scores[h]
@@ -168,37 +218,43 @@ def _attend_group(q, k_cache, v_cache, pos0, kvh, group, scale, scores, out):
         for p in range(n_pos):
             vr = values[p]
             for h in range(h0, h0 + group):
-                wgt = scores[h, p]
-                ov = out[t, h * hd:(h + 1) * hd]
-                for i in range(hd):
-                    ov[i] += wgt * to_f32(vr[i])
+                for b in range(nb):
+                    wgt = scores[h, p] * vs[p, b]
+                    ov = out[t, h * hd + b * bs:h * hd + (b + 1) * bs]
+                    for i in range(bs):
+                        ov[i] += wgt * to_f32(vr[b * bs + i])
 
 
 @njit(cache=True, parallel=True)
-def _attention_parallel(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
+def _attention_parallel(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out):
     n_kv = k_cache.shape[0]
     for kvh in prange(n_kv):
-        _attend_group(q, k_cache, v_cache, pos0, kvh, n_heads // n_kv, scale, scores, out)
+        _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, n_heads // n_kv, scale, scores, out)
 
 
 @njit(cache=True)
-def _attention_serial(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
+def _attention_serial(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out):
     n_kv = k_cache.shape[0]
     for kvh in range(n_kv):
-        _attend_group(q, k_cache, v_cache, pos0, kvh, n_heads // n_kv, scale, scores, out)
+        _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, n_heads // n_kv, scale, scores, out)
 
 
 PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which waking threads costs more than it saves
 BLAS_MIN_QUERIES = 16        # from this many queries on (prefill), attention runs as matrix products
 
 
-def _attend_head_blas(qg, keys_t, values, pos0, future, out):
+def _attend_head_blas(qg, keys_t, values, k_scale, v_scale, pos0, future, out):
     """One KV head: out (T*group, hd) = softmax(qg @ keys_t[:, :n_pos] + mask) @ values[:n_pos].
 
-    An F16 cache (uint16) is widened to float32 first (under 1% of the products' cost): sgemm needs float32."""
+    An F16 cache (uint16) is widened to float32 first (under 1% of the products' cost): sgemm needs float32;
+    an int8 cache is widened times its block scales (k_scale (nb, n_ctx), v_scale (n_ctx, nb))."""
     n_pos, hd = pos0 + future.shape[1], keys_t.shape[0]
     if keys_t.dtype == np.float32:
         keys_t, values = keys_t[:, :n_pos], values[:n_pos]
+    elif keys_t.dtype == np.int8:
+        bs = hd // k_scale.shape[0]
+        keys_t = keys_t[:, :n_pos] * np.repeat(k_scale[:, :n_pos], bs, axis=0)
+        values = values[:n_pos] * np.repeat(v_scale[:n_pos], bs, axis=1)
     else:
         k32 = np.empty((hd, n_pos), np.float32)
         v32 = np.empty((n_pos, hd), np.float32)
@@ -239,7 +295,7 @@ def _single_threaded_blas():
             c.set_num_threads(n)
 
 
-def _attention_blas(q, k_cache, v_cache, pos0, n_heads, scale, out):
+def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out):
     """Prefill attention as two matrix products per KV head (BLAS sgemm), KV heads split over the threads.
 
     WHY: for a long prompt attention is O(T * n_pos * hd); the per-query numba loop re-reads its score rows
@@ -259,24 +315,27 @@ def _attention_blas(q, k_cache, v_cache, pos0, n_heads, scale, out):
     with _single_threaded_blas():
         if n_threads <= 1:
             for kvh in range(n_kv):
-                _attend_head_blas(qg[kvh], k_cache[kvh], v_cache[kvh], pos0, future, res[kvh])
+                _attend_head_blas(qg[kvh], k_cache[kvh], v_cache[kvh], k_scale[kvh], v_scale[kvh], pos0, future,
+                                  res[kvh])
         else:
             if _POOL[1] != n_threads:
                 if _POOL[0] is not None:
                     _POOL[0].shutdown()
                 _POOL[:] = [ThreadPoolExecutor(n_threads, thread_name_prefix="attn"), n_threads]
-            list(_POOL[0].map(lambda h: _attend_head_blas(qg[h], k_cache[h], v_cache[h], pos0, future, res[h]),
-                              range(n_kv)))
+            list(_POOL[0].map(lambda h: _attend_head_blas(qg[h], k_cache[h], v_cache[h], k_scale[h], v_scale[h],
+                                                          pos0, future, res[h]), range(n_kv)))
     out[...] = res.reshape(n_kv, T, group, hd).transpose(1, 0, 2, 3).reshape(T, n_heads * hd)
 
 
-def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
+def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
-    k_cache: (n_kv, hd, n_ctx) float32, or uint16 F16 bits - one layer, keys TRANSPOSED: q.k runs along
+    k_cache: (n_kv, hd, n_ctx) float32, uint16 F16 bits or int8 - one layer, keys TRANSPOSED: q.k runs along
              contiguous positions
     v_cache: (n_kv, n_ctx, hd) same dtype - one layer, value rows contiguous in position order
+    k_scale: (n_kv, nb, n_ctx), v_scale: (n_kv, n_ctx, nb) float32 scales of the hd / nb-value blocks of
+             each cached key / value row (int8: see store_kv_q8; ones with nb = 1 for the other types)
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
     Query head h reads KV head h // (n_heads / n_kv). T >= BLAS_MIN_QUERIES (prefill) runs as matrix products;
@@ -284,10 +343,10 @@ def attention(q, k_cache, v_cache, pos0, n_heads, scale, scores, out):
     """
     T, hd = q.shape[0], k_cache.shape[1]
     if T >= BLAS_MIN_QUERIES:
-        return _attention_blas(q, k_cache, v_cache, pos0, n_heads, scale, out)
+        return _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out)
     work = T * n_heads * (pos0 + T) * hd * 2
     run = _attention_parallel if work >= PARALLEL_MIN_WORK else _attention_serial
-    run(q, k_cache, v_cache, pos0, n_heads, scale, scores, out)
+    run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -142,15 +142,23 @@ class Qwen3Config:
         return cfg
 
 
-# KV cache element types: "f16" (IEEE half, as llama.cpp's default; half the bytes decode reads per token)
-# or "f32" (exact: what the float32 reference checks use). F16 values are stored as uint16 bit patterns.
-KV_CACHE_TYPES = {"f16": np.uint16, "f32": np.float32}
+# KV cache element types: "f16" (IEEE half, as llama.cpp's default; half the bytes decode reads per token),
+# "f32" (exact: what the float32 reference checks use) or "q8" (int8 with a float32 scale per 32 values, like
+# llama.cpp's q8_0: 56% of F16's bytes; layers.store_kv_q8). F16 values are stored as uint16 bit patterns.
+KV_CACHE_TYPES = {"f16": np.uint16, "f32": np.float32, "q8": np.int8}
+
+
+def kv_scale_blocks(config: Qwen3Config, kv_cache: str) -> int:
+    """Scale blocks per cached key / value row: head_dim / 32 for q8, 1 (scales all ones) otherwise."""
+    return config.head_dim // layers.Q8_BLOCK if kv_cache == "q8" else 1
 
 
 def kv_cache_bytes(config: Qwen3Config, n_ctx: int, kv_cache: str = "f32") -> int:
-    """Bytes of the K and V caches for n_ctx positions (what load() will allocate)."""
-    itemsize = np.dtype(KV_CACHE_TYPES[kv_cache]).itemsize
-    return 2 * config.n_layer * config.n_head_kv * n_ctx * config.head_dim * itemsize
+    """Bytes of the K and V caches for n_ctx positions (what load() will allocate), q8's scales included."""
+    row = config.head_dim * np.dtype(KV_CACHE_TYPES[kv_cache]).itemsize
+    if kv_cache == "q8":
+        row += 4 * kv_scale_blocks(config, kv_cache)
+    return 2 * config.n_layer * config.n_head_kv * n_ctx * row
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,20 +236,27 @@ class KVCache:
     """Keys and values of every layer for n_ctx positions, and how many positions are filled (`n_past`).
 
     Keys transposed per KV head, (n_layer, n_kv, hd, n_ctx): decode's q.k streams contiguous position rows;
-    values (n_layer, n_kv, n_ctx, hd): the weighted sum streams contiguous value rows. float32, or uint16
-    holding F16 bits (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B that is
-    344 MB in float32, more than the weights)."""
+    values (n_layer, n_kv, n_ctx, hd): the weighted sum streams contiguous value rows. float32, uint16
+    holding F16 bits, or int8 (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B
+    that is 344 MB in float32, more than the weights). k_scale (n_layer, n_kv, nb, n_ctx) and v_scale
+    (n_layer, n_kv, n_ctx, nb) float32: the scale of each 32-value block of an int8 key / value row; for the
+    other types nb = 1 and all ones (attention multiplies by them either way)."""
 
     def __init__(self, config: Qwen3Config, n_ctx: int, kind: str = "f32"):
-        dtype = KV_CACHE_TYPES[kind]
+        dtype, nb = KV_CACHE_TYPES[kind], kv_scale_blocks(config, kind)
         self.kind, self.n_ctx, self.n_past = kind, n_ctx, 0
         self.k = _pages_on_use((config.n_layer, config.n_head_kv, config.head_dim, n_ctx), dtype)
         self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_ctx, config.head_dim), dtype)
-        self.nbytes = self.k.nbytes + self.v.nbytes
+        self.k_scale = np.ones((config.n_layer, config.n_head_kv, nb, n_ctx), np.float32)
+        self.v_scale = np.ones((config.n_layer, config.n_head_kv, n_ctx, nb), np.float32)
+        self.nbytes = self.k.nbytes + self.v.nbytes + (self.k_scale.nbytes + self.v_scale.nbytes if kind == "q8" else 0)
 
     def append(self, li: int, k: np.ndarray, v: np.ndarray, pos0: int) -> None:
         """Write T new keys/values (T, kv_dim) of layer li at positions pos0.. (n_past moves in `advance`)."""
-        layers.store_kv(k, v, self.k[li], self.v[li], pos0)
+        if self.kind == "q8":
+            layers.store_kv_q8(k, v, self.k[li], self.v[li], self.k_scale[li], self.v_scale[li], pos0)
+        else:
+            layers.store_kv(k, v, self.k[li], self.v[li], pos0)
 
     def advance(self, n: int) -> None:
         """n more positions are filled (called once per step, after every layer appended)."""
@@ -372,8 +387,8 @@ class Qwen3Model:
         1e-3); "int11" rounds per-group activation sums to 11-bit integers and runs about 2x faster, with
         logits ~10x closer to float32 than llama.cpp's own int8 path (see generator/kernels/q1_0_simd.py).
         Prompt processing stays float32 either way.
-        kv_cache picks the cache element type: "f32" (exact) or "f16" (half the memory and the bytes read per
-        decoded token; llama.cpp's default)."""
+        kv_cache picks the cache element type: "f32" (exact), "f16" (half the memory and the bytes read per
+        decoded token; llama.cpp's default) or "q8" (int8 rows with a scale each: about half of F16 again)."""
         gguf = GGUFFile(path)
         config = Qwen3Config.from_gguf(gguf)
         if not 1 <= int(n_ctx) <= config.n_ctx_train:
@@ -481,8 +496,8 @@ class Qwen3Model:
         layers.head_norm_rope(w.k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
                               pos0)
         self.cache.append(li, w.k, w.v, pos0)
-        layers.attention(w.q, self.cache.k[li], self.cache.v[li], pos0, cfg.n_head, self.attn_scale, self.scores,
-                         w.att)
+        layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
+                         cfg.n_head, self.attn_scale, self.scores, w.att)
         _product(lw.wo, w.att, w.proj)
         w.x += w.proj
         # feed-forward

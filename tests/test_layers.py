@@ -39,8 +39,9 @@ def test_attention_matches_definition(T, pos0, parallel):
     run = layers._attention_parallel if parallel else layers._attention_serial
     old = numba.get_num_threads()
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    ks, vs = np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
     try:
-        run(q, k_cache, v_cache, pos0, n_heads, scale, scores, out)
+        run(q, k_cache, v_cache, ks, vs, pos0, n_heads, scale, scores, out)
     finally:
         numba.set_num_threads(old)
     ref = _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale)
@@ -61,11 +62,47 @@ def test_prefill_attention_matches_definition(T, pos0, threads):
     assert T >= layers.BLAS_MIN_QUERIES
     old = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    ks, vs = np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
     try:
-        layers.attention(q, k_cache, v_cache, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
+        layers.attention(q, k_cache, v_cache, ks, vs, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32),
+                         out)
     finally:
         numba.set_num_threads(old)
     ref = _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale)
+    assert np.abs(out - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("T,pos0", [(1, 0), (3, 200), (40, 30)])
+def test_q8_cache_blocks_and_attention(T, pos0):
+    """store_kv_q8 keeps each 32-value block of a key / value row as int8 times its own scale max|x|/127 (error
+    <= scale / 2, the block's largest value exact), and attention over that cache, decode loop (T < 16) or
+    matrix products (T >= 16), is the definition's over the dequantized values."""
+    rng = np.random.default_rng(T + pos0)
+    n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
+    nb, n = hd // layers.Q8_BLOCK, pos0 + T
+    # uneven magnitudes across rows and across blocks (an outlier dimension), like trained keys
+    k_all = rng.standard_normal((n, n_kv * hd), dtype=np.float32) * rng.uniform(0.1, 3, (n, 1)).astype(np.float32)
+    k_all[:, 5] *= 20
+    v_all = rng.standard_normal((n, n_kv * hd), dtype=np.float32)
+    k_cache, v_cache = np.zeros((n_kv, hd, n_ctx), np.int8), np.zeros((n_kv, n_ctx, hd), np.int8)
+    k_scale, v_scale = np.zeros((n_kv, nb, n_ctx), np.float32), np.zeros((n_kv, n_ctx, nb), np.float32)
+    layers.store_kv_q8(k_all, v_all, k_cache, v_cache, k_scale, v_scale, 0)
+    k_deq = k_cache * np.repeat(k_scale, layers.Q8_BLOCK, axis=1)                # (n_kv, hd, n_ctx)
+    v_deq = v_cache * np.repeat(v_scale, layers.Q8_BLOCK, axis=2)                # (n_kv, n_ctx, hd)
+    k_back = k_deq[:, :, :n].transpose(2, 0, 1).reshape(n, n_kv * hd)
+    v_back = v_deq[:, :n].transpose(1, 0, 2).reshape(n, n_kv * hd)
+    k_step = np.repeat(k_scale[:, :, :n].transpose(2, 0, 1).reshape(n, n_kv * nb), layers.Q8_BLOCK, axis=1)
+    v_step = np.repeat(v_scale[:, :n].transpose(1, 0, 2).reshape(n, n_kv * nb), layers.Q8_BLOCK, axis=1)
+    assert np.all(np.abs(k_back - k_all) <= k_step * 0.5 * (1 + 1e-5))
+    assert np.all(np.abs(v_back - v_all) <= v_step * 0.5 * (1 + 1e-5))
+    assert np.all(np.abs(k_cache[:, :, :n]).reshape(n_kv, nb, layers.Q8_BLOCK, n).max(axis=2) == 127)
+
+    q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
+    out = np.full((T, n_heads * hd), np.nan, np.float32)
+    scale = np.float32(hd ** -0.5)
+    layers.attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
+                     np.zeros((n_heads, n_ctx), np.float32), out)
+    ref = _numpy_attention(q, k_deq.astype(np.float32), v_deq.astype(np.float32), pos0, n_heads, scale)
     assert np.abs(out - ref).max() <= 1e-5
 
 

@@ -7,7 +7,8 @@ CPU with F16C LLVM vectorises both into `vcvtph2ps` / `vcvtps2ph` (8 values per 
 emits a correct scalar conversion.
 
 `to_f32(x)` and `store(x, like)` are overloaded on the element type, so one kernel source serves a float32
-cache (exact mode) and a uint16/F16 cache alike.
+cache (exact mode) and a uint16/F16 cache alike. `to_f32` also reads int8 (the 8-bit KV cache, whose per-row
+scales the attention kernel applies itself).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def _to_f32(x):
         return lambda x: half_to_float(x)
     if x == types.float32:
         return lambda x: x
+    if x == types.int8:
+        return lambda x: np.float32(x)
     return None
 
 
