@@ -297,8 +297,8 @@ def main() -> None:
                     help="comma list of matrix types of the synthetic files: Q1_0 (Bonsai), Q2_0 (Ternary-Bonsai)")
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
-    ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32", "q8"],
-                    help="KV cache element type (ragbit's default: f16)")
+    ap.add_argument("--kv-cache", default="f16",
+                    help="comma list of KV cache element types: f16 (ragbit's default), f32, q8")
     ap.add_argument("--llama-bench", metavar="PATH",
                     help="llama-bench binary: also run llama.cpp on the same files, same run")
     ap.add_argument("--kernel", default="auto",
@@ -317,6 +317,9 @@ def main() -> None:
     for m in models:
         if m not in PRESET:
             sys.exit(f"error: unknown model {m!r} (choose from {', '.join(PRESET)})")
+    kv_types = args.kv_cache.split(",")
+    if not set(kv_types) <= {"f16", "f32", "q8"}:
+        sys.exit(f"error: unknown KV cache type in {args.kv_cache!r} (choose from f16, f32, q8)")
     weight_types = args.weight_type.split(",")
     for wt in weight_types:
         if wt not in ("Q1_0", "Q2_0"):
@@ -332,10 +335,10 @@ def main() -> None:
         for wt in weight_types:
             for th in threads:
                 bw = run_worker({"kind": "bandwidth", "repeats": 5}, th, warm_numba)
-                for kernel in kernels:
+                for kernel, kv in [(k, kv) for k in kernels for kv in kv_types]:
                     res = {"model": m, "type": wt, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"],
-                           "kernel": kernel}
-                    spec = {"path": str(paths[wt, m]), "threads": th, "decode": args.decode_kernel, "kv": args.kv_cache}
+                           "kernel": kernel, "kv": kv}
+                    spec = {"path": str(paths[wt, m]), "threads": th, "decode": args.decode_kernel, "kv": kv}
                     if not args.quick:
                         with tempfile.TemporaryDirectory() as empty:
                             res["cold"] = run_worker({"kind": "load", **spec}, th, empty, kernel)
@@ -346,7 +349,7 @@ def main() -> None:
                     rows.append(res)
                 if args.llama_bench:
                     llama = run_llama_bench(args.llama_bench, paths[wt, m], th, tg, repeats, wt)
-                    for r in rows[-len(kernels):]:
+                    for r in rows[-len(kernels) * len(kv_types):]:
                         r["llama"] = llama
     summary(rows)
 
@@ -379,7 +382,8 @@ def report(r: dict) -> None:
     tg_rate = tgd["n"] / tgd["wall"]
     ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
     target = s["file_bytes"] + s["kv_bytes"] + 300e6
-    print(f"\n=== bonsai-{r['model']} {r.get('type', 'Q1_0')}  threads {r['threads']}  kernel {r['kernel']}  (memory read bandwidth "
+    print(f"\n=== bonsai-{r['model']} {r.get('type', 'Q1_0')}  threads {r['threads']}  kernel {r['kernel']}  kv {r.get('kv', 'f16')}  "
+          f"(memory read bandwidth "
           f"{r['bw']:.1f} GB/s) ===")
     print(f"paths  {s['kernels']}")
     if "cold" in r:
@@ -415,9 +419,10 @@ def summary(rows: list[dict]) -> None:
     source = "llama.cpp measured in this run" if measured else "llama.cpp: the issue's figures, another machine"
     nan = float("nan")
     print(f"\n({source}; 'cpu' columns: tok per CPU second of each thread, i.e. with contention taken out; "
-          "ratio = ragbit / llama.cpp)")
-    print("model type thr kernel    | pp512 tok/s  cpu | llama.cpp pp  cpu | ratio  cpu | tg tok/s  cpu | llama.cpp "
-          "cpu | ratio  cpu | roof ragbit llama | tg@1500 = share | llama.cpp | ttft1500 wall  cpu | rss MB ragbit llama")
+          "ratio = ragbit / llama.cpp; roof: tg / (bandwidth / bytes per token), by wall and by CPU seconds, "
+          "llama.cpp's by CPU seconds)")
+    print("model type thr kernel   kv  | pp512 tok/s  cpu | llama.cpp pp  cpu | ratio  cpu | tg tok/s  cpu | llama.cpp "
+          "cpu | ratio  cpu | roof wall cpu llama | tg@1500 = share | llama.cpp | ttft1500 wall  cpu | rss MB ragbit llama")
     for r in rows:
         s, th = r["speed"], r["threads"]
         ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if th == 2 else {})
@@ -429,12 +434,13 @@ def summary(rows: list[dict]) -> None:
         ref_pp_cpu = _per_thread_cpu(ref_pp, ref.get("pp512_cpu_per_wall", th), th)
         ref_tg_cpu = _per_thread_cpu(ref_tg, ref.get("tg_cpu_per_wall", th), th)
         ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
+        ceiling_cpu = r["bw_cpu"] * 1e9 / s["bytes_per_token"]   # the same, per CPU second of each thread
         sizes = ref.get("sizes", {"pp": 512, "tg": tg_s["n"]})
         pp_label = f"pp{sizes['pp']}"
-        print(f"{r['model']:5s} {r.get('type', 'Q1_0')} {th:3d} {r['kernel']:10s} | {pp:11.1f} {pp_cpu:4.0f} | "
+        print(f"{r['model']:5s} {r.get('type', 'Q1_0')} {th:3d} {r['kernel']:9s} {r.get('kv', 'f16'):3s} | {pp:11.1f} {pp_cpu:4.0f} | "
               f"{ref_pp:6.2f} {pp_label:>5s} {ref_pp_cpu:4.1f} | {pp / ref_pp:5.1f} {pp_cpu / ref_pp_cpu:4.1f} | "
               f"{tgd:8.2f} {tg_cpu:4.1f} | {ref_tg:6.2f} {ref_tg_cpu:5.2f} | {tgd / ref_tg:5.2f} {tg_cpu / ref_tg_cpu:4.2f} | "
-              f"{tgd / ceiling:11.0%} {ref_tg / ceiling:5.0%} | {at:7.2f} {at / tgd:5.0%} | {ref_at:9.2f} | "
+              f"{tgd / ceiling:4.0%} {tg_cpu / ceiling_cpu:4.0%} {ref_tg_cpu / ceiling_cpu:5.0%} | {at:7.2f} {at / tgd:5.0%} | {ref_at:9.2f} | "
               f"{s['ttft1500']['wall']:13.1f} {s['ttft1500']['cpu']:4.0f} | {s['maxrss'] / 1e6:10.0f} "
               f"{ref.get('maxrss', nan) / 1e6:5.0f}")
     if any(r.get("llama", {}).get("sizes", {}).get("pp", 512) != 512 for r in rows):
