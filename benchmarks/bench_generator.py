@@ -420,9 +420,9 @@ def summary(rows: list[dict]) -> None:
     nan = float("nan")
     print(f"\n({source}; 'cpu' columns: tok per CPU second of each thread, i.e. with contention taken out; "
           "ratio = ragbit / llama.cpp; roof: tg / (bandwidth / bytes per token), by wall and by CPU seconds, "
-          "llama.cpp's by CPU seconds)")
+          "llama.cpp's by CPU seconds; tg@1500 share: of the empty-cache tg, by wall and by CPU seconds per token)")
     print("model type thr kernel   kv  | pp512 tok/s  cpu | llama.cpp pp  cpu | ratio  cpu | tg tok/s  cpu | llama.cpp "
-          "cpu | ratio  cpu | roof wall cpu llama | tg@1500 = share | llama.cpp | ttft1500 wall  cpu | rss MB ragbit llama")
+          "cpu | ratio  cpu | roof wall cpu llama | tg@1500 share cpu | llama.cpp share | ttft1500 wall  cpu | rss MB ragbit llama")
     for r in rows:
         s, th = r["speed"], r["threads"]
         ref = r.get("llama") if measured else (LLAMA_CPP.get(r["model"], {}) if th == 2 else {})
@@ -440,7 +440,8 @@ def summary(rows: list[dict]) -> None:
         print(f"{r['model']:5s} {r.get('type', 'Q1_0')} {th:3d} {r['kernel']:9s} {r.get('kv', 'f16'):3s} | {pp:11.1f} {pp_cpu:4.0f} | "
               f"{ref_pp:6.2f} {pp_label:>5s} {ref_pp_cpu:4.1f} | {pp / ref_pp:5.1f} {pp_cpu / ref_pp_cpu:4.1f} | "
               f"{tgd:8.2f} {tg_cpu:4.1f} | {ref_tg:6.2f} {ref_tg_cpu:5.2f} | {tgd / ref_tg:5.2f} {tg_cpu / ref_tg_cpu:4.2f} | "
-              f"{tgd / ceiling:4.0%} {tg_cpu / ceiling_cpu:4.0%} {ref_tg_cpu / ceiling_cpu:5.0%} | {at:7.2f} {at / tgd:5.0%} | {ref_at:9.2f} | "
+              f"{tgd / ceiling:4.0%} {tg_cpu / ceiling_cpu:4.0%} {ref_tg_cpu / ceiling_cpu:5.0%} | {at:7.2f} {at / tgd:5.0%} "
+              f"{(tg_s['cpu'] / tg_s['n']) / (at_s['cpu'] / at_s['n']):4.0%} | {ref_at:6.2f} {ref_at / ref_tg:4.0%} | "
               f"{s['ttft1500']['wall']:13.1f} {s['ttft1500']['cpu']:4.0f} | {s['maxrss'] / 1e6:10.0f} "
               f"{ref.get('maxrss', nan) / 1e6:5.0f}")
     if any(r.get("llama", {}).get("sizes", {}).get("pp", 512) != 512 for r in rows):
