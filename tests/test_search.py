@@ -181,6 +181,43 @@ def test_a_hit_in_a_nested_function_brings_the_function_around_it(tmp_path):
     assert hit.unit.text.split("\n")[0] == "    def iter_content(self, size=1):"
 
 
+def test_the_best_hit_brings_the_helper_of_its_file_that_it_calls(tmp_path):
+    from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
+    root = tmp_path / "matrix"
+    root.mkdir()
+    filler = "\n".join(f"        x_{i} = self.rows * {i}" for i in range(30))
+    (root / "common.py").write_text(
+        "class Shaping:\n"
+        f"    def _eval_row_insert(self, pos, other):\n{filler}\n        return x_0\n\n"
+        f"    def _eval_col_insert(self, pos, other):\n{filler}\n        return pos + other\n\n"
+        "    def col_insert(self, pos, other):\n        if pos < 0:\n            pos += self.cols\n"
+        "        return self._eval_col_insert(pos, other)\n\n"
+        "class Other:\n    def _eval_col_insert(self, pos, other):\n        return None\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    first = s.search("col_insert no longer works", k=1, mode="lexical", units=True)[0]
+    assert first.scope == "class Shaping > def col_insert"
+    # the helper it calls, from its own class (not Other's method of the same name)
+    helper = (root / "common.py").read_text().splitlines().index("    def _eval_col_insert(self, pos, other):") + 1
+    assert [(c.scope, c.start_line) for c in first.callees] == [("class Shaping > def _eval_col_insert", helper)]
+    assert s.search("col_insert no longer works", k=1, mode="lexical")[0].callees is None   # only with units
+    hits = HybridRetriever(RagbitConfig.load(root), k=1, mode="lexical", embedder=FakeEmbedder()).run(
+        query="col_insert no longer works")["hits"]
+    assert [h.scope for h in hits] == ["class Shaping > def col_insert", "class Shaping > def _eval_col_insert"]
+
+
+def test_the_embedding_reads_a_long_reports_title_only():
+    from ragbit.search.searcher import dense_query
+    body = "When saving a figure the backend raises a TypeError. " * 8 + "\nTraceback (most recent call last):"
+    assert dense_query("Text label with empty line breaks the PostScript backend\n" + body) == \
+        "Text label with empty line breaks the PostScript backend"
+    assert dense_query("Load a template by name and return it.") == "Load a template by name and return it."
+    assert dense_query(body) == body                                  # one long line: no title to take
+    assert dense_query("a short title\nand a short body") == "a short title\nand a short body"   # not long
+    long_first = " ".join(["word"] * 30) + "\n" + body                # a first line too long to be a title
+    assert dense_query(long_first) == long_first
+
+
 def test_fusion_weights_follow_the_kind_of_question():
     from ragbit.search.searcher import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
     assert fusion_weights("Load a template by name and return it.") == (PLAIN_LEXICAL_WEIGHT, 1.0)

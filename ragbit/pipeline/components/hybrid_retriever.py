@@ -14,7 +14,8 @@ class HybridRetriever(Component):
 
     Its defaults come from `[query]`, not `[search]`: a list a person reads wants many files (a per-file cap),
     a prompt wants the code that answers, which often sits in one file. Each hit carries its whole
-    definition (`Hit.unit`) when `whole_definitions` is on, for the packer to use if it fits."""
+    definition (`Hit.unit`) when `whole_definitions` is on, for the packer to use if it fits, and the best hit is
+    followed by the definition of its own file that it calls (`Hit.callees`, see `Searcher`)."""
 
     outputs = {"hits": list[Hit]}
 
@@ -57,4 +58,8 @@ class HybridRetriever(Component):
             self.warm_up()
         hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file,
                                      units=self.whole_definitions)
-        return {"hits": list(self.pinned) + list(hits)}
+        flat: list[Hit] = []
+        for hit in hits:                 # a hit, then the definitions it calls (Hit.callees) right behind it
+            flat.append(hit)
+            flat.extend(hit.callees or ())
+        return {"hits": list(self.pinned) + flat}
