@@ -134,7 +134,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # checksums: a generation records (size, crc32) of each of its files in its manifest
 # ----------------------------------------------------------------------------------------------------------
-# Why: a truncated dense.faiss, an emptied vocabulary or flipped bytes in doc_tokens.npy (a disk error, a
+# Why: a truncated dense.faiss, an emptied vocabulary or flipped bytes in a postings file (a disk error, a
 # careless tool, a sync client) used to load as "complete and up to date" and fail later or answer wrongly.
 # crc32 runs at ~3 GB/s (zlib), so verifying what a reader loads costs little beside loading it.
 
