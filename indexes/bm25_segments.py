@@ -64,9 +64,10 @@ class Segment:
         frequencies and lays the postings out term-major, without a Python loop per document."""
         n_docs = len(offsets) - 1
         lengths = np.diff(offsets).astype(np.int64)                                            # (n_docs,)
-        terms = np.asarray(flat, dtype=np.int64)                                               # (n_tokens,)
-        docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-        keys, tf = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)                # (nnz,)
+        keys = np.asarray(flat).astype(np.int64)                           # (n_tokens,) term * n_docs + doc,
+        keys *= max(n_docs, 1)                                             # built in place: at 1M chunks each
+        keys += np.repeat(np.arange(n_docs, dtype=np.int64), lengths)      # temporary is ~1 GB
+        keys, tf = np.unique(keys, return_counts=True)                                         # (nnz,)
         term, doc = np.divmod(keys, max(n_docs, 1))
         used, term = np.unique(term, return_inverse=True)            # renumber the terms that occur 0..
         token_of = np.empty(len(vocab), dtype=object)

@@ -175,7 +175,8 @@ class LexicalIndex:
             docs, vocab = corpus_token_ids(texts)
             offsets = np.zeros(len(docs) + 1, dtype=np.int64)
             np.cumsum(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)), out=offsets[1:])
-            flat = np.fromiter(chain.from_iterable(docs), dtype=np.int64, count=int(offsets[-1]))
+            flat = np.fromiter(chain.from_iterable(docs), dtype=np.int32, count=int(offsets[-1]))
+            del docs
             segments = segments + [Segment.from_token_ids(flat, offsets, vocab)]
             positions = positions + [np.asarray(at, dtype=np.int32)]
         return cls(segments, positions, n)

@@ -355,8 +355,9 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             report.embed_backend = used or report.embed_backend
             base_manifest["embed_backend"] = report.embed_backend
             report.chunks_reused = report.chunks - report.chunks_embedded
-            vectors, found = cache.get(keys)
-            found = np.asarray(found, dtype=bool)
+            todo_rows = np.flatnonzero(~found)                   # only the new rows: the rest are in `vectors`
+            vectors[todo_rows], now_found = cache.get([keys[i] for i in todo_rows])
+            found[todo_rows] = now_found
             report.timings["embed"] = time.perf_counter() - t
             if not found.all():
                 raise IndexingError("vector cache lost vectors it had just stored")
