@@ -1,4 +1,6 @@
 """FAISS dense index: exactness of flat, recall of approximate kinds, persistence."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,20 @@ def test_save_load_round_trip(kind, tmp_path):
     assert (loaded.kind, loaded.dim, len(loaded)) == (kind, 16, 500)
     for q in xq:
         assert loaded.search(q, 7) == index.search(q, 7)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_memory_mapped_load_searches_alike_from_the_file(kind, tmp_path):
+    """mmap=True (what the searcher uses): the same answers, with the vectors mapped from the file, not read."""
+    rng = np.random.default_rng(7)
+    xb, xq = _uniform(rng, 2000, 64), _uniform(rng, 5, 64)
+    index = DenseIndex.build(xb, kind=kind)
+    path = tmp_path / f"{kind}.faiss"
+    index.save(path)
+    mapped = DenseIndex.load(path, mmap=True)
+    assert str(path) in Path("/proc/self/maps").read_text()
+    for q in xq:
+        assert mapped.search(q, 7) == index.search(q, 7)
 
 
 def test_empty_index_and_k_larger_than_corpus(tmp_path):

@@ -195,7 +195,7 @@ class Searcher:
             if (gen / DENSE_FILE).is_file():
                 check_generation(gen, manifest, (DENSE_FILE,))
                 from indexes.dense import DenseIndex
-                self.dense = DenseIndex.load(gen / DENSE_FILE)
+                self.dense = DenseIndex.load(gen / DENSE_FILE, mmap=True)     # vectors stay on disk
             self._dense_loaded = True
 
     @property
