@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes.dense import DenseIndex, DenseIndexError
+from indexes.dense import DenseIndex, DenseIndexError, LayeredDense
 
 
 def _unit(a):
@@ -110,3 +110,25 @@ def test_bad_input_raises_domain_error(tmp_path):
         DenseIndex.load(tmp_path / "junk.faiss")
     with pytest.raises(DenseIndexError):
         DenseIndex.load(tmp_path / "missing.faiss")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_layered_index_searches_base_plus_delta_minus_removed(kind):
+    """LayeredDense = base ids and delta rows (ids first_id + j), never a removed id; over a flat base it is
+    exact: the same top k as brute force over the live vectors."""
+    rng = np.random.default_rng(8)
+    x = _uniform(rng, 3000, 16)
+    live = np.ones(3000, dtype=bool)
+    live[rng.choice(2500, 200, replace=False)] = False                       # removed from the base
+    live[2600:2650] = False                                                  # removed from the delta
+    layered = LayeredDense(DenseIndex.build(x[:2500], kind=kind), x[2500:], 2500, live)
+    assert len(layered) == int(live.sum())
+    for q in _uniform(rng, 20, 16):
+        got = layered.search(q, 10)
+        assert len(got) == 10 and all(live[i] for i, _ in got)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+        if kind == "flat":
+            exact = np.flatnonzero(live)[np.argsort(-(x[live] @ q), kind="stable")[:10]]
+            assert [i for i, _ in got] == exact.tolist()
+    with pytest.raises(DenseIndexError):
+        LayeredDense(DenseIndex.build(x[:2500]), x[2500:], 2500, live[:10])
