@@ -144,7 +144,7 @@ class Searcher:
         file read per search), so a long-lived Searcher sees the dense index as soon as it is complete.
 
         Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
-        imports faiss, `--mode dense` never imports bm25s (each costs a noticeable part of a cold search)."""
+        imports faiss, `--mode dense` never imports numba (each costs a noticeable part of a cold search)."""
         from indexes.store import IndexFormatError, IndexStore
         from indexes.store import IndexMissingError
         store = IndexStore(self.cfg.index_dir)
