@@ -102,7 +102,7 @@ class SyntheticEmbedder:
 
 
 # ---------------------------------------------------------------------------------------------- repo
-def repo_child(repo: Path, index_dir: Path, reindex_runs: int = 3) -> dict:
+def repo_child(repo: Path, index_dir: Path, reindex_runs: int = 3, embed_sample: int = 0) -> dict:
     from ragbit.config import RagbitConfig
     from ragbit.indexing.indexer import index_repository
     from ragbit.search.searcher import Searcher
@@ -110,10 +110,11 @@ def repo_child(repo: Path, index_dir: Path, reindex_runs: int = 3) -> dict:
     cfg = RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
     embedder = SyntheticEmbedder()
     embedder.count_tokens("warm up the tokenizer")
+    warm = (index_dir / "CURRENT").exists()           # --keep-index: an index from an earlier run, brought up to date
     t, cpu = time.perf_counter(), time.process_time()
     r = index_repository(cfg, progress=False, embedder=embedder)
     cold = time.perf_counter() - t
-    out = {"files": r.files, "chunks": r.chunks, "cold_s": cold, "cold_cpu_s": time.process_time() - cpu,
+    out = {"files": r.files, "chunks": r.chunks, "cold_s": cold, "cold_cpu_s": time.process_time() - cpu, "warm": warm,
            "timings": r.timings,
            "rss_after_index_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -146,13 +147,22 @@ def repo_child(repo: Path, index_dir: Path, reindex_runs: int = 3) -> dict:
             ms.append((time.perf_counter() - t) * 1000)
         out["latency_ms"][mode] = percentiles(ms)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if embed_sample:                 # the real model's rate on this corpus: what the synthetic vectors leave out
+        rows = np.random.default_rng(0).choice(len(searcher.table), size=embed_sample, replace=False)
+        texts = [searcher.table.embed_text(int(i)) for i in rows]
+        embedder._real.embed(texts[:8], progress=False)                                 # load the model
+        t, cpu = time.perf_counter(), time.process_time()
+        embedder._real.embed(texts, progress=False)
+        out["embed_rate"] = {"chunks": embed_sample, "s": time.perf_counter() - t, "cpu_s": time.process_time() - cpu,
+                             "backend": getattr(embedder._real, "backend_used", None) or getattr(embedder._real, "backend", "")}
     return out
 
 
-def run_repo(repo: Path, index_dir: Path, reindex_runs: int) -> None:
-    if index_dir.exists():
+def run_repo(repo: Path, index_dir: Path, reindex_runs: int, embed_sample: int = 0, keep: bool = False) -> None:
+    if index_dir.exists() and not keep:
         shutil.rmtree(index_dir)
-    proc = subprocess.run([sys.executable, __file__, "_repo_child", str(repo), str(index_dir), str(reindex_runs)],
+    proc = subprocess.run([sys.executable, __file__, "_repo_child", str(repo), str(index_dir), str(reindex_runs),
+                           str(embed_sample)],
                           capture_output=True, text=True)
     if proc.returncode:
         sys.exit(proc.stderr[-3000:])
@@ -160,10 +170,13 @@ def run_repo(repo: Path, index_dir: Path, reindex_runs: int) -> None:
     t = d["timings"]
     print(f"CPU: {cpu_name()}")
     print(f"synthetic repository {repo}: {d['files']:,} files, {d['chunks']:,} chunks (synthetic vectors, dim 384)")
-    print(f"  cold index {d['cold_s']:.1f}s wall, {d['cold_cpu_s']:.1f}s CPU (user+sys): walk+chunk {t.get('walk_chunk', 0):.1f}s, lexical (BM25) "
-          f"{t.get('lexical', 0):.1f}s, 'embedding' (synthetic) {t.get('embed', 0):.1f}s, dense {t.get('dense', 0):.1f}s")
-    print(f"  lexical search ready after ~{t.get('walk_chunk', 0) + t.get('lexical', 0):.1f}s (generation A commit "
-          "adds the table write)")
+    if d["warm"]:
+        print(f"  (--keep-index: the existing index was brought up to date in {d['cold_s']:.1f}s; no cold figures)")
+    else:
+        print(f"  cold index {d['cold_s']:.1f}s wall, {d['cold_cpu_s']:.1f}s CPU (user+sys): walk+chunk {t.get('walk_chunk', 0):.1f}s, lexical (BM25) "
+              f"{t.get('lexical', 0):.1f}s, 'embedding' (synthetic) {t.get('embed', 0):.1f}s, dense {t.get('dense', 0):.1f}s")
+        print(f"  lexical search ready after ~{t.get('walk_chunk', 0) + t.get('lexical', 0):.1f}s (generation A commit "
+              "adds the table write)")
     print(f"  peak RSS {d['peak_rss_mb']:.0f} MB (after the cold index {d['rss_after_index_mb']:.0f} MB)")
     for i, r in enumerate(d["reindex"]):
         print(f"  one-file re-index #{i + 1}: {r['s']:.2f}s wall, {r['cpu_s']:.2f}s CPU ({r['changed']} changed, {r['embedded']} embedded): "
@@ -171,6 +184,12 @@ def run_repo(repo: Path, index_dir: Path, reindex_runs: int) -> None:
     print(f"  first search (loads the index) {d['first_search_s']:.2f}s")
     for mode, (p50, p95) in d["latency_ms"].items():
         print(f"  search {mode:8s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  (in-process, warm)")
+    if "embed_rate" in d:
+        e = d["embed_rate"]
+        rate = e["chunks"] / e["s"]
+        print(f"  real model ({e['backend']}) on {e['chunks']} sampled chunks: {rate:.1f} chunks/s wall, "
+              f"{e['chunks'] / e['cpu_s']:.1f} per CPU-second; at that rate embedding all {d['chunks']:,} chunks "
+              f"would take ~{d['chunks'] / rate / 3600:.1f} h (extrapolated, not measured)")
 
 
 # ---------------------------------------------------------------------------------------------- dense
@@ -271,7 +290,7 @@ def run_lexical(sizes: list[int]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_repo_child":
-        print(json.dumps(repo_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+        print(json.dumps(repo_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="part", required=True)
@@ -279,6 +298,10 @@ def main() -> None:
     p.add_argument("repo", type=Path)
     p.add_argument("--index-dir", type=Path, default=None, help="default: /tmp/ragbit-bench-scale/<repo name>")
     p.add_argument("--reindex", type=int, default=3, help="one-file re-index runs")
+    p.add_argument("--keep-index", action="store_true",
+                   help="start from the index an earlier run left in --index-dir (re-index and search figures only)")
+    p.add_argument("--embed-sample", type=int, default=0,
+                   help="also time the real embedding model on this many chunks of the index (0: skip)")
     p = sub.add_parser("dense")
     p.add_argument("--n", type=int, nargs="+", default=[100_000])
     p.add_argument("--kinds", nargs="+", default=["hnsw", "ivf"])
@@ -288,7 +311,7 @@ def main() -> None:
     p.add_argument("--n", type=int, nargs="+", default=[100_000])
     a = ap.parse_args()
     if a.part == "repo":
-        run_repo(a.repo, a.index_dir or Path("/tmp/ragbit-bench-scale") / a.repo.name, a.reindex)
+        run_repo(a.repo, a.index_dir or Path("/tmp/ragbit-bench-scale") / a.repo.name, a.reindex, a.embed_sample, a.keep_index)
     elif a.part == "dense":
         run_dense(a.n, a.kinds, a.real if a.real.is_dir() else None)
     else:

@@ -6,15 +6,17 @@ its parts (camelCase, snake_case, dotted paths, digit runs) lets either spelling
 identifier still rewards an exact match with a rarer (higher-idf) token. The same function tokenizes
 documents and queries, so both sides always agree.
 
-BM25 itself (scoring, sparse matrix, persistence) is bm25s; this module only feeds it tokens and turns its
-scores into (position, score) pairs.
+BM25 is scored at query time over immutable segments (`indexes/bm25_segments.py`, bm25s' formula), so a
+re-index writes only the new documents' postings; this module tokenizes, keeps the segments' document
+positions and turns scores into (position, score) pairs.
 """
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
+import uuid
+from collections import Counter
 from itertools import chain
 from pathlib import Path
 from typing import Sequence
@@ -114,137 +116,194 @@ def corpus_token_ids(texts: Sequence[str], vocab: dict[str, int] | None = None
     return docs, ids.vocab
 
 
-def _compact(docs: list, vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """(flat ids, offsets, vocabulary) with ids renumbered 0.. over the tokens that occur (plus "", which bm25s
-    wants), so a vocabulary carried over from earlier builds keeps no tokens of deleted documents."""
-    vocab.setdefault("", len(vocab))
-    offsets = np.zeros(len(docs) + 1, dtype=np.int64)                                  # (n_docs + 1,)
-    np.cumsum(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)), out=offsets[1:])
-    flat = np.concatenate([np.asarray(d, dtype=np.int32) for d in docs]) if docs else np.zeros(0, np.int32)
-    used = np.zeros(len(vocab), dtype=bool)                                            # (n_vocab,)
-    used[flat] = True
-    used[vocab[""]] = True
-    if not used.all():
-        new_id = (np.cumsum(used) - 1).astype(np.int32)
-        flat = new_id[flat]
-        vocab = {t: int(new_id[i]) for t, i in vocab.items() if used[i]}
-    return flat, offsets, vocab
-
-
 # ----------------------------------------------------------------------------------------------------------
 # index
 # ----------------------------------------------------------------------------------------------------------
 
-_META_FILE = "lexical.json"   # our own small header: document count (bm25s cannot index an empty corpus)
-_TOKENS_FILE = "doc_tokens.npy"     # every document's token ids, concatenated (int32)
-_OFFSETS_FILE = "doc_offsets.npy"   # document i is doc_tokens[offsets[i]:offsets[i + 1]] (int64, n_docs + 1)
+_META_FILE = "lexical.json"        # header: format, live document count, segments and their sizes
+_POSITIONS_FILE = "positions.npy"  # per document of every segment (in segment order): table position, or -1
+_FORMAT = 2                        # 1: one bm25s index (read by converting its saved token ids)
+MERGE_SHARE = 0.10    # merge everything when small segments + dead documents exceed this share of the base
+MAX_SEGMENTS = 8      # merge the small segments into one when there are more
 
 
 class LexicalIndex:
-    """BM25 over texts tokenized with `code_tokens`. Positions are indices into the `texts` given to build."""
+    """BM25 over texts tokenized with `code_tokens`. Positions are indices into the `texts` given to build.
 
-    def __init__(self, retriever, n_docs: int, doc_tokens=None, directory: Path | None = None):
-        self._bm25 = retriever        # bm25s.BM25, or None for an empty corpus
+    The postings live in immutable segments (`indexes/bm25_segments.py`): an incremental build adds one
+    segment for the new documents and re-points the old ones (moved or dead), so its cost follows the
+    change, not the corpus; scores are computed at query time with live-corpus statistics and equal a build
+    from scratch (float32 rounding aside)."""
+
+    def __init__(self, segments: list, positions: list[np.ndarray], n_docs: int):
+        self._segments = segments           # [Segment], the first (largest) is the base
+        self._positions = positions         # per segment: (len(segment),) int32 position or -1
         self._n_docs = n_docs
-        self._doc_tokens = doc_tokens  # (flat ids, offsets): what `build` can reuse; loaded lazily from directory
-        self._dir = directory
+        total = sum(int(np.asarray(s.lengths, dtype=np.int64)[p >= 0].sum())
+                    for s, p in zip(segments, positions))
+        self._avg_length = total / n_docs if n_docs else 0.0
 
     @classmethod
     def build(cls, texts: Sequence[str], previous: "LexicalIndex | None" = None,
               same_as: Sequence[int] | None = None) -> "LexicalIndex":
         """BM25 over `texts`. With `previous`, `same_as[i]` is the position in `previous` of a document with
-        exactly the text `texts[i]`, or -1: such documents reuse their tokens instead of being tokenized again
-        (an incremental re-index tokenizes only the chunks of changed files). The result is the same index
-        as a build from scratch, up to the numbering of tokens."""
-        if len(texts) == 0:
-            return cls(None, 0)
-        from indexes.bm25_build import FlatCorpus, VectorizedBM25
-        old = previous.doc_tokens() if previous is not None and same_as is not None else None
-        if old is not None:
-            same_as = np.asarray(same_as, dtype=np.int64)
-            if same_as.shape != (len(texts),) or same_as.max(initial=-1) >= len(previous):
-                raise ValueError("same_as must give, for each text, a position in the previous index or -1")
-            todo = np.flatnonzero(same_as < 0).tolist()
-            new, vocab = corpus_token_ids([texts[i] for i in todo], dict(previous._bm25.vocab_dict))
-            flat, offsets = old
-            docs = [flat[offsets[j]:offsets[j + 1]] for j in same_as.tolist()]      # -1 rows replaced below
-            for i, d in zip(todo, new):
-                docs[i] = d
-        else:
-            docs, vocab = corpus_token_ids(texts)
-        flat, offsets, vocab = _compact(docs, vocab)
-        retriever = VectorizedBM25()
-        # the empty token keeps a vocabulary (and docs with no tokens) valid; bm25s logs noisily otherwise.
-        retriever.index(FlatCorpus(flat, offsets, vocab), show_progress=False, create_empty_token=True)
-        return cls(retriever, len(texts), doc_tokens=(flat, offsets))
+        exactly the text `texts[i]`, or -1: only the -1 documents are tokenized, into one new segment; the
+        previous segments are kept with their documents re-pointed (or marked dead). Merges follow
+        MERGE_SHARE / MAX_SEGMENTS. The result ranks and scores as a build from scratch."""
+        from indexes.bm25_segments import Segment
+        n = len(texts)
+        if previous is None or same_as is None or not previous._segments:
+            return cls._fresh(texts, np.arange(n, dtype=np.int64), [], [], n)
+        same_as = np.asarray(same_as, dtype=np.int64)
+        kept = same_as >= 0
+        if same_as.shape != (n,) or same_as.max(initial=-1) >= len(previous) \
+                or len(np.unique(same_as[kept])) != int(kept.sum()):
+            raise ValueError("same_as must give, for each text, a distinct position in the previous index or -1")
+        moved = np.full(len(previous) + 1, -1, dtype=np.int32)          # previous position -> new; [-1] -> -1
+        moved[same_as[kept]] = np.flatnonzero(kept)
+        positions = [moved[p] for p in previous._positions]            # p == -1 (dead) reads moved[-1] = -1
+        todo = np.flatnonzero(~kept)
+        index = cls._fresh([texts[i] for i in todo], todo, list(previous._segments), positions, n) \
+            if len(todo) else cls(list(previous._segments), positions, n)
+        return index._merged_if_due()
 
-    def doc_tokens(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(flat token ids, offsets) of every document, or None (empty, or saved by a version without them)."""
-        if self._doc_tokens is None and self._dir is not None and self._bm25 is not None:
-            try:
-                # plain ndarray views of the maps: slicing a np.memmap costs ~10 us per slice
-                flat = np.asarray(np.load(self._dir / _TOKENS_FILE, mmap_mode="r"))
-                offsets = np.asarray(np.load(self._dir / _OFFSETS_FILE, mmap_mode="r"))
-            except (OSError, ValueError):
-                return None
-            ok = (flat.ndim == 1 and offsets.shape == (self._n_docs + 1,) and offsets[-1] == flat.shape[0]
-                  and (flat.shape[0] == 0 or int(flat.max()) < len(self._bm25.vocab_dict)))
-            self._doc_tokens = (flat, offsets) if ok else None
-        return self._doc_tokens
+    @classmethod
+    def _fresh(cls, texts, at: np.ndarray, segments: list, positions: list, n: int) -> "LexicalIndex":
+        """`segments` plus one new segment over `texts` (document i at position at[i])."""
+        from indexes.bm25_segments import Segment
+        if len(texts):
+            docs, vocab = corpus_token_ids(texts)
+            offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+            np.cumsum(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)), out=offsets[1:])
+            flat = np.fromiter(chain.from_iterable(docs), dtype=np.int32, count=int(offsets[-1]))
+            del docs
+            segments = segments + [Segment.from_token_ids(flat, offsets, vocab)]
+            positions = positions + [np.asarray(at, dtype=np.int32)]
+        return cls(segments, positions, n)
+
+    def _merged_if_due(self) -> "LexicalIndex":
+        """Lucene-style merge policy, two tiers: everything into one segment once small segments and dead
+        documents outweigh MERGE_SHARE of the base; else the small segments into one past MAX_SEGMENTS."""
+        from indexes.bm25_segments import Segment
+        segs, pos = self._segments, self._positions
+        if len(segs) <= 1 and not any((p < 0).any() for p in pos):
+            return self
+        dead = sum(int((p < 0).sum()) for p in pos)
+        small = sum(len(s) for s in segs[1:])
+        if small + dead > MERGE_SHARE * max(len(segs[0]), 1):
+            one = Segment.merged(segs, pos, self._n_docs)
+            return LexicalIndex([one], [np.arange(self._n_docs, dtype=np.int32)], self._n_docs)
+        if len(segs) > MAX_SEGMENTS:
+            live = np.concatenate([p for p in pos[1:]])
+            order = np.flatnonzero(live >= 0)
+            local = [np.where(p >= 0, 0, -1) for p in pos[1:]]          # filled below: merged numbering
+            start = 0
+            for p, l in zip(pos[1:], local):
+                alive = p >= 0
+                l[alive] = np.arange(start, start + int(alive.sum()))
+                start += int(alive.sum())
+            tail = Segment.merged(segs[1:], local, len(order))
+            return LexicalIndex([segs[0], tail], [pos[0], live[order].astype(np.int32)], self._n_docs)
+        return self
 
     def __len__(self) -> int:
         return self._n_docs
 
+    @property
+    def segment_sizes(self) -> list[int]:
+        """Documents (live or dead) per segment, base first."""
+        return [len(s) for s in self._segments]
+
+    def scores(self, query: str) -> np.ndarray | None:
+        """(n_docs,) float32 BM25 score of every position for `query`, or None if no query token is known.
+
+        Repeated query tokens are kept and each adds its term's score again: a long question or bug report
+        that names `header` five times is about headers. Measured on the SWE-bench file-retrieval dev set
+        (109 issues, whole files as documents): MRR@10 0.409 with repeats vs 0.327 deduplicated."""
+        from indexes.bm25_segments import B, K1, add_scores, idf, live_postings
+        if not self._n_docs:
+            return None
+        scores = None
+        for token, times in Counter(code_tokens(query)).items():
+            where = [(s, p, s.term_id(token)) for s, p in zip(self._segments, self._positions)]
+            where = [(s, p, t) for s, p, t in where if t >= 0]
+            df = sum(live_postings(s.indptr, s.docs, p, t) for s, p, t in where)
+            if not df:
+                continue
+            if scores is None:
+                scores = np.zeros(self._n_docs, dtype=np.float32)
+            weight = times * idf(df, self._n_docs)
+            for s, p, t in where:
+                add_scores(scores, s.indptr, s.docs, s.tf, s.lengths, p, t, weight, self._avg_length, K1, B)
+        return scores
+
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """Best-first (position, score) for documents with score > 0; [] if no query token is in the corpus."""
-        if self._bm25 is None or k <= 0:
+        scores = self.scores(query) if k > 0 else None
+        if scores is None:
             return []
-        vocab = self._bm25.vocab_dict
-        # Repeated query tokens are kept and each adds its term's score again: a long question or bug report
-        # that names `header` five times is about headers. Measured on the SWE-bench file-retrieval dev set
-        # (109 issues, whole files as documents): MRR@10 0.409 with repeats vs 0.327 deduplicated.
-        ids = [vocab[t] for t in code_tokens(query) if t in vocab]
-        if not ids:
-            return []
-        scores = np.asarray(self._bm25.get_scores(ids))          # (n_docs,) float32
         k = min(k, scores.shape[0])
         top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
     # ------------------------------------------------------------------------------------------------------
-    # persistence: bm25s' own .npy/.json files (memory-mapped on load), our header, and the documents' token
-    # ids (read only by an incremental build)
+    # persistence: a header, the positions, one directory per segment (shared by hard links between
+    # generations: a commit writes only its new segment)
     # ------------------------------------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if self._bm25 is not None:
-            self._bm25.save(directory, show_progress=False)
-            tokens = self.doc_tokens()
-            if tokens is not None:
-                np.save(directory / _TOKENS_FILE, tokens[0])
-                np.save(directory / _OFFSETS_FILE, tokens[1])
-        (directory / _META_FILE).write_text(json.dumps({"n_docs": self._n_docs}), encoding="utf-8")
+        names = []
+        for seg in self._segments:
+            name = seg.source.name if seg.source is not None else f"seg-{uuid.uuid4().hex[:12]}"
+            seg.save(directory / name)
+            names.append(name)
+        np.save(directory / _POSITIONS_FILE, np.concatenate(self._positions) if self._positions
+                else np.zeros(0, np.int32))
+        header = {"format": _FORMAT, "n_docs": self._n_docs,
+                  "segments": [{"name": n, "docs": len(s)} for n, s in zip(names, self._segments)]}
+        (directory / _META_FILE).write_text(json.dumps(header), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> "LexicalIndex":
-        import bm25s
-
+        """The index saved in `directory` (segments memory-mapped); ValueError naming what is wrong."""
+        from indexes.bm25_segments import Segment
         directory = Path(directory)
         try:
-            n_docs = int(json.loads((directory / _META_FILE).read_text(encoding="utf-8"))["n_docs"])
+            header = json.loads((directory / _META_FILE).read_text(encoding="utf-8"))
+            n_docs = int(header["n_docs"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{directory}: not a lexical index ({e})") from None
-        if n_docs == 0:
-            return cls(None, 0)
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        if header.get("format") != _FORMAT:
+            return cls._from_format_1(directory, n_docs)
         try:
-            retriever = bm25s.BM25.load(directory, mmap=True, show_progress=False)
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"{directory}: cannot load lexical index ({e})") from None
-        if retriever.scores.get("num_docs") != n_docs:
-            raise ValueError(f"{directory}: lexical index has {retriever.scores.get('num_docs')} documents, "
-                             f"header says {n_docs}")
-        return cls(retriever, n_docs, directory=directory)
+            sizes = [int(s["docs"]) for s in header["segments"]]
+            segments = [Segment.load(directory / str(s["name"])) for s in header["segments"]]
+            flat = np.load(directory / _POSITIONS_FILE)
+        except (OSError, KeyError, TypeError) as e:
+            raise ValueError(f"{directory}: damaged lexical index ({e})") from None
+        if [len(s) for s in segments] != sizes or flat.shape != (sum(sizes),) \
+                or int((flat >= 0).sum()) != n_docs or flat.max(initial=-1) >= n_docs:
+            raise ValueError(f"{directory}: lexical index segments disagree with its header")
+        positions = np.split(flat.astype(np.int32), np.cumsum(sizes)[:-1]) if sizes else []
+        return cls(segments, positions, n_docs)
+
+    @classmethod
+    def _from_format_1(cls, directory: Path, n_docs: int) -> "LexicalIndex":
+        """An index saved before segments (bm25s files plus every document's token ids), as one segment."""
+        from indexes.bm25_segments import Segment
+        if n_docs == 0:
+            return cls([], [], 0)
+        try:
+            vocab = json.loads((directory / "vocab.index.json").read_text(encoding="utf-8"))
+            flat = np.load(directory / "doc_tokens.npy")
+            offsets = np.load(directory / "doc_offsets.npy")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{directory}: lexical index from an older ragbit without token ids ({e}); "
+                             "run `ragbit index --rebuild`") from None
+        if offsets.shape != (n_docs + 1,) or offsets[-1] != flat.shape[0] \
+                or (flat.shape[0] and int(flat.max()) >= len(vocab)):
+            raise ValueError(f"{directory}: damaged lexical index")
+        return cls([Segment.from_token_ids(flat, offsets, vocab)], [np.arange(n_docs, dtype=np.int32)], n_docs)

@@ -134,7 +134,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # checksums: a generation records (size, crc32) of each of its files in its manifest
 # ----------------------------------------------------------------------------------------------------------
-# Why: a truncated dense.faiss, an emptied vocabulary or flipped bytes in doc_tokens.npy (a disk error, a
+# Why: a truncated dense.faiss, an emptied vocabulary or flipped bytes in a postings file (a disk error, a
 # careless tool, a sync client) used to load as "complete and up to date" and fail later or answer wrongly.
 # crc32 runs at ~3 GB/s (zlib), so verifying what a reader loads costs little beside loading it.
 
@@ -152,16 +152,36 @@ def file_checksum(path: Path) -> list[int]:
     return [size, crc]
 
 
-def checksum_tree(root: Path) -> dict[str, list[int]]:
-    """{relative POSIX path: [size, crc32]} of every file below `root` except the manifest."""
+def checksum_tree(root: Path, linked_from: Path | None = None, known: dict | None = None) -> dict[str, list[int]]:
+    """{relative POSIX path: [size, crc32]} of every file below `root` except the manifest.
+
+    A file that is the very same inode as the file of that name below `linked_from` (a hard link from the
+    previous generation) takes its checksum from `known` (that generation's): a commit that links a 1.5 GB
+    dense index and a large lexical base segment does not read them again."""
     out = {}
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             path = Path(dirpath, name)
             rel = path.relative_to(root).as_posix()
-            if rel != MANIFEST_FILE:
+            if rel == MANIFEST_FILE:
+                continue
+            out[rel] = _linked_checksum(path, linked_from / rel, known.get(rel)) \
+                if linked_from is not None and known else None
+            if out[rel] is None:
                 out[rel] = file_checksum(path)
     return dict(sorted(out.items()))
+
+
+def _linked_checksum(path: Path, origin: Path, recorded) -> list[int] | None:
+    """`recorded` if `path` is a hard link of `origin` with the recorded size, else None."""
+    try:
+        a, b = path.stat(), origin.stat()
+    except OSError:
+        return None
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) and isinstance(recorded, list) and len(recorded) == 2 \
+            and recorded[0] == a.st_size:
+        return list(recorded)
+    return None
 
 
 def verify_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None = None) -> list[str]:
@@ -345,6 +365,16 @@ class IndexStore:
             else:
                 p.unlink(missing_ok=True)
 
+    def _recorded_checksums(self, name: str | None) -> tuple[Path | None, dict | None]:
+        """(directory, recorded checksums) of generation `name`, or (None, None)."""
+        if not name:
+            return None, None
+        try:
+            recorded = json.loads((self.root / name / MANIFEST_FILE).read_text(encoding="utf-8")).get(CHECKSUMS_KEY)
+        except (OSError, ValueError, AttributeError):
+            return None, None
+        return (self.root / name, recorded) if isinstance(recorded, dict) else (None, None)
+
     @contextmanager
     def write_generation(self, manifest: dict) -> Iterator[Path]:
         """Yield an empty staging directory; commit it as the new current generation on normal exit.
@@ -365,8 +395,9 @@ class IndexStore:
                 yield staging
                 number = max(self._generation_numbers(), default=0) + 1
                 name = f"{_GEN_PREFIX}{number:06d}"
+                linked_from, known = self._recorded_checksums(previous)
                 full = {**manifest, "format_version": FORMAT_VERSION, "generation": number,
-                        "created_unix": time.time(), CHECKSUMS_KEY: checksum_tree(staging)}
+                        "created_unix": time.time(), CHECKSUMS_KEY: checksum_tree(staging, linked_from, known)}
                 (staging / MANIFEST_FILE).write_text(json.dumps(full, indent=1, sort_keys=True), encoding="utf-8")
                 fsync_tree(staging)
                 os.rename(staging, self.root / name)

@@ -101,6 +101,12 @@ class VectorCache:
         self._load()
         return key in self._where
 
+    def has(self, keys: Sequence[str]) -> np.ndarray:
+        """(len(keys),) bool: which keys are cached, without reading a vector."""
+        self._load()
+        where = self._where
+        return np.fromiter((k in where for k in keys), dtype=bool, count=len(keys))
+
     def get(self, keys: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
         """(vectors (len(keys), dim) float32, found flags). Rows of keys not found are zeros."""
         self._load()

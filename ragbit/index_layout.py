@@ -12,6 +12,7 @@ bump it there when these files change incompatibly. Imports nothing heavy: the s
         lexical/            LEXICAL_DIR: BM25 (`indexes/lexical.py`)
         dense.faiss         DENSE_FILE: FAISS index over the chunks embedded so far (`indexes/dense.py`)
         dense_ids.npy       DENSE_IDS: dense position -> chunk position
+        dense_delta.npy     DENSE_DELTA: vectors added since dense.faiss was written (`indexing/dense_update.py`)
         symbols.json        SYMBOLS_FILE: every definition and Python import, per file (`ragbit/symbols/table.py`)
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ LEGACY_TABLE_FILE = "chunks.jsonl"      # written by ragbit before the columnar 
 LEXICAL_DIR = "lexical"
 DENSE_FILE = "dense.faiss"
 DENSE_IDS = "dense_ids.npy"             # dense position -> chunk position (the dense index may cover a subset)
+DENSE_DELTA = "dense_delta.npy"         # vectors of the slots from the manifest's dense_index.base_slots on
 SYMBOLS_FILE = "symbols.json"           # the symbol table: `ragbit symbols`, the grounding check
 # A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
 # the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).

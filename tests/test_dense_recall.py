@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,9 +63,19 @@ def _manifest(index_dir):
     return IndexStore(index_dir).manifest()
 
 
-def test_a_one_file_change_updates_the_ivf_index_in_place(tmp_path):
+def _dense_file(index_dir):
+    from indexes.store import IndexStore
+    return Path(IndexStore(index_dir).current()) / "dense.faiss"
+
+
+@pytest.mark.parametrize("layers", [True, False], ids=["layers", "folded"])
+def test_a_one_file_change_carries_the_ivf_index_over(tmp_path, monkeypatch, layers):
+    """Small commits keep the IVF base file (hard-linked) and add layers, or fold them into the base; either way
+    dense search answers as a rebuilt index does, also after a second edit that removes a layered vector."""
     from ragbit.config import RagbitConfig
+    from ragbit.indexing import dense_update
     from ragbit.indexing.indexer import index_repository
+    monkeypatch.setattr(dense_update, "DELTA_SHARE", 1.0 if layers else 0.0)
     files = {f"pkg/m{i}.py": f"def handler_{i}(event):\n    '''Route {i} for tenant {i % 4}.'''\n"
                              f"    return event.reply_{i % 6}()\n" for i in range(60)}
     repo = make_repo(tmp_path / "repo", files)
@@ -73,21 +84,36 @@ def test_a_one_file_change_updates_the_ivf_index_in_place(tmp_path):
         cfg = RagbitConfig.load(repo, {"index": {"dir": str(index_dir), "dense": "ivf"}})
         return index_repository(cfg, progress=False, rebuild=rebuild, embedder=FakeEmbedder())
 
+    queries = ["audit ledger entry", "route tenant", "handler event reply", "ledger totals book", "ledger sums"]
+
+    def same_as_rebuilt():
+        index(tmp_path / "fresh", rebuild=True)
+        # every list is probed at this size, so IVF is exact: the carried index answers as a rebuilt one does
+        # (the fake embedder's orthogonal vectors tie at score 0: those come in either order)
+        live, fresh = _dense_hits(repo, tmp_path / "live", queries), _dense_hits(repo, tmp_path / "fresh", queries)
+        assert [[h for h in q if h[2] > 0] for q in live] == [[h for h in q if h[2] > 0] for q in fresh]
+        assert [[h[2] for h in q] for q in live] == [[h[2] for h in q] for q in fresh]
+        assert any(h[2] > 0 for q in live for h in q)
+
     index(tmp_path / "live")
     assert "updated_in_place" not in _manifest(tmp_path / "live")["dense_index"]
+    first_base = _dense_file(tmp_path / "live").stat().st_ino
     (repo / "pkg/m7.py").write_text("def audit_ledger(entry):\n    '''Write the ledger entry.'''\n    return entry\n")
     (repo / "pkg/m8.py").unlink()
     (repo / "pkg/new.py").write_text("def ledger_totals(book):\n    return sum(book)\n")
     index(tmp_path / "live")
     info = _manifest(tmp_path / "live")["dense_index"]
     assert info["updated_in_place"] and info["kind"] == "ivf" and info["vectors"] == 60
+    assert (_dense_file(tmp_path / "live").stat().st_ino == first_base) == layers
+    assert (_dense_file(tmp_path / "live").parent / "dense_delta.npy").exists() == layers
+    same_as_rebuilt()
 
-    index(tmp_path / "fresh", rebuild=True)
-    queries = ["audit ledger entry", "route tenant", "handler event reply", "ledger totals book"]
-    # every list is probed at this size, so IVF is exact: the updated index answers as a rebuilt one does
-    assert _dense_hits(repo, tmp_path / "live", queries) == _dense_hits(repo, tmp_path / "fresh", queries)
+    (repo / "pkg/new.py").write_text("def ledger_sums(book):\n    return sum(book) + 1\n")   # a layered vector goes
+    index(tmp_path / "live")
+    assert (_dense_file(tmp_path / "live").stat().st_ino == first_base) == layers
+    same_as_rebuilt()
 
-    for i in range(20, 40):                                  # a third of the files: rebuilt, not updated
+    for i in range(20, 40):                                  # a third of the files: rebuilt, not carried over
         (repo / f"pkg/m{i}.py").write_text(f"def other_{i}():\n    return {i}\n")
     index(tmp_path / "live")
     assert "updated_in_place" not in _manifest(tmp_path / "live")["dense_index"]

@@ -1,8 +1,10 @@
 """FAISS dense index: exactness of flat, recall of approximate kinds, persistence."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from indexes.dense import DenseIndex, DenseIndexError
+from indexes.dense import DenseIndex, DenseIndexError, LayeredDense
 
 
 def _unit(a):
@@ -71,6 +73,20 @@ def test_save_load_round_trip(kind, tmp_path):
         assert loaded.search(q, 7) == index.search(q, 7)
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_memory_mapped_load_searches_alike_from_the_file(kind, tmp_path):
+    """mmap=True (what the searcher uses): the same answers, with the vectors mapped from the file, not read."""
+    rng = np.random.default_rng(7)
+    xb, xq = _uniform(rng, 2000, 64), _uniform(rng, 5, 64)
+    index = DenseIndex.build(xb, kind=kind)
+    path = tmp_path / f"{kind}.faiss"
+    index.save(path)
+    mapped = DenseIndex.load(path, mmap=True)
+    assert str(path) in Path("/proc/self/maps").read_text()
+    for q in xq:
+        assert mapped.search(q, 7) == index.search(q, 7)
+
+
 def test_empty_index_and_k_larger_than_corpus(tmp_path):
     empty = DenseIndex.build(np.zeros((0, 8), dtype=np.float32), kind="ivf")
     assert len(empty) == 0 and empty.search(np.ones(8, dtype=np.float32), 5) == []
@@ -94,3 +110,25 @@ def test_bad_input_raises_domain_error(tmp_path):
         DenseIndex.load(tmp_path / "junk.faiss")
     with pytest.raises(DenseIndexError):
         DenseIndex.load(tmp_path / "missing.faiss")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_layered_index_searches_base_plus_delta_minus_removed(kind):
+    """LayeredDense = base ids and delta rows (ids first_id + j), never a removed id; over a flat base it is
+    exact: the same top k as brute force over the live vectors."""
+    rng = np.random.default_rng(8)
+    x = _uniform(rng, 3000, 16)
+    live = np.ones(3000, dtype=bool)
+    live[rng.choice(2500, 200, replace=False)] = False                       # removed from the base
+    live[2600:2650] = False                                                  # removed from the delta
+    layered = LayeredDense(DenseIndex.build(x[:2500], kind=kind), x[2500:], 2500, live)
+    assert len(layered) == int(live.sum())
+    for q in _uniform(rng, 20, 16):
+        got = layered.search(q, 10)
+        assert len(got) == 10 and all(live[i] for i, _ in got)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+        if kind == "flat":
+            exact = np.flatnonzero(live)[np.argsort(-(x[live] @ q), kind="stable")[:10]]
+            assert [i for i, _ in got] == exact.tolist()
+    with pytest.raises(DenseIndexError):
+        LayeredDense(DenseIndex.build(x[:2500]), x[2500:], 2500, live[:10])

@@ -95,9 +95,9 @@ def test_load_rejects_a_directory_that_is_not_an_index(tmp_path):
 
 def test_load_reports_damaged_files_as_value_error(index, tmp_path):
     index.save(tmp_path / "lex")
-    vocab = tmp_path / "lex" / "vocab.index.json"
-    vocab.write_text(vocab.read_text()[:20])
-    with pytest.raises(ValueError, match="cannot load lexical index"):
+    terms = next((tmp_path / "lex").glob("seg-*/terms.json"))
+    terms.write_text(terms.read_text()[:20])
+    with pytest.raises(ValueError, match="unreadable lexical segment"):
         LexicalIndex.load(tmp_path / "lex")
 
 

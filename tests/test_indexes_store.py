@@ -245,3 +245,27 @@ def test_read_does_not_retry_a_broken_generation(tmp_path):
     assert len(calls) == 1
     with pytest.raises(IndexMissingError):
         IndexStore(tmp_path / "none").read(loader)
+
+
+def test_a_hard_linked_file_keeps_its_recorded_checksum_without_being_read(tmp_path, monkeypatch):
+    """A generation that hard-links a big file from the previous one records the same checksum without reading
+    it again; a copied or rewritten file is read."""
+    from indexes import store as store_module
+    from indexes.store import file_checksum, verify_generation
+    store = IndexStore(tmp_path / "idx")
+    with store.write_generation({"n": 1}) as staging:
+        (Path(staging) / "big.bin").write_bytes(os.urandom(300_000))
+        (Path(staging) / "small.txt").write_text("one")
+    first = Path(store.current())
+    read = []
+    real = store_module.file_checksum
+    monkeypatch.setattr(store_module, "file_checksum", lambda p: read.append(Path(p).name) or real(p))
+    with store.write_generation({"n": 2}) as staging:
+        os.link(first / "big.bin", Path(staging) / "big.bin")
+        (Path(staging) / "small.txt").write_text("two")
+    second = Path(store.current())
+    assert read == ["small.txt"]
+    recorded = store.manifest()["checksums"]
+    assert recorded["big.bin"] == file_checksum(second / "big.bin")
+    assert recorded["small.txt"] == file_checksum(second / "small.txt")
+    assert verify_generation(second, store.manifest()) == []

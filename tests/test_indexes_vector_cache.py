@@ -40,6 +40,7 @@ def test_put_get_and_reopen(tmp_path):
     np.testing.assert_array_equal(vectors[2], _vector_for("k1"))
     assert len(again) == 3 and "k2" in again
     assert again.get([]) [0].shape == (0, DIM)
+    assert again.has(["k3", "nope", "k1"]).tolist() == found and again.has([]).shape == (0,)
 
 
 def test_other_model_or_dimension_sees_nothing(tmp_path):

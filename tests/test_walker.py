@@ -360,3 +360,19 @@ def test_secrets_inside_read_files_are_masked_line_numbers_kept(tmp_path):
     [sf] = list(walk_repository(tmp_path, WalkConfig(), lambda m: None, stats))
     assert "ghp_" not in sf.text and sf.text.splitlines()[2] == "print(TOKEN)"
     assert stats.secrets_masked == 1 and stats.files_masked == 1
+
+
+def test_name_rules_as_one_regex_match_like_pathspec():
+    """The walker tests a file name against the secret and generated rules with one alternation per spec;
+    it must agree with pathspec on names made from every pattern (and near misses)."""
+    import random
+
+    from ragbit.indexing import walker
+    rng = random.Random(0)
+    names = ["a.py", "README.md", "x.pyc", "a.key.txt", "id_rsa.pub"]
+    for pattern in walker.SECRET_PATTERNS + walker.GENERATED_PATTERNS:
+        name = pattern.strip().replace("*", rng.choice(["", "abc", "x.y"])).replace("?", "q").strip("/")
+        names += [name, name + ".bak", "pre" + name, name.upper()]
+    for spec, one in ((walker.SECRET_SPEC, walker._SECRET_NAME), (walker.GENERATED_SPEC, walker._GENERATED_NAME)):
+        assert [bool(one.match(n)) for n in names] == [bool(spec.match_file(n)) for n in names]
+        assert any(one.match(n) for n in names)

@@ -70,7 +70,7 @@ from pathlib import Path
 
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 from ragbit.errors import RagbitError
-from ragbit.index_layout import DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, check_model, outer_function_scope
+from ragbit.index_layout import DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, check_model, outer_function_scope
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -176,7 +176,7 @@ class Searcher:
         file read per search), so a long-lived Searcher sees the dense index as soon as it is complete.
 
         Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
-        imports faiss, `--mode dense` never imports bm25s (each costs a noticeable part of a cold search)."""
+        imports faiss, `--mode dense` never imports numba (each costs a noticeable part of a cold search)."""
         from indexes.store import IndexFormatError, IndexStore
         from indexes.store import IndexMissingError
         store = IndexStore(self.cfg.index_dir)
@@ -196,7 +196,6 @@ class Searcher:
     def _load_generation(self, gen: Path, manifest: dict, lexical: bool, dense: bool) -> None:
         """Switch to generation `gen` if it is new, then load the missing parts the caller needs."""
         import numpy as np                           # here, not at module top: the search client needs only Hit
-
 
         from indexes.store import check_generation
         if not (self._loaded and gen == self._generation):
@@ -226,9 +225,15 @@ class Searcher:
             self.lexical = LexicalIndex.load(gen / LEXICAL_DIR)
         if dense and not self._dense_loaded:
             if (gen / DENSE_FILE).is_file():
-                check_generation(gen, manifest, (DENSE_FILE,))
-                from indexes.dense import DenseIndex
-                self.dense = DenseIndex.load(gen / DENSE_FILE)
+                check_generation(gen, manifest, (DENSE_FILE, DENSE_DELTA))
+                from indexes.dense import DenseIndex, LayeredDense
+                self.dense = DenseIndex.load(gen / DENSE_FILE, mmap=True)     # vectors stay on disk
+                base_slots = (manifest.get("dense_index") or {}).get("base_slots")
+                if base_slots is not None:          # vectors added / removed since the base file was written
+                    delta = np.load(gen / DENSE_DELTA) if base_slots < len(self.dense_ids) else None
+                    self.dense = LayeredDense(self.dense, delta if delta is not None else
+                                              np.zeros((0, self.dense.dim), np.float32), base_slots,
+                                              self.dense_ids >= 0)
             self._dense_loaded = True
 
     @property

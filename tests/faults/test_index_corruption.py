@@ -1,5 +1,5 @@
 """Damaged index files (issue #20): binary CURRENT, a truncated dense.faiss, an emptied BM25 vocabulary,
-flipped bytes in doc_tokens.npy. Each generation records (size, crc32) of its files; readers verify what they
+flipped bytes in a postings file. Each generation records (size, crc32) of its files; readers verify what they
 load (one `error:` line), `ragbit status` names the damage, and plain `ragbit index` repairs it."""
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def test_binary_current_is_one_line_and_index_recovers(repo, content, fix):
 
 DAMAGE = {
     "truncated dense.faiss": lambda g: (g / "dense.faiss").write_bytes((g / "dense.faiss").read_bytes()[:100]),
-    "emptied vocabulary": lambda g: (g / "lexical" / "vocab.index.json").write_text("{}"),
-    "flipped doc_tokens": lambda g: _flip(g / "lexical" / "doc_tokens.npy"),
+    "emptied vocabulary": lambda g: next((g / "lexical").glob("seg-*/terms.json")).write_text("[]"),
+    "flipped postings": lambda g: _flip(next((g / "lexical").glob("seg-*/docs.npy"))),
     "flipped chunk table": lambda g: _flip(g / "chunk_table.txt", at=-5),
     "missing dense_ids": lambda g: (g / "dense_ids.npy").unlink(),
 }
