@@ -206,18 +206,6 @@ def test_the_best_hit_brings_the_helper_of_its_file_that_it_calls(tmp_path):
     assert [h.scope for h in hits] == ["class Shaping > def col_insert", "class Shaping > def _eval_col_insert"]
 
 
-def test_the_embedding_reads_a_long_reports_title_only():
-    from ragbit.search.searcher import dense_query
-    body = "When saving a figure the backend raises a TypeError. " * 8 + "\nTraceback (most recent call last):"
-    assert dense_query("Text label with empty line breaks the PostScript backend\n" + body) == \
-        "Text label with empty line breaks the PostScript backend"
-    assert dense_query("Load a template by name and return it.") == "Load a template by name and return it."
-    assert dense_query(body) == body                                  # one long line: no title to take
-    assert dense_query("a short title\nand a short body") == "a short title\nand a short body"   # not long
-    long_first = " ".join(["word"] * 30) + "\n" + body                # a first line too long to be a title
-    assert dense_query(long_first) == long_first
-
-
 def test_fusion_weights_follow_the_kind_of_question():
     from ragbit.search.searcher import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
     assert fusion_weights("Load a template by name and return it.") == (PLAIN_LEXICAL_WEIGHT, 1.0)

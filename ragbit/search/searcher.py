@@ -26,15 +26,6 @@ xarray, sphinx 3.4/3.5): gold function inside the 1,500-token context .462 with 
 with 0.25 (lexical alone .615), MRR@10 .527 -> .556, file R@10 .815 -> .778 (one question); threshold 100 words
 instead of 40: .500. Short questions keep both lists at full weight.
 
-Why the embedding reads only the title of a long report: averaged over a report's first 256 tokens (prose,
-a snippet, half a traceback), the query vector means little; the report's first line is the reporter's own
-summary ("Wrong hint about recursive relationship."). For a question of more than PLAIN_MAX_WORDS words whose
-first line has at most TITLE_MAX_WORDS words and is followed by more lines, dense search embeds that line
-only (`dense_query`); BM25 still reads everything. Chosen on the 53 issue queries of the ten corpora embedded
-first (flask ... sympy): hybrid, gold function inside the 1,500-token context .451 -> .510 (5 better, 2
-worse), file R@10 .755 -> .774, file R@1 .472 -> .434; scikit-learn 0.22 (7 queries) unchanged. Django 3.1
-(21 queries), embedded later, is the held-out check (figures in the closing note of session 10).
-
 Why prose files rank lower too: documentation, release notes and READMEs describe the code in the words people
 use to ask about it, so BM25 and the embedding model both rank them above the code, and then they fill the
 prompt of a generator that needs the code. Chunks of .rst/.md/.txt files get DOC_FACTOR of their fused score
@@ -84,7 +75,6 @@ TEST_FACTOR = 0.5          # fused score of a chunk in a test file, unless the q
 DOC_FACTOR = 0.5           # the same for a chunk of a prose file (.rst, .md, .txt), unless the question is about docs
 PLAIN_DOC_FACTOR = 0.85    # ... for a plain-language question (where a doc may well be the answer)
 MAX_UNIT_CHUNKS = 12       # a definition made of more chunks than this is never packed whole
-TITLE_MAX_WORDS = 25       # a long report's first line counts as its title up to this many words
 CALLEE_HITS = 1            # the first hits whose callees are attached for packing (search(units=True))
 MAX_CALLEES = 1            # callees attached per such hit
 
@@ -117,15 +107,6 @@ def fusion_weights(query: str) -> tuple[float, float]:
     if len(_WORDS.findall(query)) > PLAIN_MAX_WORDS:
         return 1.0, LONG_DENSE_WEIGHT
     return 1.0, 1.0
-
-
-def dense_query(query: str) -> str:
-    """What the embedding model reads: a long report's title line (its first line, at most TITLE_MAX_WORDS words)
-    when it has one, else the whole question (see the module docstring)."""
-    title, _, rest = query.strip().partition("\n")
-    if rest.strip() and len(_WORDS.findall(query)) > PLAIN_MAX_WORDS and 0 < len(_WORDS.findall(title)) <= TITLE_MAX_WORDS:
-        return title
-    return query
 
 
 class SearchError(RagbitError, ValueError):
@@ -332,7 +313,7 @@ class Searcher:
             rankings.append(self._lexical_ranking(query, n))
             weights.append(lexical_weight)
         if mode in ("hybrid", "dense"):
-            rankings.append(self._dense_ranking(dense_query(query), n))
+            rankings.append(self._dense_ranking(query, n))
             weights.append(dense_weight)
         if path_boost:
             fused_so_far = [pos for pos, _ in reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k)]
