@@ -46,8 +46,9 @@ Why the best hit brings the function it calls: a bug report names the public ent
 `check_clusterings`). With `units`, the first hit carries the first definition of its own file that its whole
 definition calls and that is not ranked already (`Hit.callees`); the prompt's retriever packs it right after
 its caller. Gold function inside the context, 1,000 / 1,500 tokens: issue set hybrid (60 queries with vectors)
-.259 / .426 -> .296 / .444, lexical (109) .337 / .455 -> .356 / .455; docstring set (hybrid) .677 / .709 ->
-.661 / .709. Two callees, or the callees of the first two hits, scored the same or lower.
+.259 / .426 -> .296 / .444, lexical (109) .337 / .455 -> .356 / .465; docstring set (hybrid) .677 / .709 ->
+.669 / .717 (at 500 tokens .559 -> .535: the helper takes the next hit's place). Two callees, or the callees of
+the first two hits, scored the same or lower.
 
 Why a path boost: many real questions quote a file path ("django/db/models/query.py", a traceback line) or
 a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
