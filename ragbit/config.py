@@ -77,8 +77,11 @@ class EmbedConfig:
                                              # torch-bf16 | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
     threads: int = 0                         # 0 = every core this process may use
     cache_dir: str = ""                      # ONNX exports; "" = ~/.cache/ragbit/onnx
-    view_tokens: int = 128                   # a chunk longer than this (model tokens) is embedded as several views,
-                                             # averaged into one vector (ragbit/indexing/embed_views.py); 0 = whole chunks
+    view_tokens: int = 0                     # > 0: a chunk longer than this (model tokens) is embedded as several views
+                                             # averaged into one vector (ragbit/indexing/embed_views.py). 128: bf16 on
+                                             # Zen4 1.19x faster per chunk; docstring set (127 q) chunk R@10 hybrid
+                                             # .630 -> .661 but dense .638 -> .606, context@1500 hybrid .709 = .709,
+                                             # dense .732 -> .709: recall does not hold on every path, so off by default
 
 
 @dataclass
