@@ -25,7 +25,9 @@ Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
 of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
 torch-bf16 / onnx / onnx-int8 / auto = ragbit.indexing.embedding_backends (auto prints what it resolved to);
-"@128" = max_seq_length 128 instead of 256. cos_min / cos_mean: cosine of each timed window's vector to the
+"@128" = max_seq_length 128 instead of 256 (longer text is cut); "+v128" = each text embedded as views of at
+most 128 tokens pooled back to one vector, as `ragbit index` does by default (nothing is cut).
+--ragbit-chunks times the texts ragbit really embeds (its chunker's output, <= 254 tokens) instead of windows. cos_min / cos_mean: cosine of each timed window's vector to the
 first config's (the anchor's) on the same windows; --no-recall skips the docstring set (a quick speed run).
 
 OpenMP: by default the anchor and ragbit's torch paths run with the library defaults (workers spin-wait);
@@ -65,6 +67,43 @@ def code_windows(pkg: str, n: int, lines: int = 40, seed: int = 0) -> list[str]:
         wins += ["\n".join(text[i:i + lines]) for i in range(0, len(text) - lines + 1, lines)]
     random.Random(seed).shuffle(wins)
     return wins[:n]
+
+
+def ragbit_chunks(pkg: str, n: int, seed: int = 0) -> list[str]:
+    """`n` of the texts ragbit itself embeds for the package (its chunker, <= 254 model tokens each)."""
+    from ragbit.config import ChunkConfig, WalkConfig
+    from ragbit.indexing.chunking import chunk_file
+    from ragbit.indexing.embeddings import Embedder
+    from ragbit.indexing.walker import walk_repository
+    root = Path(pkg) if Path(pkg).is_dir() else package_dir(pkg)
+    emb = Embedder()
+    cfg = ChunkConfig(max_tokens=emb.max_text_tokens)
+    texts = [c.embed_text for sf in walk_repository(root, WalkConfig(), lambda msg: None)
+             for c in chunk_file(sf.path, sf.text, cfg, emb.token_counter)]
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+class Views:
+    """A model whose `encode` embeds each text as views of `view_tokens` model tokens, pooled back to one
+    vector (what `ragbit index` does with [embed] view_tokens, ragbit/indexing/embed_views.py)."""
+
+    def __init__(self, model, view_tokens: int):
+        tok = model.tokenizer.backend_tokenizer
+        self.model, self.view_tokens = model, view_tokens
+        self.tok = tok.__class__.from_str(tok.to_str())        # private copy: no truncation, no padding
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        self.ragbit_backend = f"{getattr(model, 'ragbit_backend', 'sentence-transformers')} + views of {view_tokens}"
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def encode(self, texts, batch_size: int = 32, normalize_embeddings: bool = True, **kw):
+        from ragbit.indexing.embed_views import plan_views, pool_views
+        views, owner = plan_views(texts, self.tok, self.view_tokens)
+        vecs = self.model.encode(views, batch_size=batch_size, normalize_embeddings=True, **kw)
+        return pool_views(np.asarray(vecs, dtype=np.float32), owner, len(texts))
 
 
 def docstring_pairs(pkg: str, n_queries: int, seed: int = 0) -> tuple[list[str], list[str], list[int]]:
@@ -160,7 +199,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--chunks", type=int, default=256)
-    ap.add_argument("--chunk-package", default="transformers")
+    ap.add_argument("--chunk-package", default="transformers", help="a package name or a directory")
+    ap.add_argument("--ragbit-chunks", action="store_true",
+                    help="time ragbit's own chunks of --chunk-package (<= 254 tokens) instead of 40-line windows")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--query-package", default="rich")
     ap.add_argument("--repeats", type=int, default=2)
@@ -188,14 +229,16 @@ def main() -> None:
     print(f"cpu: {physical_cores()} cores usable, "
           f"{' '.join(sorted(f for f in flags if 'avx' in f or 'vnni' in f or 'amx' in f))}")
 
-    windows = code_windows(args.chunk_package, args.chunks)
+    windows = (ragbit_chunks if args.ragbit_chunks else code_windows)(args.chunk_package, args.chunks)
     queries, corpus, targets = docstring_pairs(args.query_package, 0 if args.no_recall else args.queries)
-    print(f"speed set: {len(windows)} 40-line windows of {args.chunk_package}; quality set: {len(queries)} "
+    kind = "ragbit chunks" if args.ragbit_chunks else "40-line windows"
+    print(f"speed set: {len(windows)} {kind} of {args.chunk_package}; quality set: {len(queries)} "
           f"queries over {len(corpus)} functions of {args.query_package}")
 
     from sentence_transformers import SentenceTransformer
     models: dict[str, tuple[object, object]] = {}      # name -> (model for 1-thread CPU, model for wall)
     for name in args.configs.split(","):
+        name, _, views = name.partition("+v")
         backend, _, seq = name.partition("@")
         if backend == "anchor":
             m = SentenceTransformer(source, device="cpu")
@@ -211,6 +254,9 @@ def main() -> None:
                     load_sentence_model(source, backend, cache, model_id=model_id))
         for m in pair:
             m.max_seq_length = int(seq) if seq else m.max_seq_length
+        if views:
+            pair = (Views(pair[0], int(views)), Views(pair[1], int(views)))
+            name = f"{name}+v{views}"
         models[name] = pair
         print(f"{name}: runs {pair[1].ragbit_backend if hasattr(pair[1], 'ragbit_backend') else 'sentence-transformers'}")
     tok = models[next(iter(models))][0].tokenizer

@@ -77,6 +77,11 @@ class EmbedConfig:
                                              # torch-bf16 | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
     threads: int = 0                         # 0 = every core this process may use
     cache_dir: str = ""                      # ONNX exports; "" = ~/.cache/ragbit/onnx
+    view_tokens: int = 0                     # > 0: a chunk longer than this (model tokens) is embedded as several views
+                                             # averaged into one vector (ragbit/indexing/embed_views.py). 128: bf16 on
+                                             # Zen4 1.19x faster per chunk; docstring set (127 q) chunk R@10 hybrid
+                                             # .630 -> .661 but dense .638 -> .606, context@1500 hybrid .709 = .709,
+                                             # dense .732 -> .709: recall does not hold on every path, so off by default
 
 
 @dataclass
@@ -283,6 +288,8 @@ class RagbitConfig:
             patterns = getattr(self.walk, key)
             if not all(isinstance(p, str) for p in patterns):
                 raise ConfigError(f"[walk] {key} must be a list of strings (gitignore patterns), got {patterns!r:.60}")
+        if self.embed.view_tokens != 0 and not 16 <= self.embed.view_tokens:
+            raise ConfigError(f"[embed] view_tokens must be 0 (whole chunks) or at least 16, got {self.embed.view_tokens}")
         for where, value, minimum in (
                 ("[walk] max_line_chars", self.walk.max_line_chars, 1), ("[embed] batch_size", self.embed.batch_size, 1),
                 ("[embed] threads", self.embed.threads, 0), ("[chunk] min_lines", self.chunk.min_lines, 0),

@@ -241,3 +241,19 @@ def test_no_path_runs_single_threaded_by_accident(model_dir, cache, monkeypatch)
     eb.load_sentence_model(model_dir, "torch", threads=1)
     assert torch.get_num_threads() == 1                       # an explicit [embed] threads is honoured
     torch.set_num_threads(cores)
+
+
+def test_views_pool_a_long_chunk_and_leave_a_short_one_as_it_is(cache):
+    """[embed] view_tokens: the long snippet is embedded as views and pooled; a short one is its own vector."""
+    from ragbit.indexing.embed_views import plan_views
+    whole = Embedder(EmbedConfig(backend="onnx", cache_dir=str(cache)))
+    emb = Embedder(EmbedConfig(backend="onnx", cache_dir=str(cache), view_tokens=64))
+    texts = [SNIPPETS[3], SNIPPETS[0]]
+    v = emb.embed(texts, progress=False)
+    views, owner = plan_views(texts, emb._load_tokenizer(), 64)
+    assert owner.tolist().count(0) >= 2 and owner.tolist().count(1) == 1
+    per_view = whole.embed(views, progress=False)
+    mean = per_view[owner == 0].mean(axis=0)
+    assert np.allclose(v[0], mean / np.linalg.norm(mean), atol=1e-5)
+    assert np.allclose(v[1], whole.embed([SNIPPETS[0]], progress=False)[0], atol=1e-5)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5) and emb.texts_embedded == 2

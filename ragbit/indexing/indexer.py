@@ -290,7 +290,8 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
 
         # ---- 2. vectors we already have
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
-        cache = VectorCache(Path(cfg.index_dir) / "vectors", embedder.model_id, dim)
+        cache = VectorCache(Path(cfg.index_dir) / "vectors", getattr(embedder, "vector_cache_id", embedder.model_id),
+                            dim)
         keys = table.content_hash
         vectors = _CachedRows(cache, keys)                 # read from the cache only where a commit needs them
         found = cache.has(keys)
@@ -298,25 +299,28 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
 
         base_manifest = {
             "repo": str(repo), "embed_model": cfg.embed.model, "embed_model_id": embedder.model_id,
-            "embed_dim": dim, "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
+            "embed_dim": dim, "embed_views": getattr(embedder, "view_tokens", 0),   # what a vector means (0: whole chunk)
+            "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
             "dense_kind": cfg.index.dense, "content_rules": content_rules(walk_cfg),
             # the path that embedded the newest vectors (all paths share one vector space)
             "embed_backend": (manifest.get("embed_backend") if manifest and found.all() else None)
             or report.embed_backend,
         }
 
+        # vectors of another view size are another cache space: the committed dense index is not reused
+        same_vectors = bool(manifest) and manifest.get("embed_views", 0) == base_manifest["embed_views"]
         # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
         unchanged = (reuse and not damaged and report.files_unchanged == len(table.files) and not report.files_removed
                      and not restamped and manifest.get("content_rules") == base_manifest["content_rules"]
                      and manifest.get("dense_complete") and manifest.get("dense_kind") == cfg.index.dense
-                     and bool(found.all()))
+                     and same_vectors and bool(found.all()))
         if unchanged:                                  # nothing to write: the committed index is current
             report.dense_complete = True
             report.timings["total"] = time.perf_counter() - t_start
             return report
 
         # the committed dense index an in-place update may start from (its parts verified above)
-        previous = (prev_dir, manifest, prev) if reuse and not damaged else None
+        previous = (prev_dir, manifest, prev) if reuse and not damaged and same_vectors else None
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         if progress:
