@@ -212,7 +212,8 @@ def test_fusion_weights_follow_the_kind_of_question():
     assert fusion_weights("why does QuerySet.filter drop rows") == (1.0, 1.0)
     report = ("Filtering on a query result overrides GROUP BY of the internal query. " * 5
               + "Traceback: File django/db/models/sql/query.py, line 1200, in add_q")
-    assert fusion_weights(report) == (1.0, LONG_DENSE_WEIGHT) and LONG_DENSE_WEIGHT < 1.0
+    assert fusion_weights(report, for_prompt=True) == (1.0, LONG_DENSE_WEIGHT) and LONG_DENSE_WEIGHT < 1.0
+    assert fusion_weights(report) == (1.0, 1.0)            # the list a person reads keeps the embedding's view
 
 
 @pytest.mark.parametrize("question, plain", [

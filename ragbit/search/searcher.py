@@ -18,13 +18,17 @@ list counts PLAIN_LEXICAL_WEIGHT in the fusion instead of 1. Chosen on 58 questi
 (jinja2, werkzeug): gold function inside the 1,500-token context .621 with weight 1, .672 with 0.3, .690 with
 0.15; attrs, tqdm and packaging were held out. Issue texts and questions that name code keep weight 1.
 
-Why the embedding counts less for a long report: a bug report of 40 words or more (a traceback, a snippet, what
-was expected) names the code it is about in many words BM25 can match, while the embedding model reads its first
-256 tokens as one averaged meaning. For such questions the dense list counts LONG_DENSE_WEIGHT in the fusion.
-Chosen on the 27 issues of the eight smaller projects with vectors (flask, requests, pylint, pytest, seaborn,
-xarray, sphinx 3.4/3.5): gold function inside the 1,500-token context .462 with weight 1, .500 with 0.5, .538
-with 0.25 (lexical alone .615), MRR@10 .527 -> .556, file R@10 .815 -> .778 (one question); threshold 100 words
-instead of 40: .500. Short questions keep both lists at full weight.
+Why the embedding counts less for a long report, in the prompt only: a bug report of 40 words or more (a
+traceback, a snippet, what was expected) names the code it is about in many words BM25 can match, while the
+embedding model reads its first 256 tokens as one averaged meaning. For such questions the dense list counts
+LONG_DENSE_WEIGHT in the fusion of the hits a prompt is packed from (`search(for_prompt=True)`, the pipeline's
+retriever). Chosen on the 27 issues of the eight smaller projects with vectors (flask, requests, pylint, pytest,
+seaborn, xarray, sphinx 3.4/3.5): gold function inside the 1,500-token context .462 with weight 1, .500 with 0.5,
+.538 with 0.25 (lexical alone .615); threshold 100 words instead of 40: .500. On the 81 issue queries with
+vectors (session 10) the prompt keeps the gain (weight 1 / 0.5 / 0.25: .440 / .440 / .467 at 1,500 tokens, .280
+/ .347 / .360 at 1,000) but the list a person reads loses files with it (file R@10 .802 / .778 / .741): the
+file-level list (`ragbit search`, the server's search) keeps weight 1, where the embedding's other view of the
+question finds files BM25 misses. Short questions keep both lists at full weight everywhere.
 
 Why prose files rank lower too: documentation, release notes and READMEs describe the code in the words people
 use to ask about it, so BM25 and the embedding model both rank them above the code, and then they fill the
@@ -71,7 +75,7 @@ PATH_WEIGHT = 1.0          # RRF weight of the "files named in the question" lis
 MAX_NAME_MATCHES = 3       # a bare file name ("utils.py") naming more files than this is ignored
 PLAIN_LEXICAL_WEIGHT = 0.2  # BM25's weight in the fusion for a plain-language question (see above)
 PLAIN_MAX_WORDS = 40
-LONG_DENSE_WEIGHT = 0.25   # the embedding's weight in the fusion for a question of more than PLAIN_MAX_WORDS words
+LONG_DENSE_WEIGHT = 0.25   # the embedding's weight in a prompt's fusion for a question of more than PLAIN_MAX_WORDS words
 TEST_FACTOR = 0.5          # fused score of a chunk in a test file, unless the question is about tests
 DOC_FACTOR = 0.5           # the same for a chunk of a prose file (.rst, .md, .txt), unless the question is about docs
 PLAIN_DOC_FACTOR = 0.85    # ... for a plain-language question (where a doc may well be the answer)
@@ -100,12 +104,13 @@ def is_plain_language(query: str) -> bool:
     return len(words) <= PLAIN_MAX_WORDS and not any(_CODE_WORD.search(w) for w in words)
 
 
-def fusion_weights(query: str) -> tuple[float, float]:
+def fusion_weights(query: str, for_prompt: bool = False) -> tuple[float, float]:
     """(BM25, dense) weights of hybrid search's fusion for this question: BM25 counts less for a short
-    plain-language question, the embedding counts less for a long report (see the module docstring)."""
+    plain-language question; for the hits of a prompt, the embedding counts less for a long report (see the
+    module docstring)."""
     if is_plain_language(query):
         return PLAIN_LEXICAL_WEIGHT, 1.0
-    if len(_WORDS.findall(query)) > PLAIN_MAX_WORDS:
+    if for_prompt and len(_WORDS.findall(query)) > PLAIN_MAX_WORDS:
         return 1.0, LONG_DENSE_WEIGHT
     return 1.0, 1.0
 
@@ -289,10 +294,11 @@ class Searcher:
     # ------------------------------------------------------------------ search
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                max_hits_per_file: int | None = None, path_boost: bool = True, units: bool = False,
-               demote: bool = True) -> Hits:
+               demote: bool = True, for_prompt: bool = False) -> Hits:
         """The `k` best chunks. `units`: attach to each hit the whole definition it belongs to (`Hit.unit`),
         so a packer can show a function split over several chunks in one piece. `demote=False` turns off the
-        demotion of test and prose files (for comparisons)."""
+        demotion of test and prose files (for comparisons). `for_prompt`: the hits are for a prompt, not for a
+        list a person reads (the fusion weighs a long report's embedding less; see the module docstring)."""
         from indexes.fusion import cap_per_key, reciprocal_rank_fusion
 
         k = self.cfg.search.k if k is None else k
@@ -309,7 +315,7 @@ class Searcher:
         # a per-file cap throws candidates away: ask for more so k survive it
         n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k * (3 if cap else 1))
         rankings, weights = [], []
-        lexical_weight, dense_weight = fusion_weights(query) if mode == "hybrid" else (1.0, 1.0)
+        lexical_weight, dense_weight = fusion_weights(query, for_prompt) if mode == "hybrid" else (1.0, 1.0)
         if mode in ("hybrid", "lexical"):
             rankings.append(self._lexical_ranking(query, n))
             weights.append(lexical_weight)

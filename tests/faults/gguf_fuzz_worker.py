@@ -51,9 +51,15 @@ def main() -> None:
     del warm
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     signal.signal(signal.SIGALRM, _alarm)
-    path = workdir / f"variant-{first}.gguf"
+    path = None
     for seed in range(first, first + count):
         variant, what = mutate(data, random.Random(seed), head)
+        # a new file per variant: rewriting the previous one in place would truncate pages that the previous
+        # variant's model may still map (SIGBUS on touch); an unlinked file stays valid for its old mappings
+        model = gen = None
+        if path is not None:
+            path.unlink(missing_ok=True)
+        path = workdir / f"variant-{seed}.gguf"
         path.write_bytes(variant)
         print(json.dumps({"start": seed}), flush=True)
         signal.alarm(SECONDS_PER_VARIANT)
@@ -77,7 +83,8 @@ def main() -> None:
         finally:
             signal.alarm(0)
         print(json.dumps(record), flush=True)
-    path.unlink(missing_ok=True)
+    if path is not None:
+        path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
