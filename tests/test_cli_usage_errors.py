@@ -7,6 +7,8 @@ import pytest
 
 @pytest.mark.parametrize("argv, expected", [
     (["search", "--bogus", "x"], "No such option: --bogus"),
+    (["search", "x", "-k", "-k", "-inf"], "No such option: -inf"),   # click splits -inf into -i -n -f
+    (["search", "x", "-i"], "No such option: -i"),
     (["search"], "Missing argument"),
     (["frobnicate"], "No such command"),
 ])

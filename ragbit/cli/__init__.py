@@ -114,7 +114,14 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> None:
         sys.exit(2)
     except click_exc.UsageError as e:
         cmd = e.ctx.command_path if e.ctx is not None else "ragbit"
-        print(f"error: {for_terminal(e.format_message(), keep_newlines=False)} (see `{cmd} --help`)", file=sys.stderr)
+        message = e.format_message()
+        if isinstance(e, click_exc.NoSuchOption) and e.option_name and not e.option_name.startswith("--"):
+            # click reads "-inf" as the flags -i -n -f: name the word the user typed, not its first letter
+            typed = next((a for a in (sys.argv[1:] if argv is None else argv)
+                          if a.startswith(e.option_name) and a != e.option_name and not a.startswith("--")), None)
+            if typed is not None:
+                message = f"No such option: {typed}"
+        print(f"error: {for_terminal(message, keep_newlines=False)} (see `{cmd} --help`)", file=sys.stderr)
         sys.exit(2)
     except click_exc.ClickException as e:
         print(f"error: {for_terminal(e.format_message(), keep_newlines=False)}", file=sys.stderr)
