@@ -181,6 +181,15 @@ def test_a_hit_in_a_nested_function_brings_the_function_around_it(tmp_path):
     assert hit.unit.text.split("\n")[0] == "    def iter_content(self, size=1):"
 
 
+def test_called_names_skip_docstrings_comments_and_raised_exceptions():
+    from ragbit.search.searcher import called_names
+    py = ('def f(x):\n    """Doc.\n\n    >>> zeros(3)\n    """\n    # g(x) is not called\n'
+          '    if not x:\n        raise ValueError(x)\n    return h(x) + k (x)\n')
+    assert called_names(py, "python") == ["f", "h", "k"]
+    js = "function f(x) { /* g(x) */ if (!x) throw new Error('e'); return h(x); // k(x)\n}"
+    assert called_names(js, "javascript") == ["f", "h"]
+
+
 def test_the_best_hit_brings_the_helper_of_its_file_that_it_calls(tmp_path):
     from ragbit.pipeline.components.hybrid_retriever import HybridRetriever
     root = tmp_path / "matrix"
@@ -190,9 +199,14 @@ def test_the_best_hit_brings_the_helper_of_its_file_that_it_calls(tmp_path):
         "class Shaping:\n"
         f"    def _eval_row_insert(self, pos, other):\n{filler}\n        return x_0\n\n"
         f"    def _eval_col_insert(self, pos, other):\n{filler}\n        return pos + other\n\n"
-        "    def col_insert(self, pos, other):\n        if pos < 0:\n            pos += self.cols\n"
+        "    def col_insert(self, pos, other):\n        \"\"\"Insert columns.\n\n        >>> M = zeros(3)\n"
+        "        \"\"\"\n        # shape(other) must match\n        if pos < 0:\n            pos += self.cols\n"
+        "        if other is None:\n            raise ShapeError('no other')\n"
         "        return self._eval_col_insert(pos, other)\n\n"
-        "class Other:\n    def _eval_col_insert(self, pos, other):\n        return None\n")
+        "class Other:\n    def _eval_col_insert(self, pos, other):\n        return None\n\n"
+        # what the docstring's doctest, the comment and the raise call: defined here, and not the helper
+        "def zeros(n):\n    return [0] * n\n\ndef shape(m):\n    return len(m)\n\n"
+        "class ShapeError(ValueError):\n    pass\n")
     index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
     s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
     first = s.search("col_insert no longer works", k=1, mode="lexical", units=True)[0]

@@ -94,6 +94,28 @@ _WORDS = re.compile(r"[A-Za-z_][\w.]*\w|[A-Za-z_]")
 _CODE_WORD = re.compile(r"_|\.|[a-z][A-Z]")
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){1,}\b")
 _CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+# what is not code when looking for calls: Python docstrings (their doctests call other functions), comments
+_TRIPLE_QUOTED = re.compile(r'("""|\'\'\')[\s\S]*?(?:\1|\Z)')
+_HASH_COMMENT = re.compile(r"#[^\n]*")
+_SLASH_COMMENT = re.compile(r"/\*[\s\S]*?(?:\*/|\Z)|//[^\n]*")
+_RAISED = re.compile(r"\b(?:raise|throw)\s+(?:new\s+)?[\w.]+\s*\(")   # an exception built to be raised
+_KEYWORDS = {"if", "elif", "for", "while", "switch", "catch", "return", "and", "or", "not", "in", "with", "assert",
+             "yield", "await", "lambda", "function", "sizeof", "typeof", "print"}
+_HASH_COMMENT_LANGUAGES = {"python", "ruby", "bash", "shell", "perl", "r", "toml", "yaml"}
+
+
+def called_names(text: str, language: str) -> list[str]:
+    """Names `text` calls (`name(`), first call first, each once. Skipped: calls inside Python docstrings
+    (doctest examples: `>>> zeros(3)` in `col_insert`'s docstring is not what `col_insert` delegates to) and
+    comments, the exception a `raise` / `throw` builds (`raise ShapeError(...)` is not the helper), and
+    keywords followed by a parenthesis (`if (`)."""
+    if language == "python":
+        text = _HASH_COMMENT.sub("", _TRIPLE_QUOTED.sub("", text))
+    elif language in _HASH_COMMENT_LANGUAGES:
+        text = _HASH_COMMENT.sub("", text)
+    else:
+        text = _SLASH_COMMENT.sub("", text)
+    return [name for name in dict.fromkeys(_CALLED.findall(_RAISED.sub("raise ", text))) if name not in _KEYWORDS]
 
 
 def is_plain_language(query: str) -> bool:
@@ -395,7 +417,7 @@ class Searcher:
             return len(os.path.commonprefix([scope.split(SCOPE_SEP), self.table.scope[at].split(SCOPE_SEP)]))
 
         out: list[Hit] = []
-        for name in dict.fromkeys(_CALLED.findall(body.text)):
+        for name in called_names(body.text, hit.language):
             if name in own or name not in defs:
                 continue
             at = max(defs[name], key=shared_prefix)
