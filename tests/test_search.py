@@ -220,6 +220,31 @@ def test_the_best_hit_brings_the_helper_of_its_file_that_it_calls(tmp_path):
     assert [h.scope for h in hits] == ["class Shaping > def col_insert", "class Shaping > def _eval_col_insert"]
 
 
+def test_code_identifiers_are_the_words_that_name_code():
+    from ragbit.search.searcher import code_identifiers
+    q = ("Writing a table with header_rows fails in RST.__init__. Traceback (most recent call last): "
+         "the `write` method calls get_writer(). Expected: it works like fixedWidth.")
+    assert code_identifiers(q) == ["header_rows", "RST.__init__", "get_writer", "fixedWidth", "write"]
+    assert code_identifiers("Load a template by name and return it.") == []
+
+
+def test_hybrid_search_also_ranks_by_the_question_code_names_alone(repo):
+    """A long report's BM25 list is dominated by its prose; hybrid search adds BM25 over its code names alone
+    (a third list at IDENTIFIER_WEIGHT). Lexical mode and plain questions run BM25 once."""
+    s = searcher(repo)
+    s.search("warm up")                                    # load
+    asked: list[str] = []
+    real = s.lexical.search
+    s.lexical.search = lambda q, n: asked.append(q) or real(q, n)
+    report = "When the invoice_total is computed, the VAT is applied twice " * 6 + "in apply_tax()."
+    top = s.search(report, k=3, mode="hybrid")
+    assert asked == [report, "invoice_total apply_tax"] and top
+    asked.clear()
+    s.search(report, k=3, mode="lexical")
+    s.search("how is value added tax applied to the invoice total", k=3, mode="hybrid")
+    assert asked == [report, "how is value added tax applied to the invoice total"]
+
+
 def test_fusion_weights_follow_the_kind_of_question():
     from ragbit.search.searcher import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
     assert fusion_weights("Load a template by name and return it.") == (PLAIN_LEXICAL_WEIGHT, 1.0)
