@@ -115,10 +115,10 @@ def test_a_hit_is_packed_as_its_whole_definition_when_that_fits(count):
 def test_a_definition_over_its_share_of_the_budget_falls_back_to_the_hit(count):
     one_line = count(FILE_A[0]) + 1
     budget = 40 * one_line
-    # the unit (120 lines) is far over 0.7 x budget: the hit alone is packed
+    # the unit (120 lines) is far over the budget: the hit alone is packed
     ctx = pack([with_unit(hit("a.py", 40, 45, 0.9), 1, 120)], count, budget=budget)
     assert [(b.start_line, b.end_line) for b in ctx.blocks] == [(40, 45)]
-    # the same unit within its share is taken whole
+    # a unit that fits is taken whole
     ctx = pack([with_unit(hit("a.py", 40, 45, 0.9), 38, 50)], count, budget=budget)
     assert [(b.start_line, b.end_line) for b in ctx.blocks] == [(38, 50)]
 
