@@ -131,8 +131,6 @@ def called_names(text: str, language: str) -> list[str]:
 
 
 _BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
-_FRAME = re.compile(r'File "[^"\n]+", line \d+, in (\w+)')
-TB_FRAMES = 0
 
 
 def code_identifiers(query: str) -> list[str]:
@@ -142,8 +140,6 @@ def code_identifiers(query: str) -> list[str]:
     found += _CALLED.findall(query)
     for quoted in _BACKTICKED.findall(query):
         found += _WORDS.findall(quoted)
-    if TB_FRAMES:
-        found += [w for w in _FRAME.findall(query) if w != "<module>"]
     return [w for w in dict.fromkeys(found) if w not in _KEYWORDS]
 
 
