@@ -15,7 +15,8 @@ class LooksAlikeEmbedder(FakeEmbedder):
         return self._vector("lookalike helper returns shifted values")
 
 
-def test_exact_identifier_wins_a_fused_tie(tmp_path):
+def test_exact_identifier_wins_a_fused_tie(tmp_path, monkeypatch):
+    import ragbit.search.searcher as searcher_module
     repo = tmp_path / "tiny"
     repo.mkdir()
     # the look-alike sorts first (lower position), which is what used to win the tie
@@ -29,6 +30,10 @@ def test_exact_identifier_wins_a_fused_tie(tmp_path):
     dense = searcher.search("tiny_func_2999", k=2, mode="dense")
     assert [h.path for h in lexical] == ["z_exact.py", "a_lookalike.py"]
     assert [h.path for h in dense] == ["a_lookalike.py", "z_exact.py"]
+    hybrid = searcher.search("tiny_func_2999", k=2, mode="hybrid")
+    # BM25 over the question's code names alone (a third list) already puts the exact match first
+    assert [h.path for h in hybrid] == ["z_exact.py", "a_lookalike.py"] and hybrid[0].score > hybrid[1].score
+    monkeypatch.setattr(searcher_module, "IDENTIFIER_WEIGHT", 0.0)   # without it: a tie, broken for BM25's first
     hybrid = searcher.search("tiny_func_2999", k=2, mode="hybrid")
     assert hybrid[0].score == hybrid[1].score                      # a real tie: 1/61 + 1/62 each
     assert [h.path for h in hybrid] == ["z_exact.py", "a_lookalike.py"]
