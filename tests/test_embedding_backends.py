@@ -84,23 +84,46 @@ def test_onnx_backend_matches_torch(model_dir, cache, reference, backend, min_co
             hf(text, add_special_tokens=False)["input_ids"]
 
 
-def test_openvino_runs_the_onnx_export_within_tolerance(model_dir, cache, reference, monkeypatch):
-    """"openvino" reads the "onnx" export (no second export), uses every core, and runs bf16 exactly where the
-    CPU has AVX512-BF16 or AMX; its vectors share the fp32 space and do not depend on batch-mates."""
+@pytest.mark.parametrize("backend, min_cos", [("openvino", 0.9999), ("openvino-int8", COMPATIBLE)])
+def test_openvino_paths_run_the_onnx_export_within_tolerance(model_dir, cache, reference, monkeypatch, backend, min_cos):
+    """"openvino" reads the "onnx" export, "openvino-int8" derives its int8 weights from it: neither loads torch
+    to export. Both use every core, run bf16 exactly where the CPU has AVX512-BF16 or AMX, keep every vector in
+    the fp32 space, and give a text the same vector whatever its batch-mates (int8 scales are per token)."""
     pytest.importorskip("openvino")
-    eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # the export both paths read
-    monkeypatch.setattr(eb, "export_onnx", lambda *a, **k: pytest.fail("openvino made its own export"))
-    model = eb.load_sentence_model(model_dir, "openvino", cache, model_id="minilm")
-    assert isinstance(model, eb.OpenVinoSentenceEncoder) and model.ragbit_backend == "openvino"
+    eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # the export both paths start from
+    monkeypatch.setattr(eb, "_load_sentence_transformer", lambda *a: pytest.fail("loaded torch to export"))
+    model = eb.load_sentence_model(model_dir, backend, cache, model_id="minilm")
+    assert isinstance(model, eb.OpenVinoSentenceEncoder) and model.ragbit_backend == backend
     assert model.compiled.get_property("INFERENCE_NUM_THREADS") == eb.physical_cores()
     assert model.precision == ("bf16" if eb.BF16_FLAGS & eb.cpu_flags() else "f32")
+    assert bool(model.manifest.get("int8_weights")) == (backend == "openvino-int8")
     vecs = model.encode(SNIPPETS, batch_size=2, normalize_embeddings=True)
     assert vecs.shape == reference.shape and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     cos = np.sum(vecs * reference, axis=1)
-    assert cos.min() >= COMPATIBLE, cos
+    assert cos.min() >= min_cos, cos
     alone = model.encode([SNIPPETS[3]], normalize_embeddings=True)[0]
-    assert float(alone @ vecs[3]) >= 0.9999
+    assert float(alone @ vecs[3]) >= 0.999
+
+
+def test_int8_weights_are_int8_per_output_column(model_dir, cache):
+    """The derived file holds each weight matrix once, as int8 with one scale per output column, and the fp32
+    originals are gone (a quarter of their bytes; the word embeddings stay fp32)."""
+    import onnx
+    from onnx import numpy_helper
+    base = eb.ensure_export(model_dir, "minilm", "onnx", cache)
+    d = eb.ensure_export(model_dir, "minilm", "openvino-int8", cache)
+    model = onnx.load(str(d / "model.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dq) == 24                                      # 6 layers x (QKV, attention output, FFN in, FFN out)
+    for node in dq:
+        q, scale = inits[node.input[0]], inits[node.input[1]]
+        assert q.dtype == np.int8 and q.ndim == 2 and scale.shape == (q.shape[1],) and np.abs(q).max() == 127
+    originals = {node.input[0].removesuffix("_int8") for node in dq}
+    assert not originals & inits.keys()
+    saved = 3 * sum(inits[node.input[0]].size for node in dq)          # 4 bytes -> 1 per weight
+    assert (base / "model.onnx").stat().st_size - (d / "model.onnx").stat().st_size >= 0.99 * saved
 
 
 def test_export_is_cached_and_reused(model_dir, cache, monkeypatch):
