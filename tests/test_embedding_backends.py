@@ -181,7 +181,7 @@ def test_torch_bf16_vectors_are_compatible_with_fp32(model_dir, reference):
 
 def test_every_auto_choice_is_a_compatible_path():
     """"auto" only picks paths this file holds to cosine >= 0.99 per vector (onnx-int8 is not one)."""
-    assert {row.backend for row in eb.AUTO_TABLE} <= {"onnx", "torch", "torch-bf16", "openvino"}
+    assert {row.backend for row in eb.AUTO_TABLE} <= {"onnx", "torch", "torch-bf16", "openvino", "openvino-int8"}
     assert not eb.AUTO_TABLE[-1].needs                       # the last row matches every CPU
 
 
@@ -192,9 +192,9 @@ SAPPHIRE_RAPIDS = {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_til
 @pytest.mark.parametrize("flags, openvino, expected", [
     ({"avx2", "fma"}, True, "onnx"),                          # Zen1
     ({"avx2", "avx512f", "avx512_vnni"}, True, "onnx"),       # VNNI only: int8 fails the quality floor
-    (ZEN4, True, "openvino"),
+    (ZEN4, True, "openvino-int8"),
     (ZEN4, False, "torch-bf16"),                              # openvino not installed: the next row
-    (SAPPHIRE_RAPIDS, True, "openvino"),
+    (SAPPHIRE_RAPIDS, True, "openvino-int8"),
     (SAPPHIRE_RAPIDS, False, "torch-bf16"),
     (set(), True, "onnx"),                                    # not x86 / no /proc/cpuinfo
 ])

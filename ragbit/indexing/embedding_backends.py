@@ -125,12 +125,14 @@ class AutoRow:
 # from benchmarks/bench_embed.py (40-line windows of `transformers`, 256 tokens, 2 threads), each path beside
 # sentence-transformers defaults (the "anchor", fp32 torch) in the same run. Quality rule: a path must keep
 # every vector within cosine 0.99 of fp32; onnx-int8 does not (per-window min 0.987-0.991, mean 0.994 on
-# Zen4; R@1 on the docstring set .50 -> .46), so "auto" never picks it: it stays an explicit choice. A row with
+# Zen4; R@1 on the docstring set .50 -> .46), so "auto" never picks it: it stays an explicit choice, as do
+# "openvino" (bf16 only: slower than openvino-int8, closer to fp32) and "torch-bf16" where openvino is. A row with
 # `module` applies only where that package is installed; the next row with the same flags is its fallback.
 AUTO_TABLE: tuple[AutoRow, ...] = (
-    AutoRow(BF16_FLAGS, "openvino", "AVX512-BF16/AMX",
-            "Zen4 (OpenVINO 2026.4 CPU plugin, bf16): 36.1 vs anchor 81.3 CPU-ms per Django chunk (2.26x; "
-            "torch-bf16 44.8 = 1.82x in the same run), cosine min 0.99997; loads in 0.3 CPU-s without torch",
+    AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16/AMX",
+            "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 19.6 vs anchor "
+            "67.3 CPU-ms per Django chunk (3.43x; openvino bf16 25.8 = 2.61x, torch-bf16 37.5 = 1.80x, onnx-int8 "
+            "2.13x at cosine .984, same run), cosine min 0.9984 over 200 chunks; RECALL_FIGURES",
             module="openvino"),
     AutoRow(frozenset({"amx_bf16"}), "torch-bf16", "AMX-BF16",
             "Sapphire Rapids, issue #19: bf16 torch 84.9 wall chunks/s vs anchor 30.5 (2.8x), cos >= 0.998"),
