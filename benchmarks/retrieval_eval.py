@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--max-queries", type=int, default=0, help="score only the first N queries (after --corpora)")
     ap.add_argument("-k", type=int, default=20, help="results asked for (score.py's default)")
     ap.add_argument("--baselines", default="bm25,bm25-chunk")
+    ap.add_argument("--embed-backend", default="auto", help="[embed] backend of the chunk vectors (use a fresh "
+                    "--index-root per backend: cached vectors are shared by every path)")
     ap.add_argument("--lexical-only", action="store_true",
                     help="no embedding: index chunk table + BM25 only, score lexical with/without path boost")
     ap.add_argument("--no-share-vectors", action="store_true",
@@ -123,7 +125,8 @@ def main() -> None:
     count_tokens = load_count_tokens(a.tokenizer_model) if budgets else None
     per_query = [{"corpus": q["corpus"], "id": q.get("instance_id"), "systems": {}} for q in qs]
     timing = collections.defaultdict(float)
-    embedder = Embedder()                 # one model for every corpus
+    from ragbit.config import EmbedConfig
+    embedder = Embedder(EmbedConfig(backend=a.embed_backend))    # one model for every corpus
     index_log = []
 
     for corpus, idxs in by_corpus.items():

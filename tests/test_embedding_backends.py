@@ -2,12 +2,14 @@
 
 Exports take ~10 s each on an idle 2-core machine; the int8 one is marked slow.
 Compatibility (the tolerance every path "auto" may pick must meet, so all share one vector space): cosine
-to fp32 torch >= 0.99 for EVERY vector. Observed: onnx fp32 ~1 - 1e-7, torch-bf16 (autocast) >= 0.9999.
+to fp32 torch >= 0.99 for EVERY vector. Observed: onnx fp32 ~1 - 1e-7, torch-bf16 (autocast) >= 0.9999,
+openvino (bf16 on a BF16 CPU) >= 0.9999.
 onnx-int8 (explicit only, never picked by "auto") is held to a mean >= 0.99 and min >= 0.98 per snippet
 (observed min 0.987, mean 0.994 on 40-line windows, Zen4). Vectors are unit length to 1e-5.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -82,6 +84,48 @@ def test_onnx_backend_matches_torch(model_dir, cache, reference, backend, min_co
             hf(text, add_special_tokens=False)["input_ids"]
 
 
+@pytest.mark.parametrize("backend, min_cos", [("openvino", 0.9999), ("openvino-int8", COMPATIBLE)])
+def test_openvino_paths_run_the_onnx_export_within_tolerance(model_dir, cache, reference, monkeypatch, backend, min_cos):
+    """"openvino" reads the "onnx" export, "openvino-int8" derives its int8 weights from it: neither loads torch
+    to export. Both use every core, run bf16 exactly where the CPU has AVX512-BF16 or AMX, keep every vector in
+    the fp32 space, and give a text the same vector whatever its batch-mates (int8 scales are per token)."""
+    pytest.importorskip("openvino")
+    eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # the export both paths start from
+    monkeypatch.setattr(eb, "_load_sentence_transformer", lambda *a: pytest.fail("loaded torch to export"))
+    model = eb.load_sentence_model(model_dir, backend, cache, model_id="minilm")
+    assert isinstance(model, eb.OpenVinoSentenceEncoder) and model.ragbit_backend == backend
+    assert model.compiled.get_property("INFERENCE_NUM_THREADS") == eb.physical_cores()
+    assert model.precision == ("bf16" if eb.BF16_FLAGS & eb.cpu_flags() else "f32")
+    assert bool(model.manifest.get("int8_weights")) == (backend == "openvino-int8")
+    vecs = model.encode(SNIPPETS, batch_size=2, normalize_embeddings=True)
+    assert vecs.shape == reference.shape and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    cos = np.sum(vecs * reference, axis=1)
+    assert cos.min() >= min_cos, cos
+    alone = model.encode([SNIPPETS[3]], normalize_embeddings=True)[0]
+    assert float(alone @ vecs[3]) >= 0.999
+
+
+def test_int8_weights_are_int8_per_output_column(model_dir, cache):
+    """The derived file holds each weight matrix once, as int8 with one scale per output column, and the fp32
+    originals are gone (a quarter of their bytes; the word embeddings stay fp32)."""
+    import onnx
+    from onnx import numpy_helper
+    base = eb.ensure_export(model_dir, "minilm", "onnx", cache)
+    d = eb.ensure_export(model_dir, "minilm", "openvino-int8", cache)
+    model = onnx.load(str(d / "model.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dq) == 24                                      # 6 layers x (QKV, attention output, FFN in, FFN out)
+    for node in dq:
+        q, scale = inits[node.input[0]], inits[node.input[1]]
+        assert q.dtype == np.int8 and q.ndim == 2 and scale.shape == (q.shape[1],) and np.abs(q).max() == 127
+    originals = {node.input[0].removesuffix("_int8") for node in dq}
+    assert not originals & inits.keys()
+    saved = 3 * sum(inits[node.input[0]].size for node in dq)          # 4 bytes -> 1 per weight
+    assert (base / "model.onnx").stat().st_size - (d / "model.onnx").stat().st_size >= 0.99 * saved
+
+
 def test_export_is_cached_and_reused(model_dir, cache, monkeypatch):
     eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # exported (or already was)
 
@@ -137,24 +181,33 @@ def test_torch_bf16_vectors_are_compatible_with_fp32(model_dir, reference):
 
 def test_every_auto_choice_is_a_compatible_path():
     """"auto" only picks paths this file holds to cosine >= 0.99 per vector (onnx-int8 is not one)."""
-    assert {row.backend for row in eb.AUTO_TABLE} <= {"onnx", "torch", "torch-bf16"}
+    assert {row.backend for row in eb.AUTO_TABLE} <= {"onnx", "torch", "torch-bf16", "openvino", "openvino-int8"}
     assert not eb.AUTO_TABLE[-1].needs                       # the last row matches every CPU
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ({"avx2", "fma"}, "onnx"),                               # Zen1
-    ({"avx2", "avx512f", "avx512_vnni"}, "onnx"),            # VNNI only: int8 fails the quality floor
-    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "torch-bf16"),            # Zen4
-    ({"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}, "torch-bf16"),   # Sapphire Rapids
-    (set(), "onnx"),                                         # not x86 / no /proc/cpuinfo
+ZEN4 = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}
+SAPPHIRE_RAPIDS = {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}
+
+
+@pytest.mark.parametrize("flags, openvino, expected", [
+    ({"avx2", "fma"}, True, "onnx"),                          # Zen1
+    ({"avx2", "avx512f", "avx512_vnni"}, True, "onnx"),       # VNNI only: int8 fails the quality floor
+    (ZEN4, True, "openvino-int8"),
+    (ZEN4, False, "torch-bf16"),                              # openvino not installed: the next row
+    (SAPPHIRE_RAPIDS, True, "openvino-int8"),
+    (SAPPHIRE_RAPIDS, False, "torch-bf16"),
+    (set(), True, "onnx"),                                    # not x86 / no /proc/cpuinfo
 ])
-def test_auto_choice_by_cpu_flags(flags, expected):
+def test_auto_choice_by_cpu_flags(flags, openvino, expected, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: real(name, *a) if name != "openvino" or openvino else None)
     assert eb.resolve_backend("auto", flags) == expected
     assert eb.resolve_backend("onnx-int8", flags) == "onnx-int8"            # an explicit choice is kept
 
 
 def test_all_paths_share_one_vector_space_and_config_validation():
-    assert {eb.vector_space_id("m", b) for b in ("torch", "torch-bf16", "onnx", "onnx-int8")} == {"m"}
+    assert {eb.vector_space_id("m", b) for b in ("torch", "torch-bf16", "openvino", "onnx", "onnx-int8")} == {"m"}
     with pytest.raises(eb.BackendError):
         eb.load_sentence_model("unused", "tensorrt")
     with pytest.raises(ConfigError, match="backend"):
@@ -201,6 +254,9 @@ def test_index_records_the_path_and_status_names_it(cache, tmp_path, monkeypatch
     assert hits and hits[0].path == "src/roman.py"
     status = index_status(cfg)
     assert status.embed_backend == "onnx" and status.backend_now == "torch-bf16 (configured)"
+    assert status.view_tokens == 0 and status.view_tokens_now == 0           # whole chunks, and still asked for
+    views = dataclasses.replace(cfg, embed=dataclasses.replace(cfg.embed, view_tokens=64))
+    assert (index_status(views).view_tokens, index_status(views).view_tokens_now) == (0, 64)
 
 
 def test_cold_query_does_not_import_torch(cache, tmp_path):

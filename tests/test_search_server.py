@@ -5,6 +5,7 @@ test starts is killed at teardown. No timing assertions (waits are generous uppe
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import re
@@ -23,7 +24,6 @@ from ragbit import launcher
 from ragbit.cli import app
 from ragbit.config import RagbitConfig
 from ragbit.indexing.indexer import index_repository
-from ragbit.search.unix_http import UnixHTTPConnection
 from ragbit.search.searcher import Searcher
 from tests.retrieval_fixtures import make_repo
 
@@ -72,6 +72,19 @@ def servers():
 @pytest.fixture(scope="module")
 def server(repo, servers):
     return servers(RagbitConfig.load(repo))
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """The standard library's HTTP client on the index's Unix socket: a client ragbit did not write."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
 
 
 def _raw(cfg, payload: bytes, path: str = "/v1/search") -> tuple[int, dict]:

@@ -44,7 +44,7 @@ def index(
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
-    embed_backend: Optional[str] = typer.Option(None, "--embed-backend", metavar="[auto|torch|torch-bf16|onnx|onnx-int8]",
+    embed_backend: Optional[str] = typer.Option(None, "--embed-backend", metavar="[auto|torch|torch-bf16|openvino|onnx|onnx-int8]",
                                                 help="how chunks are embedded (config embed.backend, default auto: by CPU)"),
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
@@ -185,9 +185,12 @@ def status(
         return
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
+    views = lambda n: f"views of {n} tokens" if n else "whole chunks"    # noqa: E731
     typer.echo(f"embedding model: {s.model_id} (dim {s.dim})"
-               + (f", embedded with {s.embed_backend}" if s.embed_backend else ""))
-    typer.echo(f"embedding path now: {s.backend_now}")
+               + (f", embedded with {s.embed_backend}" if s.embed_backend else "") + f", {views(s.view_tokens)}")
+    typer.echo(f"embedding path now: {s.backend_now}" + (
+        f"; [embed] view_tokens now asks for {views(s.view_tokens_now)} (the next index re-embeds every chunk)"
+        if s.view_tokens_now != s.view_tokens else ""))
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
     if s.dense_kind == "flat":
         typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")

@@ -1,11 +1,11 @@
 """Asking the index's warm search server, and starting one.
 
 The server is the `ragbit serve` app (`ragbit/serve/app.py`) run by uvicorn on a Unix socket inside the index
-directory (`ragbit/serve/socket_server.py`); a search is one `POST /v1/search` over that socket, with the
-standard library's HTTP client (`ragbit/search/unix_http.py`). `search()` is what `ragbit search` calls: the
+directory (`ragbit/serve/socket_server.py`); a search is one `POST /v1/search` over that socket
+(`ragbit/search/unix_http.py`: the smallest HTTP exchange, without `http.client`'s imports). `search()` is what `ragbit search` calls: the
 running server's hits when one answers, else an in-process search (and a detached server is started for the
 next call). `ask()` is the bare exchange, used by the console script (`ragbit/launcher.py`) too, so this module
-imports only the standard library, and `http.client` only once a socket is there.
+imports only the standard library.
 
 What `ragbit search` adds to the OpenAI-style body of /v1/search:
 
@@ -71,21 +71,14 @@ def ask(index_dir: Path, request: dict, timeout: float = TIMEOUT) -> dict | None
         return None
     if not stat.S_ISSOCK(st.st_mode):
         return None
-    import http.client
-    from ragbit.search.unix_http import UnixHTTPConnection
-    conn = UnixHTTPConnection(str(path), timeout)
+    from ragbit.search.unix_http import post
     try:
-        conn.request("POST", SEARCH_PATH, body=json.dumps(request, ensure_ascii=False).encode(),
-                     headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        status, data = response.status, response.read()
+        status, data = post(str(path), SEARCH_PATH, json.dumps(request, ensure_ascii=False).encode(), timeout)
     except (ConnectionRefusedError, FileNotFoundError):
         _remove_stale(path, st)
         return None
-    except (OSError, http.client.HTTPException):
+    except OSError:                  # timeout, broken connection, a reply unix_http cannot read
         return None
-    finally:
-        conn.close()
     if status != 200:
         return None
     try:

@@ -32,6 +32,8 @@ class IndexStatus:
     damaged: list                 # files of the generation that fail their checksum ([] = intact)
     dense_kind: str = ""              # the FAISS index built: flat (exact), hnsw or ivf; "" in older indexes
     dense_recall: float | None = None  # recall@10 of that index against exact search, measured when it was built
+    view_tokens: int = 0              # the vectors' view size ([embed] view_tokens when indexed; 0 = whole chunks)
+    view_tokens_now: int = 0          # what the configuration asks for now (a change re-embeds every chunk)
 
 
 def _backend_now(cfg: RagbitConfig) -> str:
@@ -81,4 +83,15 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         added=len(now.keys() - indexed.keys()), removed=len(indexed.keys() - now.keys()),
         changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged,
         dense_kind=str((manifest.get("dense_index") or {}).get("kind", "")),
-        dense_recall=(manifest.get("dense_index") or {}).get("recall_at_10"))
+        dense_recall=(manifest.get("dense_index") or {}).get("recall_at_10"),
+        view_tokens=int(manifest.get("embed_views", 0) or 0), view_tokens_now=_view_tokens_now(cfg))
+
+
+def _view_tokens_now(cfg: RagbitConfig) -> int:
+    """The view size `ragbit index` would embed with (0 when views are off or no shorter than the model reads),
+    read from the model's files without loading it."""
+    from ragbit.indexing.embeddings import Embedder
+    try:
+        return Embedder(cfg.embed).view_tokens if cfg.embed.view_tokens else 0
+    except Exception:  # noqa: BLE001 - an unloadable model is reported by `ragbit index`, not here
+        return cfg.embed.view_tokens
