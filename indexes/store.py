@@ -33,7 +33,8 @@ import filelock
 
 from indexes.errors import IndexesError
 
-FORMAT_VERSION = 1              # bump when the files inside a generation change incompatibly
+FORMAT_VERSION = 2              # bump when the files inside a generation change incompatibly
+READABLE_FORMATS = (1, 2)       # what this version reads (older formats are converted in memory by the readers)
 
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "lock"
@@ -310,7 +311,10 @@ class IndexStore:
             raise IndexFormatError(f"index at {self.root} is corrupt (manifest is not an object): "
                                    "run ragbit index --rebuild")
         found = data.get("format_version")
-        if found != FORMAT_VERSION:
+        if isinstance(found, int) and found > FORMAT_VERSION:
+            raise IndexFormatError(f"index at {self.root} was written by a newer ragbit (format {found}, this one "
+                                   f"reads up to {FORMAT_VERSION}): upgrade ragbit, or run ragbit index --rebuild")
+        if found not in READABLE_FORMATS:
             raise IndexFormatError(f"index at {self.root} has format {found}, this ragbit reads "
                                    f"{FORMAT_VERSION}: run ragbit index --rebuild")
         return data

@@ -183,14 +183,18 @@ def test_lock_is_reentrant_for_the_same_store(tmp_path):
     assert _check_consistent(store) == "inside"
 
 
-def test_format_version_mismatch(tmp_path):
+@pytest.mark.parametrize("found, says", [
+    (FORMAT_VERSION + 1, rf"was written by a newer ragbit \(format {FORMAT_VERSION + 1}, this one reads up to "
+                         rf"{FORMAT_VERSION}\): upgrade ragbit, or run ragbit index --rebuild"),
+    (0, rf"has format 0, this ragbit reads {FORMAT_VERSION}: run ragbit index --rebuild"),
+    ("x", rf"has format x, this ragbit reads {FORMAT_VERSION}: run ragbit index --rebuild")])
+def test_format_version_mismatch(tmp_path, found, says):
     store = IndexStore(tmp_path / "idx")
     path = _commit(store, "old")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["format_version"] = FORMAT_VERSION + 1
+    manifest["format_version"] = found
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match=rf"has format {FORMAT_VERSION + 1}, this ragbit reads "
-                                               rf"{FORMAT_VERSION}: run ragbit index --rebuild"):
+    with pytest.raises(IndexFormatError, match=says):
         store.manifest()
     _commit(store, "rebuilt")                                   # a rebuild replaces it
     assert store.manifest()["format_version"] == FORMAT_VERSION
