@@ -196,7 +196,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         settings = _chunk_settings(cfg, embedder.max_text_tokens)
         prev = None
         # a damaged generation is repaired: its damaged parts are rebuilt, not reused (the dense index always is)
-        damaged = verify_generation(prev_dir, manifest) if manifest else []
+        damaged = verify_generation(prev_dir, manifest, remember=True) if manifest else []
         if damaged:
             warn(f"the index is damaged ({'; '.join(damaged[:3])}): repairing it")
         lexical_from = None if any(d.startswith(LEXICAL_DIR + "/") for d in damaged) else prev_dir
