@@ -157,7 +157,7 @@ class LexicalIndex:
         same_as = np.asarray(same_as, dtype=np.int64)
         kept = same_as >= 0
         if same_as.shape != (n,) or same_as.max(initial=-1) >= len(previous) \
-                or len(np.unique(same_as[kept])) != int(kept.sum()):
+                or np.bincount(same_as[kept], minlength=1).max(initial=0) > 1:       # O(n), no sort
             raise ValueError("same_as must give, for each text, a distinct position in the previous index or -1")
         moved = np.full(len(previous) + 1, -1, dtype=np.int32)          # previous position -> new; [-1] -> -1
         moved[same_as[kept]] = np.flatnonzero(kept)

@@ -131,9 +131,11 @@ class ChunkTable:
         # chunk position -> file number, segment, position inside the segment
         counts = np.fromiter((f.count for f in self.files), dtype=np.int64, count=len(self.files))
         order_arr = np.asarray(order, dtype=np.int64).reshape(-1, 2)
-        seg_firsts = [np.asarray(p.firsts, dtype=np.int64) for p in segments]
-        local_first = np.fromiter((seg_firsts[s][j] for s, j in order_arr.tolist()), dtype=np.int64,
-                                  count=len(order_arr))
+        local_first = np.zeros(len(order_arr), dtype=np.int64)          # each file's first chunk in its segment
+        for s, part in enumerate(segments):
+            mine = order_arr[:, 0] == s
+            if mine.any():
+                local_first[mine] = np.asarray(part.firsts, dtype=np.int64)[order_arr[mine, 1]]
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
         self._file_of = np.repeat(np.arange(len(self.files), dtype=np.int32), counts)
         self._seg_of = np.repeat(order_arr[:, 0].astype(np.int32), counts)
