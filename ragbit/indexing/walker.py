@@ -114,6 +114,7 @@ def _one_regex(spec: GitIgnoreSpec) -> re.Pattern:
 
 _SECRET_NAME = _one_regex(SECRET_SPEC)
 _GENERATED_NAME = _one_regex(GENERATED_SPEC)
+_SECRET_PATH = _one_regex(SECRET_PATH_SPEC)
 
 # Skip reasons, as printed by `WalkStats.summary()`.
 IGNORED, EXCLUDED, SECRET, MEDIA, GENERATED = "ignored", "excluded dir", "secret", "media", "minified/generated"
@@ -214,6 +215,16 @@ def _name_reason(name: str) -> str | None:
 class _IgnoreFile:
     base: str               # repository-relative directory it applies to, "" or ending in "/"
     spec: GitIgnoreSpec
+    # the spec as one regex when it has no negations (any match ignores): a 100k-file walk tests every file
+    # against every layer, and pathspec tries its patterns one by one
+    one: re.Pattern | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, base: str, spec: GitIgnoreSpec) -> "_IgnoreFile":
+        try:
+            return cls(base, spec, _one_regex(spec))
+        except (ValueError, re.error):
+            return cls(base, spec)
 
 
 def _decide(layers: tuple[_IgnoreFile, ...], rel: str, is_dir: bool) -> bool:
@@ -221,6 +232,10 @@ def _decide(layers: tuple[_IgnoreFile, ...], rel: str, is_dir: bool) -> bool:
     decides (within one file pathspec already applies "last matching pattern wins", negations included)."""
     candidate = rel + "/" if is_dir else rel
     for layer in layers:
+        if layer.one is not None:
+            if layer.one.pattern and layer.one.match(candidate[len(layer.base):]):
+                return True
+            continue
         result = layer.spec.check_file(candidate[len(layer.base):])
         if result.include is not None:
             return bool(result.include)
@@ -294,10 +309,10 @@ class _Walk:
             raise WalkError(f"repository path is not a directory: {root}")
         self.root = root.resolve()
         self.cfg, self.warn, self.stats = cfg, warn, stats
-        self.config_layer = _IgnoreFile("", self._spec(cfg.ignore, "[walk] ignore")) if cfg.ignore else None
+        self.config_layer = _IgnoreFile.of("", self._spec(cfg.ignore, "[walk] ignore")) if cfg.ignore else None
         exclude = _git_exclude_file(self.root)
         self.exclude_layer = self._load("", exclude) if exclude else None
-        self.default_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
+        self.default_layer = _IgnoreFile.of("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
         self.include = _IncludeRule(cfg.include, self._spec(cfg.include, "[walk] include")) if cfg.include else None
 
     def _load(self, base: str, path: Path) -> _IgnoreFile | None:
@@ -307,7 +322,7 @@ class _Walk:
             self.warn(f"skipped {base}{path.name}: {_reason(e)}")
             return None
         self.stats.ignore_files.append(str(path))
-        return _IgnoreFile(base, self._spec(lines, f"{base}{path.name}"))
+        return _IgnoreFile.of(base, self._spec(lines, f"{base}{path.name}"))
 
     def _spec(self, lines: list[str], where: str) -> GitIgnoreSpec:
         """The patterns of an ignore file; a pattern pathspec cannot compile (`[z-a]`) is skipped with a
@@ -377,7 +392,7 @@ class _Walk:
                 self.stats.skip(IGNORED, rel)
             elif reason := _name_reason(entry.name):
                 self.stats.skip(reason, rel)
-            elif "/" in rel and SECRET_PATH_SPEC.match_file(rel):
+            elif "/" in rel and _SECRET_PATH.match(rel):
                 self.stats.skip(SECRET, rel)
             else:
                 try:
