@@ -275,11 +275,12 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
         table = ChunkTable.from_files(per_file, previous=prev, symbols=new_symbols)
+        per_file.clear()                                   # the Chunk objects: the table holds their columns
         same_as = _same_as(table, reused)                  # chunk position -> previous position, -1: new
         report.chunks = len(table)
         gc.freeze()                                    # the new tables, likewise
         report.timings["walk_chunk"] = time.perf_counter() - t
-        if not per_file:
+        if not table.files:
             raise IndexingError(f"no indexable files in {repo}")
         if report.chunks == 0:
             raise IndexingError(f"no indexable text in {repo}")
