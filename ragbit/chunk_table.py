@@ -119,24 +119,24 @@ class ChunkTable:
 
     def __init__(self, segments: list, order: list[tuple[int, int]], stamps: list):
         self.segments = segments                         # DiskSegment / MemorySegment
-        self.files: list[FileEntry] = []
-        first = 0
-        for (s, j), stamp in zip(order, stamps):
-            part = segments[s]
-            count = int(part.counts[j])
-            self.files.append(FileEntry(part.paths[j], part.sha256[j], first, count, stamp, (s, j)))
-            first += count
-        self.by_path = {f.path: f for f in self.files}
-        self._n = first
-        # chunk position -> file number, segment, position inside the segment
-        counts = np.fromiter((f.count for f in self.files), dtype=np.int64, count=len(self.files))
         order_arr = np.asarray(order, dtype=np.int64).reshape(-1, 2)
+        counts = np.zeros(len(order_arr), dtype=np.int64)               # chunks per file, in index order
         local_first = np.zeros(len(order_arr), dtype=np.int64)          # each file's first chunk in its segment
         for s, part in enumerate(segments):
             mine = order_arr[:, 0] == s
             if mine.any():
-                local_first[mine] = np.asarray(part.firsts, dtype=np.int64)[order_arr[mine, 1]]
+                firsts = np.asarray(part.firsts, dtype=np.int64)
+                local_first[mine] = firsts[order_arr[mine, 1]]
+                counts[mine] = firsts[order_arr[mine, 1] + 1] - local_first[mine]
+        first = int(counts.sum())
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
+        paths = [p.paths for p in segments]
+        shas = [p.sha256 for p in segments]
+        self.files: list[FileEntry] = [FileEntry(paths[s][j], shas[s][j], a, n, stamp, (s, j)) for (s, j), a, n, stamp
+                                       in zip(order_arr.tolist(), starts.tolist(), counts.tolist(), stamps)]
+        self.by_path = {f.path: f for f in self.files}
+        self._n = first
+        # chunk position -> file number, segment, position inside the segment
         self._file_of = np.repeat(np.arange(len(self.files), dtype=np.int32), counts)
         self._seg_of = np.repeat(order_arr[:, 0].astype(np.int32), counts)
         self._local = np.repeat(local_first - starts, counts) + np.arange(first)

@@ -398,9 +398,11 @@ def _embedded_batches(todo: list[tuple[str, int]], table: ChunkTable, embedder, 
 def _same_as(table: ChunkTable, reused: dict[str, int]) -> np.ndarray:
     """(chunks,) int64: each chunk's position in the previous table when its file is unchanged, else -1."""
     same_as = np.full(len(table), -1, dtype=np.int64)
-    for f in table.files:
-        if f.path in reused and f.count:
-            same_as[f.first:f.first + f.count] = np.arange(reused[f.path], reused[f.path] + f.count)
+    rows = np.array([(f.first, reused[f.path], f.count) for f in table.files if f.count and f.path in reused],
+                    dtype=np.int64).reshape(-1, 3)                  # (files, 3): new first, old first, count
+    counts = rows[:, 2]
+    ramp = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)   # 0..count-1 per file
+    same_as[np.repeat(rows[:, 0], counts) + ramp] = np.repeat(rows[:, 1], counts) + ramp
     return same_as
 
 
