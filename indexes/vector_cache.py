@@ -176,7 +176,12 @@ class VectorCache:
                 rows.append(hit[1])
                 found[i] = True
         for shard, (dest, rows) in by_shard.items():
-            out[dest] = self._shards[shard][rows]
+            source = self._shards[shard]
+            if 2 * len(rows) >= len(source) and isinstance(source, np.memmap):
+                # most of the shard: read it (and let it go) instead of faulting its pages into this process,
+                # where a bulk read of every vector would keep the whole cache resident beside its copy
+                source = np.load(self.directory / (self._shard_stems[shard] + _VECTORS_EXT), allow_pickle=False)
+            out[dest] = source[rows]
         return out, found
 
     # -- writing ------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
 CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
 RAY_CHUNK_BATCH = 50_000     # the same with --ray: one Ray dataset per batch costs ~1 s to set up
+BATCHED_DENSE = 200_000      # vectors above which a fresh dense index is built from the cache in batches
 
 
 class IndexingError(RagbitError, RuntimeError):
@@ -492,6 +493,12 @@ def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind
             manifest["dense_index"] = {"kind": "ivf", "vectors": update.live, "recall_at_10": update.recall,
                                        "updated_in_place": True, "base_slots": update.base_slots,
                                        "base_dead": update.base_dead}
+        elif len(ids) >= BATCHED_DENSE:              # read from the cache batch by batch: never all vectors at once
+            dense, recall = DenseIndex.build_in_batches(lambda pos: vectors[ids[pos]], len(ids), vectors.shape[1],
+                                                        kind=kind)
+            dense.save(staging / DENSE_FILE)
+            np.save(staging / DENSE_IDS, ids)
+            manifest["dense_index"] = {"kind": dense.kind, "vectors": len(dense), "recall_at_10": round(recall, 4)}
         elif len(ids):
             rows = np.ascontiguousarray(vectors[ids], dtype=np.float32)
             dense = DenseIndex.build(rows, kind=kind)
