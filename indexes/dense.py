@@ -132,7 +132,7 @@ class DenseIndex:
         return cls(index, kind)
 
     @classmethod
-    def build_in_batches(cls, rows, n: int, dim: int, kind: str = "auto", batch: int = BUILD_BATCH,
+    def build_in_batches(cls, rows, n: int, dim: int, kind: str = "auto", batch: int | None = None,
                          k: int = 10, queries: int = 200) -> tuple["DenseIndex", float]:
         """(index, recall@k) as `build` + `recall_at` give for the vectors `rows(positions)` (sorted int64 array ->
         (len, dim) float32), without ever holding all n of them: at 1M x 384 the input alone is 1.5 GB beside
@@ -144,6 +144,7 @@ class DenseIndex:
             kind = "flat" if n < FLAT_MAX else "ivf"
         if kind == "ivf" and n == 0:
             kind = "flat"
+        batch = batch or BUILD_BATCH
         rng = np.random.default_rng(0)
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)

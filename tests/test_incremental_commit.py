@@ -131,3 +131,20 @@ def test_many_one_file_commits_keep_few_table_segments_and_equal_a_rebuild(tmp_p
     # dense: the same scores (among 300 near-identical files, equal scores tie in slot order, which differs
     # between an index updated in place and a fresh one)
     assert [[h[2] for h in hits] for hits in got[1::2]] == [[h[2] for h in hits] for hits in want[1::2]]
+
+
+def test_a_large_fresh_dense_index_is_built_in_batches_and_answers_alike(tmp_path, monkeypatch):
+    """Above BATCHED_DENSE vectors the indexer builds the dense index from the cache batch by batch: the same
+    hits as the one-matrix build, and a recall figure for `ragbit status`."""
+    from indexes import dense
+    from indexes.store import IndexStore
+    from ragbit.indexing import indexer
+    files = {f"pkg/m{i}.py": f"def handler_{i}(event):\n    return event.reply_{i % 6}() + {i}\n" for i in range(80)}
+    repo = make_repo(tmp_path / "repo", files)
+    index_repository(_cfg(repo, tmp_path / "whole"), progress=False, embedder=FakeEmbedder())
+    monkeypatch.setattr(indexer, "BATCHED_DENSE", 10)
+    monkeypatch.setattr(dense, "BUILD_BATCH", 7)
+    index_repository(_cfg(repo, tmp_path / "batched"), progress=False, embedder=FakeEmbedder())
+    info = IndexStore(tmp_path / "batched").manifest()["dense_index"]
+    assert info["kind"] == "ivf" and info["vectors"] == 80 and 0 < info["recall_at_10"] <= 1
+    assert _hits(repo, tmp_path / "batched") == _hits(repo, tmp_path / "whole")
