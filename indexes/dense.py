@@ -40,6 +40,28 @@ class DenseIndexError(IndexesError, ValueError):
     """Bad vectors or an unreadable index file; the message is one line for the user."""
 
 
+def _empty_index(kind: str, n: int, dim: int, training) -> tuple[faiss.Index, str]:
+    """(index with search parameters set, resolved kind) for n vectors, vectors not added yet; IVF is trained on
+    `training(sample_size)`: at most that many of the vectors (FAISS samples the rest away itself)."""
+    if kind == "auto":
+        kind = "flat" if n < FLAT_MAX else "ivf"
+    if kind == "ivf" and n == 0:
+        kind = "flat"       # nothing to train on; an empty flat index answers the same (nothing)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    else:
+        nlist = max(1, int(round(math.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.min_points_per_centroid = 1        # small corpora: no warning spam, still trains
+        index.train(training(index.cp.max_points_per_centroid * nlist))   # the wrapper keeps `quantizer` alive
+    _set_search_params(index, kind)
+    return index, kind
+
+
 def _checked(vectors: np.ndarray, dim: int) -> np.ndarray:
     """(n, dim) float32, C-contiguous and finite, or DenseIndexError."""
     xb = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -111,22 +133,7 @@ class DenseIndex:
         if not np.isfinite(xb).all():
             raise DenseIndexError("vectors contain NaN or infinity")
         n, dim = xb.shape
-        if kind == "auto":
-            kind = "flat" if n < FLAT_MAX else "ivf"
-        if kind == "ivf" and n == 0:
-            kind = "flat"       # nothing to train on; an empty flat index answers the same (nothing)
-        if kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        else:
-            nlist = max(1, int(round(math.sqrt(n))))
-            quantizer = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            index.cp.min_points_per_centroid = 1        # small corpora: no warning spam, still trains
-            index.train(xb)     # the faiss Python wrapper keeps `quantizer` alive with `index`
-        _set_search_params(index, kind)
+        index, kind = _empty_index(kind, n, dim, lambda sample_size: xb)
         if n:
             index.add(xb)
         return cls(index, kind)
@@ -140,24 +147,10 @@ class DenseIndex:
         exact neighbours behind the recall figure are merged batch by batch."""
         if kind not in KINDS:
             raise DenseIndexError(f"dense index kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        if kind == "auto":
-            kind = "flat" if n < FLAT_MAX else "ivf"
-        if kind == "ivf" and n == 0:
-            kind = "flat"
         batch = batch or BUILD_BATCH
         rng = np.random.default_rng(0)
-        if kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        else:
-            nlist = max(1, int(round(math.sqrt(n))))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            index.cp.min_points_per_centroid = 1
-            sample = np.sort(rng.choice(n, size=min(n, index.cp.max_points_per_centroid * nlist), replace=False))
-            index.train(_checked(rows(sample), dim))
-        _set_search_params(index, kind)
+        index, kind = _empty_index(kind, n, dim, lambda size: _checked(
+            rows(np.sort(rng.choice(n, size=min(n, size), replace=False))), dim))
         for a in range(0, n, batch):
             index.add(_checked(rows(np.arange(a, min(n, a + batch), dtype=np.int64)), dim))
         built = cls(index, kind)

@@ -24,6 +24,15 @@ def _hits(repo, index_dir):
             for q in QUERIES for m in ("lexical", "dense")]
 
 
+def _indexed_handlers(tmp_path, n: int):
+    """(repository of n small handler modules, its index directory), indexed once."""
+    files = {f"pkg/m{i}.py": f"def handler_{i}(event):\n    '''Route {i} for tenant {i % 4}.'''\n"
+                             f"    return event.reply_{i % 6}()\n" for i in range(n)}
+    repo = make_repo(tmp_path / "repo", files)
+    index_repository(_cfg(repo, tmp_path / "live"), progress=False, embedder=FakeEmbedder())
+    return repo, tmp_path / "live"
+
+
 class Boom(KeyboardInterrupt):
     """Stands for Ctrl-C or a kill in the middle of a write."""
 
@@ -61,11 +70,7 @@ def _fail_on(monkeypatch, where: str):
 @pytest.mark.parametrize("where", ["table segment", "lexical segment", "dense layers"])
 def test_an_interrupted_one_file_commit_keeps_the_previous_generation(tmp_path, monkeypatch, where):
     monkeypatch.setattr(dense_update, "DELTA_SHARE", 1.0)
-    files = {f"pkg/m{i}.py": f"def handler_{i}(event):\n    '''Route {i} for tenant {i % 4}.'''\n"
-                             f"    return event.reply_{i % 6}()\n" for i in range(60)}
-    repo = make_repo(tmp_path / "repo", files)
-    live = tmp_path / "live"
-    index_repository(_cfg(repo, live), progress=False, embedder=FakeEmbedder())
+    repo, live = _indexed_handlers(tmp_path, 60)
     before = _hits(repo, live)
     (repo / "pkg/m7.py").write_text("def audit_ledger(entry):\n    '''Write the ledger entry.'''\n    return entry\n")
     (repo / "pkg/new.py").write_text("def ledger_totals(book):\n    return sum(book)\n")
@@ -107,11 +112,7 @@ def test_many_one_file_commits_keep_few_table_segments_and_equal_a_rebuild(tmp_p
     from indexes.store import IndexStore
     from ragbit import chunk_table
     monkeypatch.setattr(chunk_table, "MAX_SEGMENTS", 4)
-    files = {f"pkg/m{i}.py": f"def handler_{i}(event):\n    '''Route {i} for tenant {i % 4}.'''\n"
-                             f"    return event.reply_{i % 6}()\n" for i in range(300)}
-    repo = make_repo(tmp_path / "repo", files)
-    live = tmp_path / "live"
-    index_repository(_cfg(repo, live), progress=False, embedder=FakeEmbedder())
+    repo, live = _indexed_handlers(tmp_path, 300)
     table = IndexStore(live).current() / "table"
     [base] = [p.name for p in table.iterdir() if p.is_dir()]
     inode = os.stat(table / base / "text.bin").st_ino
