@@ -13,6 +13,7 @@ Layout of `root`::
     .gitignore               `*`: git never shows (or commits) an index, whatever the repository ignores
     gen-000003/              committed generation: the caller's files + manifest.json
     .staging-<random>/       a write in progress (or left by a killed process; removed by the next write)
+    verified.json            stats of the current generation's files a writer found intact (VERIFIED_FILE)
     <anything else>          not ours, never touched (e.g. a vector cache directory)
 """
 from __future__ import annotations
