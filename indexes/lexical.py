@@ -108,9 +108,12 @@ def corpus_token_ids(texts: Sequence[str], vocab: dict[str, int] | None = None
                      ) -> tuple[list[list[int]], dict[str, int]]:
     """(ids per document, vocabulary): document i is `code_tokens(texts[i])` mapped through the vocabulary,
     which is `vocab` (kept as is, grown by new tokens) or a new one."""
-    ids = _TokenIds()
-    if vocab is not None:
-        ids.vocab = vocab
+    if isinstance(vocab, _TokenIds):                # a batch of a larger corpus: its word cache is kept too
+        ids = vocab
+    else:
+        ids = _TokenIds()
+        if vocab is not None:
+            ids.vocab = vocab
     lookup, find = ids.__getitem__, _WORD.findall
     docs = [list(chain.from_iterable(map(lookup, find(t)))) for t in texts]
     return docs, ids.vocab
@@ -123,6 +126,7 @@ def corpus_token_ids(texts: Sequence[str], vocab: dict[str, int] | None = None
 _META_FILE = "lexical.json"        # header: format, live document count, segments and their sizes
 _POSITIONS_FILE = "positions.npy"  # per document of every segment (in segment order): table position, or -1
 _FORMAT = 2                        # 1: one bm25s index (read by converting its saved token ids)
+TOKENIZE_BATCH = 50_000  # documents tokenized at a time into arrays
 MERGE_SHARE = 0.10    # merge everything when small segments + dead documents exceed this share of the base
 MAX_SEGMENTS = 8      # merge the small segments into one when there are more
 
@@ -157,7 +161,7 @@ class LexicalIndex:
         same_as = np.asarray(same_as, dtype=np.int64)
         kept = same_as >= 0
         if same_as.shape != (n,) or same_as.max(initial=-1) >= len(previous) \
-                or len(np.unique(same_as[kept])) != int(kept.sum()):
+                or np.bincount(same_as[kept], minlength=1).max(initial=0) > 1:       # O(n), no sort
             raise ValueError("same_as must give, for each text, a distinct position in the previous index or -1")
         moved = np.full(len(previous) + 1, -1, dtype=np.int32)          # previous position -> new; [-1] -> -1
         moved[same_as[kept]] = np.flatnonzero(kept)
@@ -172,11 +176,17 @@ class LexicalIndex:
         """`segments` plus one new segment over `texts` (document i at position at[i])."""
         from indexes.bm25_segments import Segment
         if len(texts):
-            docs, vocab = corpus_token_ids(texts)
-            offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-            np.cumsum(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)), out=offsets[1:])
-            flat = np.fromiter(chain.from_iterable(docs), dtype=np.int32, count=int(offsets[-1]))
-            del docs
+            # in batches: a list of Python ids per document costs ~8 bytes a token, ~0.7 GB at 900k chunks
+            words, flats, lengths = _TokenIds(), [], []
+            for a in range(0, len(texts), TOKENIZE_BATCH):
+                docs, vocab = corpus_token_ids(texts[a:a + TOKENIZE_BATCH], words)
+                lengths.append(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)))
+                flats.append(np.fromiter(chain.from_iterable(docs), dtype=np.int32, count=int(lengths[-1].sum())))
+                del docs
+            offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+            np.cumsum(np.concatenate(lengths), out=offsets[1:])
+            flat = np.concatenate(flats)
+            del flats
             segments = segments + [Segment.from_token_ids(flat, offsets, vocab)]
             positions = positions + [np.asarray(at, dtype=np.int32)]
         return cls(segments, positions, n)

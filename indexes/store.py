@@ -13,6 +13,7 @@ Layout of `root`::
     .gitignore               `*`: git never shows (or commits) an index, whatever the repository ignores
     gen-000003/              committed generation: the caller's files + manifest.json
     .staging-<random>/       a write in progress (or left by a killed process; removed by the next write)
+    verified.json            stats of the current generation's files a writer found intact (VERIFIED_FILE)
     <anything else>          not ours, never touched (e.g. a vector cache directory)
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ import filelock
 
 from indexes.errors import IndexesError
 
-FORMAT_VERSION = 1              # bump when the files inside a generation change incompatibly
+FORMAT_VERSION = 2              # bump when the files inside a generation change incompatibly
+READABLE_FORMATS = (1, 2)       # what this version reads (older formats are converted in memory by the readers)
 
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "lock"
@@ -184,18 +186,53 @@ def _linked_checksum(path: Path, origin: Path, recorded) -> list[int] | None:
     return None
 
 
-def verify_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None = None) -> list[str]:
+# A writer checks the previous generation before building on it. Most of its bytes (the dense base file, the
+# large table and BM25 segments) are hard links carried from generation to generation, unchanged: reading 2 GB
+# at every one-file commit cost seconds. So the writer records, in the index root, the stat of each file it
+# found intact ((device, inode, size, mtime_ns) and the checksum) and skips a file whose stat still matches a
+# record that was made at least VERIFIED_MARGIN_NS after the file's last modification (a write in the same
+# clock tick could keep the mtime). Any write through the file system moves the mtime; damage that does not
+# (the disk itself) is still found by the readers (which check what they load) and by `ragbit status`, and
+# `ragbit index --rebuild` replaces everything.
+VERIFIED_FILE = "verified.json"
+VERIFIED_MARGIN_NS = 2_000_000_000
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _load_verified(root: Path) -> dict:
+    try:
+        data = json.loads((root / VERIFIED_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def verify_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None = None,
+                      remember: bool = False) -> list[str]:
     """Problems of the generation's files, one short phrase each ([] = intact). `parts` limits the check to
-    files equal to or below those names (e.g. ("lexical", "chunk_table.txt")). A generation written before
-    checksums existed has none to check."""
+    files equal to or below those names (e.g. ("lexical", "table")). A generation written before checksums
+    existed has none to check. `remember` (the writer, holding the lock): skip files verified before and
+    unchanged since, and record the ones found intact now (see VERIFIED_FILE)."""
     recorded = manifest.get(CHECKSUMS_KEY)
     if not isinstance(recorded, dict):
         return []
     problems = []
+    verified = _load_verified(gen.parent) if remember else {}
+    now, seen = time.time_ns(), {}
     for rel, want in recorded.items():
         if parts is not None and not any(rel == p or rel.startswith(p + "/") for p in parts):
             continue
         try:
+            if remember:
+                key = _stat_key(os.stat(gen / rel))
+                rec = verified.get(rel)
+                if isinstance(rec, list) and len(rec) == 6 and rec[:4] == key and rec[4] == want \
+                        and key[3] < rec[5] - VERIFIED_MARGIN_NS:
+                    seen[rel] = rec
+                    continue
             got = file_checksum(gen / rel)
         except FileNotFoundError:
             problems.append(f"{rel} is missing")
@@ -206,6 +243,13 @@ def verify_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None =
         if not isinstance(want, list) or got != list(want):
             problems.append(f"{rel} fails its checksum" + (f" ({got[0]} bytes, expected {want[0]})"
                                                             if isinstance(want, list) and got[0] != want[0] else ""))
+        elif remember:
+            seen[rel] = key + [got, now]
+    if remember and seen != verified:
+        try:
+            write_atomic(gen.parent / VERIFIED_FILE, json.dumps(seen).encode())
+        except OSError:
+            pass                                   # only a shortcut for the next run
     return problems
 
 
@@ -310,7 +354,10 @@ class IndexStore:
             raise IndexFormatError(f"index at {self.root} is corrupt (manifest is not an object): "
                                    "run ragbit index --rebuild")
         found = data.get("format_version")
-        if found != FORMAT_VERSION:
+        if isinstance(found, int) and found > FORMAT_VERSION:
+            raise IndexFormatError(f"index at {self.root} was written by a newer ragbit (format {found}, this one "
+                                   f"reads up to {FORMAT_VERSION}): upgrade ragbit, or run ragbit index --rebuild")
+        if found not in READABLE_FORMATS:
             raise IndexFormatError(f"index at {self.root} has format {found}, this ragbit reads "
                                    f"{FORMAT_VERSION}: run ragbit index --rebuild")
         return data

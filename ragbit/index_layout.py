@@ -8,12 +8,14 @@ bump it there when these files change incompatibly. Imports nothing heavy: the s
 
     <index dir>/gen-N/
         manifest.json       written by indexes.store: format_version, embed model, chunk settings, ...
-        chunk_table.txt     TABLE_FILE: files and chunks (`ragbit/chunk_table.py`)
+        table/              TABLE_DIR: files, chunks and symbol records in immutable segments (`ragbit/table_segments.py`)
         lexical/            LEXICAL_DIR: BM25 (`indexes/lexical.py`)
         dense.faiss         DENSE_FILE: FAISS index over the chunks embedded so far (`indexes/dense.py`)
         dense_ids.npy       DENSE_IDS: dense position -> chunk position
         dense_delta.npy     DENSE_DELTA: vectors added since dense.faiss was written (`indexing/dense_update.py`)
-        symbols.json        SYMBOLS_FILE: every definition and Python import, per file (`ragbit/symbols/table.py`)
+
+    Format 1 (read, converted in memory, never written): chunk_table.txt (TABLE_FILE_V1) and symbols.json
+    (SYMBOLS_FILE_V1) in place of table/, each rewritten whole by every commit.
 """
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ from pathlib import Path
 
 from ragbit.errors import RagbitError
 
-TABLE_FILE = "chunk_table.txt"
+TABLE_DIR = "table"                     # the chunk table and the symbol table, in segments (format 2)
+TABLE_FILE_V1 = "chunk_table.txt"       # format 1's chunk table: one file, read and converted
+SYMBOLS_FILE_V1 = "symbols.json"        # format 1's symbol table: one file, read and converted
 LEGACY_TABLE_FILE = "chunks.jsonl"      # written by ragbit before the columnar table: re-chunked, not read
 LEXICAL_DIR = "lexical"
 DENSE_FILE = "dense.faiss"
 DENSE_IDS = "dense_ids.npy"             # dense position -> chunk position (the dense index may cover a subset)
 DENSE_DELTA = "dense_delta.npy"         # vectors of the slots from the manifest's dense_index.base_slots on
-SYMBOLS_FILE = "symbols.json"           # the symbol table: `ragbit symbols`, the grounding check
 # A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
 # the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
 SCOPE_SEP = " > "

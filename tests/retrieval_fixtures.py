@@ -151,3 +151,27 @@ class FakeEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._vector(text)
+
+
+def as_format_1(gen) -> None:
+    """Rewrite a generation's table as index format 1 wrote it (chunk_table.txt + symbols.json)."""
+    import json
+    import shutil
+
+    from ragbit.chunk_table import TABLE_DIR, ChunkTable
+    from ragbit.symbols.table import SymbolTable
+    table, symbols = ChunkTable.load(gen), SymbolTable.load(gen)
+    header = {"version": 2, "files": [[f.path, f.sha256, f.first, f.count] + ([list(f.stamp)] if f.stamp else [])
+                                      for f in table.files],
+              **{name: list(getattr(table, name)) for name in ("language", "scope", "start_line", "end_line",
+                                                               "content_hash")},
+              "text_length": [len(t) for t in table.text]}
+    texts = "".join(table.text)
+    shutil.rmtree(gen / TABLE_DIR)
+    with open(gen / "chunk_table.txt", "w", encoding="utf-8", newline="") as out:
+        out.write(json.dumps(header, ensure_ascii=False) + "\n" + texts)
+    symbols.save(gen)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    del manifest["checksums"]
+    manifest["format_version"] = 1
+    (gen / "manifest.json").write_text(json.dumps(manifest))

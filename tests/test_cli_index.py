@@ -128,9 +128,9 @@ def test_corrupt_index(repo):
 def test_truncated_chunk_table(repo):
     assert invoke("index", repo, "--quiet").exit_code == 0
     gen = next(p for p in (repo / ".ragbit").iterdir() if p.name.startswith("gen-"))
-    table = gen / "chunk_table.txt"
-    table.write_text(table.read_text()[: len(table.read_text()) // 2])
-    assert_one_line_error(invoke("search", "invoice", "--repo", repo), "chunk")
+    [table] = (gen / "table").glob("s-*/text.bin")
+    table.write_bytes(table.read_bytes()[: len(table.read_bytes()) // 2])
+    assert_one_line_error(invoke("search", "invoice", "--repo", repo), "text.bin")
 
 
 def test_locked_index(repo):

@@ -141,9 +141,11 @@ def test_an_edit_reparses_only_that_file_and_removal_drops_its_symbols(shop, tab
 
 def test_an_index_without_a_symbol_table_is_reparsed_once(shop):
     from indexes.store import IndexStore
-    from ragbit.index_layout import SYMBOLS_FILE
+    from ragbit.index_layout import SYMBOLS_FILE_V1
+    from tests.retrieval_fixtures import as_format_1
     gen = IndexStore(shop.index_dir).current()
-    (gen / SYMBOLS_FILE).unlink()
+    as_format_1(gen)                                # format 1 kept symbols in their own file: written later
+    (gen / SYMBOLS_FILE_V1).unlink()
     report = index_repository(shop, progress=False, embedder=FakeEmbedder())
     assert report.rechunked_all and report.chunks_embedded == 0
     assert load_symbols(shop).find("Invoice.add_line")

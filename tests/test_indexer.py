@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from ragbit.chunk_table import ChunkTable
 from ragbit.config import RagbitConfig
 from ragbit.index_layout import ModelMismatchError
 from ragbit.indexing.indexer import IndexingError, index_repository
 from ragbit.search.searcher import Searcher
-from tests.retrieval_fixtures import FakeEmbedder, make_repo
+from tests.retrieval_fixtures import FakeEmbedder, as_format_1, make_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,12 +206,14 @@ def test_index_of_an_older_ragbit_is_rechunked_without_re_embedding(repo):
     """A generation holding the pre-columnar `chunks.jsonl`: one warning, every file re-chunked, no vector
     recomputed (vectors live in the cache, keyed by content), and the new generation is searchable."""
     from indexes.store import IndexStore
-    from ragbit.chunk_table import LEGACY_TABLE_FILE, TABLE_FILE
+    from ragbit.chunk_table import LEGACY_TABLE_FILE, TABLE_DIR
     first, _ = run(repo)
     gen = IndexStore(RagbitConfig.load(repo).index_dir).current()
-    (gen / TABLE_FILE).rename(gen / LEGACY_TABLE_FILE)
+    shutil.rmtree(gen / TABLE_DIR)
+    (gen / LEGACY_TABLE_FILE).write_text('{"files": []}\n')
     manifest = json.loads((gen / "manifest.json").read_text())
     del manifest["checksums"]                      # an older ragbit wrote no checksums
+    manifest["format_version"] = 1
     (gen / "manifest.json").write_text(json.dumps(manifest))
     warnings = []
     cfg = RagbitConfig.load(repo)
@@ -218,3 +222,31 @@ def test_index_of_an_older_ragbit_is_rechunked_without_re_embedding(repo):
     assert len(warnings) == 1 and "older ragbit" in warnings[0]
     assert report.files_added == 6 and emb.embedded == [] and report.chunks == first.chunks
     assert Searcher(cfg, embedder=emb).search("invoice", k=3)
+
+
+def test_an_index_of_format_1_is_read_and_converted_without_re_chunking(repo, tmp_path):
+    """An index written by the previous format (one table file, one symbols file) is searched as it is, and the
+    next run converts it: no file re-chunked, nothing embedded, the same index a rebuild gives."""
+    from indexes.store import IndexStore
+    from ragbit.symbols.table import SymbolTable
+    run(repo)
+    cfg = RagbitConfig.load(repo)
+    store = IndexStore(cfg.index_dir)
+    before_hits = [(h.path, h.start_line) for h in Searcher(cfg, embedder=FakeEmbedder()).search("invoice", k=5)]
+    before_symbols = SymbolTable.load(store.current()).files
+    as_format_1(store.current())
+    assert store.manifest()["format_version"] == 1
+    assert [(h.path, h.start_line) for h in Searcher(cfg, embedder=FakeEmbedder()).search("invoice", k=5)] == before_hits
+    (repo / "extra.py").write_text("def invoice_total(items):\n    return sum(items)\n")
+    emb = FakeEmbedder()
+    report = index_repository(cfg, progress=False, embedder=emb)
+    assert report.files_added == 1 and report.files_changed == 0 and not report.rechunked_all
+    assert store.manifest()["format_version"] == 2 and (store.current() / "table").is_dir()
+    assert SymbolTable.load(store.current()).files == {**before_symbols,
+                                                       **{"extra.py": SymbolTable.load(store.current()).files["extra.py"]}}
+    fresh = RagbitConfig.load(repo, {"index": {"dir": str(tmp_path / "fresh")}})
+    index_repository(fresh, progress=False, embedder=FakeEmbedder())
+    assert list(ChunkTable.load(store.current()).content_hash) == \
+        list(ChunkTable.load(IndexStore(fresh.index_dir).current()).content_hash)
+    assert [(h.path, h.start_line, round(h.score, 4)) for h in Searcher(cfg, embedder=emb).search("invoice", k=5)] == \
+        [(h.path, h.start_line, round(h.score, 4)) for h in Searcher(fresh, embedder=emb).search("invoice", k=5)]

@@ -175,3 +175,14 @@ def test_incremental_build_rejects_positions_outside_the_previous_index(tmp_path
         LexicalIndex.build(docs, previous, [0])
     with pytest.raises(ValueError, match="same_as"):
         LexicalIndex.build(docs, previous, [0] * len(docs))            # one old document in two places
+
+
+def test_tokenizing_in_batches_builds_the_same_index(monkeypatch):
+    """A corpus tokenized in batches (shared vocabulary and word cache) scores every query as one pass does."""
+    from indexes import lexical
+    docs = [f"def fetch_{i % 7}(session, token_{i % 3}):\n    return session.retry(backoff={i})" for i in range(40)]
+    whole = LexicalIndex.build(docs)
+    monkeypatch.setattr(lexical, "TOKENIZE_BATCH", 3)
+    batched = LexicalIndex.build(docs)
+    for q in ("fetch session", "token_2 retry", "backoff 17", "fetch_3"):
+        assert batched.search(q, 10) == whole.search(q, 10)

@@ -183,14 +183,18 @@ def test_lock_is_reentrant_for_the_same_store(tmp_path):
     assert _check_consistent(store) == "inside"
 
 
-def test_format_version_mismatch(tmp_path):
+@pytest.mark.parametrize("found, says", [
+    (FORMAT_VERSION + 1, rf"was written by a newer ragbit \(format {FORMAT_VERSION + 1}, this one reads up to "
+                         rf"{FORMAT_VERSION}\): upgrade ragbit, or run ragbit index --rebuild"),
+    (0, rf"has format 0, this ragbit reads {FORMAT_VERSION}: run ragbit index --rebuild"),
+    ("x", rf"has format x, this ragbit reads {FORMAT_VERSION}: run ragbit index --rebuild")])
+def test_format_version_mismatch(tmp_path, found, says):
     store = IndexStore(tmp_path / "idx")
     path = _commit(store, "old")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["format_version"] = FORMAT_VERSION + 1
+    manifest["format_version"] = found
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match=rf"has format {FORMAT_VERSION + 1}, this ragbit reads "
-                                               rf"{FORMAT_VERSION}: run ragbit index --rebuild"):
+    with pytest.raises(IndexFormatError, match=says):
         store.manifest()
     _commit(store, "rebuilt")                                   # a rebuild replaces it
     assert store.manifest()["format_version"] == FORMAT_VERSION
@@ -269,3 +273,30 @@ def test_a_hard_linked_file_keeps_its_recorded_checksum_without_being_read(tmp_p
     assert recorded["big.bin"] == file_checksum(second / "big.bin")
     assert recorded["small.txt"] == file_checksum(second / "small.txt")
     assert verify_generation(second, store.manifest()) == []
+
+
+def test_the_writer_skips_files_it_verified_and_that_did_not_change_since(tmp_path, monkeypatch):
+    """verify_generation(remember=True) reads a file again only when its stat moved (or it was written within
+    the margin before it was verified); a byte changed through the file system is always found."""
+    from indexes import store as store_module
+    from indexes.store import verify_generation
+    store = IndexStore(tmp_path / "idx")
+    with store.write_generation({"n": 1}) as staging:
+        (staging / "big.bin").write_bytes(b"x" * 5000)
+        (staging / "small.txt").write_text("hello")
+    gen, manifest = store.require()
+    old = time.time() - 60
+    for name in ("big.bin", "small.txt"):
+        os.utime(gen / name, (old, old))                          # settled long before the first check
+    read = []
+    real = store_module.file_checksum
+    monkeypatch.setattr(store_module, "file_checksum", lambda p: read.append(p.name) or real(p))
+    assert verify_generation(gen, manifest, remember=True) == [] and sorted(read) == ["big.bin", "small.txt"]
+    read.clear()
+    assert verify_generation(gen, manifest, remember=True) == [] and read == []      # nothing read again
+    assert verify_generation(gen, manifest) == [] and len(read) == 2                  # readers always read
+    read.clear()
+    data = bytearray((gen / "big.bin").read_bytes())
+    data[10] ^= 1
+    (gen / "big.bin").write_bytes(bytes(data))
+    assert verify_generation(gen, manifest, remember=True) == ["big.bin fails its checksum"] and read == ["big.bin"]

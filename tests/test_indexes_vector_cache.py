@@ -130,3 +130,26 @@ def test_killed_writer_never_yields_a_wrong_vector(tmp_path):
     cache.compact({f"k{i}" for i in range(100)} | {"k99999"})   # and clean the killed runs' debris
     assert not any(p.name.endswith(".tmp") for p in cache.directory.iterdir())
     assert VectorCache(tmp_path, "m", DIM).get(["k99999"])[1] == [True]
+
+
+def test_a_few_keys_are_found_without_loading_every_shard(tmp_path):
+    """A one-file re-index asks for a few keys: only the shards holding them are read, the answers are the
+    full key map's, keys put afterwards are found, and many lookups fall back to loading everything."""
+    from indexes import vector_cache
+    writer = VectorCache(tmp_path, "model-a", DIM)
+    for s in range(6):
+        keys = [f"k{s * 10 + i}" for i in range(10)]
+        writer.put(keys, _vectors(keys))
+    VectorCache(tmp_path, "model-b", DIM).put(["k999"], _vectors(["k999"]))    # another model's space
+    cache = VectorCache(tmp_path, "model-a", DIM)
+    asked = ["k3", "k42", "k999", "nope"]
+    assert cache.has(asked).tolist() == [True, True, False, False]
+    got, found = cache.get(["k42", "k3", "nope"])
+    assert found == [True, True, False] and np.array_equal(got[:2], _vectors(["k42", "k3"]))
+    assert not cache._complete and len(cache._shards) == 2                      # two shards read of six
+    cache.put(["new1", "k3"], np.ones((2, DIM), np.float32))
+    assert cache.has(["new1"]).tolist() == [True] and len(os.listdir(cache.directory)) == 2 * 7 + 1
+    assert np.array_equal(VectorCache(tmp_path, "model-a", DIM).get(["k3"])[0], _vectors(["k3"]))  # not replaced
+    for _ in range(vector_cache.MAX_SCANS + 1):
+        cache.has(["absent-again", f"k{_}"])
+    assert cache._complete and len(cache) == 61

@@ -376,3 +376,29 @@ def test_name_rules_as_one_regex_match_like_pathspec():
     for spec, one in ((walker.SECRET_SPEC, walker._SECRET_NAME), (walker.GENERATED_SPEC, walker._GENERATED_NAME)):
         assert [bool(one.match(n)) for n in names] == [bool(spec.match_file(n)) for n in names]
         assert any(one.match(n) for n in names)
+
+
+def test_an_ignore_file_without_negations_decides_as_pathspec_does():
+    """A layer without `!` patterns is matched as one regex: the verdict must be pathspec's for every path."""
+    import itertools
+
+    from pathspec import GitIgnoreSpec
+
+    from ragbit.indexing.walker import _decide, _IgnoreFile
+    lines = ["*.po", "/build/", "docs/**/*.txt", "a?c.py", "**/tmp", "node_modules/", "", "# note", "*.min.js",
+             "[Tt]est_*.py", "deep/x/"]
+    unanchored = [x for x in lines if x and "/" not in x.rstrip("/") and not x.startswith("#")]   # one shared head
+    names = ["a.po", "build", "docs/x/y.txt", "abc.py", "tmp", "node_modules", "x.min.js", "Test_a.py", "ok.py",
+             "deep/x", "deep"]
+    for spec_lines in (lines, unanchored):
+        fast = _IgnoreFile.of("", GitIgnoreSpec.from_lines(spec_lines))
+        slow = _IgnoreFile("", GitIgnoreSpec.from_lines(spec_lines))
+        assert fast.one is not None and slow.one is None
+        for parts in itertools.product(["", "src/", "build/", "docs/a/", "deep/"], names):
+            rel = "".join(parts)
+            for is_dir in (False, True):
+                assert _decide((fast,), rel, is_dir) == _decide((slow,), rel, is_dir), (rel, is_dir)
+    empty = _IgnoreFile.of("", GitIgnoreSpec.from_lines([]))
+    assert not _decide((empty,), "anything.py", False)
+    negated = _IgnoreFile.of("", GitIgnoreSpec.from_lines(["*.py", "!keep.py"]))
+    assert negated.one is None and not _decide((negated,), "keep.py", False) and _decide((negated,), "x.py", False)

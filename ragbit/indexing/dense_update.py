@@ -14,8 +14,8 @@ Ids: a vector's FAISS id is its "slot", stable across generations; `dense_ids.np
 this generation's chunk table, -1 for a slot whose vector was removed. Slots below the manifest's `base_slots`
 are in the FAISS file; slot base_slots + j is row j of the delta. A fresh build has slots 0..n-1 (the rows).
 
-A chunk keeps its slot when a chunk with the same content hash existed before (chunks are matched by hash, in
-order, so duplicated texts pair up one to one).
+A chunk keeps its slot when its file is unchanged, or when a chunk with the same content hash left a slot (the
+changed files' chunks are matched by hash, in order, so duplicated texts pair up one to one).
 """
 from __future__ import annotations
 
@@ -42,17 +42,25 @@ class DenseUpdate:
         return int(np.count_nonzero(self.slots >= 0))
 
 
-def _slot_matching(prev_slots: np.ndarray, prev_hashes, hashes) -> tuple[np.ndarray, list[int], list[int]]:
-    """(slot -> new position or -1, slots whose vector is gone, new positions without a slot)."""
+def _slot_matching(prev_slots: np.ndarray, prev_hashes, hashes, same_as: np.ndarray
+                   ) -> tuple[np.ndarray, list[int], list[int]]:
+    """(slot -> new position or -1, slots whose vector is gone, new positions without a slot).
+
+    Chunks of unchanged files keep their slot by position (`same_as`: new position -> previous position or -1),
+    in numpy; only the rest (the changed files' chunks, and the slots they leave) are matched by content hash."""
+    prev_to_new = np.full(len(prev_hashes), -1, dtype=np.int64)
+    moved = np.flatnonzero(same_as >= 0)
+    prev_to_new[same_as[moved]] = moved
+    live = prev_slots >= 0
+    slots = np.where(live, prev_to_new[np.where(live, prev_slots, 0)], -1)       # (n_slots,)
+    placed = np.zeros(len(hashes), dtype=bool)
+    placed[slots[slots >= 0]] = True
     free: dict[str, list[int]] = {}                                           # hash -> new positions not yet placed
-    for pos in range(len(hashes) - 1, -1, -1):
+    for pos in np.flatnonzero(~placed)[::-1].tolist():
         free.setdefault(hashes[pos], []).append(pos)
-    slots = np.full(len(prev_slots), -1, dtype=np.int64)
     removed = []
-    for slot, old_pos in enumerate(prev_slots.tolist()):
-        if old_pos < 0:
-            continue
-        waiting = free.get(prev_hashes[old_pos])
+    for slot in np.flatnonzero(live & (slots < 0)).tolist():
+        waiting = free.get(prev_hashes[int(prev_slots[slot])])
         if waiting:
             slots[slot] = waiting.pop()
         else:
@@ -60,11 +68,12 @@ def _slot_matching(prev_slots: np.ndarray, prev_hashes, hashes) -> tuple[np.ndar
     return slots, removed, sorted(p for waiting in free.values() for p in waiting)
 
 
-def updated_ivf(prev_dir: Path | None, prev_manifest: dict | None, prev_hashes, hashes, vectors,
+def updated_ivf(prev_dir: Path | None, prev_manifest: dict | None, prev_hashes, hashes, same_as, vectors,
                 dense_file: str, ids_file: str, delta_file: str) -> DenseUpdate | None:
     """What the new generation's dense index is made of, or None (build afresh).
 
-    `prev_hashes` / `hashes`: content hash per chunk position of the previous / new chunk table; `vectors[rows]`
+    `prev_hashes` / `hashes`: content hash per chunk position of the previous / new chunk table; `same_as`: the
+    previous position of each new chunk of an unchanged file, else -1; `vectors[rows]`
     gives the vectors of new chunk positions (only the added ones are asked for, unless layers are folded)."""
     from indexes.dense import DenseIndex, DenseIndexError
     info = (prev_manifest or {}).get("dense_index") or {}
@@ -77,10 +86,11 @@ def updated_ivf(prev_dir: Path | None, prev_manifest: dict | None, prev_hashes, 
                  else np.zeros((0, vectors.shape[1]), dtype=np.float32))       # (n_slots - base_slots, dim)
     except (OSError, ValueError, TypeError):
         return None
-    if delta.ndim != 2 or delta.shape != (len(prev_slots) - base_slots, vectors.shape[1]):
+    if delta.ndim != 2 or delta.shape != (len(prev_slots) - base_slots, vectors.shape[1]) \
+            or (len(prev_slots) and int(prev_slots.max()) >= len(prev_hashes)):
         return None
 
-    slots, removed, added = _slot_matching(prev_slots, prev_hashes, hashes)
+    slots, removed, added = _slot_matching(prev_slots, prev_hashes, hashes, same_as)
     n = len(hashes)
     if len(removed) + len(added) > MAX_CHANGED * n or len(slots) + len(added) > 2 * n:
         return None

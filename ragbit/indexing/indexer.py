@@ -28,13 +28,13 @@ import numpy as np
 from ragbit.chunk_table import ChunkTable, ChunkTableError
 from ragbit.config import RagbitConfig
 from ragbit.errors import RagbitError
-from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SYMBOLS_FILE, TABLE_FILE, check_model,
-                                 index_dir_ignore, stamp_lookup)
-from ragbit.symbols.table import SymbolTable, SymbolTableError
+from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SYMBOLS_FILE_V1, TABLE_DIR,
+                                 TABLE_FILE_V1, check_model, index_dir_ignore, stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
 CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
 RAY_CHUNK_BATCH = 50_000     # the same with --ray: one Ray dataset per batch costs ~1 s to set up
+BATCHED_DENSE = 200_000      # vectors above which a fresh dense index is built from the cache in batches
 
 
 class IndexingError(RagbitError, RuntimeError):
@@ -197,23 +197,21 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         settings = _chunk_settings(cfg, embedder.max_text_tokens)
         prev = None
         # a damaged generation is repaired: its damaged parts are rebuilt, not reused (the dense index always is)
-        damaged = verify_generation(prev_dir, manifest) if manifest else []
+        damaged = verify_generation(prev_dir, manifest, remember=True) if manifest else []
         if damaged:
             warn(f"the index is damaged ({'; '.join(damaged[:3])}): repairing it")
         lexical_from = None if any(d.startswith(LEXICAL_DIR + "/") for d in damaged) else prev_dir
-        if manifest and not any(d.startswith(TABLE_FILE) for d in damaged):
+        if manifest and not any(d.startswith((TABLE_DIR + "/", TABLE_FILE_V1)) for d in damaged):
             try:
                 prev = ChunkTable.load(prev_dir)
             except ChunkTableError as e:
                 warn(f"previous index unreadable, re-chunking everything ({e})")
-        prev_symbols = None
-        if prev is not None and not any(d.startswith(SYMBOLS_FILE) for d in damaged):
-            try:
-                prev_symbols = SymbolTable.load(prev_dir)
-            except SymbolTableError as e:
-                warn(f"previous symbol table unreadable, re-parsing everything ({e})")
+        symbols_ok = prev is not None and not any(d.startswith(SYMBOLS_FILE_V1) for d in damaged) \
+            and prev.symbols_readable()
+        if prev is not None and not symbols_ok:
+            warn("previous symbol table unreadable, re-parsing everything")
         # same chunk settings -> unchanged files keep their chunks and symbols; otherwise every file is re-chunked
-        reuse = prev is not None and prev_symbols is not None and manifest.get("chunk_settings") == settings
+        reuse = symbols_ok and manifest.get("chunk_settings") == settings
         # The previous tables are millions of long-lived objects: every full collection of the cyclic GC would
         # walk them all (at 905k chunks, half the CPU of matching dense slots). Frozen, they are left alone
         # until the run ends (index_repository unfreezes).
@@ -277,13 +275,13 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         report.secrets_masked = stats.secrets_masked
         if prev is not None:
             report.files_removed = len(set(prev.by_path) - seen)
-        table = ChunkTable.from_files(per_file, previous=prev)
-        symbols = SymbolTable.from_files([(f[0], new_symbols.get(f[0])) for f in per_file], prev_symbols,
-                                         reused=set(reused))
+        table = ChunkTable.from_files(per_file, previous=prev, symbols=new_symbols)
+        per_file.clear()                                   # the Chunk objects: the table holds their columns
+        same_as = _same_as(table, reused)                  # chunk position -> previous position, -1: new
         report.chunks = len(table)
         gc.freeze()                                    # the new tables, likewise
         report.timings["walk_chunk"] = time.perf_counter() - t
-        if not per_file:
+        if not table.files:
             raise IndexingError(f"no indexable files in {repo}")
         if report.chunks == 0:
             raise IndexingError(f"no indexable text in {repo}")
@@ -294,7 +292,12 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
                             dim)
         keys = table.content_hash
         vectors = _CachedRows(cache, keys)                 # read from the cache only where a commit needs them
-        found = cache.has(keys)
+        # the chunks a complete IVF generation embedded are in the cache: only the others are looked up (an IVF
+        # index is updated in place, without the old vectors; flat and hnsw indexes are small or rebuilt)
+        known = same_as >= 0 if manifest and manifest.get("dense_complete") and not damaged \
+            and (manifest.get("dense_index") or {}).get("kind") == "ivf" \
+            and manifest.get("embed_views", 0) == getattr(embedder, "view_tokens", 0) else None
+        found = _cached(cache, keys, known)
         report.chunks_reused = int(found.sum())
 
         base_manifest = {
@@ -326,13 +329,13 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         if progress:
             _say(f"indexing {repo}: {len(table.files)} files, {len(table)} chunks")
         t = time.perf_counter()
-        lexical = _build_lexical(table, reused, lexical_from)
+        lexical = _build_lexical(table, same_as, lexical_from)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
         if not one_commit:
-            _commit(store, base_manifest, table, symbols, lexical, vectors, found, complete,
-                    kind=cfg.index.dense if complete else "flat", previous=previous)
+            _commit(store, base_manifest, table, lexical, vectors, found, complete,
+                    kind=cfg.index.dense if complete else "flat", previous=previous, same_as=same_as)
             if progress and not complete and embed:
                 unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
                 _say(f"lexical search is ready (`ragbit search` works now); embedding "
@@ -366,18 +369,18 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             report.embed_backend = used or report.embed_backend
             base_manifest["embed_backend"] = report.embed_backend
             report.chunks_reused = report.chunks - report.chunks_embedded
-            found = cache.has(keys)
+            found = _cached(cache, keys, known)
             report.timings["embed"] = time.perf_counter() - t
             if not found.all():
                 raise IndexingError("vector cache lost vectors it had just stored")
 
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
-            _commit(store, base_manifest, table, symbols, lexical, vectors, found, True, kind=cfg.index.dense,
-                    copy_from=None if one_commit else Path(store.current()), previous=previous)
+            _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
+                    copy_from=None if one_commit else Path(store.current()), previous=previous, same_as=same_as)
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True
-        _maybe_compact(cache, keys)
+        _maybe_compact(cache, keys, len(table))
     report.timings["total"] = time.perf_counter() - t_start
     return report
 
@@ -393,22 +396,40 @@ def _embedded_batches(todo: list[tuple[str, int]], table: ChunkTable, embedder, 
         yield [h for h, _ in batch], embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
 
 
-def _build_lexical(table: ChunkTable, reused: dict[str, int], prev_dir: Path | None):
+def _same_as(table: ChunkTable, reused: dict[str, int]) -> np.ndarray:
+    """(chunks,) int64: each chunk's position in the previous table when its file is unchanged, else -1."""
+    same_as = np.full(len(table), -1, dtype=np.int64)
+    rows = np.array([(f.first, reused[f.path], f.count) for f in table.files if f.count and f.path in reused],
+                    dtype=np.int64).reshape(-1, 3)                  # (files, 3): new first, old first, count
+    counts = rows[:, 2]
+    ramp = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)   # 0..count-1 per file
+    same_as[np.repeat(rows[:, 0], counts) + ramp] = np.repeat(rows[:, 1], counts) + ramp
+    return same_as
+
+
+def _cached(cache, keys, known: np.ndarray | None) -> np.ndarray:
+    """(chunks,) bool: which chunks' vectors are in the cache. `known`: the chunks already known to be there
+    (not looked up, so a one-file commit does not read the keys of every cache shard)."""
+    if known is None:
+        return cache.has(keys)
+    found = known.copy()
+    ask = np.flatnonzero(~known)
+    found[ask] = cache.has([keys[i] for i in ask.tolist()])
+    return found
+
+
+def _build_lexical(table: ChunkTable, same_as: np.ndarray, prev_dir: Path | None):
     """BM25 over the chunks; chunks of unchanged files reuse their tokens from the previous generation."""
     from indexes.lexical import LexicalIndex
     texts = table.embed_texts                               # lazy: only new chunks' texts are made
     previous = None
-    if reused and prev_dir is not None:
+    if (same_as >= 0).any() and prev_dir is not None:
         try:
             previous = LexicalIndex.load(prev_dir / LEXICAL_DIR)
         except ValueError:                                  # unreadable: tokenize everything
             previous = None
     if previous is None:
         return LexicalIndex.build(texts)
-    same_as = np.full(len(texts), -1, dtype=np.int64)       # chunk position -> previous position, or -1
-    for f in table.files:
-        if f.path in reused:
-            same_as[f.first:f.first + f.count] = np.arange(reused[f.path], reused[f.path] + f.count)
     try:
         return LexicalIndex.build(texts, previous, same_as)
     except ValueError:                                      # previous index inconsistent with its chunk table
@@ -427,11 +448,12 @@ class _CachedRows:
         rows = np.arange(len(self.keys))[rows]
         vectors, found = self.cache.get([self.keys[i] for i in rows.tolist()])
         if not all(found):
-            raise IndexingError("vector cache lost vectors it had just stored")
+            raise IndexingError(f"the vector cache lost vectors ({found.count(False)} missing; was its directory "
+                                "removed?): run `ragbit index --rebuild`")
         return vectors
 
 
-def _updated_dense(previous, table, vectors, kind):
+def _updated_dense(previous, table, vectors, kind, same_as):
     """The previous generation's IVF index carried over with this table's changes, or None (build afresh)."""
     from indexes.dense import FLAT_MAX
     from ragbit.indexing.dense_update import updated_ivf
@@ -439,13 +461,13 @@ def _updated_dense(previous, table, vectors, kind):
             or (kind == "auto" and len(table) < FLAT_MAX):
         return None
     prev_dir, prev_manifest, prev_table = previous
-    return updated_ivf(prev_dir, prev_manifest, prev_table.content_hash, table.content_hash, vectors,
+    return updated_ivf(prev_dir, prev_manifest, prev_table.content_hash, table.content_hash, same_as, vectors,
                        DENSE_FILE, DENSE_IDS, DENSE_DELTA)
 
 
-def _commit(store, base_manifest, table, symbols, lexical, vectors, found, complete, kind, copy_from=None,
-            previous=None):
-    """Write one generation: chunk table + symbol table + BM25 (built, or hard-linked from `copy_from`) + dense
+def _commit(store, base_manifest, table, lexical, vectors, found, complete, kind, copy_from=None,
+            previous=None, same_as=None):
+    """Write one generation: chunk table with symbol records + BM25 (built, or hard-linked from `copy_from`) + dense
     index (updated in place from `previous` = (generation dir, manifest, chunk table) when that is cheaper)."""
     from indexes.dense import DenseIndex
     from indexes.store import FORMAT_VERSION
@@ -455,12 +477,11 @@ def _commit(store, base_manifest, table, symbols, lexical, vectors, found, compl
         staging = Path(staging)
         if copy_from is None:
             table.save(staging)
-            symbols.save(staging)
             lexical.save(staging / LEXICAL_DIR)
         else:
-            _link_tree(copy_from, staging, names=[TABLE_FILE, SYMBOLS_FILE, LEXICAL_DIR])
+            _link_tree(copy_from, staging, names=[TABLE_DIR, LEXICAL_DIR])
         ids = np.flatnonzero(found).astype(np.int64)
-        update = _updated_dense(previous, table, vectors, kind) if complete else None
+        update = _updated_dense(previous, table, vectors, kind, same_as) if complete else None
         if update is not None:                       # few chunks changed: the IVF index is carried over
             if update.index is None:                 # as the same base file plus layers
                 _link_or_copy(previous[0] / DENSE_FILE, staging / DENSE_FILE)
@@ -472,6 +493,12 @@ def _commit(store, base_manifest, table, symbols, lexical, vectors, found, compl
             manifest["dense_index"] = {"kind": "ivf", "vectors": update.live, "recall_at_10": update.recall,
                                        "updated_in_place": True, "base_slots": update.base_slots,
                                        "base_dead": update.base_dead}
+        elif len(ids) >= BATCHED_DENSE:              # read from the cache batch by batch: never all vectors at once
+            dense, recall = DenseIndex.build_in_batches(lambda pos: vectors[ids[pos]], len(ids), vectors.shape[1],
+                                                        kind=kind)
+            dense.save(staging / DENSE_FILE)
+            np.save(staging / DENSE_IDS, ids)
+            manifest["dense_index"] = {"kind": dense.kind, "vectors": len(dense), "recall_at_10": round(recall, 4)}
         elif len(ids):
             rows = np.ascontiguousarray(vectors[ids], dtype=np.float32)
             dense = DenseIndex.build(rows, kind=kind)
@@ -499,8 +526,9 @@ def _link_or_copy(s, d) -> None:
         shutil.copy2(s, d)
 
 
-def _maybe_compact(cache, keys) -> None:
-    """Drop vectors of chunks that no longer exist once they are the majority of the cache."""
-    size = len(cache) if hasattr(cache, "__len__") else None
-    if size is not None and size > 2 * len(set(keys)) + 1000:
+def _maybe_compact(cache, keys, chunks: int) -> None:
+    """Drop vectors of chunks that no longer exist once they are the majority of the cache (its size read from
+    the shards' file sizes: the keys are loaded only when it compacts)."""
+    size = cache.approximate_size() if hasattr(cache, "approximate_size") else len(cache)
+    if size > 2 * chunks + 1000 and len(cache) > 2 * len(set(keys)) + 1000:
         cache.compact(set(keys))

@@ -108,12 +108,18 @@ def _one_regex(spec: GitIgnoreSpec) -> re.Pattern:
     if any(not p.include for p in spec.patterns if p.include is not None):
         raise ValueError("negated patterns need pathspec's last-match-wins order")
     # pathspec names a group ps_d in every pattern: an alternation needs them unnamed
-    return re.compile("|".join(re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern)
-                               for p in spec.patterns if p.include))
+    parts = [re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern) for p in spec.patterns if p.include]
+    # unanchored patterns ("*.pem") all read "^(?:.+/)?X(?:(?:/)|$)": tried once for the whole alternation
+    # instead of once per pattern, a name is tested ~5x faster
+    head, tail = "^(?:.+/)?", "(?:(?:/)|$)"
+    if parts and all(p.startswith(head) and p.endswith(tail) for p in parts):
+        return re.compile(head + "(?:" + "|".join(p[len(head):-len(tail)] for p in parts) + ")" + tail)
+    return re.compile("|".join(parts))
 
 
 _SECRET_NAME = _one_regex(SECRET_SPEC)
 _GENERATED_NAME = _one_regex(GENERATED_SPEC)
+_SECRET_PATH = _one_regex(SECRET_PATH_SPEC)
 
 # Skip reasons, as printed by `WalkStats.summary()`.
 IGNORED, EXCLUDED, SECRET, MEDIA, GENERATED = "ignored", "excluded dir", "secret", "media", "minified/generated"
@@ -162,10 +168,15 @@ def content_rules(cfg: WalkConfig) -> dict:
 @dataclass(frozen=True)
 class SourceFile:
     path: str                   # repository-relative, POSIX separators
-    abspath: Path               # the repository root (resolved) joined with `path`
+    location: str | Path        # `abspath` as the walk had it (no Path object is made per unread file)
     text: str | None            # decoded UTF-8, BOM stripped, newlines as "\n", secrets masked; None: not read
     sha256: str                 # of the raw bytes on disk
     stamp: Stamp | None = None  # taken before the read, so a file changed during the walk looks changed next time
+
+    @property
+    def abspath(self) -> Path:
+        """The repository root (resolved) joined with `path`."""
+        return Path(self.location)
 
 
 @dataclass
@@ -214,6 +225,16 @@ def _name_reason(name: str) -> str | None:
 class _IgnoreFile:
     base: str               # repository-relative directory it applies to, "" or ending in "/"
     spec: GitIgnoreSpec
+    # the spec as one regex when it has no negations (any match ignores): a 100k-file walk tests every file
+    # against every layer, and pathspec tries its patterns one by one
+    one: re.Pattern | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, base: str, spec: GitIgnoreSpec) -> "_IgnoreFile":
+        try:
+            return cls(base, spec, _one_regex(spec))
+        except (ValueError, re.error):
+            return cls(base, spec)
 
 
 def _decide(layers: tuple[_IgnoreFile, ...], rel: str, is_dir: bool) -> bool:
@@ -221,6 +242,10 @@ def _decide(layers: tuple[_IgnoreFile, ...], rel: str, is_dir: bool) -> bool:
     decides (within one file pathspec already applies "last matching pattern wins", negations included)."""
     candidate = rel + "/" if is_dir else rel
     for layer in layers:
+        if layer.one is not None:
+            if layer.one.pattern and layer.one.match(candidate[len(layer.base):]):
+                return True
+            continue
         result = layer.spec.check_file(candidate[len(layer.base):])
         if result.include is not None:
             return bool(result.include)
@@ -294,10 +319,10 @@ class _Walk:
             raise WalkError(f"repository path is not a directory: {root}")
         self.root = root.resolve()
         self.cfg, self.warn, self.stats = cfg, warn, stats
-        self.config_layer = _IgnoreFile("", self._spec(cfg.ignore, "[walk] ignore")) if cfg.ignore else None
+        self.config_layer = _IgnoreFile.of("", self._spec(cfg.ignore, "[walk] ignore")) if cfg.ignore else None
         exclude = _git_exclude_file(self.root)
         self.exclude_layer = self._load("", exclude) if exclude else None
-        self.default_layer = _IgnoreFile("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
+        self.default_layer = _IgnoreFile.of("", GitIgnoreSpec.from_lines(DEFAULT_IGNORE_PATTERNS))
         self.include = _IncludeRule(cfg.include, self._spec(cfg.include, "[walk] include")) if cfg.include else None
 
     def _load(self, base: str, path: Path) -> _IgnoreFile | None:
@@ -307,7 +332,7 @@ class _Walk:
             self.warn(f"skipped {base}{path.name}: {_reason(e)}")
             return None
         self.stats.ignore_files.append(str(path))
-        return _IgnoreFile(base, self._spec(lines, f"{base}{path.name}"))
+        return _IgnoreFile.of(base, self._spec(lines, f"{base}{path.name}"))
 
     def _spec(self, lines: list[str], where: str) -> GitIgnoreSpec:
         """The patterns of an ignore file; a pattern pathspec cannot compile (`[z-a]`) is skipped with a
@@ -325,13 +350,13 @@ class _Walk:
             return GitIgnoreSpec.from_lines(good)
 
     # ---------------------------------------------------------------------------------- candidates (no reads)
-    def candidates(self) -> Iterator[tuple[str, Path, Stamp | None]]:
+    def candidates(self) -> Iterator[tuple[str, str, Stamp | None]]:
         """(relative path, absolute path, stamp or None) of every file that passes the name/size rules, in
         path order."""
         yield from self._dir(self.root, "", (), (), frozenset({self.root}))
 
     def _dir(self, real: Path, base: str, ragbit_layers: tuple, git_layers: tuple,
-             ancestors: frozenset[Path]) -> Iterator[tuple[str, Path, Stamp | None]]:
+             ancestors: frozenset[Path]) -> Iterator[tuple[str, str, Stamp | None]]:
         here = self.root / base if base else self.root
         if (here / ".gitignore").is_file() and (layer := self._load(base, here / ".gitignore")):
             git_layers = (layer,) + git_layers                   # deeper first
@@ -377,7 +402,7 @@ class _Walk:
                 self.stats.skip(IGNORED, rel)
             elif reason := _name_reason(entry.name):
                 self.stats.skip(reason, rel)
-            elif "/" in rel and SECRET_PATH_SPEC.match_file(rel):
+            elif "/" in rel and _SECRET_PATH.match(rel):
                 self.stats.skip(SECRET, rel)
             else:
                 try:
@@ -387,7 +412,7 @@ class _Walk:
                 if stamp is not None and stamp[0] > self.cfg.max_file_bytes:
                     self.stats.skip(TOO_LARGE, rel)
                 else:
-                    yield rel, self.root / rel, stamp
+                    yield rel, entry.path, stamp
 
     def _classify(self, entries, base: str, real: Path):
         """(entry, is_dir, real path of a directory) for entries we may use; symlinks leaving the repository
@@ -416,7 +441,8 @@ class _Walk:
             yield entry, is_dir, target
 
     # ---------------------------------------------------------------------------------- contents
-    def read(self, rel: str, abspath: Path, stamp: Stamp | None = None) -> SourceFile | None:
+    def read(self, rel: str, abspath: str | Path, stamp: Stamp | None = None) -> SourceFile | None:
+        abspath = Path(abspath)
         try:
             raw = read_bytes(abspath)
         except OSError as e:
@@ -446,7 +472,7 @@ class _Walk:
             self.stats.files_masked += 1
         self.stats.files += 1
         self.stats.bytes += len(raw)
-        return SourceFile(path=rel, abspath=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest(),
+        return SourceFile(path=rel, location=abspath, text=text, sha256=hashlib.sha256(raw).hexdigest(),
                           stamp=stamp)
 
 
@@ -496,7 +522,7 @@ def walk_repository(root: Path, cfg: WalkConfig, warn: Callable[[str], None] = p
             if sha is not None:
                 walk.stats.files += 1
                 walk.stats.bytes += stamp[0]
-                yield SourceFile(path=rel, abspath=abspath, text=None, sha256=sha, stamp=stamp)
+                yield SourceFile(path=rel, location=abspath, text=None, sha256=sha, stamp=stamp)
                 continue
             source = walk.read(rel, abspath, stamp)
             if source is not None:
@@ -529,4 +555,4 @@ def iter_candidate_paths(root: Path, cfg: WalkConfig, warn: Callable[[str], None
     few files the full walk then skips. `path.relative_to(root.resolve()).as_posix()` is `SourceFile.path`.
     """
     walk = _Walk(root, cfg, warn, stats if stats is not None else WalkStats())
-    return (abspath for _, abspath, _ in walk.candidates())
+    return (Path(abspath) for _, abspath, _ in walk.candidates())

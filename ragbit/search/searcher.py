@@ -77,7 +77,8 @@ from pathlib import Path
 
 from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 from ragbit.errors import RagbitError
-from ragbit.index_layout import DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, check_model, outer_function_scope
+from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, TABLE_DIR, TABLE_FILE_V1,
+                                 check_model, outer_function_scope)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -233,8 +234,8 @@ class Searcher:
 
         from indexes.store import check_generation
         if not (self._loaded and gen == self._generation):
-            from ragbit.chunk_table import TABLE_FILE, ChunkTable
-            check_generation(gen, manifest, (TABLE_FILE, DENSE_IDS))      # readers verify what they load
+            from ragbit.chunk_table import ChunkTable
+            check_generation(gen, manifest, (TABLE_DIR, TABLE_FILE_V1, DENSE_IDS))   # readers verify what they load
             table = ChunkTable.load(gen)
             dense_ids = np.load(gen / DENSE_IDS) if (gen / DENSE_FILE).is_file() else np.zeros(0, dtype=np.int64)
             if self._loaded and manifest.get("embed_model_id") != self.manifest.get("embed_model_id") \

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ragbit.config import RagbitConfig
-from ragbit.index_layout import SYMBOLS_FILE
+from ragbit.index_layout import SYMBOLS_FILE_V1, TABLE_DIR
 from ragbit.symbols.table import SymbolTable
 
 
@@ -14,7 +14,7 @@ def load_symbols(cfg: RagbitConfig) -> SymbolTable:
     from indexes.store import IndexMissingError, IndexStore, check_generation
 
     def load(gen: Path, manifest: dict) -> SymbolTable:
-        check_generation(gen, manifest, (SYMBOLS_FILE,))
+        check_generation(gen, manifest, (TABLE_DIR, SYMBOLS_FILE_V1))
         return SymbolTable.load(gen)
 
     try:

@@ -1,11 +1,11 @@
 """The symbol table of one index generation: where every name of the repository is defined, and what it imports.
 
-Written by the indexer beside the chunk table (one record per file, from the chunker's parse:
-`ragbit/indexing/chunking/symbols.py`), read by `ragbit symbols` and the grounding check. Both sides import this
-module; it imports neither of them.
+Written by the indexer inside the chunk table's segments (one record per file, from the chunker's parse:
+`ragbit/indexing/chunking/symbols.py`; layout in `ragbit/table_segments.py`), read by `ragbit symbols` and the
+grounding check. Both sides import this module; it imports neither of them.
 
-Why per-file records on disk: a re-index copies the records of unchanged files from the previous generation
-as they are, so only new and changed files are parsed. Why lookups by last name component: an answer says
+Why per-file records on disk: a re-index keeps the segments of unchanged files (and their records) as they
+are, so only new and changed files are parsed, and only their records are written. Why lookups by last name component: an answer says
 `Searcher.search`, `searcher.Searcher.search` or `search`; every one of them ends with a component that indexes
 a short candidate list, and a suffix test on the candidates' full names decides.
 """
@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragbit import table_segments as seg
 from ragbit.errors import RagbitError
-from ragbit.index_layout import SYMBOLS_FILE
+from ragbit.index_layout import SYMBOLS_FILE_V1, TABLE_DIR
 
 TABLE_VERSION = 1
 MAX_ALIAS_HOPS = 4          # `pkg.Foo` -> `pkg.sub.Foo` -> ...: re-exports followed at most this deep
@@ -65,13 +66,18 @@ class SymbolTable:
         return cls(files)
 
     def save(self, directory: Path) -> None:
+        """One file, as index format 1 stored it (the indexer writes records into table segments instead)."""
         data = {"version": TABLE_VERSION, "files": self.files}
-        with open(Path(directory) / SYMBOLS_FILE, "w", encoding="utf-8") as out:
+        with open(Path(directory) / SYMBOLS_FILE_V1, "w", encoding="utf-8") as out:
             out.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
     @classmethod
     def load(cls, directory: Path) -> "SymbolTable":
-        path = Path(directory) / SYMBOLS_FILE
+        """The records of a generation (its table segments), or of a format-1 / `save`d symbols file."""
+        table_dir = Path(directory) / TABLE_DIR
+        if table_dir.is_dir():
+            return cls._from_segments(table_dir)
+        path = Path(directory) / SYMBOLS_FILE_V1
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -85,6 +91,20 @@ class SymbolTable:
                                    "`ragbit index` adds it") from None
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
             raise SymbolTableError(f"{path}: unreadable symbol table ({type(e).__name__}: {e})") from None
+        return cls(files)
+
+    @classmethod
+    def _from_segments(cls, table_dir: Path) -> "SymbolTable":
+        try:
+            names, order, _ = seg.read_layout(table_dir)
+            paths, records = [], []
+            for name in names:
+                meta = json.loads((table_dir / name / seg.FILES_FILE).read_text(encoding="utf-8"))
+                paths.append(meta["path"])
+                records.append(seg.read_symbols(table_dir / name, len(meta["path"])))
+            files = {paths[s][j]: records[s][j] or {} for s, j in order.tolist()}
+        except (seg.SegmentFormatError, OSError, ValueError, TypeError, KeyError, IndexError) as e:
+            raise SymbolTableError(f"{table_dir}: unreadable symbol table ({type(e).__name__}: {e})") from None
         return cls(files)
 
     # ------------------------------------------------------------------ lookups

@@ -60,7 +60,9 @@ DAMAGE = {
     "truncated dense.faiss": lambda g: (g / "dense.faiss").write_bytes((g / "dense.faiss").read_bytes()[:100]),
     "emptied vocabulary": lambda g: next((g / "lexical").glob("seg-*/terms.json")).write_text("[]"),
     "flipped postings": lambda g: _flip(next((g / "lexical").glob("seg-*/docs.npy"))),
-    "flipped chunk table": lambda g: _flip(g / "chunk_table.txt", at=-5),
+    "flipped chunk table": lambda g: _flip(next((g / "table").glob("s-*/text.bin")), at=-5),
+    "flipped symbol records": lambda g: _flip(next((g / "table").glob("s-*/symbols.json")), at=-3),
+    "missing file order": lambda g: (g / "table" / "order.npy").unlink(),
     "missing dense_ids": lambda g: (g / "dense_ids.npy").unlink(),
 }
 
