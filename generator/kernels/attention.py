@@ -24,8 +24,6 @@ On other CPUs layers.py's numba loops run (the same tiled layout).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -239,10 +237,10 @@ def _bits_to_f32(typingctx, i):
 
 @njit(inline="always", fastmath=True)
 def exp_f32(x):
-    """e^x for x <= 0 in float32 (Cephes expf: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2]; relative
-    error ~2e-7); below -87 the result is 0."""
-    x = max(x, np.float32(-87.0))
-    n = math.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    """e^x in float32 (Cephes expf: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2]; relative error ~2e-7),
+    x clamped to [-87, 88] (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38: finite, no denormal scale)."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))   # float32 (math.floor gives int64)
     r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
     p = np.float32(1.9875691500e-4)
     p = p * r + np.float32(1.3981999507e-3)
