@@ -200,8 +200,8 @@ def _pages_on_use(shape: tuple[int, ...], dtype) -> np.ndarray:
     WHY: numpy advises the kernel to back large arrays with 2 MB huge pages, so one value written at
     position 0 of every (layer, head) block made the whole KV cache resident at the first token (Bonsai-8B,
     n_ctx 2048: all 151 MB of values). An anonymous map without that advice grows with the positions used:
-    the value cache of a short prompt costs what the prompt fills. (Keys are stored position-minor, so each
-    key row's first page is touched at once whatever the page size.)"""
+    the value cache of a short prompt costs what the prompt fills; so does the key cache (tiles of TILE
+    positions, each tile's hd rows contiguous)."""
     if not hasattr(mmap, "MAP_ANONYMOUS"):          # Windows: no anonymous private maps in Python's mmap
         return np.zeros(shape, dtype)
     count = int(np.prod(shape))

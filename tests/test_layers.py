@@ -165,3 +165,22 @@ def test_swiglu():
     out = np.full_like(g, np.nan)
     layers.swiglu(np.concatenate([g, u], axis=1), out)
     assert np.abs(out - ref).max() <= 1e-5
+
+
+def test_exp_f32_against_numpy():
+    """The vectorisable float32 exp of softmax and SwiGLU: within 4e-7 relative of float64 exp over the range it
+    serves, clamped (finite, no overflow) outside [-87, 88]."""
+    x = np.concatenate([np.linspace(-87, 88, 200001, dtype=np.float32), np.float32([-1e4, -88.5, 0.0, 1e4])])
+    from numba import njit
+
+    @njit
+    def run(xs, out):
+        for i in range(xs.size):
+            out[i] = attention_simd.exp_f32(xs[i])
+
+    out = np.empty_like(x)
+    run(x, out)
+    inside = np.abs(x) <= 87
+    ref = np.exp(x[inside].astype(np.float64))
+    assert np.max(np.abs(out[inside] - ref) / ref) <= 4e-7
+    assert np.all(np.isfinite(out)) and out[-4] < 1e-37 and out[-2] == 1.0 and out[-1] > 1e38
