@@ -366,9 +366,9 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
     path = decode_path(hd)
     if path == "portable":
         run = _attention_parallel if parallel else _attention_serial
+        run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)
     else:
-        run = attention_simd.KERNELS[path][0 if parallel else 1]
-    run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)
+        attention_simd.run(path, parallel, q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)
 
 
 def decode_path(hd: int) -> str:

@@ -35,7 +35,7 @@ def _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale):
 def _decode_kernel(path, parallel):
     if path == "portable":
         return layers._attention_parallel if parallel else layers._attention_serial
-    return attention_simd.KERNELS[path][0 if parallel else 1]
+    return lambda *args: attention_simd.run(path, parallel, *args)
 
 
 @pytest.mark.parametrize("T,pos0", [(1, 0), (1, 300), (5, 0), (7, 120), (3, 445)])

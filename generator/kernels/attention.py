@@ -90,22 +90,38 @@ class _Emit:
         return [cgutils.alloca_once(self.b, self.vf) for _ in range(n)]
 
 
-def _define_qk(module: ir.Module, kind: str, group: int, step: int) -> ir.Function:
+def _ir_kernel(prefix: str):
+    """Decorator: body(e, args, group, shape) emits a kernel void f(elem*, float*, float*, float*, i64 x 5);
+    the result define(module, kind, group, shape) returns that function of the module, built once per name."""
+    def wrap(body):
+        def define(module: ir.Module, kind: str, group: int, shape: int) -> ir.Function:
+            name = f"{prefix}_{kind}_{group}x{shape}"
+            if name in module.globals:
+                return module.globals[name]
+            f32p = ir.FloatType().as_pointer()
+            fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_ir_elem(kind).as_pointer()] + [f32p] * 3
+                                                     + [ir.IntType(64)] * 5), name)
+            fn.linkage = "internal"
+            e = _Emit(module, ir.IRBuilder(fn.append_basic_block("entry")), kind)
+            body(e, fn.args, group, shape)
+            e.b.ret_void()
+            return fn
+
+        define.__doc__ = body.__doc__
+        return define
+
+    return wrap
+
+
+@_ir_kernel("ragbit_attn_qk")
+def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
     """void f(elem* k, float* q, float* ks, float* out, i64 n_steps, i64 hd, i64 bs, i64 ks_stride, i64 out_stride)
 
     For `step` tiles at a time (n_steps times): out[h, p] = sum_b ks[b, p] * sum_{d in block b} q[h, d] k[p, d]
     for the `group` query heads h (q rows of hd floats, already scaled), positions p of those tiles; k = this KV
     head's tiles, ks = its key scales (nb rows of ks_stride floats), out rows out_stride floats apart."""
-    name = f"ragbit_attn_qk_{kind}_{group}x{step}"
-    if name in module.globals:
-        return module.globals[name]
-    i64, f32 = ir.IntType(64), ir.FloatType()
-    elem_p, f32p = _ir_elem(kind).as_pointer(), f32.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [elem_p, f32p, f32p, f32p] + [i64] * 5), name)
-    fn.linkage = "internal"
-    k, q, ks, out, n_steps, hd, bs, ks_stride, out_stride = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    e = _Emit(module, b, kind)
+    k, q, ks, out, n_steps, hd, bs, ks_stride, out_stride = args
+    b = e.b
     acc = e.accumulators(group * step)
     part = e.accumulators(group * step)
     tile_elems = b.mul(hd, e.const(TILE))
@@ -135,25 +151,16 @@ def _define_qk(module: ir.Module, kind: str, group: int, step: int) -> ir.Functi
             for t in range(step):
                 idx = b.add(b.mul(e.const(h), out_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE)))
                 e.store_f32vec(b.load(acc[h * step + t]), out, idx)
-    b.ret_void()
-    return fn
 
 
-def _define_pv(module: ir.Module, kind: str, group: int, nvec: int) -> ir.Function:
+@_ir_kernel("ragbit_attn_pv")
+def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
     """void f(elem* v, float* w, float* vs, float* out, i64 n_pos, i64 hd, i64 bs, i64 nb, i64 w_stride)
 
     out[h, :] = sum_p w[h, p] * vs[p, block] * v[p, :] for the `group` heads (w rows w_stride apart, out rows hd
     apart), 16 * nvec dimensions per pass over the positions (hd / (16 nvec) passes)."""
-    name = f"ragbit_attn_pv_{kind}_{group}x{nvec}"
-    if name in module.globals:
-        return module.globals[name]
-    i64, f32 = ir.IntType(64), ir.FloatType()
-    elem_p, f32p = _ir_elem(kind).as_pointer(), f32.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [elem_p, f32p, f32p, f32p] + [i64] * 5), name)
-    fn.linkage = "internal"
-    v, w, vs, out, n_pos, hd, bs, nb, w_stride = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    e = _Emit(module, b, kind)
+    v, w, vs, out, n_pos, hd, bs, nb, w_stride = args
+    b = e.b
     acc = e.accumulators(group * nvec)
     width = e.const(TILE * nvec)
     with cgutils.for_range(b, b.udiv(hd, width)) as pass_loop:
@@ -174,8 +181,6 @@ def _define_pv(module: ir.Module, kind: str, group: int, nvec: int) -> ir.Functi
         for h in range(group):
             for j in range(nvec):
                 e.store_f32vec(b.load(acc[h * nvec + j]), out, b.add(b.mul(e.const(h), hd), b.add(d0, e.const(TILE * j))))
-    b.ret_void()
-    return fn
 
 
 def _pointers(context, builder, sig, args, which):
@@ -187,36 +192,27 @@ def _pointers(context, builder, sig, args, which):
     return ptrs
 
 
-@intrinsic
-def _qk(typingctx, group, step, keys, q, ks, out, n_steps, hd, bs, ks_stride, out_stride):
-    """Call the q.k kernel of (group, step) (compile-time literals) on array views (see _define_qk)."""
-    if not all(isinstance(x, types.IntegerLiteral) for x in (group, step)) or keys.dtype not in _ELEM:
-        return None
-    sig = types.void(group, step, keys, q, ks, out, *([types.intp] * 5))
+def _kernel_call(define, doc):
+    """An intrinsic calling the kernel `define` builds for (cache element type, group, shape) on array views:
+    f(group, shape, cache, floats, scales, out, five sizes), group and shape compile-time literals."""
+    def call(typingctx, group, shape, cache, floats, scales, out, n0, n1, n2, n3, n4):
+        if not all(isinstance(x, types.IntegerLiteral) for x in (group, shape)) or cache.dtype not in _ELEM:
+            return None
+        sig = types.void(group, shape, cache, floats, scales, out, *([types.intp] * 5))
 
-    def codegen(context, builder, sig, args):
-        fn = _define_qk(builder.module, _ELEM[sig.args[2].dtype], sig.args[0].literal_value,
-                        sig.args[1].literal_value)
-        builder.call(fn, _pointers(context, builder, sig, args, (2, 3, 4, 5)) + list(args[6:]))
-        return context.get_dummy_value()
+        def codegen(context, builder, sig, args):
+            fn = define(builder.module, _ELEM[sig.args[2].dtype], sig.args[0].literal_value, sig.args[1].literal_value)
+            builder.call(fn, _pointers(context, builder, sig, args, (2, 3, 4, 5)) + list(args[6:]))
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    call.__doc__ = doc
+    return intrinsic(call)
 
 
-@intrinsic
-def _pv(typingctx, group, nvec, values, w, vs, out, n_pos, hd, bs, nb, w_stride):
-    """Call the weighted-value kernel of (group, nvec) (compile-time literals) on array views (see _define_pv)."""
-    if not all(isinstance(x, types.IntegerLiteral) for x in (group, nvec)) or values.dtype not in _ELEM:
-        return None
-    sig = types.void(group, nvec, values, w, vs, out, *([types.intp] * 5))
-
-    def codegen(context, builder, sig, args):
-        fn = _define_pv(builder.module, _ELEM[sig.args[2].dtype], sig.args[0].literal_value,
-                        sig.args[1].literal_value)
-        builder.call(fn, _pointers(context, builder, sig, args, (2, 3, 4, 5)) + list(args[6:]))
-        return context.get_dummy_value()
-
-    return sig, codegen
+_qk = _kernel_call(_define_qk, "q.k of (group, step) on (keys, q, ks, out, n_steps, hd, bs, ks_stride, out_stride)")
+_pv = _kernel_call(_define_pv, "weighted values of (group, nvec) on (values, w, vs, out, n_pos, hd, bs, nb, w_stride)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -328,28 +324,30 @@ def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out
                     o[j * hd + i] *= inv
 
 
+@njit(inline="always")
+def _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    """wide (avx512bw): 4 tiles per q.k step, 4 vectors per value pass; else (avx2) 2 and 2. Both shapes are plain
+    LLVM vector IR (no instruction the CPU may lack), so one entry point compiles both."""
+    if wide:
+        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
+    else:
+        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
+
+
 @njit(cache=True, parallel=True)
-def attention_avx512(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
-    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
+def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
 
 
 @njit(cache=True)
-def attention_avx512_1t(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
-    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
+def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
 
 
-@njit(cache=True, parallel=True)
-def attention_avx2(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
-    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
-
-
-@njit(cache=True)
-def attention_avx2_1t(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
-    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
-
-
-# dispatch path -> (parallel kernel, one-thread kernel)
-KERNELS = {"avx512bw": (attention_avx512, attention_avx512_1t), "avx2": (attention_avx2, attention_avx2_1t)}
+def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out) -> None:
+    """Decode attention on `path` ("avx512bw" or "avx2"), over the threads or on this one (see layers.attention)."""
+    kernel = attention_parallel if parallel else attention_serial
+    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, path == "avx512bw")
 
 
 def fits(hd: int, path: str) -> bool:
