@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import literally, njit, prange, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -269,24 +269,22 @@ def softmax_weights(row, n):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def group_chunk(group: int) -> int:
-    """Query heads per kernel call: 4, 2 or 1 (a divisor of the model's query group)."""
+@njit(inline="always")
+def _group_chunks(group):
+    """Query heads per kernel call: 4, 2 or 1 (the kernels are compiled for those group sizes)."""
     return 4 if group % 4 == 0 else (2 if group % 2 == 0 else 1)
 
 
 @njit(inline="always")
-def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, g, step, nvec):
-    """Decode attention for T queries (see layers.attention); KV heads over the threads (prange). g, step, nvec:
-    compile-time literals (heads per kernel call, key tiles per q.k step, vectors per value pass)."""
+def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, step, nvec):
     T = q.shape[0]
     n_kv, hd = keys.shape[0], keys.shape[2]
     group = n_heads // n_kv
     nb = k_scale.shape[1]
     bs = hd // nb
-    width = scores.shape[1]
+    g = _group_chunks(group)
     for kvh in prange(n_kv):
         qs = np.empty((group, hd), np.float32)
-        dens = np.empty(group, np.float32)
         for t in range(T):
             n_pos = pos0 + t + 1
             n_steps = -(-n_pos // (TILE * step))
@@ -295,37 +293,61 @@ def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out
                 for i in range(hd):
                     qs[j, i] = q[t, h * hd + i] * scale
             for j0 in range(0, group, g):
-                _qk(g, step, keys[kvh], qs[j0:], k_scale[kvh], scores[kvh * group + j0:], n_steps, hd, bs, width, width)
+                h0 = kvh * group + j0
+                if g == 4:
+                    _qk(4, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                        scores.shape[1])
+                elif g == 2:
+                    _qk(2, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                        scores.shape[1])
+                else:
+                    _qk(1, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                        scores.shape[1])
+            dens = np.empty(group, np.float32)
             for j in range(group):
                 dens[j] = softmax_weights(scores[kvh * group + j], n_pos)
             o = out[t, kvh * group * hd:(kvh + 1) * group * hd]
             for j0 in range(0, group, g):
-                _pv(g, nvec, values[kvh], scores[kvh * group + j0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb, width)
+                h0 = kvh * group + j0
+                if g == 4:
+                    _pv(4, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
+                        scores.shape[1])
+                elif g == 2:
+                    _pv(2, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
+                        scores.shape[1])
+                else:
+                    _pv(1, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
+                        scores.shape[1])
             for j in range(group):
                 inv = np.float32(1.0) / dens[j]
                 for i in range(hd):
                     o[j * hd + i] *= inv
 
 
-# Entry points: g, step and nvec become literals (numba.literally), so each (cache type, shape) compiles, and
-# caches, only the kernels it calls: one q.k and one value kernel, not every combination.
+@njit(inline="always")
+def _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    """wide (avx512bw): 4 tiles per q.k step, 4 vectors per value pass; else (avx2) 2 and 2. Both shapes are plain
+    LLVM vector IR (no instruction the CPU may lack), so one entry point compiles both."""
+    if wide:
+        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
+    else:
+        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
+
+
 @njit(cache=True, parallel=True)
-def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, g, step, nvec):
-    literally(g), literally(step), literally(nvec)
-    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, g, step, nvec)
+def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
 
 
 @njit(cache=True)
-def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, g, step, nvec):
-    literally(g), literally(step), literally(nvec)
-    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, g, step, nvec)
+def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
 
 
 def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out) -> None:
     """Decode attention on `path` ("avx512bw" or "avx2"), over the threads or on this one (see layers.attention)."""
     kernel = attention_parallel if parallel else attention_serial
-    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out,
-           group_chunk(n_heads // keys.shape[0]), STEP_TILES[path], VALUE_VECTORS[path])
+    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, path == "avx512bw")
 
 
 def fits(hd: int, path: str) -> bool:
