@@ -27,7 +27,8 @@ For Q2_0 llama.cpp runs smaller tests (LLAMA_Q2_0_SIZES: its x86 Q2_0 kernel is 
 llama.cpp figures (measured on an AVX-512 machine of ~25-29 GB/s, not necessarily this one).
 The machine is shared: each timing is given as wall time AND process CPU time (all threads); `cpu/w`
 is CPU seconds per wall second (near the thread count = the threads had their cores). The bandwidth is
-measured in the same run by a numba read kernel with the same thread count.
+measured in the worker right before decode: the same numba threads stream the weight arrays decode reads
+(best of 7 passes, `measure_bandwidth`), so decode's share of it compares like with like on a shared machine.
 """
 
 from __future__ import annotations
@@ -82,33 +83,76 @@ def _bytes_per_token(model) -> int:
     return sum(nbytes(m) for m in mats) + nbytes(model.lm_head)
 
 
-def worker_bandwidth(spec: dict) -> dict:
-    """Best-of-N read bandwidth (GB/s) of a 512 MiB array with numba's threads."""
+_READ_KERNEL: list = []
+
+
+def _read_kernel():
+    """A numba kernel that streams a list of uint64 arrays in ONE parallel region: thread c reads chunk c of
+    every array (like a matvec, which splits each matrix over the threads), as 8 sequential streams of 8
+    independent integer sums. Measured on the shared Zen4: one float (or integer) sum per thread read 8 GB/s
+    per CPU second, the 8 x 8 sums 25; the old probe (one float sum over 512 MiB) read less than decode
+    itself. One region, because waking the threads once per array (226 arrays for Bonsai-1.7B) cost more
+    than some arrays take to read."""
+    if not _READ_KERNEL:
+        import numpy as np
+        from numba import njit, prange
+
+        @njit(parallel=True, cache=False)
+        def read_all(arrays, n_chunks):
+            part = np.zeros(n_chunks, np.uint64)
+            for c in prange(n_chunks):
+                acc = np.zeros((8, 8), np.uint64)   # 8 streams x 8 lanes: independent adds, several misses in flight
+                for a in arrays:
+                    step = -(-a.size // n_chunks)
+                    lo, hi = c * step, min((c + 1) * step, a.size)
+                    sub = max(hi - lo, 0) // 64 * 8
+                    for i in range(0, sub, 8):
+                        for k in range(8):
+                            for j in range(8):
+                                acc[k, j] += a[lo + k * sub + i + j]
+                    for i in range(lo + 8 * sub, hi):
+                        acc[0, 0] += a[i]
+                part[c] = acc.sum()
+            return part.sum()
+
+        _READ_KERNEL.append(read_all)
+    return _READ_KERNEL[0]
+
+
+def measure_bandwidth(arrays, repeats: int = 7) -> dict:
+    """Best-of-`repeats` read bandwidth (GB/s) over `arrays` (each read whole) with numba's threads, by wall
+    time and per CPU second of each thread. On a shared machine the best of several short passes is the one
+    that had the cores and the memory bus: the ceiling a decode step competes for."""
     import numba
     import numpy as np
-    from numba import njit, prange
-
-    @njit(parallel=True, fastmath=True, cache=False)
-    def read_all(a, n_chunks):
-        part = np.zeros(n_chunks, np.float32)
-        step = a.size // n_chunks
-        for c in prange(n_chunks):
-            s = np.float32(0)
-            for i in range(c * step, (c + 1) * step):
-                s += a[i]
-            part[c] = s
-        return part.sum()
-
-    a = np.ones(128 << 20, np.float32)  # 512 MiB
-    read_all(a[:1 << 20], numba.get_num_threads() * 8)
+    from numba.typed import List
+    read_all = _read_kernel()
+    views = List([a.reshape(-1).view(np.uint64) for a in arrays if a.nbytes % 8 == 0 and a.flags.c_contiguous])
+    n_chunks = numba.get_num_threads()
+    read_all(List([views[0][:64]]), n_chunks)            # compile outside the timing
+    total = sum(v.nbytes for v in views)
     best = best_cpu = 0.0
-    for _ in range(spec.get("repeats", 5)):
+    for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
-        read_all(a, numba.get_num_threads() * 8)
-        best = max(best, a.nbytes / (time.perf_counter() - t) / 1e9)
-        # per CPU second of each thread: what the threads read while they actually ran
-        best_cpu = max(best_cpu, a.nbytes * numba.get_num_threads() / max(time.process_time() - c, 1e-9) / 1e9)
-    return {"gbps": best, "gbps_cpu": best_cpu}
+        read_all(views, n_chunks)
+        best = max(best, total / (time.perf_counter() - t) / 1e9)
+        best_cpu = max(best_cpu, total * numba.get_num_threads() / max(time.process_time() - c, 1e-9) / 1e9)
+    return {"gbps": best, "gbps_cpu": best_cpu, "bytes": total}
+
+
+def _weight_arrays(model) -> list:
+    """The arrays one decode step reads: every layer matrix's packed bits and scales, and the LM head's."""
+    import numpy as np
+    mats = [getattr(lw, f) for lw in model.layers for f in ("wqkv", "wo", "w_gate_up", "w_down")] + [model.lm_head]
+    out, seen = [], set()
+    for m in mats:
+        for p in getattr(m, "parts", None) or [m]:
+            for name in ("bits_t", "bits", "scales", "qs", "data"):
+                a = getattr(p, name, None)
+                if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.__array_interface__["data"][0] not in seen:
+                    seen.add(a.__array_interface__["data"][0])
+                    out.append(a)
+    return out
 
 
 def worker_load(spec: dict) -> dict:
@@ -169,7 +213,11 @@ def worker_speed(spec: dict) -> dict:
     print(f"  [worker] pp512 {best}", file=sys.stderr, flush=True)
 
     model.reset()
-    out["tg"] = _greedy_decode(model, int(model.prefill([1]).argmax()), spec["tg"])
+    first = int(model.prefill([1]).argmax())
+    # the ceiling, measured in this process right before decode: the same threads stream the weights decode reads
+    out["bandwidth"] = measure_bandwidth(_weight_arrays(model))
+    print(f"  [worker] bandwidth {out['bandwidth']}", file=sys.stderr, flush=True)
+    out["tg"] = _greedy_decode(model, first, spec["tg"])
     print(f"  [worker] tg {out['tg']}", file=sys.stderr, flush=True)
     out["rss_stages"].append(("tg", _rss_mb()))
 
@@ -199,7 +247,7 @@ def worker_speed(spec: dict) -> dict:
 
 
 def worker_main(spec: dict) -> None:
-    result = {"bandwidth": worker_bandwidth, "load": worker_load, "speed": worker_speed}[spec["kind"]](spec)
+    result = {"load": worker_load, "speed": worker_speed}[spec["kind"]](spec)
     result["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(result))
 
@@ -334,10 +382,8 @@ def main() -> None:
     for m in models:
         for wt in weight_types:
             for th in threads:
-                bw = run_worker({"kind": "bandwidth", "repeats": 5}, th, warm_numba)
                 for kernel, kv in [(k, kv) for k in kernels for kv in kv_types]:
-                    res = {"model": m, "type": wt, "threads": th, "bw": bw["gbps"], "bw_cpu": bw["gbps_cpu"],
-                           "kernel": kernel, "kv": kv}
+                    res = {"model": m, "type": wt, "threads": th, "kernel": kernel, "kv": kv}
                     spec = {"path": str(paths[wt, m]), "threads": th, "decode": args.decode_kernel, "kv": kv}
                     if not args.quick:
                         with tempfile.TemporaryDirectory() as empty:
@@ -345,6 +391,7 @@ def main() -> None:
                     res["warm"] = run_worker({"kind": "load", **spec}, th, warm_numba, kernel)
                     res["speed"] = run_worker({"kind": "speed", "repeats": repeats, "tg": tg, **spec}, th, warm_numba,
                                               kernel)
+                    res["bw"], res["bw_cpu"] = (res["speed"]["bandwidth"][k] for k in ("gbps", "gbps_cpu"))
                     report(res)
                     rows.append(res)
                 if args.llama_bench:

@@ -27,6 +27,7 @@ import numpy as np
 from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
 from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
+from .kernels.attention import TILE, padded_ctx
 from .kernels.matrix import MATVEC_MAX_ROWS, Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
 
@@ -154,11 +155,12 @@ def kv_scale_blocks(config: Qwen3Config, kv_cache: str) -> int:
 
 
 def kv_cache_bytes(config: Qwen3Config, n_ctx: int, kv_cache: str = "f32") -> int:
-    """Bytes of the K and V caches for n_ctx positions (what load() will allocate), q8's scales included."""
+    """Bytes of the K and V caches for n_ctx positions (what load() will allocate: n_ctx rounded up to the
+    attention kernels' step, padded_ctx), q8's scales included."""
     row = config.head_dim * np.dtype(KV_CACHE_TYPES[kv_cache]).itemsize
     if kv_cache == "q8":
         row += 4 * kv_scale_blocks(config, kv_cache)
-    return 2 * config.n_layer * config.n_head_kv * n_ctx * row
+    return 2 * config.n_layer * config.n_head_kv * padded_ctx(n_ctx) * row
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,8 +200,8 @@ def _pages_on_use(shape: tuple[int, ...], dtype) -> np.ndarray:
     WHY: numpy advises the kernel to back large arrays with 2 MB huge pages, so one value written at
     position 0 of every (layer, head) block made the whole KV cache resident at the first token (Bonsai-8B,
     n_ctx 2048: all 151 MB of values). An anonymous map without that advice grows with the positions used:
-    the value cache of a short prompt costs what the prompt fills. (Keys are stored position-minor, so each
-    key row's first page is touched at once whatever the page size.)"""
+    the value cache of a short prompt costs what the prompt fills; so does the key cache (tiles of TILE
+    positions, each tile's hd rows contiguous)."""
     if not hasattr(mmap, "MAP_ANONYMOUS"):          # Windows: no anonymous private maps in Python's mmap
         return np.zeros(shape, dtype)
     count = int(np.prod(shape))
@@ -235,8 +237,9 @@ def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
 class KVCache:
     """Keys and values of every layer for n_ctx positions, and how many positions are filled (`n_past`).
 
-    Keys transposed per KV head, (n_layer, n_kv, hd, n_ctx): decode's q.k streams contiguous position rows;
-    values (n_layer, n_kv, n_ctx, hd): the weighted sum streams contiguous value rows. float32, uint16
+    Keys in tiles of TILE positions per KV head, (n_layer, n_kv, n_ctx / TILE, hd, TILE): decode's q.k streams
+    each tile front to back, a vector per key dimension (kernels/attention.py); values (n_layer, n_kv, n_ctx, hd):
+    the weighted sum streams contiguous value rows. n_ctx is rounded up to kernels.attention.CTX_ROUND. float32, uint16
     holding F16 bits, or int8 (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B
     that is 344 MB in float32, more than the weights). k_scale (n_layer, n_kv, nb, n_ctx) and v_scale
     (n_layer, n_kv, n_ctx, nb) float32: the scale of each 32-value block of an int8 key / value row; for the
@@ -245,10 +248,11 @@ class KVCache:
     def __init__(self, config: Qwen3Config, n_ctx: int, kind: str = "f32"):
         dtype, nb = KV_CACHE_TYPES[kind], kv_scale_blocks(config, kind)
         self.kind, self.n_ctx, self.n_past = kind, n_ctx, 0
-        self.k = _pages_on_use((config.n_layer, config.n_head_kv, config.head_dim, n_ctx), dtype)
-        self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_ctx, config.head_dim), dtype)
-        self.k_scale = np.ones((config.n_layer, config.n_head_kv, nb, n_ctx), np.float32)
-        self.v_scale = np.ones((config.n_layer, config.n_head_kv, n_ctx, nb), np.float32)
+        n_alloc = padded_ctx(n_ctx)
+        self.k = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc // TILE, config.head_dim, TILE), dtype)
+        self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc, config.head_dim), dtype)
+        self.k_scale = np.ones((config.n_layer, config.n_head_kv, nb, n_alloc), np.float32)
+        self.v_scale = np.ones((config.n_layer, config.n_head_kv, n_alloc, nb), np.float32)
         self.nbytes = self.k.nbytes + self.v.nbytes + (self.k_scale.nbytes + self.v_scale.nbytes if kind == "q8" else 0)
 
     def append(self, li: int, k: np.ndarray, v: np.ndarray, pos0: int) -> None:
@@ -364,6 +368,7 @@ class Qwen3Model:
         # which instruction-set path each product runs on (kernels/dispatch.py), for --json and benchmarks
         self.kernel_paths = merge_kernel_paths([self.lm_head] + [getattr(lw, f) for lw in self.layers for f in (
             "wqkv", "wo", "w_gate_up", "w_down")])
+        self.kernel_paths["attention_decode"] = layers.decode_path(cfg.head_dim)
 
         # ---- RoPE tables (YaRN folded in) ----
         self.rope_cos, self.rope_sin = layers.rope_tables(                                # (n_ctx, head_dim/2)
@@ -373,7 +378,7 @@ class Qwen3Model:
         # ---- KV cache and the decode workspace (one token, reused for every step) ----
         self.cache = KVCache(cfg, n_ctx, kv_cache)
         self.work = Workspace.allocate(cfg, 1)
-        self.scores = np.zeros((cfg.n_head, n_ctx), np.float32) # attention scratch, one row per head
+        self.scores = np.zeros((cfg.n_head, padded_ctx(n_ctx)), np.float32)  # attention scratch, a row per head
         self.logits = np.zeros(cfg.n_vocab, np.float32)         # (n_vocab,)
 
     # --- construction -----------------------------------------------------------------------------------------

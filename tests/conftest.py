@@ -34,6 +34,8 @@ def _kernel_path_fixture(*ops: str):
 
 # every path of the integer mode ("int11"): table matvec (q1_0_simd.py) and int8 matmul (q1_0_vnni.py)
 int11_path = _kernel_path_fixture("q1_decode_int11", "q1_prefill_int8")
+# every path of decode attention: LLVM vector kernels (kernels/attention.py) and the portable loops (layers.py)
+attention_path = _kernel_path_fixture("attention_decode")
 
 
 @pytest.fixture(scope="session")

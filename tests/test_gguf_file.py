@@ -58,7 +58,7 @@ def test_config_from_reference_files():
     yarn = Qwen3Config.from_gguf(GGUFFile(UNTIED))
     assert (yarn.n_layer, yarn.n_embd, yarn.q_dim, yarn.n_head_kv) == (3, 128, 512, 1)
     assert (yarn.rope_scaling, yarn.rope_factor, yarn.rope_orig_ctx, yarn.n_ctx_train) == ("yarn", 4.0, 16384, 65536)
-    assert kv_cache_bytes(yarn, 1000) == 2 * 3 * 1 * 1000 * 128 * 4
+    assert kv_cache_bytes(yarn, 1000) == 2 * 3 * 1 * 1024 * 128 * 4   # n_ctx rounded up to 64 (padded_ctx)
     assert Qwen3Config.from_metadata(GGUFFile(UNTIED).metadata) == yarn   # n_vocab from the tokenizer
     with pytest.raises(ModelError, match="architecture"):
         Qwen3Config.from_metadata({"general.architecture": "llama"}, n_vocab=10)

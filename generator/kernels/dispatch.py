@@ -49,6 +49,8 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q2_decode_float": ("portable",),
     "q2_prefill_int8": ("avx512vnni",),
     "q2_prefill_float": ("portable",),
+    # decode attention over the KV cache (attention.py): LLVM vector IR, 4 or 2 key tiles per step
+    "attention_decode": ("avx512bw", "avx2", "portable"),
 }
 
 

@@ -99,7 +99,7 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
     over the block's 4 sub-blocks j of 32 inputs; xq points at the block's first input of token 0, sx / qx at its
     first sub-block, d at the 32 rows' half scales. That is wbits=1 (Q1_0: weight 2 w - 1); wbits=2 (Q2_0: weight
     w - 1, 64-input blocks) sums over 2 sub-blocks without the factor 2."""
-    name = f"ragbit_q{wbits}_0_vnni_dot"
+    name = f"ragbit_q{wbits}_0_vnni_dot_c"
     subs = SUBS if wbits == 1 else SUBS // 2
     if name in module.globals:
         return module.globals[name]
@@ -121,13 +121,22 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
         return b.shuffle_vector(b.insert_element(ir.Constant(ty, None), value, ir.Constant(_i32, 0)),
                                 ir.Constant(ty, None), splat16)
 
-    # loop-carried accumulators live in allocas that LLVM promotes to registers; loops over sub-blocks and
+    # The activation-sum term does not depend on the row: sum_j s_j (2 P_j - Q_j) = sum_j (2 s_j) P_j - C with
+    # C = sum_j s_j Q_j one scalar per token and block. So per sub-block a row vector costs a convert and one
+    # multiply-add (not shift, subtract, convert, multiply, add), and C is subtracted once per block.
+    # Loop-carried accumulators live in allocas that LLVM promotes to registers; loops over sub-blocks and
     # groups instead of unrolling them keep the first compile short
+    fmuladd = module.globals.get("llvm.fmuladd.v16f32") or ir.Function(
+        module, ir.FunctionType(v16f32, [v16f32] * 3), "llvm.fmuladd.v16f32")
     facc = [[b.alloca(v16f32) for _ in range(NT)] for _ in range(2)]   # float sums over the sub-blocks
     iacc = [[b.alloca(v16i32) for _ in range(NT)] for _ in range(2)]   # int32 sums of one sub-block
+    cacc = [b.alloca(_f32) for _ in range(NT)]                          # C of each token
     for row in facc:
         for slot in row:
             b.store(ir.Constant(v16f32, [0.0] * 16), slot)
+    for slot in cacc:
+        b.store(ir.Constant(_f32, 0.0), slot)
+    p_factor = ir.Constant(_f32, 2.0 if wbits == 1 else 1.0)
     with cgutils.for_range(b, const(subs)) as sub_loop:
         j = sub_loop.index
         for row in iacc:
@@ -145,18 +154,20 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
                     b.store(b.call(dpbusd, [b.load(iacc[v][t]), wv[v], xv]), iacc[v][t])
         for t in range(NT):
             so = b.add(b.mul(s_stride, const(t)), j)   # read for padding tokens too: the caller pads sx / qx
-            sv, qv = splat(b.load(b.gep(sx, [so])), v16f32), splat(b.load(b.gep(qx, [so])), v16i32)
+            s_t = b.load(b.gep(sx, [so]))
+            b.store(b.fadd(b.load(cacc[t]), b.fmul(s_t, b.sitofp(b.load(b.gep(qx, [so])), _f32))), cacc[t])
+            sv = splat(b.fmul(s_t, p_factor), v16f32)
             for v in range(2):
-                p = b.load(iacc[v][t])
-                tot = b.sub(b.shl(p, ir.Constant(v16i32, [1] * 16)) if wbits == 1 else p, qv)
-                b.store(b.fadd(b.load(facc[v][t]), b.fmul(sv, b.sitofp(tot, v16f32))), facc[v][t])
+                p = b.sitofp(b.load(iacc[v][t]), v16f32)
+                b.store(b.call(fmuladd, [sv, p, b.load(facc[v][t])]), facc[v][t])
     dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(16 * v)]), ir.VectorType(_i16, 16).as_pointer()), align=2),
                             ir.VectorType(ir.HalfType(), 16)), v16f32) for v in range(2)]
     for t in range(NT):
         with b.if_then(b.icmp_signed("<", const(t), nt)):
+            cv = splat(b.load(cacc[t]), v16f32)
             for v in range(2):
                 op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(16 * v))]), v16f32.as_pointer())
-                b.store(b.fadd(b.load(op, align=4), b.fmul(dv[v], b.load(facc[v][t]))), op, align=4)
+                b.store(b.call(fmuladd, [dv[v], b.fsub(b.load(facc[v][t]), cv), b.load(op, align=4)]), op, align=4)
     b.ret_void()
     return fn
 

@@ -1,0 +1,356 @@
+"""Decode attention over the KV cache with explicit vectors: q.k and softmax-weighted sums of values, 16 cached
+positions per vector, the accumulators held in registers.
+
+WHY: after a 1,500-token prompt a decode step reads the whole filled cache (Bonsai-1.7B, F16: 172 MB, beside
+242 MB of weights), so attention must stream it at memory speed. The plain numba loops (layers.py) re-load and
+re-store a row of partial sums for every key dimension, convert each F16 key once per query head and call a
+scalar exp per score: on a Zen4 (2 threads) they took 3x the time of these kernels at 1,500 positions.
+
+Key layout (see layers.store_kv): keys are stored in tiles of TILE positions, (n_kv, n_ctx / TILE, hd, TILE):
+one tile is hd rows of TILE consecutive positions, contiguous. The q.k kernel reads a tile front to back (a
+plain sequential stream the hardware prefetcher follows, where the old position-minor layout gave hd streams
+4 KB apart that alias in L1), and dimension d of TILE positions is one vector: q.k is a vertical multiply-add
+over positions with q_d broadcast, no horizontal sums. Values stay (n_kv, n_ctx, hd): the weighted sum streams
+contiguous value rows, 16 dimensions per vector.
+
+The kernels are LLVM vector IR (numba has no vector types): F16 bits are widened with `fpext` (vcvtph2ps),
+int8 with `sitofp`, multiply-adds are `llvm.fmuladd`. Scales of int8 blocks (layers.store_kv_q8) are applied
+per block of key dimensions and per value block; the float caches pass all-ones scales (multiplying by 1 and
+adding to 0 are exact). Two shapes, chosen by the dispatcher (operation "attention_decode"):
+  avx512bw  4 tiles (64 positions) per step, 16-float vectors (one zmm each)
+  avx2      2 tiles (32 positions) per step (each 16-float vector is two ymm: 16 registers in all)
+On other CPUs layers.py's numba loops run (the same tiled layout).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+TILE = 16        # positions per key tile = float32 lanes per vector
+CTX_ROUND = 64   # the cache's n_ctx is rounded up to this: the widest q.k step (4 tiles) never runs past it
+STEP_TILES = {"avx512bw": 4, "avx2": 2}   # dispatch path -> key tiles per q.k step
+VALUE_VECTORS = {"avx512bw": 4, "avx2": 2}  # dispatch path -> 16-dim vectors of a value row per pass
+
+
+def padded_ctx(n_ctx: int) -> int:
+    """n_ctx rounded up to CTX_ROUND: the position count the cache and score rows are allocated with."""
+    return -(-n_ctx // CTX_ROUND) * CTX_ROUND
+
+
+_ELEM = {types.uint16: "f16", types.float32: "f32", types.int8: "i8"}
+
+
+def _ir_elem(kind: str) -> ir.Type:
+    return {"f16": ir.IntType(16), "f32": ir.FloatType(), "i8": ir.IntType(8)}[kind]
+
+
+class _Emit:
+    """Small helpers over an IRBuilder for 16-float vectors."""
+
+    def __init__(self, module: ir.Module, builder: ir.IRBuilder, kind: str):
+        self.b, self.kind = builder, kind
+        self.f32, self.i64 = ir.FloatType(), ir.IntType(64)
+        self.vf = ir.VectorType(self.f32, TILE)
+        name = "llvm.fmuladd.v16f32"
+        self.fma = module.globals.get(name) or ir.Function(module, ir.FunctionType(self.vf, [self.vf] * 3), name)
+        self.zero = ir.Constant(self.vf, [ir.Constant(self.f32, 0.0)] * TILE)
+
+    def const(self, v: int) -> ir.Constant:
+        return ir.Constant(self.i64, v)
+
+    def load_vec(self, ptr, index) -> ir.Value:
+        """16 cache elements at ptr[index:index+16] as a float32 vector."""
+        b = self.b
+        raw_t = ir.VectorType(_ir_elem(self.kind), TILE)
+        raw = b.load(b.bitcast(b.gep(ptr, [index]), raw_t.as_pointer()), align=1)
+        if self.kind == "f16":
+            return b.fpext(b.bitcast(raw, ir.VectorType(ir.HalfType(), TILE)), self.vf)
+        if self.kind == "i8":
+            return b.sitofp(raw, self.vf)
+        return raw
+
+    def load_f32vec(self, ptr, index) -> ir.Value:
+        b = self.b
+        return b.load(b.bitcast(b.gep(ptr, [index]), self.vf.as_pointer()), align=4)
+
+    def store_f32vec(self, value, ptr, index) -> None:
+        b = self.b
+        b.store(value, b.bitcast(b.gep(ptr, [index]), self.vf.as_pointer()), align=4)
+
+    def splat(self, scalar) -> ir.Value:
+        b = self.b
+        v = b.insert_element(ir.Constant(self.vf, None), scalar, ir.Constant(ir.IntType(32), 0))
+        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), TILE), [0] * TILE))
+
+    def accumulators(self, n: int) -> list:
+        return [cgutils.alloca_once(self.b, self.vf) for _ in range(n)]
+
+
+def _ir_kernel(prefix: str):
+    """Decorator: body(e, args, group, shape) emits a kernel void f(elem*, float*, float*, float*, i64 x 5);
+    the result define(module, kind, group, shape) returns that function of the module, built once per name."""
+    def wrap(body):
+        def define(module: ir.Module, kind: str, group: int, shape: int) -> ir.Function:
+            name = f"{prefix}_{kind}_{group}x{shape}"
+            if name in module.globals:
+                return module.globals[name]
+            f32p = ir.FloatType().as_pointer()
+            fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_ir_elem(kind).as_pointer()] + [f32p] * 3
+                                                     + [ir.IntType(64)] * 5), name)
+            fn.linkage = "internal"
+            e = _Emit(module, ir.IRBuilder(fn.append_basic_block("entry")), kind)
+            body(e, fn.args, group, shape)
+            e.b.ret_void()
+            return fn
+
+        define.__doc__ = body.__doc__
+        return define
+
+    return wrap
+
+
+@_ir_kernel("ragbit_attn_qk")
+def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
+    """void f(elem* k, float* q, float* ks, float* out, i64 n_steps, i64 hd, i64 bs, i64 ks_stride, i64 out_stride)
+
+    For `step` tiles at a time (n_steps times): out[h, p] = sum_b ks[b, p] * sum_{d in block b} q[h, d] k[p, d]
+    for the `group` query heads h (q rows of hd floats, already scaled), positions p of those tiles; k = this KV
+    head's tiles, ks = its key scales (nb rows of ks_stride floats), out rows out_stride floats apart."""
+    k, q, ks, out, n_steps, hd, bs, ks_stride, out_stride = args
+    b = e.b
+    acc = e.accumulators(group * step)
+    part = e.accumulators(group * step)
+    tile_elems = b.mul(hd, e.const(TILE))
+    n_blocks = b.udiv(hd, bs)
+    with cgutils.for_range(b, n_steps) as s_loop:
+        t0 = b.mul(s_loop.index, e.const(step))
+        for a in acc:
+            b.store(e.zero, a)
+        with cgutils.for_range(b, n_blocks) as b_loop:
+            for a in part:
+                b.store(e.zero, a)
+            with cgutils.for_range(b, bs) as d_loop:
+                d = b.add(b.mul(b_loop.index, bs), d_loop.index)
+                keys = [e.load_vec(k, b.add(b.mul(b.add(t0, e.const(t)), tile_elems), b.mul(d, e.const(TILE))))
+                        for t in range(step)]
+                for h in range(group):
+                    qv = e.splat(b.load(b.gep(q, [b.add(b.mul(e.const(h), hd), d)])))
+                    for t in range(step):
+                        a = part[h * step + t]
+                        b.store(b.call(e.fma, [qv, keys[t], b.load(a)]), a)
+            for t in range(step):
+                sv = e.load_f32vec(ks, b.add(b.mul(b_loop.index, ks_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE))))
+                for h in range(group):
+                    a = acc[h * step + t]
+                    b.store(b.call(e.fma, [b.load(part[h * step + t]), sv, b.load(a)]), a)
+        for h in range(group):
+            for t in range(step):
+                idx = b.add(b.mul(e.const(h), out_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE)))
+                e.store_f32vec(b.load(acc[h * step + t]), out, idx)
+
+
+@_ir_kernel("ragbit_attn_pv")
+def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
+    """void f(elem* v, float* w, float* vs, float* out, i64 n_pos, i64 hd, i64 bs, i64 nb, i64 w_stride)
+
+    out[h, :] = sum_p w[h, p] * vs[p, block] * v[p, :] for the `group` heads (w rows w_stride apart, out rows hd
+    apart), 16 * nvec dimensions per pass over the positions (hd / (16 nvec) passes)."""
+    v, w, vs, out, n_pos, hd, bs, nb, w_stride = args
+    b = e.b
+    acc = e.accumulators(group * nvec)
+    width = e.const(TILE * nvec)
+    with cgutils.for_range(b, b.udiv(hd, width)) as pass_loop:
+        d0 = b.mul(pass_loop.index, width)
+        for a in acc:
+            b.store(e.zero, a)
+        with cgutils.for_range(b, n_pos) as p_loop:
+            p = p_loop.index
+            row = b.mul(p, hd)
+            vals = [e.load_vec(v, b.add(row, b.add(d0, e.const(TILE * j)))) for j in range(nvec)]
+            scales = [b.load(b.gep(vs, [b.add(b.mul(p, nb), b.udiv(b.add(d0, e.const(TILE * j)), bs))]))
+                      for j in range(nvec)]
+            for h in range(group):
+                wh = b.load(b.gep(w, [b.add(b.mul(e.const(h), w_stride), p)]))
+                for j in range(nvec):
+                    a = acc[h * nvec + j]
+                    b.store(b.call(e.fma, [e.splat(b.fmul(wh, scales[j])), vals[j], b.load(a)]), a)
+        for h in range(group):
+            for j in range(nvec):
+                e.store_f32vec(b.load(acc[h * nvec + j]), out, b.add(b.mul(e.const(h), hd), b.add(d0, e.const(TILE * j))))
+
+
+def _pointers(context, builder, sig, args, which):
+    f32p = ir.FloatType().as_pointer()
+    ptrs = []
+    for i in which:
+        data = context.make_array(sig.args[i])(context, builder, args[i]).data
+        ptrs.append(data if i == which[0] else builder.bitcast(data, f32p))
+    return ptrs
+
+
+def _kernel_call(define, doc):
+    """An intrinsic calling the kernel `define` builds for (cache element type, group, shape) on array views:
+    f(group, shape, cache, floats, scales, out, five sizes), group and shape compile-time literals."""
+    def call(typingctx, group, shape, cache, floats, scales, out, n0, n1, n2, n3, n4):
+        if not all(isinstance(x, types.IntegerLiteral) for x in (group, shape)) or cache.dtype not in _ELEM:
+            return None
+        sig = types.void(group, shape, cache, floats, scales, out, *([types.intp] * 5))
+
+        def codegen(context, builder, sig, args):
+            fn = define(builder.module, _ELEM[sig.args[2].dtype], sig.args[0].literal_value, sig.args[1].literal_value)
+            builder.call(fn, _pointers(context, builder, sig, args, (2, 3, 4, 5)) + list(args[6:]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    call.__doc__ = doc
+    return intrinsic(call)
+
+
+_qk = _kernel_call(_define_qk, "q.k of (group, step) on (keys, q, ks, out, n_steps, hd, bs, ks_stride, out_stride)")
+_pv = _kernel_call(_define_pv, "weighted values of (group, nvec) on (values, w, vs, out, n_pos, hd, bs, nb, w_stride)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# softmax with a float32 exp LLVM can vectorise (numba's math.exp is a scalar libm call per score)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@intrinsic
+def _bits_to_f32(typingctx, i):
+    if i != types.int32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(inline="always", fastmath=True)
+def exp_f32(x):
+    """e^x in float32 (Cephes expf: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2]; relative error ~2e-7),
+    x clamped to [-87, 88] (e^-87 ~ 1.6e-38, e^88 ~ 1.7e38: finite, no denormal scale)."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))   # float32 (math.floor gives int64)
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    y = p * (r * r) + r + np.float32(1.0)
+    return y * _bits_to_f32(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+
+
+@njit(cache=True, fastmath=True)
+def softmax_weights(row, n):
+    """row[:n] <- exp(row[:n] - max); returns the sum (the caller divides once, after the weighted sum).
+    Not inlined on purpose: an inlined function takes its caller's fastmath flags, and without reassociation
+    LLVM cannot vectorise the max and the sum (measured 3x slower)."""
+    m = row[0]
+    for p in range(1, n):
+        m = max(m, row[p])
+    den = np.float32(0.0)
+    for p in range(n):
+        e = exp_f32(row[p] - m)
+        row[p] = e
+        den += e
+    return den
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decode attention: one KV head's query group per thread
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _group_chunks(group):
+    """Query heads per kernel call: 4, 2 or 1 (the kernels are compiled for those group sizes)."""
+    return 4 if group % 4 == 0 else (2 if group % 2 == 0 else 1)
+
+
+@njit(inline="always")
+def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, step, nvec):
+    T = q.shape[0]
+    n_kv, hd = keys.shape[0], keys.shape[2]
+    group = n_heads // n_kv
+    nb = k_scale.shape[1]
+    bs = hd // nb
+    g = _group_chunks(group)
+    for kvh in prange(n_kv):
+        qs = np.empty((group, hd), np.float32)
+        for t in range(T):
+            n_pos = pos0 + t + 1
+            n_steps = -(-n_pos // (TILE * step))
+            for j in range(group):
+                h = kvh * group + j
+                for i in range(hd):
+                    qs[j, i] = q[t, h * hd + i] * scale
+            for j0 in range(0, group, g):
+                h0 = kvh * group + j0
+                if g == 4:
+                    _qk(4, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                        scores.shape[1])
+                elif g == 2:
+                    _qk(2, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                        scores.shape[1])
+                else:
+                    _qk(1, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                        scores.shape[1])
+            dens = np.empty(group, np.float32)
+            for j in range(group):
+                dens[j] = softmax_weights(scores[kvh * group + j], n_pos)
+            o = out[t, kvh * group * hd:(kvh + 1) * group * hd]
+            for j0 in range(0, group, g):
+                h0 = kvh * group + j0
+                if g == 4:
+                    _pv(4, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
+                        scores.shape[1])
+                elif g == 2:
+                    _pv(2, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
+                        scores.shape[1])
+                else:
+                    _pv(1, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
+                        scores.shape[1])
+            for j in range(group):
+                inv = np.float32(1.0) / dens[j]
+                for i in range(hd):
+                    o[j * hd + i] *= inv
+
+
+@njit(inline="always")
+def _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    """wide (avx512bw): 4 tiles per q.k step, 4 vectors per value pass; else (avx2) 2 and 2. Both shapes are plain
+    LLVM vector IR (no instruction the CPU may lack), so one entry point compiles both."""
+    if wide:
+        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
+    else:
+        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
+
+
+@njit(cache=True, parallel=True)
+def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
+
+
+@njit(cache=True)
+def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
+    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
+
+
+def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out) -> None:
+    """Decode attention on `path` ("avx512bw" or "avx2"), over the threads or on this one (see layers.attention)."""
+    kernel = attention_parallel if parallel else attention_serial
+    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, path == "avx512bw")
+
+
+def fits(hd: int, path: str) -> bool:
+    """Whether the kernels of `path` take this head size (vector kernels: whole value passes of 16 * nvec
+    dimensions; the portable loops take any)."""
+    return path not in VALUE_VECTORS or hd % (TILE * VALUE_VECTORS[path]) == 0
