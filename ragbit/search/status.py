@@ -38,15 +38,12 @@ class IndexStatus:
 
 def _backend_now(cfg: RagbitConfig) -> str:
     """What path `ragbit index` would embed with on this machine (reads CPU flags; loads no model)."""
-    from ragbit.indexing.embedding_backends import BackendError, choose_backend, resolve_backend
+    from ragbit.indexing.embedding_backends import BackendError, backend_reason, resolve_backend
     try:
         backend = resolve_backend(cfg.embed.backend)
     except BackendError as e:
         return str(e)
-    if cfg.embed.backend != "auto":
-        return f"{backend} (configured)"
-    row = choose_backend()
-    return f"{backend} (auto: CPU has {row.cpu}; {row.why})"
+    return f"{backend} ({backend_reason(cfg.embed.backend)})"      # the figures behind the choice: AUTO_TABLE
 
 
 def index_status(cfg: RagbitConfig) -> IndexStatus:
