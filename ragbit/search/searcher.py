@@ -370,9 +370,10 @@ class Searcher:
         if mode in ("hybrid", "dense"):
             rankings.append(self._dense_ranking(query, n))
             weights.append(dense_weight)
-        idents = code_identifiers(query) if mode == "hybrid" else []
-        if idents:
-            rankings.append([pos for pos, _ in self.lexical.search(" ".join(idents), n)])
+        idents = " ".join(code_identifiers(query)) if mode == "hybrid" else ""
+        if idents:                                   # a question that is only code names: BM25's list again
+            rankings.append(rankings[0] if idents == query.strip() else
+                            [pos for pos, _ in self.lexical.search(idents, n)])
             weights.append(IDENTIFIER_WEIGHT)
         if path_boost:
             fused_so_far = [pos for pos, _ in reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k)]
