@@ -163,3 +163,25 @@ def test_every_width_gives_the_same_bits(monkeypatch, ggml_type):
             assert m.path == path
             outs.append(m.matvec(x).copy())
         assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_table_cache_follows_inputs_changed_in_place(int11_path):
+    """Decode reuses its input buffers in place and alternates input sizes (n_embd, n_ff): the per-size table
+    cache must rebuild whenever the contents change (even one value) and never mix sizes up."""
+    raw_a, w_a, rng = _case(256, 70, seed=11)
+    raw_b, w_b, _ = _case(640, 70, seed=12)
+    a = prepare_matrix(GGML_Q1_0, raw_a, 256, 70, q1_decode="int11")
+    b = prepare_matrix(GGML_Q1_0, raw_b, 640, 70, q1_decode="int11")
+    xa, xb = rng.standard_normal(256).astype(np.float32), rng.standard_normal(640).astype(np.float32)
+    for step in range(4):
+        xa[step] += 30.0                    # the same buffers, changed in place
+        xb[-1 - step] -= 30.0
+        for m, w, x in ((a, w_a, xa), (b, w_b, xb), (a, w_a, xa)):
+            got = m.matvec(x)
+            tab, s = np.empty((x.size // 128, 16, 4, 16), np.uint8), np.empty(x.size // 128, np.float32)
+            q1_0_simd.build_tables(x, tab, s)                        # tables built afresh, outside the cache
+            fresh = np.empty(70, np.float32)
+            m._int11(m.bits_t, m.scales, tab, s, fresh)
+            assert np.array_equal(got, fresh)
+            err = np.abs(got.astype(np.float64) - w @ x)
+            assert np.all(err <= _int11_bound(w, x) * (1 + 1e-4) + 3e-5 * (np.abs(w) @ np.abs(x)) + 1e-6)

@@ -171,24 +171,35 @@ class Q8Matrix(QuantMatrix):
 
 
 class _TableCache(threading.local):
-    """Per-thread decode tables of the last input. q/k/v (and gate/up) multiply the same x, so the
-    tables are built once for them; reuse is decided by comparing contents (x buffers are reused in
-    place by callers, so identity would be wrong). `make(n_in)` allocates a tuple of table arrays,
-    `build(x, *tables)` fills them."""
+    """Per-thread decode tables of the last input of each size. q/k/v (and gate/up) multiply the same x, so the
+    tables are built once for them; reuse is decided by comparing contents (x buffers are reused in place by
+    callers, so identity would be wrong). One slot per input size: a decode step alternates n_embd and n_ff inputs,
+    and one slot for both re-allocated the tables twice per layer. `make(n_in)` allocates a tuple of table
+    arrays, `build(x, *tables)` fills them."""
 
     def __init__(self, make, build):
         self.make, self.build = make, build
-        self.x = np.empty(0, dtype=np.float32)
-        self.tables = ()
+        self.slots: dict[int, tuple[np.ndarray, tuple]] = {}     # n_in -> (the input the tables hold, tables)
 
     def tables_for(self, x: np.ndarray) -> tuple:
-        if self.x.shape != x.shape or not np.array_equal(self.x, x):
-            if self.x.shape != x.shape:
-                self.tables = self.make(x.size)
-                self.x = np.empty_like(x)
-            self.build(x, *self.tables)
-            self.x[...] = x
-        return self.tables
+        slot = self.slots.get(x.size)
+        if slot is None:                                     # first input of this size
+            slot = self.slots[x.size] = (x.copy(), self.make(x.size))
+            self.build(x, *slot[1])
+        elif not _keep_if_changed(slot[0].view(np.uint32), x.view(np.uint32)):
+            self.build(x, *slot[1])
+        return slot[1]
+
+
+@numba.njit(cache=True)
+def _keep_if_changed(held, x):
+    """True if held == x bit for bit; else copy x into held and return False (one pass that stops at the first
+    difference: np.array_equal plus a copy cost ~1 us more per matvec)."""
+    for i in range(x.size):
+        if held[i] != x[i]:
+            held[i:] = x[i:]
+            return False
+    return True
 
 
 class _BitFormat:
