@@ -119,3 +119,17 @@ def test_a_short_question_keeps_more_hits_per_file(tmp_path):
     assert per_file(s.search(short, k=10, mode="lexical")) == 4
     assert per_file(s.search(long, k=10, mode="lexical")) == 2
     assert per_file(s.search(short, k=10, mode="lexical", max_hits_per_file=1)) == 1    # an explicit cap wins
+
+
+def test_status_says_whether_questions_are_mapped(tmp_path):
+    from ragbit.indexing.indexer import index_repository
+    from ragbit.search.status import index_status
+    root = make_repo(tmp_path / "r")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder(model_id=PACKAGED_MODEL_ID))
+    line = index_status(RagbitConfig.load(root)).query_adapter
+    assert "mapped towards code" in line and "questions from 17 projects" in line
+    (root / "ragbit.toml").write_text("[embed]\nquery_adapter = false\n")
+    assert index_status(RagbitConfig.load(root)).query_adapter == ""
+    other = make_repo(tmp_path / "o")
+    index_repository(RagbitConfig.load(other), progress=False, embedder=FakeEmbedder())     # a model without one
+    assert index_status(RagbitConfig.load(other)).query_adapter == ""

@@ -93,8 +93,9 @@ def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:
     if not cfg.embed.query_adapter or not adapter_path(vector_space).is_file():    # the space id is the model's
         return ""
     info = adapter_info(vector_space)
-    return (f"questions of up to {PLAIN_MAX_WORDS} words are mapped towards code (trained on "
-            f"{info.get('questions', '?')} questions from {len(info.get('projects', []))} projects)")
+    trained = f" (trained on {info['questions']:,} questions from {len(info.get('projects', []))} projects)" \
+        if isinstance(info.get("questions"), int) else ""
+    return f"questions of up to {PLAIN_MAX_WORDS} words are mapped towards code{trained}"
 
 
 def _view_tokens_now(cfg: RagbitConfig) -> int:
