@@ -79,6 +79,11 @@ Why a short question's list keeps more hits per file (`list_cap`): it asks for o
 is right, its other definitions are the likeliest answers; a long report spans files. Docstring set, hybrid chunk
 R@10 with the adapter: cap 2 .654, 3 .748, 4 .764, none .795 (file R@10 .992, .992, .992, .976).
 
+Why a prose hit is packed alone (no whole section): a question about code that matches a paragraph of the docs
+needs that paragraph, not the section around it, and a section can be 500 tokens of the prompt. Gold function
+inside the prompt, hybrid: docstring set 1,000 / 1,500 tokens .701 / .772 -> .709 / .780, issue set .396 / .485 ->
+.406 / .485 (session 12).
+
 Why a path boost: many real questions quote a file path ("django/db/models/query.py", a traceback line) or
 a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
 """
@@ -492,9 +497,10 @@ class Searcher:
     def _unit(self, pos: int, hit: Hit) -> Hit | None:
         """The chunks around `pos` that belong to the same definition: its neighbours in the file whose scope
         is the chunk's scope or nested in it (the parts of a split function, the methods of a small class).
-        None when the chunk is its own unit, is at module level, or the unit spans more than MAX_UNIT_CHUNKS."""
+        None when the chunk is its own unit, is at module level, is prose (a section of a .md/.rst/.txt file: the
+        paragraph that matched is the part worth its tokens), or the unit spans more than MAX_UNIT_CHUNKS."""
         scope = self.table.scope[pos]
-        if not scope:
+        if not scope or _DOC_PATH.search(self.table.path[pos]):
             return None
         scope = outer_function_scope(scope)         # a nested function's unit is the function around it
         f = self.table.by_path[self.table.path[pos]]
