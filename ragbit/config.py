@@ -82,6 +82,8 @@ class EmbedConfig:
                                              # Zen4 1.19x faster per chunk; docstring set (127 q) chunk R@10 hybrid
                                              # .630 -> .661 but dense .638 -> .606, context@1500 hybrid .709 = .709,
                                              # dense .732 -> .709: recall does not hold on every path, so off by default
+    query_adapter: bool = True               # map question vectors towards code before dense search
+                                             # (ragbit/indexing/query_adapter.py; only models that ship an adapter)
 
 
 @dataclass
@@ -103,6 +105,10 @@ class SearchConfig:
     max_hits_per_file: int = 2               # 0 = no cap. 2 spreads the top k over more files: hybrid file R@10
                                              # .689 -> .733 on the 45 dev-set queries it was chosen on, .700 -> .775
                                              # on the 40 django queries held out (benchmarks/retrieval_eval.py)
+    short_max_hits_per_file: int = 4         # the cap for a question of at most 40 words (one thing asked: the best
+                                             # file's other definitions are likely answers). Docstring set (127
+                                             # short questions), hybrid chunk R@10: cap 2 .654, 3 .748, 4 .764, none
+                                             # .795; file R@10 .992 for 2-4, .976 with none
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/serve/socket_server.py)
     server_idle_timeout: float = 180.0       # seconds without a search before that server exits (~300 MB each:
@@ -284,6 +290,9 @@ class RagbitConfig:
         for section in (self.search, self.query):
             if section.max_hits_per_file < 0:
                 raise ConfigError(f"max_hits_per_file must be 0 (no cap) or more, got {section.max_hits_per_file}")
+        if self.search.short_max_hits_per_file < 0:
+            raise ConfigError("short_max_hits_per_file must be 0 (no cap) or more, got "
+                              f"{self.search.short_max_hits_per_file}")
         for key in ("ignore", "include"):
             patterns = getattr(self.walk, key)
             if not all(isinstance(p, str) for p in patterns):

@@ -160,6 +160,26 @@ def test_units_give_each_hit_its_whole_split_definition(tmp_path):
     assert s.search("surcharge_45", k=1, mode="lexical")[0].unit is None   # only when asked for
 
 
+def test_a_hit_in_prose_is_packed_alone_not_with_its_whole_section(tmp_path):
+    root = tmp_path / "docs"
+    root.mkdir()
+    paragraphs = "\n\n".join(f"Shipping rule {i}: the surcharge_{i} applies to parcels over {i} kg and is added "
+                               f"to the quote before tax, as the carrier's table for zone {i} says." for i in range(40))
+    (root / "guide.md").write_text(f"# Guide\n\n## Shipping\n\n{paragraphs}\n")
+    body = "\n".join(f"    total_{i} = compute_shipping_rate(order, {i}) + surcharge_{i}" for i in range(60))
+    (root / "ship.py").write_text(f"def shipping_quote(order):\n{body}\n    return total_0\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    hits = s.search("carrier table zone 33 surcharge_33", k=10, mode="lexical", units=True, demote=False)
+    table = s.table
+    md = [i for i in range(len(table)) if table.path[i] == "guide.md" and "surcharge_33" in table.text[i]]
+    assert md and len([i for i in range(len(table)) if table.path[i] == "guide.md"]) > 2    # the section is split
+    prose = [h for h in hits if h.path == "guide.md"]
+    code = [h for h in hits if h.path == "ship.py"]
+    assert prose and all(h.unit is None for h in prose)
+    assert code and code[0].unit is not None                          # code still brings its whole definition
+
+
 def test_a_hit_in_a_nested_function_brings_the_function_around_it(tmp_path):
     root = tmp_path / "http"
     root.mkdir()

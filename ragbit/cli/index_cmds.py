@@ -138,7 +138,8 @@ def search(
     mode: Optional[str] = typer.Option(None, "--mode", metavar="[hybrid|dense|lexical]",
                                        help="how to rank (config search.mode, default hybrid)"),
     max_per_file: Optional[int] = typer.Option(None, "--max-per-file", min=0, help="at most N chunks per file, "
-                                               "0 = no cap (config search.max_hits_per_file, default 2)"),
+                                               "0 = no cap (config search.max_hits_per_file, default 2; "
+                                               "search.short_max_hits_per_file for a question of <= 40 words, 4)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.search/1, "
                                  "docs/json.md)"),
@@ -153,7 +154,7 @@ def search(
         cfg = repo_config(repo, {"index": {"dir": index_dir},
                                  "search": {"k": k, "mode": mode, "max_hits_per_file": max_per_file}})
         s = cfg.search
-        return client.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=s.max_hits_per_file,
+        return client.search(cfg, question, k=s.k, mode=s.mode, max_hits_per_file=max_per_file,    # None: by question
                              use_server=s.server and not no_server)
     hits = guarded(go, INTERRUPTED)
     from ragbit.search.render import Terminal, render_search
@@ -191,6 +192,7 @@ def status(
     typer.echo(f"embedding path now: {s.backend_now}" + (
         f"; [embed] view_tokens now asks for {views(s.view_tokens_now)} (the next index re-embeds every chunk)"
         if s.view_tokens_now != s.view_tokens else ""))
+    typer.echo(f"query adapter: {s.query_adapter or 'off'}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
     if s.dense_kind == "flat":
         typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")

@@ -283,6 +283,19 @@ class Embedder:
         finally:
             torch.set_num_threads(before)
 
+    @property
+    def query_adapter(self) -> np.ndarray | None:
+        """The (dim, dim) map that moves this model's question vectors towards code (ragbit/indexing/query_adapter.py;
+        the searcher decides which questions it is applied to), or None: the model has none, or
+        `[embed] query_adapter` is off."""
+        if not self.config.query_adapter:
+            return None
+        from ragbit.indexing.query_adapter import QueryAdapterError, load_adapter
+        try:
+            return load_adapter(self._base_id, self.dim)
+        except QueryAdapterError as e:
+            raise EmbeddingModelError(str(e)) from None
+
     def _encode(self, model, texts: list[str], progress: bool = False) -> np.ndarray:
         t = time.perf_counter()
         vecs = model.encode(texts, batch_size=self.config.batch_size, show_progress_bar=progress,

@@ -101,7 +101,7 @@ def hits_of(reply: dict):
     return hits
 
 
-def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int, timeout: float = TIMEOUT):
+def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int | None, timeout: float = TIMEOUT):
     """Hits from the index's running server for exactly this config, or None (then search in-process)."""
     request = search_request(cfg.repo, cfg.index_dir, question, k, mode, max_hits_per_file, cfg=cfg)
     reply = ask(cfg.index_dir, request, timeout)
@@ -111,7 +111,7 @@ def query(cfg, question: str, k: int, mode: str, max_hits_per_file: int, timeout
         return None                  # not the reply this client understands: search in-process
 
 
-def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int, use_server: bool):
+def search(cfg, question: str, k: int, mode: str, max_hits_per_file: int | None, use_server: bool):
     """The CLI's search: the running server's hits, else in-process (then start a server for the next call)."""
     if use_server:
         hits = query(cfg, question, k=k, mode=mode, max_hits_per_file=max_hits_per_file)

@@ -65,6 +65,25 @@ gain (django + sympy, 58 issues: .491 -> .509 at 1,500; the other 51: .413 -> .4
 Docstring set: 1,500 tokens .717 -> .724, 1,000 .669 -> .685, file R@1 .677 -> .685. Lexical mode keeps one list:
 there the extra list (which turns BM25's own scores into a fusion) lost a file and a question at 1,500 tokens.
 
+Why a short question's vector is mapped before dense search: all-MiniLM-L6-v2 was trained on sentence pairs,
+so "Load a template by name and return it" lands nearer to prose repeating its words than to the function that
+does it. For a question of at most PLAIN_MAX_WORDS words, dense search uses `normalise(W @ q)`, W the model's
+query adapter (ragbit/indexing/query_adapter.py, trained by benchmarks/train_query_adapter.py on 1,278
+docstring-sentence -> function pairs from 17 other Python projects with every docstring blanked). Measured
+(session 12), docstring set, 127 questions: gold function inside 1,500 / 1,000 tokens .732 / .685 -> .772 / .701,
+hybrid chunk R@10 .630 -> .654, dense .638 -> .685, file R@1 .685 -> .724; leave-projects-out on the training
+projects, dense chunk R@10 +.02 on each of three held-out groups. Long reports are not mapped: an adapter applied
+to them (issue set) took hybrid chunk R@10 .535 -> .505 and 1,500 tokens .485 -> .475.
+
+Why a short question's list keeps more hits per file (`list_cap`): it asks for one thing, and when the best file
+is right, its other definitions are the likeliest answers; a long report spans files. Docstring set, hybrid chunk
+R@10 with the adapter: cap 2 .654, 3 .748, 4 .764, none .795 (file R@10 .992, .992, .992, .976).
+
+Why a prose hit is packed alone (no whole section): a question about code that matches a paragraph of the docs
+needs that paragraph, not the section around it, and a section can be 500 tokens of the prompt. Gold function
+inside the prompt, hybrid: docstring set 1,000 / 1,500 tokens .701 / .772 -> .709 / .780, issue set .396 / .485 ->
+.406 / .485 (session 12).
+
 Why a path boost: many real questions quote a file path ("django/db/models/query.py", a traceback line) or
 a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
 """
@@ -161,6 +180,15 @@ def fusion_weights(query: str, for_prompt: bool = False) -> tuple[float, float]:
     if for_prompt and len(_WORDS.findall(query)) > PLAIN_MAX_WORDS:
         return 1.0, LONG_DENSE_WEIGHT
     return 1.0, 1.0
+
+
+def list_cap(query: str, search_cfg) -> int:
+    """Hits per file in a result list when the caller sets none: `[search] short_max_hits_per_file` for a question of
+    at most PLAIN_MAX_WORDS words (it asks for one thing, and the best file's other definitions are likely
+    answers), `max_hits_per_file` otherwise (a long report spans files)."""
+    if len(_WORDS.findall(query)) <= PLAIN_MAX_WORDS:
+        return search_cfg.short_max_hits_per_file
+    return search_cfg.max_hits_per_file
 
 
 class SearchError(RagbitError, ValueError):
@@ -295,6 +323,10 @@ class Searcher:
         if self.dense is None or len(self.dense) == 0:
             return []
         qvec = self.embedder.embed_query(query)
+        W = getattr(self.embedder, "query_adapter", None) if len(_WORDS.findall(query)) <= PLAIN_MAX_WORDS else None
+        if W is not None:                # a short question: its vector moved towards code (see the module docstring)
+            from ragbit.indexing.query_adapter import adapt
+            qvec = adapt(W, qvec)
         hits = [(int(self.dense_ids[pos]), score) for pos, score in self.dense.search(qvec, n)]
         self._last_scores = dict(hits)
         return [pos for pos, _ in hits]
@@ -351,7 +383,7 @@ class Searcher:
 
         k = self.cfg.search.k if k is None else k
         mode = mode or self.cfg.search.mode
-        cap = self.cfg.search.max_hits_per_file if max_hits_per_file is None else max_hits_per_file
+        cap = list_cap(query, self.cfg.search) if max_hits_per_file is None else max_hits_per_file
         if mode not in MODES:
             raise SearchError(f"search mode must be hybrid, dense or lexical, not {mode!r}")
         if k <= 0:
@@ -465,9 +497,10 @@ class Searcher:
     def _unit(self, pos: int, hit: Hit) -> Hit | None:
         """The chunks around `pos` that belong to the same definition: its neighbours in the file whose scope
         is the chunk's scope or nested in it (the parts of a split function, the methods of a small class).
-        None when the chunk is its own unit, is at module level, or the unit spans more than MAX_UNIT_CHUNKS."""
+        None when the chunk is its own unit, is at module level, is prose (a section of a .md/.rst/.txt file: the
+        paragraph that matched is the part worth its tokens), or the unit spans more than MAX_UNIT_CHUNKS."""
         scope = self.table.scope[pos]
-        if not scope:
+        if not scope or _DOC_PATH.search(self.table.path[pos]):
             return None
         scope = outer_function_scope(scope)         # a nested function's unit is the function around it
         f = self.table.by_path[self.table.path[pos]]

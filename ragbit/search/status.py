@@ -34,6 +34,7 @@ class IndexStatus:
     dense_recall: float | None = None  # recall@10 of that index against exact search, measured when it was built
     view_tokens: int = 0              # the vectors' view size ([embed] view_tokens when indexed; 0 = whole chunks)
     view_tokens_now: int = 0          # what the configuration asks for now (a change re-embeds every chunk)
+    query_adapter: str = ""           # how short questions are mapped towards code before dense search ("" = not)
 
 
 def _backend_now(cfg: RagbitConfig) -> str:
@@ -81,7 +82,20 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged,
         dense_kind=str((manifest.get("dense_index") or {}).get("kind", "")),
         dense_recall=(manifest.get("dense_index") or {}).get("recall_at_10"),
-        view_tokens=int(manifest.get("embed_views", 0) or 0), view_tokens_now=_view_tokens_now(cfg))
+        view_tokens=int(manifest.get("embed_views", 0) or 0), view_tokens_now=_view_tokens_now(cfg),
+        query_adapter=_query_adapter(cfg, manifest.get("embed_model_id", "")))
+
+
+def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:
+    """One line on the query adapter dense search uses for this index's model (ragbit/indexing/query_adapter.py)."""
+    from ragbit.indexing.query_adapter import adapter_info, adapter_path
+    from ragbit.search.searcher import PLAIN_MAX_WORDS
+    if not cfg.embed.query_adapter or not adapter_path(vector_space).is_file():    # the space id is the model's
+        return ""
+    info = adapter_info(vector_space)
+    trained = f" (trained on {info['questions']:,} questions from {len(info.get('projects', []))} projects)" \
+        if isinstance(info.get("questions"), int) else ""
+    return f"questions of up to {PLAIN_MAX_WORDS} words are mapped towards code{trained}"
 
 
 def _view_tokens_now(cfg: RagbitConfig) -> int:
