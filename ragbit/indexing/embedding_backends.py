@@ -43,9 +43,11 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -456,6 +458,12 @@ class OnnxSentenceEncoder:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out[0] if single else out
 
+    def encode_stream(self, text_lists: Iterable[Sequence[str]], batch_size: int = 32,
+                      normalize_embeddings: bool = False) -> Iterator[np.ndarray]:
+        """The vectors of each list of texts in turn, as `encode` gives them (here one list after the other)."""
+        for texts in text_lists:
+            yield self.encode(texts, batch_size=batch_size, normalize_embeddings=normalize_embeddings)
+
     # --- batches
     def _batches(self, texts: list[str], batch_size: int):
         """(positions in `texts`, model inputs) per padded batch: each SORT_WINDOW of texts is tokenized at once
@@ -525,6 +533,47 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
 
     BATCH = 8
 
+    def encode_stream(self, text_lists: Iterable[Sequence[str]], batch_size: int = 32,
+                      normalize_embeddings: bool = False) -> Iterator[np.ndarray]:
+        """The vectors of each list of texts in turn, with the streams kept busy ACROSS lists: the next list is
+        tokenized and its batches queued while the last batches of the one before still run, and while the
+        caller works on the vectors yielded (the indexer writes them to its cache). With one `encode` per list,
+        the streams would idle at every list's start (tokenizing) and end (the last batch runs alone)."""
+        self._tokenizer.enable_truncation(self.max_seq_length)
+        batch_size = min(batch_size, self.BATCH)
+        lists: deque[_PendingList] = deque()           # lists queued, oldest first; yielded when all done
+        failed: list[BaseException] = []
+
+        def finished(request, job) -> None:
+            pending, idx, mask = job
+            try:
+                pending.out[idx] = self._pool(request.get_output_tensor(0).data, mask)
+            except BaseException as e:  # noqa: BLE001 - raised again below, in the caller's thread
+                failed.append(e)
+            pending.batch_done()
+
+        def ready():
+            while lists and lists[0].done() and not failed:
+                yield lists.popleft().vectors(normalize_embeddings or self.manifest["normalize"])
+            if failed:
+                raise failed[0]
+
+        self._queue.set_callback(finished)
+        try:
+            for texts in text_lists:
+                pending = _PendingList(len(texts), self.get_sentence_embedding_dimension(), batch_size)
+                lists.append(pending)
+                for idx, feeds in self._batches(list(texts), batch_size):
+                    self._queue.start_async({n: feeds[n] for n in self._input_names},
+                                            (pending, idx, feeds["attention_mask"]))
+                    yield from ready()
+                pending.all_queued()
+                yield from ready()
+            self._queue.wait_all()
+            yield from ready()
+        finally:
+            self._queue.wait_all()
+
     def _run(self, batches, out: np.ndarray) -> None:
         """Every batch through the streams as one frees up; each finished batch is pooled into out[positions]
         on OpenVINO's callback thread. One encode at a time per encoder (the queue is the encoder's)."""
@@ -545,6 +594,33 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
             self._queue.wait_all()
         if failed:
             raise failed[0]
+
+
+class _PendingList:
+    """One list of texts inside `OpenVinoSentenceEncoder.encode_stream`: its vectors, filled in by OpenVINO's
+    callback threads batch by batch, and whether every batch has been queued and has finished."""
+
+    def __init__(self, n: int, dim: int, batch_size: int):
+        self.out = np.zeros((n, dim), dtype=np.float32)
+        self._left = -(-n // batch_size)        # batches not finished yet
+        self._queued = False
+        self._lock = threading.Lock()            # two callback threads may finish batches at once
+
+    def batch_done(self) -> None:
+        with self._lock:
+            self._left -= 1
+
+    def all_queued(self) -> None:
+        self._queued = True
+
+    def done(self) -> bool:
+        with self._lock:
+            return self._queued and self._left == 0
+
+    def vectors(self, normalize: bool) -> np.ndarray:
+        if normalize:
+            self.out /= np.maximum(np.linalg.norm(self.out, axis=1, keepdims=True), 1e-12)
+        return self.out
 
 
 class _TokenizerView:
