@@ -132,9 +132,10 @@ class AutoRow:
 # `module` applies only where that package is installed; the next row with the same flags is its fallback.
 AUTO_TABLE: tuple[AutoRow, ...] = (
     AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16/AMX",
-            "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 19.6 vs anchor "
-            "67.3 CPU-ms per Django chunk (3.43x; openvino bf16 25.8 = 2.61x, torch-bf16 37.5 = 1.80x, onnx-int8 "
-            "2.13x at cosine .984, same run), cosine min 0.9984 over 200 chunks; docstring set (retrieval_eval, 127 "
+            "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 17.3 vs anchor "
+            "67.3 CPU-ms per Django chunk (3.89x with batches sorted by tokens; 3.43x before, when openvino bf16 "
+            "was 2.61x, torch-bf16 1.80x, onnx-int8 2.13x at cosine .984), cosine min 0.9984 over 200 chunks; "
+            "docstring set (retrieval_eval, 127 "
             "q) hybrid file/chunk R@1/5/10 and context@500-3000 within .01 of fp32 torch (chunk R@10 .646 vs "
             ".630), dense within .01 but context@1000 .630 vs .654",
             module="openvino"),
@@ -528,7 +529,8 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
 
     def encode(self, sentences, batch_size: int = 32, **kwargs) -> np.ndarray:
         """As `OnnxSentenceEncoder.encode`, in batches of at most BATCH texts: OpenVINO loses nothing on small
-        batches (Zen4, int8, two streams, token-sorted: 16.8 / 16.4 / 17.1 / 17.8 CPU-ms per chunk at 4 / 8 / 16 / 32)."""
+        batches (Zen4, int8, two streams, token-sorted: 16.8 / 16.4 / 17.1 / 17.8 CPU-ms per chunk at 4 / 8 / 16 /
+        32 texts)."""
         return super().encode(sentences, batch_size=min(batch_size, self.BATCH), **kwargs)
 
     BATCH = 8
