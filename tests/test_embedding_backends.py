@@ -108,7 +108,7 @@ def test_openvino_paths_run_the_onnx_export_within_tolerance(model_dir, cache, r
 
 def test_openvino_stream_gives_each_list_what_encode_gives(model_dir, cache):
     """`encode_stream` (the indexer's way: lists of texts queued back to back on the streams) yields one array per
-    list, in order, each what `encode` gives that list, and stops on an error raised on a callback thread."""
+    list, in order, each what `encode` gives that list, and stops cleanly on an error."""
     pytest.importorskip("openvino")
     model = eb.load_sentence_model(model_dir, "openvino-int8", cache, model_id="minilm")
     lists = [SNIPPETS, SNIPPETS[:1], [], SNIPPETS[::-1] * 5, SNIPPETS[2:4]]
@@ -125,7 +125,7 @@ def test_openvino_stream_gives_each_list_what_encode_gives(model_dir, cache):
     with pytest.raises(ValueError, match="pooling failed"):
         list(model.encode_stream(iter(lists), batch_size=2))
     del model._pool
-    assert model.encode(SNIPPETS[:2]).shape == (2, reference_dim(model))       # the queue is usable again
+    assert model.encode(SNIPPETS[:2]).shape == (2, reference_dim(model))       # its requests are usable again
 
 
 def reference_dim(model) -> int:

@@ -511,7 +511,10 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
     One stream per core, each one thread, fed batch after batch (OpenVINO's THROUGHPUT mode) rather than every core
     on each batch: no thread waits for the others at the end of each operation, and the next batch is tokenized
     while the streams run. Zen4, 768 Django chunks, int8: 16.7 CPU-ms per chunk with two streams vs 18.6 with two
-    threads on each batch (16.2 on one thread); on a shared machine a descheduled partner thread stalls no one."""
+    threads on each batch (16.2 on one thread); on a shared machine a descheduled partner thread stalls no one.
+    The batches are started and collected by the calling thread (no Python callbacks on OpenVINO's threads:
+    a Python object released on one of them can take the last reference to its executor, which then joins
+    itself and aborts the process)."""
 
     def _open_model(self) -> None:
         import openvino as ov
@@ -524,8 +527,11 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         if self.manifest.get("int8_weights"):     # activations quantized per token and group: int8 (VNNI) matmuls
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = int(self.manifest["dynamic_quantization_group"])
         self.compiled = core.compile_model(core.read_model(str(self.export_dir / "model.onnx")), "CPU", config)
-        self._queue = ov.AsyncInferQueue(self.compiled, self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._jobs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))     # one per stream
+        self._per_thread = threading.local()
         self._input_names = [port.get_any_name() for port in self.compiled.inputs]
+
+    BATCH = 8
 
     def encode(self, sentences, batch_size: int = 32, **kwargs) -> np.ndarray:
         """As `OnnxSentenceEncoder.encode`, in batches of at most BATCH texts: OpenVINO loses nothing on small
@@ -533,91 +539,76 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         32 texts)."""
         return super().encode(sentences, batch_size=min(batch_size, self.BATCH), **kwargs)
 
-    BATCH = 8
-
     def encode_stream(self, text_lists: Iterable[Sequence[str]], batch_size: int = 32,
                       normalize_embeddings: bool = False) -> Iterator[np.ndarray]:
         """The vectors of each list of texts in turn, with the streams kept busy ACROSS lists: the next list is
-        tokenized and its batches queued while the last batches of the one before still run, and while the
+        tokenized and its batches started while the last batches of the one before still run, and while the
         caller works on the vectors yielded (the indexer writes them to its cache). With one `encode` per list,
         the streams would idle at every list's start (tokenizing) and end (the last batch runs alone)."""
         self._tokenizer.enable_truncation(self.max_seq_length)
         batch_size = min(batch_size, self.BATCH)
-        lists: deque[_PendingList] = deque()           # lists queued, oldest first; yielded when all done
-        failed: list[BaseException] = []
+        normalize = normalize_embeddings or self.manifest["normalize"]
+        lists: deque[_PendingList] = deque()           # lists started, oldest first; yielded once all done
 
-        def finished(request, job) -> None:
-            pending, idx, mask = job
-            try:
-                pending.out[idx] = self._pool(request.get_output_tensor(0).data, mask)
-            except BaseException as e:  # noqa: BLE001 - raised again below, in the caller's thread
-                failed.append(e)
-            pending.batch_done()
-
-        def ready():
-            while lists and lists[0].done() and not failed:
-                yield lists.popleft().vectors(normalize_embeddings or self.manifest["normalize"])
-            if failed:
-                raise failed[0]
-
-        self._queue.set_callback(finished)
-        try:
+        def batches():
             for texts in text_lists:
                 pending = _PendingList(len(texts), self.get_sentence_embedding_dimension(), batch_size)
                 lists.append(pending)
                 for idx, feeds in self._batches(list(texts), batch_size):
-                    self._queue.start_async({n: feeds[n] for n in self._input_names},
-                                            (pending, idx, feeds["attention_mask"]))
-                    yield from ready()
-                pending.all_queued()
-                yield from ready()
-            self._queue.wait_all()
-            yield from ready()
-        finally:
-            self._queue.wait_all()
+                    yield (pending, idx), feeds
+                pending.all_started = True
+
+        for (pending, idx), vectors in self._infer(batches()):
+            pending.out[idx] = vectors
+            pending.left -= 1
+            while lists and lists[0].done():
+                yield lists.popleft().vectors(normalize)
+        while lists:                                   # lists with no texts after the last batch
+            yield lists.popleft().vectors(normalize)
 
     def _run(self, batches, out: np.ndarray) -> None:
-        """Every batch through the streams as one frees up; each finished batch is pooled into out[positions]
-        on OpenVINO's callback thread. One encode at a time per encoder (the queue is the encoder's)."""
-        failed: list[BaseException] = []
+        """Every batch through the streams; each finished batch is pooled into out[positions]."""
+        for idx, vectors in self._infer(batches):
+            out[idx] = vectors
 
-        def finished(request, job) -> None:
-            idx, mask = job
-            try:
-                out[idx] = self._pool(request.get_output_tensor(0).data, mask)
-            except BaseException as e:  # noqa: BLE001 - raised again below, in the caller's thread
-                failed.append(e)
-
-        self._queue.set_callback(finished)
+    def _infer(self, jobs):
+        """(key, pooled vectors) of every (key, model inputs) job, in the order started: a job is started as soon
+        as a stream is free, so up to one job per stream runs while this thread tokenizes the next. The vectors
+        are a view into the request's output: use them before the next item is asked for."""
+        requests = getattr(self._per_thread, "requests", None)
+        if requests is None:           # this thread's requests (calls in two threads never share one)
+            requests = self._per_thread.requests = [self.compiled.create_infer_request() for _ in range(self._jobs)]
+        idle, running = list(requests), deque()
         try:
-            for idx, feeds in batches:
-                self._queue.start_async({n: feeds[n] for n in self._input_names}, (idx, feeds["attention_mask"]))
+            for key, feeds in jobs:
+                if not idle:
+                    request, done_key, mask = running.popleft()
+                    request.wait()
+                    yield done_key, self._pool(request.get_output_tensor(0).data, mask)
+                    idle.append(request)
+                request = idle.pop()
+                request.start_async({n: feeds[n] for n in self._input_names})
+                running.append((request, key, feeds["attention_mask"]))
+            while running:
+                request, done_key, mask = running.popleft()
+                request.wait()
+                yield done_key, self._pool(request.get_output_tensor(0).data, mask)
         finally:
-            self._queue.wait_all()
-        if failed:
-            raise failed[0]
+            for request, _, _ in running:              # stopped early (an error, a closed generator)
+                request.wait()
 
 
 class _PendingList:
-    """One list of texts inside `OpenVinoSentenceEncoder.encode_stream`: its vectors, filled in by OpenVINO's
-    callback threads batch by batch, and whether every batch has been queued and has finished."""
+    """One list of texts inside `OpenVinoSentenceEncoder.encode_stream`: its vectors, filled in batch by batch,
+    and whether every batch has been started and has finished."""
 
     def __init__(self, n: int, dim: int, batch_size: int):
         self.out = np.zeros((n, dim), dtype=np.float32)
-        self._left = -(-n // batch_size)        # batches not finished yet
-        self._queued = False
-        self._lock = threading.Lock()            # two callback threads may finish batches at once
-
-    def batch_done(self) -> None:
-        with self._lock:
-            self._left -= 1
-
-    def all_queued(self) -> None:
-        self._queued = True
+        self.left = -(-n // batch_size)          # batches not finished yet
+        self.all_started = False
 
     def done(self) -> bool:
-        with self._lock:
-            return self._queued and self._left == 0
+        return self.all_started and self.left == 0
 
     def vectors(self, normalize: bool) -> np.ndarray:
         if normalize:
