@@ -512,9 +512,9 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
     on each batch: no thread waits for the others at the end of each operation, and the next batch is tokenized
     while the streams run. Zen4, 768 Django chunks, int8: 16.7 CPU-ms per chunk with two streams vs 18.6 with two
     threads on each batch (16.2 on one thread); on a shared machine a descheduled partner thread stalls no one.
-    The batches are started and collected by the calling thread (no Python callbacks on OpenVINO's threads:
-    a Python object released on one of them can take the last reference to its executor, which then joins
-    itself and aborts the process)."""
+    The batches are started and collected by the calling thread, not by Python callbacks on OpenVINO's threads
+    (`AsyncInferQueue`): with those the process aborted at times ("Resource deadlock avoided": a thread joining
+    itself, likely the executor's last reference released on its own thread)."""
 
     def _open_model(self) -> None:
         import openvino as ov
