@@ -278,7 +278,7 @@ class Embedder:
         t = time.perf_counter()
         for vecs in stream((list(texts) for texts in batches), batch_size=self.config.batch_size,
                            normalize_embeddings=True):
-            self.seconds_in_model += time.perf_counter() - t       # the caller's time between batches is not
+            self.seconds_in_model += time.perf_counter() - t       # not the caller's time between batches
             self.texts_embedded += len(vecs)
             yield np.ascontiguousarray(vecs, dtype=np.float32)
             t = time.perf_counter()
