@@ -1,6 +1,7 @@
 """Indexing and search speed on real code: Django 5.1 (sdist from PyPI) and a small project (requests).
 
-Prints per project: files/s and chunks/s of a cold index run (empty vector cache), the share of that time
+Prints per project: files/s and chunks/s of a cold index run (empty vector cache), its CPU time (cores busy on
+average: under 2 on 2 idle cores means a core waited) and the load average at its end, the share of that time
 spent inside the embedding model, peak RSS of the indexing process, the re-index time after touching one
 file, and in-process search latency p50/p95 per mode. Each project runs in its own subprocess so peak RSS
 is that project's alone. Timings are wall clock on a shared machine: compare them as ratios within one run.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -157,14 +159,15 @@ def run_one(repo: Path, index_dir: Path) -> dict:
     embedder = Embedder(cfg.embed)
     embedder.count_tokens("warm up the tokenizer")
     embedder.embed(["warm up the model"], progress=False)      # model load is not indexing speed
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     r = index_repository(cfg, progress=False, embedder=embedder)
-    cold = time.perf_counter() - t
+    cold, cold_cpu = time.perf_counter() - t, time.process_time() - cpu
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     reindex, r2 = reindex_one_file(repo, cfg, embedder)
     latency = search_latency(cfg, embedder)
-    return {"files": r.files, "chunks": r.chunks, "cold_s": cold, "files_per_s": r.files / cold,
+    return {"files": r.files, "chunks": r.chunks, "cold_s": cold, "cold_cpu_s": cold_cpu, "load": os.getloadavg(),
+            "files_per_s": r.files / cold,
             "chunks_per_s": r.chunks / cold, "model_share": r.timings.get("model", 0) / cold,
             "walk_chunk_s": r.timings["walk_chunk"], "model_s": r.timings.get("model", 0),
             "peak_rss_mb": rss_mb, "reindex_s": reindex, "reindex_embedded": r2.chunks_embedded,
@@ -213,7 +216,9 @@ def main() -> None:
         lat = "  ".join(f"{mode} {p50:.1f}/{p95:.1f}" for mode, (p50, p95) in m["latency_ms"].items())
         print(f"{name} ({src.name}{f', first {a.max_files} files' if a.max_files else ''}): "
               f"{m['files']} files, {m['chunks']} chunks in {m['cold_s']:.1f}s -> {m['files_per_s']:.2f} files/s, "
-              f"{m['chunks_per_s']:.1f} chunks/s; walk+chunk {m['walk_chunk_s']:.1f}s, inside the model "
+              f"{m['chunks_per_s']:.1f} chunks/s; CPU {m['cold_cpu_s']:.1f}s ({m['cold_cpu_s'] / m['cold_s']:.2f} "
+              f"cores), load average at the end {m['load'][0]:.1f} / {m['load'][1]:.1f} / {m['load'][2]:.1f}; "
+              f"walk+chunk {m['walk_chunk_s']:.1f}s, inside the model "
               f"{m['model_s']:.1f}s ({100 * m['model_share']:.0f}%); peak RSS {m['peak_rss_mb']:.0f} MB\n"
               f"  re-index after touching one file: {m['reindex_s']:.2f}s ({m['reindex_changed']} changed, "
               f"{m['reindex_embedded']} chunks embedded)\n"

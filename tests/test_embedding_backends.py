@@ -106,6 +106,32 @@ def test_openvino_paths_run_the_onnx_export_within_tolerance(model_dir, cache, r
     assert float(alone @ vecs[3]) >= 0.999
 
 
+def test_openvino_stream_gives_each_list_what_encode_gives(model_dir, cache):
+    """`encode_stream` (the indexer's way: lists of texts queued back to back on the streams) yields one array per
+    list, in order, each what `encode` gives that list, and stops cleanly on an error."""
+    pytest.importorskip("openvino")
+    model = eb.load_sentence_model(model_dir, "openvino-int8", cache, model_id="minilm")
+    lists = [SNIPPETS, SNIPPETS[:1], [], SNIPPETS[::-1] * 5, SNIPPETS[2:4]]
+    streamed = list(model.encode_stream(iter(lists), batch_size=2, normalize_embeddings=True))
+    assert [v.shape for v in streamed] == [(len(texts), reference_dim(model)) for texts in lists]
+    for texts, vecs in zip(lists, streamed):
+        if texts:
+            cos = np.sum(vecs * model.encode(texts, batch_size=2, normalize_embeddings=True), axis=1)
+            assert cos.min() >= 0.9999, cos
+
+    def broken(*a):
+        raise ValueError("pooling failed")
+    model._pool = broken
+    with pytest.raises(ValueError, match="pooling failed"):
+        list(model.encode_stream(iter(lists), batch_size=2))
+    del model._pool
+    assert model.encode(SNIPPETS[:2]).shape == (2, reference_dim(model))       # its requests are usable again
+
+
+def reference_dim(model) -> int:
+    return model.get_sentence_embedding_dimension()
+
+
 def test_int8_weights_are_int8_per_output_column(model_dir, cache):
     """The derived file holds each weight matrix once, as int8 with one scale per output column, and the fp32
     originals are gone (a quarter of their bytes; the word embeddings stay fp32)."""
@@ -270,6 +296,22 @@ def test_cold_query_does_not_import_torch(cache, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_embed_batches_gives_what_embed_gives(cache):
+    """The indexer's `embed_batches` (streamed on openvino, plain elsewhere) gives each batch `embed`'s vectors and
+    counts the texts; with views on it takes the plain way."""
+    pytest.importorskip("openvino")
+    batches = [SNIPPETS, SNIPPETS[1:3], SNIPPETS[::-1]]
+    for config in (EmbedConfig(backend="openvino-int8", cache_dir=str(cache)),
+                   EmbedConfig(backend="onnx", cache_dir=str(cache)),
+                   EmbedConfig(backend="openvino-int8", cache_dir=str(cache), view_tokens=64)):
+        emb = Embedder(config)
+        got = list(emb.embed_batches(iter(batches)))
+        assert emb.texts_embedded == sum(map(len, batches)) and emb.backend_used == config.backend
+        for texts, vecs in zip(batches, got, strict=True):
+            assert vecs.dtype == np.float32 and vecs.flags.c_contiguous
+            assert np.sum(vecs * emb.embed(texts, progress=False), axis=1).min() >= 0.9999
 
 
 def test_embedder_uses_configured_backend(cache):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -255,8 +255,7 @@ class Embedder:
         `view_tokens` is embedded as several views whose vectors are averaged back into one."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._load_query_model() if self._small_job else self._load_model()
-        self.backend_used = model.ragbit_backend
+        model = self._chunk_model()
         if not self.view_tokens:
             return self._encode(model, list(texts), progress)
         from ragbit.indexing.embed_views import plan_views, pool_views
@@ -264,6 +263,31 @@ class Embedder:
         vectors = pool_views(self._encode(model, views, progress), owner, len(texts))
         self.texts_embedded += len(texts) - len(views)          # count chunks, not views
         return vectors
+
+    def embed_batches(self, batches: Iterable[Sequence[str]]) -> Iterator[np.ndarray]:
+        """`embed(texts, progress=False)` of each batch in turn. Where the model can (OpenVINO's `encode_stream`),
+        the batches follow one another without a pause in the model: the next one is tokenized and queued while
+        the last texts of the one before run, and while the caller handles the vectors yielded (the indexer
+        writes its cache). Views (`view_tokens`) take the plain way."""
+        model = self._chunk_model()
+        stream = getattr(model, "encode_stream", None)
+        if stream is None or self.view_tokens:
+            for texts in batches:
+                yield self.embed(texts, progress=False)
+            return
+        t = time.perf_counter()
+        for vecs in stream((list(texts) for texts in batches), batch_size=self.config.batch_size,
+                           normalize_embeddings=True):
+            self.seconds_in_model += time.perf_counter() - t       # not the caller's time between batches
+            self.texts_embedded += len(vecs)
+            yield np.ascontiguousarray(vecs, dtype=np.float32)
+            t = time.perf_counter()
+
+    def _chunk_model(self):
+        """The model that embeds chunks in this run (see `plan`), noted in `backend_used`."""
+        model = self._load_query_model() if self._small_job else self._load_model()
+        self.backend_used = model.ragbit_backend
+        return model
 
     def embed_query(self, text: str) -> np.ndarray:
         """float32 (dim,) for one question, on ONE torch thread (torch paths; ONNX needs no care).

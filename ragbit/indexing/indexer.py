@@ -391,9 +391,13 @@ def _embedded_batches(todo: list[tuple[str, int]], table: ChunkTable, embedder, 
     if ray_run is not None:
         yield from ray_run.embed([(h, table.embed_text(i)) for h, i in todo])
         return
-    for s in range(0, len(todo), EMBED_FLUSH):
-        batch = todo[s:s + EMBED_FLUSH]
-        yield [h for h, _ in batch], embedder.embed([table.embed_text(i) for _, i in batch], progress=False)
+    batches = [todo[s:s + EMBED_FLUSH] for s in range(0, len(todo), EMBED_FLUSH)]
+    texts = ([table.embed_text(i) for _, i in batch] for batch in batches)
+    # an embedder that can keeps its model busy while the caller writes the vectors of the batch before
+    stream = getattr(embedder, "embed_batches", None) or (lambda texts: (embedder.embed(t, progress=False)
+                                                                          for t in texts))
+    for batch, vectors in zip(batches, stream(texts)):
+        yield [h for h, _ in batch], vectors
 
 
 def _same_as(table: ChunkTable, reused: dict[str, int]) -> np.ndarray:
