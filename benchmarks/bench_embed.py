@@ -48,8 +48,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragbit.indexing.embedding_backends import (configure_torch_threads, cpu_flags, load_sentence_model,  # noqa: E402
-                                       physical_cores, prefer_passive_openmp, resolve_backend)
+from ragbit.indexing.embedding_backends import (configure_torch_threads, cpu_flags,  # noqa: E402
+                                                physical_cores, prefer_passive_openmp, resolve_backend)
+from ragbit.indexing.sentence_encoders import load_sentence_model  # noqa: E402
 
 
 def package_dir(name: str) -> Path:

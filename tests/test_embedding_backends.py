@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from ragbit.indexing import embedding_backends as eb
+from ragbit.indexing import onnx_export as ox
+from ragbit.indexing import sentence_encoders as se
 from ragbit.config import ConfigError, EmbedConfig, RagbitConfig
 from ragbit.indexing.embeddings import EmbeddingModelError, Embedder, packaged_model_dir
 
@@ -51,7 +53,7 @@ def offline(model_dir):
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
-    model = eb.load_sentence_model(model_dir, "torch")
+    model = se.load_sentence_model(model_dir, "torch")
     assert model.ragbit_backend == "torch"
     return model.encode(SNIPPETS, normalize_embeddings=True)
 
@@ -62,8 +64,8 @@ COMPATIBLE = 0.99          # per-vector cosine to fp32 torch that makes a path s
 @pytest.mark.parametrize("backend, min_cos", [("onnx", 0.9999),
                                               pytest.param("onnx-int8", 0.98, marks=pytest.mark.slow)])
 def test_onnx_backend_matches_torch(model_dir, cache, reference, backend, min_cos):
-    model = eb.load_sentence_model(model_dir, backend, cache, model_id="minilm")
-    assert isinstance(model, eb.OnnxSentenceEncoder) and model.ragbit_backend == backend
+    model = se.load_sentence_model(model_dir, backend, cache, model_id="minilm")
+    assert isinstance(model, se.OnnxSentenceEncoder) and model.ragbit_backend == backend
     vecs = model.encode(SNIPPETS, batch_size=2, normalize_embeddings=True)
     assert vecs.shape == reference.shape and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -90,10 +92,10 @@ def test_openvino_paths_run_the_onnx_export_within_tolerance(model_dir, cache, r
     to export. Both use every core, run bf16 exactly where the CPU has AVX512-BF16 or AMX, keep every vector in
     the fp32 space, and give a text the same vector whatever its batch-mates (int8 scales are per token)."""
     pytest.importorskip("openvino")
-    eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # the export both paths start from
-    monkeypatch.setattr(eb, "_load_sentence_transformer", lambda *a: pytest.fail("loaded torch to export"))
-    model = eb.load_sentence_model(model_dir, backend, cache, model_id="minilm")
-    assert isinstance(model, eb.OpenVinoSentenceEncoder) and model.ragbit_backend == backend
+    se.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # the export both paths start from
+    monkeypatch.setattr(ox, "_load_sentence_transformer", lambda *a: pytest.fail("loaded torch to export"))
+    model = se.load_sentence_model(model_dir, backend, cache, model_id="minilm")
+    assert isinstance(model, se.OpenVinoSentenceEncoder) and model.ragbit_backend == backend
     assert model.compiled.get_property("INFERENCE_NUM_THREADS") == eb.physical_cores()
     assert model.precision == ("bf16" if eb.BF16_FLAGS & eb.cpu_flags() else "f32")
     assert bool(model.manifest.get("int8_weights")) == (backend == "openvino-int8")
@@ -110,7 +112,7 @@ def test_openvino_stream_gives_each_list_what_encode_gives(model_dir, cache):
     """`encode_stream` (the indexer's way: lists of texts queued back to back on the streams) yields one array per
     list, in order, each what `encode` gives that list, and stops cleanly on an error."""
     pytest.importorskip("openvino")
-    model = eb.load_sentence_model(model_dir, "openvino-int8", cache, model_id="minilm")
+    model = se.load_sentence_model(model_dir, "openvino-int8", cache, model_id="minilm")
     lists = [SNIPPETS, SNIPPETS[:1], [], SNIPPETS[::-1] * 5, SNIPPETS[2:4]]
     streamed = list(model.encode_stream(iter(lists), batch_size=2, normalize_embeddings=True))
     assert [v.shape for v in streamed] == [(len(texts), reference_dim(model)) for texts in lists]
@@ -137,8 +139,8 @@ def test_int8_weights_are_int8_per_output_column(model_dir, cache):
     originals are gone (a quarter of their bytes; the word embeddings stay fp32)."""
     import onnx
     from onnx import numpy_helper
-    base = eb.ensure_export(model_dir, "minilm", "onnx", cache)
-    d = eb.ensure_export(model_dir, "minilm", "openvino-int8", cache)
+    base = ox.ensure_export(model_dir, "minilm", "onnx", cache)
+    d = ox.ensure_export(model_dir, "minilm", "openvino-int8", cache)
     model = onnx.load(str(d / "model.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
@@ -153,31 +155,31 @@ def test_int8_weights_are_int8_per_output_column(model_dir, cache):
 
 
 def test_export_is_cached_and_reused(model_dir, cache, monkeypatch):
-    eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # exported (or already was)
+    se.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")      # exported (or already was)
 
     def no_export(*a, **k):
         raise AssertionError("re-exported although a valid export was cached")
-    monkeypatch.setattr(eb, "export_onnx", no_export)
-    model = eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
-    assert isinstance(model, eb.OnnxSentenceEncoder)
+    monkeypatch.setattr(ox, "export_onnx", no_export)
+    model = se.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
+    assert isinstance(model, se.OnnxSentenceEncoder)
     exports = [p for p in cache.iterdir() if p.is_dir() and p.name.startswith("minilm-onnx-")]
-    assert {p.name.split("-")[2] for p in exports} >= {eb.source_fingerprint(model_dir, "minilm")}
+    assert {p.name.split("-")[2] for p in exports} >= {ox.source_fingerprint(model_dir, "minilm")}
     assert not [p for p in cache.iterdir() if p.name.startswith(".export-")]   # no temp dirs left
 
 
 def test_corrupt_cache_is_reexported(model_dir, cache, tmp_path, reference):
-    good = eb.export_dir_for(cache, "minilm", "onnx", model_dir)
-    eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
+    good = ox.export_dir_for(cache, "minilm", "onnx", model_dir)
+    se.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
     own = tmp_path / "cache"
-    target = eb.export_dir_for(own, "minilm", "onnx", model_dir)
+    target = ox.export_dir_for(own, "minilm", "onnx", model_dir)
     shutil.copytree(good, target)
     with open(target / "model.onnx", "r+b") as f:                  # flip bytes in the middle
         f.seek(1_000_000)
         f.write(b"\x00" * 4096)
-    assert eb.valid_export(target) is None
-    model = eb.load_sentence_model(model_dir, "onnx", own, model_id="minilm")
-    assert isinstance(model, eb.OnnxSentenceEncoder)
-    assert eb.valid_export(target) is not None
+    assert ox.valid_export(target) is None
+    model = se.load_sentence_model(model_dir, "onnx", own, model_id="minilm")
+    assert isinstance(model, se.OnnxSentenceEncoder)
+    assert ox.valid_export(target) is not None
     vecs = model.encode(SNIPPETS, normalize_embeddings=True)
     assert np.sum(vecs * reference, axis=1).min() >= 0.9999
 
@@ -185,16 +187,16 @@ def test_corrupt_cache_is_reexported(model_dir, cache, tmp_path, reference):
 def test_failure_falls_back_to_torch_with_one_warning(model_dir, tmp_path, monkeypatch, capsys):
     def broken(*a, **k):
         raise RuntimeError("simulated exporter failure\nsecond line")
-    monkeypatch.setattr(eb, "ensure_export", broken)
-    model = eb.load_sentence_model(model_dir, "onnx", tmp_path, model_id="minilm")
+    monkeypatch.setattr(se, "ensure_export", broken)
+    model = se.load_sentence_model(model_dir, "onnx", tmp_path, model_id="minilm")
     assert model.ragbit_backend == "torch"
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["warning: embedding backend 'onnx' unavailable (simulated exporter failure); using torch"]
 
 
 def test_torch_bf16_vectors_are_compatible_with_fp32(model_dir, reference):
-    model = eb.load_sentence_model(model_dir, "torch-bf16")
-    assert isinstance(model, eb.TorchBf16Encoder) and model.ragbit_backend == "torch-bf16"
+    model = se.load_sentence_model(model_dir, "torch-bf16")
+    assert isinstance(model, se.TorchBf16Encoder) and model.ragbit_backend == "torch-bf16"
     vecs = model.encode(SNIPPETS, batch_size=2, normalize_embeddings=True)
     assert vecs.dtype == np.float32 and vecs.shape == reference.shape
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -235,7 +237,7 @@ def test_auto_choice_by_cpu_flags(flags, openvino, expected, monkeypatch):
 def test_all_paths_share_one_vector_space_and_config_validation():
     assert {eb.vector_space_id("m", b) for b in ("torch", "torch-bf16", "openvino", "onnx", "onnx-int8")} == {"m"}
     with pytest.raises(eb.BackendError):
-        eb.load_sentence_model("unused", "tensorrt")
+        se.load_sentence_model("unused", "tensorrt")
     with pytest.raises(ConfigError, match="backend"):
         RagbitConfig.load(overrides={"embed": {"backend": "tensorrt"}})
     assert RagbitConfig.load(overrides={}).embed.backend == "auto"
@@ -331,12 +333,12 @@ def test_no_path_runs_single_threaded_by_accident(model_dir, cache, monkeypatch)
     """threads = 0 means every usable core on every path (an inherited OMP_NUM_THREADS=1 does not win)."""
     import torch
     cores = eb.physical_cores()
-    onnx = eb.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
+    onnx = se.load_sentence_model(model_dir, "onnx", cache, model_id="minilm")
     assert onnx.session.get_session_options().intra_op_num_threads == cores
     torch.set_num_threads(1)                                  # e.g. left behind by a one-thread query
-    eb.load_sentence_model(model_dir, "torch-bf16")
+    se.load_sentence_model(model_dir, "torch-bf16")
     assert torch.get_num_threads() == cores
-    eb.load_sentence_model(model_dir, "torch", threads=1)
+    se.load_sentence_model(model_dir, "torch", threads=1)
     assert torch.get_num_threads() == 1                       # an explicit [embed] threads is honoured
     torch.set_num_threads(cores)
 

@@ -116,7 +116,9 @@ class Embedder:
 
     # ------------------------------------------------------------------ loading
     def _load(self, backend: str):
-        from ragbit.indexing.embedding_backends import default_cache_dir, load_sentence_model, prefer_passive_openmp
+        from ragbit.indexing.embedding_backends import prefer_passive_openmp
+        from ragbit.indexing.onnx_export import default_cache_dir
+        from ragbit.indexing.sentence_encoders import load_sentence_model
         cfg = self.config
         prefer_passive_openmp()          # before torch loads (torch paths, or the one-time ONNX export)
         if not self._offline:
@@ -137,7 +139,7 @@ class Embedder:
             self.backend = self._model.ragbit_backend          # what runs (after a fallback, the fallback)
             qb = query_backend(self.backend)
             if qb != self.backend and self.config.device == "cpu":
-                from ragbit.indexing.embedding_backends import default_cache_dir, ensure_export
+                from ragbit.indexing.onnx_export import default_cache_dir, ensure_export
                 try:
                     ensure_export(self.source, self._base_id, qb, self.config.cache_dir or default_cache_dir())
                 except Exception:  # noqa: BLE001 - queries then fall back to this model, nothing is lost
