@@ -107,6 +107,7 @@ class Embedder:
         self._base_id = base_id
         self._model = None
         self._query_model = None
+        self._adapter: tuple | None = None  # (the query adapter or None,) once looked up
         self._small_job = False
         self.backend_used = ""          # the path of the model that embedded the last chunks
         self._tokenizer = None
@@ -316,11 +317,13 @@ class Embedder:
         `[embed] query_adapter` is off."""
         if not self.config.query_adapter:
             return None
-        from ragbit.indexing.query_adapter import QueryAdapterError, load_adapter
-        try:
-            return load_adapter(self._base_id, self.dim)
-        except QueryAdapterError as e:
-            raise EmbeddingModelError(str(e)) from None
+        if self._adapter is None:                       # once per Embedder: a search must not read files
+            from ragbit.indexing.query_adapter import QueryAdapterError, load_adapter
+            try:
+                self._adapter = (load_adapter(self._base_id, self.dim),)
+            except QueryAdapterError as e:
+                raise EmbeddingModelError(str(e)) from None
+        return self._adapter[0]
 
     def _encode(self, model, texts: list[str], progress: bool = False) -> np.ndarray:
         t = time.perf_counter()
