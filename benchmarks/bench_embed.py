@@ -18,8 +18,9 @@ Quality: (docstring first line -> function without its docstring) pairs from ano
 `rich`); the corpus is every function of that package with >= 3 lines. Recall@1/@10 per configuration
 on the same queries, and the mean cosine of its chunk vectors to the fp32 torch ones.
 
-Ceiling: the anchor's GFLOP per CPU-second (encoder FLOPs of the windows' real token counts) as a share of one
-core's fp32 GEMM peak, measured in torch at the model's FFN shape: how much any fp32 backend could still gain.
+Ceiling: each path's CPU time per chunk against the time its multiply-adds (of the chunks' real token counts)
+would take at one core's instruction peak for its format (benchmarks/cpu_peaks.py: fp32 FMA, bf16 dot, int8
+VNNI), attention counted at bf16 for int8 paths; and the most any path of that format could gain over the anchor.
 
 Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
@@ -153,27 +154,47 @@ def timed(model, texts: list[str], batch: int) -> tuple[float, float, np.ndarray
     return time.process_time() - c, time.perf_counter() - w, np.asarray(vecs, dtype=np.float32)
 
 
-def encoder_flops(config, seq_len: int) -> float:
-    """Multiply-add FLOPs of one BERT-style encoder pass over seq_len tokens (projections, FFN, attention)."""
+def encoder_macs(config, seq_len: int) -> tuple[float, float]:
+    """Multiply-adds of one BERT-style encoder pass over seq_len tokens: (weight matmuls, attention).
+
+    Weight matmuls: the Q/K/V/output projections and the FFN; attention: scores and weighted values."""
     h, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_layer = 2 * seq_len * (4 * h * h + 2 * h * ff) + 4 * seq_len * seq_len * h
-    return float(layers * per_layer)
+    return float(layers * seq_len * (4 * h * h + 2 * h * ff)), float(layers * 2 * seq_len * seq_len * h)
 
 
-def gemm_peak_gflops(config, rows: int = 4096, seconds: float = 2.0) -> float:
-    """One core's fp32 GEMM throughput in torch at the model's FFN shape (rows x h) @ (h x ff): the ceiling
-    that any fp32 backend (torch, ONNX, OpenVINO) of this model can approach on this CPU."""
-    import torch
-    torch.set_num_threads(1)
-    a = torch.randn(rows, config.hidden_size)
-    w = torch.randn(config.hidden_size, config.intermediate_size)
-    torch.mm(a, w)
-    n, t0 = 0, time.perf_counter()
-    c0 = time.process_time()
-    while time.perf_counter() - t0 < seconds:
-        torch.mm(a, w)
-        n += 1
-    return n * 2.0 * rows * config.hidden_size * config.intermediate_size / (time.process_time() - c0) / 1e9
+def matmul_format(name: str) -> str:
+    """The number format a configuration's weight matmuls run in: int8, bf16 or fp32."""
+    backend = resolve_backend(name.partition("@")[0].partition("+")[0]) if name != "anchor" else "torch"
+    return "int8" if backend.endswith("int8") else "bf16" if backend in ("openvino", "torch-bf16") else "fp32"
+
+
+def print_ceiling(config, tokens_per_chunk: list[int], cpu_ms: dict[str, float]) -> None:
+    """How far each configuration is from what this CPU's multiply units allow (benchmarks/cpu_peaks.py).
+
+    A configuration's ceiling: its weight matmuls at the peak of their format, attention at the peak of bf16 (int8
+    paths keep attention in bf16) or fp32, and nothing else costs anything. `cpu_ms` is per chunk, one thread;
+    `tokens_per_chunk` the real (truncated, unpadded) lengths."""
+    from cpu_peaks import core_peaks
+    peaks = core_peaks(cpu_flags())
+    if "fp32" not in peaks:
+        return
+    weights, attention = (float(np.mean(x)) for x in zip(*(encoder_macs(config, n) for n in tokens_per_chunk)))
+
+    def ideal_ms(fmt: str) -> float:
+        fmt = fmt if fmt in peaks else "fp32"
+        return 1e3 * (weights / peaks[fmt] + attention / peaks["bf16" if fmt == "int8" and "bf16" in peaks else fmt]) / 1e9
+
+    print(f"\nceiling: one core multiplies {', '.join(f'{f} {g:.1f}' for f, g in peaks.items())} GMAC/s "
+          f"(cpu_peaks.py); a chunk of mean {np.mean(tokens_per_chunk):.0f} tokens is {weights / 1e9:.2f} GMAC in weight "
+          f"matmuls + {attention / 1e9:.2f} in attention")
+    anchor = cpu_ms.get("anchor")
+    for name, ms in cpu_ms.items():
+        fmt = matmul_format(name)
+        line = f"  {name:16} {fmt}: ideal {ideal_ms(fmt):5.1f} ms/chunk, runs at {ideal_ms(fmt) / ms:4.0%} of it"
+        if anchor and fmt != "fp32":
+            line += (f"; this format's ceiling is {anchor / ideal_ms(fmt):.1f}x the anchor, 5x needs "
+                     f"{ideal_ms(fmt) / (anchor / 5):.0%} of it")
+        print(line)
 
 
 def plain_index(repo: str, model: str) -> None:
@@ -301,17 +322,11 @@ def main() -> None:
         print(f"{name:16} {per_chunk:12.1f} {1000 / per_chunk:12.2f} {wall_rate} {ratio:8.2f} {cores[name]:5.2f} "
               f"{r1} {r10} {cos.min():8.4f} {cos.mean():8.4f}", flush=True)
 
-    if "anchor" in models:                       # how close the anchor already is to this core's fp32 limit
+    if "anchor" in models:                       # how close each path is to this core's multiply units
         anchor = models["anchor"][0]
-        config = anchor[0].auto_model.config
         seq = [min(n, anchor.max_seq_length) for n in n_tok]
-        gflop = sum(encoder_flops(config, n) for n in seq) / 1e9
-        achieved = gflop / cpu["anchor"]
-        peak = gemm_peak_gflops(config)
-        print(f"\ncompute: {gflop / len(windows):.2f} GFLOP per chunk (mean {np.mean(seq):.0f} tokens); anchor runs at "
-              f"{achieved:.1f} GFLOP/cpu-s = {achieved / peak:.0%} of one core's fp32 GEMM peak ({peak:.1f} GFLOP/s, "
-              f"torch mm at the FFN shape); 5x the anchor at fp32 would need {5 * achieved / peak:.0%} of it")
-
+        print_ceiling(anchor[0].auto_model.config, seq,
+                      {name: 1000 * cpu[name] / len(windows) for name in models if "+v" not in name and "@" not in name})
 
 if __name__ == "__main__":
     main()
