@@ -44,7 +44,7 @@ def index(
     rebuild: bool = typer.Option(False, "--rebuild", help="ignore the previous index and re-chunk every file (vectors cached for the same model are reused)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives (default REPO/.ragbit)"),
     embed_model: Optional[str] = typer.Option(None, "--embed-model", help="sentence-transformers name or path"),
-    embed_backend: Optional[str] = typer.Option(None, "--embed-backend", metavar="[auto|torch|torch-bf16|openvino|onnx|onnx-int8]",
+    embed_backend: Optional[str] = typer.Option(None, "--embed-backend", metavar="[auto|torch|torch-bf16|openvino|openvino-int8|onnx|onnx-int8]",
                                                 help="how chunks are embedded (config embed.backend, default auto: by CPU)"),
     dense: Optional[str] = typer.Option(None, "--dense", metavar="[auto|flat|hnsw|ivf]", help="FAISS index kind"),
     max_file_bytes: Optional[int] = typer.Option(None, "--max-file-bytes", help="skip larger files"),
