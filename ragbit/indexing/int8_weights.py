@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 
 DYNAMIC_GROUP = 128      # input channels per activation scale (64: cos min .9986, 24.0 ms; 128: .9985, 22.7 ms;
-                         # 384 = a whole row: .9969, 21.8 ms per chunk; Zen4, 150 Django chunks, one thread)
+                         # 384 = a whole row: .9969, 21.8 ms per chunk; Zen4, 150 Django chunks, one thread).
+                         # 384 re-measured (256 chunks, 3 interleaved runs): 16.2 vs 17.0 ms (-4.5%), but on the
+                         # docstring set hybrid context@1500 .787 -> .772 and @3000 .866 -> .850: not kept.
+                         # 256, 768, 1536 are slower than 128 (19.5, 21.8, 21.9 ms).
 WEIGHT_OPS = ("MatMul", "Attention")
 
 
