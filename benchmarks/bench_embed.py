@@ -164,7 +164,8 @@ def encoder_macs(config, seq_len: int) -> tuple[float, float]:
 
 def matmul_format(name: str) -> str:
     """The number format a configuration's weight matmuls run in: int8, bf16 or fp32."""
-    backend = resolve_backend(name.partition("@")[0].partition("+")[0]) if name != "anchor" else "torch"
+    backend = name.partition("@")[0].partition("+")[0]
+    backend = "torch" if backend in ("anchor", "torch-threads") else resolve_backend(backend)
     return "int8" if backend.endswith("int8") else "bf16" if backend in ("openvino", "torch-bf16") else "fp32"
 
 
@@ -182,7 +183,8 @@ def print_ceiling(config, tokens_per_chunk: list[int], cpu_ms: dict[str, float])
 
     def ideal_ms(fmt: str) -> float:
         fmt = fmt if fmt in peaks else "fp32"
-        return 1e3 * (weights / peaks[fmt] + attention / peaks["bf16" if fmt == "int8" and "bf16" in peaks else fmt]) / 1e9
+        attention_fmt = fmt if fmt != "int8" else "bf16" if "bf16" in peaks else "fp32"
+        return 1e3 * (weights / peaks[fmt] + attention / peaks[attention_fmt]) / 1e9
 
     print(f"\nceiling: one core multiplies {', '.join(f'{f} {g:.1f}' for f, g in peaks.items())} GMAC/s "
           f"(cpu_peaks.py); a chunk of mean {np.mean(tokens_per_chunk):.0f} tokens is {weights / 1e9:.2f} GMAC in weight "

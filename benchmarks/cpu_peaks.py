@@ -17,36 +17,39 @@ import time
 
 ACCUMULATORS = 12
 
-# format -> (CPU flag needed, accumulator type, operand type, MACs per instruction, call of the instruction)
-FORMATS = {
-    "fp32": ("avx512f", "<16 x float>", "<16 x float>", 16, "call <16 x float> @llvm.fma.v16f32(<16 x float> %x, "
-             "<16 x float> %y, <16 x float> {acc})"),
-    "bf16": ("avx512_bf16", "<16 x float>", "<32 x bfloat>", 32, "call <16 x float> "
-             "@llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> {acc}, <32 x bfloat> %x, <32 x bfloat> %y)"),
-    "int8": ("avx512_vnni", "<16 x i32>", "<16 x i32>", 64, "call <16 x i32> "
-             "@llvm.x86.avx512.vpdpbusd.512(<16 x i32> {acc}, <16 x i32> %x, <16 x i32> %y)"),
-}
-DECLARATIONS = {
-    "fp32": "declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)",
-    "bf16": "declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)",
-    "int8": "declare <16 x i32> @llvm.x86.avx512.vpdpbusd.512(<16 x i32>, <16 x i32>, <16 x i32>)",
-}
+# (format, CPU flag needed, accumulator type, multiplicand type, MACs per instruction, intrinsic, accumulator
+# first?); the first row of a format whose flag the CPU has is the one timed (AVX-512 before AVX2)
+VARIANTS = (
+    ("fp32", "avx512f", "<16 x float>", "<16 x float>", 16, "llvm.fma.v16f32", False),
+    ("fp32", "fma", "<8 x float>", "<8 x float>", 8, "llvm.fma.v8f32", False),
+    ("bf16", "avx512_bf16", "<16 x float>", "<32 x bfloat>", 32, "llvm.x86.avx512bf16.dpbf16ps.512", True),
+    ("int8", "avx512_vnni", "<16 x i32>", "<16 x i32>", 64, "llvm.x86.avx512.vpdpbusd.512", True),
+)
 
 
-def _loop_ir(fmt: str) -> str:
+def _loop_ir(fmt: str, acc_t: str, op_t: str, intrinsic: str, acc_first: bool) -> str:
     """LLVM IR of `i32 run_<fmt>(i64 n)`: n rounds of ACCUMULATORS independent instructions, reduced to one lane."""
-    _, acc_t, op_t, _, call = FORMATS[fmt]
+    lanes = int(acc_t[1:].split()[0])
+    ints = f"<{lanes} x i32>"
+    declaration = f"declare {acc_t} @{intrinsic}({', '.join([acc_t, op_t, op_t] if acc_first else [op_t, op_t, acc_t])})"
+
+    def call(acc: str) -> str:
+        args = [f"{acc_t} {acc}", f"{op_t} %x", f"{op_t} %y"] if acc_first else [f"{op_t} %x", f"{op_t} %y", f"{acc_t} {acc}"]
+        return f"call {acc_t} @{intrinsic}({', '.join(args)})"
+
     phis = "\n".join(f"  %a{i} = phi {acc_t} [zeroinitializer, %entry], [%b{i}, %loop]" for i in range(ACCUMULATORS))
-    ops = "\n".join(f"  %b{i} = " + call.format(acc=f"%a{i}") for i in range(ACCUMULATORS))
-    lanes = "\n".join(f"  %v{i} = bitcast {acc_t} %b{i} to <16 x i32>\n  %e{i} = extractelement <16 x i32> %v{i}, i32 0"
-                      for i in range(ACCUMULATORS))
+    ops = "\n".join(f"  %b{i} = " + call(f"%a{i}") for i in range(ACCUMULATORS))
+    lanes0 = "\n".join(f"  %v{i} = bitcast {acc_t} %b{i} to {ints}\n  %e{i} = extractelement {ints} %v{i}, i32 0"
+                       for i in range(ACCUMULATORS))
     sums = "\n".join(f"  %s{i} = xor i32 %s{i - 1}, %e{i}" if i else "  %s0 = add i32 0, %e0"
                      for i in range(ACCUMULATORS))
-    return f"""{DECLARATIONS[fmt]}
+    x = ", ".join(f"i32 {1 + i % 8}" for i in range(lanes))
+    y = ", ".join(f"i32 {3 + i % 5}" for i in range(lanes))
+    return f"""{declaration}
 define i32 @run_{fmt}(i64 %n) {{
 entry:
-  %x = bitcast <16 x i32> <i32 1, i32 2, i32 3, i32 4, i32 5, i32 6, i32 7, i32 8, i32 1, i32 2, i32 3, i32 4, i32 5, i32 6, i32 7, i32 8> to {op_t}
-  %y = bitcast <16 x i32> <i32 3, i32 1, i32 4, i32 1, i32 5, i32 9, i32 2, i32 6, i32 3, i32 1, i32 4, i32 1, i32 5, i32 9, i32 2, i32 6> to {op_t}
+  %x = bitcast {ints} <{x}> to {op_t}
+  %y = bitcast {ints} <{y}> to {op_t}
   br label %loop
 loop:
   %i = phi i64 [0, %entry], [%j, %loop]
@@ -56,7 +59,7 @@ loop:
   %more = icmp ult i64 %j, %n
   br i1 %more, label %loop, label %done
 done:
-{lanes}
+{lanes0}
 {sums}
   ret i32 %s{ACCUMULATORS - 1}
 }}
@@ -70,17 +73,21 @@ def core_peaks(flags: set[str], seconds: float = 0.3) -> dict[str, float]:
     llvm.initialize_native_asmprinter()
     machine = llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2)
-    formats = [fmt for fmt, (flag, *_rest) in FORMATS.items() if flag in flags]
-    if not formats:
+    chosen: dict[str, tuple] = {}
+    for fmt, flag, acc_t, op_t, macs, intrinsic, acc_first in VARIANTS:
+        if flag in flags and fmt not in chosen:
+            chosen[fmt] = (macs, (fmt, acc_t, op_t, intrinsic, acc_first))
+    if not chosen:
         return {}
-    module = llvm.parse_assembly("\n".join(_loop_ir(fmt) for fmt in formats))   # one module, one engine
+    module = llvm.parse_assembly("\n".join(_loop_ir(*ir_args)       # one module, one engine
+                                           for _, ir_args in chosen.values()))
     module.verify()
     engine = llvm.create_mcjit_compiler(module, machine)
     engine.finalize_object()
     peaks = {}
-    for fmt in formats:
+    for fmt, (macs_per_instruction, _) in chosen.items():
         run = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64)(engine.get_function_address(f"run_{fmt}"))
-        macs = FORMATS[fmt][3] * ACCUMULATORS
+        macs = macs_per_instruction * ACCUMULATORS
         n, t0 = 1000, time.perf_counter()
         run(n)
         while time.perf_counter() - t0 < 0.05:     # size the loop to ~`seconds`
