@@ -124,10 +124,12 @@ AUTO_TABLE: tuple[AutoRow, ...] = (
     AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16/AMX",
             "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 17.3 vs anchor "
             "67.3 CPU-ms per Django chunk (3.89x with batches sorted by tokens; 3.43x before, when openvino bf16 "
-            "was 2.61x, torch-bf16 1.80x, onnx-int8 2.13x at cosine .984), cosine min 0.9984 over 200 chunks; "
+            "was 2.61x, torch-bf16 1.80x, onnx-int8 2.13x at cosine .984; again 17.0 vs 62.5, 3.67x, with both at "
+            "~52% of their format's peak by bench_embed's ceiling lines), cosine min 0.9984 over 200 chunks; "
             "docstring set (retrieval_eval, 127 "
             "q) hybrid file/chunk R@1/5/10 and context@500-3000 within .01 of fp32 torch (chunk R@10 .646 vs "
-            ".630), dense within .01 but context@1000 .630 vs .654",
+            ".630), dense within .01 but context@1000 .630 vs .654; with session 13's retrieval within two "
+            "questions (.016): hybrid context@1500 .787 vs .780, chunk R@10 .748 vs .764, file R@1 .709 vs .724",
             module="openvino"),
     AutoRow(frozenset({"amx_bf16"}), "torch-bf16", "AMX-BF16",
             "Sapphire Rapids, issue #19: bf16 torch 84.9 wall chunks/s vs anchor 30.5 (2.8x), cos >= 0.998"),
