@@ -317,6 +317,7 @@ class Searcher:
     def _lexical_ranking(self, query: str, n: int) -> list[int]:
         hits = self.lexical.search(query, n)
         self._last_scores = dict(hits)
+        self._lists.lexical = hits
         return [pos for pos, _ in hits]
 
     def _dense_ranking(self, query: str, n: int) -> list[int]:
@@ -329,6 +330,7 @@ class Searcher:
             qvec = adapt(W, qvec)
         hits = [(int(self.dense_ids[pos]), score) for pos, score in self.dense.search(qvec, n)]
         self._last_scores = dict(hits)
+        self._lists.dense = hits
         return [pos for pos, _ in hits]
 
     def named_files(self, query: str) -> list[str]:
@@ -379,8 +381,9 @@ class Searcher:
         so a packer can show a function split over several chunks in one piece. `demote=False` turns off the
         demotion of test and prose files (for comparisons). `for_prompt`: the hits are for a prompt, not for a
         list a person reads (the fusion weighs a long report's embedding less; see the module docstring)."""
-        from indexes.fusion import cap_per_key, reciprocal_rank_fusion
+        from indexes.fusion import cap_per_key
 
+        from ragbit.search.rerank import RERANK_DEPTH
         k = self.cfg.search.k if k is None else k
         mode = mode or self.cfg.search.mode
         cap = list_cap(query, self.cfg.search) if max_hits_per_file is None else max_hits_per_file
@@ -391,9 +394,32 @@ class Searcher:
         if not query.strip():
             raise SearchError("empty question")
         self._load(lexical=mode != "dense", dense=mode != "lexical")
+        fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap else 1), path_boost, demote, for_prompt)
+        if mode == "hybrid" and len(_WORDS.findall(query)) <= PLAIN_MAX_WORDS and self.reranker is not None:
+            fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
+        fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap)[:k]
+        hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
+        if units:
+            for hit, (pos, _) in zip(hits, fused):
+                hit.unit = self._unit(pos, hit)
+            taken = {pos for pos, _ in fused}
+            for hit, (pos, _) in list(zip(hits, fused))[:CALLEE_HITS]:
+                hit.callees = self._callees(pos, hit, taken)
+        hits.dense_complete = self.dense_complete or mode == "lexical"
+        hits.mode = mode
+        return hits
+
+    def fused(self, query: str, mode: str, n: int, path_boost: bool = True, demote: bool = True,
+              for_prompt: bool = False) -> list[tuple[int, float]]:
+        """(chunk position, score), best first: the lists of `mode` fused, test and prose files demoted. Each list
+        is asked for at least MIN_CANDIDATES and LIST_DEPTH (the reranker's features read that deep) or `n`.
+        The lists themselves stay in `self._lists` for the reranker."""
+        from indexes.fusion import reciprocal_rank_fusion
+
+        from ragbit.search.rerank import LIST_DEPTH, Lists
         self._last_scores: dict[int, float] = {}
-        # a per-file cap throws candidates away: ask for more so k survive it
-        n = max(MIN_CANDIDATES, CANDIDATES_PER_K * k * (3 if cap else 1))
+        self._lists = Lists([], [])
+        n = max(MIN_CANDIDATES, LIST_DEPTH, n)
         rankings, weights = [], []
         lexical_weight, dense_weight = fusion_weights(query, for_prompt) if mode == "hybrid" else (1.0, 1.0)
         if mode in ("hybrid", "lexical"):
@@ -419,17 +445,28 @@ class Searcher:
         if demote:
             doc_factor = 1.0 if _ABOUT_DOCS.search(query) else PLAIN_DOC_FACTOR if is_plain_language(query) else DOC_FACTOR
             fused = self._demote(fused, tests=not _ABOUT_TESTS.search(query), doc_factor=doc_factor)
-        fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap)[:k]
-        hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
-        if units:
-            for hit, (pos, _) in zip(hits, fused):
-                hit.unit = self._unit(pos, hit)
-            taken = {pos for pos, _ in fused}
-            for hit, (pos, _) in list(zip(hits, fused))[:CALLEE_HITS]:
-                hit.callees = self._callees(pos, hit, taken)
-        hits.dense_complete = self.dense_complete or mode == "lexical"
-        hits.mode = mode
-        return hits
+        return fused
+
+    @property
+    def reranker(self):
+        """The learned reranker of this index's vector space (ragbit/search/rerank.py), or None: the model has none,
+        or `[search] rerank` is off. Looked up once per generation."""
+        if not self.cfg.search.rerank:
+            return None
+        if getattr(self, "_reranker_of", None) != self._generation:
+            from ragbit.search.rerank import RerankerError, load_reranker
+            try:
+                self._reranker = load_reranker(self.manifest.get("embed_model_id") or "")
+            except RerankerError as e:
+                raise SearchError(str(e)) from None
+            self._reranker_of = self._generation
+        return self._reranker
+
+    def rerank_features(self, query: str, fused: list[tuple[int, float]]):
+        """The reranker's features of the fused candidates (after `fused()` ran for this query)."""
+        from ragbit.search.rerank import features
+        t = self.table
+        return features(query, fused, self._lists, t.scope, t.path, t.start_line, t.end_line, self._file_kind)
 
     def _demote(self, fused: list[tuple[int, float]], tests: bool, doc_factor: float) -> list[tuple[int, float]]:
         """Scale the scores of test-file chunks by TEST_FACTOR (if `tests`) and of prose files by `doc_factor`,
