@@ -109,7 +109,7 @@ class SearchConfig:
                                              # file's other definitions are likely answers). Docstring set (127
                                              # short questions), hybrid chunk R@10: cap 2 .654, 3 .748, 4 .764, none
                                              # .795; file R@10 .992 for 2-4, .976 with none
-    rerank: bool = True                      # reorder a short question's best candidates with the learned reranker
+    learned_rerank: bool = True              # reorder a short question's best candidates with the learned reranker
                                              # (ragbit/search/rerank.py; only models that ship one)
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/serve/socket_server.py)

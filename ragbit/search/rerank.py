@@ -12,7 +12,7 @@ How it was made: `benchmarks/train_reranker.py`, on the same 1,278 questions fro
 the query adapter (first docstring sentence -> the function, every docstring blanked), listwise softmax over each
 question's candidates, weights chosen by leave-projects-out. The weights, the means and scales of the features,
 and the figures live in a `.json` per embedding model under `rerankers/` (the dense signals depend on the model's
-cosine scale); a model without one keeps the fused order. `[search] rerank = false` turns it off.
+cosine scale); a model without one keeps the fused order. `[search] learned_rerank = false` turns it off.
 """
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def load_reranker(model_id: str) -> Reranker | None:
         if any(a.shape != (len(FEATURES),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
             raise ValueError("its mean, scale and weights must be finite, one per feature")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RerankerError(f"unusable reranker {path}: {e}; reinstall ragbit or set [search] rerank = false") from None
+        raise RerankerError(f"unusable reranker {path}: {e}; reinstall ragbit or set [search] learned_rerank = false") from None
     return Reranker(*arrays)
 
 

@@ -113,6 +113,7 @@ PLAIN_DOC_FACTOR = 0.85    # ... for a plain-language question (where a doc may 
 MAX_UNIT_CHUNKS = 12       # a definition made of more chunks than this is never packed whole
 CALLEE_HITS = 1            # the first hits whose callees are attached for packing (search(units=True))
 MAX_CALLEES = 1            # callees attached per such hit
+RERANK_MAX_WORDS = PLAIN_MAX_WORDS   # questions the learned reranker reorders (ragbit/search/rerank.py)
 IDENTIFIER_WEIGHT = 0.2     # RRF weight of BM25 over the question's code names alone, in hybrid search (see above)
 
 # "a/b/c.py", "c.py", "/usr/lib/.../a/b/c.py", "a.b.c" (dotted module path)
@@ -207,6 +208,8 @@ class Hit:
     rank: int
     unit: "Hit | None" = None    # the whole definition this chunk is part of (search(units=True)), for packing
     callees: "list[Hit] | None" = None   # definitions of the same file this hit calls (search(units=True))
+    share: float | None = None   # the learned reranker's belief that this hit answers a short question (the packer
+                                 # spends tokens by it); None when the order is the fusion's or the question is long
 
     def to_json(self) -> dict:
         return {"path": self.path, "start_line": self.start_line, "end_line": self.end_line,
@@ -395,10 +398,15 @@ class Searcher:
             raise SearchError("empty question")
         self._load(lexical=mode != "dense", dense=mode != "lexical")
         fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap else 1), path_boost, demote, for_prompt)
-        if mode == "hybrid" and len(_WORDS.findall(query)) <= PLAIN_MAX_WORDS and self.reranker is not None:
+        short = len(_WORDS.findall(query)) <= RERANK_MAX_WORDS
+        reranked = mode == "hybrid" and (short or for_prompt) and self.reranker is not None
+        if reranked:
             fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
         fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap)[:k]
         hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
+        if reranked and short:
+            for hit in hits:
+                hit.share = hit.score
         if units:
             for hit, (pos, _) in zip(hits, fused):
                 hit.unit = self._unit(pos, hit)
@@ -451,7 +459,7 @@ class Searcher:
     def reranker(self):
         """The learned reranker of this index's vector space (ragbit/search/rerank.py), or None: the model has none,
         or `[search] rerank` is off. Looked up once per generation."""
-        if not self.cfg.search.rerank:
+        if not self.cfg.search.learned_rerank:
             return None
         if getattr(self, "_reranker_of", None) != self._generation:
             from ragbit.search.rerank import RerankerError, load_reranker
@@ -525,6 +533,7 @@ class Searcher:
                 continue
             taken.add(at)
             callee = self._hit(at, hit.score, hit.rank)
+            callee.share = hit.share                 # packed on its caller's merit
             callee.unit = self._unit(at, callee)
             out.append(callee)
             if len(out) >= MAX_CALLEES:
