@@ -56,11 +56,17 @@ class RerankerError(ValueError):
     """A reranker file that exists but cannot be used; the message is one line for the user."""
 
 
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+    """Snowball's English stem ("annotations" -> "annot", "types" -> "type"): a question's words and a name's
+    pieces meet in their stems."""
+    import snowballstemmer
+    return _stemmer(snowballstemmer).stemWord(word)
+
+
+@lru_cache(maxsize=1)
+def _stemmer(module):
+    return module.stemmer("english")
 
 
 _QUESTION_STOP = frozenset("get set new given return returns class def".split())
