@@ -1,7 +1,10 @@
 """Train the short-question reranker (ragbit/search/rerank.py): one weight per feature, listwise.
 
-The questions, the project copies (every docstring blanked) and their indexes are the query adapter's
-(benchmarks/train_query_adapter.py, same --work directory: what it made is reused, what is missing is made). For
+The questions are made the query adapter's way (benchmarks/train_query_adapter.py: first docstring sentence -> the
+function, every docstring blanked) from installed projects that are in neither development set, in the eval
+README's example list, nor in the adapter's own training projects. Why not the adapter's projects: on those the
+adapted dense list is better than it will be on a user's repository, and the reranker would learn to trust it
+too much. For
 each question, ragbit's own hybrid search gives the first RERANK_DEPTH fused candidates and their features, exactly
 as a search computes them (Searcher.fused + Searcher.rerank_features, with the shipped query adapter). The model is
 a softmax over each question's candidates of `((x - mean) / scale) @ w`, fitted to put the chunks that overlap the
@@ -9,12 +12,11 @@ question's function first, with LAMBDA * |w|^2; questions whose function is not 
 and are left out. Leave-projects-out (--holdout) reports chunk R@1 / R@10 (with the list's per-file cap) and MRR
 before and after on projects the weights never saw; --save trains on every project and writes the `.json`.
 
-    python benchmarks/train_reranker.py --work /tmp/qa-train            # ~1 min once the adapter's work dir exists
-    python benchmarks/train_reranker.py --work /tmp/qa-train --save     # writes ragbit/search/rerankers/
+    python benchmarks/train_reranker.py --work /tmp/rr-train            # ~15 min of 2 cores the first time (embedding)
+    python benchmarks/train_reranker.py --work /tmp/rr-train --save     # writes ragbit/search/rerankers/
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,7 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_query_adapter import blank_docstrings, copy_sources, index_projects, make_pairs  # noqa: E402
+from train_query_adapter import PACKAGES as ADAPTER_PACKAGES  # noqa: E402
+from train_query_adapter import prepare_projects, training_arguments  # noqa: E402
+
+# import name -> distribution name: none of the development sets' projects, the eval README's example list
+# (click, rich, httpx) or the adapter's training projects (ADAPTER_PACKAGES)
+PACKAGES = {"sentence_transformers": "sentence-transformers", "mcp": "mcp", "urllib3": "urllib3",
+            "tomlkit": "tomlkit", "yaml": "PyYAML", "joblib": "joblib", "prompt_toolkit": "prompt_toolkit",
+            "jedi": "jedi", "parso": "parso", "traitlets": "traitlets", "hypothesis": "hypothesis"}
+assert not PACKAGES.keys() & ADAPTER_PACKAGES.keys()
 
 LAMBDA = 0.01
 LIST_CAP = 6          # hits per file when scoring a list (the short-question cap)
@@ -100,22 +110,13 @@ def scores(data: list[dict], model=None) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="/tmp/qa-train", help="the query adapter's work dir (copies, pairs, indexes)")
-    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
-    ap.add_argument("--holdout", default="networkx,anyio,docutils;huggingface_hub,pydantic,setuptools,starlette;"
-                    "mpmath,fsspec,markdown_it,typer", help="';'-separated groups of projects held out in turn")
+    ap = training_arguments(__doc__, "/tmp/rr-train", "sentence_transformers,mcp,urllib3,tomlkit;yaml,joblib,"
+                            "prompt_toolkit,jedi;parso,traitlets,hypothesis", "reranker")
     ap.add_argument("--lambda", dest="lam", type=float, default=LAMBDA)
-    ap.add_argument("--save", action="store_true", help="train on every project and write the reranker")
     a = ap.parse_args()
-
-    from ragbit.indexing.embeddings import Embedder
     from ragbit.search.rerank import FEATURES, reranker_path
     work = Path(a.work)
-    pairs = make_pairs(work, copy_sources(work), Path(a.eval_dir))
-    blank_docstrings(pairs)
-    embedder = Embedder()
-    index_projects(pairs, work / "index", embedder)
+    pairs, embedder = prepare_projects(work, PACKAGES, Path(a.eval_dir))
     data = candidates(pairs, work / "index", embedder)
     print(f"{len(data)} questions, {sum(d['gold'].any() for d in data)} with their function among the candidates",
           file=sys.stderr)
