@@ -31,10 +31,11 @@ from train_query_adapter import PACKAGES as ADAPTER_PACKAGES  # noqa: E402
 from train_query_adapter import prepare_projects, training_arguments  # noqa: E402
 
 # import name -> distribution name: none of the development sets' projects, the eval README's example list
-# (click, rich, httpx) or the adapter's training projects (ADAPTER_PACKAGES)
+# (click, rich, httpx) or the adapter's training projects (ADAPTER_PACKAGES). Not jedi: it bundles typeshed (5,534
+# stub files of other libraries), which would take most of the indexing time and teach about stubs, not code.
 PACKAGES = {"sentence_transformers": "sentence-transformers", "mcp": "mcp", "urllib3": "urllib3",
             "tomlkit": "tomlkit", "yaml": "PyYAML", "joblib": "joblib", "prompt_toolkit": "prompt_toolkit",
-            "jedi": "jedi", "parso": "parso", "traitlets": "traitlets", "hypothesis": "hypothesis"}
+            "parso": "parso", "traitlets": "traitlets", "hypothesis": "hypothesis"}
 assert not PACKAGES.keys() & ADAPTER_PACKAGES.keys()
 
 LAMBDA = 0.01
@@ -111,13 +112,19 @@ def scores(data: list[dict], model=None) -> dict[str, float]:
 
 def main() -> None:
     ap = training_arguments(__doc__, "/tmp/rr-train", "sentence_transformers,mcp,urllib3,tomlkit;yaml,joblib,"
-                            "prompt_toolkit,jedi;parso,traitlets,hypothesis", "reranker")
+                            "prompt_toolkit;parso,traitlets,hypothesis", "reranker")
     ap.add_argument("--lambda", dest="lam", type=float, default=LAMBDA)
+    ap.add_argument("--adapter-work", default="/tmp/qa-train", help="the query adapter's work dir: its questions are "
+                    "trained on too ('' = only this script's projects; held-out groups are always this script's)")
     a = ap.parse_args()
     from ragbit.search.rerank import FEATURES, reranker_path
     work = Path(a.work)
     pairs, embedder = prepare_projects(work, PACKAGES, Path(a.eval_dir))
     data = candidates(pairs, work / "index", embedder)
+    if a.adapter_work:                        # the adapter's questions too (made and indexed there if missing)
+        adapter_work = Path(a.adapter_work)
+        adapter_pairs, _ = prepare_projects(adapter_work, ADAPTER_PACKAGES, Path(a.eval_dir))
+        data += candidates(adapter_pairs, adapter_work / "index", embedder)
     print(f"{len(data)} questions, {sum(d['gold'].any() for d in data)} with their function among the candidates",
           file=sys.stderr)
 
@@ -125,7 +132,8 @@ def main() -> None:
     for group in filter(None, a.holdout.split(";")):
         held = set(group.split(","))
         val = [d for d in data if d["corpus"].rsplit("-", 1)[0] in held]
-        before, after = scores(val), scores(val, fit([d for d in data if d not in val], a.lam))
+        rest = [d for d in data if d["corpus"].rsplit("-", 1)[0] not in held]
+        before, after = scores(val), scores(val, fit(rest, a.lam))
         figures[group] = {"before": before, "after": after}
         print(f"held out {group} ({len(val)} questions): chunk {before} -> {after}")
     if a.save:
