@@ -46,10 +46,10 @@ STEPS = 200
 LR = 1e-3
 
 
-def copy_sources(work: Path) -> list[Path]:
-    """Each installed package copied to work/src/<name>-<version> (no compiled files)."""
+def copy_sources(work: Path, packages: dict[str, str] = PACKAGES) -> list[Path]:
+    """Each installed package (import name -> distribution) copied to work/src/<name>-<version> (no compiled files)."""
     out = []
-    for name, dist in PACKAGES.items():
+    for name, dist in packages.items():
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
             print(f"skipping {name}: not installed", file=sys.stderr)
@@ -184,22 +184,32 @@ def train(data, steps: int = STEPS, lam: float = LAMBDA, tau: float = TAU, lr: f
     return (eye + A).detach().numpy()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="/tmp/qa-train", help="copies, pairs and indexes go here")
+def training_arguments(doc: str, work: str, holdout: str, what: str) -> argparse.ArgumentParser:
+    """The options every training script of a learned search part takes (this one, train_reranker.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=work, help="copies, pairs and indexes go here")
     ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
-    ap.add_argument("--holdout", default="networkx,anyio,docutils;huggingface_hub,pydantic,setuptools,starlette;"
-                    "mpmath,fsspec,markdown_it,typer", help="';'-separated groups of projects held out in turn")
-    ap.add_argument("--save", action="store_true", help="train on every project and write the adapter")
-    a = ap.parse_args()
+    ap.add_argument("--holdout", default=holdout, help="';'-separated groups of projects held out in turn")
+    ap.add_argument("--save", action="store_true", help=f"train on every project and write the {what}")
+    return ap
 
+
+def prepare_projects(work: Path, packages: dict[str, str], eval_dir: Path):
+    """Copies, question pairs (every docstring blanked) and an index per project; returns (pairs dir, embedder)."""
     from ragbit.indexing.embeddings import Embedder
-    from ragbit.indexing.query_adapter import adapter_path
-    work = Path(a.work)
-    pairs = make_pairs(work, copy_sources(work), Path(a.eval_dir))
+    pairs = make_pairs(work, copy_sources(work, packages), eval_dir)
     print(f"{blank_docstrings(pairs)} other docstrings blanked", file=sys.stderr)
     embedder = Embedder()
     index_projects(pairs, work / "index", embedder)
+    return pairs, embedder
+
+
+def main() -> None:
+    a = training_arguments(__doc__, "/tmp/qa-train", "networkx,anyio,docutils;huggingface_hub,pydantic,setuptools,"
+                           "starlette;mpmath,fsspec,markdown_it,typer", "adapter").parse_args()
+    from ragbit.indexing.query_adapter import adapter_path
+    work = Path(a.work)
+    pairs, embedder = prepare_projects(work, PACKAGES, Path(a.eval_dir))
     data = examples(pairs, work / "index", embedder)
     print(f"{sum(len(d[3]) for d in data)} questions over {len(data)} projects", file=sys.stderr)
 

@@ -105,10 +105,15 @@ class SearchConfig:
     max_hits_per_file: int = 2               # 0 = no cap. 2 spreads the top k over more files: hybrid file R@10
                                              # .689 -> .733 on the 45 dev-set queries it was chosen on, .700 -> .775
                                              # on the 40 django queries held out (benchmarks/retrieval_eval.py)
-    short_max_hits_per_file: int = 4         # the cap for a question of at most 40 words (one thing asked: the best
+    short_max_hits_per_file: int = 6         # the cap for a question of at most 40 words (one thing asked: the best
                                              # file's other definitions are likely answers). Docstring set (127
                                              # short questions), hybrid chunk R@10: cap 2 .654, 3 .748, 4 .764, none
-                                             # .795; file R@10 .992 for 2-4, .976 with none
+                                             # .795; file R@10 .992 for 2-4, .976 with none. With the learned
+                                             # reranker (session 13): cap 4 .811, 6 .850, none .858; file R@10
+                                             # 1.000, .992, .984. On the 17 training projects (leave-projects-out)
+                                             # 6 and none scored the same (.854 / .853), 4 lower (.837)
+    learned_rerank: bool = True              # reorder a short question's best candidates with the learned reranker
+                                             # (ragbit/search/rerank.py; only models that ship one)
     rrf_k: int = 60
     server: bool = True                      # keep a background search server per index (ragbit/serve/socket_server.py)
     server_idle_timeout: float = 180.0       # seconds without a search before that server exits (~300 MB each:

@@ -138,3 +138,27 @@ def test_a_block_from_inside_a_definition_names_it_in_its_header(count):
     ctx = pack([body, whole], count, budget=1500)
     assert [b.header for b in ctx.blocks] == ["[1] q.py:40-42 (in QuerySet.filter)", "[2] q.py:10-11"]
     assert ctx.tokens == count(ctx.text) and "(in QuerySet.filter)" in ctx.text
+
+
+def shared(h: Hit, share: float) -> Hit:
+    h.share = h.score = share
+    return h
+
+
+def test_hits_with_reranker_shares_spend_the_budget_by_share_per_token(count):
+    """After the best hit, a small likely definition goes before a big one that is barely more likely; without
+    shares (a long report, a fused order) relevance order stays."""
+    def hits(with_shares: bool) -> list[Hit]:
+        out = [hit("b.py", 1, 2, 0.5), with_unit(hit("a.py", 100, 101, 0.2), 60, 140),    # 81 lines
+               hit("a.py", 10, 12, 0.15), hit("b.py", 50, 51, 0.01)]
+        return [shared(h, h.score) for h in out] if with_shares else out
+
+    budget = count(pack(hits(False)[:2], count, budget=10_000).text) + 5     # the best hit + the big unit
+    by_relevance = pack(hits(False), count, budget=budget)
+    assert [(b.path, b.start_line) for b in by_relevance.blocks][:2] == [("b.py", 1), ("a.py", 60)]
+    by_value = pack(hits(True), count, budget=budget)
+    starts = [(b.path, b.start_line) for b in by_value.blocks]
+    assert starts[:2] == [("b.py", 1), ("a.py", 10)] and ("a.py", 60) not in starts
+    assert ("a.py", 100) in starts                  # the big one's hit alone still fits what is left
+    everything = pack(hits(True), count, budget=10_000)
+    assert {(b.path, b.start_line) for b in everything.blocks} == {("b.py", 1), ("a.py", 60), ("a.py", 10), ("b.py", 50)}

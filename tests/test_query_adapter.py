@@ -113,10 +113,10 @@ def test_a_short_question_keeps_more_hits_per_file(tmp_path):
     s = Searcher(cfg, embedder=FakeEmbedder())
     short = "invoice total"
     long = " ".join(["invoice total"] * 30)
-    assert list_cap(short, cfg.search) == cfg.search.short_max_hits_per_file == 4
+    assert list_cap(short, cfg.search) == cfg.search.short_max_hits_per_file == 6
     assert list_cap(long, cfg.search) == cfg.search.max_hits_per_file == 2
     per_file = lambda hits: max(sum(h.path == p for h in hits) for p in {h.path for h in hits})   # noqa: E731
-    assert per_file(s.search(short, k=10, mode="lexical")) == 4
+    assert per_file(s.search(short, k=10, mode="lexical")) == 6
     assert per_file(s.search(long, k=10, mode="lexical")) == 2
     assert per_file(s.search(short, k=10, mode="lexical", max_hits_per_file=1)) == 1    # an explicit cap wins
 

@@ -144,6 +144,25 @@ def test_tests_and_prose_rank_below_the_code_unless_the_question_is_about_them(t
     assert s.search(about, k=2, mode="lexical")[0].path == other
 
 
+_STUB = "def parse_header(raw: str) -> tuple[str, str]: ...  # parse_header header name value\n"
+
+
+def test_a_python_stub_beside_its_module_ranks_below_the_module(tmp_path):
+    """A .pyi repeats the signature (and here more of the question's words) but not what the code does; a stub
+    with no module beside it (a compiled extension's interface) is code."""
+    root = tmp_path / "lib"
+    for rel, body in (("pkg/parser.py", _PARSER), ("pkg/parser.pyi", _STUB), ("pkg/_speedups.pyi", _STUB)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(body)
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    undemoted = [h.path for h in s.search("parse_header header name value", k=3, mode="lexical", demote=False)]
+    assert undemoted.index("pkg/parser.pyi") < undemoted.index("pkg/parser.py")
+    ranked = [h.path for h in s.search("parse_header header name value", k=3, mode="lexical")]
+    assert ranked.index("pkg/parser.py") < ranked.index("pkg/parser.pyi")
+    assert ranked.index("pkg/_speedups.pyi") < ranked.index("pkg/parser.py")     # no module beside it: not demoted
+
+
 def test_units_give_each_hit_its_whole_split_definition(tmp_path):
     root = tmp_path / "big"
     root.mkdir()

@@ -193,6 +193,7 @@ def status(
         f"; [embed] view_tokens now asks for {views(s.view_tokens_now)} (the next index re-embeds every chunk)"
         if s.view_tokens_now != s.view_tokens else ""))
     typer.echo(f"query adapter: {s.query_adapter or 'off'}")
+    typer.echo(f"learned reranker: {s.learned_rerank or 'off'}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
     if s.dense_kind == "flat":
         typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")

@@ -35,6 +35,7 @@ class IndexStatus:
     view_tokens: int = 0              # the vectors' view size ([embed] view_tokens when indexed; 0 = whole chunks)
     view_tokens_now: int = 0          # what the configuration asks for now (a change re-embeds every chunk)
     query_adapter: str = ""           # how short questions are mapped towards code before dense search ("" = not)
+    learned_rerank: str = ""          # how hybrid search reorders its best candidates ("" = not)
 
 
 def _backend_now(cfg: RagbitConfig) -> str:
@@ -83,7 +84,8 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         dense_kind=str((manifest.get("dense_index") or {}).get("kind", "")),
         dense_recall=(manifest.get("dense_index") or {}).get("recall_at_10"),
         view_tokens=int(manifest.get("embed_views", 0) or 0), view_tokens_now=_view_tokens_now(cfg),
-        query_adapter=_query_adapter(cfg, manifest.get("embed_model_id", "")))
+        query_adapter=_query_adapter(cfg, manifest.get("embed_model_id", "")),
+        learned_rerank=_learned_rerank(cfg, manifest.get("embed_model_id", "")))
 
 
 def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:
@@ -96,6 +98,19 @@ def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:
     trained = f" (trained on {info['questions']:,} questions from {len(info.get('projects', []))} projects)" \
         if isinstance(info.get("questions"), int) else ""
     return f"questions of up to {PLAIN_MAX_WORDS} words are mapped towards code{trained}"
+
+
+def _learned_rerank(cfg: RagbitConfig, vector_space: str) -> str:
+    """One line on the learned reranker hybrid search uses for this index's model (ragbit/search/rerank.py)."""
+    from ragbit.search.rerank import RERANK_DEPTH, reranker_info, reranker_path
+    from ragbit.search.searcher import RERANK_MAX_WORDS
+    if not cfg.search.learned_rerank or not reranker_path(vector_space).is_file():
+        return ""
+    info = reranker_info(vector_space)
+    trained = f" (trained on {info['questions']:,} questions from {len(info.get('projects', []))} projects)" \
+        if isinstance(info.get("questions"), int) else ""
+    return (f"the {RERANK_DEPTH} best candidates of a question of up to {RERANK_MAX_WORDS} words, and of every "
+            f"prompt, are reordered{trained}")
 
 
 def _view_tokens_now(cfg: RagbitConfig) -> int:
