@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, dispatch, q1_0, q1_0_simd, q1_0_vnni, q2_0
+from . import dense, dispatch, pool, q1_0, q1_0_simd, q1_0_vnni, q2_0
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -264,6 +264,9 @@ class Q1Matrix(QuantMatrix):
             self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
             self._int11 = q1_0_simd.MATVEC[self.path]
+            # decode over the pool's threads (pool.py) in items of whole tiles, where the pool runs
+            self.item_rows = tile_rows
+            self.pooled = pool.available() and self.bits_t.shape[0] <= pool.MAX_ITEMS and tile_rows <= pool.MAX_ROWS
             self._int11_1t = q1_0_simd.MATVEC_1T[self.path]
 
     @property
@@ -274,8 +277,15 @@ class Q1Matrix(QuantMatrix):
         if self.decode == "float":
             q1_0.matvec_lut8(self.words, self.scales, *self.FORMAT.luts.tables_for(x), out)
         else:
-            kernel = self._int11_1t if self.nbytes < SERIAL_BELOW_BYTES else self._int11
-            kernel(self.bits_t, self.scales, *self.FORMAT.int_tables.tables_for(x), out)
+            tab, s = self.FORMAT.int_tables.tables_for(x)
+            n_threads = numba.get_num_threads()
+            if self.nbytes < SERIAL_BELOW_BYTES or n_threads == 1:
+                self._int11_1t(self.bits_t, self.scales, tab, s, out)
+            elif self.pooled:
+                pool.get_pool(n_threads).run(q1_0_simd.matvec_pool, q1_0_simd.item_kernel(self.path), self.bits_t,
+                                             self.scales, tab, s, out, self.item_rows, n_threads)
+            else:
+                self._int11(self.bits_t, self.scales, tab, s, out)
 
     def _matmul_into(self, x, out):
         fmt = self.FORMAT
