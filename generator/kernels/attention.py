@@ -269,20 +269,21 @@ def softmax_weights(row, n):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(inline="always")
-def _group_chunks(group):
-    """Query heads per kernel call: 4, 2 or 1 (the kernels are compiled for those group sizes)."""
+def group_chunk(group: int) -> int:
+    """Query heads per kernel call: 4, 2 or 1 (the kernels are compiled for the one size a model needs)."""
     return 4 if group % 4 == 0 else (2 if group % 2 == 0 else 1)
 
 
 @njit(inline="always")
-def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, step, nvec):
+def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, step, nvec, g):
+    """step, nvec, g: compile-time constants of the entry points below, so each generates the q.k and value
+    kernels of one shape only: all shapes in one function took 4.7 s to compile, its parallel variant 14 s
+    (Zen4 under load, numba 0.68), paid on a fresh cache at the first decode step."""
     T = q.shape[0]
     n_kv, hd = keys.shape[0], keys.shape[2]
     group = n_heads // n_kv
     nb = k_scale.shape[1]
     bs = hd // nb
-    g = _group_chunks(group)
     for kvh in prange(n_kv):
         qs = np.empty((group, hd), np.float32)
         for t in range(T):
@@ -294,60 +295,94 @@ def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out
                     qs[j, i] = q[t, h * hd + i] * scale
             for j0 in range(0, group, g):
                 h0 = kvh * group + j0
-                if g == 4:
-                    _qk(4, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
-                        scores.shape[1])
-                elif g == 2:
-                    _qk(2, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
-                        scores.shape[1])
-                else:
-                    _qk(1, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
-                        scores.shape[1])
+                _qk(g, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                    scores.shape[1])
             dens = np.empty(group, np.float32)
             for j in range(group):
                 dens[j] = softmax_weights(scores[kvh * group + j], n_pos)
             o = out[t, kvh * group * hd:(kvh + 1) * group * hd]
             for j0 in range(0, group, g):
                 h0 = kvh * group + j0
-                if g == 4:
-                    _pv(4, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
-                        scores.shape[1])
-                elif g == 2:
-                    _pv(2, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
-                        scores.shape[1])
-                else:
-                    _pv(1, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
-                        scores.shape[1])
+                _pv(g, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb, scores.shape[1])
             for j in range(group):
                 inv = np.float32(1.0) / dens[j]
                 for i in range(hd):
                     o[j * hd + i] *= inv
 
 
-@njit(inline="always")
-def _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
-    """wide (avx512bw): 4 tiles per q.k step, 4 vectors per value pass; else (avx2) 2 and 2. Both shapes are plain
-    LLVM vector IR (no instruction the CPU may lack), so one entry point compiles both."""
-    if wide:
-        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
-    else:
-        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
+# One entry point per (shape, query heads per call), each with its literals written out, so that only the one
+# a model needs is compiled (numba.literally would do it in one function, but then every call went through
+# numba's Python-level dispatch: 140 ms per call). avx512bw: 4 tiles per q.k step and 4 vectors per value pass;
+# avx2: 2 and 2. Names: _{parallel|serial}_{4|2}_g{4|2|1}.
+@njit(cache=True, parallel=True)
+def _parallel_4_g4(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4, 4)
 
 
 @njit(cache=True, parallel=True)
-def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
-    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
+def _parallel_4_g2(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4, 2)
+
+
+@njit(cache=True, parallel=True)
+def _parallel_4_g1(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4, 1)
+
+
+@njit(cache=True, parallel=True)
+def _parallel_2_g4(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2, 4)
+
+
+@njit(cache=True, parallel=True)
+def _parallel_2_g2(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2, 2)
+
+
+@njit(cache=True, parallel=True)
+def _parallel_2_g1(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2, 1)
 
 
 @njit(cache=True)
-def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
-    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
+def _serial_4_g4(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4, 4)
+
+
+@njit(cache=True)
+def _serial_4_g2(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4, 2)
+
+
+@njit(cache=True)
+def _serial_4_g1(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4, 1)
+
+
+@njit(cache=True)
+def _serial_2_g4(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2, 4)
+
+
+@njit(cache=True)
+def _serial_2_g2(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2, 2)
+
+
+@njit(cache=True)
+def _serial_2_g1(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2, 1)
+
+
+_KERNELS = {(parallel, step, g): globals()[f"_{'parallel' if parallel else 'serial'}_{step}_g{g}"]
+            for parallel in (True, False) for step in (4, 2) for g in (4, 2, 1)}
 
 
 def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out) -> None:
-    """Decode attention on `path` ("avx512bw" or "avx2"), over the threads or on this one (see layers.attention)."""
-    kernel = attention_parallel if parallel else attention_serial
-    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, path == "avx512bw")
+    """Decode attention on `path` ("avx512bw" or "avx2"), over the threads or on this one (see layers.attention).
+    Both shapes are plain LLVM vector IR (no instruction the CPU may lack)."""
+    kernel = _KERNELS[parallel, STEP_TILES[path], group_chunk(n_heads // keys.shape[0])]
+    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out)
 
 
 def fits(hd: int, path: str) -> bool:
