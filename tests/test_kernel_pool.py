@@ -12,7 +12,6 @@ import pytest
 from numba import cfunc, njit
 
 from generator.kernels import GGML_Q1_0, GGML_Q2_0, matrix, pool, prepare_matrix, quantize
-from generator.kernels import q1_0_simd
 
 pytestmark = pytest.mark.skipif(not pool.available(), reason="the decode pool needs Linux on x86-64 (futex, pause)")
 
