@@ -75,6 +75,19 @@ def head_norm_rope(x, n_heads, head_dim, w, eps, cos_tab, sin_tab, pos0):
                 x[t, base + j + half] = a * s + b * c
 
 
+@njit(cache=True, fastmath=False)
+def split_qkv_norm_rope(qkv, q, k, v, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0):
+    """q, k, v <- the three parts of the stacked W_qkv product (T, q_dim + 2 kv_dim); then `head_norm_rope` on
+    q and k. One call for what were three numpy copies and two kernel calls (~10 us per decode layer)."""
+    qd, kd = q.shape[1], k.shape[1]
+    for t in range(qkv.shape[0]):
+        q[t] = qkv[t, :qd]
+        k[t] = qkv[t, qd:qd + kd]
+        v[t] = qkv[t, qd + kd:]
+    head_norm_rope(q, n_heads, head_dim, q_norm, eps, cos_tab, sin_tab, pos0)
+    head_norm_rope(k, n_kv, head_dim, k_norm, eps, cos_tab, sin_tab, pos0)
+
+
 def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
                 yarn_orig_ctx: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin tables (n_ctx, head_dim/2) float32 for NEOX RoPE, with YaRN when yarn_factor > 1.
@@ -344,7 +357,7 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
     out[...] = res.reshape(n_kv, T, group, hd).transpose(1, 0, 2, 3).reshape(T, n_heads * hd)
 
 
-def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out):
+def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out, path=None):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
@@ -357,13 +370,14 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
     out:     (T, n_heads*hd) float32
     n_ctx is a multiple of attention_simd.CTX_ROUND (the vector kernels compute whole steps of tiles).
     Query head h reads KV head h // (n_heads / n_kv). T >= BLAS_MIN_QUERIES (prefill) runs as matrix products;
-    otherwise the dispatcher's decode kernel (`decode_path`), with KV heads in parallel when there is enough work.
+    otherwise the dispatcher's decode kernel (`path`, default `decode_path(hd)`: a model passes the one it chose
+    at load, asking the dispatcher per call cost ~10 us), with KV heads in parallel when there is enough work.
     """
     T, hd = q.shape[0], k_cache.shape[2]
     if T >= BLAS_MIN_QUERIES:
         return _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out)
     parallel = T * n_heads * (pos0 + T) * hd * 2 >= PARALLEL_MIN_WORK
-    path = decode_path(hd)
+    path = decode_path(hd) if path is None else path
     if path == "portable":
         run = _attention_parallel if parallel else _attention_serial
         run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)

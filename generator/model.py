@@ -491,18 +491,14 @@ class Qwen3Model:
     def _layer(self, li: int, lw: LayerWeights, w: Workspace, pos0: int) -> None:
         """One transformer layer on w.x in place (see the module docstring), for prefill and decode alike."""
         cfg = self.config
-        qd, kd = cfg.q_dim, cfg.kv_dim
         # attention
         layers.rmsnorm(w.x, lw.attn_norm, cfg.rms_eps, w.xn)
         _product(lw.wqkv, w.xn, w.qkv)
-        w.q[...], w.k[...], w.v[...] = w.qkv[:, :qd], w.qkv[:, qd:qd + kd], w.qkv[:, qd + kd:]
-        layers.head_norm_rope(w.q, cfg.n_head, cfg.head_dim, lw.q_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
-                              pos0)
-        layers.head_norm_rope(w.k, cfg.n_head_kv, cfg.head_dim, lw.k_norm, cfg.rms_eps, self.rope_cos, self.rope_sin,
-                              pos0)
+        layers.split_qkv_norm_rope(w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm,
+                                   cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
-                         cfg.n_head, self.attn_scale, self.scores, w.att)
+                         cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"])
         _product(lw.wo, w.att, w.proj)
         w.x += w.proj
         # feed-forward

@@ -33,7 +33,8 @@ from numba.extending import intrinsic
 TILE = 16        # positions per key tile = float32 lanes per vector
 CTX_ROUND = 64   # the cache's n_ctx is rounded up to this: the widest q.k step (4 tiles) never runs past it
 STEP_TILES = {"avx512bw": 4, "avx2": 2}   # dispatch path -> key tiles per q.k step
-VALUE_VECTORS = {"avx512bw": 4, "avx2": 2}  # dispatch path -> 16-dim vectors of a value row per pass
+VALUE_VECTORS = STEP_TILES  # dispatch path -> 16-dim vectors of a value row per pass (= tiles per step: one
+# shape token carries both, see shape_token)
 
 
 def padded_ctx(n_ctx: int) -> int:
@@ -192,17 +193,33 @@ def _pointers(context, builder, sig, args, which):
     return ptrs
 
 
+def shape_token(step: int, group: int) -> np.ndarray:
+    """A zero-size array whose numba TYPE carries a kernel shape: ndim = query heads per call (4, 2 or 1),
+    itemsize = key tiles per q.k step = 16-dim vectors per value pass (4 or 2). The decode entry points take it
+    so that numba compiles (and caches) one shape per model, and dispatches on it at C speed: integer literals
+    (numba.literally) were resolved in Python on every call (140 ms per call)."""
+    return np.empty((0,) * group, np.dtype(f"i{step}"))
+
+
+def _token_shape(token):
+    """(group, step) of a shape token's type, or None."""
+    if isinstance(token, types.Array) and isinstance(token.dtype, types.Integer):
+        return token.ndim, token.dtype.bitwidth // 8
+    return None
+
+
 def _kernel_call(define, doc):
     """An intrinsic calling the kernel `define` builds for (cache element type, group, shape) on array views:
-    f(group, shape, cache, floats, scales, out, five sizes), group and shape compile-time literals."""
-    def call(typingctx, group, shape, cache, floats, scales, out, n0, n1, n2, n3, n4):
-        if not all(isinstance(x, types.IntegerLiteral) for x in (group, shape)) or cache.dtype not in _ELEM:
+    f(token, cache, floats, scales, out, five sizes), token a `shape_token`."""
+    def call(typingctx, token, cache, floats, scales, out, n0, n1, n2, n3, n4):
+        if _token_shape(token) is None or cache.dtype not in _ELEM:
             return None
-        sig = types.void(group, shape, cache, floats, scales, out, *([types.intp] * 5))
+        sig = types.void(token, cache, floats, scales, out, *([types.intp] * 5))
 
         def codegen(context, builder, sig, args):
-            fn = define(builder.module, _ELEM[sig.args[2].dtype], sig.args[0].literal_value, sig.args[1].literal_value)
-            builder.call(fn, _pointers(context, builder, sig, args, (2, 3, 4, 5)) + list(args[6:]))
+            group, shape = _token_shape(sig.args[0])
+            fn = define(builder.module, _ELEM[sig.args[1].dtype], group, shape)
+            builder.call(fn, _pointers(context, builder, sig, args, (1, 2, 3, 4)) + list(args[5:]))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -211,8 +228,8 @@ def _kernel_call(define, doc):
     return intrinsic(call)
 
 
-_qk = _kernel_call(_define_qk, "q.k of (group, step) on (keys, q, ks, out, n_steps, hd, bs, ks_stride, out_stride)")
-_pv = _kernel_call(_define_pv, "weighted values of (group, nvec) on (values, w, vs, out, n_pos, hd, bs, nb, w_stride)")
+_qk = _kernel_call(_define_qk, "q.k of a shape token (group, step) on (keys, q, ks, out, n_steps, hd, bs, ks_stride, out_stride)")
+_pv = _kernel_call(_define_pv, "weighted values of a shape token (group, nvec) on (values, w, vs, out, n_pos, hd, bs, nb, w_stride)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,20 +286,23 @@ def softmax_weights(row, n):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(inline="always")
-def _group_chunks(group):
-    """Query heads per kernel call: 4, 2 or 1 (the kernels are compiled for those group sizes)."""
+def group_chunk(group: int) -> int:
+    """Query heads per kernel call: 4, 2 or 1 (the kernels are compiled for the one size a model needs)."""
     return 4 if group % 4 == 0 else (2 if group % 2 == 0 else 1)
 
 
 @njit(inline="always")
-def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, step, nvec):
+def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token):
+    """token: a `shape_token`, so only the q.k and value kernels of one shape are generated: all shapes in one
+    function took 4.7 s to compile, its parallel variant 14 s (Zen4 under load, numba 0.68), paid on a fresh
+    cache at the first decode step."""
     T = q.shape[0]
     n_kv, hd = keys.shape[0], keys.shape[2]
     group = n_heads // n_kv
     nb = k_scale.shape[1]
     bs = hd // nb
-    g = _group_chunks(group)
+    g = token.ndim
+    step = token.itemsize
     for kvh in prange(n_kv):
         qs = np.empty((group, hd), np.float32)
         for t in range(T):
@@ -294,60 +314,41 @@ def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out
                     qs[j, i] = q[t, h * hd + i] * scale
             for j0 in range(0, group, g):
                 h0 = kvh * group + j0
-                if g == 4:
-                    _qk(4, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
-                        scores.shape[1])
-                elif g == 2:
-                    _qk(2, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
-                        scores.shape[1])
-                else:
-                    _qk(1, step, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
-                        scores.shape[1])
+                _qk(token, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                    scores.shape[1])
             dens = np.empty(group, np.float32)
             for j in range(group):
                 dens[j] = softmax_weights(scores[kvh * group + j], n_pos)
             o = out[t, kvh * group * hd:(kvh + 1) * group * hd]
             for j0 in range(0, group, g):
                 h0 = kvh * group + j0
-                if g == 4:
-                    _pv(4, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
-                        scores.shape[1])
-                elif g == 2:
-                    _pv(2, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
-                        scores.shape[1])
-                else:
-                    _pv(1, nvec, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb,
-                        scores.shape[1])
+                _pv(token, values[kvh], scores[h0:], v_scale[kvh], o[j0 * hd:], n_pos, hd, bs, nb, scores.shape[1])
             for j in range(group):
                 inv = np.float32(1.0) / dens[j]
                 for i in range(hd):
                     o[j * hd + i] *= inv
 
 
-@njit(inline="always")
-def _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
-    """wide (avx512bw): 4 tiles per q.k step, 4 vectors per value pass; else (avx2) 2 and 2. Both shapes are plain
-    LLVM vector IR (no instruction the CPU may lack), so one entry point compiles both."""
-    if wide:
-        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 4, 4)
-    else:
-        _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, 2, 2)
-
-
 @njit(cache=True, parallel=True)
-def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
-    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
+def attention_parallel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token)
 
 
 @njit(cache=True)
-def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide):
-    _attend_path(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, wide)
+def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token):
+    _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token)
+
+
+_TOKENS = {(step, g): shape_token(step, g) for step in set(STEP_TILES.values()) for g in (4, 2, 1)}
 
 
 def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out) -> None:
-    """Decode attention on `path` ("avx512bw" or "avx2"), over the threads or on this one (see layers.attention)."""
+    """Decode attention on `path` ("avx512bw": 4 key tiles per q.k step and 4 vectors per value pass; "avx2": 2
+    and 2), over the threads or on this one (see layers.attention). Both shapes are plain LLVM vector IR (no
+    instruction the CPU may lack)."""
     kernel = attention_parallel if parallel else attention_serial
-    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, path == "avx512bw")
+    kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out,
+           _TOKENS[STEP_TILES[path], group_chunk(n_heads // keys.shape[0])])
 
 
 def fits(hd: int, path: str) -> bool:

@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, dispatch, q1_0, q1_0_simd, q1_0_vnni, q2_0
+from . import dense, dispatch, pool, q1_0, q1_0_simd, q1_0_vnni, q2_0
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -38,9 +38,20 @@ TILE_BYTES = 1 << 20  # float32 bytes of one dequantized row tile in the BLAS pr
 SERIAL_BELOW_BYTES = 512 * 1024
 
 
+_THREADS: list[int] = []     # the count set_threads set last (empty: numba's own)
+
+
 def set_threads(n: int) -> None:
     """Threads used by every kernel; 0 = all cores numba was started with."""
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS if n == 0 else int(n))
+    _THREADS[:] = [numba.get_num_threads()]
+
+
+def threads_now() -> int:
+    """Threads the decode products use: set_threads' count (process-wide, so a model loaded on one thread and
+    run on another keeps it), else numba's. numba.get_num_threads() takes a lock on every call (~4 us: ~0.5 ms
+    per decode step of Bonsai-1.7B's 113 products)."""
+    return _THREADS[0] if _THREADS else numba.get_num_threads()
 
 
 def _as_f32(a: np.ndarray, ndim: int, n_in: int, name: str) -> np.ndarray:
@@ -264,6 +275,9 @@ class Q1Matrix(QuantMatrix):
             self.bits_t = bits  # (n_tiles, n_blocks, 16, tile_rows)
             self.bits = self.bits_t.transpose(0, 1, 3, 2)  # the same bytes seen in repack's order
             self._int11 = q1_0_simd.MATVEC[self.path]
+            # decode over the pool's threads (pool.py) in items of whole tiles, where the pool runs
+            self.item_rows = tile_rows
+            self.pooled = pool.available() and self.bits_t.shape[0] <= pool.MAX_ITEMS and tile_rows <= pool.MAX_ROWS
             self._int11_1t = q1_0_simd.MATVEC_1T[self.path]
 
     @property
@@ -274,8 +288,15 @@ class Q1Matrix(QuantMatrix):
         if self.decode == "float":
             q1_0.matvec_lut8(self.words, self.scales, *self.FORMAT.luts.tables_for(x), out)
         else:
-            kernel = self._int11_1t if self.nbytes < SERIAL_BELOW_BYTES else self._int11
-            kernel(self.bits_t, self.scales, *self.FORMAT.int_tables.tables_for(x), out)
+            tab, s = self.FORMAT.int_tables.tables_for(x)
+            n_threads = threads_now()
+            if self.nbytes < SERIAL_BELOW_BYTES or n_threads == 1:
+                self._int11_1t(self.bits_t, self.scales, tab, s, out)
+            elif self.pooled:
+                pool.get_pool(n_threads).run(q1_0_simd.matvec_pool, q1_0_simd.item_kernel(self.path), self.bits_t,
+                                             self.scales, tab, s, out, self.item_rows, n_threads)
+            else:
+                self._int11(self.bits_t, self.scales, tab, s, out)
 
     def _matmul_into(self, x, out):
         fmt = self.FORMAT

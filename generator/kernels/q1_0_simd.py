@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import cfunc, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import dispatch
+from . import dispatch, pool
 
 QK = 128
 GROUPS = QK // 4  # 4-input groups per block
@@ -210,6 +210,25 @@ def _block(typingctx, width, w, tab, d, s, acc, n_chunks, stride):
     return sig, codegen
 
 
+@intrinsic
+def _block_at(typingctx, width, w, tab, d, s, acc, n_chunks, stride):
+    """`_block` on raw addresses (int64) of the weights, tables, scales and accumulators: for the pool's item
+    kernels, which receive their arrays as addresses (pool.py)."""
+    if not isinstance(width, types.IntegerLiteral) or width.literal_value not in _INTRINSICS:
+        return None
+    sig = types.void(width, types.int64, types.int64, types.int64, types.float32, types.int64, types.intp,
+                     types.intp)
+
+    def codegen(context, builder, sig, args):
+        fn = _define_block_fn(builder.module, sig.args[0].literal_value)
+        i8p, i16p, f32p = ir.IntType(8).as_pointer(), ir.IntType(16).as_pointer(), ir.FloatType().as_pointer()
+        builder.call(fn, [builder.inttoptr(args[1], i8p), builder.inttoptr(args[2], i8p),
+                          builder.inttoptr(args[3], i16p), args[4], builder.inttoptr(args[5], f32p), args[6], args[7]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(inline="always")
 def _matvec(bits_t, scales, tab, s, out, width):
     """out (n_out,) = W @ x given x's tables (build_tables); bits_t (n_tiles, n_blocks, 16, tile_rows), with the
@@ -262,3 +281,74 @@ def matvec_vpshufb512_1t(bits_t, scales, tab, s, out):
 
 MATVEC_1T = {"avx512bw": matvec_vpshufb512_1t, "avx2": matvec_vpshufb256_1t, "ssse3": matvec_pshufb_1t}
 MATVEC = {"avx512bw": matvec_vpshufb512, "avx2": matvec_vpshufb256, "ssse3": matvec_pshufb}  # dispatch path ->
+
+
+# ----------------------------------------------------------------------------------------------------
+# the same product as items of the decode pool (pool.py): rows split in ITEM_ROWS ranges of the tiles
+
+# Job parameters (pool.PARAMS order): out, bits_t, scales, tab, s (addresses), n_tiles, n_blocks, tile_rows,
+# n_out, item_rows
+_P_OUT, _P_BITS, _P_SCALES, _P_TAB, _P_S, _P_TILES, _P_BLOCKS, _P_TROWS, _P_NOUT, _P_IROWS = range(10)
+
+
+@njit(inline="always")
+def _matvec_item(job_addr, i, acc_addr, width):
+    """Item i of the product: rows [r0, r0 + item_rows) of one tile, all blocks, into acc. Returns
+    (r0 << 16) | rows (0 for an item past the matrix: a helper may hold an item number of a finished job)."""
+    job = pool.carray_i64(job_addr, pool.N_PARAMS)
+    n_tiles, n_blocks, tile_rows, n_out, item_rows = job[_P_TILES], job[_P_BLOCKS], job[_P_TROWS], job[_P_NOUT], \
+        job[_P_IROWS]
+    per_tile = tile_rows // item_rows
+    it, sub = i // per_tile, i % per_tile
+    r0 = it * tile_rows + sub * item_rows
+    if it >= n_tiles or r0 >= n_out:
+        return 0
+    n_r = min(n_out - r0, item_rows)
+    n_chunks = (n_r + width - 1) // width
+    acc = pool.carray_f32(acc_addr, item_rows)
+    acc[:] = 0.0
+    s = pool.carray_f32(job[_P_S], n_blocks)
+    block0 = it * n_blocks
+    for b in range(n_blocks):
+        blk = block0 + b
+        _block_at(width, job[_P_BITS] + blk * 16 * tile_rows + sub * item_rows, job[_P_TAB] + b * TABLE_BYTES,
+                  job[_P_SCALES] + 2 * (blk * tile_rows + sub * item_rows), s[b], acc_addr, n_chunks, tile_rows)
+    return (r0 << 16) | n_r
+
+
+def _item_pshufb(job, i, acc):
+    return _matvec_item(job, i, acc, 16)
+
+
+def _item_vpshufb256(job, i, acc):
+    return _matvec_item(job, i, acc, 32)
+
+
+def _item_vpshufb512(job, i, acc):
+    return _matvec_item(job, i, acc, 64)
+
+
+_ITEMS = {"avx512bw": _item_vpshufb512, "avx2": _item_vpshufb256, "ssse3": _item_pshufb}
+_ITEM_CFUNCS: dict = {}
+
+
+def item_kernel(path: str) -> int:
+    """Address of the pool item kernel of `path`, compiled (or loaded from numba's cache) on first use only:
+    a CPU never compiles the widths it lacks."""
+    if path not in _ITEM_CFUNCS:
+        _ITEM_CFUNCS[path] = cfunc(pool.ITEM_SIG, cache=True)(_ITEMS[path])
+    return _ITEM_CFUNCS[path].address
+
+
+@njit(cache=True)
+def matvec_pool(ctl, scratch, fn, bits_t, scales, tab, s, out, item_rows, n_workers):
+    """The product over the decode pool's threads (pool.run_job): items of item_rows rows (a divisor of the
+    tile rows, a multiple of 64). Returns the number of items this thread took over from a late helper."""
+    n_tiles, n_blocks, _, tile_rows = bits_t.shape
+    p = pool.PARAMS
+    ctl[p + _P_OUT], ctl[p + _P_BITS], ctl[p + _P_SCALES] = pool.address(out), pool.address(bits_t), \
+        pool.address(scales)
+    ctl[p + _P_TAB], ctl[p + _P_S] = pool.address(tab), pool.address(s)
+    ctl[p + _P_TILES], ctl[p + _P_BLOCKS], ctl[p + _P_TROWS] = n_tiles, n_blocks, tile_rows
+    ctl[p + _P_NOUT], ctl[p + _P_IROWS] = out.size, item_rows
+    return pool.run_job(ctl, scratch, fn, n_tiles * (tile_rows // item_rows), n_workers)
