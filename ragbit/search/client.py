@@ -94,7 +94,7 @@ def hits_of(reply: dict):
     """The `Hits` of a successful reply."""
     from ragbit.search.searcher import Hit, Hits
     fields = ("path", "start_line", "end_line", "scope", "language", "score", "text", "rank")
-    hits = Hits(Hit(**{f: h[f] for f in fields}) for h in reply["data"])
+    hits = Hits(Hit(**{f: h[f] for f in fields}, share=h.get("share")) for h in reply["data"])
     hits.dense_complete, hits.mode = bool(reply["dense_complete"]), reply["mode"]
     stale = reply.get("stale")
     hits.stale = {str(p): str(s) for p, s in stale.items()} if isinstance(stale, dict) else {}

@@ -170,7 +170,7 @@ class ServeApp:
             defaults = self.service.client_search_config(c.repo, c.index_dir, c.config)
         hits = self.service.search(body.query, body.k, body.mode, body.max_hits_per_file, defaults)
         reply = {"object": "list", "query": body.query,
-                 "data": [{"rank": h.rank, **h.to_json(), "score": h.score} for h in hits],
+                 "data": [{"rank": h.rank, **h.to_json(), "score": h.score, "share": h.share} for h in hits],
                  "mode": hits.mode, "dense_complete": hits.dense_complete, "stale": hits.stale}
         if body.render is not None:
             from ragbit.search.render import ColorSystemConflict, Terminal, render_search
