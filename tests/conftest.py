@@ -17,23 +17,24 @@ def read_jsonl(name: str) -> list[dict]:
 def _kernel_path_fixture(*ops: str):
     """A fixture running its test once per path the dispatcher implements for any of `ops`, with RAGBIT_KERNEL
     set to it (so each operation runs its best path up to that one); a path this CPU cannot run is skipped,
-    naming the missing features."""
+    naming the missing features (or the OS's refusal: AMX needs a per-process grant)."""
     from generator.kernels import dispatch
 
     @pytest.fixture(params=[p for p in dispatch.PATHS if any(p in dispatch.IMPLEMENTED[op] for op in ops)])
     def fixture(request, monkeypatch):
         path = request.param
-        if not dispatch.supported(path):
-            missing = [f for f in dispatch.REQUIRES[path] if f not in dispatch.host_features()]
-            pytest.skip(f"this CPU lacks {', '.join(missing)}: cannot run the {path} path")
+        why = dispatch.missing(path)
+        if why:
+            pytest.skip(f"{why}: cannot run the {path} path")
         monkeypatch.setenv(dispatch.ENV, path)
         return path
 
     return fixture
 
 
-# every path of the integer mode ("int11"): table matvec (q1_0_simd.py) and int8 matmul (q1_0_vnni.py)
-int11_path = _kernel_path_fixture("q1_decode_int11", "q1_prefill_int8")
+# every path of the integer mode ("int11"): table matvec (q1_0_simd.py), bf16 tile matmul (q1_0_amx.py) and int8
+# matmul (q1_0_vnni.py)
+int11_path = _kernel_path_fixture("q1_decode_int11", "q1_prefill_int11")
 # every path of decode attention: LLVM vector kernels (kernels/attention.py) and the portable loops (layers.py)
 attention_path = _kernel_path_fixture("attention_decode")
 

@@ -9,20 +9,27 @@ from generator.kernels import KernelFormatError, dispatch
 
 ZEN1 = frozenset({"sse2", "ssse3", "avx", "avx2", "fma", "f16c"})
 ZEN4 = ZEN1 | {"avx512f", "avx512bw", "avx512vl", "avx512vnni"}
+SAPPHIRE_RAPIDS = ZEN4 | {"avx512bf16", "amx-tile", "amx-int8", "amx-bf16"}
 
 
 @pytest.fixture
 def cpu(monkeypatch):
     """Pretend the host has the given features."""
-    def set_features(features):
+    def set_features(features, refused=None):
         monkeypatch.setattr(dispatch, "host_features", lambda: frozenset(features))
+        monkeypatch.setattr(dispatch, "os_refuses", lambda path: refused if path == "amx" else None)
     monkeypatch.delenv(dispatch.ENV, raising=False)
     return set_features
 
 
 def test_widest_supported_path_wins(cpu):
-    cpu(ZEN4)
+    cpu(SAPPHIRE_RAPIDS)
     assert dispatch.host_paths() == dispatch.PATHS
+    assert dispatch.choose("q1_prefill_int11") == dispatch.choose("q2_prefill_int11") == "amx"
+    assert dispatch.choose("q1_decode_int11") == "avx512bw"                  # no AMX decode: the widest below
+    cpu(ZEN4)
+    assert dispatch.host_paths() == dispatch.PATHS[1:]
+    assert dispatch.choose("q1_prefill_int11") == "avx512vnni"
     assert dispatch.choose("q1_decode_int11") == "avx512bw"
     cpu(ZEN1)
     assert dispatch.host_paths() == ("avx2", "ssse3", "portable")
@@ -36,11 +43,27 @@ def test_widest_supported_path_wins(cpu):
 
 
 def test_environment_caps_the_path(cpu, monkeypatch):
-    cpu(ZEN4)
-    for forced, want in [("avx512vnni", "avx512bw"), ("avx2", "avx2"), ("ssse3", "ssse3"), ("portable", "portable")]:
+    cpu(SAPPHIRE_RAPIDS)
+    for forced, want, prefill in [("amx", "avx512bw", "amx"), ("avx512vnni", "avx512bw", "avx512vnni"),
+                                  ("avx2", "avx2", "portable"), ("ssse3", "ssse3", "portable"),
+                                  ("portable", "portable", "portable")]:
         monkeypatch.setenv(dispatch.ENV, forced)
         assert dispatch.choose("q1_decode_int11") == want, forced
         assert dispatch.report()["q1_decode_int11"] == want
+        assert dispatch.report()["q1_prefill_int11"] == prefill, forced
+
+
+def test_amx_refused_by_the_os_falls_back_to_vnni(cpu, monkeypatch):
+    """The CPU has AMX but the kernel does not grant the tile state (arch_prctl refused): the prefill runs on
+    VNNI, and forcing AMX is one clear error naming the refusal."""
+    cpu(SAPPHIRE_RAPIDS, refused="the OS refused AMX tile permission (test)")
+    assert "amx" not in dispatch.host_paths()
+    assert dispatch.choose("q1_prefill_int11") == "avx512vnni"
+    assert dispatch.missing("amx") == "the OS refused AMX tile permission (test)"
+    assert dispatch.missing("amx", SAPPHIRE_RAPIDS) is None         # another machine's features: no OS check
+    monkeypatch.setenv(dispatch.ENV, "amx")
+    with pytest.raises(KernelFormatError, match="RAGBIT_KERNEL=amx: the OS refused AMX tile permission"):
+        dispatch.choose("q1_prefill_int11")
 
 
 def test_bad_or_unsupported_forced_path_is_a_clear_error(cpu, monkeypatch):

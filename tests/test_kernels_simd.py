@@ -86,6 +86,12 @@ def test_int11_zero_input_and_thread_count(int11_path):
     assert np.all(err <= _int11_bound(w, x) * (1 + 1e-4) + 3e-5 * (np.abs(w) @ np.abs(x)) + 1e-6)
 
 
+def _bf16_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(T, n_out) bound of the AMX path (q1_0_amx.py): each activation and each block scale rounded to bf16 by at
+    most 2^-9 of itself, so each product by 2^-8 + 2^-18. It is below _int8_bound (|x_i| <= 127 s_i)."""
+    return (2.0 ** -8 + 2.0 ** -18) * np.abs(xs.astype(np.float64)) @ np.abs(w).T
+
+
 def _int8_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """(T, n_out) bound of the int8-activation matmul: each input is rounded by at most s/2, s = max |x| of its
     token's 32 inputs / 127, and meets its weight: sum_i |w_i| s_i / 2 per row (Q1_0: |w_i| = d_b, so
@@ -95,14 +101,16 @@ def _int8_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("ggml_type", [GGML_Q1_0, GGML_Q2_0], ids=["Q1_0", "Q2_0"])
-@pytest.mark.parametrize("n_tok", [3, 17, 40])
-def test_int11_mode_prefill_and_rows(int11_path, n_tok, ggml_type):
-    """Prefill in the integer mode: float32-exact tables where the CPU has no VNNI; int8 activations on VNNI,
-    within their rounding bound (token counts around the 6-token register tile, rows not a multiple of 32)."""
-    n_in, n_out = 384, 67
+@pytest.mark.parametrize("n_tok,shape", [(3, (384, 67)), (17, (384, 67)), (40, (384, 67)), (45, (1280, 600))])
+def test_int11_mode_prefill_and_rows(int11_path, n_tok, shape, ggml_type):
+    """Prefill in the integer mode: float32-exact tables where the CPU has no VNNI; int8 activations on VNNI and
+    bf16 on AMX tiles, within the int8 rounding bound (AMX also within its own, tighter one). Token counts around
+    the register tiles (6 tokens on VNNI, 32 on AMX), rows not a multiple of 32, inputs not a multiple of the AMX
+    kernel's 256-input passes, several row panels and tiles."""
+    n_in, n_out = shape
     raw, w, rng = _case(n_in, n_out, seed=9, ggml_type=ggml_type)
     m = prepare_matrix(ggml_type, raw, n_in, n_out, q1_decode="int11")
-    assert m.prefill_path == ("avx512vnni" if int11_path == "avx512vnni" else "portable")
+    assert m.prefill_path == (int11_path if int11_path in ("amx", "avx512vnni") else "portable")
     xs = rng.standard_normal((n_tok, n_in)).astype(np.float32)
     xs[:, 128:256] *= 30  # two blocks much larger than the rest: scales are per token and block
     err = np.abs(m.matmul(xs).astype(np.float64) - xs @ w.T)
@@ -113,7 +121,10 @@ def test_int11_mode_prefill_and_rows(int11_path, n_tok, ggml_type):
         bound = _int8_bound(w, xs)
         assert np.all(bound < 0.05 * mag)  # tight enough that a wrong sign or scale would exceed it
         assert np.all(err <= bound * (1 + 1e-4) + 3e-5 * mag + 1e-6), f"worst err/bound {(err / bound).max():.3g}"
-        assert err.max() > 1e-4  # really the int8 path
+        if m.prefill_path == "amx":
+            own = _bf16_bound(w, xs)
+            assert np.all(err <= own * (1 + 1e-4) + 3e-5 * mag + 1e-6), f"worst err/bf16 bound {(err / own).max():.3g}"
+        assert err.max() > 1e-4  # really the int8 / bf16 path
     for i in (0, 33, n_out - 1):
         assert np.array_equal(m.row(i), w[i].astype(np.float32))
 

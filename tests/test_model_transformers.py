@@ -124,7 +124,7 @@ def test_ternary_q2_0_fast_mode_follows_transformers(synthetic_dir, preset, int1
 
     model = Qwen3Model.load(synthetic_dir / f"{preset}-Q2_0.gguf", n_ctx=128, q1_decode="int11", kv_cache="f16")
     assert model.kernel_paths["decode"] == f"{dispatch.choose('q2_decode_int11')} (int11)"
-    assert model.kernel_paths["prefill"] == dispatch.choose("q2_prefill_int8")
+    assert model.kernel_paths["prefill"] == dispatch.choose("q2_prefill_int11")
     hf = _hf_model(model.gguf)
     prompt = np.random.default_rng(1).integers(0, N_VOCAB, size=37).tolist()
     ids = list(prompt)

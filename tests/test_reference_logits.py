@@ -131,7 +131,7 @@ def test_int11_decode_kernel_stays_within_llama_cpp_tolerances(entry, kv_cache, 
     llama.cpp. Run on every instruction-set path of the int11 kernel this CPU has (`int11_path`)."""
     model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, q1_decode="int11", kv_cache=kv_cache)
     assert model.kernel_paths["decode"] == f"{dispatch.choose('q1_decode_int11')} (int11)"
-    assert model.kernel_paths["prefill"] == dispatch.choose("q1_prefill_int8")
+    assert model.kernel_paths["prefill"] == dispatch.choose("q1_prefill_int11")
     assert model.k_cache.dtype == (np.uint16 if kv_cache == "f16" else np.float32)
     ids = entry["input_ids"]
     model.prefill(ids[:-4])

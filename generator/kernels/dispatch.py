@@ -7,6 +7,8 @@ operation that has more than one implementation asks `choose(op)` once, at load 
 
 Paths, widest first. Each names the instructions its kernels use explicitly (LLVM intrinsics); numba still
 compiles the surrounding loops for the host CPU, so "portable" means "no hand-written SIMD", not "no SIMD":
+  amx         AMX tiles, bf16 `tdpbf16ps` (16 x 16 x 32 multiply-adds per instruction); Linux must grant the
+              process the tile state (`os_refuses`), else the path is unsupported, as a missing feature is
   avx512vnni  512-bit vpdpbusd int8 dot products (plus everything of avx512bw)
   avx512bw    512-bit vpshufb / vpmaddubsw (64 table lookups per instruction)
   avx2        256-bit vpshufb / vpmaddubsw (32 lookups per instruction)
@@ -27,10 +29,11 @@ from .formats import KernelFormatError
 
 ENV = "RAGBIT_KERNEL"
 
-PATHS = ("avx512vnni", "avx512bw", "avx2", "ssse3", "portable")  # widest first: a lower index is faster
+PATHS = ("amx", "avx512vnni", "avx512bw", "avx2", "ssse3", "portable")  # widest first: a lower index is faster
 
 # LLVM feature names (llvmlite's get_host_cpu_features) each path needs
 REQUIRES: dict[str, tuple[str, ...]] = {
+    "amx": ("amx-tile", "amx-bf16", "avx512f", "avx512bw"),
     "avx512vnni": ("avx512f", "avx512bw", "avx512vl", "avx512vnni"),
     "avx512bw": ("avx512f", "avx512bw"),
     "avx2": ("avx2", "fma", "f16c"),
@@ -42,12 +45,14 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q1_decode_int11": ("avx512bw", "avx2", "ssse3"),   # integer-table matvec (q1_0_simd.py); "portable" = use float
     "q1_decode_float": ("portable",),           # float32-exact matvec (q1_0.matvec_lut8)
-    "q1_prefill_int8": ("avx512vnni",),         # int8 activations x bits, vpdpbusd (q1_0_vnni.py); int11 mode
+    # prefill of the integer ("int11") mode, not float32-exact: bf16 activations x weights expanded to +-d on AMX
+    # tiles (q1_0_amx.py), int8 activations x bits with vpdpbusd on VNNI (q1_0_vnni.py)
+    "q1_prefill_int11": ("amx", "avx512vnni"),
     "q1_prefill_float": ("portable",),          # float32 table matmul (q1_0.matmul_lut4_*)
     # Q2_0 (Ternary-Bonsai) runs the same kernels with its own tables (q2_0.py), so the same paths
     "q2_decode_int11": ("avx512bw", "avx2", "ssse3"),
     "q2_decode_float": ("portable",),
-    "q2_prefill_int8": ("avx512vnni",),
+    "q2_prefill_int11": ("amx", "avx512vnni"),
     "q2_prefill_float": ("portable",),
     # decode attention over the KV cache (attention.py): LLVM vector IR, 4 or 2 key tiles per step
     "attention_decode": ("avx512bw", "avx2", "portable"),
@@ -65,12 +70,54 @@ def host_features() -> frozenset[str]:
         return frozenset()
 
 
-def supported(path: str, features: frozenset[str] | None = None) -> bool:
-    """True if the CPU (host by default) has every feature `path` needs."""
+# Linux x86-64: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) asks for the AMX tile state (8 KB per thread
+# in the signal frame and context switches); without it the first tile instruction kills the process (SIGILL)
+_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+@lru_cache(maxsize=1)
+def _amx_refused() -> str | None:
+    """Ask Linux once per process for the AMX tile state: None if granted, else why not. The permission is per
+    process (every thread, also those started later); the tile configuration is per thread (the kernels load it)."""
+    import ctypes
+    import platform
+    import sys
+
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
+        return f"AMX tile permission is only requested on Linux x86-64, not {sys.platform} {platform.machine()}"
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        rc = libc.syscall(ctypes.c_long(_SYS_ARCH_PRCTL), ctypes.c_long(_ARCH_REQ_XCOMP_PERM),
+                          ctypes.c_long(_XFEATURE_XTILEDATA))
+    except (OSError, AttributeError) as exc:
+        return f"arch_prctl(ARCH_REQ_XCOMP_PERM) could not be called: {exc}"
+    if rc != 0:
+        return f"the OS refused AMX tile permission (arch_prctl(ARCH_REQ_XCOMP_PERM): {os.strerror(ctypes.get_errno())})"
+    return None
+
+
+def os_refuses(path: str) -> str | None:
+    """Why the OS will not run `path` on this host (None: nothing stops it). Only AMX needs a grant; it is asked
+    for only where the CPU has the features, and once."""
+    return _amx_refused() if path == "amx" else None
+
+
+def missing(path: str, features: frozenset[str] | None = None) -> str | None:
+    """Why the CPU (host by default) cannot run `path`, as a phrase ("this CPU lacks amx-tile", the OS's refusal),
+    or None if it can. Given `features`, only those are judged (no OS check: another machine's features)."""
     if path not in REQUIRES:
         raise KernelFormatError(f"unknown kernel path {path!r}; choose one of {', '.join(PATHS)}")
     have = host_features() if features is None else features
-    return all(f in have for f in REQUIRES[path])
+    lacks = [f for f in REQUIRES[path] if f not in have]
+    if lacks:
+        return f"this CPU lacks {', '.join(lacks)}"
+    return os_refuses(path) if features is None else None
+
+
+def supported(path: str, features: frozenset[str] | None = None) -> bool:
+    """True if the CPU (host by default) has every feature `path` needs (and, on the host, the OS allows it)."""
+    return missing(path, features) is None
 
 
 def host_paths() -> tuple[str, ...]:
@@ -85,9 +132,9 @@ def forced() -> str | None:
         return None
     if want not in PATHS:
         raise KernelFormatError(f"{ENV}={want!r} is not a kernel path; choose one of {', '.join(PATHS)}")
-    if not supported(want):
-        missing = [f for f in REQUIRES[want] if f not in host_features()]
-        raise KernelFormatError(f"{ENV}={want}: this CPU lacks {', '.join(missing)}")
+    why = missing(want)
+    if why:
+        raise KernelFormatError(f"{ENV}={want}: {why}")
     return want
 
 

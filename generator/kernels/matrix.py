@@ -13,7 +13,7 @@ import threading
 import numba
 import numpy as np
 
-from . import dense, dispatch, pool, q1_0, q1_0_simd, q1_0_vnni, q2_0
+from . import dense, dispatch, pool, q1_0, q1_0_amx, q1_0_simd, q1_0_vnni, q2_0
 from .formats import (
     BF16_TO_F32,
     F16_TO_F32,
@@ -218,7 +218,7 @@ class _BitFormat:
     they share the repacked layout and every kernel, and differ in block size and in the activation tables
     (q2_0.py explains why that is enough)."""
 
-    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_vnni, dequant_rows):
+    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_vnni, matmul_amx, dequant_rows):
         self.ggml_type, self.qk, self.name = ggml_type, qk, TYPE_NAMES[ggml_type].lower()[:2]   # "q1" / "q2"
         self.wbits = 128 // qk                               # bits per weight: 16 payload bytes per block
         n_lut = 4096 // qk                                   # floats of decode table per input: 16 bytes x 256 / qk
@@ -227,14 +227,14 @@ class _BitFormat:
             lambda n_in: (np.empty((n_in // qk, 16, 4, 16), np.uint8), np.empty(n_in // qk, np.float32)),
             build_tables,
         )
-        self.matmul_vnni = matmul_vnni
+        self.matmul_vnni, self.matmul_amx = matmul_vnni, matmul_amx
         self.dequant_rows = dequant_rows
 
 
 Q1_FORMAT = _BitFormat(GGML_Q1_0, q1_0.QK, q1_0.build_lut8, q1_0_simd.build_tables, q1_0_vnni.matmul_vnni,
-                       q1_0.dequant_rows)
+                       q1_0_amx.matmul_amx, q1_0.dequant_rows)
 Q2_FORMAT = _BitFormat(GGML_Q2_0, q2_0.QK, q2_0.build_lut8, q2_0.build_tables, q1_0_vnni.matmul_vnni_q2,
-                       q2_0.dequant_rows)
+                       q1_0_amx.matmul_amx_q2, q2_0.dequant_rows)
 Q1_DECODE_MODES = ("float", "int11")
 
 
@@ -259,8 +259,8 @@ class Q1Matrix(QuantMatrix):
         if decode == "int11" and self.path not in q1_0_simd.MATVEC:
             decode, self.path = "float", dispatch.choose(f"{fmt.name}_decode_float")
         self.decode = decode
-        # prefill: int8 activations on VNNI in the integer mode, else the float32 tables
-        self.prefill_path = dispatch.choose(f"{fmt.name}_prefill_int8") if decode == "int11" else "portable"
+        # prefill: in the integer mode bf16 on AMX tiles or int8 activations on VNNI, else the float32 tables
+        self.prefill_path = dispatch.choose(f"{fmt.name}_prefill_int11") if decode == "int11" else "portable"
         if self.prefill_path == "portable":
             self.prefill_path = dispatch.choose(f"{fmt.name}_prefill_float")
         tile_rows = q1_0.tile_rows_for(n_out, numba.get_num_threads())  # threads at load time
@@ -279,6 +279,7 @@ class Q1Matrix(QuantMatrix):
             self.item_rows = tile_rows
             self.pooled = pool.available() and self.bits_t.shape[0] <= pool.MAX_ITEMS and tile_rows <= pool.MAX_ROWS
             self._int11_1t = q1_0_simd.MATVEC_1T[self.path]
+            self.amx_panel = q1_0_amx.panel_rows(tile_rows, n_in)      # rows per expanded bf16 panel (L2)
 
     @property
     def kernel_paths(self) -> dict[str, str]:
@@ -303,6 +304,18 @@ class Q1Matrix(QuantMatrix):
         if x.shape[0] <= MATVEC_MAX_ROWS:  # tables over tokens only pay off from a few tokens on
             for t in range(x.shape[0]):
                 self._matvec_into(x[t], out[t])
+        elif self.prefill_path == "amx":
+            T, tile_rows = x.shape[0], self.bits_t.shape[3]
+            t_pad = -(-T // q1_0_amx.TOKENS) * q1_0_amx.TOKENS
+            xt = np.empty((t_pad // q1_0_amx.TILE, self.n_in // q1_0_amx.KSTEP, q1_0_amx.TILE, q1_0_amx.KSTEP), np.uint16)
+            xt[T // q1_0_amx.TILE:] = 0                                   # padding tokens: zero activations
+            q1_0_amx.to_bf16_tiles(x, xt)
+            n_cols = self.bits_t.shape[0] * tile_rows                     # rows padding the last tile included
+            direct = t_pad == T and n_cols == self.n_out
+            dst = out if direct else np.empty((t_pad, n_cols), np.float32)
+            fmt.matmul_amx(self.bits_t, self.scales, xt, dst, q1_0_amx.TILE_CFG, self.amx_panel)
+            if not direct:
+                out[:] = dst[:T, :self.n_out]
         elif self.prefill_path == "avx512vnni":
             T, nt, subs = x.shape[0], q1_0_vnni.NT, self.n_in // q1_0_vnni.QS
             t_pad = -(-T // nt) * nt                                      # zero rows pad the last token tile

@@ -1,0 +1,283 @@
+"""Q1_0 / Q2_0 prefill (matmul) on AMX tiles: bf16 activations times weights expanded to +-d bf16, `tdpbf16ps`.
+
+WHY bf16 and not int8 tiles: the int8 path (q1_0_vnni.py) needs one activation scale per token and 32 inputs
+(one per 128 inputs measured 4x the error), so an int8 tile product (`tdpbssd`) could cover only 32 inputs
+before its int32 tile had to be stored, converted and scaled per token in AVX-512: that pass costs more than
+the tile product it follows. In bf16 the weight's block scale is folded into the expanded weight (+-d, or
+(q - 1) d for Q2_0) and the activations need no scale at all, so `tdpbf16ps` accumulates float32 over the
+whole row with nothing between tile products: 16 x 16 x 32 multiply-adds per instruction.
+
+Accuracy (per input i of a row: activation x_i, weight w_i = +-d_b): bf16 rounds x_i by <= |x_i| 2^-9 and d_b
+(an fp16 scale: 11 significant bits) by <= |d_b| 2^-9 (round to nearest even); products are exact and summed in
+float32. So |error| <= 2^-8 (1 + 2^-9) sum_i |w_i| |x_i| + float32 summation, below the int8 path's bound
+(sum_i |w_i| s_i / 2, s_i = max |x| of its 32 inputs / 127) wherever a block's inputs are not all of one size,
+and never above it by more than 1% (|x_i| <= 127 s_i, 127 / 256 < 1 / 2). The block scale is thus rounded to 8
+significant bits instead of applied exactly per block: a systematic relative error <= 2^-9 per (row, block),
+the same size as the rounding of one activation; tests/test_kernels_simd.py holds both paths to one bound.
+
+Layout: the weights stay in the int11 decode layout (bits (n_tiles, n_blocks, 16, tile_rows)); per row panel
+(PANEL_ROWS rows) and chunk of KC inputs a thread expands them once into a bf16 buffer of tdpbf16ps B tiles
+(16 rows x 32 inputs, 1 KB: pair kk of inputs, row n -> bf16 at [kk][n][0..1]) and then sweeps every token of
+the prompt over it, 32 tokens x 32 rows at a time: 4 float32 accumulator tiles (tmm0-3), 2 activation tiles
+(tmm4-5), 2 weight tiles (tmm6-7). Accumulators go to `out` after each chunk and come back for the next one.
+Tile permission is per process (dispatch.os_permits); the tile configuration is per thread, so every work unit
+loads it (`ldtilecfg`) and releases the tiles at its end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from .half import to_f32
+
+TILE = 16             # rows of a tile; a tile row is 64 bytes = 32 bf16 inputs or 16 float32 outputs
+KSTEP = 32            # inputs per tdpbf16ps
+TOKENS = 2 * TILE     # tokens per register block (2 activation tiles)
+ROWS = 2 * TILE       # weight rows per register block (2 weight tiles)
+PANEL_BYTES = 1 << 20  # bf16 bytes of one expanded row panel: stays in L2 while every token runs over it
+KC = 256              # inputs per pass over a panel's rows: 32 tokens' activation tiles (16 KB) stay in L1
+
+_i8, _i16, _i64 = ir.IntType(8), ir.IntType(16), ir.IntType(64)
+
+
+def tile_config() -> np.ndarray:
+    """The 64-byte `ldtilecfg` operand: palette 1, tiles 0-7 of 16 rows x 64 bytes."""
+    cfg = np.zeros(64, np.uint8)
+    cfg[0] = 1
+    cfg[16:32].view(np.uint16)[:] = 64       # colsb of tiles 0..7
+    cfg[48:56] = TILE                        # rows of tiles 0..7
+    return cfg
+
+
+TILE_CFG = tile_config()
+
+
+def _intrinsic_fn(module: ir.Module, name: str, args: list) -> ir.Function:
+    if name in module.globals:
+        return module.globals[name]
+    return ir.Function(module, ir.FunctionType(ir.VoidType(), args), name)
+
+
+def _define_block(module: ir.Module) -> ir.Function:
+    """void f(i8* w, i64 w_tile2, i8* x, i64 x_tile2, i8* c, i64 c_stride, i64 steps, i64 first):
+    c (32 tokens x 32 rows float32, row stride c_stride bytes) (+)= x @ w over `steps` steps of 32 inputs.
+    x: activation tiles (16 tokens x 32 bf16, 1 KB each, consecutive steps 1 KB apart) of tokens 0-15 at x, of
+    tokens 16-31 at x + x_tile2; w: weight tiles (32 inputs x 16 rows as bf16 pairs, 1 KB) of rows 0-15 at w, of
+    rows 16-31 at w + w_tile2. first != 0 starts from zero instead of c. Needs the tile configuration loaded
+    (tiles 0-7: 16 x 64 bytes)."""
+    name = "ragbit_amx_bf16_block"
+    if name in module.globals:
+        return module.globals[name]
+    p8 = _i8.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [p8, _i64, p8, _i64, p8, _i64, _i64, _i64]), name)
+    fn.linkage = "internal"
+    w, w_tile2, x, x_tile2, c, c_stride, steps, first = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    load = _intrinsic_fn(module, "llvm.x86.tileloadd64", [_i8, p8, _i64])
+    store = _intrinsic_fn(module, "llvm.x86.tilestored64", [_i8, p8, _i64])
+    zero = _intrinsic_fn(module, "llvm.x86.tilezero", [_i8])
+    dot = _intrinsic_fn(module, "llvm.x86.tdpbf16ps", [_i8, _i8, _i8])
+
+    def tmm(i):
+        return ir.Constant(_i8, i)
+
+    def const(v):
+        return ir.Constant(_i64, v)
+
+    # accumulator tile 2 i + j: tokens 16 i.., rows 16 j..  (byte offsets into c)
+    c_at = [b.gep(c, [b.add(b.mul(c_stride, const(16 * i)), const(64 * j))]) for i in range(2) for j in range(2)]
+    with b.if_else(b.icmp_signed("!=", first, const(0))) as (then, otherwise):
+        with then:
+            for t in range(4):
+                b.call(zero, [tmm(t)])
+        with otherwise:
+            for t in range(4):
+                b.call(load, [tmm(t), c_at[t], c_stride])
+    x1 = b.gep(x, [x_tile2])
+    w1 = b.gep(w, [w_tile2])
+    entry = b.block
+    loop = b.append_basic_block("loop")
+    done = b.append_basic_block("done")
+    b.cbranch(b.icmp_signed(">", steps, const(0)), loop, done)
+    b.position_at_end(loop)
+    k = b.phi(_i64)
+    k.add_incoming(const(0), entry)
+    o = b.mul(k, const(1024))
+    row = const(64)
+    b.call(load, [tmm(4), b.gep(x, [o]), row])
+    b.call(load, [tmm(6), b.gep(w, [o]), row])
+    b.call(load, [tmm(7), b.gep(w1, [o]), row])
+    b.call(dot, [tmm(0), tmm(4), tmm(6)])
+    b.call(load, [tmm(5), b.gep(x1, [o]), row])
+    b.call(dot, [tmm(1), tmm(4), tmm(7)])
+    b.call(dot, [tmm(2), tmm(5), tmm(6)])
+    b.call(dot, [tmm(3), tmm(5), tmm(7)])
+    k_next = b.add(k, const(1))
+    k.add_incoming(k_next, loop)
+    b.cbranch(b.icmp_signed("<", k_next, steps), loop, done)
+    b.position_at_end(done)
+    for t in range(4):
+        b.call(store, [tmm(t), c_at[t], c_stride])
+    b.ret_void()
+    return fn
+
+
+def _ptr(context, builder, ty, val):
+    return builder.bitcast(context.make_array(ty)(context, builder, val).data, _i8.as_pointer())
+
+
+@intrinsic
+def _block(typingctx, w, w_off, w_tile2, x, x_off, x_tile2, c, c_off, c_stride, steps, first):
+    """The register block of _define_block on array operands; *_off are byte offsets into them."""
+    sig = types.void(w, types.intp, types.intp, x, types.intp, types.intp, c, types.intp, types.intp, types.intp,
+                     types.intp)
+
+    def codegen(context, builder, sig, args):
+        fn = _define_block(builder.module)
+        w_p = builder.gep(_ptr(context, builder, sig.args[0], args[0]), [args[1]])
+        x_p = builder.gep(_ptr(context, builder, sig.args[3], args[3]), [args[4]])
+        c_p = builder.gep(_ptr(context, builder, sig.args[6], args[6]), [args[7]])
+        builder.call(fn, [w_p, args[2], x_p, args[5], c_p, args[8], args[9], args[10]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _tiles_on(typingctx, cfg):
+    """ldtilecfg: this thread's tile configuration (64 bytes, tile_config())."""
+    sig = types.void(cfg)
+
+    def codegen(context, builder, sig, args):
+        fn = _intrinsic_fn(builder.module, "llvm.x86.ldtilecfg", [_i8.as_pointer()])
+        builder.call(fn, [_ptr(context, builder, sig.args[0], args[0])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _tiles_off(typingctx):
+    """tilerelease: the thread's tile state back to init (so the OS need not save it)."""
+    sig = types.void()
+
+    def codegen(context, builder, sig, args):
+        builder.call(_intrinsic_fn(builder.module, "llvm.x86.tilerelease", []), [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(parallel=True, cache=True)
+def to_bf16_tiles(x, xt):
+    """x (T, n_in) float32 -> xt (T_pad // 16, n_in // 32, 16, 32) bf16 bits, activation tiles: token t, input i
+    at xt[t // 16, i // 32, t % 16, i % 32]; rounded to nearest even (no NaN among activations). Tiles past T are
+    left as they are (the caller zeroes them)."""
+    u = x.view(np.uint32)
+    for t in prange(x.shape[0]):
+        tt, tr = t // TILE, t % TILE
+        for s in range(x.shape[1] // KSTEP):
+            for j in range(KSTEP):
+                v = u[t, s * KSTEP + j]
+                xt[tt, s, tr, j] = np.uint16((v + np.uint32(0x7FFF) + ((v >> np.uint32(16)) & np.uint32(1)))
+                                             >> np.uint32(16))
+
+
+@njit(inline="always")
+def _expand(bits_t, scales, it, r, n_rows, wbits, w, dtmp, dpos, dneg, dtwo, lane):
+    """Expand rows r .. r + n_rows of tile `it` (tile-local), every input, into w (uint16 bf16 bits): the B tile
+    (row tile rt, step s) at element (rt * S + s) * 512, S = n_in // 32, as [pair kk][row n][input 2 kk + p].
+    Weight = +-d (Q1_0: bit set = +d) or (q - 1) d (Q2_0), d rounded to bf16 (times -1, 0, 1, 2: exact).
+    Scratch: dtmp (16,) float32; dpos, dneg, dtwo (32,) uint16: +d, -d, 2d of row e // 2 in lane e; lane (32,)
+    uint32. The inner loops run over the 32 lanes of one 64-byte tile row, so LLVM vectorises them."""
+    n_blocks = scales.shape[1]
+    qk = 128 // wbits
+    S = n_blocks * qk // KSTEP
+    du = dtmp.view(np.uint32)
+    for rt in range(n_rows // TILE):
+        rr = r + rt * TILE
+        for blk in range(n_blocks):
+            for n in range(TILE):
+                dtmp[n] = to_f32(scales[it, blk, rr + n])
+            for e in range(2 * TILE):
+                v = du[e // 2]
+                d = (v + np.uint32(0x7FFF) + ((v >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+                dpos[e] = np.uint16(d)
+                dneg[e] = np.uint16(d ^ np.uint32(0x8000))
+                dtwo[e] = np.uint16(d + np.uint32(0x80)) if (d & np.uint32(0x7FFF)) != 0 else np.uint16(d)
+            b_row = bits_t[it, blk]
+            for ss in range(qk // KSTEP):
+                o = (rt * S + blk * (qk // KSTEP) + ss) * 512
+                if wbits == 1:            # 4 sign bytes per step: byte k = inputs 8k .. 8k+7, bit j = input 8k+j
+                    for kb in range(4):
+                        src = b_row[ss * 4 + kb, rr:rr + TILE]
+                        for e in range(2 * TILE):
+                            lane[e] = np.uint32(src[e // 2]) >> np.uint32(e & 1)
+                        for h in range(4):    # input pair h of the byte: bits 2h, 2h+1
+                            base = o + (4 * kb + h) * 32
+                            for e in range(2 * TILE):
+                                w[base + e] = dpos[e] if (lane[e] >> np.uint32(2 * h)) & np.uint32(1) else dneg[e]
+                else:                     # 8 code bytes per step: byte k = inputs 4k .. 4k+3, code j in bits 2j
+                    for kb in range(8):
+                        src = b_row[ss * 8 + kb, rr:rr + TILE]
+                        for e in range(2 * TILE):
+                            lane[e] = np.uint32(src[e // 2]) >> np.uint32(2 * (e & 1))
+                        for h in range(2):    # input pair h of the byte: codes 2h, 2h+1
+                            base = o + (2 * kb + h) * 32
+                            for e in range(2 * TILE):
+                                q = (lane[e] >> np.uint32(4 * h)) & np.uint32(3)
+                                w[base + e] = (dneg[e] if q == 0 else np.uint16(0)) if q < 2 else (
+                                    dpos[e] if q == 2 else dtwo[e])
+
+
+def panel_rows(tile_rows: int, n_in: int) -> int:
+    """Rows per expanded panel: its bf16 copy (rows x n_in x 2 bytes) within PANEL_BYTES (L2), a multiple of 32
+    dividing tile_rows."""
+    want = max(ROWS, min(tile_rows, PANEL_BYTES // (2 * n_in)) // ROWS * ROWS)
+    for r in range(want, 0, -ROWS):
+        if tile_rows % r == 0:
+            return r
+    return ROWS
+
+
+@njit(inline="always")
+def _matmul(bits_t, scales, xt, out, cfg, n_panel, wbits):
+    """out (T_pad, n_tiles * tile_rows) float32 = x @ W.T; xt: x's bf16 activation tiles (to_bf16_tiles, T_pad %
+    32 == 0, zero rows past the prompt); bits_t (n_tiles, n_blocks, 16, tile_rows), scales (n_tiles, n_blocks,
+    tile_rows) fp16 bits. Row panels of n_panel rows in parallel; a panel's weights are expanded once (into L2),
+    then per 32 tokens and KC inputs (in L1) every 32 rows of the panel run over them."""
+    n_tt, S = xt.shape[0], xt.shape[1]
+    n_tiles, n_blocks, tile_rows = scales.shape
+    per_tile = tile_rows // n_panel
+    ks = KC // KSTEP
+    c_stride = 4 * (n_panel + TILE)           # scratch rows padded: no 4 KB aliasing between a tile's rows
+    for u in prange(n_tiles * per_tile):
+        it, r = u // per_tile, (u % per_tile) * n_panel
+        col0 = it * tile_rows + r
+        w = np.empty(n_panel * S * KSTEP, np.uint16)
+        c = np.empty((TOKENS, n_panel + TILE), np.float32)
+        dtmp, lane = np.empty(TILE, np.float32), np.empty(2 * TILE, np.uint32)
+        dpos, dneg, dtwo = np.empty(2 * TILE, np.uint16), np.empty(2 * TILE, np.uint16), np.empty(2 * TILE, np.uint16)
+        _expand(bits_t, scales, it, r, n_panel, wbits, w, dtmp, dpos, dneg, dtwo, lane)
+        _tiles_on(cfg)
+        for tb in range(0, n_tt, 2):
+            for s0 in range(0, S, ks):
+                steps = min(ks, S - s0)
+                for rs in range(0, n_panel, ROWS):
+                    _block(w, ((rs // TILE) * S + s0) * 1024, S * 1024, xt, (tb * S + s0) * 1024, S * 1024,
+                           c, 4 * rs, c_stride, steps, 1 if s0 == 0 else 0)
+            out[tb * TILE:tb * TILE + TOKENS, col0:col0 + n_panel] = c[:, :n_panel]
+        _tiles_off()
+
+
+@njit(parallel=True, cache=True)
+def matmul_amx(bits_t, scales, xt, out, cfg, n_panel):
+    _matmul(bits_t, scales, xt, out, cfg, n_panel, 1)   # Q1_0
+
+
+@njit(parallel=True, cache=True)
+def matmul_amx_q2(bits_t, scales, xt, out, cfg, n_panel):
+    _matmul(bits_t, scales, xt, out, cfg, n_panel, 2)   # Q2_0
