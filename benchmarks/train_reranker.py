@@ -65,33 +65,6 @@ def candidates(pairs: Path, index_root: Path, embedder) -> list[dict]:
     return out
 
 
-def report_candidates(issues: Path, corpus_root: Path, index_root: Path, embedder, corpora=None) -> list[dict]:
-    """The same for the long reports of the issue set (../shared/eval/swebench_files.jsonl): the candidates of the
-    prompt (`fused(for_prompt=True)`), gold = overlapping a line range of a function the accepted fix changed.
-    Reports without line targets are left out. The corpora must be indexed already (retrieval_eval.py does it)."""
-    from ragbit.config import RagbitConfig
-    from ragbit.search.rerank import RERANK_DEPTH
-    from ragbit.search.searcher import Searcher
-    out, searchers = [], {}
-    for line in issues.open():
-        q = json.loads(line)
-        corpus, ranges = q["corpus"], q.get("gold_ranges") or []
-        if not ranges or (corpora and corpus not in corpora) or not (index_root / corpus).is_dir():
-            continue
-        if corpus not in searchers:
-            cfg = RagbitConfig.load(corpus_root / corpus, overrides={"index": {"dir": str(index_root / corpus)}})
-            searchers[corpus] = Searcher(cfg, embedder=embedder)
-            searchers[corpus]._load()
-        s = searchers[corpus]
-        fused = s.fused(q["query"], "hybrid", RERANK_DEPTH, for_prompt=True)[:RERANK_DEPTH]
-        t = s.table
-        gold = np.array([any(t.path[pos] == g["file"] and t.start_line[pos] <= g["end_line"]
-                             and t.end_line[pos] >= g["start_line"] for g in ranges) for pos, _ in fused])
-        out.append({"corpus": corpus, "paths": [t.path[pos] for pos, _ in fused], "gold": gold,
-                    "X": s.rerank_features(q["query"], fused)})
-    return out
-
-
 def fit(data: list[dict], lam: float = LAMBDA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, scale, weights) minimising the listwise softmax loss over the questions with a gold candidate."""
     from scipy.optimize import minimize
@@ -117,7 +90,7 @@ def fit(data: list[dict], lam: float = LAMBDA) -> tuple[np.ndarray, np.ndarray, 
 
 def scores(data: list[dict], model=None) -> dict[str, float]:
     """chunk R@1, R@10 (LIST_CAP hits per file) and MRR@10 of the fused order, or of the model's."""
-    r1, r5, r10, mrr = [], [], [], []
+    r1, r10, mrr = [], [], []
     for d in data:
         order = np.arange(len(d["paths"]))
         if model is not None:
@@ -131,16 +104,13 @@ def scores(data: list[dict], model=None) -> dict[str, float]:
                 kept.append(bool(d["gold"][i]))
         first = next((r for r, g in enumerate(kept[:10]) if g), None)
         r1.append(first == 0)
-        r5.append(first is not None and first < 5)
         r10.append(first is not None)
         mrr.append(0.0 if first is None else 1 / (first + 1))
-    return {"R@1": round(float(np.mean(r1)), 3), "R@5": round(float(np.mean(r5)), 3), "R@10": round(float(np.mean(r10)), 3),
+    return {"R@1": round(float(np.mean(r1)), 3), "R@10": round(float(np.mean(r10)), 3),
             "MRR@10": round(float(np.mean(mrr)), 3)}
 
 
 def main() -> None:
-    if "--reports" in sys.argv:
-        return main_reports()
     ap = training_arguments(__doc__, "/tmp/rr-train", "sentence_transformers,mcp,urllib3,tomlkit;yaml,joblib,"
                             "prompt_toolkit;parso,traitlets,hypothesis", "reranker")
     ap.add_argument("--lambda", dest="lam", type=float, default=LAMBDA)
@@ -172,70 +142,6 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"model": embedder._base_id, "command": "python benchmarks/train_reranker.py --save",
                 "features": list(FEATURES), "mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(),
-                "weights": w.round(6).tolist(), "projects": sorted({d["corpus"] for d in data}),
-                "questions": len(data), "lambda": a.lam, "held_out_chunk_figures_before_after": figures}
-        path.write_text(json.dumps(meta, indent=1) + "\n")
-        print(f"wrote {path}")
-
-
-REPORT_FOLDS = "django;sympy;matplotlib,seaborn,astropy;scikit-learn,xarray,requests;sphinx,pylint,pytest,flask"
-
-
-def main_reports() -> None:
-    """--reports: the long-report reranker, trained on the issue set's reports, leave-projects-out per fold."""
-    import argparse
-    from ragbit.config import EmbedConfig
-    from ragbit.indexing.embeddings import Embedder
-    from ragbit.search.rerank import ALL_FEATURES, FEATURES, REPORT_FEATURES, reranker_path
-    ap = argparse.ArgumentParser(description=main_reports.__doc__)
-    ap.add_argument("--reports", action="store_true")
-    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
-    ap.add_argument("--corpus-root", default="/tmp/ragbit-eval/src")
-    ap.add_argument("--index-root", default="/tmp/ragbit-eval/index", help="retrieval_eval.py's, all corpora indexed")
-    ap.add_argument("--corpora", default="", help="comma list (default: every indexed corpus of the set)")
-    ap.add_argument("--features", default="all", help="'base' (FEATURES), 'all', or a comma list")
-    ap.add_argument("--holdout", default=REPORT_FOLDS, help="';'-separated groups of projects held out in turn")
-    ap.add_argument("--lambda", dest="lam", type=float, default=LAMBDA)
-    ap.add_argument("--cap", type=int, default=0, help="hits per file when scoring (a prompt has none)")
-    ap.add_argument("--save", action="store_true")
-    a = ap.parse_args()
-    names = list(FEATURES) if a.features == "base" else list(ALL_FEATURES) if a.features == "all" \
-        else a.features.split(",")
-    cols = [ALL_FEATURES.index(n) for n in names]
-    embedder = Embedder(EmbedConfig())
-    data = report_candidates(Path(a.eval_dir) / "swebench_files.jsonl", Path(a.corpus_root), Path(a.index_root),
-                             embedder, set(filter(None, a.corpora.split(","))))
-    from ragbit.search.rerank import load_reranker
-    short = load_reranker(embedder._base_id)          # what a report's prompt is reranked with without this one
-    for d in data:
-        d["X_short"], d["X"] = d["X"][:, :len(FEATURES)], d["X"][:, cols]
-    global LIST_CAP
-    LIST_CAP = a.cap or 10 ** 9
-    print(f"{len(data)} reports, {sum(d['gold'].any() for d in data)} with a gold function among the candidates",
-          file=sys.stderr)
-    figures, before_all, after_all, short_all = {}, [], [], []
-    for group in filter(None, a.holdout.split(";")):
-        held = set(group.split(","))
-        val = [d for d in data if d["corpus"].rsplit("-", 1)[0] in held]
-        rest = [d for d in data if d["corpus"].rsplit("-", 1)[0] not in held]
-        if not val or not rest:
-            continue
-        model = fit(rest, a.lam)
-        before, after = scores(val), scores(val, model)
-        before["short reranker"] = scores([{**d, "X": d["X_short"]} for d in val], (short.mean, short.scale, short.weights))
-        before_all += [scores([d]) for d in val]
-        after_all += [scores([d], model) for d in val]
-        short_all += [scores([{**d, "X": d["X_short"]}], (short.mean, short.scale, short.weights)) for d in val]
-        figures[group] = {"reports": len(val), "before": before, "after": after}
-        print(f"held out {group} ({len(val)} reports): chunk {before} -> {after}")
-    mean = lambda rows, k: round(float(np.mean([r[k] for r in rows])), 3)   # noqa: E731
-    print("all folds (fused / short-question reranker -> this one): " + ", ".join(
-        f"{k} {mean(before_all, k)} / {mean(short_all, k)} -> {mean(after_all, k)}" for k in ("R@1", "R@5", "R@10", "MRR@10")))
-    if a.save:
-        mean_, scale, w = fit(data, a.lam)
-        path = reranker_path(embedder._base_id, "reports")
-        meta = {"model": embedder._base_id, "command": "python benchmarks/train_reranker.py --reports --save",
-                "features": names, "mean": mean_.round(6).tolist(), "scale": scale.round(6).tolist(),
                 "weights": w.round(6).tolist(), "projects": sorted({d["corpus"] for d in data}),
                 "questions": len(data), "lambda": a.lam, "held_out_chunk_figures_before_after": figures}
         path.write_text(json.dumps(meta, indent=1) + "\n")

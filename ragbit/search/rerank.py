@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,15 +52,6 @@ FEATURES = (
     "log_lines",         # log of the chunk's line count
     "depth",             # how deeply the chunk's scope is nested
 )
-# signals a long report's reranker may use besides FEATURES (a reranker's file lists the ones it was trained on)
-REPORT_FEATURES = (
-    "identifier_rank",   # RRF_K / (RRF_K + rank) in BM25's list over the question's code names alone, 0 when absent
-    "named_file",        # 1 when the question names the chunk's file (path, dotted module or file name)
-    "file_rank",         # log2(2 + the rank of the chunk's file among the candidates' files, in fused order)
-    "within_file_rank",  # log2(2 + how many better candidates share its file)
-)
-ALL_FEATURES = FEATURES + REPORT_FEATURES
-KINDS = ("questions", "reports")   # a question of at most 40 words; a longer report (its prompt)
 
 
 class RerankerError(ValueError):
@@ -91,17 +82,14 @@ def words(text: str) -> set[str]:
 
 @dataclass
 class Lists:
-    """What the fusion was made of, best first: (chunk position, score) per list; the positions BM25 ranked for the
-    question's code names alone, and the files the question names."""
+    """What the fusion was made of, best first: (chunk position, score) per list."""
     lexical: list[tuple[int, float]]
     dense: list[tuple[int, float]]
-    identifiers: list[int] = field(default_factory=list)
-    named: frozenset = frozenset()
 
 
 def features(question: str, fused: list[tuple[int, float]], lists: Lists, scope: list[str], path: list[str],
              start_line: list[int], end_line: list[int], file_kind) -> np.ndarray:
-    """(len(fused), len(ALL_FEATURES)) float64: the signals of each fused candidate, in ALL_FEATURES order.
+    """(len(fused), len(FEATURES)) float64: the signals of each fused candidate, in FEATURES order.
     `scope`, `path`, `start_line`, `end_line` are the chunk table's columns by position; `file_kind(path)` says
     "test", "doc" or "code"."""
     q = words(question)
@@ -112,10 +100,7 @@ def features(question: str, fused: list[tuple[int, float]], lists: Lists, scope:
     cos_best, cos_worst = (max(cos), min(cos)) if cos else (0.0, 0.0)
     top = fused[0][1] if fused and fused[0][1] > 0 else 1.0
     first_files = [path[pos] for pos, _ in fused[:20]]
-    identifiers = {pos: r for r, pos in enumerate(lists.identifiers[:LIST_DEPTH])}
-    file_rank: dict[str, int] = {}
-    seen_in_file: dict[str, int] = {}
-    X = np.zeros((len(fused), len(ALL_FEATURES)))
+    X = np.zeros((len(fused), len(FEATURES)))
     for i, (pos, score) in enumerate(fused):
         labels = scope[pos].split(SCOPE_SEP) if scope[pos] else []
         kind, _, name = labels[-1].partition(" ") if labels else ("", "", "")
@@ -124,10 +109,6 @@ def features(question: str, fused: list[tuple[int, float]], lists: Lists, scope:
         file_words = words(path[pos].rsplit("/", 1)[-1].rsplit(".", 1)[0])
         lr, ls = lexical.get(pos, (None, 0.0))
         dr, ds = dense.get(pos, (None, cos_worst))
-        ir = identifiers.get(pos)
-        file_rank.setdefault(path[pos], len(file_rank))
-        within = seen_in_file.get(path[pos], 0)
-        seen_in_file[path[pos]] = within + 1
         X[i] = (score / top, math.log2(2 + i),
                 RRF_K / (RRF_K + lr) if lr is not None else 0.0, ls / lex_best,
                 RRF_K / (RRF_K + dr) if dr is not None else 0.0, ds - cos_best,
@@ -136,9 +117,7 @@ def features(question: str, fused: list[tuple[int, float]], lists: Lists, scope:
                 len(file_words & q) / len(file_words) if file_words else 0.0,
                 float(not labels), float(kind == "class"),
                 float(file_kind(path[pos]) == "test"), float(file_kind(path[pos]) == "doc"),
-                first_files.count(path[pos]) / 20, math.log(end_line[pos] - start_line[pos] + 1), len(labels),
-                RRF_K / (RRF_K + ir) if ir is not None else 0.0, float(path[pos] in lists.named),
-                math.log2(2 + file_rank[path[pos]]), math.log2(2 + within))
+                first_files.count(path[pos]) / 20, math.log(end_line[pos] - start_line[pos] + 1), len(labels))
     return X
 
 
@@ -147,11 +126,9 @@ class Reranker:
     mean: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
-    columns: np.ndarray | None = None    # the ALL_FEATURES columns it reads (None: the first len(weights))
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Softmax over the candidates of the weighted sum: each candidate's share of the model's belief."""
-        X = X[:, self.columns] if self.columns is not None else X[:, :len(self.weights)]
         s = ((X - self.mean) / self.scale) @ self.weights
         p = np.exp(s - s.max())
         return p / p.sum()
@@ -164,35 +141,31 @@ class Reranker:
         return [(fused[i][0], float(p[i])) for i in order] + [(pos, 0.0) for pos, _ in fused[len(X):]]
 
 
-def reranker_path(model_id: str, kind: str = "questions") -> Path:
-    """`rerankers/<model>.json` for short questions, `rerankers/<model>--reports.json` for long reports."""
-    suffix = "" if kind == "questions" else "--" + kind
-    return RERANKER_DIR / (model_id.replace("/", "--") + suffix + ".json")
+def reranker_path(model_id: str) -> Path:
+    return RERANKER_DIR / (model_id.replace("/", "--") + ".json")
 
 
-@lru_cache(maxsize=8)
-def load_reranker(model_id: str, kind: str = "questions") -> Reranker | None:
-    """The reranker of this `kind` (KINDS) trained for `model_id`'s vectors, or None when there is none."""
-    path = reranker_path(model_id, kind)
+@lru_cache(maxsize=4)
+def load_reranker(model_id: str) -> Reranker | None:
+    """The reranker trained for `model_id`'s vectors, or None when there is none."""
+    path = reranker_path(model_id)
     if not path.is_file():
         return None
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        names = list(meta["features"])
-        unknown = [n for n in names if n not in ALL_FEATURES]
-        if unknown or not names or len(set(names)) != len(names):
-            raise ValueError(f"its features {unknown or names} are not this version's")
+        if list(meta["features"]) != list(FEATURES):
+            raise ValueError(f"its features {meta['features']} are not this version's")
         arrays = [np.asarray(meta[key], dtype=np.float64) for key in ("mean", "scale", "weights")]
-        if any(a.shape != (len(names),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
+        if any(a.shape != (len(FEATURES),) or not np.isfinite(a).all() for a in arrays) or (arrays[1] <= 0).any():
             raise ValueError("its mean, scale and weights must be finite, one per feature")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RerankerError(f"unusable reranker {path}: {e}; reinstall ragbit or set [search] learned_rerank = false") from None
-    return Reranker(*arrays, columns=np.array([ALL_FEATURES.index(n) for n in names]))
+    return Reranker(*arrays)
 
 
-def reranker_info(model_id: str, kind: str = "questions") -> dict:
+def reranker_info(model_id: str) -> dict:
     """What the reranker's file records about how it was trained (empty without one)."""
-    path = reranker_path(model_id, kind)
+    path = reranker_path(model_id)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

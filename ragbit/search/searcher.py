@@ -135,7 +135,6 @@ MAX_UNIT_CHUNKS = 12       # a definition made of more chunks than this is never
 CALLEE_HITS = 1            # the first hits whose callees are attached for packing (search(units=True))
 MAX_CALLEES = 1            # callees attached per such hit
 RERANK_MAX_WORDS = PLAIN_MAX_WORDS   # questions the learned reranker reorders (ragbit/search/rerank.py)
-REPORT_SHARES = False      # a long report's reranked prompt hits carry their share (the packer then orders by value)
 IDENTIFIER_WEIGHT = 0.2     # RRF weight of BM25 over the question's code names alone, in hybrid search (see above)
 
 # "a/b/c.py", "c.py", "/usr/lib/.../a/b/c.py", "a.b.c" (dotted module path)
@@ -395,12 +394,13 @@ class Searcher:
                         found.setdefault(p, None)
         return list(found)
 
-    def _path_ranking(self, named, order: list[int]) -> list[int]:
-        """Chunks of the `named` files, in the order the other rankings put them (then file order)."""
+    def _path_ranking(self, query: str, order: list[int]) -> list[int]:
+        """Chunks of the named files, in the order the other rankings put them (then file order)."""
+        named = self.named_files(query)
         if not named:
             return []
         positions: list[int] = []
-        for p in sorted(named):
+        for p in named:
             f = self.table.by_path[p]
             positions.extend(range(f.first, f.first + f.count))
         rank = {pos: i for i, pos in enumerate(order)}
@@ -432,14 +432,12 @@ class Searcher:
         self._load(lexical=mode != "dense", dense=mode != "lexical")
         fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap or head else 1), path_boost, demote, for_prompt)
         short = len(_WORDS.findall(query)) <= RERANK_MAX_WORDS
-        reranker = None
-        if mode == "hybrid" and (short or for_prompt):          # a long report's list keeps the fused order
-            reranker = self.reranker if short else self.report_reranker or self.reranker
-        if reranker is not None:
-            fused = reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
+        reranked = mode == "hybrid" and (short or for_prompt) and self.reranker is not None
+        if reranked:
+            fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
         fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap, new_keys_after=head)[:k]
         hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
-        if reranker is not None and (short or REPORT_SHARES and reranker is self.report_reranker):
+        if reranked and short:
             for hit in hits:
                 hit.share = hit.score
         if units:
@@ -476,11 +474,9 @@ class Searcher:
             rankings.append(rankings[0] if idents == query.strip() else
                             [pos for pos, _ in self.lexical.search(idents, n)])
             weights.append(IDENTIFIER_WEIGHT)
-            self._lists.identifiers = rankings[-1]
         if path_boost:
             fused_so_far = [pos for pos, _ in reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k)]
-            self._lists.named = frozenset(self.named_files(query))
-            named = self._path_ranking(self._lists.named, fused_so_far)
+            named = self._path_ranking(query, fused_so_far)
             if named:
                 rankings.append(named)
                 weights.append(PATH_WEIGHT)
@@ -494,29 +490,18 @@ class Searcher:
 
     @property
     def reranker(self):
-        """The learned reranker of short questions for this index's vector space (ragbit/search/rerank.py), or None:
-        the model has none, or `[search] learned_rerank` is off."""
-        return self._learned("questions")
-
-    @property
-    def report_reranker(self):
-        """The same for the prompt of a long report (None: a long report's prompt uses `reranker`)."""
-        return self._learned("reports")
-
-    def _learned(self, kind: str):
-        """The reranker of `kind`, looked up once per generation."""
+        """The learned reranker of this index's vector space (ragbit/search/rerank.py), or None: the model has none,
+        or `[search] rerank` is off. Looked up once per generation."""
         if not self.cfg.search.learned_rerank:
             return None
-        cache = getattr(self, "_rerankers", None)
-        if cache is None or cache[0] != self._generation:
-            cache = self._rerankers = (self._generation, {})
-        if kind not in cache[1]:
+        if getattr(self, "_reranker_of", None) != self._generation:
             from ragbit.search.rerank import RerankerError, load_reranker
             try:
-                cache[1][kind] = load_reranker(self.manifest.get("embed_model_id") or "", kind)
+                self._reranker = load_reranker(self.manifest.get("embed_model_id") or "")
             except RerankerError as e:
                 raise SearchError(str(e)) from None
-        return cache[1][kind]
+            self._reranker_of = self._generation
+        return self._reranker
 
     def rerank_features(self, query: str, fused: list[tuple[int, float]]):
         """The reranker's features of the fused candidates (after `fused()` ran for this query)."""
