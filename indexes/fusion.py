@@ -45,16 +45,25 @@ def cap_per_key(
     hits: Sequence[tuple[int, float]],
     key: Callable[[int], Hashable],
     cap: int,
+    new_keys_after: int | None = None,
 ) -> list[tuple[int, float]]:
-    """Keep hits in order, dropping a hit once `cap` earlier hits share its key. cap <= 0 means no cap."""
-    if cap <= 0:
-        return list(hits)
+    """Keep hits in order, dropping a hit once `cap` earlier hits share its key. cap <= 0 means no cap.
+
+    `new_keys_after=n`: once n hits are kept, the list goes on with hits of keys not yet in it (the best hit of
+    each new key, in order), and the hits passed over follow at the end in their order, so a list cut at any
+    length holds as many hits as the candidates allow. Why: a list's head should be the best hits wherever they
+    are (the answer's file often holds several of them), its tail the other files worth a look."""
     counts: dict[Hashable, int] = {}
     kept: list[tuple[int, float]] = []
+    passed: list[tuple[int, float]] = []
     for doc, score in hits:
         group = key(doc)
         n = counts.get(group, 0)
-        if n < cap:
-            counts[group] = n + 1
+        if 0 < cap <= n:
+            continue
+        counts[group] = n + 1
+        if new_keys_after is not None and n and len(kept) >= new_keys_after:
+            passed.append((doc, score))
+        else:
             kept.append((doc, score))
-    return kept
+    return kept + passed

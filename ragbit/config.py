@@ -102,16 +102,14 @@ class IndexConfig:
 class SearchConfig:
     k: int = 10
     mode: str = "hybrid"                     # hybrid | dense | lexical
-    max_hits_per_file: int = 2               # 0 = no cap. 2 spreads the top k over more files: hybrid file R@10
-                                             # .689 -> .733 on the 45 dev-set queries it was chosen on, .700 -> .775
-                                             # on the 40 django queries held out (benchmarks/retrieval_eval.py)
-    short_max_hits_per_file: int = 6         # the cap for a question of at most 40 words (one thing asked: the best
-                                             # file's other definitions are likely answers). Docstring set (127
-                                             # short questions), hybrid chunk R@10: cap 2 .654, 3 .748, 4 .764, none
-                                             # .795; file R@10 .992 for 2-4, .976 with none. With the learned
-                                             # reranker (session 13): cap 4 .811, 6 .850, none .858; file R@10
-                                             # 1.000, .992, .984. On the 17 training projects (leave-projects-out)
-                                             # 6 and none scored the same (.854 / .853), 4 lower (.837)
+    max_hits_per_file: int = 0               # 0 = no cap. Was 2 until session 14, when the list's tail of new files
+                                             # (new_files_share) took over spreading the list over files: the head
+                                             # then holds the best hits wherever they are. Issue set (109 reports),
+                                             # lexical chunk R@10 .455 -> .564, file R@10 .761 either way
+    short_max_hits_per_file: int = 0         # the cap for a question of at most 40 words (was 6; docstring set,
+                                             # hybrid chunk R@10 .843 -> .898 with the tail, file R@10 1.000 either way)
+    new_files_share: float = 0.5             # the last part of a list (as a share of k) adds only files not yet
+                                             # listed, one hit each; 0 = off (the whole list by score)
     learned_rerank: bool = True              # reorder a short question's best candidates with the learned reranker
                                              # (ragbit/search/rerank.py; only models that ship one)
     rrf_k: int = 60
@@ -298,6 +296,8 @@ class RagbitConfig:
         if self.search.short_max_hits_per_file < 0:
             raise ConfigError("short_max_hits_per_file must be 0 (no cap) or more, got "
                               f"{self.search.short_max_hits_per_file}")
+        if not 0.0 <= self.search.new_files_share <= 1.0:
+            raise ConfigError(f"[search] new_files_share must be between 0 and 1, got {self.search.new_files_share}")
         for key in ("ignore", "include"):
             patterns = getattr(self.walk, key)
             if not all(isinstance(p, str) for p in patterns):

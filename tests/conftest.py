@@ -77,3 +77,15 @@ def _sigint_reaches_children():
     import signal
     signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_unreachable_indexes():
+    """Each test module ends by collecting garbage. Why: a loaded chunk table memory-maps its segment files, and
+    Python's mmap holds a descriptor of each file until the map is freed; searchers and pipelines that sit in
+    reference cycles free theirs only when the cycle collector runs. The fault modules open hundreds of indexes,
+    and without this about 1,400 descriptors were open when the pexpect tests started, past select()'s limit
+    of 1024 ("filedescriptor out of range in select()")."""
+    yield
+    import gc
+    gc.collect()

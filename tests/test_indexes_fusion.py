@@ -70,3 +70,17 @@ def test_cap_per_key_keeps_order_and_caps_each_key():
     assert cap_per_key(hits, file_of.__getitem__, 2) == [(0, 0.9), (1, 0.8), (2, 0.7), (4, 0.5)]
     assert cap_per_key(hits, file_of.__getitem__, 0) == hits
     assert cap_per_key(hits, file_of.__getitem__, -3) == hits
+
+
+def test_cap_per_key_with_a_tail_of_new_keys():
+    hits = [(0, 0.9), (1, 0.8), (2, 0.7), (3, 0.6), (4, 0.5), (5, 0.4), (6, 0.3)]
+    file_of = {0: "a.py", 1: "a.py", 2: "a.py", 3: "b.py", 4: "a.py", 5: "c.py", 6: "b.py"}
+    # the first 2 kept by score, then only files not yet listed (b, c), then what was passed over, in order
+    assert cap_per_key(hits, file_of.__getitem__, 0, new_keys_after=2) == [
+        (0, 0.9), (1, 0.8), (3, 0.6), (5, 0.4), (2, 0.7), (4, 0.5), (6, 0.3)]
+    # the cap still holds, in the head and in what follows the tail
+    assert cap_per_key(hits, file_of.__getitem__, 2, new_keys_after=2) == [
+        (0, 0.9), (1, 0.8), (3, 0.6), (5, 0.4), (6, 0.3)]
+    assert cap_per_key(hits, file_of.__getitem__, 0, new_keys_after=None) == hits
+    assert cap_per_key(hits, file_of.__getitem__, 0, new_keys_after=0) == [
+        (0, 0.9), (3, 0.6), (5, 0.4), (1, 0.8), (2, 0.7), (4, 0.5), (6, 0.3)]   # one per file first

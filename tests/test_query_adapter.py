@@ -102,23 +102,34 @@ def test_short_questions_are_mapped_and_long_reports_are_not(tmp_path, monkeypat
     assert np.allclose(seen[2], emb.embed_query(short))
 
 
-def test_a_short_question_keeps_more_hits_per_file(tmp_path):
+def test_a_list_is_the_best_hits_then_files_not_yet_listed(tmp_path):
     from ragbit.indexing.indexer import index_repository
-    from ragbit.search.searcher import Searcher, list_cap
+    from ragbit.search.searcher import Searcher, list_cap, list_head
     funcs = "\n\n".join(f"def invoice_step_{i}(invoice):\n    return invoice.total * {i}\n" for i in range(8))
-    root = make_repo(tmp_path / "r", {"billing.py": funcs, "other.py": "def invoice_total(x):\n    return x\n"})
+    others = {f"other{i}.py": f"def invoice_total_{i}(x):\n    return x\n" for i in range(4)}
+    root = make_repo(tmp_path / "r", {"billing.py": funcs, **others})
     (root / "ragbit.toml").write_text("[chunk]\nmax_tokens = 24\n")
     cfg = RagbitConfig.load(root)
     index_repository(cfg, progress=False, embedder=FakeEmbedder())
     s = Searcher(cfg, embedder=FakeEmbedder())
-    short = "invoice total"
-    long = " ".join(["invoice total"] * 30)
-    assert list_cap(short, cfg.search) == cfg.search.short_max_hits_per_file == 6
-    assert list_cap(long, cfg.search) == cfg.search.max_hits_per_file == 2
-    per_file = lambda hits: max(sum(h.path == p for h in hits) for p in {h.path for h in hits})   # noqa: E731
-    assert per_file(s.search(short, k=10, mode="lexical")) == 6
-    assert per_file(s.search(long, k=10, mode="lexical")) == 2
-    assert per_file(s.search(short, k=10, mode="lexical", max_hits_per_file=1)) == 1    # an explicit cap wins
+    short, long = "invoice step", " ".join(["invoice step"] * 30)
+    assert list_cap(short, cfg.search) == list_cap(long, cfg.search) == 0 and list_head(10, cfg.search) == 5
+    for question in (short, long):
+        ranked = s.search(question, k=40, mode="lexical", max_hits_per_file=0)      # an explicit cap: by score
+        hits = s.search(question, k=10, mode="lexical")
+        head, tail = hits[:5], hits[5:]
+        assert [h.path for h in head] == [h.path for h in ranked[:5]]                # the head: the best, wherever
+        assert sum(h.path == "billing.py" for h in head) >= 3
+        listed = {h.path for h in head}
+        new = [h.path for h in tail if h.path not in listed]
+        assert len(new) == len(set(new)) >= 4                                        # the tail: one hit per new file
+        assert [h.path for h in ranked if h.path not in listed][0] == new[0]         # in their fused order
+    capped = s.search(short, k=10, mode="lexical", max_hits_per_file=1)             # an explicit cap wins
+    assert len({h.path for h in capped}) == len(capped)
+    off = Searcher(RagbitConfig.load(root, overrides={"search": {"new_files_share": 0}}), embedder=FakeEmbedder())
+    by_score = s.search(short, k=10, mode="lexical", max_hits_per_file=0)
+    assert [(h.path, h.start_line) for h in off.search(short, k=10, mode="lexical")] == \
+        [(h.path, h.start_line) for h in by_score]
 
 
 def test_status_says_whether_questions_are_mapped(tmp_path):

@@ -138,8 +138,8 @@ def search(
     mode: Optional[str] = typer.Option(None, "--mode", metavar="[hybrid|dense|lexical]",
                                        help="how to rank (config search.mode, default hybrid)"),
     max_per_file: Optional[int] = typer.Option(None, "--max-per-file", min=0, help="at most N chunks per file, "
-                                               "0 = no cap (config search.max_hits_per_file, default 2; "
-                                               "search.short_max_hits_per_file for a question of <= 40 words, 4)"),
+                                               "0 = no cap, the whole list by score (default: the best hits "
+                                               "first, then one per file not yet listed; search.new_files_share)"),
     index_dir: Optional[str] = typer.Option(None, "--index-dir", help="where the index lives"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document (schema ragbit.search/1, "
                                  "docs/json.md)"),

@@ -161,15 +161,13 @@ class RagbitService:
         """Retrieval only: the ranked `Hits` (a list; `.mode`, `.dense_complete`, and `.stale`: hit files
         deleted or changed since indexing). None means the `[search]` setting of `defaults` (a SearchConfig;
         this repository's when not given). A Searcher reopens the index after a refresh by itself."""
-        from ragbit.search.searcher import list_cap
         from ragbit.search.staleness import stale_files
         self.refresh()
         s = defaults or self.cfg.search
         with self._retrieval_lock:
             searcher = self._searcher_for()
             hits = searcher.search(query, k=s.k if k is None else k, mode=mode or s.mode,
-                                   max_hits_per_file=list_cap(query, s) if max_hits_per_file is None
-                                   else max_hits_per_file)
+                                   max_hits_per_file=max_hits_per_file, list_config=s)
             hits.stale = stale_files(self.cfg.repo, searcher.table, (h.path for h in hits))
         return hits
 
