@@ -20,7 +20,8 @@ on the same queries, and the mean cosine of its chunk vectors to the fp32 torch 
 
 Ceiling: each path's CPU time per chunk against the time its multiply-adds (of the chunks' real token counts)
 would take at one core's instruction peak for its format (benchmarks/cpu_peaks.py: fp32 FMA, bf16 dot, int8
-VNNI, or AMX tiles where faster), attention counted at bf16 for int8 paths; and the most any path of that format could gain over the anchor.
+VNNI, or AMX tiles where faster), attention counted at bf16 for int8 paths; and the most any path of that format
+could gain over the anchor.
 
 Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%

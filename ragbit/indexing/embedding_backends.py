@@ -10,10 +10,12 @@ CPU (figures: AUTO_TABLE below, from benchmarks/bench_embed.py). Backends:
                   Rapids, avx512_core_bf16 on Zen4); LayerNorm/softmax stay fp32, so vectors stay within
                   cosine ~1 - 3e-5 of fp32;
   * "openvino"    the ONNX export (the same model.onnx "onnx" runs) on OpenVINO's CPU runtime, in bf16 where the CPU
-                  has AVX512-BF16 or AMX (else fp32): oneDNN bf16 kernels for every matmul, attention included,
-                  with none of autocast's casts; loads in ~0.3 CPU-s without torch; cosine to fp32 ~0.99997;
+                  has AVX512-BF16 or AMX (else fp32): oneDNN bf16 kernels for every matmul (weight matmuls on AMX
+                  tiles where the CPU has them), with none of autocast's casts; loads in ~0.3 CPU-s without torch;
+                  cosine to fp32 ~0.99997;
   * "openvino-int8" the same with int8 weights (per output column) and activations quantized by OpenVINO per
-                  token and group of 128 channels: VNNI matmuls, the rest bf16; cosine to fp32 ~0.998;
+                  token and group of 128 channels: VNNI matmuls, the rest bf16; cosine to fp32 ~0.998. On AMX
+                  CPUs OpenVINO decompresses these weights to bf16 for its AMX kernels instead: no int8 gain;
   * "onnx"        ONNX Runtime fp32: same work per chunk as torch, but needs no torch import, so it is also
                   what answers QUERIES for every path but "torch" (`query_backend`): `ragbit search` starts fast;
   * "onnx-int8"   ONNX Runtime with dynamically quantized MatMuls (VNNI kernels where the CPU has them);
