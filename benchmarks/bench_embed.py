@@ -20,7 +20,8 @@ on the same queries, and the mean cosine of its chunk vectors to the fp32 torch 
 
 Ceiling: each path's CPU time per chunk against the time its multiply-adds (of the chunks' real token counts)
 would take at one core's instruction peak for its format (benchmarks/cpu_peaks.py: fp32 FMA, bf16 dot, int8
-VNNI), attention counted at bf16 for int8 paths; and the most any path of that format could gain over the anchor.
+VNNI, or AMX tiles where faster), attention counted at bf16 for int8 paths; and the most any path of that format
+could gain over the anchor.
 
 Configurations: anchor = SentenceTransformer(model) defaults (fp32 torch, batch 32); sentence-transformers
 already sorts texts by length inside `encode`, so "length-sorted batching" is the anchor itself (and 95%
@@ -175,8 +176,9 @@ def print_ceiling(config, tokens_per_chunk: list[int], cpu_ms: dict[str, float])
     A configuration's ceiling: its weight matmuls at the peak of their format, attention at the peak of bf16 (int8
     paths keep attention in bf16) or fp32, and nothing else costs anything. `cpu_ms` is per chunk, one thread;
     `tokens_per_chunk` the real (truncated, unpadded) lengths."""
-    from cpu_peaks import core_peaks
-    peaks = core_peaks(cpu_flags())
+    from cpu_peaks import core_peaks, format_peaks
+    measured = core_peaks(cpu_flags())
+    peaks = format_peaks(measured)              # bf16 / int8 at the faster of zmm and AMX tiles
     if "fp32" not in peaks:
         return
     weights, attention = (float(np.mean(x)) for x in zip(*(encoder_macs(config, n) for n in tokens_per_chunk)))
@@ -186,7 +188,7 @@ def print_ceiling(config, tokens_per_chunk: list[int], cpu_ms: dict[str, float])
         attention_fmt = fmt if fmt != "int8" else "bf16" if "bf16" in peaks else "fp32"
         return 1e3 * (weights / peaks[fmt] + attention / peaks[attention_fmt]) / 1e9
 
-    print(f"\nceiling: one core multiplies {', '.join(f'{f} {g:.1f}' for f, g in peaks.items())} GMAC/s "
+    print(f"\nceiling: one core multiplies {', '.join(f'{f} {g:.1f}' for f, g in measured.items())} GMAC/s "
           f"(cpu_peaks.py); a chunk of mean {np.mean(tokens_per_chunk):.0f} tokens is {weights / 1e9:.2f} GMAC in weight "
           f"matmuls + {attention / 1e9:.2f} in attention")
     anchor = cpu_ms.get("anchor")

@@ -214,7 +214,7 @@ def test_every_auto_choice_is_a_compatible_path():
 
 
 ZEN4 = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}
-SAPPHIRE_RAPIDS = {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}
+SAPPHIRE_RAPIDS = {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
 
 
 @pytest.mark.parametrize("flags, openvino, expected", [
@@ -222,7 +222,7 @@ SAPPHIRE_RAPIDS = {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_til
     ({"avx2", "avx512f", "avx512_vnni"}, True, "onnx"),       # VNNI only: int8 fails the quality floor
     (ZEN4, True, "openvino-int8"),
     (ZEN4, False, "torch-bf16"),                              # openvino not installed: the next row
-    (SAPPHIRE_RAPIDS, True, "openvino-int8"),
+    (SAPPHIRE_RAPIDS, True, "openvino"),                      # AMX: bf16 tiles beat int8 weights
     (SAPPHIRE_RAPIDS, False, "torch-bf16"),
     (set(), True, "onnx"),                                    # not x86 / no /proc/cpuinfo
 ])

@@ -10,10 +10,12 @@ CPU (figures: AUTO_TABLE below, from benchmarks/bench_embed.py). Backends:
                   Rapids, avx512_core_bf16 on Zen4); LayerNorm/softmax stay fp32, so vectors stay within
                   cosine ~1 - 3e-5 of fp32;
   * "openvino"    the ONNX export (the same model.onnx "onnx" runs) on OpenVINO's CPU runtime, in bf16 where the CPU
-                  has AVX512-BF16 or AMX (else fp32): oneDNN bf16 kernels for every matmul, attention included,
-                  with none of autocast's casts; loads in ~0.3 CPU-s without torch; cosine to fp32 ~0.99997;
+                  has AVX512-BF16 or AMX (else fp32): oneDNN bf16 kernels for every matmul (weight matmuls on AMX
+                  tiles where the CPU has them), with none of autocast's casts; loads in ~0.3 CPU-s without torch;
+                  cosine to fp32 ~0.99997;
   * "openvino-int8" the same with int8 weights (per output column) and activations quantized by OpenVINO per
-                  token and group of 128 channels: VNNI matmuls, the rest bf16; cosine to fp32 ~0.998;
+                  token and group of 128 channels: VNNI matmuls, the rest bf16; cosine to fp32 ~0.998. On AMX
+                  CPUs OpenVINO decompresses these weights to bf16 for its AMX kernels instead: no int8 gain;
   * "onnx"        ONNX Runtime fp32: same work per chunk as torch, but needs no torch import, so it is also
                   what answers QUERIES for every path but "torch" (`query_backend`): `ragbit search` starts fast;
   * "onnx-int8"   ONNX Runtime with dynamically quantized MatMuls (VNNI kernels where the CPU has them);
@@ -117,11 +119,23 @@ class AutoRow:
 # from benchmarks/bench_embed.py (40-line windows of `transformers`, 256 tokens, 2 threads), each path beside
 # sentence-transformers defaults (the "anchor", fp32 torch) in the same run. Quality rule: a path must keep
 # every vector within cosine 0.99 of fp32; onnx-int8 does not (per-window min 0.987-0.991, mean 0.994 on
-# Zen4; R@1 on the docstring set .50 -> .46), so "auto" never picks it: it stays an explicit choice, as do
-# "openvino" (bf16 only: slower than openvino-int8, closer to fp32) and "torch-bf16" where openvino is. A row with
-# `module` applies only where that package is installed; the next row with the same flags is its fallback.
+# Zen4; R@1 on the docstring set .50 -> .46), so "auto" never picks it: it stays an explicit choice, as does
+# "torch-bf16" where openvino is. AMX decides between the openvino paths: with AMX tiles bf16 is the fast format
+# (openvino), without them (Zen4) int8 VNNI is (openvino-int8). A row with `module` applies only where that
+# package is installed; the next row with the same flags is its fallback.
 AUTO_TABLE: tuple[AutoRow, ...] = (
-    AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16/AMX",
+    AutoRow(frozenset({"amx_bf16"}), "openvino", "AMX-BF16",
+            "Emerald Rapids (Sapphire Rapids' successor, same AMX), 2 KVM cores at load 5-8 (OpenVINO 2026.4): "
+            "bf16 on AMX tiles 16.1-16.3 vs anchor 58.6 CPU-ms per 256-token window (3.60-3.65x, 4 interleaved "
+            "runs; 3.60x and 3.65x in two full runs), wall 38.5-39.8 vs 7.2 chunks/s (the anchor's torch threads "
+            "suffer most from the load), cosine min 0.99997; openvino-int8 3.26x (2.89-2.99x in the full runs): "
+            "OpenVINO runs its int8 weights decompressed to bf16 on the same AMX kernels "
+            "(brgemm_avx512_amx_bf16), so the decompression is pure cost; torch-bf16 3.00-3.33x, onnx 0.88-0.95x, "
+            "onnx-int8 1.58x at cosine .989. Docstring set (127 q) against onnx fp32: hybrid file R@1/10 "
+            ".756/1.000 and chunk R@10 .850 equal, context@1500 .850 equal; dense within one question (.008). "
+            "Django 5.1 (59,302 chunks) fully indexed in 650 s wall at 0.91 cores (load 7), 594 CPU-s",
+            module="openvino"),
+    AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16",
             "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 17.3 vs anchor "
             "67.3 CPU-ms per Django chunk (3.89x with batches sorted by tokens; 3.43x before, when openvino bf16 "
             "was 2.61x, torch-bf16 1.80x, onnx-int8 2.13x at cosine .984; again 17.0 vs 62.5, 3.67x, with both at "
@@ -132,7 +146,8 @@ AUTO_TABLE: tuple[AutoRow, ...] = (
             "questions (.016): hybrid context@1500 .787 vs .780, chunk R@10 .748 vs .764, file R@1 .709 vs .724",
             module="openvino"),
     AutoRow(frozenset({"amx_bf16"}), "torch-bf16", "AMX-BF16",
-            "Sapphire Rapids, issue #19: bf16 torch 84.9 wall chunks/s vs anchor 30.5 (2.8x), cos >= 0.998"),
+            "Sapphire Rapids, issue #19: bf16 torch 84.9 wall chunks/s vs anchor 30.5 (2.8x), cos >= 0.998; "
+            "Emerald Rapids: 16.6 vs 49.8 CPU-ms per window (3.00x), cosine min 0.99997"),
     AutoRow(frozenset({"avx512_bf16"}), "torch-bf16", "AVX512-BF16",
             "Zen4 (oneDNN brg_matmul:avx512_core_bf16): 44-48.5 vs anchor 82-93 CPU-ms per chunk (1.76-2.00x, "
             "9 runs), cosine min 0.99997, docstring R@10 .820 = anchor; onnx fp32 0.92-1.12x; full index of "
