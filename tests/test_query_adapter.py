@@ -84,7 +84,8 @@ def _searched_vectors(searcher, monkeypatch) -> list[np.ndarray]:
 
 def test_short_questions_are_mapped_and_long_reports_are_not(tmp_path, monkeypatch):
     from ragbit.indexing.indexer import index_repository
-    from ragbit.search.searcher import PLAIN_MAX_WORDS, Searcher
+    from ragbit.search.question import PLAIN_MAX_WORDS
+    from ragbit.search.searcher import Searcher
     root = make_repo(tmp_path / "r")
     index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
     emb = _AdaptedFake()
@@ -104,7 +105,8 @@ def test_short_questions_are_mapped_and_long_reports_are_not(tmp_path, monkeypat
 
 def test_a_list_is_the_best_hits_then_files_not_yet_listed(tmp_path):
     from ragbit.indexing.indexer import index_repository
-    from ragbit.search.searcher import Searcher, list_cap, list_head
+    from ragbit.search.question import list_cap, list_head
+    from ragbit.search.searcher import Searcher
     funcs = "\n\n".join(f"def invoice_step_{i}(invoice):\n    return invoice.total * {i}\n" for i in range(8))
     others = {f"other{i}.py": f"def invoice_total_{i}(x):\n    return x\n" for i in range(4)}
     root = make_repo(tmp_path / "r", {"billing.py": funcs, **others})

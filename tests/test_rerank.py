@@ -106,7 +106,8 @@ def _lines(hits) -> list[int]:
 
 def test_the_searcher_reranks_short_questions_and_the_prompt_of_long_ones(tmp_path, monkeypatch):
     from ragbit.indexing.indexer import index_repository
-    from ragbit.search.searcher import PLAIN_MAX_WORDS, Searcher
+    from ragbit.search.question import PLAIN_MAX_WORDS
+    from ragbit.search.searcher import Searcher
     _smallest_first(monkeypatch)
     root = make_repo(tmp_path / "r")
     index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())

@@ -260,7 +260,7 @@ def test_the_best_hit_brings_the_helper_of_its_file_that_it_calls(tmp_path):
 
 
 def test_code_identifiers_are_the_words_that_name_code():
-    from ragbit.search.searcher import code_identifiers
+    from ragbit.search.question import code_identifiers
     q = ("Writing a table with header_rows fails in RST.__init__. Traceback (most recent call last): "
          "the `write` method calls get_writer(). Expected: it works like fixedWidth.")
     assert code_identifiers(q) == ["header_rows", "RST.__init__", "get_writer", "fixedWidth", "write"]
@@ -285,7 +285,7 @@ def test_hybrid_search_also_ranks_by_the_question_code_names_alone(repo):
 
 
 def test_fusion_weights_follow_the_kind_of_question():
-    from ragbit.search.searcher import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
+    from ragbit.search.question import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
     assert fusion_weights("Load a template by name and return it.") == (PLAIN_LEXICAL_WEIGHT, 1.0)
     assert fusion_weights("why does QuerySet.filter drop rows") == (1.0, 1.0)
     report = ("Filtering on a query result overrides GROUP BY of the internal query. " * 5
@@ -304,5 +304,5 @@ def test_fusion_weights_follow_the_kind_of_question():
     (" ".join(["word"] * 60), False),                  # long texts (issues, tracebacks) keep it too
 ])
 def test_plain_language_questions_are_told_apart_from_questions_that_name_code(question, plain):
-    from ragbit.search.searcher import is_plain_language
+    from ragbit.search.question import is_plain_language
     assert is_plain_language(question) is plain

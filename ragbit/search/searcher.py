@@ -10,26 +10,6 @@ half their fused score unless the question itself is about tests. On the issue s
 .330 -> .459 and the gold function inside a 1,500-token context .337 -> .396; on the docstring set chunk R@10
 .543 -> .606.
 
-Why the lexical list weighs less for plain-language questions: a short question with no identifier in it
-("Load a template by name and return it") shares few words with the code that answers it, and BM25 then
-ranks whatever repeats those words; the embedding model matches meaning. For such questions (at most
-PLAIN_MAX_WORDS words, no snake_case / camelCase / dotted name, no backticks or call parentheses) BM25's
-list counts PLAIN_LEXICAL_WEIGHT in the fusion instead of 1. Chosen on 58 questions of the docstring set
-(jinja2, werkzeug): gold function inside the 1,500-token context .621 with weight 1, .672 with 0.3, .690 with
-0.15; attrs, tqdm and packaging were held out. Issue texts and questions that name code keep weight 1.
-
-Why the embedding counts less for a long report, in the prompt only: a bug report of 40 words or more (a
-traceback, a snippet, what was expected) names the code it is about in many words BM25 can match, while the
-embedding model reads its first 256 tokens as one averaged meaning. For such questions the dense list counts
-LONG_DENSE_WEIGHT in the fusion of the hits a prompt is packed from (`search(for_prompt=True)`, the pipeline's
-retriever). Chosen on the 27 issues of the eight smaller projects with vectors (flask, requests, pylint, pytest,
-seaborn, xarray, sphinx 3.4/3.5): gold function inside the 1,500-token context .462 with weight 1, .500 with 0.5,
-.538 with 0.25 (lexical alone .615); threshold 100 words instead of 40: .500. On the 81 issue queries with
-vectors (session 10) the prompt keeps the gain (weight 1 / 0.5 / 0.25: .440 / .440 / .467 at 1,500 tokens, .280
-/ .347 / .360 at 1,000) but the list a person reads loses files with it (file R@10 .802 / .778 / .741): the
-file-level list (`ragbit search`, the server's search) keeps weight 1, where the embedding's other view of the
-question finds files BM25 misses. Short questions keep both lists at full weight everywhere.
-
 Why prose files rank lower too: documentation, release notes and READMEs describe the code in the words people
 use to ask about it, so BM25 and the embedding model both rank them above the code, and then they fill the
 prompt of a generator that needs the code. Chunks of .rst/.md/.txt files get DOC_FACTOR of their fused score
@@ -75,16 +55,6 @@ hybrid chunk R@10 .630 -> .654, dense .638 -> .685, file R@1 .685 -> .724; leave
 projects, dense chunk R@10 +.02 on each of three held-out groups. Long reports are not mapped: an adapter applied
 to them (issue set) took hybrid chunk R@10 .535 -> .505 and 1,500 tokens .485 -> .475.
 
-Why a list's head is the best hits and its tail new files (`list_head`, `[search] new_files_share`): the answer's
-file often holds several of the best chunks (the function, the helper it calls, the class around it), so a
-per-file cap (2 per file until session 14) pushed them out of the first ten; but a list a person reads should
-also show the other files worth a look. So the first half of a list is the best hits wherever they are, and the
-second half adds only files not yet in it (the best hit of each). The order of files is the fused order either
-way, so file-level recall does not move. Measured (session 14, k = 20 as score.py asks): issue set (109 reports),
-lexical, cap 2 -> head and tail: chunk R@5 / R@10 .416 / .455 -> .455 / .564, file R@10 .761 both; hybrid on the
-26 reports of the eight smaller projects chunk R@10 .538 -> .654; docstring set (127 short questions), hybrid,
-cap 6 -> head and tail: chunk R@10 .843 -> .898, file R@10 1.000 both. The caps (`list_cap`) remain as settings.
-
 Why a prose hit is packed alone (no whole section): a question about code that matches a paragraph of the docs
 needs that paragraph, not the section around it, and a section can be 500 tokens of the prompt. Gold function
 inside the prompt, hybrid: docstring set 1,000 / 1,500 tokens .701 / .772 -> .709 / .780, issue set .396 / .485 ->
@@ -119,22 +89,20 @@ from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 from ragbit.errors import RagbitError
 from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, TABLE_DIR, TABLE_FILE_V1,
                                  check_model, outer_function_scope)
+from ragbit.search.question import (CALLED, KEYWORDS, PLAIN_MAX_WORDS, RERANK_MAX_WORDS, WORDS, code_identifiers,
+                                    fusion_weights, is_plain_language, list_cap, list_head)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
 MIN_CANDIDATES = 50
 PATH_WEIGHT = 1.0          # RRF weight of the "files named in the question" list (BM25 and dense: 1.0)
 MAX_NAME_MATCHES = 3       # a bare file name ("utils.py") naming more files than this is ignored
-PLAIN_LEXICAL_WEIGHT = 0.2  # BM25's weight in the fusion for a plain-language question (see above)
-PLAIN_MAX_WORDS = 40
-LONG_DENSE_WEIGHT = 0.25   # the embedding's weight in a prompt's fusion for a question of more than PLAIN_MAX_WORDS words
 TEST_FACTOR = 0.5          # fused score of a chunk in a test file, unless the question is about tests
 DOC_FACTOR = 0.5           # the same for a chunk of a prose file (.rst, .md, .txt), unless the question is about docs
 PLAIN_DOC_FACTOR = 0.85    # ... for a plain-language question (where a doc may well be the answer)
 MAX_UNIT_CHUNKS = 12       # a definition made of more chunks than this is never packed whole
 CALLEE_HITS = 1            # the first hits whose callees are attached for packing (search(units=True))
 MAX_CALLEES = 1            # callees attached per such hit
-RERANK_MAX_WORDS = PLAIN_MAX_WORDS   # questions the learned reranker reorders (ragbit/search/rerank.py)
 IDENTIFIER_WEIGHT = 0.2     # RRF weight of BM25 over the question's code names alone, in hybrid search (see above)
 
 # "a/b/c.py", "c.py", "/usr/lib/.../a/b/c.py", "a.b.c" (dotted module path)
@@ -144,17 +112,12 @@ _DOC_PATH = re.compile(r"\.(rst|txt|md|markdown|adoc|rdoc|textile)$", re.IGNOREC
 _ABOUT_DOCS = re.compile(r"\b(docs?|documentation|documented|tutorial|readme|guide|changelog|release notes?)\b",
                          re.IGNORECASE)
 _ABOUT_TESTS = re.compile(r"\b(tests?|testing|pytest|unittest|fixtures?|test_\w+)\b", re.IGNORECASE)
-_WORDS = re.compile(r"[A-Za-z_][\w.]*\w|[A-Za-z_]")
-_CODE_WORD = re.compile(r"_|\.|[a-z][A-Z]")
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){1,}\b")
-_CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
 # what is not code when looking for calls: Python docstrings (their doctests call other functions), comments
 _TRIPLE_QUOTED = re.compile(r'("""|\'\'\')[\s\S]*?(?:\1|\Z)')
 _HASH_COMMENT = re.compile(r"#[^\n]*")
 _SLASH_COMMENT = re.compile(r"/\*[\s\S]*?(?:\*/|\Z)|//[^\n]*")
 _RAISED = re.compile(r"\b(?:raise|throw)\s+(?:new\s+)?[\w.]+\s*\(")   # an exception built to be raised
-_KEYWORDS = {"if", "elif", "for", "while", "switch", "catch", "return", "and", "or", "not", "in", "with", "assert",
-             "yield", "await", "lambda", "function", "sizeof", "typeof", "print", "Traceback"}
 _HASH_COMMENT_LANGUAGES = {"python", "ruby", "bash", "shell", "perl", "r", "toml", "yaml"}
 
 
@@ -169,56 +132,7 @@ def called_names(text: str, language: str) -> list[str]:
         text = _HASH_COMMENT.sub("", text)
     else:
         text = _SLASH_COMMENT.sub("", text)
-    return [name for name in dict.fromkeys(_CALLED.findall(_RAISED.sub("raise ", text))) if name not in _KEYWORDS]
-
-
-_BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
-
-
-def code_identifiers(query: str) -> list[str]:
-    """The words of a question that name code: snake_case, camelCase, dotted names, `name(`, and what is in
-    backticks; each once, in order."""
-    found = [w for w in _WORDS.findall(query) if _CODE_WORD.search(w)]
-    found += _CALLED.findall(query)
-    for quoted in _BACKTICKED.findall(query):
-        found += _WORDS.findall(quoted)
-    return [w for w in dict.fromkeys(found) if w not in _KEYWORDS]
-
-
-def is_plain_language(query: str) -> bool:
-    """A short question that names no code: no identifier with `_`, `.` or camelCase, no backticks or `()`."""
-    if "`" in query or "()" in query:
-        return False
-    words = _WORDS.findall(query)
-    return len(words) <= PLAIN_MAX_WORDS and not any(_CODE_WORD.search(w) for w in words)
-
-
-def fusion_weights(query: str, for_prompt: bool = False) -> tuple[float, float]:
-    """(BM25, dense) weights of hybrid search's fusion for this question: BM25 counts less for a short
-    plain-language question; for the hits of a prompt, the embedding counts less for a long report (see the
-    module docstring)."""
-    if is_plain_language(query):
-        return PLAIN_LEXICAL_WEIGHT, 1.0
-    if for_prompt and len(_WORDS.findall(query)) > PLAIN_MAX_WORDS:
-        return 1.0, LONG_DENSE_WEIGHT
-    return 1.0, 1.0
-
-
-def list_cap(query: str, search_cfg) -> int:
-    """Hits per file in a result list when the caller sets none: `[search] short_max_hits_per_file` for a question of
-    at most PLAIN_MAX_WORDS words (it asks for one thing, and the best file's other definitions are likely
-    answers), `max_hits_per_file` otherwise (a long report spans files)."""
-    if len(_WORDS.findall(query)) <= PLAIN_MAX_WORDS:
-        return search_cfg.short_max_hits_per_file
-    return search_cfg.max_hits_per_file
-
-
-def list_head(k: int, search_cfg) -> int | None:
-    """How many hits of a `k`-hit list are the best ones wherever they are, before the list adds only files not yet
-    in it (`[search] new_files_share`); None when the whole list is ranked by score."""
-    if search_cfg.new_files_share <= 0:
-        return None
-    return max(1, round(k * (1 - search_cfg.new_files_share)))
+    return [name for name in dict.fromkeys(CALLED.findall(_RAISED.sub("raise ", text))) if name not in KEYWORDS]
 
 
 class SearchError(RagbitError, ValueError):
@@ -357,7 +271,7 @@ class Searcher:
         if self.dense is None or len(self.dense) == 0:
             return []
         qvec = self.embedder.embed_query(query)
-        W = getattr(self.embedder, "query_adapter", None) if len(_WORDS.findall(query)) <= PLAIN_MAX_WORDS else None
+        W = getattr(self.embedder, "query_adapter", None) if len(WORDS.findall(query)) <= PLAIN_MAX_WORDS else None
         if W is not None:                # a short question: its vector moved towards code (see the module docstring)
             from ragbit.indexing.query_adapter import adapt
             qvec = adapt(W, qvec)
@@ -431,7 +345,7 @@ class Searcher:
             raise SearchError("empty question")
         self._load(lexical=mode != "dense", dense=mode != "lexical")
         fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap or head else 1), path_boost, demote, for_prompt)
-        short = len(_WORDS.findall(query)) <= RERANK_MAX_WORDS
+        short = len(WORDS.findall(query)) <= RERANK_MAX_WORDS
         reranked = mode == "hybrid" and (short or for_prompt) and self.reranker is not None
         if reranked:
             fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))

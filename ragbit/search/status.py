@@ -91,7 +91,7 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
 def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:
     """One line on the query adapter dense search uses for this index's model (ragbit/indexing/query_adapter.py)."""
     from ragbit.indexing.query_adapter import adapter_info, adapter_path
-    from ragbit.search.searcher import PLAIN_MAX_WORDS
+    from ragbit.search.question import PLAIN_MAX_WORDS
     if not cfg.embed.query_adapter or not adapter_path(vector_space).is_file():    # the space id is the model's
         return ""
     info = adapter_info(vector_space)
@@ -103,7 +103,7 @@ def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:
 def _learned_rerank(cfg: RagbitConfig, vector_space: str) -> str:
     """One line on the learned reranker hybrid search uses for this index's model (ragbit/search/rerank.py)."""
     from ragbit.search.rerank import RERANK_DEPTH, reranker_info, reranker_path
-    from ragbit.search.searcher import RERANK_MAX_WORDS
+    from ragbit.search.question import RERANK_MAX_WORDS
     if not cfg.search.learned_rerank or not reranker_path(vector_space).is_file():
         return ""
     info = reranker_info(vector_space)

@@ -1,0 +1,97 @@
+"""What a question is made of, and what that changes in a search: its words, the code names it gives, whether it
+is a short plain-language question or a long report; the fusion weights and the list shape that follow from it.
+`ragbit/search/searcher.py` asks these once per search.
+
+Why the lexical list weighs less for plain-language questions: a short question with no identifier in it
+("Load a template by name and return it") shares few words with the code that answers it, and BM25 then
+ranks whatever repeats those words; the embedding model matches meaning. For such questions (at most
+PLAIN_MAX_WORDS words, no snake_case / camelCase / dotted name, no backticks or call parentheses) BM25's
+list counts PLAIN_LEXICAL_WEIGHT in the fusion instead of 1. Chosen on 58 questions of the docstring set
+(jinja2, werkzeug): gold function inside the 1,500-token context .621 with weight 1, .672 with 0.3, .690 with
+0.15; attrs, tqdm and packaging were held out. Issue texts and questions that name code keep weight 1.
+
+Why the embedding counts less for a long report, in the prompt only: a bug report of 40 words or more (a
+traceback, a snippet, what was expected) names the code it is about in many words BM25 can match, while the
+embedding model reads its first 256 tokens as one averaged meaning. For such questions the dense list counts
+LONG_DENSE_WEIGHT in the fusion of the hits a prompt is packed from (`search(for_prompt=True)`, the pipeline's
+retriever). Chosen on the 27 issues of the eight smaller projects with vectors (flask, requests, pylint, pytest,
+seaborn, xarray, sphinx 3.4/3.5): gold function inside the 1,500-token context .462 with weight 1, .500 with 0.5,
+.538 with 0.25 (lexical alone .615); threshold 100 words instead of 40: .500. On the 81 issue queries with
+vectors (session 10) the prompt keeps the gain (weight 1 / 0.5 / 0.25: .440 / .440 / .467 at 1,500 tokens, .280
+/ .347 / .360 at 1,000) but the list a person reads loses files with it (file R@10 .802 / .778 / .741): the
+file-level list (`ragbit search`, the server's search) keeps weight 1, where the embedding's other view of the
+question finds files BM25 misses. Short questions keep both lists at full weight everywhere.
+
+Why a list's head is the best hits and its tail new files (`list_head`, `[search] new_files_share`): the answer's
+file often holds several of the best chunks (the function, the helper it calls, the class around it), so a
+per-file cap (2 per file until session 14) pushed them out of the first ten; but a list a person reads should
+also show the other files worth a look. So the first half of a list is the best hits wherever they are, and the
+second half adds only files not yet in it (the best hit of each). The order of files is the fused order either
+way, so file-level recall does not move. Measured (session 14, k = 20 as score.py asks): issue set (109 reports),
+lexical, cap 2 -> head and tail: chunk R@5 / R@10 .416 / .455 -> .455 / .564, file R@10 .761 both; hybrid on the
+26 reports of the eight smaller projects chunk R@10 .538 -> .654; docstring set (127 short questions), hybrid,
+cap 6 -> head and tail: chunk R@10 .843 -> .898, file R@10 1.000 both. The caps (`list_cap`) remain as settings.
+"""
+from __future__ import annotations
+
+import re
+
+PLAIN_LEXICAL_WEIGHT = 0.2  # BM25's weight in the fusion for a plain-language question (see above)
+PLAIN_MAX_WORDS = 40
+LONG_DENSE_WEIGHT = 0.25   # the embedding's weight in a prompt's fusion for a question of more than PLAIN_MAX_WORDS words
+RERANK_MAX_WORDS = PLAIN_MAX_WORDS   # questions the learned reranker reorders (ragbit/search/rerank.py)
+
+WORDS = re.compile(r"[A-Za-z_][\w.]*\w|[A-Za-z_]")
+CODE_WORD = re.compile(r"_|\.|[a-z][A-Z]")
+CALLED = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+KEYWORDS = {"if", "elif", "for", "while", "switch", "catch", "return", "and", "or", "not", "in", "with", "assert",
+             "yield", "await", "lambda", "function", "sizeof", "typeof", "print", "Traceback"}
+
+
+_BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
+
+
+def code_identifiers(query: str) -> list[str]:
+    """The words of a question that name code: snake_case, camelCase, dotted names, `name(`, and what is in
+    backticks; each once, in order."""
+    found = [w for w in WORDS.findall(query) if CODE_WORD.search(w)]
+    found += CALLED.findall(query)
+    for quoted in _BACKTICKED.findall(query):
+        found += WORDS.findall(quoted)
+    return [w for w in dict.fromkeys(found) if w not in KEYWORDS]
+
+
+def is_plain_language(query: str) -> bool:
+    """A short question that names no code: no identifier with `_`, `.` or camelCase, no backticks or `()`."""
+    if "`" in query or "()" in query:
+        return False
+    words = WORDS.findall(query)
+    return len(words) <= PLAIN_MAX_WORDS and not any(CODE_WORD.search(w) for w in words)
+
+
+def fusion_weights(query: str, for_prompt: bool = False) -> tuple[float, float]:
+    """(BM25, dense) weights of hybrid search's fusion for this question: BM25 counts less for a short
+    plain-language question; for the hits of a prompt, the embedding counts less for a long report (see the
+    module docstring)."""
+    if is_plain_language(query):
+        return PLAIN_LEXICAL_WEIGHT, 1.0
+    if for_prompt and len(WORDS.findall(query)) > PLAIN_MAX_WORDS:
+        return 1.0, LONG_DENSE_WEIGHT
+    return 1.0, 1.0
+
+
+def list_cap(query: str, search_cfg) -> int:
+    """Hits per file in a result list when the caller sets none: `[search] short_max_hits_per_file` for a question of
+    at most PLAIN_MAX_WORDS words (it asks for one thing, and the best file's other definitions are likely
+    answers), `max_hits_per_file` otherwise (a long report spans files)."""
+    if len(WORDS.findall(query)) <= PLAIN_MAX_WORDS:
+        return search_cfg.short_max_hits_per_file
+    return search_cfg.max_hits_per_file
+
+
+def list_head(k: int, search_cfg) -> int | None:
+    """How many hits of a `k`-hit list are the best ones wherever they are, before the list adds only files not yet
+    in it (`[search] new_files_share`); None when the whole list is ranked by score."""
+    if search_cfg.new_files_share <= 0:
+        return None
+    return max(1, round(k * (1 - search_cfg.new_files_share)))
