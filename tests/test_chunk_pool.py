@@ -55,3 +55,17 @@ def test_negative_worker_count_is_a_config_error(tmp_path):
     (tmp_path / "ragbit.toml").write_text("[index]\nworkers = -2\n")
     with pytest.raises(ConfigError, match="index workers"):
         RagbitConfig.load(tmp_path)
+
+
+def test_a_worker_does_not_keep_the_parents_sigterm_handler():
+    """`ragbit serve` / `watch` run under uvicorn, whose SIGTERM handler only sets a flag. A forked worker inherited
+    it, and `Pool.terminate` ends workers that have not yet taken their stop signal with SIGTERM: such a worker
+    went on waiting on the task queue's lock, which terminate holds, and the pool's exit hung (seen once in the
+    test suite, after a test had left a handler installed). Each worker's initializer restores the default."""
+    import signal
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        chunk_pool._init(ChunkConfig(), None)                 # what each forked worker runs first
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -33,6 +34,11 @@ def usable_workers(requested: int) -> int:
 
 
 def _init(cfg: ChunkConfig, count_tokens) -> None:
+    """Runs first in each forked worker. SIGTERM goes back to its default: a fork inherits the parent's Python
+    handlers (uvicorn's in `ragbit serve` / `watch` only set a flag), and `Pool.terminate` ends a worker that has not
+    yet taken its stop signal with SIGTERM while it holds the task queue's lock; a worker that kept such a handler
+    went on waiting for that lock, and the pool's exit hung."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker["cfg"], _worker["counter"] = cfg, count_tokens
 
 
