@@ -48,6 +48,11 @@ KEYWORDS = {"if", "elif", "for", "while", "switch", "catch", "return", "and", "o
              "yield", "await", "lambda", "function", "sizeof", "typeof", "print", "Traceback"}
 
 
+def is_short(query: str, limit: int = PLAIN_MAX_WORDS) -> bool:
+    """At most `limit` words: a question that asks for one thing, not a long report."""
+    return len(WORDS.findall(query)) <= limit
+
+
 _BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
 
 
@@ -75,7 +80,7 @@ def fusion_weights(query: str, for_prompt: bool = False) -> tuple[float, float]:
     module docstring)."""
     if is_plain_language(query):
         return PLAIN_LEXICAL_WEIGHT, 1.0
-    if for_prompt and len(WORDS.findall(query)) > PLAIN_MAX_WORDS:
+    if for_prompt and not is_short(query):
         return 1.0, LONG_DENSE_WEIGHT
     return 1.0, 1.0
 
@@ -84,7 +89,7 @@ def list_cap(query: str, search_cfg) -> int:
     """Hits per file in a result list when the caller sets none: `[search] short_max_hits_per_file` for a question of
     at most PLAIN_MAX_WORDS words (it asks for one thing, and the best file's other definitions are likely
     answers), `max_hits_per_file` otherwise (a long report spans files)."""
-    if len(WORDS.findall(query)) <= PLAIN_MAX_WORDS:
+    if is_short(query):
         return search_cfg.short_max_hits_per_file
     return search_cfg.max_hits_per_file
 

@@ -89,8 +89,8 @@ from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 from ragbit.errors import RagbitError
 from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, TABLE_DIR, TABLE_FILE_V1,
                                  check_model, outer_function_scope)
-from ragbit.search.question import (CALLED, KEYWORDS, PLAIN_MAX_WORDS, RERANK_MAX_WORDS, WORDS, code_identifiers,
-                                    fusion_weights, is_plain_language, list_cap, list_head)
+from ragbit.search.question import (CALLED, KEYWORDS, RERANK_MAX_WORDS, code_identifiers,
+                                    fusion_weights, is_plain_language, is_short, list_cap, list_head)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -271,7 +271,7 @@ class Searcher:
         if self.dense is None or len(self.dense) == 0:
             return []
         qvec = self.embedder.embed_query(query)
-        W = getattr(self.embedder, "query_adapter", None) if len(WORDS.findall(query)) <= PLAIN_MAX_WORDS else None
+        W = getattr(self.embedder, "query_adapter", None) if is_short(query) else None
         if W is not None:                # a short question: its vector moved towards code (see the module docstring)
             from ragbit.indexing.query_adapter import adapt
             qvec = adapt(W, qvec)
@@ -345,7 +345,7 @@ class Searcher:
             raise SearchError("empty question")
         self._load(lexical=mode != "dense", dense=mode != "lexical")
         fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap or head else 1), path_boost, demote, for_prompt)
-        short = len(WORDS.findall(query)) <= RERANK_MAX_WORDS
+        short = is_short(query, RERANK_MAX_WORDS)
         reranked = mode == "hybrid" and (short or for_prompt) and self.reranker is not None
         if reranked:
             fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
