@@ -285,13 +285,40 @@ def test_hybrid_search_also_ranks_by_the_question_code_names_alone(repo):
 
 
 def test_fusion_weights_follow_the_kind_of_question():
-    from ragbit.search.question import LONG_DENSE_WEIGHT, PLAIN_LEXICAL_WEIGHT, fusion_weights
+    from ragbit.search.question import PLAIN_LEXICAL_WEIGHT, fusion_weights
     assert fusion_weights("Load a template by name and return it.") == (PLAIN_LEXICAL_WEIGHT, 1.0)
     assert fusion_weights("why does QuerySet.filter drop rows") == (1.0, 1.0)
     report = ("Filtering on a query result overrides GROUP BY of the internal query. " * 5
               + "Traceback: File django/db/models/sql/query.py, line 1200, in add_q")
-    assert fusion_weights(report, for_prompt=True) == (1.0, LONG_DENSE_WEIGHT) and LONG_DENSE_WEIGHT < 1.0
-    assert fusion_weights(report) == (1.0, 1.0)            # the list a person reads keeps the embedding's view
+    assert fusion_weights(report) == (1.0, 1.0)
+
+
+def test_a_long_report_has_a_title_when_its_first_line_is_one():
+    from ragbit.search.question import report_title
+    body = "When the invoice total is computed the tax is applied twice, see the traceback below. " * 4
+    assert report_title("### Tax applied twice to invoices\n\n" + body) == "Tax applied twice to invoices"
+    assert report_title(body) == ""                          # one paragraph, no line of its own
+    assert report_title("Tax applied twice\nwhy?") == ""     # a short question is its own title
+    assert report_title("Bug\n" + body) == ""                # one word is no title
+    assert report_title(body + "\n" + body) == ""            # a first line of more than 40 words is no title
+
+
+def test_a_prompt_for_a_long_report_also_searches_its_title_densely(repo):
+    """For the hits of a prompt, hybrid search embeds a long report's title alone (one more dense list); the list
+    a person reads, short questions and lexical mode do not."""
+    s = searcher(repo)
+    s.search("warm up")                                    # load
+    embedded: list[str] = []
+    real = s.embedder.embed_query
+    s.embedder.embed_query = lambda q: embedded.append(q) or real(q)
+    report = "Tax applied twice to invoices\n" + "When the invoice_total is computed, the VAT is applied twice. " * 6
+    assert s.search(report, k=3, mode="hybrid", for_prompt=True)
+    assert embedded == [report, "Tax applied twice to invoices"]
+    embedded.clear()
+    s.search(report, k=3, mode="hybrid")
+    s.search(report, k=3, mode="lexical", for_prompt=True)
+    s.search("Tax applied twice\nto invoices", k=3, mode="hybrid", for_prompt=True)
+    assert embedded == [report, "Tax applied twice\nto invoices"]
 
 
 @pytest.mark.parametrize("question, plain", [

@@ -10,17 +10,20 @@ list counts PLAIN_LEXICAL_WEIGHT in the fusion instead of 1. Chosen on 58 questi
 (jinja2, werkzeug): gold function inside the 1,500-token context .621 with weight 1, .672 with 0.3, .690 with
 0.15; attrs, tqdm and packaging were held out. Issue texts and questions that name code keep weight 1.
 
-Why the embedding counts less for a long report, in the prompt only: a bug report of 40 words or more (a
-traceback, a snippet, what was expected) names the code it is about in many words BM25 can match, while the
-embedding model reads its first 256 tokens as one averaged meaning. For such questions the dense list counts
-LONG_DENSE_WEIGHT in the fusion of the hits a prompt is packed from (`search(for_prompt=True)`, the pipeline's
-retriever). Chosen on the 27 issues of the eight smaller projects with vectors (flask, requests, pylint, pytest,
-seaborn, xarray, sphinx 3.4/3.5): gold function inside the 1,500-token context .462 with weight 1, .500 with 0.5,
-.538 with 0.25 (lexical alone .615); threshold 100 words instead of 40: .500. On the 81 issue queries with
-vectors (session 10) the prompt keeps the gain (weight 1 / 0.5 / 0.25: .440 / .440 / .467 at 1,500 tokens, .280
-/ .347 / .360 at 1,000) but the list a person reads loses files with it (file R@10 .802 / .778 / .741): the
-file-level list (`ragbit search`, the server's search) keeps weight 1, where the embedding's other view of the
-question finds files BM25 misses. Short questions keep both lists at full weight everywhere.
+Why a long report's title is searched on its own, in the prompt only: a bug report starts with a line that says
+what is wrong in a few words ("Return values of non converged affinity propagation clustering"), then a
+traceback, a snippet, what was expected. The embedding model reads the first 256 tokens of the whole report as one
+averaged meaning, and BM25 counts the title's words as a handful among hundreds; the title alone is the short,
+plain question the embedding model matches best. So for a report of more than PLAIN_MAX_WORDS words whose first
+line is a title (`report_title`), the hits a prompt is packed from (`search(for_prompt=True)`) fuse one more list,
+dense search of the title, at TITLE_WEIGHT. Until session 15 a long report's whole-text embedding also counted
+only 0.25 in a prompt's fusion (chosen in session 10, before the learned reranker reordered prompts); with the
+reranker it is better at full weight. Measured (session 15), issue set, the 91 reports with line targets of the 13
+projects embedded then, gold function >= 80% inside the 1,000 / 1,500 / 3,000-token context: .429 / .516 / .637
+(weight 0.25, no title list) -> .429 / .538 / .670 (weight 1) -> .473 / .549 / .681 (and the title at 0.5; 0.3
+and 0.7 within one question); both halves of the set (alternate reports, sorted by id) gain at 1,000 tokens (.500
+-> .543, .356 -> .400). BM25 of the title added nothing. The list a person reads is not changed (file-level
+recall cannot move).
 
 Why a list's head is the best hits and its tail new files (`list_head`, `[search] new_files_share`): the answer's
 file often holds several of the best chunks (the function, the helper it calls, the class around it), so a
@@ -38,7 +41,7 @@ import re
 
 PLAIN_LEXICAL_WEIGHT = 0.2  # BM25's weight in the fusion for a plain-language question (see above)
 PLAIN_MAX_WORDS = 40
-LONG_DENSE_WEIGHT = 0.25   # the embedding's weight in a prompt's fusion for a question of more than PLAIN_MAX_WORDS words
+TITLE_WEIGHT = 0.5         # RRF weight of dense search of a long report's title, in a prompt's fusion (see above)
 RERANK_MAX_WORDS = PLAIN_MAX_WORDS   # questions the learned reranker reorders (ragbit/search/rerank.py)
 
 WORDS = re.compile(r"[A-Za-z_][\w.]*\w|[A-Za-z_]")
@@ -74,15 +77,22 @@ def is_plain_language(query: str) -> bool:
     return len(words) <= PLAIN_MAX_WORDS and not any(CODE_WORD.search(w) for w in words)
 
 
-def fusion_weights(query: str, for_prompt: bool = False) -> tuple[float, float]:
+def fusion_weights(query: str) -> tuple[float, float]:
     """(BM25, dense) weights of hybrid search's fusion for this question: BM25 counts less for a short
-    plain-language question; for the hits of a prompt, the embedding counts less for a long report (see the
-    module docstring)."""
+    plain-language question (see the module docstring)."""
     if is_plain_language(query):
         return PLAIN_LEXICAL_WEIGHT, 1.0
-    if for_prompt and not is_short(query):
-        return 1.0, LONG_DENSE_WEIGHT
     return 1.0, 1.0
+
+
+def report_title(query: str) -> str:
+    """The title of a long report: its first line, when more lines follow and it has 2 to PLAIN_MAX_WORDS words
+    (a leading Markdown `#` dropped); "" for a short question or a report without one."""
+    first, _, rest = query.strip().partition("\n")
+    first = first.strip().lstrip("#").strip()
+    if not rest.strip() or is_short(query) or not 2 <= len(WORDS.findall(first)) <= PLAIN_MAX_WORDS:
+        return ""
+    return first
 
 
 def list_cap(query: str, search_cfg) -> int:

@@ -89,8 +89,9 @@ from ragbit.config import DEFAULT_EMBED_MODEL, RagbitConfig
 from ragbit.errors import RagbitError
 from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SCOPE_SEP, TABLE_DIR, TABLE_FILE_V1,
                                  check_model, outer_function_scope)
-from ragbit.search.question import (CALLED, KEYWORDS, RERANK_MAX_WORDS, code_identifiers,
-                                    fusion_weights, is_plain_language, is_short, list_cap, list_head)
+from ragbit.search.question import (CALLED, KEYWORDS, RERANK_MAX_WORDS, TITLE_WEIGHT, code_identifiers,
+                                    fusion_weights, is_plain_language, is_short, list_cap, list_head,
+                                    report_title)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -275,10 +276,14 @@ class Searcher:
         if W is not None:                # a short question: its vector moved towards code (see the module docstring)
             from ragbit.indexing.query_adapter import adapt
             qvec = adapt(W, qvec)
-        hits = [(int(self.dense_ids[pos]), score) for pos, score in self.dense.search(qvec, n)]
+        hits = self._dense_hits(qvec, n)
         self._last_scores = dict(hits)
         self._lists.dense = hits
         return [pos for pos, _ in hits]
+
+    def _dense_hits(self, qvec, n: int) -> list[tuple[int, float]]:
+        """(chunk position, cosine) of the `n` chunks nearest to `qvec`, best first."""
+        return [(int(self.dense_ids[slot]), score) for slot, score in self.dense.search(qvec, n)]
 
     def named_files(self, query: str) -> list[str]:
         """Repository files the question names by path, dotted module path or (unambiguous) file name."""
@@ -328,7 +333,8 @@ class Searcher:
         this index's `[search]` by default): its per-file cap (`list_cap`) and its tail of new files (`list_head`). `units`: attach to each hit the whole definition it belongs to (`Hit.unit`),
         so a packer can show a function split over several chunks in one piece. `demote=False` turns off the
         demotion of test and prose files (for comparisons). `for_prompt`: the hits are for a prompt, not for a
-        list a person reads (the fusion weighs a long report's embedding less; see the module docstring)."""
+        list a person reads (a long report's title is searched on its own too, and the reranker reorders it; see
+        ragbit/search/question.py)."""
         from indexes.fusion import cap_per_key
 
         from ragbit.search.rerank import RERANK_DEPTH
@@ -376,13 +382,17 @@ class Searcher:
         self._lists = Lists([], [])
         n = max(MIN_CANDIDATES, LIST_DEPTH, n)
         rankings, weights = [], []
-        lexical_weight, dense_weight = fusion_weights(query, for_prompt) if mode == "hybrid" else (1.0, 1.0)
+        lexical_weight, dense_weight = fusion_weights(query) if mode == "hybrid" else (1.0, 1.0)
         if mode in ("hybrid", "lexical"):
             rankings.append(self._lexical_ranking(query, n))
             weights.append(lexical_weight)
         if mode in ("hybrid", "dense"):
             rankings.append(self._dense_ranking(query, n))
             weights.append(dense_weight)
+        title = report_title(query) if mode == "hybrid" and for_prompt else ""
+        if title and self.dense is not None and len(self.dense):   # a report's title, as the short question it is
+            rankings.append([pos for pos, _ in self._dense_hits(self.embedder.embed_query(title), n)])
+            weights.append(TITLE_WEIGHT)
         idents = " ".join(code_identifiers(query)) if mode == "hybrid" else ""
         if idents:                                   # a question that is only code names: BM25's list again
             rankings.append(rankings[0] if idents == query.strip() else
