@@ -104,7 +104,7 @@ def _lines(hits) -> list[int]:
     return [h.end_line - h.start_line for h in hits]
 
 
-def test_the_searcher_reranks_short_questions_and_the_prompt_of_long_ones(tmp_path, monkeypatch):
+def test_the_searcher_reranks_every_hybrid_search_and_calibrates_short_questions_only(tmp_path, monkeypatch):
     from ragbit.indexing.indexer import index_repository
     from ragbit.search.question import PLAIN_MAX_WORDS
     from ragbit.search.searcher import Searcher
@@ -117,10 +117,10 @@ def test_the_searcher_reranks_short_questions_and_the_prompt_of_long_ones(tmp_pa
     hits = s.search(short, k=6, max_hits_per_file=0)
     assert _lines(hits) == sorted(_lines(hits)) and all(h.share == h.score for h in hits)
     assert abs(sum(h.score for h in hits) - 1) < 1e-6 or len(hits) < 6
-    listed = s.search(long, k=6, max_hits_per_file=0)          # a long report's list keeps the fused order
-    assert _lines(listed) != sorted(_lines(listed)) and all(h.share is None for h in listed)
-    prompt = s.search(long, k=6, max_hits_per_file=0, for_prompt=True)
-    assert _lines(prompt) == sorted(_lines(prompt)) and all(h.share is None for h in prompt)   # no calibrated share
+    fused = [s.table.end_line[p] - s.table.start_line[p] for p, _ in s.fused(long, "hybrid", 50)[:6]]
+    assert fused != sorted(fused)                                # the reranker has something to reorder
+    listed = s.search(long, k=6, max_hits_per_file=0)
+    assert _lines(listed) == sorted(_lines(listed)) and all(h.share is None for h in listed)   # no calibrated share
     for mode in ("dense", "lexical"):                          # it needs both lists
         assert all(h.share is None for h in s.search(short, k=6, mode=mode))
     off = Searcher(RagbitConfig.load(root, overrides={"search": {"learned_rerank": False}}), embedder=FakeEmbedder())

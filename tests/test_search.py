@@ -303,22 +303,21 @@ def test_a_long_report_has_a_title_when_its_first_line_is_one():
     assert report_title(body + "\n" + body) == ""            # a first line of more than 40 words is no title
 
 
-def test_a_prompt_for_a_long_report_also_searches_its_title_densely(repo):
-    """For the hits of a prompt, hybrid search embeds a long report's title alone (one more dense list); the list
-    a person reads, short questions and lexical mode do not."""
+def test_hybrid_search_of_a_long_report_also_searches_its_title_densely(repo):
+    """Hybrid search embeds a long report's title alone (one more dense list); short questions and lexical mode
+    do not."""
     s = searcher(repo)
     s.search("warm up")                                    # load
     embedded: list[str] = []
     real = s.embedder.embed_query
     s.embedder.embed_query = lambda q: embedded.append(q) or real(q)
     report = "Tax applied twice to invoices\n" + "When the invoice_total is computed, the VAT is applied twice. " * 6
-    assert s.search(report, k=3, mode="hybrid", for_prompt=True)
+    assert s.search(report, k=3, mode="hybrid")
     assert embedded == [report, "Tax applied twice to invoices"]
     embedded.clear()
-    s.search(report, k=3, mode="hybrid")
-    s.search(report, k=3, mode="lexical", for_prompt=True)
-    s.search("Tax applied twice\nto invoices", k=3, mode="hybrid", for_prompt=True)
-    assert embedded == [report, "Tax applied twice\nto invoices"]
+    s.search(report, k=3, mode="lexical")
+    s.search("Tax applied twice\nto invoices", k=3, mode="hybrid")
+    assert embedded == ["Tax applied twice\nto invoices"]
 
 
 @pytest.mark.parametrize("question, plain", [

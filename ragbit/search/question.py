@@ -10,20 +10,19 @@ list counts PLAIN_LEXICAL_WEIGHT in the fusion instead of 1. Chosen on 58 questi
 (jinja2, werkzeug): gold function inside the 1,500-token context .621 with weight 1, .672 with 0.3, .690 with
 0.15; attrs, tqdm and packaging were held out. Issue texts and questions that name code keep weight 1.
 
-Why a long report's title is searched on its own, in the prompt only: a bug report starts with a line that says
-what is wrong in a few words ("Return values of non converged affinity propagation clustering"), then a
-traceback, a snippet, what was expected. The embedding model reads the first 256 tokens of the whole report as one
-averaged meaning, and BM25 counts the title's words as a handful among hundreds; the title alone is the short,
-plain question the embedding model matches best. So for a report of more than PLAIN_MAX_WORDS words whose first
-line is a title (`report_title`), the hits a prompt is packed from (`search(for_prompt=True)`) fuse one more list,
-dense search of the title, at TITLE_WEIGHT. Until session 15 a long report's whole-text embedding also counted
-only 0.25 in a prompt's fusion (chosen in session 10, before the learned reranker reordered prompts); with the
-reranker it is better at full weight. Measured (session 15), issue set, the 91 reports with line targets of the 13
-projects embedded then, gold function >= 80% inside the 1,000 / 1,500 / 3,000-token context: .429 / .516 / .637
-(weight 0.25, no title list) -> .429 / .538 / .670 (weight 1) -> .473 / .549 / .681 (and the title at 0.5; 0.3
-and 0.7 within one question); both halves of the set (alternate reports, sorted by id) gain at 1,000 tokens (.500
--> .543, .356 -> .400). BM25 of the title added nothing. The list a person reads is not changed (file-level
-recall cannot move).
+Why a long report's title is searched on its own: a bug report starts with a line that says what is wrong in a few
+words ("Return values of non converged affinity propagation clustering"), then a traceback, a snippet, what was
+expected. The embedding model reads the first 256 tokens of the whole report as one averaged meaning, and BM25
+counts the title's words as a handful among hundreds; the title alone is the short, plain question the embedding
+model matches best. So hybrid search of a report of more than PLAIN_MAX_WORDS words whose first line is a title
+(`report_title`) fuses one more list, dense search of the title, at TITLE_WEIGHT. Until session 15 a long report's
+whole-text embedding also counted only 0.25 in a prompt's fusion (chosen in session 10, before the learned reranker
+reordered prompts); with the reranker it is better at full weight. Measured (session 15), issue set, the 91 reports
+with line targets of the 13 projects embedded then, gold function >= 80% inside the 1,000 / 1,500 / 3,000-token
+context: .429 / .516 / .637 (weight 0.25, no title) -> .429 / .538 / .670 (weight 1) -> .462 / .538 / .670 (and the
+title at 0.5; 0.3 the same, 1.0 .440 / .538 / .681); at 1,000 tokens both halves of the set (alternate reports by
+id) gain. In a list of 20 (reranked, see searcher.py), all 109 reports: file R@10 .853 -> .872, MRR@10 .660 ->
+.670, chunk R@10 .683 both; BM25 of the title added nothing.
 
 Why a list's head is the best hits and its tail new files (`list_head`, `[search] new_files_share`): the answer's
 file often holds several of the best chunks (the function, the helper it calls, the class around it), so a

@@ -1,4 +1,4 @@
-"""A learned reranker for short questions: a few cheap signals per candidate, one weighted sum, trained offline.
+"""A learned reranker: a few cheap signals per candidate, one weighted sum, trained offline on short questions.
 
 Why: reciprocal rank fusion adds two lists by rank alone. It cannot see that the chunk defining `resolve_types`
 answers "Resolve any strings and forward annotations in type annotations" better than a docs page that repeats
@@ -6,7 +6,8 @@ the words, that BM25's score of the third hit is near the first's while the tent
 fragment rarely answers a question about what a function does. A linear model over such signals
 (FEATURES: the fused score and rank, each list's rank and score, how much of a definition's name the question
 says, what kind of chunk it is, how many of the best candidates share its file, its size) reorders the first
-RERANK_DEPTH fused candidates of a question of at most 40 words, in hybrid search only (it needs both lists).
+RERANK_DEPTH fused candidates of every question, in hybrid search only (it needs both lists). Its scores are
+calibrated beliefs (`Hit.share`) only for questions of at most 40 words, the kind it was trained on.
 
 How it was made: `benchmarks/train_reranker.py`, on 2,042 questions from 27 Python projects that are in no
 development set (first docstring sentence -> the function, every docstring blanked, as the query adapter's 1,278

@@ -63,11 +63,14 @@ inside the prompt, hybrid: docstring set 1,000 / 1,500 tokens .701 / .772 -> .70
 Why a learned reranker reorders the best candidates (ragbit/search/rerank.py): RRF adds lists by rank alone and
 cannot weigh how much of a definition's name the question says, how close BM25's scores are, or what kind of chunk
 a candidate is. A linear model over 17 such signals, trained on 2,042 questions from 27 other projects, reorders
-the RERANK_DEPTH best fused candidates of a question of at most RERANK_MAX_WORDS words (its list and its prompt)
-and of every prompt; a long report's list keeps the fused order (reranked, it lost file R@1 .560 -> .541 and chunk
-R@1 .337 -> .267). Measured (session 13, the shipped weights): docstring set, hybrid chunk R@10 .764 -> .850, file
-R@1 .724 -> .756, gold function inside 1,500 tokens .780 -> .850; issue set, prompt only, 1,000 / 1,500 / 3,000
-tokens .406 / .485 / .554 -> .416 / .495 / .614 (500: .248 -> .228).
+the RERANK_DEPTH best fused candidates of every hybrid search. Measured (session 13, the shipped weights): docstring
+set, hybrid chunk R@10 .764 -> .850, file R@1 .724 -> .756, gold function inside 1,500 tokens .780 -> .850; issue
+set, prompt only, 1,000 / 1,500 / 3,000 tokens .406 / .485 / .554 -> .416 / .495 / .614 (500: .248 -> .228). A long
+report's list kept the fused order until session 15 (reranked, with a cap of 2 hits per file then, it lost file R@1
+.560 -> .541); with today's list shape (the best hits, then new files) reranking it puts the answer in the first
+ten far more often: issue set, all 109 reports, hybrid list of 20, chunk R@10 .574 -> .683 (both halves of the set,
+alternate reports by id: .588 -> .725 and .560 -> .640), file R@10 .844 -> .853, file MRR@10 .648 -> .660, file R@1
+.550 -> .560, at the cost of the first hit: chunk R@1 .327 -> .277.
 
 Why a Python stub ranks like prose: a `.pyi` file beside its module repeats the module's signatures with no
 body, so it matches a question's words as well as the definition does but cannot show what the code does.
@@ -328,13 +331,11 @@ class Searcher:
     # ------------------------------------------------------------------ search
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                max_hits_per_file: int | None = None, path_boost: bool = True, units: bool = False,
-               demote: bool = True, for_prompt: bool = False, list_config=None) -> Hits:
+               demote: bool = True, list_config=None) -> Hits:
         """The `k` best chunks. Without `max_hits_per_file`, the list is shaped by `list_config` (a SearchConfig;
         this index's `[search]` by default): its per-file cap (`list_cap`) and its tail of new files (`list_head`). `units`: attach to each hit the whole definition it belongs to (`Hit.unit`),
         so a packer can show a function split over several chunks in one piece. `demote=False` turns off the
-        demotion of test and prose files (for comparisons). `for_prompt`: the hits are for a prompt, not for a
-        list a person reads (a long report's title is searched on its own too, and the reranker reorders it; see
-        ragbit/search/question.py)."""
+        demotion of test and prose files (for comparisons)."""
         from indexes.fusion import cap_per_key
 
         from ragbit.search.rerank import RERANK_DEPTH
@@ -350,9 +351,9 @@ class Searcher:
         if not query.strip():
             raise SearchError("empty question")
         self._load(lexical=mode != "dense", dense=mode != "lexical")
-        fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap or head else 1), path_boost, demote, for_prompt)
+        fused = self.fused(query, mode, CANDIDATES_PER_K * k * (3 if cap or head else 1), path_boost, demote)
         short = is_short(query, RERANK_MAX_WORDS)
-        reranked = mode == "hybrid" and (short or for_prompt) and self.reranker is not None
+        reranked = mode == "hybrid" and self.reranker is not None
         if reranked:
             fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
         fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap, new_keys_after=head)[:k]
@@ -370,8 +371,8 @@ class Searcher:
         hits.mode = mode
         return hits
 
-    def fused(self, query: str, mode: str, n: int, path_boost: bool = True, demote: bool = True,
-              for_prompt: bool = False) -> list[tuple[int, float]]:
+    def fused(self, query: str, mode: str, n: int, path_boost: bool = True,
+              demote: bool = True) -> list[tuple[int, float]]:
         """(chunk position, score), best first: the lists of `mode` fused, test and prose files demoted. Each list
         is asked for at least MIN_CANDIDATES and LIST_DEPTH (the reranker's features read that deep) or `n`.
         The lists themselves stay in `self._lists` for the reranker."""
@@ -389,7 +390,7 @@ class Searcher:
         if mode in ("hybrid", "dense"):
             rankings.append(self._dense_ranking(query, n))
             weights.append(dense_weight)
-        title = report_title(query) if mode == "hybrid" and for_prompt else ""
+        title = report_title(query) if mode == "hybrid" else ""
         if title and self.dense is not None and len(self.dense):   # a report's title, as the short question it is
             rankings.append([pos for pos, _ in self._dense_hits(self.embedder.embed_query(title), n)])
             weights.append(TITLE_WEIGHT)

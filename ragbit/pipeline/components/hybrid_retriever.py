@@ -57,7 +57,7 @@ class HybridRetriever(Component):
         if self._searcher is None:
             self.warm_up()
         hits = self._searcher.search(query, k=self.k, mode=self.mode, max_hits_per_file=self.max_hits_per_file,
-                                     units=self.whole_definitions, for_prompt=True)
+                                     units=self.whole_definitions)
         flat: list[Hit] = []
         for hit in hits:                 # a hit, then the definitions it calls (Hit.callees) right behind it
             flat.append(hit)
