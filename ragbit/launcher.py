@@ -45,7 +45,7 @@ def parse_search(argv: list[str]) -> dict | None:
         else:
             positional.append(a)
         i += 1
-    if len(positional) != 1:
+    if len(positional) != 1 or positional[0] == "-":        # `-`: the question is on standard input
         return None
     found["question"] = positional[0]
     for name, least in (("k", 1), ("max_per_file", 0)):

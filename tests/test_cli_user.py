@@ -2,6 +2,7 @@
 pseudo-terminal (pexpect) where the terminal matters; exit codes, output and files are what is checked."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -371,3 +372,21 @@ def test_chat_answers_then_lists_its_sources(indexed, synthetic_model, tmp_path)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+# ------------------------------------------------------------------------------- a question on standard input
+def test_a_question_can_come_from_standard_input(indexed):
+    """`gh issue view 12 | ragbit search -`: a report of many lines is read from stdin, and gives the hits the
+    same text given as an argument gives; an empty stdin is one error line."""
+    report = "combine three values is wrong\n\nWhen alpha, beta and gamma are added the comment is too long.\n"
+    as_arg = run("search", report, "--no-server", "--json", cwd=indexed)
+    piped = subprocess.run([RAGBIT, "search", "-", "--no-server", "--json"], cwd=indexed, env=env(),
+                           input=report.encode(), capture_output=True, timeout=300)
+    assert as_arg.returncode == 0 and piped.returncode == 0, piped.stderr
+    hits = lambda doc: [(h["path"], h["start_line"]) for h in json.loads(doc)["hits"]]
+    assert hits(piped.stdout.decode()) == hits(as_arg.stdout) and hits(as_arg.stdout)
+    for command in ("search", "query"):
+        empty = subprocess.run([RAGBIT, command, "-"], cwd=indexed, env=env(), input=b"  \n",
+                               capture_output=True, timeout=300)
+        assert empty.returncode == 1 and empty.stderr.decode().strip().splitlines() == [
+            "error: no question on standard input (`-` reads the question from it)"]

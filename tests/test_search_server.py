@@ -246,6 +246,16 @@ def test_fast_path_bad_flag_gives_the_slow_paths_error_and_exit_code(repo, serve
     assert launcher.fast_search(args) is None
 
 
+def test_fast_path_leaves_a_question_on_standard_input_to_the_full_cli(repo, server, monkeypatch):
+    monkeypatch.chdir(repo)
+    assert launcher.fast_search(["search", "-"]) is None and launcher.parse_search(["invoice"]) is not None
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAGBIT_FASTPATH", None)
+    r = subprocess.run([sys.executable, "-m", "ragbit.launcher", "search", "-", "--json"], cwd=repo, env=env,
+                       input=b"invoice total\n", capture_output=True, timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)["hits"], r.stderr
+
+
 def test_server_refuses_requests_it_cannot_answer_and_keeps_serving(repo, server, tmp_path):
     cfg = RagbitConfig.load(repo)
     status, body = _raw(cfg, json.dumps(ss.search_request(repo, tmp_path, "invoice", 1, None, None)).encode())

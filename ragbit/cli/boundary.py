@@ -1,4 +1,4 @@
-"""Where the CLI meets the rest of ragbit: a repository's config in, errors out as one line.
+"""Where the CLI meets the rest of ragbit: a repository's config and the question in, errors out as one line.
 
 Every error a user can cause derives from one of three roots (`ragbit.errors.RagbitError`,
 `indexes.errors.IndexesError`, `generator.errors.GeneratorError`); `guarded` turns any of them, an OSError
@@ -7,6 +7,7 @@ Anything else is a bug and keeps its traceback. The three roots import nothing h
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
@@ -53,6 +54,20 @@ def guarded(fn: Callable[[], T], interrupted: str = "", keep_ctrl_c: bool = Fals
         if e.errno is None and "requested and" in str(e):          # numpy's short write on a full disk
             fail(f"No space left on device? a write was cut short ({e}); the last committed index is intact")
         fail(f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e))
+
+
+def question_text(given: str) -> str:
+    """The question as typed, or, when it is `-`, what standard input holds (`gh issue view 12 | ragbit query -`).
+
+    Why: the questions ragbit answers best at length are bug reports (a title, a traceback, a snippet), which a
+    shell argument holds badly. Bytes that are not UTF-8 are replaced, not fatal; nothing but blanks is one
+    error line."""
+    if given != "-":
+        return given
+    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    if not text.strip():
+        fail("no question on standard input (`-` reads the question from it)")
+    return text
 
 
 def repository(*named: Path | None) -> Path:

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from ragbit.cli import app, examples
-from ragbit.cli.boundary import fail, guarded, repo_config, repository
+from ragbit.cli.boundary import fail, guarded, question_text, repo_config, repository
 
 
 # Choices are checked in the command (not by click) so a bad value is one `error:` line with exit code 1,
@@ -129,9 +129,10 @@ def _confirm_large(repo: str):
 @app.command(short_help="Search the index (code and docs, ranked).", epilog=examples(
     'ragbit search "where are retries configured?"',
     'ragbit search "parse_config" --mode lexical -k 3',
-    'ragbit search "token budget" --json | jq -r ".hits[].path"'))
+    'ragbit search "token budget" --json | jq -r ".hits[].path"',
+    'gh issue view 12 | ragbit search -'))
 def search(
-    question: str = typer.Argument(..., help="what you are looking for"),
+    question: str = typer.Argument(..., help="what you are looking for (- reads it from standard input)"),
     repo: Optional[Path] = typer.Option(None, "--repo", help="indexed repository (default: the one around "
                                         "the working directory)"),
     k: Optional[int] = typer.Option(None, "-k", min=1, help="number of results (config search.k, default 10)"),
@@ -148,6 +149,7 @@ def search(
 ) -> None:
     """Search the index of a repository (answered by a background server per index once one is running)."""
     _choice("--mode", mode, MODES)
+    question = question_text(question)
 
     def go():
         from ragbit.search import client

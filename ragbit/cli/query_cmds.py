@@ -18,7 +18,7 @@ from typing import Any, Optional
 import typer
 
 from ragbit.cli import app, examples
-from ragbit.cli.boundary import guarded, repo_config
+from ragbit.cli.boundary import guarded, question_text, repo_config
 from ragbit.terminal_text import for_terminal
 
 
@@ -107,9 +107,10 @@ def _show_answer(answer: Any, streamed: bool, show_context: bool) -> None:
 @app.command(short_help="Ask a question; get a cited answer.", epilog=examples(
     'ragbit query "how does the index stay consistent after a crash?"',
     'ragbit query "what calls Searcher.search?" --model ~/models/Bonsai-1.7B.gguf',
-    'ragbit query "where is the config validated?" --json'))
+    'ragbit query "where is the config validated?" --json',
+    'gh issue view 12 | ragbit query -'))
 def query(
-    question: str = typer.Argument(..., help="your question about the code"),
+    question: str = typer.Argument(..., help="your question about the code (- reads it from standard input)"),
     repo: Optional[Path] = typer.Option(None, "--repo", help="repository to ask about, indexed first if "
                                         "needed (default: the one around the working directory)"),
     model: Optional[str] = typer.Option(None, "--model", help="bonsai-1.7b|4b|8b, ternary-bonsai-1.7b|4b|8b, or a path to .gguf"),
@@ -132,6 +133,8 @@ def query(
     Indexes the repository first if needed. Without a usable model (offline, missing or corrupt file) the
     retrieved sources are still printed, with one warning line on stderr, and the exit code is 0.
     """
+    question = question_text(question)
+
     def go():
         from ragbit.pipeline.standard import ask
         cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding)
