@@ -11,7 +11,9 @@ hybrid file R@1/R@10 .756/1.000 and chunk R@10 .898 unchanged, context@1500 .850
 issue set, Django 3.1 + 4.0 (40 q) hybrid file R@1 .675 -> .700, R@10 .900 = .900, chunk R@10 .737 -> .763,
 context@1500 .579 = .579, dense context@1500 .632 -> .605 (one question). The default is still empty: neither set
 asks a question whose answer is a test, so what a semantic search for tests loses is unmeasured, and a user
-asking "where is X tested" would silently get words-only matches.
+asking "where is X tested" would silently get words-only matches. Those chunks also lack every dense signal in a
+hybrid list, so the learned reranker puts them below chunks that have both: in a two-file repository the query
+`test_add` ranks `def add` above `def test_add` with the setting, and `def test_add` first without it.
 
 Patterns are gitignore-style, matched on repository-relative paths, as `[walk] include` / `ignore` are.
 """
