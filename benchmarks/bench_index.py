@@ -9,6 +9,7 @@ is that project's alone. Timings are wall clock on a shared machine: compare the
     python benchmarks/bench_index.py --max-files 300          # quick: first 300 files of each project
     python benchmarks/bench_index.py                          # everything (Django: ~1 h of embedding on 2 cores)
     python benchmarks/bench_index.py --projects django --reindex-only 3   # one-file re-index on that index again
+    python benchmarks/bench_index.py --projects django --embed '{"lexical_only": ["tests/"]}'   # tests BM25 only
 """
 from __future__ import annotations
 
@@ -115,10 +116,13 @@ def project_repo(name: str, cache: Path, max_files: int, fresh_subset: bool = Fa
     return subset(src, dest, max_files) if fresh_subset or not dest.is_dir() else dest
 
 
+EMBED_OVERRIDES: dict = {}      # --embed: [embed] settings of every run (e.g. {"lexical_only": ["tests/"]})
+
+
 def bench_config(repo: Path, index_dir: Path):
     """ragbit's config for `repo`, with the index kept under the bench cache rather than inside the source."""
     from ragbit.config import RagbitConfig
-    return RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}})
+    return RagbitConfig.load(repo, overrides={"index": {"dir": str(index_dir)}, "embed": EMBED_OVERRIDES})
 
 
 def reindex_one_file(repo: Path, cfg, embedder, tag: str = "") -> tuple[float, object]:
@@ -182,8 +186,10 @@ def main() -> None:
     ap.add_argument("--latency-only", action="store_true", help="only search latency, on the indexes of a previous run")
     ap.add_argument("--reindex-only", type=int, default=0, metavar="N",
                     help="only the one-file re-index, N times, on the index of a previous full run")
+    ap.add_argument("--embed", default="{}", help='[embed] settings as JSON, e.g. \'{"lexical_only": ["tests/"]}\'')
     ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    EMBED_OVERRIDES.update(json.loads(a.embed))
     if a._one:
         print(json.dumps(run_one(Path(a._one[0]), Path(a._one[1]))))
         return
@@ -207,7 +213,8 @@ def main() -> None:
     for name in a.projects.split(","):
         src = fetch(PROJECTS[name], cache)                         # unpacked once; names the release below
         repo = project_repo(name, cache, a.max_files, fresh_subset=True)
-        out = subprocess.run([sys.executable, __file__, "--_one", str(repo), str(cache / "index" / name)],
+        out = subprocess.run([sys.executable, __file__, "--embed", a.embed, "--_one", str(repo),
+                              str(cache / "index" / name)],
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{name}: failed\n{out.stderr[-3000:]}")

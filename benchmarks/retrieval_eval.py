@@ -91,6 +91,7 @@ def main() -> None:
                     help="a model file carrying the generator's tokenizer (the tiny reference model has Qwen3's)")
     ap.add_argument("--chunk", default="{}", help='ablation: [chunk] settings as JSON, e.g. \'{"min_lines": 0}\'')
     ap.add_argument("--search", default="{}", help='ablation: [search] settings as JSON, e.g. \'{"max_hits_per_file": 4}\'')
+    ap.add_argument("--embed", default="{}", help='ablation: [embed] settings as JSON, e.g. \'{"lexical_only": ["tests/"]}\'')
     ap.add_argument("--out", help="write per-query results + summary JSON here")
     a = ap.parse_args()
     query_file, default_root, index_prefix = SETS[a.set]
@@ -154,7 +155,8 @@ def main() -> None:
             if n:
                 print(f"  reusing {n} vector shards of other {corpus.rsplit('-', 1)[0]} versions", file=sys.stderr)
         cfg = RagbitConfig.load(cdir, overrides={"index": {"dir": str(Path(a.index_root) / (index_prefix + corpus))},
-                                                 "chunk": json.loads(a.chunk), "search": json.loads(a.search)})
+                                                 "chunk": json.loads(a.chunk), "search": json.loads(a.search),
+                                                 "embed": json.loads(a.embed)})
         t = time.time()
         report = index_repository(cfg, progress=not a.lexical_only, embedder=embedder, embed=not a.lexical_only)
         timing["ragbit index_s"] += time.time() - t

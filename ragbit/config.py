@@ -84,6 +84,9 @@ class EmbedConfig:
                                              # dense .732 -> .709: recall does not hold on every path, so off by default
     query_adapter: bool = True               # map question vectors towards code before dense search
                                              # (ragbit/indexing/query_adapter.py; only models that ship an adapter)
+    lexical_only: list[str] = field(default_factory=list)   # gitignore-style patterns: these files' chunks get
+                                             # BM25 only, no vector (e.g. ["tests/"]: Django embeds ~half as much;
+                                             # ragbit/indexing/dense_scope.py gives the figures and why off by default)
 
 
 @dataclass
@@ -298,10 +301,16 @@ class RagbitConfig:
                               f"{self.search.short_max_hits_per_file}")
         if not 0.0 <= self.search.new_files_share <= 1.0:
             raise ConfigError(f"[search] new_files_share must be between 0 and 1, got {self.search.new_files_share}")
-        for key in ("ignore", "include"):
-            patterns = getattr(self.walk, key)
-            if not all(isinstance(p, str) for p in patterns):
-                raise ConfigError(f"[walk] {key} must be a list of strings (gitignore patterns), got {patterns!r:.60}")
+        for where, patterns in (("[walk] ignore", self.walk.ignore), ("[walk] include", self.walk.include),
+                                ("[embed] lexical_only", self.embed.lexical_only)):
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"{where} must be a list of strings (gitignore patterns), got {patterns!r:.60}")
+        if self.embed.lexical_only:                # (the walk skips a bad pattern with a warning, as git does; these
+            from pathspec import GitIgnoreSpec     # decide what is embedded, so a bad one is an error)
+            try:
+                GitIgnoreSpec.from_lines(self.embed.lexical_only)
+            except Exception as e:  # noqa: BLE001 - pathspec raises several types for a bad pattern
+                raise ConfigError(f"[embed] lexical_only has an invalid pattern ({e})") from None
         if self.embed.view_tokens != 0 and not 16 <= self.embed.view_tokens:
             raise ConfigError(f"[embed] view_tokens must be 0 (whole chunks) or at least 16, got {self.embed.view_tokens}")
         for where, value, minimum in (

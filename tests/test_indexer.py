@@ -250,3 +250,34 @@ def test_an_index_of_format_1_is_read_and_converted_without_re_chunking(repo, tm
         list(ChunkTable.load(IndexStore(fresh.index_dir).current()).content_hash)
     assert [(h.path, h.start_line, round(h.score, 4)) for h in Searcher(cfg, embedder=emb).search("invoice", k=5)] == \
         [(h.path, h.start_line, round(h.score, 4)) for h in Searcher(fresh, embedder=emb).search("invoice", k=5)]
+
+
+def test_lexical_only_files_get_bm25_but_no_vectors(repo):
+    """[embed] lexical_only: matching files are searchable by words only; the dense index counts as complete;
+    dropping the pattern embeds them on the next run."""
+    from ragbit.search.status import index_status
+    (repo / "ragbit.toml").write_text('[embed]\nlexical_only = ["src/net/"]\n')
+    report, emb = run(repo)
+    assert report.chunks_lexical_only > 0 and report.dense_complete
+    assert report.chunks_embedded + report.chunks_reused + report.chunks_lexical_only == report.chunks
+    assert emb.embedded and not any("backoff" in t for t in emb.embedded)
+    searcher = Searcher(RagbitConfig.load(repo), embedder=FakeEmbedder())
+    dense = searcher.search("retry with exponential backoff", k=10, mode="dense")
+    assert dense.dense_complete and all(h.path != "src/net/retry.py" for h in dense)
+    assert any(h.path == "src/net/retry.py" for h in searcher.search("retry backoff", k=10, mode="lexical"))
+    status = index_status(RagbitConfig.load(repo))
+    assert status.dense_complete and status.lexical_only_chunks == report.chunks_lexical_only
+
+    (repo / "ragbit.toml").write_text("")
+    report2, emb2 = run(repo)
+    assert report2.chunks_lexical_only == 0 and report2.chunks_embedded == report.chunks_lexical_only
+    assert any("backoff" in t for t in emb2.embedded)
+    dense = Searcher(RagbitConfig.load(repo), embedder=FakeEmbedder()).search("retry backoff", k=10, mode="dense")
+    assert any(h.path == "src/net/retry.py" for h in dense)
+
+
+@pytest.mark.parametrize("value, message", [(["[z-a]"], "invalid pattern"), ([3], "list of strings")])
+def test_lexical_only_patterns_are_checked_when_the_config_loads(value, message):
+    from ragbit.config import ConfigError
+    with pytest.raises(ConfigError, match=rf"\[embed\] lexical_only .*{message}"):
+        RagbitConfig.load(overrides={"embed": {"lexical_only": value}})

@@ -96,7 +96,9 @@ def index(
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items()) if n) or "none"
     typer.echo(f"indexed {r.repo}: {r.files} files (+{r.files_added} added, ~{r.files_changed} changed, "
                f"-{r.files_removed} removed, {r.files_unchanged} unchanged), {r.chunks} chunks "
-               f"({r.chunks_embedded} embedded, {r.chunks_reused} reused) in {t.get('total', 0):.1f}s")
+               f"({r.chunks_embedded} embedded, {r.chunks_reused} reused"
+               + (f", {r.chunks_lexical_only} lexical only" if r.chunks_lexical_only else "")
+               + f") in {t.get('total', 0):.1f}s")
     if not quiet:
         if r.chunks_embedded:
             typer.echo(f"  embedding path: {r.embed_backend} ({r.embed_backend_reason})")
@@ -196,7 +198,9 @@ def status(
         if s.view_tokens_now != s.view_tokens else ""))
     typer.echo(f"query adapter: {s.query_adapter or 'off'}")
     typer.echo(f"learned reranker: {s.learned_rerank or 'off'}")
-    typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}")
+    typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}"
+               + (f" ({s.lexical_only_chunks} chunks lexical only: [embed] lexical_only)" if s.lexical_only_chunks
+                  else ""))
     if s.dense_kind == "flat":
         typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")
     elif s.dense_kind:

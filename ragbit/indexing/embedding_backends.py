@@ -133,7 +133,10 @@ AUTO_TABLE: tuple[AutoRow, ...] = (
             "(brgemm_avx512_amx_bf16), so the decompression is pure cost; torch-bf16 3.00-3.33x, onnx 0.88-0.95x, "
             "onnx-int8 1.58x at cosine .989. Docstring set (127 q) against onnx fp32: hybrid file R@1/10 "
             ".756/1.000 and chunk R@10 .850 equal, context@1500 .850 equal; dense within one question (.008). "
-            "Django 5.1 (59,302 chunks) fully indexed in 650 s wall at 0.91 cores (load 7), 594 CPU-s",
+            "Django 5.1 (59,302 chunks) fully indexed in 650 s wall at 0.91 cores (load 7), 594 CPU-s. On ragbit's "
+            "own chunks of Django (mean 166 tokens, --ragbit-chunks): 11.1 vs anchor 47.2 CPU-ms (4.24x), wall 90.4 vs "
+            "12.7 chunks/s. Not faster here (session 15): NNCF int8 with SmoothQuant (0.91x, cosine .992), f16 (no "
+            "AMX-FP16), the unfused export (0.99x)",
             module="openvino"),
     AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16",
             "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 17.3 vs anchor "

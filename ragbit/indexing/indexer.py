@@ -55,6 +55,7 @@ class IndexReport:
     files_unchanged: int = 0
     chunks: int = 0
     chunks_embedded: int = 0          # vectors computed by the model in this run
+    chunks_lexical_only: int = 0      # chunks of `[embed] lexical_only` files: BM25 only, no vector
     chunks_reused: int = 0            # vectors found in the cache
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
     secrets_masked: int = 0           # secrets masked in the files read by this run (files read, not reused)
@@ -169,6 +170,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
     from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
+    from ragbit.indexing.dense_scope import embedded_rows
     from ragbit.indexing.walker import WalkStats, content_rules, settled, walk_repository
 
     t_start = time.perf_counter()
@@ -296,22 +298,28 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         # index is updated in place, without the old vectors; flat and hnsw indexes are small or rebuilt)
         known = same_as >= 0 if manifest and manifest.get("dense_complete") and not damaged \
             and (manifest.get("dense_index") or {}).get("kind") == "ivf" \
-            and manifest.get("embed_views", 0) == getattr(embedder, "view_tokens", 0) else None
-        found = _cached(cache, keys, known)
-        report.chunks_reused = int(found.sum())
+            and manifest.get("embed_views", 0) == getattr(embedder, "view_tokens", 0) \
+            and not manifest.get("lexical_only_chunks") else None
+        # chunks of `[embed] lexical_only` files get no vector (dense_scope.py): they count as embedded
+        wanted = embedded_rows(table.files, len(table), cfg.embed.lexical_only)
+        found = _cached(cache, keys, known) | ~wanted
+        report.chunks_lexical_only = int((~wanted).sum())
+        report.chunks_reused = int(found.sum()) - report.chunks_lexical_only
 
         base_manifest = {
             "repo": str(repo), "embed_model": cfg.embed.model, "embed_model_id": embedder.model_id,
             "embed_dim": dim, "embed_views": getattr(embedder, "view_tokens", 0),   # what a vector means (0: whole chunk)
             "files": len(table.files), "chunks": len(table), "chunk_settings": settings,
             "dense_kind": cfg.index.dense, "content_rules": content_rules(walk_cfg),
+            "lexical_only": list(cfg.embed.lexical_only), "lexical_only_chunks": report.chunks_lexical_only,
             # the path that embedded the newest vectors (all paths share one vector space)
             "embed_backend": (manifest.get("embed_backend") if manifest and found.all() else None)
             or report.embed_backend,
         }
 
         # vectors of another view size are another cache space: the committed dense index is not reused
-        same_vectors = bool(manifest) and manifest.get("embed_views", 0) == base_manifest["embed_views"]
+        same_vectors = bool(manifest) and manifest.get("embed_views", 0) == base_manifest["embed_views"] \
+            and manifest.get("lexical_only", []) == base_manifest["lexical_only"]
         # (a file touched but not changed gets its new stamp recorded: otherwise it would be read on every run)
         unchanged = (reuse and not damaged and report.files_unchanged == len(table.files) and not report.files_removed
                      and not restamped and manifest.get("content_rules") == base_manifest["content_rules"]
@@ -323,7 +331,8 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             return report
 
         # the committed dense index an in-place update may start from (its parts verified above)
-        previous = (prev_dir, manifest, prev) if reuse and not damaged and same_vectors else None
+        # (an in-place IVF update pairs every chunk with a slot: with lexical-only chunks the index is rebuilt)
+        previous = (prev_dir, manifest, prev) if reuse and not damaged and same_vectors and wanted.all() else None
 
         # ---- 3. generation A: chunk table + BM25 (+ flat dense over cached vectors) -> searchable now
         if progress:
@@ -334,7 +343,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         complete = bool(found.all())
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
         if not one_commit:
-            _commit(store, base_manifest, table, lexical, vectors, found, complete,
+            _commit(store, base_manifest, table, lexical, vectors, found & wanted, complete,
                     kind=cfg.index.dense if complete else "flat", previous=previous, same_as=same_as)
             if progress and not complete and embed:
                 unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the bar below counts
@@ -368,15 +377,15 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
             used = getattr(embedder, "backend_used", None)                           # after any fallback
             report.embed_backend = used or report.embed_backend
             base_manifest["embed_backend"] = report.embed_backend
-            report.chunks_reused = report.chunks - report.chunks_embedded
-            found = _cached(cache, keys, known)
+            report.chunks_reused = report.chunks - report.chunks_lexical_only - report.chunks_embedded
+            found = _cached(cache, keys, known) | ~wanted
             report.timings["embed"] = time.perf_counter() - t
             if not found.all():
                 raise IndexingError("vector cache lost vectors it had just stored")
 
             # ---- 5. generation B: same chunk table + BM25, full dense index
             t = time.perf_counter()
-            _commit(store, base_manifest, table, lexical, vectors, found, True, kind=cfg.index.dense,
+            _commit(store, base_manifest, table, lexical, vectors, found & wanted, True, kind=cfg.index.dense,
                     copy_from=None if one_commit else Path(store.current()), previous=previous, same_as=same_as)
             report.timings["dense"] = time.perf_counter() - t
         report.dense_complete = True

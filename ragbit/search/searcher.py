@@ -223,7 +223,7 @@ class Searcher:
             self.lexical, self.dense, self._dense_loaded = None, None, False
             # slot -> chunk position; -1: a slot whose vector an in-place update removed
             self.dense_complete = bool(manifest.get("dense_complete")) \
-                and int(np.count_nonzero(dense_ids >= 0)) == len(table)
+                and int(np.count_nonzero(dense_ids >= 0)) + int(manifest.get("lexical_only_chunks", 0)) == len(table)
             self._paths = [f.path for f in table.files]
             self._defs_cache: dict[str, dict[str, list[int]]] = {}
             self._file_kinds: dict[str, str] = {}

@@ -36,6 +36,7 @@ class IndexStatus:
     view_tokens_now: int = 0          # what the configuration asks for now (a change re-embeds every chunk)
     query_adapter: str = ""           # how short questions are mapped towards code before dense search ("" = not)
     learned_rerank: str = ""          # how hybrid search reorders its best candidates ("" = not)
+    lexical_only_chunks: int = 0      # chunks of `[embed] lexical_only` files (BM25 only, no vector)
 
 
 def _backend_now(cfg: RagbitConfig) -> str:
@@ -79,6 +80,7 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         chunks=len(table), model_id=manifest.get("embed_model_id", "?"), dim=int(manifest.get("embed_dim", 0)),
         embed_backend=manifest.get("embed_backend", ""), backend_now=_backend_now(cfg),
         dense_complete=bool(manifest.get("dense_complete")), dense_vectors=int(manifest.get("dense_vectors", 0)),
+        lexical_only_chunks=int(manifest.get("lexical_only_chunks", 0)),
         added=len(now.keys() - indexed.keys()), removed=len(indexed.keys() - now.keys()),
         changed=sum(1 for p, sha in now.items() if p in indexed and indexed[p] != sha), damaged=damaged,
         dense_kind=str((manifest.get("dense_index") or {}).get("kind", "")),
