@@ -300,6 +300,7 @@ def test_a_long_report_has_a_title_when_its_first_line_is_one():
     assert report_title(body) == ""                          # one paragraph, no line of its own
     assert report_title("Tax applied twice\nwhy?") == ""     # a short question is its own title
     assert report_title("Bug\n" + body) == ""                # one word is no title
+    assert report_title("Traceback (most recent call last):\n" + body) == ""
     assert report_title(body + "\n" + body) == ""            # a first line of more than 40 words is no title
 
 

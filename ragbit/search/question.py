@@ -86,10 +86,12 @@ def fusion_weights(query: str) -> tuple[float, float]:
 
 def report_title(query: str) -> str:
     """The title of a long report: its first line, when more lines follow and it has 2 to PLAIN_MAX_WORDS words
-    (a leading Markdown `#` dropped); "" for a short question or a report without one."""
+    (a leading Markdown `#` dropped); "" for a short question or a report without one (one that starts with
+    its traceback has none)."""
     first, _, rest = query.strip().partition("\n")
     first = first.strip().lstrip("#").strip()
-    if not rest.strip() or is_short(query) or not 2 <= len(WORDS.findall(first)) <= PLAIN_MAX_WORDS:
+    if not rest.strip() or is_short(query) or not 2 <= len(WORDS.findall(first)) <= PLAIN_MAX_WORDS \
+            or first.startswith("Traceback ("):
         return ""
     return first
 
