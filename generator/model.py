@@ -369,6 +369,7 @@ class Qwen3Model:
         self.kernel_paths = merge_kernel_paths([self.lm_head] + [getattr(lw, f) for lw in self.layers for f in (
             "wqkv", "wo", "w_gate_up", "w_down")])
         self.kernel_paths["attention_decode"] = layers.decode_path(cfg.head_dim)
+        self.kernel_paths["attention_prefill"] = layers.prefill_path(cfg.head_dim)
 
         # ---- RoPE tables (YaRN folded in) ----
         self.rope_cos, self.rope_sin = layers.rope_tables(                                # (n_ctx, head_dim/2)
@@ -498,7 +499,8 @@ class Qwen3Model:
                                    cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
-                         cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"])
+                         cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
+                         self.kernel_paths["attention_prefill"])
         _product(lw.wo, w.att, w.proj)
         w.x += w.proj
         # feed-forward
