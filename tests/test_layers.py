@@ -128,7 +128,8 @@ def test_prefill_attention_causal_edge(prefill_attention_path):
     equals every query, so each query's own position and the first position after it would both get the top
     score, and each value row holds its position. Each query's output is then its own position minus ~0.16 (the
     e^-2k tail of earlier positions); one position too many would add ~0.9. Stale garbage (NaN) past the filled
-    positions must not leak either."""
+    positions must not leak either. (A head size the tile kernels do not take runs on sgemm.)"""
+    assert layers.prefill_path(64) == prefill_attention_path and layers.prefill_path(40) == "portable"
     n_heads, n_kv, hd, n_ctx, scale = 4, 2, 64, 256, np.float32(0.125)
     vec = np.zeros(hd, np.float32)
     vec[0] = 40.0
