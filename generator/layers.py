@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from generator.kernels import attention as attention_simd
-from generator.kernels import dispatch
+from generator.kernels import attention_amx, dispatch
 from generator.kernels.attention import TILE, exp_f32
 from generator.kernels.half import store, to_f32
 
@@ -357,7 +357,7 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
     out[...] = res.reshape(n_kv, T, group, hd).transpose(1, 0, 2, 3).reshape(T, n_heads * hd)
 
 
-def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out, path=None):
+def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out, path=None, prefill=None):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
@@ -369,12 +369,15 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
     n_ctx is a multiple of attention_simd.CTX_ROUND (the vector kernels compute whole steps of tiles).
-    Query head h reads KV head h // (n_heads / n_kv). T >= BLAS_MIN_QUERIES (prefill) runs as matrix products;
-    otherwise the dispatcher's decode kernel (`path`, default `decode_path(hd)`: a model passes the one it chose
+    Query head h reads KV head h // (n_heads / n_kv). T >= BLAS_MIN_QUERIES (prefill) runs as matrix products,
+    on the path `prefill` (default `prefill_path(hd)`): AMX tiles (kernels/attention_amx.py) or float32 sgemm;
+    otherwise the dispatcher's decode kernel (`path`, default `decode_path(hd)`: a model passes the paths it chose
     at load, asking the dispatcher per call cost ~10 us), with KV heads in parallel when there is enough work.
     """
     T, hd = q.shape[0], k_cache.shape[2]
     if T >= BLAS_MIN_QUERIES:
+        if (prefill_path(hd) if prefill is None else prefill) == "amx":
+            return attention_amx.run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out)
         return _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out)
     parallel = T * n_heads * (pos0 + T) * hd * 2 >= PARALLEL_MIN_WORK
     path = decode_path(hd) if path is None else path
@@ -390,6 +393,14 @@ def decode_path(hd: int) -> str:
     RAGBIT_KERNEL caps it), "portable" where the vector kernels do not take hd."""
     path = dispatch.choose("attention_decode")
     return path if attention_simd.fits(hd, path) else "portable"
+
+
+def prefill_path(hd: int) -> str:
+    """The path prefill attention runs for head size hd: the dispatcher's choice for "attention_prefill" (amx
+    where the CPU has the tiles and Linux grants them, capped by RAGBIT_KERNEL), "portable" (sgemm) where the
+    tile kernels do not take hd."""
+    path = dispatch.choose("attention_prefill")
+    return path if path != "amx" or attention_amx.fits(hd) else "portable"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -334,8 +334,10 @@ class Qwen3Model:
     (copy them to keep them).
     """
 
-    PREFILL_CHUNK = 128  # prompt tokens per batch: bounds prefill buffers at (128, 2 n_ff) float32. 128 measured
-    # as fast as 256 (pp512 42.3 vs 40.7 tok/s, Bonsai-1.7B shape, 2 threads) with 24 MB less peak memory
+    PREFILL_CHUNK = 256  # prompt tokens per batch: bounds prefill buffers at (256, 2 n_ff) float32 (12.6 MB for
+    # Bonsai-1.7B). On the float path 128 was as fast as 256; the AMX matmul expands each weight panel to bf16
+    # once per batch, so 256 halves that share: a 1,500-token prefill took 10.6 CPU-s against 11.7-12.1 with 128
+    # (Bonsai-1.7B shape, Emerald Rapids, 2 threads)
 
     def __init__(self, gguf: GGUFFile, config: Qwen3Config, n_ctx: int, q1_decode: str = "float",
                  kv_cache: str = "f32"):
@@ -369,6 +371,7 @@ class Qwen3Model:
         self.kernel_paths = merge_kernel_paths([self.lm_head] + [getattr(lw, f) for lw in self.layers for f in (
             "wqkv", "wo", "w_gate_up", "w_down")])
         self.kernel_paths["attention_decode"] = layers.decode_path(cfg.head_dim)
+        self.kernel_paths["attention_prefill"] = layers.prefill_path(cfg.head_dim)
 
         # ---- RoPE tables (YaRN folded in) ----
         self.rope_cos, self.rope_sin = layers.rope_tables(                                # (n_ctx, head_dim/2)
@@ -498,7 +501,8 @@ class Qwen3Model:
                                    cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
-                         cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"])
+                         cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
+                         self.kernel_paths["attention_prefill"])
         _product(lw.wo, w.att, w.proj)
         w.x += w.proj
         # feed-forward

@@ -37,6 +37,8 @@ def _kernel_path_fixture(*ops: str):
 int11_path = _kernel_path_fixture("q1_decode_int11", "q1_prefill_int11")
 # every path of decode attention: LLVM vector kernels (kernels/attention.py) and the portable loops (layers.py)
 attention_path = _kernel_path_fixture("attention_decode")
+# every path of prefill attention: AMX split-bf16 tiles (kernels/attention_amx.py) and float32 sgemm (layers.py)
+prefill_attention_path = _kernel_path_fixture("attention_prefill")
 
 
 @pytest.fixture(scope="session")

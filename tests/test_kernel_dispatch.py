@@ -27,10 +27,12 @@ def test_widest_supported_path_wins(cpu):
     assert dispatch.host_paths() == dispatch.PATHS
     assert dispatch.choose("q1_prefill_int11") == dispatch.choose("q2_prefill_int11") == "amx"
     assert dispatch.choose("q1_decode_int11") == "avx512bw"                  # no AMX decode: the widest below
+    assert dispatch.choose("attention_prefill") == "amx"
     cpu(ZEN4)
     assert dispatch.host_paths() == dispatch.PATHS[1:]
     assert dispatch.choose("q1_prefill_int11") == "avx512vnni"
     assert dispatch.choose("q1_decode_int11") == "avx512bw"
+    assert dispatch.choose("attention_prefill") == "portable"
     cpu(ZEN1)
     assert dispatch.host_paths() == ("avx2", "ssse3", "portable")
     assert dispatch.choose("q1_decode_int11") == "avx2"
@@ -59,6 +61,7 @@ def test_amx_refused_by_the_os_falls_back_to_vnni(cpu, monkeypatch):
     cpu(SAPPHIRE_RAPIDS, refused="the OS refused AMX tile permission (test)")
     assert "amx" not in dispatch.host_paths()
     assert dispatch.choose("q1_prefill_int11") == "avx512vnni"
+    assert dispatch.choose("attention_prefill") == "portable"          # prefill attention: float32 sgemm
     assert dispatch.missing("amx") == "the OS refused AMX tile permission (test)"
     assert dispatch.missing("amx", SAPPHIRE_RAPIDS) is None         # another machine's features: no OS check
     monkeypatch.setenv(dispatch.ENV, "amx")

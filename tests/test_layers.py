@@ -76,28 +76,79 @@ def test_attention_takes_the_dispatched_path(attention_path):
     assert layers.decode_path(40) == "portable"
 
 
-@pytest.mark.parametrize("T,pos0", [(16, 0), (40, 30), (300, 200)])
+def _prefill_tolerance(path, q, k_cache, v_cache, pos0, n_heads, scale):
+    """The error bound of a prefill path. sgemm: float32 rounding, 1e-5. amx: every operand is split into two bf16
+    parts (x = hi + lo within 2^-18 |x|) and the products sum hi.hi + lo.hi + hi.lo (the dropped lo.lo <= 2^-18
+    |x y|), so a score is off by <= 3 2^-18 sum_i |q_i k_i| scale, which moves the output by at most twice that
+    times max |v|, and the weighted sum of values adds <= 3 2^-18 max |v| (F16 caches: keys/values exact)."""
+    if path != "amx":
+        return 1e-5
+    T, n_kv, hd = q.shape[0], k_cache.shape[0], k_cache.shape[1]
+    n = pos0 + T
+    qa = np.abs(q.astype(np.float64)).reshape(T, n_kv, n_heads // n_kv, hd)
+    worst = max((qa[:, h] @ np.abs(k_cache[h, :, :n].astype(np.float64))).max() for h in range(n_kv)) * scale
+    eps = 3 * 2.0 ** -18
+    return np.abs(v_cache[:, :n]).max() * (2 * eps * worst + eps) + 2e-6
+
+
+@pytest.mark.parametrize("T,pos0,n_heads,n_kv,hd,dtype", [
+    (16, 0, 8, 2, 64, np.float32), (40, 30, 8, 2, 64, np.float32), (300, 200, 8, 2, 64, np.float32),
+    (128, 0, 16, 8, 128, np.float16), (72, 128, 16, 8, 128, np.float16),    # Bonsai-1.7B: a prompt's 2nd chunk
+    (37, 5, 6, 2, 64, np.float16), (20, 411, 32, 8, 128, np.float16)])      # query groups of 3 and 4 (8B)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_prefill_attention_matches_definition(T, pos0, threads):
-    """The matrix-product (BLAS) path `attention` takes for prefill batches, serial and over a thread pool."""
+def test_prefill_attention_matches_definition(T, pos0, n_heads, n_kv, hd, dtype, threads, prefill_attention_path):
+    """Each prefill path (the dispatcher's, per CPU: AMX tiles, float32 sgemm) against the float64 definition,
+    serial and over the threads: F16 and float32 caches, positions that end inside a 32-position block, query
+    row counts that are not whole tiles, a chunk after an earlier one (pos0 > 0)."""
     rng = np.random.default_rng(T + pos0)
-    n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
+    n_ctx = 512
     q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
-    k_cache = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32)
-    v_cache = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32)
+    k_cache = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32).astype(dtype)
+    v_cache = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32).astype(dtype)
     out = np.full((T, n_heads * hd), np.nan, np.float32)
     scale = np.float32(hd ** -0.5)
     assert T >= layers.BLAS_MIN_QUERIES
+    assert layers.prefill_path(hd) == prefill_attention_path
     old = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     ks, vs = np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
+    bits = (lambda a: a.view(np.uint16)) if dtype == np.float16 else (lambda a: a)
     try:
-        layers.attention(q, _tiles(k_cache), v_cache, ks, vs, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32),
-                         out)
+        layers.attention(q, bits(_tiles(k_cache)), bits(v_cache), ks, vs, pos0, n_heads, scale,
+                         np.zeros((n_heads, n_ctx), np.float32), out)
     finally:
         numba.set_num_threads(old)
-    ref = _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale)
-    assert np.abs(out - ref).max() <= 1e-5
+    k32, v32 = k_cache.astype(np.float32), v_cache.astype(np.float32)
+    ref = _numpy_attention(q, k32, v32, pos0, n_heads, scale)
+    assert np.abs(out - ref).max() <= _prefill_tolerance(prefill_attention_path, q, k32, v32, pos0, n_heads, scale)
+
+
+def test_prefill_attention_causal_edge(prefill_attention_path):
+    """The causal mask at its edge, over two chunks as a prompt runs them (128 + 50 tokens): every cached key
+    equals every query, so each query's own position and the first position after it would both get the top
+    score, and each value row holds its position. Each query's output is then its own position minus ~0.16 (the
+    e^-2k tail of earlier positions); one position too many would add ~0.9. Stale garbage (NaN) past the filled
+    positions must not leak either. (A head size the tile kernels do not take runs on sgemm.)"""
+    assert layers.prefill_path(64) == prefill_attention_path and layers.prefill_path(40) == "portable"
+    n_heads, n_kv, hd, n_ctx, scale = 4, 2, 64, 256, np.float32(0.125)
+    vec = np.zeros(hd, np.float32)
+    vec[0] = 40.0
+    pos = np.arange(n_ctx, dtype=np.float32)
+    k_cache = np.zeros((n_kv, hd, n_ctx), np.float32)
+    k_cache[:, 0, :] = 40.0 * (1 + pos / 100)         # each later position scores 2 more: weights e^-2 per step back
+    v_cache = np.repeat(pos[None, :, None], n_kv, 0).repeat(hd, 2)
+    k_cache[:, :, 178:] = np.nan                     # never-filled positions: must stay unread
+    v_cache[:, 178:] = np.nan
+    ks, vs = np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
+    tiles = _tiles(k_cache)
+    for pos0, T in ((0, 128), (128, 50)):
+        q = np.tile(vec, (T, n_heads))
+        out = np.full((T, n_heads * hd), np.nan, np.float32)
+        layers.attention(q, tiles, v_cache, ks, vs, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32),
+                         out)
+        last = pos0 + np.arange(T, dtype=np.float32)[:, None]      # the last position each query may see
+        assert np.all(np.isfinite(out))
+        assert np.all(out <= last + 1e-3) and np.all(out >= last - 0.5), prefill_attention_path
 
 
 @pytest.mark.parametrize("T,pos0", [(1, 0), (3, 200), (40, 30)])

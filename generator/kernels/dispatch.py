@@ -56,6 +56,9 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q2_prefill_float": ("portable",),
     # decode attention over the KV cache (attention.py): LLVM vector IR, 4 or 2 key tiles per step
     "attention_decode": ("avx512bw", "avx2", "portable"),
+    # prefill attention (T >= 16 queries): split-bf16 tile products on AMX (attention_amx.py); "portable" = float32
+    # sgemm through numpy's BLAS (layers._attention_blas)
+    "attention_prefill": ("amx", "portable"),
 }
 
 
