@@ -40,7 +40,7 @@ import re
 
 PLAIN_LEXICAL_WEIGHT = 0.2  # BM25's weight in the fusion for a plain-language question (see above)
 PLAIN_MAX_WORDS = 40
-TITLE_WEIGHT = 0.5         # RRF weight of dense search of a long report's title, in a prompt's fusion (see above)
+TITLE_WEIGHT = 0.5         # RRF weight of dense search of a long report's title in hybrid search (see above)
 RERANK_MAX_WORDS = PLAIN_MAX_WORDS   # questions the learned reranker reorders (ragbit/search/rerank.py)
 
 WORDS = re.compile(r"[A-Za-z_][\w.]*\w|[A-Za-z_]")
