@@ -369,7 +369,7 @@ class Searcher:
         demotion of test and prose files (for comparisons)."""
         from indexes.fusion import cap_per_key
 
-        from ragbit.search.rerank import RERANK_DEPTH
+        from ragbit.search.rerank import RERANK_DEPTH, candidate_window
         k = self.cfg.search.k if k is None else k
         mode = mode or self.cfg.search.mode
         shape = list_config or self.cfg.search
@@ -386,6 +386,7 @@ class Searcher:
         short = is_short(query, RERANK_MAX_WORDS)
         reranked = mode == "hybrid" and self.reranker is not None
         if reranked:
+            fused = candidate_window(fused, self._lists)
             fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
         fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap, new_keys_after=head)[:k]
         hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
