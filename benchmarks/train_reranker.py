@@ -45,7 +45,7 @@ LIST_CAP = 6          # hits per file when scoring a list (the short-question ca
 def candidates(pairs: Path, index_root: Path, embedder) -> list[dict]:
     """Per question: its project, the candidates' paths, features and gold flags, in fused order."""
     from ragbit.config import RagbitConfig
-    from ragbit.search.rerank import RERANK_DEPTH
+    from ragbit.search.rerank import RERANK_DEPTH, candidate_window
     from ragbit.search.searcher import Searcher
     queries = [json.loads(line) for line in (pairs / "queries.jsonl").open()]
     out, searchers = [], {}
@@ -56,7 +56,7 @@ def candidates(pairs: Path, index_root: Path, embedder) -> list[dict]:
             searchers[corpus] = Searcher(cfg, embedder=embedder)
             searchers[corpus]._load()
         s = searchers[corpus]
-        fused = s.fused(q["query"], "hybrid", RERANK_DEPTH)[:RERANK_DEPTH]
+        fused = candidate_window(s.fused(q["query"], "hybrid", RERANK_DEPTH), s._lists)[:RERANK_DEPTH]
         t = s.table
         gold = np.array([t.path[pos] == q["file"] and t.start_line[pos] <= q["end_line"]
                          and t.end_line[pos] >= q["start_line"] for pos, _ in fused])

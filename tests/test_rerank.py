@@ -68,6 +68,20 @@ def test_rerank_orders_by_the_weighted_sum_and_keeps_the_tail():
     assert abs(sum(s for _, s in out[:3]) - 1) < 1e-9 and out[3] == (10, 0.0)
 
 
+def test_each_lists_best_are_always_among_the_candidates_the_reranker_reorders():
+    fused = [(p, 1.0 / (i + 1)) for i, p in enumerate(range(100, 200))]      # chunk 100 first ... 199 last
+    lists = rr.Lists(lexical=[(150, 9.0), (101, 8.0)], dense=[(190, 0.9), (100, 0.8), (150, 0.7)])
+    out = rr.candidate_window(fused, lists, depth=10, tops=2)
+    assert [p for p, _ in out[:10]] == [100, 101, 102, 103, 104, 105, 106, 107, 190, 150]
+    assert sorted(p for p, _ in out) == list(range(100, 200))                # nothing lost, nothing twice
+    assert [p for p, _ in out[10:13]] == [108, 109, 110]                     # the rest keep their fused order
+    assert dict(out)[190] == dict(fused)[190]
+    one = rr.candidate_window(fused, lists, depth=10, tops=1)               # dense's best, then BM25's best
+    assert [p for p, _ in one[:10]] == [100, 101, 102, 103, 104, 105, 106, 107, 190, 150]
+    inside = rr.Lists(lexical=[(101, 8.0)], dense=[(100, 0.8)])
+    assert rr.candidate_window(fused, inside, depth=10, tops=5) == fused      # already in the window: unchanged
+
+
 @pytest.mark.parametrize("content, message", [
     ("not json", "unusable reranker"),
     (json.dumps({"features": ["fused_score"], "mean": [0], "scale": [1], "weights": [1]}), "features"),

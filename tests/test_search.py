@@ -333,3 +333,45 @@ def test_hybrid_search_of_a_long_report_also_searches_its_title_densely(repo):
 def test_plain_language_questions_are_told_apart_from_questions_that_name_code(question, plain):
     from ragbit.search.question import is_plain_language
     assert is_plain_language(question) is plain
+
+
+def test_traceback_frames_are_read_innermost_first_from_python_and_pytest_tracebacks():
+    from ragbit.search.question import traceback_frames
+    report = ("Printing fails\nTraceback (most recent call last):\n"
+              '  File "<stdin>", line 1, in <module>\n'
+              '  File "/usr/lib/python3.11/site-packages/shop/printer.py", line 12, in print_matrix\n'
+              "    return render(m)\n"
+              '  File "C:\\Python\\Lib\\site-packages\\shop\\render.py", line 40, in render\n'
+              "ValueError: bad\n"
+              "src/shop/render.py:41: in render\n")
+    assert traceback_frames(report) == [("src/shop/render.py", 41, "render"),
+                                        ("C:/Python/Lib/site-packages/shop/render.py", 40, "render"),
+                                        ("/usr/lib/python3.11/site-packages/shop/printer.py", 12, "print_matrix")]
+    assert traceback_frames("why does render fail with ValueError") == []
+
+
+def test_the_functions_a_quoted_traceback_passes_through_are_ranked_up(tmp_path, monkeypatch):
+    """A pasted traceback names the files and functions the failure went through; the innermost frame's
+    function is where a reader looks first. Its file path is the installed one, not the repository's."""
+    import ragbit.search.searcher as searcher_module
+    root = tmp_path / "shop"
+    (root / "shop").mkdir(parents=True)
+    body = "\n".join(f"    total_{i} = price * {i}" for i in range(12))
+    about = {2: "The invoice total is wrong: computing an invoice price total raises ZeroDivisionError."}
+    (root / "shop" / "pricing.py").write_text(
+        "".join(f"def price_rule_{n}(price):\n    '''{about.get(n, f'Rule {n}.')}'''\n{body}\n"
+                f"    return total_3\n\n\n" for n in range(8)))
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    report = ("The invoice total is wrong for some prices\nComputing an invoice price total raises:\n"
+              "Traceback (most recent call last):\n"
+              '  File "/venv/lib/python3.11/site-packages/shop/pricing.py", line 3, in price_rule_0\n'
+              '  File "/venv/lib/python3.11/site-packages/shop/pricing.py", line 50, in price_rule_5\n'
+              "ZeroDivisionError: division by zero\n" + "The price rules compute the invoice total. " * 8)
+    wanted = (root / "shop" / "pricing.py").read_text().splitlines().index("def price_rule_5(price):") + 1
+    assert [s.table.scope[pos] for pos in s._frame_ranking(report)][:1] == ["def price_rule_5"]
+    ranked = s.search(report, k=3, mode="hybrid", max_hits_per_file=0)
+    assert ranked[0].start_line <= wanted <= ranked[0].end_line
+    monkeypatch.setattr(searcher_module, "FRAME_WEIGHT", 0.0)   # the same search without the frames' list
+    unranked = s.search(report, k=8, mode="hybrid", max_hits_per_file=0)
+    assert not unranked[0].start_line <= wanted <= unranked[0].end_line

@@ -96,6 +96,21 @@ def report_title(query: str) -> str:
     return first
 
 
+# a frame of a Python traceback: `File "/site-packages/pkg/mod.py", line 12, in func`, or pytest's `pkg/mod.py:12: in func`
+_FRAME = re.compile(r'File "([^"\n]+)", line (\d+), in ([\w<>]+)|^[ \t]*([^\s:"]+\.py):(\d+): in ([\w<>]+)', re.MULTILINE)
+
+
+def traceback_frames(query: str) -> list[tuple[str, int, str]]:
+    """(file as written, line, function) of every traceback frame the question quotes, innermost first (the
+    order in which a reader looks for the fault), each once; module-level frames (`<module>`) left out."""
+    frames = []
+    for m in _FRAME.finditer(query):
+        path, line, name = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(4), m.group(5), m.group(6))
+        if not name.startswith("<"):
+            frames.append((path.replace("\\", "/"), int(line), name))
+    return list(dict.fromkeys(reversed(frames)))
+
+
 def list_cap(query: str, search_cfg) -> int:
     """Hits per file in a result list when the caller sets none: `[search] short_max_hits_per_file` for a question of
     at most PLAIN_MAX_WORDS words (it asks for one thing, and the best file's other definitions are likely

@@ -80,6 +80,14 @@ R@10 .835 -> .850, gold function in 1,000 tokens .795 -> .811 (session 13). A st
 
 Why a path boost: many real questions quote a file path ("django/db/models/query.py", a traceback line) or
 a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
+
+Why a quoted traceback's functions are one more list: a traceback names the very functions the failure went
+through, by file and name (`File ".../site-packages/pkg/mod.py", line 12, in func`, or pytest's `pkg/mod.py:12: in
+func`), which neither BM25 (one word among hundreds) nor the embedding sees as special. Hybrid search fuses the
+chunks of those functions, innermost frame first (where the error was raised), at FRAME_WEIGHT (as the path boost).
+Measured (session 16), issue set, the 101 reports with line targets (16 quote a traceback; the rest are unchanged by
+construction), gold function >= 80% inside the 500 / 1,000 / 1,500 / 3,000-token context: .218 / .446 / .515 / .644
+-> .218 / .446 / .535 / .644 (weight 0.5: 1,500 .525; 2.0: 500 .208, 1,500 .535).
 """
 from __future__ import annotations
 
@@ -94,7 +102,7 @@ from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR
                                  check_model, outer_function_scope)
 from ragbit.search.question import (CALLED, KEYWORDS, RERANK_MAX_WORDS, TITLE_WEIGHT, code_identifiers,
                                     fusion_weights, is_plain_language, is_short, list_cap, list_head,
-                                    report_title)
+                                    report_title, traceback_frames)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES_PER_K = 5
@@ -107,6 +115,7 @@ PLAIN_DOC_FACTOR = 0.85    # ... for a plain-language question (where a doc may 
 MAX_UNIT_CHUNKS = 12       # a definition made of more chunks than this is never packed whole
 CALLEE_HITS = 1            # the first hits whose callees are attached for packing (search(units=True))
 MAX_CALLEES = 1            # callees attached per such hit
+FRAME_WEIGHT = 1.0          # RRF weight of the functions a quoted traceback passes through (see above)
 IDENTIFIER_WEIGHT = 0.2     # RRF weight of BM25 over the question's code names alone, in hybrid search (see above)
 
 # "a/b/c.py", "c.py", "/usr/lib/.../a/b/c.py", "a.b.c" (dotted module path)
@@ -305,16 +314,38 @@ class Searcher:
             if not cand:
                 continue
             if "/" in cand:
-                # a suffix of a path: keep repo paths the candidate ends with, or that end with the candidate
-                for p in self._paths:
-                    if cand == p or cand.endswith("/" + p) or p.endswith("/" + cand):
-                        found.setdefault(p, None)
+                for p in self.repo_paths_of(cand):
+                    found.setdefault(p, None)
             else:
                 same = self._by_name.get(cand.lower(), [])
                 if 0 < len(same) <= MAX_NAME_MATCHES:
                     for p in same:
                         found.setdefault(p, None)
         return list(found)
+
+    def repo_paths_of(self, written: str) -> list[str]:
+        """The repository files a path as written elsewhere names: the same path, a suffix of it (a traceback's
+        `/usr/lib/python3/site-packages/pkg/mod.py` is the repository's `pkg/mod.py`, or `src/pkg/mod.py`)."""
+        cand = written.strip("./")
+        return [p for p in self._paths if cand == p or cand.endswith("/" + p) or p.endswith("/" + cand)] if cand else []
+
+    def _frame_ranking(self, query: str) -> list[int]:
+        """Chunks of the functions a quoted traceback passes through, innermost frame first; within a function the
+        chunk holding the frame's line first."""
+        frames = traceback_frames(query)
+        if not frames:
+            return []
+        self._load(lexical=False, dense=False)
+        t, ranking = self.table, {}
+        for written, line, name in frames:
+            for path in self.repo_paths_of(written):
+                f = t.by_path[path]
+                inside = [pos for pos in range(f.first, f.first + f.count)
+                          if any(label.partition(" ")[2] == name for label in t.scope[pos].split(SCOPE_SEP))]
+                inside.sort(key=lambda pos: not t.start_line[pos] <= line <= t.end_line[pos])
+                for pos in inside:
+                    ranking.setdefault(pos, None)
+        return list(ranking)
 
     def _path_ranking(self, query: str, order: list[int]) -> list[int]:
         """Chunks of the named files, in the order the other rankings put them (then file order)."""
@@ -338,7 +369,7 @@ class Searcher:
         demotion of test and prose files (for comparisons)."""
         from indexes.fusion import cap_per_key
 
-        from ragbit.search.rerank import RERANK_DEPTH
+        from ragbit.search.rerank import RERANK_DEPTH, candidate_window
         k = self.cfg.search.k if k is None else k
         mode = mode or self.cfg.search.mode
         shape = list_config or self.cfg.search
@@ -355,6 +386,7 @@ class Searcher:
         short = is_short(query, RERANK_MAX_WORDS)
         reranked = mode == "hybrid" and self.reranker is not None
         if reranked:
+            fused = candidate_window(fused, self._lists)
             fused = self.reranker.rerank(fused, self.rerank_features(query, fused[:RERANK_DEPTH]))
         fused = cap_per_key(fused, key=self.table.path.__getitem__, cap=cap, new_keys_after=head)[:k]
         hits = Hits(self._hit(pos, score, r) for r, (pos, score) in enumerate(fused, start=1))
@@ -399,6 +431,10 @@ class Searcher:
             rankings.append(rankings[0] if idents == query.strip() else
                             [pos for pos, _ in self.lexical.search(idents, n)])
             weights.append(IDENTIFIER_WEIGHT)
+        frames = self._frame_ranking(query) if mode == "hybrid" else []
+        if frames:                                   # the functions a quoted traceback passes through
+            rankings.append(frames)
+            weights.append(FRAME_WEIGHT)
         if path_boost:
             fused_so_far = [pos for pos, _ in reciprocal_rank_fusion(rankings, k=self.cfg.search.rrf_k)]
             named = self._path_ranking(query, fused_so_far)
