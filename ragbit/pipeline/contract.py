@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar
 from ragbit.errors import RagbitError
 
 _MISSING = inspect.Parameter.empty
+OnToken = Callable[[str], None]  # receives each new piece of the answer as it is generated (a streaming input)
 
 
 class PipelineError(RagbitError, ValueError):

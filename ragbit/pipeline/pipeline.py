@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ragbit.pipeline.contract import (PipelineError, build_component, describe, resolve_component,
+from ragbit.pipeline.contract import (OnToken, PipelineError, build_component, describe, resolve_component,
                                        type_name_of)
 from ragbit.pipeline.sockets import compatible, type_label
 
 PIPELINE_INPUT = ""  # the sender name used for pipeline inputs inside an edge
-OnToken = Callable[[str], None]  # receives each new piece of the answer as it is generated
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,20 @@ One module per strategy, one shared budget/merging step:
     syntax.py     tree-sitter: split at definitions (Python, JS/TS, Go, Rust, Java, C/C++, Ruby, C#, PHP, ...)
     markup.py     Markdown / reStructuredText: split at headings
     windows.py    line windows: everything else, parse failures, and oversized spans of the others
-    budget.py     merging small neighbours, the `max_tokens` guarantee
+    budget.py     measuring spans and merging small neighbours
+    assembly.py   pieces -> chunks, each checked against the real counter: the `max_tokens` guarantee
     tokens.py     token counters: the embedding model's exact counts without one tokenizer call per line
 """
 from __future__ import annotations
 
-from ragbit.indexing.chunking.budget import Budget, Piece, estimate_tokens
+from ragbit.indexing.chunking.assembly import assemble
+from ragbit.indexing.chunking.budget import Budget, Piece
 from ragbit.indexing.chunking.chunk import Chunk, make_embed_text
 from ragbit.indexing.chunking.languages import MARKUP, language_for_path
 from ragbit.indexing.chunking.markup import markup_pieces
 from ragbit.indexing.chunking.symbols import file_symbols
 from ragbit.indexing.chunking.syntax import SYNTAX_LANGUAGES, find_definitions, parse, syntax_pieces
-from ragbit.indexing.chunking.tokens import counter_for_tokenizer
+from ragbit.indexing.chunking.tokens import counter_for_tokenizer, estimate_tokens
 from ragbit.indexing.chunking.windows import window_pieces
 from ragbit.config import ChunkConfig
 
@@ -75,4 +77,4 @@ def chunk_file_with_symbols(path: str, text: str, cfg: ChunkConfig,
         pieces = None
     if pieces is None:
         pieces = window_pieces(budget, cfg.window_lines, cfg.overlap_lines)
-    return budget.assemble(pieces), symbols
+    return assemble(budget, pieces), symbols

@@ -1,7 +1,8 @@
 """Fitting spans of lines into the token budget: measure, merge small neighbours, emit `Chunk`s.
 
 Every strategy (syntax, markup, windows) first cuts a file into `Piece`s - line ranges with a scope - and then
-hands them to `Budget.assemble`, so merging and the `max_tokens` guarantee live in exactly one place.
+hands them to `assembly.assemble`, which merges them with `Budget.merge` and checks each, so merging and the
+`max_tokens` guarantee live in exactly one place.
 
 Token counts (see tokens.py for the counters): planning and merging use the sum of per-line costs plus the
 exact count of the path/scope header. When the counter is `additive` (BERT-style WordPiece, the default model)
@@ -20,11 +21,6 @@ from ragbit.index_layout import SCOPE_SEP
 from ragbit.indexing.chunking.chunk import Chunk, make_embed_text
 from ragbit.indexing.chunking.tokens import as_counter
 
-
-
-def estimate_tokens(text: str) -> int:
-    """Default token counter: ~3.2 characters per token, a fair upper-ish guess for code with BPE/WordPiece."""
-    return (len(text) * 5 + 15) // 16
 
 
 def join_scope(outer: str, label: str) -> str:
@@ -125,32 +121,7 @@ class Budget:
             end -= 1
         return (start, end) if start <= end else None
 
-    # ---------------------------------------------------------------------------------------------- building
-    def assemble(self, pieces: list[Piece]) -> list[Chunk]:
-        """Merge small neighbours, verify every piece with the real counter, turn pieces into chunks."""
-        from ragbit.indexing.chunking.windows import split_windows      # windows build on Budget: import at use
-
-        final: list[Piece] = []
-        todo = self.merge(pieces)[::-1]
-        checked = self._count_batch([p for p in todo if not p.exact])
-        while todo:
-            p = todo.pop()
-            n = checked.get((p.start, p.end, p.scope))
-            if p.exact or (n <= self.max_tokens if n is not None else self.fits_exact(p.start, p.end, p.scope)):
-                final.append(p)
-            elif p.parts:                                      # an optimistic merge: undo it
-                todo.extend(reversed(p.parts))
-            else:                                              # an optimistic single piece: cut it exactly
-                final += split_windows(self, p.start, p.end, p.scope, self.split_overlap)
-        return [self.to_chunk(p) for p in final]
-
-    def _count_batch(self, pieces: list[Piece]) -> dict[tuple[int, int, str], int]:
-        """Exact counts of many pieces in one counter call (a batched encode), unless the estimate is exact."""
-        if self.counter.additive or not pieces:
-            return {}
-        texts = [make_embed_text(self.path, p.scope, self.text(p.start, p.end)) for p in pieces]
-        return {(p.start, p.end, p.scope): n for p, n in zip(pieces, self.counter.count_many(texts))}
-
+    # ---------------------------------------------------------------------------------------------- merging
     def merge(self, pieces: list[Piece]) -> list[Piece]:
         """Merge neighbouring small pieces (left to right) while the merged piece still fits.
 

@@ -7,7 +7,7 @@ and which keyword names them in a scope path ("class Indexer > def add", "impl S
                ──► pieces: each definition that fits is one piece; one that does not is cut at its child
                    definitions (its header and trailing lines become pieces of their own), or by line windows
                    when it has none; code between definitions becomes pieces under the enclosing scope
-               ──► Budget.assemble merges small neighbours and builds the chunks
+               ──► assembly.assemble merges small neighbours and builds the chunks
 """
 from __future__ import annotations
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragbit.config import RagbitConfig
-from ragbit.pipeline.contract import Component, component
+from ragbit.pipeline.contract import Component, OnToken, component
 from ragbit.pipeline.model_loader import engine_settings, load_generator, sampling_settings
-from ragbit.pipeline.pipeline import OnToken
 
 
 @dataclass
