@@ -375,3 +375,37 @@ def test_the_functions_a_quoted_traceback_passes_through_are_ranked_up(tmp_path,
     monkeypatch.setattr(searcher_module, "FRAME_WEIGHT", 0.0)   # the same search without the frames' list
     unranked = s.search(report, k=8, mode="hybrid", max_hits_per_file=0)
     assert not unranked[0].start_line <= wanted <= unranked[0].end_line
+
+
+@pytest.mark.parametrize("trace, frames", [
+    ("TypeError: x is undefined\n    at Cart.addItem (/app/src/cart.js:3:12)\n    at Object.<anonymous> (/app/main.js:9:1)\n"
+     "    at total (C:\\app\\src\\cart.js:7:10)",
+     [("/app/src/cart.js", 3, "addItem"), ("C:/app/src/cart.js", 7, "total")]),
+    ("Exception in thread \"main\" java.lang.NullPointerException\n\tat com.shop.Cart$Line.add(Cart.java:31)\n"
+     "\tat com.shop.Main.main(Main.kt:5)",
+     [("com/shop/Cart.java", 31, "add"), ("com/shop/Main.kt", 5, "main")]),
+    ("panic: runtime error\n\ngoroutine 1 [running]:\nmain.(*Cart).AddItem(0x0, 0x1)\n\t/home/u/shop/cart.go:12 +0x1d\n"
+     "main.main()\n\t/home/u/shop/main.go:8 +0x25",
+     [("/home/u/shop/cart.go", 12, "AddItem"), ("/home/u/shop/main.go", 8, "main")]),
+    ("thread 'main' panicked\nstack backtrace:\n   3: shop::cart::Cart::add_item::h0123456789abcdef\n"
+     "             at ./src/cart.rs:14:9\n   4: shop::main\n             at ./src/main.rs:3:5",
+     [("./src/cart.rs", 14, "add_item"), ("./src/main.rs", 3, "main")]),
+])
+def test_stack_frames_of_other_runtimes_are_read_innermost_first(trace, frames):
+    from ragbit.search.question import traceback_frames
+    assert traceback_frames("The cart fails when an item is added\n" + trace) == frames
+
+
+def test_a_javascript_stack_trace_ranks_up_the_method_it_names(tmp_path):
+    root = tmp_path / "shop"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "cart.js").write_text(
+        "class Cart {\n" + "".join(f"  rule{n}(item) {{\n    // Rule {n} of the cart total.\n" +
+                                   "".join(f"    const t{i} = item.price * {i};\n" for i in range(10)) +
+                                   "    return t3;\n  }\n" for n in range(6)) + "}\n")
+    index_repository(RagbitConfig.load(root), progress=False, embedder=FakeEmbedder())
+    s = Searcher(RagbitConfig.load(root), embedder=FakeEmbedder())
+    report = "Adding an item breaks the total\nTypeError: price of undefined\n    at Cart.rule4 (/srv/app/src/cart.js:60:20)\n"
+    ranked = s._frame_ranking(report)
+    assert ranked and all(s.table.scope[pos] == "class Cart > method rule4" for pos in ranked)
+    assert s.table.start_line[ranked[0]] <= 60 <= s.table.end_line[ranked[0]]

@@ -96,19 +96,47 @@ def report_title(query: str) -> str:
     return first
 
 
-# a frame of a Python traceback: `File "/site-packages/pkg/mod.py", line 12, in func`, or pytest's `pkg/mod.py:12: in func`
-_FRAME = re.compile(r'File "([^"\n]+)", line (\d+), in ([\w<>]+)|^[ \t]*([^\s:"]+\.py):(\d+): in ([\w<>]+)', re.MULTILINE)
+# Stack frames as runtimes print them. Python and pytest print the innermost call last; the others print it first.
+# Each pattern's groups: (file, line, function); Java gives the class's dotted name instead of a path.
+_PYTHON_FRAMES = (re.compile(r'File "([^"\n]+)", line (\d+), in ([\w<>]+)'),                    # CPython
+                  re.compile(r'^[ \t]*([^\s:"]+\.py):(\d+): in ([\w<>]+)', re.MULTILINE))        # pytest
+_OTHER_FRAMES = (
+    re.compile(r'^[ \t]*at (?:async )?(?:new )?([\w$.<>\[\] ]+?) \(([^()\s]+?):(\d+):\d+\)', re.MULTILINE),  # V8
+    re.compile(r'^[ \t]*at ([\w$.]+)\.([\w$<>]+)\(([\w$]+\.(?:java|kt|scala)):(\d+)\)', re.MULTILINE),    # JVM
+    re.compile(r'^([\w./*()-]+)\.(\w+)\([^\n]*\)\n[ \t]+(\S+\.go):(\d+)', re.MULTILINE),                   # Go
+    re.compile(r'^[ \t]*\d+: ([\w:<>]+)::(?!h[0-9a-f]{16}\b)(\w+)(?:::h[0-9a-f]{16})?\n[ \t]+at (\S+\.rs):(\d+)',
+               re.MULTILINE),                                                                            # Rust
+)
+
+
+def _frame(pattern_index: int, m: re.Match) -> tuple[str, int, str]:
+    """(file as written, line, function) of one match of _OTHER_FRAMES[pattern_index]."""
+    if pattern_index == 0:                                   # at Cart.addItem (/app/src/cart.js:3:12)
+        return m.group(2), int(m.group(3)), m.group(1).rsplit(".", 1)[-1]
+    if pattern_index == 1:                                   # at com.shop.Cart$Inner.add(Cart.java:3)
+        package = m.group(1).split("$")[0].rpartition(".")[0]
+        return (package.replace(".", "/") + "/" if package else "") + m.group(3), int(m.group(4)), m.group(2)
+    if pattern_index == 2:                                   # main.(*Cart).AddItem(...) \n /app/main.go:3
+        return m.group(3), int(m.group(4)), m.group(2)
+    return m.group(3), int(m.group(4)), m.group(2)           # 3: shop::cart::Cart::add_item \n at ./src/cart.rs:3
 
 
 def traceback_frames(query: str) -> list[tuple[str, int, str]]:
-    """(file as written, line, function) of every traceback frame the question quotes, innermost first (the
-    order in which a reader looks for the fault), each once; module-level frames (`<module>`) left out."""
-    frames = []
-    for m in _FRAME.finditer(query):
-        path, line, name = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(4), m.group(5), m.group(6))
-        if not name.startswith("<"):
-            frames.append((path.replace("\\", "/"), int(line), name))
-    return list(dict.fromkeys(reversed(frames)))
+    """(file as written, line, function) of every stack frame the question quotes (Python, pytest, JavaScript,
+    JVM, Go and Rust formats), innermost first (the order in which a reader looks for the fault), each once;
+    anonymous and module-level frames (`<module>`, `<anonymous>`) left out."""
+    found: list[tuple[int, list[tuple[str, int, str]]]] = []    # (where in the text, its frames innermost first)
+    python = sorted((m.start(), (m.group(1), int(m.group(2)), m.group(3)))
+                    for pattern in _PYTHON_FRAMES for m in pattern.finditer(query))
+    if python:
+        found.append((python[0][0], [frame for _, frame in reversed(python)]))
+    for i, pattern in enumerate(_OTHER_FRAMES):
+        frames = [(m.start(), _frame(i, m)) for m in pattern.finditer(query)]
+        if frames:
+            found.append((frames[0][0], [frame for _, frame in frames]))
+    ordered = [(path.replace("\\", "/"), line, name) for _, frames in sorted(found) for path, line, name in frames
+               if name and not name.startswith("<")]
+    return list(dict.fromkeys(ordered))
 
 
 def list_cap(query: str, search_cfg) -> int:

@@ -82,8 +82,9 @@ Why a path boost: many real questions quote a file path ("django/db/models/query
 a file name. Chunks of the files the question names are added as a third ranked list to the fusion.
 
 Why a quoted traceback's functions are one more list: a traceback names the very functions the failure went
-through, by file and name (`File ".../site-packages/pkg/mod.py", line 12, in func`, or pytest's `pkg/mod.py:12: in
-func`), which neither BM25 (one word among hundreds) nor the embedding sees as special. Hybrid search fuses the
+through, by file and name (`File ".../site-packages/pkg/mod.py", line 12, in func`, pytest's `pkg/mod.py:12: in
+func`, and the stack traces of JavaScript, the JVM, Go and Rust: `question.traceback_frames`), which neither BM25
+(one word among hundreds) nor the embedding sees as special. Hybrid search fuses the
 chunks of those functions, innermost frame first (where the error was raised), at FRAME_WEIGHT (as the path boost).
 Measured (session 16), issue set, the 101 reports with line targets (16 quote a traceback; the rest are unchanged by
 construction), gold function >= 80% inside the 500 / 1,000 / 1,500 / 3,000-token context: .218 / .446 / .515 / .644
@@ -341,7 +342,7 @@ class Searcher:
             for path in self.repo_paths_of(written):
                 f = t.by_path[path]
                 inside = [pos for pos in range(f.first, f.first + f.count)
-                          if any(label.partition(" ")[2] == name for label in t.scope[pos].split(SCOPE_SEP))]
+                          if any(label.rsplit(" ", 1)[-1] == name for label in t.scope[pos].split(SCOPE_SEP))]
                 inside.sort(key=lambda pos: not t.start_line[pos] <= line <= t.end_line[pos])
                 for pos in inside:
                     ranking.setdefault(pos, None)
