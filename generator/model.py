@@ -260,7 +260,8 @@ class KVCache:
         if self.kind == "q8":
             layers.store_kv_q8(k, v, self.k[li], self.v[li], self.k_scale[li], self.v_scale[li], pos0)
         else:
-            layers.store_kv(k, v, self.k[li], self.v[li], pos0)
+            (layers.store_kv_rows if k.shape[0] >= layers.PARALLEL_ROWS else layers.store_kv)(
+                k, v, self.k[li], self.v[li], pos0)
 
     def advance(self, n: int) -> None:
         """n more positions are filled (called once per step, after every layer appended)."""
@@ -494,21 +495,26 @@ class Qwen3Model:
     def _layer(self, li: int, lw: LayerWeights, w: Workspace, pos0: int) -> None:
         """One transformer layer on w.x in place (see the module docstring), for prefill and decode alike."""
         cfg = self.config
+        rows = w.x.shape[0] >= layers.PARALLEL_ROWS      # a prompt chunk: the row kernels split tokens over threads
         # attention
-        layers.rmsnorm(w.x, lw.attn_norm, cfg.rms_eps, w.xn)
+        (layers.rmsnorm_rows if rows else layers.rmsnorm)(w.x, lw.attn_norm, cfg.rms_eps, w.xn)
         _product(lw.wqkv, w.xn, w.qkv)
-        layers.split_qkv_norm_rope(w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm,
-                                   cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
+        (layers.split_qkv_norm_rope_rows if rows else layers.split_qkv_norm_rope)(
+            w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm, cfg.rms_eps,
+            self.rope_cos, self.rope_sin, pos0)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
                          cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
                          self.kernel_paths["attention_prefill"])
         _product(lw.wo, w.att, w.proj)
-        w.x += w.proj
         # feed-forward
-        layers.rmsnorm(w.x, lw.ffn_norm, cfg.rms_eps, w.xn)
+        if rows:
+            layers.add_rmsnorm_rows(w.x, w.proj, lw.ffn_norm, cfg.rms_eps, w.xn)
+        else:
+            w.x += w.proj
+            layers.rmsnorm(w.x, lw.ffn_norm, cfg.rms_eps, w.xn)
         _product(lw.w_gate_up, w.xn, w.gate_up)
-        layers.swiglu(w.gate_up, w.act)
+        (layers.swiglu_rows if rows else layers.swiglu)(w.gate_up, w.act)
         _product(lw.w_down, w.act, w.proj)
         w.x += w.proj
 

@@ -40,13 +40,13 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .half import to_f32
+from .pool import atomic_add
 
 TILE = 16             # rows of a tile; a tile row is 64 bytes = 32 bf16 inputs or 16 float32 outputs
 KSTEP = 32            # inputs per tdpbf16ps
 TOKENS = 2 * TILE     # tokens per register block (2 activation tiles)
 ROWS = 2 * TILE       # weight rows per register block (2 weight tiles)
 PANEL_BYTES = 1 << 20  # bf16 bytes of one expanded row panel: stays in L2 while every token runs over it
-KC = 256              # inputs per pass over a panel's rows: 32 tokens' activation tiles (16 KB) stay in L1
 
 _i8, _i16, _i64 = ir.IntType(8), ir.IntType(16), ir.IntType(64)
 
@@ -300,40 +300,41 @@ def panel_rows(tile_rows: int, n_in: int) -> int:
 
 
 @njit(inline="always")
-def _matmul(bits_t, scales, xt, out, cfg, n_panel, kc, wbits):
+def _matmul(bits_t, scales, xt, out, cfg, n_panel, wbits, n_threads, claim):
     """out (T_pad, n_tiles * tile_rows) float32 = x @ W.T; xt: x's bf16 activation tiles (to_bf16_tiles, T_pad %
     32 == 0, zero rows past the prompt); bits_t (n_tiles, n_blocks, 16, tile_rows), scales (n_tiles, n_blocks,
-    tile_rows) fp16 bits. Row panels of n_panel rows in parallel; a panel's weights are expanded once (into L2),
-    then per 32 tokens and KC inputs (in L1) every 32 rows of the panel run over them."""
+    tile_rows) fp16 bits. Row panels of n_panel rows are claimed one at a time from claim[0] (an int64 counter,
+    0 on entry) by every thread; a panel's weights are expanded once (into L2), then every 32 tokens run over
+    every 32 rows of it, each register block over ALL inputs, its accumulators stored straight into out."""
     n_tt, S = xt.shape[0], xt.shape[1]
     n_tiles, n_blocks, tile_rows = scales.shape
     per_tile = tile_rows // n_panel
-    ks = kc // KSTEP
-    c_stride = 4 * (n_panel + TILE)           # scratch rows padded: no 4 KB aliasing between a tile's rows
-    for u in prange(n_tiles * per_tile):
-        it, r = u // per_tile, (u % per_tile) * n_panel
-        col0 = it * tile_rows + r
+    n_units = n_tiles * per_tile
+    o_stride = 4 * out.shape[1]
+    for _ in prange(n_threads):
         w = np.empty(n_panel * S * KSTEP, np.uint16)
-        c = np.empty((TOKENS, n_panel + TILE), np.float32)
         dtmp, d3 = np.empty(TILE, np.float32), np.empty((3, 2 * TILE), np.uint16)
-        _expand(bits_t, scales, it, r, n_panel, wbits, w, dtmp, d3)
-        _tiles_on(cfg)
-        for tb in range(0, n_tt, 2):
-            for s0 in range(0, S, ks):
-                steps = min(ks, S - s0)
+        while True:
+            u = atomic_add(claim, 0, 1)
+            if u >= n_units:
+                break
+            it, r = u // per_tile, (u % per_tile) * n_panel
+            col0 = it * tile_rows + r
+            _expand(bits_t, scales, it, r, n_panel, wbits, w, dtmp, d3)
+            _tiles_on(cfg)
+            for tb in range(0, n_tt, 2):
                 for rs in range(0, n_panel, ROWS):
                     nxt = rs + ROWS if rs + ROWS < n_panel else 0        # the next block's weights, into L1
-                    _block(w, ((rs // TILE) * S + s0) * 1024, S * 1024, xt, (tb * S + s0) * 1024, S * 1024,
-                           c, 4 * rs, c_stride, steps, 1 if s0 == 0 else 0, ((nxt // TILE) * S + s0) * 1024)
-            out[tb * TILE:tb * TILE + TOKENS, col0:col0 + n_panel] = c[:, :n_panel]
-        _tiles_off()
+                    _block(w, (rs // TILE) * S * 1024, S * 1024, xt, tb * S * 1024, S * 1024,
+                           out, tb * TILE * o_stride + 4 * (col0 + rs), o_stride, S, 1, (nxt // TILE) * S * 1024)
+            _tiles_off()
 
 
 @njit(parallel=True, cache=True)
-def matmul_amx(bits_t, scales, xt, out, cfg, n_panel, kc=KC):
-    _matmul(bits_t, scales, xt, out, cfg, n_panel, kc, 1)   # Q1_0
+def matmul_amx(bits_t, scales, xt, out, cfg, n_panel, n_threads):
+    _matmul(bits_t, scales, xt, out, cfg, n_panel, 1, n_threads, np.zeros(1, np.int64))   # Q1_0
 
 
 @njit(parallel=True, cache=True)
-def matmul_amx_q2(bits_t, scales, xt, out, cfg, n_panel, kc=KC):
-    _matmul(bits_t, scales, xt, out, cfg, n_panel, kc, 2)   # Q2_0
+def matmul_amx_q2(bits_t, scales, xt, out, cfg, n_panel, n_threads):
+    _matmul(bits_t, scales, xt, out, cfg, n_panel, 2, n_threads, np.zeros(1, np.int64))   # Q2_0
