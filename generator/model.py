@@ -335,16 +335,19 @@ class Qwen3Model:
     (copy them to keep them).
     """
 
-    PREFILL_CHUNK = 256  # prompt tokens per batch: bounds prefill buffers at (256, 2 n_ff) float32 (12.6 MB for
-    # Bonsai-1.7B). On the float path 128 was as fast as 256; the AMX matmul expands each weight panel to bf16
-    # once per batch, so 256 halves that share: a 1,500-token prefill took 10.6 CPU-s against 11.7-12.1 with 128
-    # (Bonsai-1.7B shape, Emerald Rapids, 2 threads)
+    PREFILL_CHUNK = 512  # most prompt tokens per batch. The AMX matmul expands each weight panel to bf16 once per
+    # batch, so a longer batch spreads that over more tokens (at 128 tokens a 1,500-token prefill took 11.7-12.1
+    # CPU-s against 10.6 at 256, Bonsai-1.7B shape, Emerald Rapids, 2 threads; 512 is measured in engine9's report).
+    PREFILL_FFN_BYTES = 26 << 20  # ... but the batch's (T, 2 n_ff) float32 gate/up buffer stays within this, so a
+    # large model keeps its peak RSS: Bonsai-1.7B (n_ff 6,144) batches 512 tokens, Bonsai-8B (12,288) 256
 
     def __init__(self, gguf: GGUFFile, config: Qwen3Config, n_ctx: int, q1_decode: str = "float",
                  kv_cache: str = "f32"):
         cfg = self.config = config
         self.gguf, self.n_ctx = gguf, n_ctx
         self.kv_cache_type = kv_cache
+        # prompt tokens per batch: a multiple of 32 (the AMX kernels' token block, so no padding rows)
+        self.prefill_chunk = max(32, min(self.PREFILL_CHUNK, self.PREFILL_FFN_BYTES // (8 * cfg.n_ff)) // 32 * 32)
         self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx, kv_cache)
 
         # ---- weights (matrices stay packed in the memory map; prepare_matrix may repack once) ----
@@ -466,11 +469,11 @@ class Qwen3Model:
 
     def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
         """Append tokens to the cache; return the logits (n_vocab,) float32 after the LAST one.
-        Chunks of PREFILL_CHUNK tokens go through each matrix as one batch (matmul)."""
+        Chunks of `prefill_chunk` tokens go through each matrix as one batch (matmul)."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         self._check_tokens(ids)
-        work = Workspace.allocate(self.config, min(ids.size, self.PREFILL_CHUNK))  # freed after the prompt
-        for c0, c1 in prefill_chunks(ids.size, self.PREFILL_CHUNK):
+        work = Workspace.allocate(self.config, min(ids.size, self.prefill_chunk))  # freed after the prompt
+        for c0, c1 in prefill_chunks(ids.size, self.prefill_chunk):
             chunk = ids[c0:c1]
             x = self._forward(chunk, work.rows(chunk.size))
         return self._head(x[-1:])

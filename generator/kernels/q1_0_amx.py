@@ -18,18 +18,23 @@ the same size as the rounding of one activation; tests/test_kernels_simd.py hold
 Layout: the weights stay in the int11 decode layout (bits (n_tiles, n_blocks, 16, tile_rows)). Per row panel
 (`panel_rows`: its bf16 copy within PANEL_BYTES, in L2) a thread expands them once (`_define_expand`: LLVM vector
 IR, ~0.1 ns per weight; numba loops took 0.9) into tdpbf16ps B tiles (16 rows x 32 inputs, 1 KB: input pair kk,
-row n -> bf16 at [kk][n][0..1]) and then sweeps every token of the batch over it: per 32 tokens and KC inputs
-(their activation tiles, 16 KB, stay in L1) each 32 rows of the panel run one register block, 4 float32
-accumulator tiles (tmm0-3), 2 activation tiles (tmm4-5), 2 weight tiles (tmm6-7), prefetching the next block's
-weight tiles. Accumulators wait in a per-panel scratch between the KC passes and go to `out` per 32 tokens.
+row n -> bf16 at [kk][n][0..1]) and then sweeps every token of the batch over it: each 32 tokens x 32 rows of
+the panel run one register block over ALL inputs, 4 float32 accumulator tiles (tmm0-3), 2 activation tiles
+(tmm4-5), 2 weight tiles (tmm6-7), prefetching the next block's weight tiles, and store the accumulators
+straight into `out`. WHY over all inputs: storing and reloading the 4 accumulators costs the tile pipeline
+about as much as it takes to drain (a block of 8 steps ran at ~60% of one of 64 steps, Emerald Rapids), and
+the KC passes that kept the activations in L1 needed a scratch copy of the accumulators and a copy into out.
+Threads claim panels one at a time from a shared counter (prange over the threads, an atomic add), not in
+prange's static halves: on this shared machine one thread often lost its core and the other waited.
 Activations are converted once per call into 1 KB tiles (`to_bf16_tiles`), so every tile load is contiguous.
 Tile permission is per process (dispatch.os_refuses asks for it); the tile configuration is per thread, so every
-work unit loads it (`ldtilecfg`) and releases the tiles at its end (`tilerelease`).
+panel loads it (`ldtilecfg`) and releases the tiles at its end (`tilerelease`).
 
 Speed (Sapphire Rapids-class Xeon, LLVM host name emeraldrapids, 2 vCPUs of a shared host; one thread, CPU time): 2048 x 12288 at 128 tokens ~300-330
 GMAC/s against ~165 for the VNNI kernel; the register block alone reaches ~900 GMAC/s when its 32 KB of tiles
 sit in L1 and ~400 from L2, and that varied 2x from minute to minute on this host (likely a busy sibling
-hyperthread: it shares the core's AMX unit). Panel size and KC (64-256 rows, 128-2048 inputs) changed it by < 15%.
+hyperthread: it shares the core's AMX unit). The tile products also run slower on random data than on the
+zeros cpu_peaks.py multiplies (~300 vs ~560 GMAC/s in one run of the same blocks), so that peak is optimistic.
 """
 
 from __future__ import annotations
