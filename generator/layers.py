@@ -22,28 +22,75 @@ from generator.kernels import attention_amx, dispatch
 from generator.kernels.attention import TILE, exp_f32
 from generator.kernels.half import store, to_f32
 
+PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the
+# threads; decode's one token stays on the serial ones (a parallel region costs ~10 us to open and close)
+
 # ---------------------------------------------------------------------------------------------------------------
 # RMSNorm
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _rmsnorm_row(x, w, eps, out, t):
+    n = x.shape[1]
+    ss = 0.0
+    for i in range(n):
+        v = np.float64(x[t, i])
+        ss += v * v
+    scale = np.float32(1.0 / math.sqrt(ss / n + eps))
+    for i in range(n):
+        out[t, i] = (x[t, i] * scale) * w[i]
+
+
 @njit(cache=True, fastmath=False)
 def rmsnorm(x, w, eps, out):
     """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w.   x, out: (T, n) float32; w: (n,) float32."""
-    T, n = x.shape
-    for t in range(T):
-        ss = 0.0
-        for i in range(n):
-            v = np.float64(x[t, i])
-            ss += v * v
-        scale = np.float32(1.0 / math.sqrt(ss / n + eps))
-        for i in range(n):
-            out[t, i] = (x[t, i] * scale) * w[i]
+    for t in range(x.shape[0]):
+        _rmsnorm_row(x, w, eps, out, t)
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def add_rmsnorm_rows(x, y, w, eps, out):
+    """x += y, then out = rmsnorm(x) * w (`rmsnorm`), tokens over the threads: a prompt chunk's residual add and
+    norm, which ran on one thread beside the matrix products on two (the same float32 operations, so the
+    same bits as numpy's add and `rmsnorm`)."""
+    for t in prange(x.shape[0]):
+        for i in range(x.shape[1]):
+            x[t, i] += y[t, i]
+        _rmsnorm_row(x, w, eps, out, t)
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def rmsnorm_rows(x, w, eps, out):
+    """`rmsnorm` with the tokens over the threads (prefill; decode's one row stays on `rmsnorm`)."""
+    for t in prange(x.shape[0]):
+        _rmsnorm_row(x, w, eps, out, t)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Per-head RMSNorm followed by NEOX RoPE (Qwen3 normalises q and k per head BEFORE rotating them)
 # ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _head_norm_rope_row(x, t, n_heads, head_dim, w, eps, cos_tab, sin_tab, p):
+    half = head_dim // 2
+    for h in range(n_heads):
+        base = h * head_dim
+        ss = 0.0
+        for i in range(head_dim):
+            v = np.float64(x[t, base + i])
+            ss += v * v
+        scale = np.float32(1.0 / math.sqrt(ss / head_dim + eps))
+        for i in range(head_dim):
+            x[t, base + i] = (x[t, base + i] * scale) * w[i]
+        for j in range(half):
+            c = cos_tab[p, j]
+            s = sin_tab[p, j]
+            a = x[t, base + j]
+            b = x[t, base + j + half]
+            x[t, base + j] = a * c - b * s
+            x[t, base + j + half] = a * s + b * c
 
 
 @njit(cache=True, fastmath=False)
@@ -53,39 +100,33 @@ def head_norm_rope(x, n_heads, head_dim, w, eps, cos_tab, sin_tab, pos0):
     w: (head_dim,) gains; cos_tab, sin_tab: (n_ctx, head_dim/2) float32 (YaRN mscale already folded in).
     NEOX pairing: element j rotates with element j + head_dim/2.
     """
-    T = x.shape[0]
-    half = head_dim // 2
-    for t in range(T):
-        p = pos0 + t
-        for h in range(n_heads):
-            base = h * head_dim
-            ss = 0.0
-            for i in range(head_dim):
-                v = np.float64(x[t, base + i])
-                ss += v * v
-            scale = np.float32(1.0 / math.sqrt(ss / head_dim + eps))
-            for i in range(head_dim):
-                x[t, base + i] = (x[t, base + i] * scale) * w[i]
-            for j in range(half):
-                c = cos_tab[p, j]
-                s = sin_tab[p, j]
-                a = x[t, base + j]
-                b = x[t, base + j + half]
-                x[t, base + j] = a * c - b * s
-                x[t, base + j + half] = a * s + b * c
+    for t in range(x.shape[0]):
+        _head_norm_rope_row(x, t, n_heads, head_dim, w, eps, cos_tab, sin_tab, pos0 + t)
+
+
+@njit(inline="always")
+def _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0):
+    qd, kd = q.shape[1], k.shape[1]
+    q[t] = qkv[t, :qd]
+    k[t] = qkv[t, qd:qd + kd]
+    v[t] = qkv[t, qd + kd:]
+    _head_norm_rope_row(q, t, n_heads, head_dim, q_norm, eps, cos_tab, sin_tab, pos0 + t)
+    _head_norm_rope_row(k, t, n_kv, head_dim, k_norm, eps, cos_tab, sin_tab, pos0 + t)
 
 
 @njit(cache=True, fastmath=False)
 def split_qkv_norm_rope(qkv, q, k, v, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0):
     """q, k, v <- the three parts of the stacked W_qkv product (T, q_dim + 2 kv_dim); then `head_norm_rope` on
     q and k. One call for what were three numpy copies and two kernel calls (~10 us per decode layer)."""
-    qd, kd = q.shape[1], k.shape[1]
     for t in range(qkv.shape[0]):
-        q[t] = qkv[t, :qd]
-        k[t] = qkv[t, qd:qd + kd]
-        v[t] = qkv[t, qd + kd:]
-    head_norm_rope(q, n_heads, head_dim, q_norm, eps, cos_tab, sin_tab, pos0)
-    head_norm_rope(k, n_kv, head_dim, k_norm, eps, cos_tab, sin_tab, pos0)
+        _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0)
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def split_qkv_norm_rope_rows(qkv, q, k, v, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0):
+    """`split_qkv_norm_rope` with the tokens over the threads (prefill)."""
+    for t in prange(qkv.shape[0]):
+        _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0)
 
 
 def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
@@ -117,6 +158,18 @@ def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _store_kv_head(k, v, k_cache, v_cache, pos0, h):
+    hd = k_cache.shape[2]
+    for t in range(k.shape[0]):
+        p = pos0 + t
+        for i in range(hd):
+            k_cache[h, p // TILE, i, p % TILE] = store(k[t, h * hd + i], k_cache)
+    for t in range(k.shape[0]):
+        for i in range(hd):
+            v_cache[h, pos0 + t, i] = store(v[t, h * hd + i], v_cache)
+
+
 @njit(cache=True)
 def store_kv(k, v, k_cache, v_cache, pos0):
     """Append T new keys/values of one layer to its cache at positions pos0..pos0+T-1, in the cache's dtype.
@@ -125,16 +178,15 @@ def store_kv(k, v, k_cache, v_cache, pos0):
     k_cache: (n_kv, n_ctx / TILE, hd, TILE) float32 or uint16 (F16 bits) - keys in tiles of TILE positions
     v_cache: (n_kv, n_ctx, hd) same dtype
     """
-    T = k.shape[0]
-    n_kv, hd = k_cache.shape[0], k_cache.shape[2]
-    for h in range(n_kv):
-        for t in range(T):
-            p = pos0 + t
-            for i in range(hd):
-                k_cache[h, p // TILE, i, p % TILE] = store(k[t, h * hd + i], k_cache)
-        for t in range(T):
-            for i in range(hd):
-                v_cache[h, pos0 + t, i] = store(v[t, h * hd + i], v_cache)
+    for h in range(k_cache.shape[0]):
+        _store_kv_head(k, v, k_cache, v_cache, pos0, h)
+
+
+@njit(cache=True, parallel=True)
+def store_kv_rows(k, v, k_cache, v_cache, pos0):
+    """`store_kv` with the KV heads over the threads (prefill)."""
+    for h in prange(k_cache.shape[0]):
+        _store_kv_head(k, v, k_cache, v_cache, pos0, h)
 
 
 Q8_MAX = 127.0   # int8 KV cache: q = round(x / s), s = max |x| / 127 per block of Q8_BLOCK values of a row
@@ -408,14 +460,26 @@ def prefill_path(hd: int) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def _swiglu_row(gate_up, out, t):
+    n = out.shape[1]
+    g_row, u_row, o_row = gate_up[t, :n], gate_up[t, n:], out[t]
+    for i in range(n):
+        g = g_row[i]
+        o_row[i] = g / (np.float32(1.0) + exp_f32(-g)) * u_row[i]
+
+
 @njit(cache=True, fastmath=True, error_model="numpy")
 def swiglu(gate_up, out):
     """out = silu(gate) * up.   gate_up: (T, 2 n_ff) float32, gate then up (the stacked W_gate_up product);
     out: (T, n_ff) float32. Vectorised (2.5-3x faster; it was ~4% of a prefill): exp_f32, not libm's scalar
     expf, and numpy's error model (Python's raises on a zero divisor, a branch that stops vectorisation)."""
-    T, n = out.shape
-    for t in range(T):
-        g_row, u_row, o_row = gate_up[t, :n], gate_up[t, n:], out[t]
-        for i in range(n):
-            g = g_row[i]
-            o_row[i] = g / (np.float32(1.0) + exp_f32(-g)) * u_row[i]
+    for t in range(out.shape[0]):
+        _swiglu_row(gate_up, out, t)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", parallel=True)
+def swiglu_rows(gate_up, out):
+    """`swiglu` with the tokens over the threads (prefill)."""
+    for t in prange(out.shape[0]):
+        _swiglu_row(gate_up, out, t)

@@ -260,7 +260,8 @@ class KVCache:
         if self.kind == "q8":
             layers.store_kv_q8(k, v, self.k[li], self.v[li], self.k_scale[li], self.v_scale[li], pos0)
         else:
-            layers.store_kv(k, v, self.k[li], self.v[li], pos0)
+            (layers.store_kv_rows if k.shape[0] >= layers.PARALLEL_ROWS else layers.store_kv)(
+                k, v, self.k[li], self.v[li], pos0)
 
     def advance(self, n: int) -> None:
         """n more positions are filled (called once per step, after every layer appended)."""
@@ -334,16 +335,19 @@ class Qwen3Model:
     (copy them to keep them).
     """
 
-    PREFILL_CHUNK = 256  # prompt tokens per batch: bounds prefill buffers at (256, 2 n_ff) float32 (12.6 MB for
-    # Bonsai-1.7B). On the float path 128 was as fast as 256; the AMX matmul expands each weight panel to bf16
-    # once per batch, so 256 halves that share: a 1,500-token prefill took 10.6 CPU-s against 11.7-12.1 with 128
-    # (Bonsai-1.7B shape, Emerald Rapids, 2 threads)
+    PREFILL_CHUNK = 512  # most prompt tokens per batch. The AMX matmul expands each weight panel to bf16 once per
+    # batch, so a longer batch spreads that over more tokens (at 128 tokens a 1,500-token prefill took 11.7-12.1
+    # CPU-s against 10.6 at 256, Bonsai-1.7B shape, Emerald Rapids, 2 threads; 512 is measured in engine9's report).
+    PREFILL_FFN_BYTES = 26 << 20  # ... but the batch's (T, 2 n_ff) float32 gate/up buffer stays within this, so a
+    # large model keeps its peak RSS: Bonsai-1.7B (n_ff 6,144) batches 512 tokens, Bonsai-8B (12,288) 256
 
     def __init__(self, gguf: GGUFFile, config: Qwen3Config, n_ctx: int, q1_decode: str = "float",
                  kv_cache: str = "f32"):
         cfg = self.config = config
         self.gguf, self.n_ctx = gguf, n_ctx
         self.kv_cache_type = kv_cache
+        # prompt tokens per batch: a multiple of 32 (the AMX kernels' token block, so no padding rows)
+        self.prefill_chunk = max(32, min(self.PREFILL_CHUNK, self.PREFILL_FFN_BYTES // (8 * cfg.n_ff)) // 32 * 32)
         self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx, kv_cache)
 
         # ---- weights (matrices stay packed in the memory map; prepare_matrix may repack once) ----
@@ -465,11 +469,11 @@ class Qwen3Model:
 
     def prefill(self, token_ids: Sequence[int]) -> np.ndarray:
         """Append tokens to the cache; return the logits (n_vocab,) float32 after the LAST one.
-        Chunks of PREFILL_CHUNK tokens go through each matrix as one batch (matmul)."""
+        Chunks of `prefill_chunk` tokens go through each matrix as one batch (matmul)."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         self._check_tokens(ids)
-        work = Workspace.allocate(self.config, min(ids.size, self.PREFILL_CHUNK))  # freed after the prompt
-        for c0, c1 in prefill_chunks(ids.size, self.PREFILL_CHUNK):
+        work = Workspace.allocate(self.config, min(ids.size, self.prefill_chunk))  # freed after the prompt
+        for c0, c1 in prefill_chunks(ids.size, self.prefill_chunk):
             chunk = ids[c0:c1]
             x = self._forward(chunk, work.rows(chunk.size))
         return self._head(x[-1:])
@@ -494,21 +498,26 @@ class Qwen3Model:
     def _layer(self, li: int, lw: LayerWeights, w: Workspace, pos0: int) -> None:
         """One transformer layer on w.x in place (see the module docstring), for prefill and decode alike."""
         cfg = self.config
+        rows = w.x.shape[0] >= layers.PARALLEL_ROWS      # a prompt chunk: the row kernels split tokens over threads
         # attention
-        layers.rmsnorm(w.x, lw.attn_norm, cfg.rms_eps, w.xn)
+        (layers.rmsnorm_rows if rows else layers.rmsnorm)(w.x, lw.attn_norm, cfg.rms_eps, w.xn)
         _product(lw.wqkv, w.xn, w.qkv)
-        layers.split_qkv_norm_rope(w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm,
-                                   cfg.rms_eps, self.rope_cos, self.rope_sin, pos0)
+        (layers.split_qkv_norm_rope_rows if rows else layers.split_qkv_norm_rope)(
+            w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm, cfg.rms_eps,
+            self.rope_cos, self.rope_sin, pos0)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
                          cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
                          self.kernel_paths["attention_prefill"])
         _product(lw.wo, w.att, w.proj)
-        w.x += w.proj
         # feed-forward
-        layers.rmsnorm(w.x, lw.ffn_norm, cfg.rms_eps, w.xn)
+        if rows:
+            layers.add_rmsnorm_rows(w.x, w.proj, lw.ffn_norm, cfg.rms_eps, w.xn)
+        else:
+            w.x += w.proj
+            layers.rmsnorm(w.x, lw.ffn_norm, cfg.rms_eps, w.xn)
         _product(lw.w_gate_up, w.xn, w.gate_up)
-        layers.swiglu(w.gate_up, w.act)
+        (layers.swiglu_rows if rows else layers.swiglu)(w.gate_up, w.act)
         _product(lw.w_down, w.act, w.proj)
         w.x += w.proj
 

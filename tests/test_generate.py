@@ -157,7 +157,7 @@ def test_a_prompt_gives_the_same_logits_however_it_was_cut(int11_path, reference
     model = Qwen3Model.load(reference_dir / "tiny-tied-q1_0.gguf", n_ctx=512, q1_decode="int11")
     ids = [(7 * i + 11) % 5000 for i in range(129 + cut)]        # 129..132: a 1-4 token tail past one batch
     whole = model.prefill(ids)
-    assert all(c1 - c0 > 2 for c0, c1 in prefill_chunks(len(ids), model.PREFILL_CHUNK))
+    assert all(c1 - c0 > 2 for c0, c1 in prefill_chunks(len(ids), model.prefill_chunk))
     model.reset()
     model.prefill(ids[:-3])
     split = model.prefill(ids[-3:])

@@ -218,6 +218,52 @@ def test_swiglu():
     assert np.abs(out - ref).max() <= 1e-5
 
 
+def test_row_kernels_give_the_serial_kernels_bits():
+    """A prompt chunk runs the `*_rows` kernels (tokens or KV heads over the threads), decode the serial ones:
+    the same per-row code, so a token's values must not depend on which ran it (the prefix-reuse tests compare
+    logits bit for bit across the two)."""
+    rng = np.random.default_rng(3)
+    T, n_heads, n_kv, hd = 37, 4, 2, 64
+    x = rng.standard_normal((T, 512), dtype=np.float32) * 3
+    y = rng.standard_normal((T, 512), dtype=np.float32)
+    w = rng.uniform(0.6, 1.4, 512).astype(np.float32)
+    a, b = np.empty_like(x), np.empty_like(x)
+    layers.rmsnorm(x, w, 1e-6, a)
+    layers.rmsnorm_rows(x, w, 1e-6, b)
+    np.testing.assert_array_equal(a, b)
+    x1, x2 = x.copy(), x.copy()
+    x1 += y
+    layers.rmsnorm(x1, w, 1e-6, a)
+    layers.add_rmsnorm_rows(x2, y, w, 1e-6, b)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(a, b)
+
+    qkv = rng.standard_normal((T, (n_heads + 2 * n_kv) * hd), dtype=np.float32)
+    cos, sin = layers.rope_tables(64, hd, 1e6)
+    outs = []
+    for fn in (layers.split_qkv_norm_rope, layers.split_qkv_norm_rope_rows):
+        q, k, v = (np.full((T, n * hd), np.nan, np.float32) for n in (n_heads, n_kv, n_kv))
+        fn(qkv, q, k, v, n_heads, n_kv, hd, w[:hd], w[hd:2 * hd], 1e-6, cos, sin, 9)
+        outs.append((q, k, v))
+    for p, r in zip(*outs):
+        np.testing.assert_array_equal(p, r)
+
+    caches = []
+    for fn in (layers.store_kv, layers.store_kv_rows):
+        kc, vc = np.zeros((n_kv, 64 // 16, hd, 16), np.uint16), np.zeros((n_kv, 64, hd), np.uint16)
+        fn(outs[0][1], outs[0][2], kc, vc, 9)
+        caches.append((kc, vc))
+    for p, r in zip(*caches):
+        np.testing.assert_array_equal(p, r)
+    assert caches[0][1][:, 9:9 + T].any() and not caches[0][1][:, :9].any()
+
+    gu = rng.standard_normal((T, 2 * 300), dtype=np.float32) * 4
+    a, b = np.full((T, 300), np.nan, np.float32), np.full((T, 300), np.nan, np.float32)
+    layers.swiglu(gu, a)
+    layers.swiglu_rows(gu, b)
+    np.testing.assert_array_equal(a, b)
+
+
 def test_exp_f32_against_numpy():
     """The vectorisable float32 exp of softmax and SwiGLU: within 4e-7 relative of float64 exp over the range it
     serves, clamped (finite, no overflow) outside [-87, 88]."""

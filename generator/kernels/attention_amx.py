@@ -38,6 +38,7 @@ from numba.extending import intrinsic
 from . import dispatch
 from .attention import TILE, _ELEM, _Emit, _ir_elem, softmax_weights
 from .formats import KernelFormatError
+from .pool import atomic_add
 from .q1_0_amx import KSTEP, TILE_CFG, _block, _tiles_off, _tiles_on
 
 ROWS = 2 * TILE          # query rows / key positions / value dimensions per register block
@@ -261,13 +262,20 @@ def _head(q, tiles, values, k_scale, v_scale, pos0, kvh, group, scale, out, cfg,
 
 
 @njit(parallel=True, cache=True)
-def attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out, cfg, w16, w32):
+def attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out, cfg, w16, w32, n_threads):
     """Causal prefill attention of T queries at positions pos0.. over the cache (layers.attention's arguments):
-    KV heads over the threads, each thread on its own row of the scratch w16, w32."""
+    each thread claims KV heads one at a time (an atomic counter, as q1_0_amx's panels: a thread that lost its
+    core does not hold back half the heads), on its own row of the scratch w16, w32."""
     n_kv = tiles.shape[0]
-    for kvh in prange(n_kv):
+    claim = np.zeros(1, np.int64)
+    for _ in prange(n_threads):
         tid = get_thread_id()
-        _head(q, tiles, values, k_scale, v_scale, pos0, kvh, n_heads // n_kv, scale, out, cfg, w16[tid], w32[tid])
+        while True:
+            kvh = atomic_add(claim, 0, 1)
+            if kvh >= n_kv:
+                break
+            _head(q, tiles, values, k_scale, v_scale, pos0, kvh, n_heads // n_kv, scale, out, cfg, w16[tid],
+                  w32[tid])
 
 
 _SCRATCH: list = [np.empty((0, 0), np.uint16), np.empty((0, 0), np.float32)]   # grown, never shrunk: a fresh
@@ -286,7 +294,8 @@ def run(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out) -> None:
     if w16.shape[0] < n_threads or w16.shape[1] < n16 or w32.shape[1] < n32:
         _SCRATCH[:] = [np.empty((n_threads, max(n, old.shape[1])), old.dtype) for n, old in ((n16, w16), (n32, w32))]
         w16, w32 = _SCRATCH
-    attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, np.float32(scale), out, TILE_CFG, w16, w32)
+    attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, np.float32(scale), out, TILE_CFG, w16, w32,
+                  min(numba.get_num_threads(), tiles.shape[0]))
 
 
 def fits(hd: int) -> bool:

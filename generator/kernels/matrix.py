@@ -313,7 +313,7 @@ class Q1Matrix(QuantMatrix):
             n_cols = self.bits_t.shape[0] * tile_rows                     # rows padding the last tile included
             direct = t_pad == T and n_cols == self.n_out
             dst = out if direct else np.empty((t_pad, n_cols), np.float32)
-            fmt.matmul_amx(self.bits_t, self.scales, xt, dst, q1_0_amx.TILE_CFG, self.amx_panel)
+            fmt.matmul_amx(self.bits_t, self.scales, xt, dst, q1_0_amx.TILE_CFG, self.amx_panel, threads_now())
             if not direct:
                 out[:] = dst[:T, :self.n_out]
         elif self.prefill_path == "avx512vnni":

@@ -18,18 +18,23 @@ the same size as the rounding of one activation; tests/test_kernels_simd.py hold
 Layout: the weights stay in the int11 decode layout (bits (n_tiles, n_blocks, 16, tile_rows)). Per row panel
 (`panel_rows`: its bf16 copy within PANEL_BYTES, in L2) a thread expands them once (`_define_expand`: LLVM vector
 IR, ~0.1 ns per weight; numba loops took 0.9) into tdpbf16ps B tiles (16 rows x 32 inputs, 1 KB: input pair kk,
-row n -> bf16 at [kk][n][0..1]) and then sweeps every token of the batch over it: per 32 tokens and KC inputs
-(their activation tiles, 16 KB, stay in L1) each 32 rows of the panel run one register block, 4 float32
-accumulator tiles (tmm0-3), 2 activation tiles (tmm4-5), 2 weight tiles (tmm6-7), prefetching the next block's
-weight tiles. Accumulators wait in a per-panel scratch between the KC passes and go to `out` per 32 tokens.
+row n -> bf16 at [kk][n][0..1]) and then sweeps every token of the batch over it: each 32 tokens x 32 rows of
+the panel run one register block over ALL inputs, 4 float32 accumulator tiles (tmm0-3), 2 activation tiles
+(tmm4-5), 2 weight tiles (tmm6-7), prefetching the next block's weight tiles, and store the accumulators
+straight into `out`. WHY over all inputs: storing and reloading the 4 accumulators costs the tile pipeline
+about as much as it takes to drain (a block of 8 steps ran at ~60% of one of 64 steps, Emerald Rapids), and
+the KC passes that kept the activations in L1 needed a scratch copy of the accumulators and a copy into out.
+Threads claim panels one at a time from a shared counter (prange over the threads, an atomic add), not in
+prange's static halves: on this shared machine one thread often lost its core and the other waited.
 Activations are converted once per call into 1 KB tiles (`to_bf16_tiles`), so every tile load is contiguous.
 Tile permission is per process (dispatch.os_refuses asks for it); the tile configuration is per thread, so every
-work unit loads it (`ldtilecfg`) and releases the tiles at its end (`tilerelease`).
+panel loads it (`ldtilecfg`) and releases the tiles at its end (`tilerelease`).
 
 Speed (Sapphire Rapids-class Xeon, LLVM host name emeraldrapids, 2 vCPUs of a shared host; one thread, CPU time): 2048 x 12288 at 128 tokens ~300-330
 GMAC/s against ~165 for the VNNI kernel; the register block alone reaches ~900 GMAC/s when its 32 KB of tiles
 sit in L1 and ~400 from L2, and that varied 2x from minute to minute on this host (likely a busy sibling
-hyperthread: it shares the core's AMX unit). Panel size and KC (64-256 rows, 128-2048 inputs) changed it by < 15%.
+hyperthread: it shares the core's AMX unit). The tile products also run slower on random data than on the
+zeros cpu_peaks.py multiplies (~300 vs ~560 GMAC/s in one run of the same blocks), so that peak is optimistic.
 """
 
 from __future__ import annotations
@@ -40,13 +45,13 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .half import to_f32
+from .pool import atomic_add
 
 TILE = 16             # rows of a tile; a tile row is 64 bytes = 32 bf16 inputs or 16 float32 outputs
 KSTEP = 32            # inputs per tdpbf16ps
 TOKENS = 2 * TILE     # tokens per register block (2 activation tiles)
 ROWS = 2 * TILE       # weight rows per register block (2 weight tiles)
 PANEL_BYTES = 1 << 20  # bf16 bytes of one expanded row panel: stays in L2 while every token runs over it
-KC = 256              # inputs per pass over a panel's rows: 32 tokens' activation tiles (16 KB) stay in L1
 
 _i8, _i16, _i64 = ir.IntType(8), ir.IntType(16), ir.IntType(64)
 
@@ -300,40 +305,41 @@ def panel_rows(tile_rows: int, n_in: int) -> int:
 
 
 @njit(inline="always")
-def _matmul(bits_t, scales, xt, out, cfg, n_panel, kc, wbits):
+def _matmul(bits_t, scales, xt, out, cfg, n_panel, wbits, n_threads, claim):
     """out (T_pad, n_tiles * tile_rows) float32 = x @ W.T; xt: x's bf16 activation tiles (to_bf16_tiles, T_pad %
     32 == 0, zero rows past the prompt); bits_t (n_tiles, n_blocks, 16, tile_rows), scales (n_tiles, n_blocks,
-    tile_rows) fp16 bits. Row panels of n_panel rows in parallel; a panel's weights are expanded once (into L2),
-    then per 32 tokens and KC inputs (in L1) every 32 rows of the panel run over them."""
+    tile_rows) fp16 bits. Row panels of n_panel rows are claimed one at a time from claim[0] (an int64 counter,
+    0 on entry) by every thread; a panel's weights are expanded once (into L2), then every 32 tokens run over
+    every 32 rows of it, each register block over ALL inputs, its accumulators stored straight into out."""
     n_tt, S = xt.shape[0], xt.shape[1]
     n_tiles, n_blocks, tile_rows = scales.shape
     per_tile = tile_rows // n_panel
-    ks = kc // KSTEP
-    c_stride = 4 * (n_panel + TILE)           # scratch rows padded: no 4 KB aliasing between a tile's rows
-    for u in prange(n_tiles * per_tile):
-        it, r = u // per_tile, (u % per_tile) * n_panel
-        col0 = it * tile_rows + r
+    n_units = n_tiles * per_tile
+    o_stride = 4 * out.shape[1]
+    for _ in prange(n_threads):
         w = np.empty(n_panel * S * KSTEP, np.uint16)
-        c = np.empty((TOKENS, n_panel + TILE), np.float32)
         dtmp, d3 = np.empty(TILE, np.float32), np.empty((3, 2 * TILE), np.uint16)
-        _expand(bits_t, scales, it, r, n_panel, wbits, w, dtmp, d3)
-        _tiles_on(cfg)
-        for tb in range(0, n_tt, 2):
-            for s0 in range(0, S, ks):
-                steps = min(ks, S - s0)
+        while True:
+            u = atomic_add(claim, 0, 1)
+            if u >= n_units:
+                break
+            it, r = u // per_tile, (u % per_tile) * n_panel
+            col0 = it * tile_rows + r
+            _expand(bits_t, scales, it, r, n_panel, wbits, w, dtmp, d3)
+            _tiles_on(cfg)
+            for tb in range(0, n_tt, 2):
                 for rs in range(0, n_panel, ROWS):
                     nxt = rs + ROWS if rs + ROWS < n_panel else 0        # the next block's weights, into L1
-                    _block(w, ((rs // TILE) * S + s0) * 1024, S * 1024, xt, (tb * S + s0) * 1024, S * 1024,
-                           c, 4 * rs, c_stride, steps, 1 if s0 == 0 else 0, ((nxt // TILE) * S + s0) * 1024)
-            out[tb * TILE:tb * TILE + TOKENS, col0:col0 + n_panel] = c[:, :n_panel]
-        _tiles_off()
+                    _block(w, (rs // TILE) * S * 1024, S * 1024, xt, tb * S * 1024, S * 1024,
+                           out, tb * TILE * o_stride + 4 * (col0 + rs), o_stride, S, 1, (nxt // TILE) * S * 1024)
+            _tiles_off()
 
 
 @njit(parallel=True, cache=True)
-def matmul_amx(bits_t, scales, xt, out, cfg, n_panel, kc=KC):
-    _matmul(bits_t, scales, xt, out, cfg, n_panel, kc, 1)   # Q1_0
+def matmul_amx(bits_t, scales, xt, out, cfg, n_panel, n_threads):
+    _matmul(bits_t, scales, xt, out, cfg, n_panel, 1, n_threads, np.zeros(1, np.int64))   # Q1_0
 
 
 @njit(parallel=True, cache=True)
-def matmul_amx_q2(bits_t, scales, xt, out, cfg, n_panel, kc=KC):
-    _matmul(bits_t, scales, xt, out, cfg, n_panel, kc, 2)   # Q2_0
+def matmul_amx_q2(bits_t, scales, xt, out, cfg, n_panel, n_threads):
+    _matmul(bits_t, scales, xt, out, cfg, n_panel, 2, n_threads, np.zeros(1, np.int64))   # Q2_0
