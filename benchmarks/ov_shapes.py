@@ -10,6 +10,15 @@ them), the length rounded up to a multiple of `step`; lengths in `static_at` ("a
 static-shape copy of the model compiled for that (batch, length); one thread, bf16 where the CPU has it, extra
 compile options in `config`. Prints CPU-ms per chunk (inference only: compiling is counted apart), the
 share of the first variant's CPU, the tokens run beyond the chunks' own, and the cosine to the first variant.
+
+    python benchmarks/ov_shapes.py --chunk-package /tmp/ragbit-bench/src/django-5.1.15 --chunks 2048 --encoders \
+        --threads 2 [--anchor]
+
+--encoders compares ragbit's whole "openvino" encoder with the AMX shape rules (padding to 16, static copies)
+and without them ("~dynamic" in bench_embed.py) the same way: the chunks sorted by tokens, in groups of --group,
+each group encoded by both in turn (alternating who goes first), after one warm-up pass over every chunk (which
+makes the static copies, as the first minutes of a large index do). --anchor adds sentence-transformers defaults
+(fp32 torch, --threads threads) to the pairs, for a ratio that the load moves less than whole-run figures.
 """
 from __future__ import annotations
 
@@ -63,7 +72,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--variants", default='{"dynamic": {}, "pad16": {"step": 16}}')
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--encoders", action="store_true", help="ragbit's encoder with and without the AMX shape rules")
+    ap.add_argument("--threads", type=int, default=1, help="--encoders: threads (openvino streams) per encoder")
+    ap.add_argument("--group", type=int, default=64, help="--encoders: chunks per paired group")
+    ap.add_argument("--anchor", action="store_true", help="--encoders: sentence-transformers defaults too")
     args = ap.parse_args()
+    if args.encoders:
+        return compare_encoders(args)
     import openvino as ov
     from tokenizers import Tokenizer
 
@@ -113,6 +128,45 @@ def main() -> None:
         print(f"{name:16} {1000 * v.cpu / len(texts) / args.reps:6.2f} CPU-ms/chunk ({v.cpu / first.cpu:.3f} of the "
               f"first), tokens run +{v.tokens / args.reps / lens.sum() - 1:.1%}, {len(v.requests)} compiled "
               f"({v.compile:.1f} CPU-s), cosine to the first min {cos.min():.5f}", flush=True)
+
+
+def compare_encoders(args) -> None:
+    """See the module docstring (--encoders)."""
+    from ragbit.indexing.sentence_encoders import load_sentence_model
+    source, model_id, _ = resolve_model(args.model)
+    texts = ragbit_chunks(args.chunk_package, args.chunks)
+    plain = load_sentence_model(source, "openvino", model_id=model_id, threads=args.threads)
+    plain.token_step, plain.max_static = 1, 0
+    models = {"openvino~dynamic": plain,
+              "openvino": load_sentence_model(source, "openvino", model_id=model_id, threads=args.threads)}
+    if args.anchor:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        torch.set_num_threads(args.threads)
+        models = {"anchor": SentenceTransformer(source, device="cpu"), **models}
+    for name, m in models.items():
+        c = time.process_time()
+        m.encode(texts, normalize_embeddings=True)
+        print(f"warm-up {name}: {1000 * (time.process_time() - c) / len(texts):.2f} CPU-ms/chunk", flush=True)
+    print(f"static copies: {sorted(models['openvino'].static)}")
+    lens = np.array([len(e.ids) for e in plain._tokenizer.encode_batch(texts)])
+    order = np.argsort(-lens, kind="stable")
+    cpu = dict.fromkeys(models, 0.0)
+    wall = dict.fromkeys(models, 0.0)
+    names = list(models)
+    for g, s in enumerate(range(0, len(texts), args.group)):
+        group = [texts[i] for i in order[s:s + args.group]]
+        vecs = {}
+        for name in names[g % len(names):] + names[:g % len(names)]:      # who goes first rotates
+            c, w = time.process_time(), time.perf_counter()
+            vecs[name] = np.asarray(models[name].encode(group, normalize_embeddings=True), dtype=np.float32)
+            cpu[name] += time.process_time() - c
+            wall[name] += time.perf_counter() - w
+        assert np.sum(vecs["openvino"] * vecs["openvino~dynamic"], axis=1).min() >= 0.9999
+    first = names[0]
+    for name in names:
+        print(f"{name:16} {1000 * cpu[name] / len(texts):6.2f} CPU-ms/chunk ({cpu[first] / cpu[name]:.3f}x {first}), "
+              f"wall {len(texts) / wall[name]:6.1f} chunks/s, {cpu[name] / wall[name]:.2f} cores", flush=True)
 
 
 if __name__ == "__main__":
