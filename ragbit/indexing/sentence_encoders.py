@@ -158,8 +158,13 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
       * a (BATCH, length) shape seen STATIC_AFTER times gets its own static-shape copy of the model (at most
         MAX_STATIC): OpenVINO fuses more on static shapes (the residual Add and LayerNorm's scale and shift into
         one kernel, FullyConnected ~10% faster). All shapes static would give 0.83 (vs 0.92 padded only), but
-        each compiled copy holds its own repacked weights and buffers (~70 MB), so only the most used few are
+        each compiled copy holds its own repacked weights and each stream's buffers (~70 MB with one stream,
+        ~170 MB with two: peak RSS 515 -> 1206 MB with 4 copies on 2 cores), so only the most used few are
         made: 4 copies gave 0.85. Small jobs (a query, a one-file re-index) never reach STATIC_AFTER.
+        MAX_STATIC is the memory / speed knob.
+    The whole encoder with both rules against it without them, two streams, groups of 64 chunks each encoded by
+    both in turn (benchmarks/ov_shapes.py --encoders): 0.82-0.86 of the CPU in 3 runs of 4 (1.09 in one with a
+    single static copy); vectors within cosine 0.9999 of the unpadded ones.
     Both only where the CPU has AMX: on Zen4 (int8, VNNI) static shapes gained ~5% per shape, less than their
     padding (NOTES.md)."""
 
@@ -189,7 +194,7 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
     BATCH = 8
     TOKEN_STEP = 16         # on AMX (see the class docstring)
     STATIC_AFTER = 16       # full batches of one shape before it gets a static copy (128 texts)
-    MAX_STATIC = 4          # static copies at most (~70 MB each)
+    MAX_STATIC = 4          # static copies at most (~170 MB each with two streams)
 
     def _read_model(self):
         return self._core.read_model(str(self.export_dir / "model.onnx"))
