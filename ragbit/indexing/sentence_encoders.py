@@ -152,7 +152,7 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
     itself, likely the executor's last reference released on its own thread).
 
     On AMX (tiles of 16 rows) two shape rules pay, measured per batch interleaved on ragbit's Django chunks (one
-    thread, bf16, Emerald Rapids, benchmarks/bench_embed.py has the end-to-end figures):
+    thread, bf16, Emerald Rapids, benchmarks/ov_shapes.py):
       * every batch is padded to a multiple of TOKEN_STEP = 16 tokens: 0.90-0.93 of the CPU of unpadded batches
         although it runs 5% more tokens (multiples of 8: 0.93, of 32: 0.95, of 64: 1.00);
       * a (BATCH, length) shape seen STATIC_AFTER times gets its own static-shape copy of the model (at most
@@ -164,7 +164,8 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         MAX_STATIC is the memory / speed knob.
     The whole encoder with both rules against it without them, two streams, groups of 64 chunks each encoded by
     both in turn (benchmarks/ov_shapes.py --encoders): 0.82-0.86 of the CPU in 3 runs of 4 (1.09 in one with a
-    single static copy); vectors within cosine 0.9999 of the unpadded ones.
+    single static copy; padding alone 0.98 in the run that had both); vectors within cosine 0.9999 of the
+    unpadded ones.
     Both only where the CPU has AMX: on Zen4 (int8, VNNI) static shapes gained ~5% per shape, less than their
     padding (NOTES.md)."""
 
