@@ -28,7 +28,9 @@ already sorts texts by length inside `encode`, so "length-sorted batching" is th
 of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
 torch-bf16 / onnx / onnx-int8 / auto = ragbit.indexing.embedding_backends (auto prints what it resolved to);
 "@128" = max_seq_length 128 instead of 256 (longer text is cut); "+v128" = each text embedded as views of at
-most 128 tokens pooled back to one vector, as `ragbit index` does by default (nothing is cut).
+most 128 tokens pooled back to one vector, as `ragbit index` does by default (nothing is cut); "~dynamic" = an
+openvino path without its AMX shape rules (batches not padded to 16 tokens, no static-shape copies: the path
+before they were added).
 --ragbit-chunks times the texts ragbit really embeds (its chunker's output, <= 254 tokens) instead of windows. cos_min / cos_mean: cosine of each timed window's vector to the
 first config's (the anchor's) on the same windows; --no-recall skips the docstring set (a quick speed run).
 
@@ -165,7 +167,7 @@ def encoder_macs(config, seq_len: int) -> tuple[float, float]:
 
 def matmul_format(name: str) -> str:
     """The number format a configuration's weight matmuls run in: int8, bf16 or fp32."""
-    backend = name.partition("@")[0].partition("+")[0]
+    backend = name.partition("@")[0].partition("+")[0].partition("~")[0]
     backend = "torch" if backend in ("anchor", "torch-threads") else resolve_backend(backend)
     return "int8" if backend.endswith("int8") else "bf16" if backend in ("openvino", "torch-bf16") else "fp32"
 
@@ -264,6 +266,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
     models: dict[str, tuple[object, object]] = {}      # name -> (model for 1-thread CPU, model for wall)
     for name in args.configs.split(","):
+        name, _, shapes = name.partition("~")
         name, _, views = name.partition("+v")
         backend, _, seq = name.partition("@")
         if backend == "anchor":
@@ -280,9 +283,12 @@ def main() -> None:
                     load_sentence_model(source, backend, cache, model_id=model_id))
         for m in pair:
             m.max_seq_length = int(seq) if seq else m.max_seq_length
+            if shapes == "dynamic":             # OpenVINO as before padding to 16 and static copies (AMX rules)
+                m.token_step, m.max_static = 1, 0
         if views:
             pair = (Views(pair[0], int(views)), Views(pair[1], int(views)))
             name = f"{name}+v{views}"
+        name += f"~{shapes}" if shapes else ""
         models[name] = pair
         print(f"{name}: runs {pair[1].ragbit_backend if hasattr(pair[1], 'ragbit_backend') else 'sentence-transformers'}")
     tok = models[next(iter(models))][0].tokenizer

@@ -134,6 +134,39 @@ def reference_dim(model) -> int:
     return model.get_sentence_embedding_dimension()
 
 
+@pytest.mark.parametrize("flags, step, static", [({"avx512_bf16", "amx_bf16", "amx_tile"}, 16, 4),
+                                                 ({"avx512_bf16", "avx512_vnni"}, 1, 0)])
+def test_openvino_shape_rules_follow_amx(model_dir, cache, monkeypatch, flags, step, static):
+    """Padding to 16 tokens and static-shape copies are AMX rules: elsewhere the batches stay as they were."""
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(se, "cpu_flags", lambda: flags)
+    model = se.load_sentence_model(model_dir, "openvino", cache, model_id="minilm")
+    assert (model.token_step, model.max_static) == (step, static)
+    feeds = model._feeds(model._tokenizer.encode_batch(SNIPPETS[:2]))
+    assert feeds["input_ids"].shape[1] % step == 0 and feeds["attention_mask"].sum() == sum(
+        len(e.ids) for e in model._tokenizer.encode_batch(SNIPPETS[:2]))
+
+
+def test_openvino_padded_and_static_batches_give_the_plain_vectors(model_dir, cache, reference):
+    """Batches padded to 16 tokens and run on static-shape copies of the model give each text the vector the
+    plain dynamic model gives it (cosine >= 0.9999) and stay within the fp32 tolerance; a static copy is made only
+    for full batches, once a shape has been seen `static_after` times, and no more than `max_static` of them."""
+    pytest.importorskip("openvino")
+    plain = se.load_sentence_model(model_dir, "openvino", cache, model_id="minilm")
+    plain.token_step, plain.max_static = 1, 0
+    shaped = se.load_sentence_model(model_dir, "openvino", cache, model_id="minilm")
+    shaped.token_step, shaped.max_static, shaped.static_after = 16, 2, 2
+    texts = SNIPPETS * 5                                        # batches of 8: two full ones and a partial one
+    want = plain.encode(texts, normalize_embeddings=True)
+    first = shaped.encode(texts, normalize_embeddings=True)    # each full shape seen once: nothing static yet
+    assert shaped.static == {}
+    again = list(shaped.encode_stream(iter([texts, texts]), normalize_embeddings=True))
+    assert 1 <= len(shaped.static) <= 2 and all(b == shaped.BATCH and n % 16 == 0 for b, n in shaped.static)
+    for vecs in (first, *again):
+        assert np.sum(vecs * want, axis=1).min() >= 0.9999
+        assert np.sum(vecs[:len(SNIPPETS)] * reference, axis=1).min() >= COMPATIBLE
+
+
 def test_int8_weights_are_int8_per_output_column(model_dir, cache):
     """The derived file holds each weight matrix once, as int8 with one scale per output column, and the fp32
     originals are gone (a quarter of their bytes; the word embeddings stay fp32)."""

@@ -136,7 +136,12 @@ AUTO_TABLE: tuple[AutoRow, ...] = (
             "Django 5.1 (59,302 chunks) fully indexed in 650 s wall at 0.91 cores (load 7), 594 CPU-s. On ragbit's "
             "own chunks of Django (mean 166 tokens, --ragbit-chunks): 11.1 vs anchor 47.2 CPU-ms (4.24x), wall 90.4 vs "
             "12.7 chunks/s. Not faster here (session 15): NNCF int8 with SmoothQuant (0.91x, cosine .992), f16 (no "
-            "AMX-FP16), the unfused export (0.99x)",
+            "AMX-FP16), the unfused export (0.99x). Since session 16 the encoder pads batches to 16 tokens and runs "
+            "its 4 most used shapes on static copies (OpenVinoSentenceEncoder): on 1024-2048 Django chunks compared "
+            "group by group with the path before (benchmarks/ov_shapes.py --encoders), 0.82-0.86 of its CPU in 3 "
+            "runs of 4 (1.09 in the fourth, with one static copy), cosine to it >= 0.9999; whole-run figures under "
+            "load 3-4 could not tell them apart (bench_embed --ragbit-chunks: 16.6 vs 16.8 CPU-ms, anchor 49.2: "
+            "2.96x, with this CPU's AMX peak measured at 516 instead of ~1800-2000 GMAC/s during that run)",
             module="openvino"),
     AutoRow(BF16_FLAGS, "openvino-int8", "AVX512-BF16",
             "Zen4 (OpenVINO 2026.4, int8 weights + per-token 128-group activations, rest bf16): 17.3 vs anchor "

@@ -108,9 +108,12 @@ class OnnxSentenceEncoder:
                 idx = order[s:s + batch_size]
                 yield w + idx, self._feeds([encs[i] for i in idx])
 
+    token_step = 1          # a batch's length is rounded up to a multiple of this (OpenVINO on AMX: 16)
+
     def _feeds(self, encs) -> dict[str, np.ndarray]:
-        """input_ids, attention_mask and token_type_ids (batch, seq) of encodings padded to the longest."""
-        seq = max(len(e.ids) for e in encs)
+        """input_ids, attention_mask and token_type_ids (batch, seq) of encodings padded to the longest (rounded up
+        to a multiple of `token_step`; the mask keeps the padding out of the vectors)."""
+        seq = -(-max(len(e.ids) for e in encs) // self.token_step) * self.token_step
         ids = np.full((len(encs), seq), self.manifest["pad_id"], dtype=np.int64)   # (batch, seq)
         mask = np.zeros((len(encs), seq), dtype=np.int64)                           # (batch, seq)
         for row, e in enumerate(encs):
@@ -146,7 +149,25 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
     threads on each batch (16.2 on one thread); on a shared machine a descheduled partner thread stalls no one.
     The batches are started and collected by the calling thread, not by Python callbacks on OpenVINO's threads
     (`AsyncInferQueue`): with those the process aborted at times ("Resource deadlock avoided": a thread joining
-    itself, likely the executor's last reference released on its own thread)."""
+    itself, likely the executor's last reference released on its own thread).
+
+    On AMX (tiles of 16 rows) two shape rules pay, measured per batch interleaved on ragbit's Django chunks (one
+    thread, bf16, Emerald Rapids, benchmarks/ov_shapes.py):
+      * every batch is padded to a multiple of TOKEN_STEP = 16 tokens: 0.90-0.93 of the CPU of unpadded batches
+        although it runs 5% more tokens (multiples of 8: 0.93, of 32: 0.95, of 64: 1.00);
+      * a (BATCH, length) shape seen STATIC_AFTER times gets its own static-shape copy of the model (at most
+        MAX_STATIC): OpenVINO fuses more on static shapes (the residual Add and LayerNorm's scale and shift into
+        one kernel, FullyConnected ~10% faster). All shapes static would give 0.83 (vs 0.92 padded only), but
+        each compiled copy holds its own repacked weights and each stream's buffers (~70 MB with one stream,
+        ~170 MB with two: peak RSS 515 -> 1206 MB with 4 copies on 2 cores), so only the most used few are
+        made: 4 copies gave 0.85. Small jobs (a query, a one-file re-index) never reach STATIC_AFTER.
+        MAX_STATIC is the memory / speed knob.
+    The whole encoder with both rules against it without them, two streams, groups of 64 chunks each encoded by
+    both in turn (benchmarks/ov_shapes.py --encoders): 0.82-0.86 of the CPU in 3 runs of 4 (1.09 in one with a
+    single static copy; padding alone 0.98 in the run that had both); vectors within cosine 0.9999 of the
+    unpadded ones.
+    Both only where the CPU has AMX: on Zen4 (int8, VNNI) static shapes gained ~5% per shape, less than their
+    padding (NOTES.md)."""
 
     def _open_model(self) -> None:
         import openvino as ov
@@ -158,12 +179,41 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
                   "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": cores, "ENABLE_CPU_PINNING": False}
         if self.manifest.get("int8_weights"):     # activations quantized per token and group: int8 (VNNI) matmuls
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = int(self.manifest["dynamic_quantization_group"])
-        self.compiled = core.compile_model(core.read_model(str(self.export_dir / "model.onnx")), "CPU", config)
+        self._core, self._config = core, config
+        self.compiled = core.compile_model(self._read_model(), "CPU", config)
         self._jobs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))     # one per stream
         self._per_thread = threading.local()
         self._input_names = [port.get_any_name() for port in self.compiled.inputs]
+        amx = "amx_bf16" in cpu_flags()
+        self.token_step = self.TOKEN_STEP if amx else 1
+        self.max_static = self.MAX_STATIC if amx else 0
+        self.static_after = self.STATIC_AFTER
+        self.static: dict[tuple[int, int], object] = {}     # (batch, length) -> its static-shape compiled model
+        self._shape_seen: dict[tuple[int, int], int] = {}
+        self._static_lock = threading.Lock()
 
     BATCH = 8
+    TOKEN_STEP = 16         # on AMX (see the class docstring)
+    STATIC_AFTER = 16       # full batches of one shape before it gets a static copy (128 texts)
+    MAX_STATIC = 4          # static copies at most (~170 MB each with two streams)
+
+    def _read_model(self):
+        return self._core.read_model(str(self.export_dir / "model.onnx"))
+
+    def _compiled_for(self, shape: tuple[int, int]):
+        """The compiled model that runs a batch of `shape`: its static copy if it has one (made here once the shape
+        has been seen `static_after` times, while fewer than `max_static` exist), else the dynamic model."""
+        static = self.static.get(shape)
+        if static is not None or shape[0] != self.BATCH or len(self.static) >= self.max_static:
+            return static if static is not None else self.compiled
+        with self._static_lock:                 # two threads may encode at once
+            seen = self._shape_seen[shape] = self._shape_seen.get(shape, 0) + 1
+            if seen >= self.static_after and shape not in self.static and len(self.static) < self.max_static:
+                import openvino as ov
+                model = self._read_model()      # read again rather than kept: the fp32 constants cost ~100 MB
+                model.reshape({port.get_any_name(): ov.PartialShape(list(shape)) for port in model.inputs})
+                self.static[shape] = self._core.compile_model(model, "CPU", self._config)
+        return self.static.get(shape, self.compiled)
 
     def encode(self, sentences, batch_size: int = 32, **kwargs) -> np.ndarray:
         """As `OnnxSentenceEncoder.encode`, in batches of at most BATCH texts: OpenVINO loses nothing on small
@@ -207,27 +257,33 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         """(key, pooled vectors) of every (key, model inputs) job, in the order started: a job is started as soon
         as a stream is free, so up to one job per stream runs while this thread tokenizes the next. The vectors
         are a view into the request's output: use them before the next item is asked for."""
-        requests = getattr(self._per_thread, "requests", None)
-        if requests is None:           # this thread's requests (calls in two threads never share one)
-            requests = self._per_thread.requests = [self.compiled.create_infer_request() for _ in range(self._jobs)]
-        idle, running = list(requests), deque()
+        running = deque()             # (request, its idle list, key, mask), at most one per stream
         try:
             for key, feeds in jobs:
-                if not idle:
-                    request, done_key, mask = running.popleft()
+                if len(running) >= self._jobs:
+                    request, idle, done_key, mask = running.popleft()
                     request.wait()
                     yield done_key, self._pool(request.get_output_tensor(0).data, mask)
                     idle.append(request)
-                request = idle.pop()
+                request, idle = self._idle_request(self._compiled_for(feeds["input_ids"].shape))
                 request.start_async({n: feeds[n] for n in self._input_names})
-                running.append((request, key, feeds["attention_mask"]))
+                running.append((request, idle, key, feeds["attention_mask"]))
             while running:
-                request, done_key, mask = running.popleft()
+                request, idle, done_key, mask = running.popleft()
                 request.wait()
                 yield done_key, self._pool(request.get_output_tensor(0).data, mask)
+                idle.append(request)
         finally:
-            for request, _, _ in running:              # stopped early (an error, a closed generator)
+            for request, idle, _, _ in running:        # stopped early (an error, a closed generator)
                 request.wait()
+                idle.append(request)
+
+    def _idle_request(self, compiled):
+        """(an idle infer request of `compiled`, the list to give it back to): this thread's own (calls in two
+        threads never share one), made on first need."""
+        lists = self._per_thread.__dict__.setdefault("idle", {})
+        idle = lists.setdefault(id(compiled), [])
+        return (idle.pop() if idle else compiled.create_infer_request()), idle
 
 
 class _PendingList:
