@@ -28,7 +28,8 @@ already sorts texts by length inside `encode`, so "length-sorted batching" is th
 of windows fill the 256-token window anyway). torch-threads = torch pinned to the cores we may use;
 torch-bf16 / onnx / onnx-int8 / auto = ragbit.indexing.embedding_backends (auto prints what it resolved to);
 "@128" = max_seq_length 128 instead of 256 (longer text is cut); "+v128" = each text embedded as views of at
-most 128 tokens pooled back to one vector, as `ragbit index` does by default (nothing is cut); "~dynamic" = an
+most 128 tokens pooled back to one vector, as `ragbit index` does with `[embed] view_tokens = 128` (opt-in; nothing
+is cut); "~dynamic" = an
 openvino path without its AMX shape rules (batches not padded to 16 tokens, no static-shape copies: the path
 before they were added).
 --ragbit-chunks times the texts ragbit really embeds (its chunker's output, <= 254 tokens) instead of windows. cos_min / cos_mean: cosine of each timed window's vector to the
