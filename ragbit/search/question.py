@@ -116,9 +116,8 @@ def _frame(pattern_index: int, m: re.Match) -> tuple[str, int, str]:
     if pattern_index == 1:                                   # at com.shop.Cart$Inner.add(Cart.java:3)
         package = m.group(1).split("$")[0].rpartition(".")[0]
         return (package.replace(".", "/") + "/" if package else "") + m.group(3), int(m.group(4)), m.group(2)
-    if pattern_index == 2:                                   # main.(*Cart).AddItem(...) \n /app/main.go:3
-        return m.group(3), int(m.group(4)), m.group(2)
-    return m.group(3), int(m.group(4)), m.group(2)           # 3: shop::cart::Cart::add_item \n at ./src/cart.rs:3
+    # Go: main.(*Cart).AddItem(...) \n /app/main.go:3; Rust: 3: shop::cart::Cart::add_item \n at ./src/cart.rs:3
+    return m.group(3), int(m.group(4)), m.group(2)
 
 
 def traceback_frames(query: str) -> list[tuple[str, int, str]]:
