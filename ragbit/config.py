@@ -99,6 +99,9 @@ class IndexConfig:
     ray: str = ""                            # chunk and embed on Ray (ragbit/indexing/ray_runner.py): "" = no,
                                              # "local" = a Ray started on this machine, or a cluster address
     ray_workers: int = 0                     # worker processes per Ray stage; 0 = the cluster's CPUs
+    background_after: int = 3000             # `ragbit query` / `chat` with more chunks than this to embed answer at
+                                             # once from what is indexed and embed the rest in a background process
+                                             # (ragbit/indexing/background.py); 0 = always wait for the whole index
 
 
 @dataclass
@@ -263,6 +266,22 @@ class RagbitConfig:
         cfg.validate()
         return cfg
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting as plain data ({"repo": str, section: {key: value}}): what `from_dict` rebuilds, e.g. in
+        another process that must index with exactly this configuration."""
+        data: dict[str, Any] = {"repo": str(self.repo)}
+        for f in dataclasses.fields(self):
+            if f.name != "repo":
+                data[f.name] = dataclasses.asdict(getattr(self, f.name))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RagbitConfig":
+        cfg = cls(repo=Path(data["repo"]))
+        cfg._apply({k: v for k, v in data.items() if k != "repo"}, source="saved configuration")
+        cfg.validate()
+        return cfg
+
     def _apply(self, data: dict[str, Any], source: str) -> None:
         for section, values in data.items():
             if not hasattr(self, section) or section == "repo" or not isinstance(values, dict):
@@ -285,6 +304,8 @@ class RagbitConfig:
             raise ConfigError(f"kv_cache must be f16, f32 or q8, not {self.generator.kv_cache!r}")
         if self.index.ray_workers < 0:
             raise ConfigError(f"[index] ray_workers must be 0 (the cluster's CPUs) or more, got {self.index.ray_workers}")
+        if self.index.background_after < 0:
+            raise ConfigError(f"[index] background_after must be 0 (always wait) or more, got {self.index.background_after}")
         if self.index.workers < 0:
             raise ConfigError(f"index workers must be 0 (one per core) or more, got {self.index.workers}")
         if self.index.dense not in ("auto", "flat", "hnsw", "ivf"):

@@ -31,6 +31,11 @@ LEXICAL_DIR = "lexical"
 DENSE_FILE = "dense.faiss"
 DENSE_IDS = "dense_ids.npy"             # dense position -> chunk position (the dense index may cover a subset)
 DENSE_DELTA = "dense_delta.npy"         # vectors of the slots from the manifest's dense_index.base_slots on
+# A background indexer (`ragbit/indexing/background.py`: the embedding half of an index, started by a question)
+# leaves these beside the generations; `ragbit status` reads them to say that embedding is under way.
+BACKGROUND_LOG = "index-background.log"
+BACKGROUND_PID = "index-background.pid"
+BACKGROUND_CONFIG = "index-background.json"
 # A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
 # the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
 SCOPE_SEP = " > "
@@ -77,3 +82,20 @@ def stamp_lookup(manifest: dict | None, table, walk_cfg):
     if manifest and table is not None and manifest.get("content_rules") == content_rules(walk_cfg):
         return table.sha_if_stamped
     return None
+
+
+def background_indexer(index_dir: str | Path) -> int | None:
+    """The pid of a background indexer of `index_dir` that is still running, else None."""
+    import os
+    try:
+        pid = int((Path(index_dir) / BACKGROUND_PID).read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    try:                                           # a pid reused by an unrelated process does not count
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"ragbit.indexing.background" not in f.read():
+                return None
+    except OSError:
+        pass                                       # no /proc (macOS): the pid file is all there is
+    return pid

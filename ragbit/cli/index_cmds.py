@@ -188,6 +188,7 @@ def status(
         from ragbit.json_forms import status_document
         typer.echo(json.dumps(status_document(s), ensure_ascii=False))
         return
+    from ragbit.index_layout import BACKGROUND_LOG
     typer.echo(f"index: {s.index_dir}")
     typer.echo(f"indexed: {s.created}  ({s.files} files, {s.chunks} chunks)")
     views = lambda n: f"views of {n} tokens" if n else "whole chunks"    # noqa: E731
@@ -200,7 +201,9 @@ def status(
     typer.echo(f"learned reranker: {s.learned_rerank or 'off'}")
     typer.echo(f"dense vectors: {'complete' if s.dense_complete else f'incomplete ({s.dense_vectors}/{s.chunks})'}"
                + (f" ({s.lexical_only_chunks} chunks lexical only: [embed] lexical_only)" if s.lexical_only_chunks
-                  else ""))
+                  else "")
+               + (f"; being embedded in the background (pid {s.embedding_pid}, log {Path(s.index_dir) / BACKGROUND_LOG})"
+                  if s.embedding_pid else ""))
     if s.dense_kind == "flat":
         typer.echo(f"dense index: flat (exact search) over {s.dense_vectors} vectors")
     elif s.dense_kind:

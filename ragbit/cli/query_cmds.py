@@ -85,6 +85,11 @@ def _announce_repair(note: str) -> None:
     typer.echo(for_terminal(f"[{note}]", keep_newlines=False))
 
 
+def _note(line: str) -> None:
+    """What the index is doing for this question (e.g. embedding in the background): one line on stderr."""
+    _echo_err(f"note: {line}")
+
+
 def _stream_to_stdout(piece: str) -> None:
     sys.stdout.write(for_terminal(piece))     # the model may copy escapes it read in the context
     sys.stdout.flush()
@@ -139,7 +144,7 @@ def query(
         from ragbit.pipeline.standard import ask
         cfg = _load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding)
         return ask(cfg, question, on_token=None if as_json else _stream_to_stdout, repair=repair,
-                   on_repair=None if as_json else _announce_repair)
+                   on_repair=None if as_json else _announce_repair, on_note=_note)
     answer = guarded(go)
     if as_json:
         if answer.error:
@@ -232,7 +237,7 @@ class _ChatTurns:
             return _slash_command(question, self.conversation, self.last)
         self.answering = True        # an interrupted turn is not kept by Conversation.ask
         answer = guarded(lambda: self.conversation.ask(question, on_token=_stream_to_stdout,
-                                                       on_repair=_announce_repair),
+                                                       on_repair=_announce_repair, on_note=_note),
                          keep_ctrl_c=True)
         self.last = answer
         _show_answer(answer, streamed=True, show_context=False)

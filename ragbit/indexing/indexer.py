@@ -57,6 +57,7 @@ class IndexReport:
     chunks_embedded: int = 0          # vectors computed by the model in this run
     chunks_lexical_only: int = 0      # chunks of `[embed] lexical_only` files: BM25 only, no vector
     chunks_reused: int = 0            # vectors found in the cache
+    embedding_deferred: int = 0       # chunks left unembedded because more than `embed_at_most` were missing
     skipped: dict = field(default_factory=dict)   # walker's skip counts by reason
     secrets_masked: int = 0           # secrets masked in the files read by this run (files read, not reused)
     dense_complete: bool = False
@@ -140,11 +141,14 @@ def skipped_files(cfg: RagbitConfig, warn=None) -> list[tuple[str, str]]:
 
 def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = False,
                      embedder=None, warn=None, embed: bool = True, confirm_large=None,
-                     embedder_factory=None) -> IndexReport:
+                     embedder_factory=None, embed_at_most: int | None = None) -> IndexReport:
     """Bring the index at `cfg.index_dir` up to date with `cfg.repo`. See the module docstring.
 
     embed=False stops after the first generation (chunk table + BM25 + whatever vectors are cached): lexical
     search is complete, dense search covers only cached vectors (the manifest says so).
+    embed_at_most=N does the same when more than N chunks would go through the model, and says how many in
+    `report.embedding_deferred`: the caller answers from what is committed and embeds the rest elsewhere
+    (`ragbit.indexing.background`); a small edit is still embedded and committed at once.
     confirm_large(SizeEstimate) -> bool is asked before every file is (re-)chunked on a large repository
     (`ragbit.indexing.size_estimate`); False ends the run with IndexingDeclined, nothing written.
     With `cfg.index.ray` set, chunking and embedding run on Ray (`ragbit.indexing.ray_runner`); each worker
@@ -159,14 +163,14 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
         if embedder is None and embedder_factory is not None:
             embedder = embedder_factory()
     try:
-        return _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run)
+        return _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run, embed_at_most)
     finally:
         gc.unfreeze()                                  # see _index: the tables may be collected again
         if ray_run is not None:
             ray_run.close()
 
 
-def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run) -> IndexReport:
+def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run, embed_at_most) -> IndexReport:
     from indexes.store import IndexFormatError, IndexStore, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
@@ -341,6 +345,10 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         lexical = _build_lexical(table, same_as, lexical_from)
         report.timings["lexical"] = time.perf_counter() - t
         complete = bool(found.all())
+        if embed and embed_at_most is not None and int((~found).sum()) > embed_at_most:
+            unique = len({keys[i] for i in np.flatnonzero(~found)})     # what the model would embed
+            if unique > embed_at_most:                 # too many for the caller to wait for: deferred
+                embed, report.embedding_deferred = False, unique
         one_commit = embed and 0 < int((~found).sum()) <= EMBED_FLUSH      # a small edit: embed, then commit once
         if not one_commit:
             _commit(store, base_manifest, table, lexical, vectors, found & wanted, complete,

@@ -31,9 +31,9 @@ class Conversation:
         self._tokens: dict[str, int] = {}                # message content -> token count (each counted once)
 
     def ask(self, question: str, on_token: Callable[[str], None] | None = None,
-            on_repair: Callable[[str], None] | None = None) -> Answer:
+            on_repair: Callable[[str], None] | None = None, on_note: Callable[[str], None] | None = None) -> Answer:
         answer = ask(self.cfg, question, on_token=on_token, pipeline=self.pipeline, refresh=not self._indexed,
-                     history=self._fitting_history(), repair=self.repair, on_repair=on_repair)
+                     history=self._fitting_history(), repair=self.repair, on_repair=on_repair, on_note=on_note)
         self._indexed = True
         if answer.text and answer.messages and answer.messages[-1].get("role") == "user":
             self.history += [dict(answer.messages[-1]), {"role": "assistant", "content": strip_thinking(answer.text)}]

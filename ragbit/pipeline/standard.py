@@ -9,6 +9,7 @@ or corrupt file) the retrieved sources still come back, with `Answer.error` sayi
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -86,40 +87,63 @@ class Answer:
         }
 
 
-def refresh_index(cfg: RagbitConfig, embedder: Any = None,
-                  progress: bool | None = None) -> tuple[float, bool | None]:
+def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None = None,
+                  on_note: Callable[[str], None] | None = None) -> tuple[float, bool | None]:
     """Index the repository if it has no index (with progress), else refresh it (quietly: nothing to do
     is the common case). Returns (seconds spent, whether the index changed). While another process writes the
     index, or when the index directory is read-only, the committed generation is used as it is (no wait, no
-    error): changed is then None (not known)."""
+    error): changed is then None (not known).
+
+    With `on_note` (the caller answers a question and can tell the user): when more than `[index]
+    background_after` chunks would have to be embedded, the chunk table and BM25 are committed, the rest is
+    embedded by a background process (ragbit/indexing/background.py), and `on_note` hears one line saying so."""
     from indexes.store import IndexFormatError, IndexLockedError, IndexNotWritableError, IndexStore
+    from ragbit.index_layout import BACKGROUND_LOG, background_indexer
+    from ragbit.indexing import background
     from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
     store = IndexStore(cfg.index_dir)
+    defer = on_note is not None and cfg.index.background_after > 0
+    pid = background_indexer(cfg.index_dir) if defer else None
+    if pid and store.current() is not None:         # it holds the writer lock; readers use what is committed
+        on_note(f"the index is still being embedded in the background (pid {pid}); this answer used what is "
+                "committed so far")
+        return time.perf_counter() - t0, None
     if progress is None:
         try:
             progress = store.current() is None
         except IndexFormatError:            # a damaged pointer: index_repository rebuilds, with progress
             progress = True
     try:
-        report = index_repository(cfg, progress=progress, embedder=embedder)
+        report = index_repository(cfg, progress=progress, embedder=embedder,
+                                  embed_at_most=cfg.index.background_after if defer else None)
     except (IndexLockedError, IndexNotWritableError):
         # another `ragbit index` is writing, or nobody may: readers use the last committed generation
         if store.current() is None:
             raise
         return time.perf_counter() - t0, None
     changed = bool(report.files_added or report.files_changed or report.files_removed or report.rechunked_all)
+    if report.embedding_deferred:
+        pid = background.start(cfg)
+        on_note(f"answering from keyword search{' and the vectors there are' if report.chunks_reused else ''}: "
+                f"{report.embedding_deferred} chunks are being embedded in the background (pid {pid}, log "
+                f"{Path(cfg.index_dir) / BACKGROUND_LOG}); later questions use them once they are done")
+        changed = True
     return time.perf_counter() - t0, changed
 
 
 def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None = None,
         pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None,
-        repair: bool = False, on_repair: Callable[[str], None] | None = None) -> Answer:
+        repair: bool = False, on_repair: Callable[[str], None] | None = None,
+        on_note: Callable[[str], None] | None = None) -> Answer:
     """Answer `question` about `cfg.repo` with `pipeline` (default: `query_pipeline(cfg)`).
 
     `repair`: when the grounding check finds unknown names with close defined ones, generate once more with
     those definitions first in the context (same budget); `on_repair` hears one line saying so before the
     second answer streams. The Answer is then the second one, with `repair` set.
+
+    `on_note`: a large first index is embedded in the background and this hears one line saying so (see
+    `refresh_index`); without it, the question waits for the whole index.
 
     Raises the usual domain errors (no such repo, index locked, ...) except the model ones: those give an
     Answer with sources and `error` set.
@@ -130,7 +154,7 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
         # One embedding model for indexing and for the retriever's question vectors: it loads once.
         retrievers = pipeline.find_components(HybridRetriever)
         embedder = retrievers[0].shared_embedder() if retrievers else None
-        answer.timings["index_s"], changed = refresh_index(cfg, embedder=embedder)
+        answer.timings["index_s"], changed = refresh_index(cfg, embedder=embedder, on_note=on_note)
         if changed:
             for r in retrievers:
                 r.reload()

@@ -37,6 +37,7 @@ class IndexStatus:
     query_adapter: str = ""           # how short questions are mapped towards code before dense search ("" = not)
     learned_rerank: str = ""          # how hybrid search reorders its best candidates ("" = not)
     lexical_only_chunks: int = 0      # chunks of `[embed] lexical_only` files (BM25 only, no vector)
+    embedding_pid: int | None = None  # a background indexer embedding the rest (ragbit/indexing/background.py)
 
 
 def _backend_now(cfg: RagbitConfig) -> str:
@@ -52,7 +53,7 @@ def _backend_now(cfg: RagbitConfig) -> str:
 def index_status(cfg: RagbitConfig) -> IndexStatus:
     from indexes.store import IndexMissingError, IndexStore, verify_generation
     from ragbit.chunk_table import ChunkTable
-    from ragbit.index_layout import index_dir_ignore, stamp_lookup
+    from ragbit.index_layout import background_indexer, index_dir_ignore, stamp_lookup
     from ragbit.indexing.walker import walk_repository
 
     store = IndexStore(cfg.index_dir)
@@ -87,7 +88,8 @@ def index_status(cfg: RagbitConfig) -> IndexStatus:
         dense_recall=(manifest.get("dense_index") or {}).get("recall_at_10"),
         view_tokens=int(manifest.get("embed_views", 0) or 0), view_tokens_now=_view_tokens_now(cfg),
         query_adapter=_query_adapter(cfg, manifest.get("embed_model_id", "")),
-        learned_rerank=_learned_rerank(cfg, manifest.get("embed_model_id", "")))
+        learned_rerank=_learned_rerank(cfg, manifest.get("embed_model_id", "")),
+        embedding_pid=background_indexer(cfg.index_dir))
 
 
 def _query_adapter(cfg: RagbitConfig, vector_space: str) -> str:

@@ -1,0 +1,88 @@
+"""Finish an index in the background: the embedding half of `ragbit index`, in a detached process.
+
+Why: a first `ragbit query` on a large repository would otherwise wait for every chunk to go through the
+embedding model before it answers anything (Django 5.1: 59k chunks, about 7 minutes on 2 cores). The chunk table
+and BM25 are committed in seconds, so the question is answered from them at once (hybrid search over the vectors
+that exist, keyword search for the rest), while a detached process embeds the rest and commits the full dense
+index. Later questions use it as soon as it is committed: readers always open the newest generation.
+
+The process is `python -m ragbit.indexing.background CONFIG.json`, with the caller's whole configuration saved
+beside the index (`RagbitConfig.to_dict`), so it indexes with exactly the settings of the question that started it.
+It runs at a lower priority (NICENESS), so the answer being generated meanwhile keeps the cores, and it holds
+the index's writer lock while it works; a second start while it runs finds the lock taken and ends at
+once. What it does goes to BACKGROUND_LOG in the index directory: one line when it starts, one when it ends
+(or the error that stopped it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ragbit.config import RagbitConfig
+
+from ragbit.index_layout import BACKGROUND_CONFIG, BACKGROUND_LOG, BACKGROUND_PID
+
+NICENESS = 10            # below the foreground: an answer's prefill on the same cores is barely slowed
+
+
+def start(cfg: RagbitConfig) -> int:
+    """Start the detached indexer for `cfg`; its pid. It outlives the caller (its own session, no terminal)."""
+    index_dir = Path(cfg.index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    config_path = index_dir / BACKGROUND_CONFIG
+    tmp = config_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
+    os.replace(tmp, config_path)
+    # the child imports this very ragbit, whatever put it on our path (an editable install, a checkout, tests)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    with open(index_dir / BACKGROUND_LOG, "a", encoding="utf-8") as log:
+        child = subprocess.Popen([sys.executable, "-m", "ragbit.indexing.background", str(config_path)],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 cwd=str(cfg.repo), start_new_session=True)
+    (index_dir / BACKGROUND_PID).write_text(str(child.pid), encoding="utf-8")
+    return child.pid
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    from indexes.errors import IndexesError
+    from indexes.store import IndexLockedError
+    from ragbit.errors import RagbitError
+    from ragbit.indexing.indexer import index_repository
+
+    try:
+        cfg = RagbitConfig.from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, RagbitError) as e:
+        _log(f"error: cannot read the saved configuration {argv[0]}: {e}")
+        return 1
+    try:
+        os.nice(NICENESS)                          # the question being answered gets the cores first
+    except OSError:
+        pass
+    _log(f"embedding the rest of the index of {cfg.repo} (pid {os.getpid()})")
+    try:
+        report = index_repository(cfg, progress=False)
+    except IndexLockedError:
+        _log("another process is writing this index; it will finish the job")
+        return 0
+    except (RagbitError, IndexesError, OSError) as e:
+        _log(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        _log("interrupted; the vectors embedded so far are kept for the next run")
+        return 1
+    _log(f"done: {report.chunks_embedded} chunks embedded in {report.timings.get('total', 0.0):.1f} s; "
+         f"the full index is committed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
