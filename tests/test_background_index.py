@@ -75,8 +75,10 @@ def test_a_first_query_answers_at_once_and_the_dense_index_is_finished_in_the_ba
     assert _manifest(cfg)["dense_complete"]
     hits = Searcher(cfg).search("sleep longer after each failed attempt", k=3, mode="dense")
     assert hits.dense_complete and hits[0].path == "src/net/retry.py"
-    status = runner.invoke(app, ["status", "--repo", str(root), "--json"])
-    assert json.loads(status.stdout)["embedding_pid"] is None and json.loads(status.stdout)["dense_complete"]
+    from tests.test_json_schema import validate
+    status = json.loads(runner.invoke(app, ["status", "--repo", str(root), "--json"]).stdout)
+    validate(status)
+    assert status["embedding_pid"] is None and status["dense_complete"]
     # nothing left to embed: the next question says nothing about the background
     r = runner.invoke(app, ["query", question, "--repo", str(root), "--model", str(tmp_path / "none.gguf")])
     assert r.exit_code == 0 and "note: " not in r.stderr, r.output
