@@ -7,6 +7,7 @@ process finishes the dense index, which later questions then use. Small edits st
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from typer.testing import CliRunner
@@ -72,6 +73,8 @@ def test_a_first_query_answers_at_once_and_the_dense_index_is_finished_in_the_ba
     log = (cfg.index_dir / BACKGROUND_LOG).read_text()
     assert background_indexer(cfg.index_dir) is None, log
     assert "done:" in log and "error" not in log, log
+    if hasattr(os, "SCHED_IDLE"):                                # Linux: it ran only on idle cores
+        assert "idle cores only" in log, log
     assert _manifest(cfg)["dense_complete"]
     hits = Searcher(cfg).search("sleep longer after each failed attempt", k=3, mode="dense")
     assert hits.dense_complete and hits[0].path == "src/net/retry.py"

@@ -8,8 +8,8 @@ index. Later questions use it as soon as it is committed: readers always open th
 
 The process is `python -m ragbit.indexing.background CONFIG.json`, with the caller's whole configuration saved
 beside the index (`RagbitConfig.to_dict`), so it indexes with exactly the settings of the question that started it.
-It runs at a lower priority (NICENESS), so the answer being generated meanwhile keeps the cores, and it holds
-the index's writer lock while it works; a second start while it runs finds the lock taken and ends at
+It runs only on idle cores (SCHED_IDLE), so the answer being generated meanwhile keeps them, and it holds the
+index's writer lock while it works; a second start while it runs finds the lock taken and ends at
 once. What it does goes to BACKGROUND_LOG in the index directory: one line when it starts, one when it ends
 (or the error that stopped it).
 """
@@ -26,7 +26,7 @@ from ragbit.config import RagbitConfig
 
 from ragbit.index_layout import BACKGROUND_CONFIG, BACKGROUND_LOG, BACKGROUND_PID
 
-NICENESS = 10            # below the foreground: an answer's prefill on the same cores is barely slowed
+NICENESS = 10            # where SCHED_IDLE is not available: below the foreground's priority
 
 
 def start(cfg: RagbitConfig) -> int:
@@ -48,6 +48,21 @@ def start(cfg: RagbitConfig) -> int:
     return child.pid
 
 
+def _step_aside() -> str:
+    """Run only on cores nothing else wants (Linux SCHED_IDLE, inherited by the model's threads), else at nice
+    NICENESS: the answer being generated meanwhile keeps the cores. Set before any thread starts."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "idle cores only"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(NICENESS)
+        return f"nice {NICENESS}"
+    except OSError:
+        return "normal priority"
+
+
 def _log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
 
@@ -63,11 +78,8 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, RagbitError) as e:
         _log(f"error: cannot read the saved configuration {argv[0]}: {e}")
         return 1
-    try:
-        os.nice(NICENESS)                          # the question being answered gets the cores first
-    except OSError:
-        pass
-    _log(f"embedding the rest of the index of {cfg.repo} (pid {os.getpid()})")
+    priority = _step_aside()
+    _log(f"embedding the rest of the index of {cfg.repo} (pid {os.getpid()}, {priority})")
     try:
         report = index_repository(cfg, progress=False)
     except IndexLockedError:
