@@ -36,6 +36,7 @@ DENSE_DELTA = "dense_delta.npy"         # vectors of the slots from the manifest
 BACKGROUND_LOG = "index-background.log"
 BACKGROUND_PID = "index-background.pid"
 BACKGROUND_CONFIG = "index-background.json"
+ANSWERING_PREFIX = "answering-"         # + the pid of a process generating an answer: the background indexer waits
 # A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
 # the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
 SCOPE_SEP = " > "

@@ -96,3 +96,31 @@ def test_without_a_listener_a_question_waits_for_the_whole_index(tmp_path):
     refresh_index(cfg, embedder=FakeEmbedder(), progress=False)
     assert _manifest(cfg)["dense_complete"] and background_indexer(cfg.index_dir) is None
     assert not (cfg.index_dir / BACKGROUND_LOG).exists()
+
+
+def test_the_background_indexer_waits_while_a_live_process_answers_and_ignores_a_dead_one(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    import numpy as np
+
+    from ragbit.index_layout import ANSWERING_PREFIX
+    from ragbit.indexing import background
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{ANSWERING_PREFIX}{dead.pid}").touch()       # a question that was killed mid-answer
+    assert background.wait_while_answering(tmp_path) == 0.0
+    assert not (tmp_path / f"{ANSWERING_PREFIX}{dead.pid}").exists()
+    emb = background._Yielding(FakeEmbedder(), tmp_path)
+    texts = [f"def f{i}(x):\n    return x + {i}" for i in range(2 * background.PIECE + 5)]
+    done = threading.Event()
+    with background.answering(tmp_path):
+        worker = threading.Thread(target=lambda: (emb.embed(texts), done.set()))
+        worker.start()
+        time.sleep(0.5)
+        assert not done.is_set() and emb.inner.embedded == []      # nothing embedded while answering
+    worker.join(10)
+    assert done.is_set() and emb.waited >= 0.4
+    assert not list(tmp_path.glob(ANSWERING_PREFIX + "*"))
+    assert np.array_equal(emb.embed(texts), FakeEmbedder().embed(texts))    # pieces change no vector

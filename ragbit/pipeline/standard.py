@@ -132,6 +132,16 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
     return time.perf_counter() - t0, changed
 
 
+def _keeping_the_cores(cfg: RagbitConfig):
+    """A background indexer of this index (if one runs) waits while the answer is generated: the prompt then runs
+    at full speed (ragbit/indexing/background.py)."""
+    from contextlib import nullcontext
+
+    from ragbit.index_layout import background_indexer
+    from ragbit.indexing.background import answering
+    return answering(cfg.index_dir) if background_indexer(cfg.index_dir) else nullcontext()
+
+
 def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None = None,
         pipeline: Pipeline | None = None, refresh: bool = True, history: list[dict] | None = None,
         repair: bool = False, on_repair: Callable[[str], None] | None = None,
@@ -167,7 +177,8 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
                                 f"{'hold a conversation' if name == 'history' else 'stream the answer'} "
                                 "(build it with Pipeline(**query_inputs()))")
     try:
-        result = pipeline.run(**inputs)
+        with _keeping_the_cores(cfg):
+            result = pipeline.run(**inputs)
     except model_errors() as e:
         result = getattr(e, "partial_result", None)
         if result is None or isinstance(e, IndexesError):    # a missing index is not a missing model
@@ -201,7 +212,8 @@ def _repaired(cfg: RagbitConfig, first: Answer, pipeline: Pipeline, inputs: dict
     for r in retrievers:
         r.pinned = hits
     try:
-        result = pipeline.run(**inputs)
+        with _keeping_the_cores(cfg):
+            result = pipeline.run(**inputs)
     finally:
         for r in retrievers:
             r.pinned = []
