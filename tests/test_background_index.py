@@ -124,3 +124,25 @@ def test_the_background_indexer_waits_while_a_live_process_answers_and_ignores_a
     assert done.is_set() and emb.waited >= 0.4
     assert not list(tmp_path.glob(ANSWERING_PREFIX + "*"))
     assert np.array_equal(emb.embed(texts), FakeEmbedder().embed(texts))    # pieces change no vector
+
+
+def test_ragbit_index_says_a_background_indexer_is_at_work_rather_than_a_bare_lock(tmp_path):
+    import subprocess
+    import sys
+
+    from ragbit.index_layout import BACKGROUND_PID
+    root = make_repo(tmp_path / "shop")
+    cfg = RagbitConfig.load(root)
+    cfg.index_dir.mkdir(parents=True)
+    # a stand-in with the background indexer's command line (the liveness check reads it)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ragbit.indexing.background"])
+    try:
+        (cfg.index_dir / BACKGROUND_PID).write_text(str(stand_in.pid))
+        r = runner.invoke(app, ["index", str(root)])
+        assert r.exit_code == 1 and f"a background indexer (pid {stand_in.pid}" in r.stderr, r.output
+        assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    r = runner.invoke(app, ["index", str(root), "--quiet"])     # once it is gone, indexing goes ahead
+    assert r.exit_code == 0, r.output

@@ -191,6 +191,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
                          embed_backend=getattr(embedder, "backend", ""),
                          embed_backend_reason=getattr(embedder, "backend_reason", ""))
     store = IndexStore(cfg.index_dir)
+    _check_no_background(cfg.index_dir)
 
     with store.lock(timeout=0):
         manifest, prev_dir = None, None
@@ -400,6 +401,18 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
         _maybe_compact(cache, keys, len(table))
     report.timings["total"] = time.perf_counter() - t_start
     return report
+
+
+def _check_no_background(index_dir) -> None:
+    """A background indexer (started by a question, `ragbit/indexing/background.py`) holds the writer lock: say so
+    in words a user can act on, rather than the store's bare lock message."""
+    from indexes.store import IndexLockedError
+    from ragbit.index_layout import BACKGROUND_LOG, background_indexer
+    pid = background_indexer(index_dir)
+    if pid and pid != os.getpid():
+        raise IndexLockedError(f"a background indexer (pid {pid}, started by a question) is embedding {index_dir}; "
+                               f"it commits the full index by itself (`ragbit status`, log "
+                               f"{Path(index_dir) / BACKGROUND_LOG}); `kill {pid}` stops it, keeping its vectors")
 
 
 def _embedded_batches(todo: list[tuple[str, int]], table: ChunkTable, embedder, ray_run):
