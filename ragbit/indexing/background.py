@@ -32,6 +32,8 @@ from ragbit.config import RagbitConfig
 from ragbit.index_layout import ANSWERING_PREFIX, BACKGROUND_CONFIG, BACKGROUND_LOG, BACKGROUND_PID
 
 NICENESS = 10            # where SCHED_IDLE is not available: below the foreground's priority
+PIECE = 64               # chunks embedded between two looks for a question being answered (~0.4 s on 2 cores)
+POLL_S = 0.1             # how often a paused indexer looks again
 
 
 def start(cfg: RagbitConfig) -> int:
@@ -51,10 +53,6 @@ def start(cfg: RagbitConfig) -> int:
                                  cwd=str(cfg.repo), start_new_session=True)
     (index_dir / BACKGROUND_PID).write_text(str(child.pid), encoding="utf-8")
     return child.pid
-
-
-PIECE = 64               # chunks embedded between two looks for a question being answered (~0.4 s on 2 cores)
-POLL_S = 0.1
 
 
 @contextmanager
