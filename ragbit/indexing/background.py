@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from indexes.store import write_atomic
 from ragbit.config import RagbitConfig
 from ragbit.index_layout import ANSWERING_PREFIX, BACKGROUND_CONFIG, BACKGROUND_LOG, BACKGROUND_PID
 
@@ -41,9 +42,7 @@ def start(cfg: RagbitConfig) -> int:
     index_dir = Path(cfg.index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     config_path = index_dir / BACKGROUND_CONFIG
-    tmp = config_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
-    os.replace(tmp, config_path)
+    write_atomic(config_path, json.dumps(cfg.to_dict()).encode("utf-8"))      # private, like the rest of the index
     # the child imports this very ragbit, whatever put it on our path (an editable install, a checkout, tests)
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
@@ -51,7 +50,7 @@ def start(cfg: RagbitConfig) -> int:
         child = subprocess.Popen([sys.executable, "-m", "ragbit.indexing.background", str(config_path)],
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                  cwd=str(cfg.repo), start_new_session=True)
-    (index_dir / BACKGROUND_PID).write_text(str(child.pid), encoding="utf-8")
+    write_atomic(index_dir / BACKGROUND_PID, str(child.pid).encode("ascii"))
     return child.pid
 
 
