@@ -179,12 +179,13 @@ def chat(
     from a pipe; /help lists the commands (/sources, /reset, /exit)."""
     def setup():
         from ragbit.pipeline.conversation import Conversation
-        conversation = Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding),
-                                    repair=repair)
-        _import_engines()
-        return conversation
+        return Conversation(_load_config(repo, model, k, budget, think, max_tokens, index_dir, grounding),
+                            repair=repair)
     conversation = guarded(setup)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:                      # Ctrl-C stops an answer and the chat goes on: never break an import
+        from ragbit.cli.interrupts import hold_ctrl_c_during_imports
+        hold_ctrl_c_during_imports()
     read = _line_reader(interactive)
     if interactive:
         _echo_err(f"ragbit chat about {conversation.cfg.repo} ({conversation.cfg.generator.model}); "
@@ -202,18 +203,6 @@ def chat(
                 sys.stdout.write("\n")
                 _echo_err("[answer stopped]")
             turns.answering = False
-
-
-def _import_engines() -> None:
-    """Import the generator and the query embedder's runtime before the first question. Why: a Ctrl-C that
-    lands inside a first-time import (numba, onnxruntime) leaves that module half-initialised in sys.modules,
-    and every later answer of the session failed with a traceback; stopping an answer must not break the chat."""
-    import generator.generate  # noqa: F401
-    import generator.model  # noqa: F401
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:                      # the torch path needs no onnxruntime
-        pass
 
 
 class _ChatTurns:
