@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragbit.pipeline.contract import Component, PipelineError, component, resolve_component
+from ragbit.pipeline.contract import Component, PipelineError, component
+from ragbit.pipeline.registry import resolve_component
 from ragbit.pipeline.pipeline import Pipeline
 from ragbit.pipeline.sockets import compatible
 

@@ -12,12 +12,11 @@ A component is any class decorated with `@component` that has
 
 Why `run`'s signature is the input declaration: one place to read, and the pipeline can check at build
 time that every input is provided with a compatible type. `@component` also registers the class under
-its name, so ragbit.toml can refer to it; classes can also be named by "package.module:Class" path.
+its name, so ragbit.toml can refer to it (lookups by name or "package.module:Class" path: `registry`).
 """
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import typing
 from typing import Any, Callable, ClassVar
@@ -118,55 +117,5 @@ def _record_init_params(cls: type) -> None:
     cls.__init__ = wrapped
 
 
-def registered() -> dict[str, type]:
-    """All registered component classes, built-ins included."""
-    _load_builtins()
-    return dict(_REGISTRY)
-
-
-def resolve_component(type_name: str) -> type:
-    """A registered name ("HybridRetriever") or an import path ("examples.custom_pipeline:PathFilter")."""
-    if ":" in type_name:
-        module_name, _, attr = type_name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise PipelineError(f"cannot import component module '{module_name}': {e}") from None
-        cls = getattr(module, attr, None)
-        if not isinstance(cls, type):
-            raise PipelineError(f"module '{module_name}' has no class '{attr}'")
-        if "inputs" not in vars(cls):  # an undecorated class (or subclass): read its own run()
-            describe(cls)
-        return cls
-    _load_builtins()
-    if type_name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise PipelineError(f"unknown component type '{type_name}' (registered: {known}; "
-                            "or give 'package.module:Class')")
-    return _REGISTRY[type_name]
-
-
-def build_component(cls: type, cfg: Any, params: dict[str, Any]) -> Any:
-    """Instantiate `cls` for a RagbitConfig `cfg`; a bad param is a PipelineError, not a TypeError."""
-    factory: Callable[..., Any] = getattr(cls, "from_config", None) or (lambda _cfg, **p: cls(**p))
-    try:
-        return factory(cfg, **params)
-    except TypeError as e:
-        raise PipelineError(f"cannot build {_qualname(cls)} with params {params}: {e}") from None
-
-
-def _load_builtins() -> None:
-    importlib.import_module("ragbit.pipeline.components")
-
-
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def type_name_of(instance: Any) -> str:
-    """How ragbit.toml would name this component's class: its registered name, else its import path."""
-    cls = type(instance)
-    name = getattr(cls, "component_name", None)
-    if name is not None and _REGISTRY.get(name) is cls:
-        return name
-    return _qualname(cls)

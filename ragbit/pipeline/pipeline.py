@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragbit.pipeline.contract import (OnToken, PipelineError, build_component, describe, resolve_component,
-                                       type_name_of)
+from ragbit.pipeline.contract import OnToken, PipelineError, describe
+from ragbit.pipeline.registry import build_component, resolve_component, type_name_of
 from ragbit.pipeline.sockets import compatible, type_label
 
 PIPELINE_INPUT = ""  # the sender name used for pipeline inputs inside an edge
