@@ -37,9 +37,18 @@ def kernels_cached() -> bool:
     return False
 
 
+def jit_disabled() -> bool:
+    return os.environ.get("NUMBA_DISABLE_JIT") == "1"
+
+
+def say_compiling(write=None) -> None:
+    """Print NOTICE to stderr (or through `write`)."""
+    (write or (lambda msg: print(msg, file=sys.stderr, flush=True)))(NOTICE)
+
+
 def announce_first_compile(write=None) -> bool:
     """Print NOTICE (to stderr, or through `write`) when the kernels are not compiled yet; True if it did."""
-    if kernels_cached() or os.environ.get("NUMBA_DISABLE_JIT") == "1":
+    if kernels_cached() or jit_disabled():
         return False
-    (write or (lambda msg: print(msg, file=sys.stderr, flush=True)))(NOTICE)
+    say_compiling(write)
     return True

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
+_WARMING: dict[Any, list] = {}     # generator.warmup.EngineSettings -> its compiling processes, until joined
 
 
 def engine_settings(cfg: Any) -> dict[str, Any]:
@@ -37,15 +38,57 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kerne
     from generator.generate import Generator
     from generator.hub import resolve_model
 
+    start_kernel_warmup(model, threads=threads, decode_kernel=decode_kernel, kv_cache=kv_cache)   # if not yet
     path = str(resolve_model(model, on_download=on_download))
     key = (path, int(n_ctx), int(threads), decode_kernel, kv_cache)
     with _LOCK:
         if key not in _CACHE:
-            from ragbit.kernel_cache import announce_first_compile
-            announce_first_compile()     # the first load on a machine compiles the kernels: say so
+            prepare_kernels(path, threads=threads, decode_kernel=decode_kernel, kv_cache=kv_cache)
             _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads, q1_decode=decode_kernel,
                                          kv_cache=kv_cache)
         return _CACHE[key]
+
+
+def start_kernel_warmup(model: str, n_ctx: int = 0, threads: int = 0, decode_kernel: str = "int11",
+                        kv_cache: str = "f16") -> None:
+    """On a machine whose numba cache lacks the engine's kernels, start compiling them in the background
+    (`generator/warmup.py`: two processes, about half the time of compiling on first use). Call it as soon as
+    a command knows it will generate: the compiling then overlaps indexing and the model's download, and
+    `load_generator` waits for what is left. Does nothing when the kernels are cached or the weight type is not
+    known yet (an unknown name; a path that does not exist). Takes `engine_settings` (n_ctx does not matter)."""
+    from ragbit.kernel_cache import jit_disabled, kernels_cached
+    if jit_disabled() or kernels_cached():
+        return
+    from generator import warmup
+    settings = warmup.settings_for(model, decode_kernel, kv_cache, threads)
+    if settings is None:
+        return
+    with _LOCK:
+        if settings not in _WARMING:
+            _WARMING[settings] = warmup.start(settings)
+
+
+def prepare_kernels(path: str, n_ctx: int = 0, threads: int = 0, decode_kernel: str = "int11",
+                    kv_cache: str = "f16") -> None:
+    """Have the engine's kernels compiled for the model file `path` before it is loaded: when numba's cache
+    lacks them, say so once and wait for the warm-up processes (started now if `start_kernel_warmup` was not
+    called). Nothing to do on a machine that compiled them before."""
+    from ragbit.kernel_cache import announce_first_compile, jit_disabled, kernels_cached, say_compiling
+    if not _WARMING and (jit_disabled() or kernels_cached()):
+        return                         # the usual case, decided without opening the file
+    from generator import warmup
+    settings = warmup.settings_for(path, decode_kernel, kv_cache, threads)
+    processes = _WARMING.pop(settings, None)       # started early: its first files make the cache look ready
+    if processes:
+        say_compiling()
+    elif announce_first_compile() and settings:    # not started yet: say that the first load compiles
+        processes = warmup.start(settings)
+    try:
+        warmup.wait(processes or [])   # a failed warm-up only means the kernels compile here, as before
+    except BaseException:              # Ctrl-C stopped this answer: the next one waits for the same processes
+        if processes:
+            _WARMING[settings] = processes
+        raise
 
 
 def model_errors() -> tuple[type[BaseException], ...]:

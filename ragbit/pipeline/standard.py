@@ -18,7 +18,7 @@ from ragbit.config import RagbitConfig
 from ragbit.pipeline.components.citation_extractor import CitationExtractor
 from ragbit.pipeline.contract import PipelineError
 from ragbit.pipeline.components.bonsai_generator import BonsaiGenerator, GenerationStats
-from ragbit.pipeline.model_loader import model_errors
+from ragbit.pipeline.model_loader import model_errors, start_kernel_warmup
 from ragbit.pipeline.components.context_packer import ContextPacker
 from ragbit.pipeline.components.context_packer import PackedContext
 from ragbit.pipeline.pipeline import Pipeline, query_inputs
@@ -160,6 +160,8 @@ def ask(cfg: RagbitConfig, question: str, on_token: Callable[[str], None] | None
     """
     answer = Answer(question)
     pipeline = pipeline or query_pipeline(cfg)
+    for generator in pipeline.find_components(BonsaiGenerator):    # a fresh install compiles the engine's
+        start_kernel_warmup(generator.model, **generator.engine)     # kernels while the index is refreshed
     if refresh:
         # One embedding model for indexing and for the retriever's question vectors: it loads once.
         retrievers = pipeline.find_components(HybridRetriever)
