@@ -90,3 +90,29 @@ def test_a_failed_warm_up_reports_its_last_error_line():
     from generator.warmup import start, wait
     failures = wait(start(EngineSettings(decode_kernel="nonsense")))
     assert len(failures) == 2 and all("unknown decode kernel 'nonsense'" in f for f in failures), failures
+
+
+def test_only_a_model_on_this_machine_or_downloading_starts_a_warm_up(tmp_path, monkeypatch):
+    """An offline `ragbit query` with no model must not leave compiling processes behind; a download does start
+    them, before its first message."""
+    from ragbit.pipeline import model_loader
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "empty-numba-cache"))     # nothing compiled yet
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))           # nothing downloaded
+    monkeypatch.delenv("NUMBA_DISABLE_JIT", raising=False)
+    monkeypatch.setattr(model_loader, "_WARMING", {})
+    model_loader.start_kernel_warmup("bonsai-1.7b")
+    model_loader.start_kernel_warmup(str(tmp_path / "missing.gguf"))
+    assert model_loader._WARMING == {}
+    heard = []
+    say = model_loader.warming_while_downloading("bonsai-8b", {"threads": 1}, heard.append)
+    say("downloading prism-ml/Bonsai-8B-gguf/Bonsai-8B.gguf from Hugging Face")
+    try:
+        assert heard == ["downloading prism-ml/Bonsai-8B-gguf/Bonsai-8B.gguf from Hugging Face"]
+        assert list(model_loader._WARMING) == [EngineSettings("Q1_0", threads=1, group=4)]
+        assert [p.args[p.args.index("--part") + 1] for p in model_loader._WARMING[EngineSettings(
+            "Q1_0", threads=1, group=4)]] == ["prefill", "decode"]
+    finally:
+        for processes in model_loader._WARMING.values():
+            for p in processes:
+                p.kill()
+                p.wait()

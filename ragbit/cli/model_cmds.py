@@ -54,9 +54,9 @@ def pull(name: str = typer.Argument(..., help="bonsai-1.7b|4b|8b, ternary-bonsai
     if have is not None:
         typer.echo(f"{name.lower()} is already here: {have}")
         return
-    from ragbit.pipeline.model_loader import engine_settings, prepare_kernels, start_kernel_warmup
+    from ragbit.pipeline.model_loader import engine_settings, prepare_kernels, warming_while_downloading
     engine = engine_settings(guarded(lambda: repo_config(None, {})))
-    start_kernel_warmup(name, **engine)          # compiles the engine's kernels while the file downloads
-    path = guarded(lambda: resolve_model(name, on_download=lambda msg: typer.echo(msg, err=True)))
+    say = warming_while_downloading(name, engine, lambda msg: typer.echo(msg, err=True))   # compiles meanwhile
+    path = guarded(lambda: resolve_model(name, on_download=say))
     guarded(lambda: prepare_kernels(str(path), **engine), interrupted="the model file is complete")
     typer.echo(f"{name.lower()}: {path} ({_size(Path(path).stat().st_size)})")

@@ -7,6 +7,7 @@ also keeps the same instance across turns, which is what lets the KV-cache prefi
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 _CACHE: dict[tuple, Any] = {}
@@ -38,8 +39,9 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kerne
     from generator.generate import Generator
     from generator.hub import resolve_model
 
-    start_kernel_warmup(model, threads=threads, decode_kernel=decode_kernel, kv_cache=kv_cache)   # if not yet
-    path = str(resolve_model(model, on_download=on_download))
+    engine = {"threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache}
+    start_kernel_warmup(model, **engine)                                  # if the caller has not yet
+    path = str(resolve_model(model, on_download=warming_while_downloading(model, engine, on_download)))
     key = (path, int(n_ctx), int(threads), decode_kernel, kv_cache)
     with _LOCK:
         if key not in _CACHE:
@@ -50,15 +52,20 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kerne
 
 
 def start_kernel_warmup(model: str, n_ctx: int = 0, threads: int = 0, decode_kernel: str = "int11",
-                        kv_cache: str = "f16") -> None:
+                        kv_cache: str = "f16", downloading: bool = False) -> None:
     """On a machine whose numba cache lacks the engine's kernels, start compiling them in the background
     (`generator/warmup.py`: two processes, about half the time of compiling on first use). Call it as soon as
     a command knows it will generate: the compiling then overlaps indexing and the model's download, and
-    `load_generator` waits for what is left. Does nothing when the kernels are cached or the weight type is not
-    known yet (an unknown name; a path that does not exist). Takes `engine_settings` (n_ctx does not matter)."""
+    `load_generator` waits for what is left. Takes `engine_settings` (n_ctx does not matter). Does nothing when
+    the kernels are cached, or the model is neither on this machine nor `downloading` (a command that finds no
+    model, e.g. offline, must not leave processes compiling behind it), or its layout is not Bonsai's."""
     from ragbit.kernel_cache import jit_disabled, kernels_cached
     if jit_disabled() or kernels_cached():
         return
+    if not downloading:
+        from ragbit.models import cached_file
+        if not (Path(model).is_file() or cached_file(str(model))):
+            return
     from generator import warmup
     settings = warmup.settings_for(model, decode_kernel, kv_cache, threads)
     if settings is None:
@@ -66,6 +73,16 @@ def start_kernel_warmup(model: str, n_ctx: int = 0, threads: int = 0, decode_ker
     with _LOCK:
         if settings not in _WARMING:
             _WARMING[settings] = warmup.start(settings)
+
+
+def warming_while_downloading(model: str, engine: dict[str, Any],
+                              on_download: Callable[[str], None] | None) -> Callable[[str], None]:
+    """An `on_download` callback that first starts the kernel warm-up: it compiles while the file downloads."""
+    def started(message: str) -> None:
+        start_kernel_warmup(model, **engine, downloading=True)
+        if on_download is not None:
+            on_download(message)
+    return started
 
 
 def prepare_kernels(path: str, n_ctx: int = 0, threads: int = 0, decode_kernel: str = "int11",
