@@ -107,9 +107,13 @@ def head_norm_rope(x, n_heads, head_dim, w, eps, cos_tab, sin_tab, pos0):
 @njit(inline="always")
 def _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0):
     qd, kd = q.shape[1], k.shape[1]
-    q[t] = qkv[t, :qd]
-    k[t] = qkv[t, qd:qd + kd]
-    v[t] = qkv[t, qd + kd:]
+    # element loops, not slice assignment: numba compiles a shape-mismatch error path (with its string
+    # formatting) for each `q[t] = qkv[t, :qd]`, ~2 s of a fresh install's compile (generator/warmup.py)
+    for i in range(qd):
+        q[t, i] = qkv[t, i]
+    for i in range(kd):
+        k[t, i] = qkv[t, qd + i]
+        v[t, i] = qkv[t, qd + kd + i]
     _head_norm_rope_row(q, t, n_heads, head_dim, q_norm, eps, cos_tab, sin_tab, pos0 + t)
     _head_norm_rope_row(k, t, n_kv, head_dim, k_norm, eps, cos_tab, sin_tab, pos0 + t)
 

@@ -208,7 +208,8 @@ def _keep_if_changed(held, x):
     difference: np.array_equal plus a copy cost ~1 us more per matvec)."""
     for i in range(x.size):
         if held[i] != x[i]:
-            held[i:] = x[i:]
+            for j in range(i, x.size):   # element copy: a slice copy compiles numba's shape-error path (~2 s)
+                held[j] = x[j]
             return False
     return True
 

@@ -294,7 +294,8 @@ def helper_loop(ctl, scratch, w):
             atomic_store(ctl, BUSY + 8 * w, seq)
             # a private copy of the job, valid only if item i is still open once copied: the caller rewrites
             # the parameters only after every item of the job is done (so never while item i is open)
-            params[:] = ctl[PARAMS:PARAMS + N_PARAMS]
+            for j in range(N_PARAMS):     # element copy: a slice copy compiles numba's shape-error path
+                params[j] = ctl[PARAMS + j]
             fn = ctl[FN]
             if atomic_load(ctl, STATE + i) == seq:
                 rows = _call_item(fn, job, i, acc_addr)

@@ -244,7 +244,8 @@ def _matvec(bits_t, scales, tab, s, out, width):
         acc = np.zeros(tile_rows, np.float32)
         for b in range(n_blocks):
             _block(width, bits_t[it, b], tab[b], scales[it, b], s[b], acc, n_chunks, tile_rows)
-        out[r0:r0 + n_r] = acc[:n_r]
+        for r in range(n_r):          # not `out[r0:r0 + n_r] = acc[:n_r]`: see layers._split_qkv_row
+            out[r0 + r] = acc[r]
 
 
 @njit(parallel=True, cache=True)
