@@ -9,11 +9,12 @@ half, and they can start while the caller is still busy (indexing, downloading t
 
 What makes the tiny model compile what the real one runs: numba specialises on types, not sizes, and the kernel
 path (AMX, VNNI, AVX2...) is chosen from the CPU and the settings alone (`kernels/dispatch.py`), so the same
-weight type, decode kernel, KV cache type, thread count and head size (the attention path depends on it) give the
-same compiled functions, given the same GQA group. `tests/test_warmup.py` checks that a model of another shape then compiles nothing.
+weight type, decode kernel, KV cache type, thread count, head size and GQA group (the attention kernels depend on
+the last two) give the same compiled functions. `tests/test_warmup.py` checks that a model of another shape then
+compiles nothing.
 
     python -m generator.warmup --part prefill|decode [--weight-type Q1_0|Q2_0] [--decode-kernel int11]
-                               [--kv-cache f16] [--threads 0]
+                               [--kv-cache f16] [--threads 0] [--group 2]
 """
 from __future__ import annotations
 
