@@ -315,7 +315,9 @@ def _attention_serial(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scal
         _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, n_heads // n_kv, scale, scores, out)
 
 
-PARALLEL_MIN_WORK = 1 << 22  # multiply-adds below which waking threads costs more than it saves
+PARALLEL_MIN_WORK = 1 << 19  # multiply-adds below which waking threads costs more than it saves: decode attention
+# of 16 heads x 128 broke even at ~150 positions (2 threads, Emerald Rapids; 1 << 22 kept ~1,000 positions serial,
+# 1.5x slower there)
 BLAS_MIN_QUERIES = 16        # from this many queries on (prefill), attention runs as matrix products
 
 
