@@ -159,26 +159,44 @@ def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
     """void f(elem* v, float* w, float* vs, float* out, i64 n_pos, i64 hd, i64 bs, i64 nb, i64 w_stride)
 
     out[h, :] = sum_p w[h, p] * vs[p, block] * v[p, :] for the `group` heads (w rows w_stride apart, out rows hd
-    apart), 16 * nvec dimensions per pass over the positions (hd / (16 nvec) passes)."""
+    apart), 16 * nvec dimensions per pass over the positions (hd / (16 nvec) passes). bs is a multiple of 32.
+
+    Per position a value vector is widened once, times its block's scale where there are several (nb > 1: int8)
+    and not at all where there is one (nb = 1: the float caches' scales are ones), then multiply-added into each
+    head's accumulator with that head's weight broadcast from memory. WHY this order: scaling each head's weight
+    instead (a scalar multiply and a register broadcast per head and vector) kept the vector ports busy with
+    broadcasts; it took twice the time per position with the cache in L2 (Emerald Rapids)."""
     v, w, vs, out, n_pos, hd, bs, nb, w_stride = args
     b = e.b
     acc = e.accumulators(group * nvec)
     width = e.const(TILE * nvec)
-    with cgutils.for_range(b, b.udiv(hd, width)) as pass_loop:
-        d0 = b.mul(pass_loop.index, width)
-        for a in acc:
-            b.store(e.zero, a)
+
+    def positions(scaled: bool, d0) -> None:
         with cgutils.for_range(b, n_pos) as p_loop:
             p = p_loop.index
             row = b.mul(p, hd)
             vals = [e.load_vec(v, b.add(row, b.add(d0, e.const(TILE * j)))) for j in range(nvec)]
-            scales = [b.load(b.gep(vs, [b.add(b.mul(p, nb), b.udiv(b.add(d0, e.const(TILE * j)), bs))]))
-                      for j in range(nvec)]
+            if scaled:                    # one scale per 32 dimensions: vectors 2i and 2i + 1 share it
+                for j in range(0, nvec, 2):
+                    sv = e.splat(b.load(b.gep(vs, [b.add(b.mul(p, nb), b.udiv(b.add(d0, e.const(TILE * j)), bs))])))
+                    vals[j] = b.fmul(vals[j], sv)
+                    if j + 1 < nvec:
+                        vals[j + 1] = b.fmul(vals[j + 1], sv)
             for h in range(group):
-                wh = b.load(b.gep(w, [b.add(b.mul(e.const(h), w_stride), p)]))
+                wh = e.splat(b.load(b.gep(w, [b.add(b.mul(e.const(h), w_stride), p)])))
                 for j in range(nvec):
                     a = acc[h * nvec + j]
-                    b.store(b.call(e.fma, [e.splat(b.fmul(wh, scales[j])), vals[j], b.load(a)]), a)
+                    b.store(b.call(e.fma, [wh, vals[j], b.load(a)]), a)
+
+    with cgutils.for_range(b, b.udiv(hd, width)) as pass_loop:
+        d0 = b.mul(pass_loop.index, width)
+        for a in acc:
+            b.store(e.zero, a)
+        with b.if_else(b.icmp_unsigned(">", nb, e.const(1))) as (several, one):
+            with several:
+                positions(True, d0)
+            with one:
+                positions(False, d0)
         for h in range(group):
             for j in range(nvec):
                 e.store_f32vec(b.load(acc[h * nvec + j]), out, b.add(b.mul(e.const(h), hd), b.add(d0, e.const(TILE * j))))
