@@ -415,7 +415,8 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
     out[...] = res.reshape(n_kv, T, group, hd).transpose(1, 0, 2, 3).reshape(T, n_heads * hd)
 
 
-def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out, path=None, prefill=None):
+def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out, path=None, prefill=None,
+              exact=True):
     """Causal attention for T queries at positions pos0..pos0+T-1 over cached keys/values 0..pos0+T-1.
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
@@ -431,11 +432,13 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
     on the path `prefill` (default `prefill_path(hd)`): AMX tiles (kernels/attention_amx.py) or float32 sgemm;
     otherwise the dispatcher's decode kernel (`path`, default `decode_path(hd)`: a model passes the paths it chose
     at load, asking the dispatcher per call cost ~10 us), with KV heads in parallel when there is enough work.
+    exact=False lets the AMX prefill compute the weighted sum of values in plain bf16 (the integer mode's
+    precision; attention_amx.py says why the scores stay split).
     """
     T, hd = q.shape[0], k_cache.shape[2]
     if T >= BLAS_MIN_QUERIES:
         if (prefill_path(hd) if prefill is None else prefill) == "amx":
-            return attention_amx.run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out)
+            return attention_amx.run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out, exact)
         return _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, out)
     parallel = T * n_heads * (pos0 + T) * hd * 2 >= PARALLEL_MIN_WORK
     path = decode_path(hd) if path is None else path

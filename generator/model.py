@@ -346,6 +346,7 @@ class Qwen3Model:
         cfg = self.config = config
         self.gguf, self.n_ctx = gguf, n_ctx
         self.kv_cache_type = kv_cache
+        self.exact = q1_decode == "float"   # the float32-exact mode; "int11" rounds to bf16 where that is its precision
         # prompt tokens per batch: a multiple of 32 (the AMX kernels' token block, so no padding rows)
         self.prefill_chunk = max(32, min(self.PREFILL_CHUNK, self.PREFILL_FFN_BYTES // (8 * cfg.n_ff)) // 32 * 32)
         self.kv_cache_bytes = kv_cache_bytes(cfg, n_ctx, kv_cache)
@@ -508,7 +509,7 @@ class Qwen3Model:
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
                          cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
-                         self.kernel_paths["attention_prefill"])
+                         self.kernel_paths["attention_prefill"], exact=self.exact)
         _product(lw.wo, w.att, w.proj)
         # feed-forward
         if rows:

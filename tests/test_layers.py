@@ -123,6 +123,35 @@ def test_prefill_attention_matches_definition(T, pos0, n_heads, n_kv, hd, dtype,
     assert np.abs(out - ref).max() <= _prefill_tolerance(prefill_attention_path, q, k32, v32, pos0, n_heads, scale)
 
 
+@pytest.mark.parametrize("T,pos0,dtype", [(128, 0, np.float16), (72, 128, np.float16), (300, 200, np.float32)])
+def test_prefill_attention_outside_the_exact_mode(T, pos0, dtype, prefill_attention_path):
+    """exact=False (the engine's int11 mode): on AMX the weighted sum of values is one bf16 product, so each output
+    may move by the bf16 rounding of P and V (<= 2^-8 max |v|, plus float32 summation) beyond the exact bound,
+    and does move; sgemm ignores the flag (float32 either way)."""
+    rng = np.random.default_rng(T)
+    n_heads, n_kv, hd, n_ctx = 16, 8, 128, 512
+    q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
+    k_cache = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32).astype(dtype)
+    v_cache = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32).astype(dtype)
+    scale = np.float32(hd ** -0.5)
+    ks, vs = np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
+    bits = (lambda a: a.view(np.uint16)) if dtype == np.float16 else (lambda a: a)
+    outs = {}
+    for exact in (True, False):
+        outs[exact] = np.full((T, n_heads * hd), np.nan, np.float32)
+        layers.attention(q, bits(_tiles(k_cache)), bits(v_cache), ks, vs, pos0, n_heads, scale,
+                         np.zeros((n_heads, n_ctx), np.float32), outs[exact], exact=exact)
+    k32, v32 = k_cache.astype(np.float32), v_cache.astype(np.float32)
+    ref = _numpy_attention(q, k32, v32, pos0, n_heads, scale)
+    bound = _prefill_tolerance(prefill_attention_path, q, k32, v32, pos0, n_heads, scale)
+    if prefill_attention_path == "amx":
+        assert np.abs(outs[False] - outs[True]).max() > 0          # really the one-product sum
+        bound += 2.0 ** -8 * np.abs(v32[:, :pos0 + T]).max()
+    else:
+        assert np.array_equal(outs[False], outs[True])
+    assert np.abs(outs[False] - ref).max() <= bound
+
+
 def test_prefill_attention_causal_edge(prefill_attention_path):
     """The causal mask at its edge, over two chunks as a prompt runs them (128 + 50 tokens): every cached key
     equals every query, so each query's own position and the first position after it would both get the top

@@ -10,6 +10,11 @@ weight). So each operand is split into two bf16 parts, x = hi + lo (hi = x round
 rounded to bf16: |x - hi - lo| <= 2^-18 |x|, and an F16 value, 11 significant bits, is exactly hi + lo), and
 each product is summed as hi.hi + lo.hi + hi.lo (the dropped lo.lo <= 2^-18 |x y|): three tile products per
 product, ~2^-17 relative error per term, float32 accumulation; the float32 reference tests pass as with sgemm.
+That holds for the scores always. The weighted sum of values (P.V) is a convex combination, with no exp after it
+to magnify an error, so outside the float32-exact mode (`exact=False`: the engine's integer "int11" mode, whose
+weight products already round their inputs to bf16) it runs as one product, hi.hi: each output is off by at most
+~2^-8 max |v|, the size of the bf16 rounding the output projection then applies to it. That saves a third of the
+tile products (the reference logits of the int11 mode moved by less than their run-to-run spread).
 
 Per KV head (threads take whole heads): its keys and values up to the last prompt position are converted once
 (`_define_split`: LLVM vector IR, F16/int8/float32 times the int8 blocks' scales, 32 values per step) into the
@@ -19,7 +24,8 @@ so one register-block call over the three parts sums lo.hi + hi.lo + hi.hi. Then
   S = Q K^T over the keys the causal mask lets them see (q1_0_amx's register block: 32 x 32 per call),
   softmax per row in float32 (max-subtracted, exp_f32), P split into bf16 A tiles [lo | hi], zero past the row's
   last position,
-  O = P V / sum(P), 32 dimensions per register block, three calls (hi.hi, lo.hi, hi.lo).
+  O = P V / sum(P), 32 dimensions per register block, three calls (hi.hi, lo.hi, hi.lo), or hi.hi alone when not
+  `exact`.
 The rows of one 32-row block see the whole key range in L2 (S: 32 x n_pos float32), so the softmax is the
 plain one, not a running (flash) one; key and value tiles (6 + 4 bytes per cached value, 1.9 MB per head at
 1,500 positions) are read from L2 once per 32 query rows: the tile loads, not the tile products, bound it
@@ -186,7 +192,7 @@ def scratch_sizes(T, group, n_pos, hd):
 
 
 @njit(inline="always")
-def _head(q, tiles, values, k_scale, v_scale, pos0, kvh, group, scale, out, cfg, w16, w32):
+def _head(q, tiles, values, k_scale, v_scale, pos0, kvh, group, scale, out, cfg, w16, w32, exact):
     """One KV head: out rows of its `group` query heads for the T prompt tokens (see the module docstring).
     w16, w32: this thread's scratch (scratch_sizes)."""
     T = q.shape[0]
@@ -250,8 +256,9 @@ def _head(q, tiles, values, k_scale, v_scale, pos0, kvh, group, scale, out, cfg,
         for d0 in range(0, hd, ROWS):
             w0 = 2 * v_at + (d0 // TILE) * v_tile2
             _block(w16, w0, v_tile2, w16, x_hi, p_tile2, oc, 4 * d0, o_stride, steps, 1, w0)               # hi.hi
-            _block(w16, w0, v_tile2, w16, x_lo, p_tile2, oc, 4 * d0, o_stride, steps, 0, w0)               # lo.hi
-            _block(w16, w0 + NV * 1024, v_tile2, w16, x_hi, p_tile2, oc, 4 * d0, o_stride, steps, 0, w0)   # hi.lo
+            if exact:
+                _block(w16, w0, v_tile2, w16, x_lo, p_tile2, oc, 4 * d0, o_stride, steps, 0, w0)           # lo.hi
+                _block(w16, w0 + NV * 1024, v_tile2, w16, x_hi, p_tile2, oc, 4 * d0, o_stride, steps, 0, w0)  # hi.lo
         for i in range(min(ROWS, M - r0)):
             r = r0 + i
             inv = np.float32(1.0) / dens[i]
@@ -262,7 +269,7 @@ def _head(q, tiles, values, k_scale, v_scale, pos0, kvh, group, scale, out, cfg,
 
 
 @njit(parallel=True, cache=True)
-def attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out, cfg, w16, w32, n_threads):
+def attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out, cfg, w16, w32, n_threads, exact):
     """Causal prefill attention of T queries at positions pos0.. over the cache (layers.attention's arguments):
     each thread claims KV heads one at a time (an atomic counter, as q1_0_amx's panels: a thread that lost its
     core does not hold back half the heads), on its own row of the scratch w16, w32."""
@@ -275,14 +282,14 @@ def attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out,
             if kvh >= n_kv:
                 break
             _head(q, tiles, values, k_scale, v_scale, pos0, kvh, n_heads // n_kv, scale, out, cfg, w16[tid],
-                  w32[tid])
+                  w32[tid], exact)
 
 
 _SCRATCH: list = [np.empty((0, 0), np.uint16), np.empty((0, 0), np.float32)]   # grown, never shrunk: a fresh
 # 1-2 MB buffer per call cost more in page faults than the conversion it holds (Emerald Rapids, 1,500 positions)
 
 
-def run(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out) -> None:
+def run(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out, exact: bool = True) -> None:
     """`attention_amx` on layers.attention's arguments. The caller chose the amx path (dispatch.choose), which
     asked Linux for the tile state; asking again here is a cached no-op that makes a direct call safe too."""
     why = dispatch.missing("amx")
@@ -295,7 +302,7 @@ def run(q, tiles, values, k_scale, v_scale, pos0, n_heads, scale, out) -> None:
         _SCRATCH[:] = [np.empty((n_threads, max(n, old.shape[1])), old.dtype) for n, old in ((n16, w16), (n32, w32))]
         w16, w32 = _SCRATCH
     attention_amx(q, tiles, values, k_scale, v_scale, pos0, n_heads, np.float32(scale), out, TILE_CFG, w16, w32,
-                  min(numba.get_num_threads(), tiles.shape[0]))
+                  min(numba.get_num_threads(), tiles.shape[0]), exact)
 
 
 def fits(hd: int) -> bool:
