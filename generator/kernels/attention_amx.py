@@ -10,17 +10,22 @@ weight). So each operand is split into two bf16 parts, x = hi + lo (hi = x round
 rounded to bf16: |x - hi - lo| <= 2^-18 |x|, and an F16 value, 11 significant bits, is exactly hi + lo), and
 each product is summed as hi.hi + lo.hi + hi.lo (the dropped lo.lo <= 2^-18 |x y|): three tile products per
 product, ~2^-17 relative error per term, float32 accumulation; the float32 reference tests pass as with sgemm.
-That holds for the scores always. The weighted sum of values (P.V) is a convex combination, with no exp after it
-to magnify an error, so outside the float32-exact mode (`exact=False`: the engine's integer "int11" mode, whose
-weight products already round their inputs to bf16) it runs as one product, hi.hi: each output is off by at most
-~2^-8 max |v|, the size of the bf16 rounding the output projection then applies to it. That saves a third of the
-tile products (the reference logits of the int11 mode moved by less than their run-to-run spread).
+Outside the float32-exact mode (`exact=False`: the engine's integer "int11" mode, whose weight products already
+round their inputs to bf16, so q carries errors of ~2^-9 before attention sees it) two shortcuts of that size:
+  - scores: q rounded to bf16, the F16 keys kept exact: q.hi x [k.lo | k.hi], two products (|error| <=
+    2^-9 sum_i |q_i k_i| scale);
+  - the weighted sum of values (a convex combination: no exp after it to magnify an error): one product, hi.hi,
+    each output off by <= ~2^-8 max |v|, the size of the bf16 rounding the output projection then applies to it.
+Half the tile products; prefill attention took 0.64-0.68x the time (Emerald Rapids), and the int11 mode's reference
+logits moved by less than their spread between kernel paths. The float mode keeps all three products: with a
+one-product sum its 1e-3 reference test fails (2.6e-2).
 
 Per KV head (threads take whole heads): its keys and values up to the last prompt position are converted once
 (`_define_split`: LLVM vector IR, F16/int8/float32 times the int8 blocks' scales, 32 values per step) into the
 tdpbf16ps B-tile layout (1 KB: 16 pairs of inputs x 16 columns x 2): keys as [hi | lo | hi], values as
 [hi | lo]. The group's query rows (token t, head j -> row t * group + j, scaled) become A tiles [lo | hi | hi],
-so one register-block call over the three parts sums lo.hi + hi.lo + hi.hi. Then per 32 query rows:
+so one register-block call over the three parts sums lo.hi + hi.lo + hi.hi (not exact: the call starts at the
+second part of both, [hi | hi] x [lo | hi]). Then per 32 query rows:
   S = Q K^T over the keys the causal mask lets them see (q1_0_amx's register block: 32 x 32 per call),
   softmax per row in float32 (max-subtracted, exp_f32), P split into bf16 A tiles [lo | hi], zero past the row's
   last position,
@@ -242,8 +247,11 @@ def _head(q, tiles, values, k_scale, v_scale, pos0, kvh, group, scale, out, cfg,
         for k0 in range(0, nk, ROWS):
             w0 = 2 * k_at + (k0 // TILE) * k_tile2
             pf = w0 + 2 * k_tile2 if k0 + ROWS < nk else w0
-            # [lo | hi | hi] x [hi | lo | hi]: lo.hi + hi.lo + hi.hi
-            _block(w16, w0, k_tile2, w16, x0, q_tile2, sc, 4 * k0, s_stride, 3 * S, 1, pf)
+            if exact:       # [lo | hi | hi] x [hi | lo | hi]: lo.hi + hi.lo + hi.hi
+                _block(w16, w0, k_tile2, w16, x0, q_tile2, sc, 4 * k0, s_stride, 3 * S, 1, pf)
+            else:           # [hi | hi] x [lo | hi]: q rounded to bf16, the F16 keys exact
+                _block(w16, w0 + S * 1024, k_tile2, w16, x0 + S * 1024, q_tile2, sc, 4 * k0, s_stride, 2 * S, 1,
+                       pf + S * 1024)
         for i in range(ROWS):
             r = r0 + i
             n = pos0 + r // group + 1 if r < M else 1
