@@ -125,13 +125,15 @@ def test_prefill_attention_matches_definition(T, pos0, n_heads, n_kv, hd, dtype,
     assert np.abs(out - ref).max() <= _prefill_tolerance(prefill_attention_path, q, k32, v32, pos0, n_heads, scale)
 
 
-@pytest.mark.parametrize("T,pos0,dtype", [(128, 0, np.float16), (72, 128, np.float16), (300, 200, np.float32)])
-def test_prefill_attention_outside_the_exact_mode(T, pos0, dtype, prefill_attention_path):
+@pytest.mark.parametrize("T,pos0,n_heads,n_kv,hd,dtype", [
+    (128, 0, 16, 8, 128, np.float16), (72, 128, 16, 8, 128, np.float16), (300, 200, 16, 8, 128, np.float32),
+    (20, 411, 32, 8, 128, np.float16), (37, 5, 6, 2, 64, np.float16)])     # query groups of 4 (8B) and 3
+def test_prefill_attention_outside_the_exact_mode(T, pos0, n_heads, n_kv, hd, dtype, prefill_attention_path):
     """exact=False (the engine's int11 mode): on AMX the scores round q to bf16 (keys stay exact) and the weighted
     sum of values is one bf16 product, so the output stays within that looser bound (_prefill_tolerance), and
     does move from the exact mode's; sgemm ignores the flag (float32 either way)."""
     rng = np.random.default_rng(T)
-    n_heads, n_kv, hd, n_ctx = 16, 8, 128, 512
+    n_ctx = 512
     q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
     k_cache = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32).astype(dtype)
     v_cache = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32).astype(dtype)
