@@ -8,7 +8,7 @@ scalar exp per score: on a Zen4 (2 threads) they took 3x the time of these kerne
 
 Key layout (see layers.store_kv): keys are stored in tiles of TILE positions, (n_kv, n_ctx / TILE, hd, TILE):
 one tile is hd rows of TILE consecutive positions, contiguous. The q.k kernel reads a tile front to back (a
-plain sequential stream the hardware prefetcher follows, where the old position-minor layout gave hd streams
+plain sequential stream (prefetched in software too: the streamers stop at each tile's 4 KB page), where the old position-minor layout gave hd streams
 4 KB apart that alias in L1), and dimension d of TILE positions is one vector: q.k is a vertical multiply-add
 over positions with q_d broadcast, no horizontal sums. Values stay (n_kv, n_ctx, hd): the weighted sum streams
 contiguous value rows, 16 dimensions per vector.
@@ -30,11 +30,22 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .q1_0_simd import prefetch_l2
+
 TILE = 16        # positions per key tile = float32 lanes per vector
 CTX_ROUND = 64   # the cache's n_ctx is rounded up to this: the widest q.k step (4 tiles) never runs past it
 STEP_TILES = {"avx512bw": 4, "avx2": 2}   # dispatch path -> key tiles per q.k step
 VALUE_VECTORS = STEP_TILES  # dispatch path -> 16-dim vectors of a value row per pass (= tiles per step: one
 # shape token carries both, see shape_token)
+
+
+# Software prefetch into L2 (prefetcht1), one per 64-byte line: keys one q.k step ahead, values PV_AHEAD positions
+# ahead. WHY: each key tile is its own 4 KB and the hardware's streamers restart at every 4 KB page, so a cache
+# coming from DRAM streamed well below the memory rate; with these, decode attention after 1,500 positions took
+# 0.75-0.81x the time (F16 and q8, Bonsai-1.7B and 8B shapes, Emerald Rapids, bench_attention.py). With the cache
+# in L3 (a few hundred positions) they cost 0-7%.
+QK_AHEAD = 1      # q.k steps
+PV_AHEAD = 32     # positions
 
 
 def padded_ctx(n_ctx: int) -> int:
@@ -54,11 +65,15 @@ class _Emit:
 
     def __init__(self, module: ir.Module, builder: ir.IRBuilder, kind: str):
         self.b, self.kind = builder, kind
+        self.size = {"f16": 2, "f32": 4, "i8": 1}[kind]
         self.f32, self.i64 = ir.FloatType(), ir.IntType(64)
         self.vf = ir.VectorType(self.f32, TILE)
         name = "llvm.fmuladd.v16f32"
         self.fma = module.globals.get(name) or ir.Function(module, ir.FunctionType(self.vf, [self.vf] * 3), name)
         self.zero = ir.Constant(self.vf, [ir.Constant(self.f32, 0.0)] * TILE)
+
+    def bytes(self, ptr) -> ir.Value:
+        return self.b.bitcast(ptr, ir.IntType(8).as_pointer())
 
     def const(self, v: int) -> ir.Constant:
         return ir.Constant(self.i64, v)
@@ -124,30 +139,54 @@ def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
     k, q, ks, out, n_steps, hd, bs, ks_stride, out_stride = args
     b = e.b
     acc = e.accumulators(group * step)
-    part = e.accumulators(group * step)
     tile_elems = b.mul(hd, e.const(TILE))
     n_blocks = b.udiv(hd, bs)
-    with cgutils.for_range(b, n_steps) as s_loop:
-        t0 = b.mul(s_loop.index, e.const(step))
-        for a in acc:
-            b.store(e.zero, a)
-        with cgutils.for_range(b, n_blocks) as b_loop:
-            for a in part:
-                b.store(e.zero, a)
-            with cgutils.for_range(b, bs) as d_loop:
-                d = b.add(b.mul(b_loop.index, bs), d_loop.index)
+
+    def dims(t0, d_first, d_count, into) -> None:
+        """into[h, t] += q[h, d] * k[tile t0 + t, d] for d in d_first .. d_first + d_count (a multiple of
+        the dimensions per 64-byte line of a tile: one prefetch per line, QK_AHEAD steps ahead)."""
+        per_line = 64 // (TILE * e.size)
+        with cgutils.for_range(b, b.udiv(d_count, e.const(per_line))) as d_loop:
+            d_line = b.add(d_first, b.mul(d_loop.index, e.const(per_line)))
+            for t in range(step):
+                prefetch_l2(b, e.bytes(k), b.mul(e.const(e.size), b.add(
+                    b.mul(b.add(t0, e.const(t + QK_AHEAD * step)), tile_elems), b.mul(d_line, e.const(TILE)))))
+            for i in range(per_line):
+                d = b.add(d_line, e.const(i))
                 keys = [e.load_vec(k, b.add(b.mul(b.add(t0, e.const(t)), tile_elems), b.mul(d, e.const(TILE))))
                         for t in range(step)]
                 for h in range(group):
                     qv = e.splat(b.load(b.gep(q, [b.add(b.mul(e.const(h), hd), d)])))
                     for t in range(step):
-                        a = part[h * step + t]
+                        a = into[h * step + t]
                         b.store(b.call(e.fma, [qv, keys[t], b.load(a)]), a)
-            for t in range(step):
-                sv = e.load_f32vec(ks, b.add(b.mul(b_loop.index, ks_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE))))
-                for h in range(group):
-                    a = acc[h * step + t]
-                    b.store(b.call(e.fma, [b.load(part[h * step + t]), sv, b.load(a)]), a)
+
+    def scale_vec(block, t0, t):
+        return e.load_f32vec(ks, b.add(b.mul(block, ks_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE))))
+
+    with cgutils.for_range(b, n_steps) as s_loop:
+        t0 = b.mul(s_loop.index, e.const(step))
+        for a in acc:
+            b.store(e.zero, a)
+        with b.if_else(b.icmp_unsigned(">", n_blocks, e.const(1))) as (several, one):
+            with several:         # int8 keys: a partial sum per block of dimensions, times its scale
+                part = e.accumulators(group * step)
+                with cgutils.for_range(b, n_blocks) as b_loop:
+                    for a in part:
+                        b.store(e.zero, a)
+                    dims(t0, b.mul(b_loop.index, bs), bs, part)
+                    for t in range(step):
+                        sv = scale_vec(b_loop.index, t0, t)
+                        for h in range(group):
+                            a = acc[h * step + t]
+                            b.store(b.call(e.fma, [b.load(part[h * step + t]), sv, b.load(a)]), a)
+            with one:             # float keys: one block, so the sums go straight into acc, scaled once at the end
+                dims(t0, e.const(0), hd, acc)
+                for t in range(step):
+                    sv = scale_vec(e.const(0), t0, t)
+                    for h in range(group):
+                        a = acc[h * step + t]
+                        b.store(b.fmul(b.load(a), sv), a)
         for h in range(group):
             for t in range(step):
                 idx = b.add(b.mul(e.const(h), out_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE)))
@@ -176,6 +215,9 @@ def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
             p = p_loop.index
             row = b.mul(p, hd)
             vals = [e.load_vec(v, b.add(row, b.add(d0, e.const(TILE * j)))) for j in range(nvec)]
+            ahead = b.mul(e.const(e.size), b.add(b.mul(b.add(p, e.const(PV_AHEAD)), hd), d0))
+            for line in range(0, TILE * nvec * e.size, 64):
+                prefetch_l2(b, e.bytes(v), b.add(ahead, e.const(line)))
             if scaled:                    # one scale per 32 dimensions: vectors 2i and 2i + 1 share it
                 for j in range(0, nvec, 2):
                     sv = e.splat(b.load(b.gep(vs, [b.add(b.mul(p, nb), b.udiv(b.add(d0, e.const(TILE * j)), bs))])))

@@ -154,9 +154,9 @@ def _define_block_fn(module: ir.Module, width: int) -> ir.Function:
         turn = b.and_(loop.index, ir.Constant(i64, per_line - 1))
         for j in range(16 // per_line):
             k = b.add(ir.Constant(i64, j * per_line), turn)
-            _prefetch_l2(b, w, b.add(b.add(b.mul(stride, k), r0), pf_w))
+            prefetch_l2(b, w, b.add(b.add(b.mul(stride, k), r0), pf_w))
         for line in range(0, 2 * W, 64):  # this chunk's scales
-            _prefetch_l2(b, b.bitcast(d, i8.as_pointer()), b.add(b.add(b.mul(r0, ir.Constant(i64, 2)), pf_d),
+            prefetch_l2(b, b.bitcast(d, i8.as_pointer()), b.add(b.add(b.mul(r0, ir.Constant(i64, 2)), pf_d),
                                                                   ir.Constant(i64, line)))
         for k in range(16):
             wv = load(w, b.add(b.mul(stride, ir.Constant(i64, k)), r0), vWi8)
@@ -181,7 +181,7 @@ def _define_block_fn(module: ir.Module, width: int) -> ir.Function:
     return fn
 
 
-def _prefetch_l2(b: ir.IRBuilder, ptr, offset) -> None:
+def prefetch_l2(b: ir.IRBuilder, ptr, offset) -> None:
     """prefetcht1 of ptr + offset bytes (a prefetch never faults, so addresses past the array are harmless)."""
     i32 = ir.IntType(32)
     module = b.module
