@@ -62,6 +62,7 @@ def main() -> None:
     for fmt in (matrix.Q1_FORMAT, matrix.Q2_FORMAT):
         fmt.matmul_amx = timed("  AMX kernel", fmt.matmul_amx)
         fmt.matmul_vnni = timed("  VNNI kernel", fmt.matmul_vnni)
+        fmt.matmul_avxvnni = timed("  AVX-VNNI kernel", fmt.matmul_avxvnni)
     for name in ("rmsnorm", "rmsnorm_rows", "add_rmsnorm_rows", "split_qkv_norm_rope", "split_qkv_norm_rope_rows",
                  "attention", "swiglu", "swiglu_rows"):
         setattr(layers, name, timed(name, getattr(layers, name)))

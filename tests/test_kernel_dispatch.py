@@ -9,7 +9,8 @@ from generator.kernels import KernelFormatError, dispatch
 
 ZEN1 = frozenset({"sse2", "ssse3", "avx", "avx2", "fma", "f16c"})
 ZEN4 = ZEN1 | {"avx512f", "avx512bw", "avx512vl", "avx512vnni"}
-SAPPHIRE_RAPIDS = ZEN4 | {"avx512bf16", "amx-tile", "amx-int8", "amx-bf16"}
+SAPPHIRE_RAPIDS = ZEN4 | {"avxvnni", "avx512bf16", "amx-tile", "amx-int8", "amx-bf16"}
+ALDER_LAKE = ZEN1 | {"avxvnni"}          # Intel client cores since 2021: AVX-VNNI, no AVX-512
 
 
 @pytest.fixture
@@ -29,13 +30,18 @@ def test_widest_supported_path_wins(cpu):
     assert dispatch.choose("q1_decode_int11") == "avx512bw"                  # no AMX decode: the widest below
     assert dispatch.choose("attention_prefill") == "amx"
     cpu(ZEN4)
-    assert dispatch.host_paths() == dispatch.PATHS[1:]
+    assert dispatch.host_paths() == ("avx512vnni", "avx512bw", "avx2", "ssse3", "portable")
     assert dispatch.choose("q1_prefill_int11") == "avx512vnni"
     assert dispatch.choose("q1_decode_int11") == "avx512bw"
     assert dispatch.choose("attention_prefill") == "portable"
+    cpu(ALDER_LAKE)
+    assert dispatch.host_paths() == ("avxvnni", "avx2", "ssse3", "portable")
+    assert dispatch.choose("q1_prefill_int11") == dispatch.choose("q2_prefill_int11") == "avxvnni"
+    assert dispatch.choose("q1_decode_int11") == dispatch.choose("attention_decode") == "avx2"
     cpu(ZEN1)
     assert dispatch.host_paths() == ("avx2", "ssse3", "portable")
     assert dispatch.choose("q1_decode_int11") == "avx2"
+    assert dispatch.choose("q1_prefill_int11") == "portable"
     cpu({"sse2", "ssse3"})
     assert dispatch.choose("q1_decode_int11") == "ssse3"
     cpu(set())                                            # unknown CPU: nothing hand-written
@@ -47,6 +53,7 @@ def test_widest_supported_path_wins(cpu):
 def test_environment_caps_the_path(cpu, monkeypatch):
     cpu(SAPPHIRE_RAPIDS)
     for forced, want, prefill in [("amx", "avx512bw", "amx"), ("avx512vnni", "avx512bw", "avx512vnni"),
+                                  ("avx512bw", "avx512bw", "avxvnni"), ("avxvnni", "avx2", "avxvnni"),
                                   ("avx2", "avx2", "portable"), ("ssse3", "ssse3", "portable"),
                                   ("portable", "portable", "portable")]:
         monkeypatch.setenv(dispatch.ENV, forced)

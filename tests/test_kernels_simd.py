@@ -105,12 +105,14 @@ def _int8_bound(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
 def test_int11_mode_prefill_and_rows(int11_path, n_tok, shape, ggml_type):
     """Prefill in the integer mode: float32-exact tables where the CPU has no VNNI; int8 activations on VNNI and
     bf16 on AMX tiles, within the int8 rounding bound (AMX also within its own, tighter one). Token counts around
-    the register tiles (6 tokens on VNNI, 32 on AMX), rows not a multiple of 32, inputs not a multiple of the AMX
+    the register tiles (6 tokens on AVX-512 VNNI, 3 on AVX-VNNI, 32 on AMX), rows not a multiple of 32, inputs not a multiple of the AMX
     kernel's 256-input passes, several row panels and tiles."""
     n_in, n_out = shape
     raw, w, rng = _case(n_in, n_out, seed=9, ggml_type=ggml_type)
     m = prepare_matrix(ggml_type, raw, n_in, n_out, q1_decode="int11")
-    assert m.prefill_path == (int11_path if int11_path in ("amx", "avx512vnni") else "portable")
+    # a cap runs the best prefill not wider than it: avx512bw (no prefill of its own) the 256-bit VNNI one
+    want = {"avx512bw": "avxvnni" if dispatch.supported("avxvnni") else "portable"}.get(int11_path, int11_path)
+    assert m.prefill_path == (want if want in ("amx", "avx512vnni", "avxvnni") else "portable")
     xs = rng.standard_normal((n_tok, n_in)).astype(np.float32)
     xs[:, 128:256] *= 30  # two blocks much larger than the rest: scales are per token and block
     err = np.abs(m.matmul(xs).astype(np.float64) - xs @ w.T)
@@ -196,3 +198,31 @@ def test_table_cache_follows_inputs_changed_in_place(int11_path):
             assert np.array_equal(got, fresh)
             err = np.abs(got.astype(np.float64) - w @ x)
             assert np.all(err <= _int11_bound(w, x) * (1 + 1e-4) + 3e-5 * (np.abs(w) @ np.abs(x)) + 1e-6)
+
+
+def test_avx_vnni_kernels_build_for_a_cpu_without_avx512():
+    """The avxvnni path is for CPUs with AVX-VNNI and no AVX-512 (Intel cores from Alder Lake on), which the
+    test machine may not be: its kernels are compiled here for such a CPU (LLVM's alderlake) and must use the
+    VEX-encoded 256-bit vpdpbusd and no 512-bit register (an EVEX or zmm instruction would die there with SIGILL)."""
+    import re
+
+    import llvmlite.binding as llvm
+    from llvmlite import ir
+
+    from generator.kernels import q1_0_vnni
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = ir.Module("avxvnni")
+    module.triple = "x86_64-unknown-linux-gnu"
+    for wbits in (1, 2):
+        for fn in (q1_0_vnni._define_dot(module, wbits, 8), q1_0_vnni._define_expand(module, wbits)):
+            fn.linkage = "external"                      # kept by codegen without a caller
+    parsed = llvm.parse_assembly(str(module))
+    parsed.verify()
+    machine = llvm.Target.from_triple(module.triple).create_target_machine(cpu="alderlake", opt=2)
+    asm = machine.emit_assembly(parsed)
+    dots = [line for line in asm.splitlines() if "vpdpbusd" in line]
+    assert len(dots) >= 2 * 2 * 3                        # both formats: 2 row vectors x 3 tokens, unrolled
+    assert all(re.search(r"\{vex\}\s*vpdpbusd\s+%ymm", line) for line in dots), dots[:3]
+    assert "zmm" not in asm

@@ -11,6 +11,7 @@ compiles the surrounding loops for the host CPU, so "portable" means "no hand-wr
               process the tile state (`os_refuses`), else the path is unsupported, as a missing feature is
   avx512vnni  512-bit vpdpbusd int8 dot products (plus everything of avx512bw)
   avx512bw    512-bit vpshufb / vpmaddubsw (64 table lookups per instruction)
+  avxvnni     256-bit vpdpbusd (AVX-VNNI: Intel cores from Alder Lake on, many without AVX-512; Zen5), plus avx2
   avx2        256-bit vpshufb / vpmaddubsw (32 lookups per instruction)
   ssse3       128-bit pshufb / pmaddubsw (any x86-64 since 2006)
   portable    plain numba code, every CPU
@@ -29,13 +30,14 @@ from .formats import KernelFormatError
 
 ENV = "RAGBIT_KERNEL"
 
-PATHS = ("amx", "avx512vnni", "avx512bw", "avx2", "ssse3", "portable")  # widest first: a lower index is faster
+PATHS = ("amx", "avx512vnni", "avx512bw", "avxvnni", "avx2", "ssse3", "portable")  # widest first: a lower index is faster
 
 # LLVM feature names (llvmlite's get_host_cpu_features) each path needs
 REQUIRES: dict[str, tuple[str, ...]] = {
     "amx": ("amx-tile", "amx-bf16", "avx512f", "avx512bw"),
     "avx512vnni": ("avx512f", "avx512bw", "avx512vl", "avx512vnni"),
     "avx512bw": ("avx512f", "avx512bw"),
+    "avxvnni": ("avxvnni", "avx2", "fma", "f16c"),
     "avx2": ("avx2", "fma", "f16c"),
     "ssse3": ("ssse3",),
     "portable": (),
@@ -46,13 +48,13 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q1_decode_int11": ("avx512bw", "avx2", "ssse3"),   # integer-table matvec (q1_0_simd.py); "portable" = use float
     "q1_decode_float": ("portable",),           # float32-exact matvec (q1_0.matvec_lut8)
     # prefill of the integer ("int11") mode, not float32-exact: bf16 activations x weights expanded to +-d on AMX
-    # tiles (q1_0_amx.py), int8 activations x bits with vpdpbusd on VNNI (q1_0_vnni.py)
-    "q1_prefill_int11": ("amx", "avx512vnni"),
+    # tiles (q1_0_amx.py), int8 activations x bits with vpdpbusd on VNNI, 512- or 256-bit (q1_0_vnni.py)
+    "q1_prefill_int11": ("amx", "avx512vnni", "avxvnni"),
     "q1_prefill_float": ("portable",),          # float32 table matmul (q1_0.matmul_lut4_*)
     # Q2_0 (Ternary-Bonsai) runs the same kernels with its own tables (q2_0.py), so the same paths
     "q2_decode_int11": ("avx512bw", "avx2", "ssse3"),
     "q2_decode_float": ("portable",),
-    "q2_prefill_int11": ("amx", "avx512vnni"),
+    "q2_prefill_int11": ("amx", "avx512vnni", "avxvnni"),
     "q2_prefill_float": ("portable",),
     # decode attention over the KV cache (attention.py): LLVM vector IR, 4 or 2 key tiles per step
     "attention_decode": ("avx512bw", "avx2", "portable"),

@@ -219,7 +219,7 @@ class _BitFormat:
     they share the repacked layout and every kernel, and differ in block size and in the activation tables
     (q2_0.py explains why that is enough)."""
 
-    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_vnni, matmul_amx, dequant_rows):
+    def __init__(self, ggml_type, qk, build_lut8, build_tables, matmul_vnni, matmul_avxvnni, matmul_amx, dequant_rows):
         self.ggml_type, self.qk, self.name = ggml_type, qk, TYPE_NAMES[ggml_type].lower()[:2]   # "q1" / "q2"
         self.wbits = 128 // qk                               # bits per weight: 16 payload bytes per block
         n_lut = 4096 // qk                                   # floats of decode table per input: 16 bytes x 256 / qk
@@ -228,14 +228,14 @@ class _BitFormat:
             lambda n_in: (np.empty((n_in // qk, 16, 4, 16), np.uint8), np.empty(n_in // qk, np.float32)),
             build_tables,
         )
-        self.matmul_vnni, self.matmul_amx = matmul_vnni, matmul_amx
+        self.matmul_vnni, self.matmul_avxvnni, self.matmul_amx = matmul_vnni, matmul_avxvnni, matmul_amx
         self.dequant_rows = dequant_rows
 
 
 Q1_FORMAT = _BitFormat(GGML_Q1_0, q1_0.QK, q1_0.build_lut8, q1_0_simd.build_tables, q1_0_vnni.matmul_vnni,
-                       q1_0_amx.matmul_amx, q1_0.dequant_rows)
+                       q1_0_vnni.matmul_avxvnni, q1_0_amx.matmul_amx, q1_0.dequant_rows)
 Q2_FORMAT = _BitFormat(GGML_Q2_0, q2_0.QK, q2_0.build_lut8, q2_0.build_tables, q1_0_vnni.matmul_vnni_q2,
-                       q1_0_amx.matmul_amx_q2, q2_0.dequant_rows)
+                       q1_0_vnni.matmul_avxvnni_q2, q1_0_amx.matmul_amx_q2, q2_0.dequant_rows)
 Q1_DECODE_MODES = ("float", "int11")
 
 
@@ -317,14 +317,15 @@ class Q1Matrix(QuantMatrix):
             fmt.matmul_amx(self.bits_t, self.scales, xt, dst, q1_0_amx.TILE_CFG, self.amx_panel, threads_now())
             if not direct:
                 out[:] = dst[:T, :self.n_out]
-        elif self.prefill_path == "avx512vnni":
+        elif self.prefill_path in ("avx512vnni", "avxvnni"):
             T, nt, subs = x.shape[0], q1_0_vnni.NT, self.n_in // q1_0_vnni.QS
             t_pad = -(-T // nt) * nt                                      # zero rows pad the last token tile
             xq = np.zeros((t_pad, self.n_in), np.int8)
             sx = np.zeros((t_pad, subs), np.float32)                      # activation scale per token and 32 inputs
             qx = np.zeros((t_pad, subs), np.int32)                        # sum of those 32 int8 activations
             q1_0_vnni.quantize_rows(x, xq[:T], sx[:T], qx[:T])
-            fmt.matmul_vnni(self.bits_t, self.scales, xq, sx, qx, out)
+            kernel = fmt.matmul_vnni if self.prefill_path == "avx512vnni" else fmt.matmul_avxvnni
+            kernel(self.bits_t, self.scales, xq, sx, qx, out)
         else:
             kernel = q1_0.matmul_lut4_t16 if x.shape[0] <= 32 else q1_0.matmul_lut4_t64
             kernel(self.bits, self.scales, x, out, numba.get_num_threads(), fmt.wbits)

@@ -1,4 +1,5 @@
-"""Q1_0 / Q2_0 prefill (matmul) on AVX-512 VNNI: int8 activations times weights expanded to bytes, `vpdpbusd`.
+"""Q1_0 / Q2_0 prefill (matmul) on VNNI: int8 activations times weights expanded to bytes, `vpdpbusd`, in 512-bit
+(AVX-512 VNNI) or 256-bit vectors (AVX-VNNI: Intel client cores from Alder Lake on have it without AVX-512).
 
 WHY: the float prefill (q1_0.matmul_lut4_*) is bound by table traffic in L2; a prompt of 1,500 tokens took
 ~20-40 s. `vpdpbusd` does 64 int8 multiply-adds per instruction, so a 1-bit weight becomes a byte once per
@@ -19,6 +20,10 @@ vpdpbusd: group g (inputs 4g..4g+3) of 16 rows is one 64-byte vector, byte 4r + 
 then every NT tokens run 32 groups x 2 row vectors x NT tokens of vpdpbusd with the 4 activation bytes of a
 group broadcast (int32 accumulators in registers), folded into float per 32 inputs and into the output per block.
 
+The 256-bit kernel is the same code at 8 lanes: one call covers the 16 rows of one 64-byte row vector (its two
+32-byte halves), so a block takes two calls, on the same expanded bytes. Emerald Rapids, Bonsai-1.7B shape, 512
+tokens, one process: it prefilled at 1.3x the float-table path's rate (avx2 cap) and 0.6-0.7x the 512-bit kernel's.
+
 Q2_0 (64-input blocks of 2-bit codes, value (q - 1) d): the same kernel with each code expanded to a byte 0..3
 (16 groups per block), sum_i (q_i - 1) x_i ~ sum_j s[t, j] (P_j - Q_j), over 2 activation scales per block.
 """
@@ -35,7 +40,10 @@ from numba.extending import intrinsic
 QK = 128
 GROUPS = QK // 4   # 4-input groups per block: one vpdpbusd each
 ROWS = 32          # rows per expanded weight block: two 16-lane int32 vectors
-NT = 6             # tokens per register tile: 2 x 6 int32 + 2 x 6 float accumulators + weights fit 32 zmm
+NT = 6             # tokens per register tile. 512-bit: 2 x 6 int32 + 2 x 6 float accumulators + weights fit 32 zmm;
+# 256-bit (AVX-VNNI CPUs have 16 ymm): the 12 int32 accumulators, 2 weight vectors and the broadcast activations
+# fit, and LLVM keeps the float sums (touched once per 32 inputs) on the stack (seen in its alderlake code);
+# 6 tokens ran 1.3x the speed of 3 (Emerald Rapids, ymm kernel)
 SUBS = 4           # activation scales per block: one per 32 inputs (llama.cpp's Q8_0 granularity)
 QS = QK // SUBS
 EXPANDED = GROUPS * ROWS * 4  # bytes of one expanded (32 rows, block)
@@ -43,13 +51,14 @@ EXPANDED = GROUPS * ROWS * 4  # bytes of one expanded (32 rows, block)
 _i8, _i16, _i32, _i64, _f32 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64), ir.FloatType()
 
 
-def _vpdpbusd(module: ir.Module) -> ir.Function:
-    """llvm.x86.avx512.vpdpbusd.512: its operand types changed from <16 x i32> to <64 x i8> in LLVM 21."""
-    name = "llvm.x86.avx512.vpdpbusd.512"
+def _vpdpbusd(module: ir.Module, lanes: int) -> ir.Function:
+    """llvm.x86.avx512.vpdpbusd.512 (lanes 16) or .256 (lanes 8): its operand types changed from <lanes x i32> to
+    <4 lanes x i8> in LLVM 21. The 256-bit one is also AVX-VNNI's (VEX-encoded where the CPU has no AVX512-VL)."""
+    name = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"
     if name in module.globals:
         return module.globals[name]
-    acc = ir.VectorType(_i32, 16)
-    src = ir.VectorType(_i8, 64) if llvm_binding.llvm_version_info[0] >= 21 else acc
+    acc = ir.VectorType(_i32, lanes)
+    src = ir.VectorType(_i8, 4 * lanes) if llvm_binding.llvm_version_info[0] >= 21 else acc
     return ir.Function(module, ir.FunctionType(acc, [acc, src, src]), name)
 
 
@@ -92,14 +101,15 @@ def _define_expand(module: ir.Module, wbits: int) -> ir.Function:
     return fn
 
 
-def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
+def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
     """void f(i8* w, i8* xq, i64 x_stride, float* sx, i32* qx, i64 s_stride, i16* d, float* out, i64 o_stride, i64 nt):
-    for up to NT tokens t < nt and the 32 rows r of one expanded block w (see _define_expand):
+    for up to NT tokens t < nt and 2 * lanes rows r of one expanded block w (see _define_expand:
+    lanes 16 = all 32 rows; lanes 8 = the 16 rows of one 64-byte row vector, w, d and out offset to it by the caller):
       out[t*o_stride + r] += d[r] * sum_j sx[t*s_stride + j] * (2 * sum_{g in sub-block j} w_g[r] . xq[t, 4g..] - qx[t*s_stride + j])
     over the block's 4 sub-blocks j of 32 inputs; xq points at the block's first input of token 0, sx / qx at its
     first sub-block, d at the 32 rows' half scales. That is wbits=1 (Q1_0: weight 2 w - 1); wbits=2 (Q2_0: weight
     w - 1, 64-input blocks) sums over 2 sub-blocks without the factor 2."""
-    name = f"ragbit_q{wbits}_0_vnni_dot_c"
+    name = f"ragbit_q{wbits}_0_vnni_dot_{lanes}"
     subs = SUBS if wbits == 1 else SUBS // 2
     if name in module.globals:
         return module.globals[name]
@@ -109,10 +119,10 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
     fn.linkage = "internal"
     w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    dpbusd = _vpdpbusd(module)
-    v16i32, v64i8, v16f32 = ir.VectorType(_i32, 16), ir.VectorType(_i8, 64), ir.VectorType(_f32, 16)
+    dpbusd = _vpdpbusd(module, lanes)
+    v16i32, v64i8, v16f32 = ir.VectorType(_i32, lanes), ir.VectorType(_i8, 4 * lanes), ir.VectorType(_f32, lanes)
     src_ty = dpbusd.function_type.args[1]
-    splat16 = ir.Constant(ir.VectorType(_i32, 16), [0] * 16)
+    splat16 = ir.Constant(ir.VectorType(_i32, lanes), [0] * lanes)
 
     def const(v):
         return ir.Constant(_i64, v)
@@ -126,14 +136,14 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
     # multiply-add (not shift, subtract, convert, multiply, add), and C is subtracted once per block.
     # Loop-carried accumulators live in allocas that LLVM promotes to registers; loops over sub-blocks and
     # groups instead of unrolling them keep the first compile short
-    fmuladd = module.globals.get("llvm.fmuladd.v16f32") or ir.Function(
-        module, ir.FunctionType(v16f32, [v16f32] * 3), "llvm.fmuladd.v16f32")
+    fmuladd = module.globals.get(f"llvm.fmuladd.v{lanes}f32") or ir.Function(
+        module, ir.FunctionType(v16f32, [v16f32] * 3), f"llvm.fmuladd.v{lanes}f32")
     facc = [[b.alloca(v16f32) for _ in range(NT)] for _ in range(2)]   # float sums over the sub-blocks
     iacc = [[b.alloca(v16i32) for _ in range(NT)] for _ in range(2)]   # int32 sums of one sub-block
     cacc = [b.alloca(_f32) for _ in range(NT)]                          # C of each token
     for row in facc:
         for slot in row:
-            b.store(ir.Constant(v16f32, [0.0] * 16), slot)
+            b.store(ir.Constant(v16f32, [0.0] * lanes), slot)
     for slot in cacc:
         b.store(ir.Constant(_f32, 0.0), slot)
     p_factor = ir.Constant(_f32, 2.0 if wbits == 1 else 1.0)
@@ -141,10 +151,10 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
         j = sub_loop.index
         for row in iacc:
             for slot in row:
-                b.store(ir.Constant(v16i32, [0] * 16), slot)
+                b.store(ir.Constant(v16i32, [0] * lanes), slot)
         with cgutils.for_range(b, const(GROUPS // SUBS)) as loop:
             g = b.add(b.mul(j, const(GROUPS // SUBS)), loop.index)
-            wv = [b.load(b.bitcast(b.gep(w, [b.mul(b.add(b.mul(g, const(2)), const(v)), const(64))]),
+            wv = [b.load(b.bitcast(b.gep(w, [b.add(b.mul(g, const(128)), const(4 * lanes * v))]),
                                    v64i8.as_pointer()), align=1) for v in range(2)]
             wv = [b.bitcast(x, src_ty) for x in wv]
             for t in range(NT):
@@ -160,13 +170,13 @@ def _define_dot(module: ir.Module, wbits: int) -> ir.Function:
             for v in range(2):
                 p = b.sitofp(b.load(iacc[v][t]), v16f32)
                 b.store(b.call(fmuladd, [sv, p, b.load(facc[v][t])]), facc[v][t])
-    dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(16 * v)]), ir.VectorType(_i16, 16).as_pointer()), align=2),
-                            ir.VectorType(ir.HalfType(), 16)), v16f32) for v in range(2)]
+    dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(lanes * v)]), ir.VectorType(_i16, lanes).as_pointer()), align=2),
+                            ir.VectorType(ir.HalfType(), lanes)), v16f32) for v in range(2)]
     for t in range(NT):
         with b.if_then(b.icmp_signed("<", const(t), nt)):
             cv = splat(b.load(cacc[t]), v16f32)
             for v in range(2):
-                op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(16 * v))]), v16f32.as_pointer())
+                op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(lanes * v))]), v16f32.as_pointer())
                 b.store(b.call(fmuladd, [dv[v], b.fsub(b.load(facc[v][t]), cv), b.load(op, align=4)]), op, align=4)
     b.ret_void()
     return fn
@@ -178,6 +188,10 @@ def _ptr(context, builder, ty, val, elem):
 
 def _literal_wbits(wbits) -> bool:
     return isinstance(wbits, types.IntegerLiteral) and wbits.literal_value in (1, 2)
+
+
+def _literal_lanes(lanes) -> bool:
+    return isinstance(lanes, types.IntegerLiteral) and lanes.literal_value in (8, 16)
 
 
 @intrinsic
@@ -198,14 +212,14 @@ def _expand(typingctx, wbits, bits, stride, dst):
 
 
 @intrinsic
-def _dot(typingctx, wbits, w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt):
-    if not _literal_wbits(wbits):
+def _dot(typingctx, wbits, lanes, w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt):
+    if not (_literal_wbits(wbits) and _literal_lanes(lanes)):
         return None
-    sig = types.void(wbits, w, xq, types.intp, sx, qx, types.intp, d, out, types.intp, types.intp)
+    sig = types.void(wbits, lanes, w, xq, types.intp, sx, qx, types.intp, d, out, types.intp, types.intp)
 
     def codegen(context, builder, sig, args):
-        fn = _define_dot(builder.module, sig.args[0].literal_value)
-        a, sig = args[1:], types.void(*sig.args[1:])
+        fn = _define_dot(builder.module, sig.args[0].literal_value, sig.args[1].literal_value)
+        a, sig = args[2:], types.void(*sig.args[2:])
         builder.call(fn, [_ptr(context, builder, sig.args[0], a[0], _i8), _ptr(context, builder, sig.args[1], a[1], _i8),
                           a[2], _ptr(context, builder, sig.args[3], a[3], _f32),
                           _ptr(context, builder, sig.args[4], a[4], _i32), a[5],
@@ -239,10 +253,11 @@ def quantize_rows(x, xq, sx, qx):
 
 
 @njit(inline="always")
-def _matmul(bits_t, scales, xq, sx, qx, out, wbits):
+def _matmul(bits_t, scales, xq, sx, qx, out, wbits, lanes):
     """out (T, n_out) = x @ W.T from x's int8 form (quantize_rows; xq, sx, qx padded with zero rows to a multiple
     of NT tokens: the kernel reads whole token tiles); bits_t (n_tiles, n_blocks, 16, tile_rows),
-    scales (n_tiles, n_blocks, tile_rows) half bits; tile_rows % 32 == 0; wbits 1 (Q1_0) or 2 (Q2_0), a constant.
+    scales (n_tiles, n_blocks, tile_rows) half bits; tile_rows % 32 == 0; wbits 1 (Q1_0) or 2 (Q2_0) and lanes
+    16 (AVX-512) or 8 (AVX-VNNI, two calls of 16 rows per block), constants.
     Work units of 32 rows in parallel; each expands a block's weights once (4 KB, in L1) and runs every token
     over it."""
     T, n_out = out.shape
@@ -250,6 +265,7 @@ def _matmul(bits_t, scales, xq, sx, qx, out, wbits):
     qk = QK // wbits                              # inputs per block: 16 payload bytes either way
     subs = qk // QS
     per_tile = tile_rows // ROWS
+    rows = 2 * lanes                              # rows per kernel call
     out[:, :] = 0
     for u in prange(n_tiles * per_tile):
         it, r = u // per_tile, (u % per_tile) * ROWS
@@ -260,18 +276,30 @@ def _matmul(bits_t, scales, xq, sx, qx, out, wbits):
         acc = np.zeros((T, ROWS), np.float32)     # (tokens, 32 rows): contiguous rows per token
         for b in range(n_blocks):
             _expand(wbits, bits_t[it, b, :, r:], tile_rows, w)
-            for t0 in range(0, T, NT):
-                _dot(wbits, w, xq[t0:, b * qk:], xq.shape[1], sx[t0:, b * subs:], qx[t0:, b * subs:], sx.shape[1],
-                     scales[it, b, r:], acc[t0:], ROWS, min(NT, T - t0))
+            for h in range(ROWS // rows):
+                for t0 in range(0, T, NT):
+                    _dot(wbits, lanes, w[64 * h:], xq[t0:, b * qk:], xq.shape[1], sx[t0:, b * subs:],
+                         qx[t0:, b * subs:], sx.shape[1], scales[it, b, r + rows * h:], acc[t0:, rows * h:], ROWS,
+                         min(NT, T - t0))
         n_r = min(ROWS, n_out - r0)
         out[:, r0:r0 + n_r] = acc[:, :n_r]
 
 
 @njit(parallel=True, cache=True)
 def matmul_vnni(bits_t, scales, xq, sx, qx, out):
-    _matmul(bits_t, scales, xq, sx, qx, out, 1)   # Q1_0
+    _matmul(bits_t, scales, xq, sx, qx, out, 1, 16)   # Q1_0, AVX-512 VNNI
 
 
 @njit(parallel=True, cache=True)
 def matmul_vnni_q2(bits_t, scales, xq, sx, qx, out):
-    _matmul(bits_t, scales, xq, sx, qx, out, 2)   # Q2_0
+    _matmul(bits_t, scales, xq, sx, qx, out, 2, 16)   # Q2_0, AVX-512 VNNI
+
+
+@njit(parallel=True, cache=True)
+def matmul_avxvnni(bits_t, scales, xq, sx, qx, out):
+    _matmul(bits_t, scales, xq, sx, qx, out, 1, 8)    # Q1_0, AVX-VNNI (256-bit)
+
+
+@njit(parallel=True, cache=True)
+def matmul_avxvnni_q2(bits_t, scales, xq, sx, qx, out):
+    _matmul(bits_t, scales, xq, sx, qx, out, 2, 8)    # Q2_0, AVX-VNNI (256-bit)
