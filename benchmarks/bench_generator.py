@@ -6,6 +6,8 @@ One command from a fresh clone:
     python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick
     python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick --tg 64 --weight-type Q1_0,Q2_0 \
         --llama-bench PATH/TO/llama-bench         # Bonsai and Ternary-Bonsai beside llama.cpp, one table
+    python benchmarks/bench_generator.py --models 1.7b --threads 2 --quick --kernel avx2 --codegen-cpu haswell \
+        --llama-bench PATH/TO/avx2-only/llama-bench   # an AVX2 CPU's code on this one (a proxy: same caches, memory)
 
 The first run writes random-weight Q1_0 (and, with --weight-type Q2_0, Ternary-Bonsai Q2_0) files of the real
 shapes into --cache-dir (random weights compute
@@ -257,11 +259,13 @@ def worker_main(spec: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def run_worker(spec: dict, threads: int, numba_cache: str, kernel: str = "auto") -> dict:
+def run_worker(spec: dict, threads: int, numba_cache: str, kernel: str = "auto", codegen_cpu: str = "") -> dict:
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), NUMBA_CACHE_DIR=numba_cache,
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if kernel != "auto":
         env["RAGBIT_KERNEL"] = kernel
+    if codegen_cpu:      # all numba code for that CPU: its name alone would keep the host's features (AVX-512 etc.)
+        env["NUMBA_CPU_NAME"], env["NUMBA_CPU_FEATURES"] = codegen_cpu, ""
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
                           stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
@@ -352,6 +356,9 @@ def main() -> None:
     ap.add_argument("--kernel", default="auto",
                     help="comma list of kernel paths to run (RAGBIT_KERNEL per worker), 'auto' = the dispatcher's "
                          "choice, 'all' = every path this CPU supports")
+    ap.add_argument("--codegen-cpu", metavar="LLVM_CPU", default="",
+                    help="compile every numba function for this LLVM CPU (e.g. haswell: AVX2 only; alderlake: "
+                         "AVX-VNNI, no AVX-512), to time an older CPU's code on this one; pair it with --kernel")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -375,7 +382,9 @@ def main() -> None:
     paths = {(wt, m): ensure_model(m, cache_dir, wt) for wt in weight_types for m in models}
     from generator.kernels import dispatch
     kernels = _distinct_paths(dispatch) if args.kernel == "all" else args.kernel.split(",")
-    print(f"CPU {_cpu_name()}; kernel paths it runs: {', '.join(dispatch.host_paths())}; timing: {', '.join(kernels)}")
+    print(f"CPU {_cpu_name()}; kernel paths it runs: {', '.join(dispatch.host_paths())}; timing: {', '.join(kernels)}"
+          + (f"; all numba code compiled for LLVM's {args.codegen_cpu} (this CPU's caches and memory)"
+             if args.codegen_cpu else ""))
     repeats, tg = (1, 16) if args.quick else (2, 64)
     tg = args.tg or tg
     rows = []
@@ -387,10 +396,10 @@ def main() -> None:
                     spec = {"path": str(paths[wt, m]), "threads": th, "decode": args.decode_kernel, "kv": kv}
                     if not args.quick:
                         with tempfile.TemporaryDirectory() as empty:
-                            res["cold"] = run_worker({"kind": "load", **spec}, th, empty, kernel)
-                    res["warm"] = run_worker({"kind": "load", **spec}, th, warm_numba, kernel)
+                            res["cold"] = run_worker({"kind": "load", **spec}, th, empty, kernel, args.codegen_cpu)
+                    res["warm"] = run_worker({"kind": "load", **spec}, th, warm_numba, kernel, args.codegen_cpu)
                     res["speed"] = run_worker({"kind": "speed", "repeats": repeats, "tg": tg, **spec}, th, warm_numba,
-                                              kernel)
+                                              kernel, args.codegen_cpu)
                     res["bw"], res["bw_cpu"] = (res["speed"]["bandwidth"][k] for k in ("gbps", "gbps_cpu"))
                     report(res)
                     rows.append(res)
