@@ -11,7 +11,7 @@ compiles the surrounding loops for the host CPU, so "portable" means "no hand-wr
               process the tile state (`os_refuses`), else the path is unsupported, as a missing feature is
   avx512vnni  512-bit vpdpbusd int8 dot products (plus everything of avx512bw)
   avx512bw    512-bit vpshufb / vpmaddubsw (64 table lookups per instruction)
-  avxvnni     256-bit vpdpbusd (AVX-VNNI: Intel cores from Alder Lake on, many without AVX-512; Zen5), plus avx2
+  avxvnni     256-bit vpdpbusd (AVX-VNNI, for the CPUs that have it without AVX-512: Intel cores since Alder Lake), plus avx2
   avx2        256-bit vpshufb / vpmaddubsw (32 lookups per instruction)
   ssse3       128-bit pshufb / pmaddubsw (any x86-64 since 2006)
   portable    plain numba code, every CPU
