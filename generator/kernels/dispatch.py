@@ -11,7 +11,8 @@ compiles the surrounding loops for the host CPU, so "portable" means "no hand-wr
               process the tile state (`os_refuses`), else the path is unsupported, as a missing feature is
   avx512vnni  512-bit vpdpbusd int8 dot products (plus everything of avx512bw)
   avx512bw    512-bit vpshufb / vpmaddubsw (64 table lookups per instruction)
-  avxvnni     256-bit vpdpbusd (AVX-VNNI, for the CPUs that have it without AVX-512: Intel cores since Alder Lake), plus avx2
+  avxvnni     256-bit vpdpbusd (AVX-VNNI; taken by CPUs that have it without AVX-512: Intel cores since Alder
+              Lake), plus everything of avx2
   avx2        256-bit vpshufb / vpmaddubsw (32 lookups per instruction)
   ssse3       128-bit pshufb / pmaddubsw (any x86-64 since 2006)
   portable    plain numba code, every CPU
@@ -30,7 +31,8 @@ from .formats import KernelFormatError
 
 ENV = "RAGBIT_KERNEL"
 
-PATHS = ("amx", "avx512vnni", "avx512bw", "avxvnni", "avx2", "ssse3", "portable")  # widest first: a lower index is faster
+# widest first: a lower index is faster
+PATHS = ("amx", "avx512vnni", "avx512bw", "avxvnni", "avx2", "ssse3", "portable")
 
 # LLVM feature names (llvmlite's get_host_cpu_features) each path needs
 REQUIRES: dict[str, tuple[str, ...]] = {
