@@ -9,8 +9,8 @@ scalar exp per score: on a Zen4 (2 threads) they took 3x the time of these kerne
 Key layout (see layers.store_kv): keys are stored in tiles of TILE positions, (n_kv, n_ctx / TILE, hd, TILE):
 one tile is hd rows of TILE consecutive positions, contiguous. The q.k kernel reads a tile front to back (a
 plain sequential stream, prefetched in software too since the streamers stop at each tile's 4 KB page; the old
-position-minor layout gave hd streams 4 KB apart that alias in L1), and dimension d of TILE positions is one vector: q.k is a vertical multiply-add
-over positions with q_d broadcast, no horizontal sums. Values stay (n_kv, n_ctx, hd): the weighted sum streams
+position-minor layout gave hd streams 4 KB apart that alias in L1), and dimension d of TILE positions is one
+vector: q.k is a vertical multiply-add over positions with q_d broadcast, no horizontal sums. Values stay (n_kv, n_ctx, hd): the weighted sum streams
 contiguous value rows, 16 dimensions per vector.
 
 The kernels are LLVM vector IR (numba has no vector types): F16 bits are widened with `fpext` (vcvtph2ps),
