@@ -10,8 +10,8 @@ Key layout (see layers.store_kv): keys are stored in tiles of TILE positions, (n
 one tile is hd rows of TILE consecutive positions, contiguous. The q.k kernel reads a tile front to back (a
 plain sequential stream, prefetched in software too since the streamers stop at each tile's 4 KB page; the old
 position-minor layout gave hd streams 4 KB apart that alias in L1), and dimension d of TILE positions is one
-vector: q.k is a vertical multiply-add over positions with q_d broadcast, no horizontal sums. Values stay (n_kv, n_ctx, hd): the weighted sum streams
-contiguous value rows, 16 dimensions per vector.
+vector: q.k is a vertical multiply-add over positions with q_d broadcast, no horizontal sums. Values stay
+(n_kv, n_ctx, hd): the weighted sum streams contiguous value rows, 16 dimensions per vector.
 
 The kernels are LLVM vector IR (numba has no vector types): F16 bits are widened with `fpext` (vcvtph2ps),
 int8 with `sitofp`, multiply-adds are `llvm.fmuladd`. Scales of int8 blocks (layers.store_kv_q8) are applied
