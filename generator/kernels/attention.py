@@ -164,29 +164,20 @@ def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
     def scale_vec(block, t0, t):
         return e.load_f32vec(ks, b.add(b.mul(block, ks_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE))))
 
+    part = e.accumulators(group * step)
     with cgutils.for_range(b, n_steps) as s_loop:
         t0 = b.mul(s_loop.index, e.const(step))
         for a in acc:
             b.store(e.zero, a)
-        with b.if_else(b.icmp_unsigned(">", n_blocks, e.const(1))) as (several, one):
-            with several:         # int8 keys: a partial sum per block of dimensions, times its scale
-                part = e.accumulators(group * step)
-                with cgutils.for_range(b, n_blocks) as b_loop:
-                    for a in part:
-                        b.store(e.zero, a)
-                    dims(t0, b.mul(b_loop.index, bs), bs, part)
-                    for t in range(step):
-                        sv = scale_vec(b_loop.index, t0, t)
-                        for h in range(group):
-                            a = acc[h * step + t]
-                            b.store(b.call(e.fma, [b.load(part[h * step + t]), sv, b.load(a)]), a)
-            with one:             # float keys: one block, so the sums go straight into acc, scaled once at the end
-                dims(t0, e.const(0), hd, acc)
-                for t in range(step):
-                    sv = scale_vec(e.const(0), t0, t)
-                    for h in range(group):
-                        a = acc[h * step + t]
-                        b.store(b.fmul(b.load(a), sv), a)
+        with cgutils.for_range(b, n_blocks) as b_loop:       # a partial sum per block of dimensions, times its scale
+            for a in part:
+                b.store(e.zero, a)
+            dims(t0, b.mul(b_loop.index, bs), bs, part)
+            for t in range(step):
+                sv = scale_vec(b_loop.index, t0, t)
+                for h in range(group):
+                    a = acc[h * step + t]
+                    b.store(b.call(e.fma, [b.load(part[h * step + t]), sv, b.load(a)]), a)
         for h in range(group):
             for t in range(step):
                 idx = b.add(b.mul(e.const(h), out_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE)))
