@@ -120,16 +120,16 @@ def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
     w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     dpbusd = _vpdpbusd(module, lanes)
-    v16i32, v64i8, v16f32 = ir.VectorType(_i32, lanes), ir.VectorType(_i8, 4 * lanes), ir.VectorType(_f32, lanes)
+    vi32, vi8, vf32 = ir.VectorType(_i32, lanes), ir.VectorType(_i8, 4 * lanes), ir.VectorType(_f32, lanes)  # one register
     src_ty = dpbusd.function_type.args[1]
-    splat16 = ir.Constant(ir.VectorType(_i32, lanes), [0] * lanes)
+    lane0 = ir.Constant(ir.VectorType(_i32, lanes), [0] * lanes)
 
     def const(v):
         return ir.Constant(_i64, v)
 
     def splat(value, ty):
         return b.shuffle_vector(b.insert_element(ir.Constant(ty, None), value, ir.Constant(_i32, 0)),
-                                ir.Constant(ty, None), splat16)
+                                ir.Constant(ty, None), lane0)
 
     # The activation-sum term does not depend on the row: sum_j s_j (2 P_j - Q_j) = sum_j (2 s_j) P_j - C with
     # C = sum_j s_j Q_j one scalar per token and block. So per sub-block a row vector costs a convert and one
@@ -137,13 +137,13 @@ def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
     # Loop-carried accumulators live in allocas that LLVM promotes to registers; loops over sub-blocks and
     # groups instead of unrolling them keep the first compile short
     fmuladd = module.globals.get(f"llvm.fmuladd.v{lanes}f32") or ir.Function(
-        module, ir.FunctionType(v16f32, [v16f32] * 3), f"llvm.fmuladd.v{lanes}f32")
-    facc = [[b.alloca(v16f32) for _ in range(NT)] for _ in range(2)]   # float sums over the sub-blocks
-    iacc = [[b.alloca(v16i32) for _ in range(NT)] for _ in range(2)]   # int32 sums of one sub-block
+        module, ir.FunctionType(vf32, [vf32] * 3), f"llvm.fmuladd.v{lanes}f32")
+    facc = [[b.alloca(vf32) for _ in range(NT)] for _ in range(2)]   # float sums over the sub-blocks
+    iacc = [[b.alloca(vi32) for _ in range(NT)] for _ in range(2)]   # int32 sums of one sub-block
     cacc = [b.alloca(_f32) for _ in range(NT)]                          # C of each token
     for row in facc:
         for slot in row:
-            b.store(ir.Constant(v16f32, [0.0] * lanes), slot)
+            b.store(ir.Constant(vf32, [0.0] * lanes), slot)
     for slot in cacc:
         b.store(ir.Constant(_f32, 0.0), slot)
     p_factor = ir.Constant(_f32, 2.0 if wbits == 1 else 1.0)
@@ -151,32 +151,32 @@ def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
         j = sub_loop.index
         for row in iacc:
             for slot in row:
-                b.store(ir.Constant(v16i32, [0] * lanes), slot)
+                b.store(ir.Constant(vi32, [0] * lanes), slot)
         with cgutils.for_range(b, const(GROUPS // SUBS)) as loop:
             g = b.add(b.mul(j, const(GROUPS // SUBS)), loop.index)
             wv = [b.load(b.bitcast(b.gep(w, [b.add(b.mul(g, const(128)), const(4 * lanes * v))]),
-                                   v64i8.as_pointer()), align=1) for v in range(2)]
+                                   vi8.as_pointer()), align=1) for v in range(2)]
             wv = [b.bitcast(x, src_ty) for x in wv]
             for t in range(NT):
                 xp = b.gep(xq, [b.add(b.mul(x_stride, const(t)), b.mul(g, const(4)))])
-                xv = b.bitcast(splat(b.load(b.bitcast(xp, p32), align=1), v16i32), src_ty)
+                xv = b.bitcast(splat(b.load(b.bitcast(xp, p32), align=1), vi32), src_ty)
                 for v in range(2):
                     b.store(b.call(dpbusd, [b.load(iacc[v][t]), wv[v], xv]), iacc[v][t])
         for t in range(NT):
             so = b.add(b.mul(s_stride, const(t)), j)   # read for padding tokens too: the caller pads sx / qx
             s_t = b.load(b.gep(sx, [so]))
             b.store(b.fadd(b.load(cacc[t]), b.fmul(s_t, b.sitofp(b.load(b.gep(qx, [so])), _f32))), cacc[t])
-            sv = splat(b.fmul(s_t, p_factor), v16f32)
+            sv = splat(b.fmul(s_t, p_factor), vf32)
             for v in range(2):
-                p = b.sitofp(b.load(iacc[v][t]), v16f32)
+                p = b.sitofp(b.load(iacc[v][t]), vf32)
                 b.store(b.call(fmuladd, [sv, p, b.load(facc[v][t])]), facc[v][t])
     dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(lanes * v)]), ir.VectorType(_i16, lanes).as_pointer()), align=2),
-                            ir.VectorType(ir.HalfType(), lanes)), v16f32) for v in range(2)]
+                            ir.VectorType(ir.HalfType(), lanes)), vf32) for v in range(2)]
     for t in range(NT):
         with b.if_then(b.icmp_signed("<", const(t), nt)):
-            cv = splat(b.load(cacc[t]), v16f32)
+            cv = splat(b.load(cacc[t]), vf32)
             for v in range(2):
-                op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(lanes * v))]), v16f32.as_pointer())
+                op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(lanes * v))]), vf32.as_pointer())
                 b.store(b.call(fmuladd, [dv[v], b.fsub(b.load(facc[v][t]), cv), b.load(op, align=4)]), op, align=4)
     b.ret_void()
     return fn
