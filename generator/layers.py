@@ -350,7 +350,7 @@ def _attend_head_blas(qg, tiles, values, k_scale, v_scale, pos0, future, out):
     over the keys up to its last token only. WHY: a block's scores (256 x 1,500 float32: 1.5 MB) stay in L2
     through the max, exp, sum and second product, where the whole chunk's (1,024 x 1,500: 6 MB) streamed from
     memory five times; and a block skips the keys after its last token, which the whole chunk computed and
-    then masked (a third of a 1,500-token prefill's products, in chunks of 512)."""
+    then masked (a quarter of the products a 1,500-token prefill in chunks of 512 computed)."""
     T = future.shape[1]
     n_pos, hd = pos0 + T, tiles.shape[1]
     group = qg.shape[0] // T
