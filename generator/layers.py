@@ -444,8 +444,8 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
     on the path `prefill` (default `prefill_path(hd)`): AMX tiles (kernels/attention_amx.py) or float32 sgemm;
     otherwise the dispatcher's decode kernel (`path`, default `decode_path(hd)`: a model passes the paths it chose
     at load, asking the dispatcher per call cost ~10 us), with KV heads in parallel when there is enough work.
-    exact=False lets the AMX prefill compute the weighted sum of values in plain bf16 (the integer mode's
-    precision; attention_amx.py says why the scores stay split).
+    exact=False lets the AMX prefill round q to bf16 in the scores (keys kept exact) and compute the weighted sum
+    of values in plain bf16: the integer mode's precision (attention_amx.py gives the bounds).
     """
     T, hd = q.shape[0], k_cache.shape[2]
     if T >= BLAS_MIN_QUERIES:
