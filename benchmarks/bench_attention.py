@@ -1,7 +1,7 @@
 """Decode attention alone: milliseconds per generated token (every layer's attention over its KV cache) by context
 depth, on one thread and on the threads, next to the time to read those cache bytes.
 
-    flock /tmp/ragbit-bench.lock python benchmarks/bench_attention.py [--model 1.7b|8b] [--kv-cache f16,q8]
+    flock /tmp/ragbit-bench.lock python benchmarks/bench_attention.py [--model 1.7b|8b] [--kv-cache f16,q8,q4]
         [--positions 16,64,150,300,500,900,1500] [--reps 9]
 
 WHY: decode attention reads the whole filled cache per token, so after a RAG prompt it is a third to half of a
@@ -40,8 +40,12 @@ def cache(kind: str, n_kv: int, hd: int, n_ctx: int, rng) -> tuple:
         v = rng.standard_normal((n_kv, n_ctx, hd)).astype(np.float16).view(np.uint16)
         return k, v, np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
     nb = hd // layers.Q8_BLOCK
-    k = rng.integers(-127, 128, (n_kv, n_ctx // TILE, hd, TILE), dtype=np.int8)
-    v = rng.integers(-127, 128, (n_kv, n_ctx, hd), dtype=np.int8)
+    if kind == "q4":     # two 4-bit values per byte (generator/kernels/half.py, Q4_PACKING)
+        k = rng.integers(0, 256, (n_kv, n_ctx // TILE, hd, TILE // 2), dtype=np.uint8)
+        v = rng.integers(0, 256, (n_kv, n_ctx, hd // 2), dtype=np.uint8)
+    else:
+        k = rng.integers(-127, 128, (n_kv, n_ctx // TILE, hd, TILE), dtype=np.int8)
+        v = rng.integers(-127, 128, (n_kv, n_ctx, hd), dtype=np.int8)
     return k, v, np.full((n_kv, nb, n_ctx), 0.01, np.float32), np.full((n_kv, n_ctx, nb), 0.01, np.float32)
 
 
@@ -60,7 +64,7 @@ def per_token(caches, pos0: int, n_head: int, hd: int, min_work: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="1.7b", choices=sorted(SHAPES))
-    ap.add_argument("--kv-cache", default="f16,q8")
+    ap.add_argument("--kv-cache", default="f16,q8,q4")
     ap.add_argument("--positions", default="16,64,150,300,500,900,1500")
     ap.add_argument("--reps", type=int, default=9)
     args = ap.parse_args()

@@ -350,7 +350,7 @@ def main() -> None:
     ap.add_argument("--decode-kernel", default="int11", choices=["int11", "float"],
                     help="Q1_0 decode kernel (ragbit's default: int11)")
     ap.add_argument("--kv-cache", default="f16",
-                    help="comma list of KV cache element types: f16 (ragbit's default), f32, q8")
+                    help="comma list of KV cache element types: f16 (ragbit's default), f32, q8, q4")
     ap.add_argument("--llama-bench", metavar="PATH",
                     help="llama-bench binary: also run llama.cpp on the same files, same run")
     ap.add_argument("--kernel", default="auto",
@@ -372,9 +372,10 @@ def main() -> None:
     for m in models:
         if m not in PRESET:
             sys.exit(f"error: unknown model {m!r} (choose from {', '.join(PRESET)})")
+    from generator.cache_types import KV_CACHE_KINDS
     kv_types = args.kv_cache.split(",")
-    if not set(kv_types) <= {"f16", "f32", "q8"}:
-        sys.exit(f"error: unknown KV cache type in {args.kv_cache!r} (choose from f16, f32, q8)")
+    if not set(kv_types) <= set(KV_CACHE_KINDS):
+        sys.exit(f"error: unknown KV cache type in {args.kv_cache!r} (choose from {', '.join(KV_CACHE_KINDS)})")
     weight_types = args.weight_type.split(",")
     for wt in weight_types:
         if wt not in ("Q1_0", "Q2_0"):

@@ -1,4 +1,4 @@
-"""Does an 8-bit KV cache keep the answers? Top-1 agreement of each KV cache type with the F16 cache.
+"""Does an 8-bit or 4-bit KV cache keep the answers? Top-1 agreement of each KV cache type with the F16 cache.
 
 Run:  python benchmarks/kv_cache_accuracy.py [--decode int11|float] [--long PATH.gguf]
 
@@ -26,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from generator.cache_types import KV_CACHE_KINDS  # noqa: E402
 from generator.model import Qwen3Model  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -54,7 +55,7 @@ def _forced_logits(model: Qwen3Model, prompt: list[int], forced: list[int]) -> n
 
 def _compare(name: str, logits: dict[str, list[np.ndarray]]) -> None:
     """Print each cache type's agreement with F16 over all runs (runs may differ in vocabulary size)."""
-    for kind in ("f32", "q8"):
+    for kind in (k for k in logits if k != "f16"):
         same = clear_same = clear = 0
         n = worst = total = 0.0
         for base, other in zip(logits["f16"], logits[kind]):
@@ -73,7 +74,7 @@ def main() -> None:
     ap.add_argument("--decode", default="int11", choices=["int11", "float"])
     ap.add_argument("--long", metavar="PATH", help="a Bonsai-shaped GGUF for a 1,500-token run")
     args = ap.parse_args()
-    kinds = ("f16", "f32", "q8")
+    kinds = ("f16",) + tuple(k for k in KV_CACHE_KINDS if k != "f16")
     logits: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
     models: dict[tuple[Path, str], Qwen3Model] = {}
     for path, prompt, forced in _runs():

@@ -20,7 +20,7 @@ from numba import njit, prange
 from generator.kernels import attention as attention_simd
 from generator.kernels import attention_amx, dispatch
 from generator.kernels.attention import TILE, exp_f32
-from generator.kernels.half import store, to_f32
+from generator.kernels.half import cache_value, store
 
 PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the
 # threads; decode's one token stays on the serial ones (a parallel region costs ~10 us to open and close)
@@ -133,6 +133,44 @@ def split_qkv_norm_rope_rows(qkv, q, k, v, n_heads, n_kv, head_dim, q_norm, k_no
         _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0)
 
 
+@njit(inline="always")
+def _rotate_row(x, t, hd):
+    """Each hd-value head of row t of x times the orthonormal Walsh-Hadamard matrix H_hd (Sylvester order, entries
+    +-1 / sqrt(hd); H = H^T = H^-1), in place: a fast transform, log2(hd) passes of butterflies."""
+    norm = np.float32(1.0 / math.sqrt(hd))
+    row = x[t]
+    for h0 in range(0, row.shape[0], hd):
+        half = 1
+        while half < hd:
+            for i in range(h0, h0 + hd, 2 * half):
+                for j in range(i, i + half):
+                    a, b = row[j], row[j + half]
+                    row[j], row[j + half] = a + b, a - b
+            half *= 2
+        for j in range(h0, h0 + hd):
+            row[j] *= norm
+
+
+@njit(cache=True, fastmath=True)
+def rotate_heads(x, hd):
+    """x (T, n * hd) float32 <- each head times H_hd (see _rotate_row).
+
+    WHY: the quantized KV caches store keys and values rotated, and attention runs on rotated q, k, v, its
+    output rotated back (llama.cpp does the same for its quantized caches since PR #21038). H is orthonormal,
+    so q.k and the weighted sums are unchanged in exact arithmetic, while an outlier dimension of the keys (a
+    few channels many times larger than the rest) is spread over all hd values of the head: a 32-value block's
+    scale no longer follows one large value, and the others keep their precision."""
+    for t in range(x.shape[0]):
+        _rotate_row(x, t, hd)
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def rotate_heads_rows(x, hd):
+    """`rotate_heads` with the tokens over the threads (prefill)."""
+    for t in prange(x.shape[0]):
+        _rotate_row(x, t, hd)
+
+
 def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
                 yarn_orig_ctx: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin tables (n_ctx, head_dim/2) float32 for NEOX RoPE, with YaRN when yarn_factor > 1.
@@ -195,6 +233,8 @@ def store_kv_rows(k, v, k_cache, v_cache, pos0):
 
 Q8_MAX = 127.0   # int8 KV cache: q = round(x / s), s = max |x| / 127 per block of Q8_BLOCK values of a row
 Q8_BLOCK = 32    # llama.cpp's q8_0 block: one outlier dimension of a key only coarsens its own 32 values
+Q4_MIN = -8.0    # 4-bit KV cache: s = (the block's value of largest magnitude) / -8, q = clamp(round(x / s), -8, 7),
+# blocks of Q8_BLOCK values too (llama.cpp's q4_0 rule: the largest value is stored exactly, as -8)
 
 
 @njit(cache=True)
@@ -206,27 +246,93 @@ def _q8_block_scale(row):
     return amax / np.float32(Q8_MAX) if amax > 0 else np.float32(1.0)
 
 
+Q4_SEARCH = 16    # candidate scales per 4-bit block (see _q4_block_scale)
+
+
+@njit(inline="always")
+def _q4_error(row, s):
+    """Squared error of a block stored with scale s (q = clamp(rint(x / s), -8, 7))."""
+    inv = np.float32(1.0) / s
+    err = np.float32(0.0)
+    for x in row:
+        e = x - min(max(np.rint(x * inv), np.float32(-8.0)), np.float32(7.0)) * s
+        err += e * e
+    return err
+
+
+@njit(cache=True, fastmath=True)
+def _q4_block_scale(row):
+    """Scale of one 4-bit block: of the candidates m / -(8 + i / 8), i < Q4_SEARCH (m its value of largest
+    magnitude, stored exactly as -8 at i = 0: llama.cpp's q4_0 rule), the one with the least squared error; 1 for
+    an all-zero block. WHY: a finer grid that clips the largest value a little often fits the other 31 better
+    (ik_llama.cpp adjusts its Q4_0 cache scales for the same reason); the search costs only the cache writes
+    (vectorised: fastmath lets LLVM reorder the error sum)."""
+    m = np.float32(0.0)
+    for x in row:
+        if abs(x) > abs(m):
+            m = x
+    if m == 0:
+        return np.float32(1.0)
+    best, best_err = m / np.float32(Q4_MIN), np.float32(np.inf)
+    for i in range(Q4_SEARCH):
+        s = m / (np.float32(Q4_MIN) - np.float32(i / 8))
+        err = _q4_error(row, s)
+        if err < best_err:
+            best, best_err = s, err
+    return best
+
+
+@njit(inline="always")
+def _put_q4(row, j, x):
+    """Element j of a packed uint8 row (half.Q4_PACKING) <- clamp(rint(x), -8, 7)."""
+    q = np.int32(min(max(np.rint(x), -8.0), 7.0))
+    at, shift = (j >> 4) * 8 + (j & 7), (j & 8) >> 1
+    row[at] = np.uint8((np.int32(row[at]) & ~(15 << shift)) | ((q & 15) << shift))
+
+
+@njit(inline="always")
+def _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h):
+    hd = k_cache.shape[2]
+    four_bit = k_cache.shape[3] < TILE
+    for t in range(k.shape[0]):
+        p = pos0 + t
+        krow, vrow = k_cache[h, p // TILE], v_cache[h, p]
+        for b in range(hd // Q8_BLOCK):
+            c = h * hd + b * Q8_BLOCK
+            kr, vr = k[t, c:c + Q8_BLOCK], v[t, c:c + Q8_BLOCK]
+            if four_bit:
+                ks, vs = _q4_block_scale(kr), _q4_block_scale(vr)
+                for j in range(Q8_BLOCK):
+                    _put_q4(krow[b * Q8_BLOCK + j], p % TILE, kr[j] / ks)
+                    _put_q4(vrow, b * Q8_BLOCK + j, vr[j] / vs)
+            else:
+                ks, vs = _q8_block_scale(kr), _q8_block_scale(vr)
+                for j in range(Q8_BLOCK):
+                    krow[b * Q8_BLOCK + j, p % TILE] = np.int8(round(kr[j] / ks))
+                    vrow[b * Q8_BLOCK + j] = np.int8(round(vr[j] / vs))
+            k_scale[h, b, p], v_scale[h, p, b] = ks, vs
+
+
 @njit(cache=True)
-def store_kv_q8(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
-    """`store_kv` for the 8-bit cache: each block of Q8_BLOCK values of a new (position, KV head) key or value
-    row is stored as int8 q = round(x / s) with its own float32 scale s = max |x| / 127.
+def store_kv_blocks(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
+    """`store_kv` for the block-scaled caches: each block of Q8_BLOCK values of a new (position, KV head) key or
+    value row is stored with its own float32 scale s, as int8 q = round(x / s), s = max |x| / 127 (the 8-bit
+    cache, int8 arrays), or as 4-bit q = clamp(rint(x / s), -8, 7), s from _q4_block_scale (the 4-bit cache:
+    uint8 arrays, two values per byte, half.Q4_PACKING; key tiles (n_kv, n_ctx / TILE, hd, TILE / 2), values
+    (n_kv, n_ctx, hd / 2)).
     k_scale: (n_kv, hd / Q8_BLOCK, n_ctx) (position-minor, like the keys' tiles), v_scale: (n_kv, n_ctx, hd / Q8_BLOCK).
 
     WHY per-position blocks: attention sums a key block against q (q.k) and weights a value row as a whole
     (p * v), so each block's scale factors out of its partial sum: one multiply per block, not per value."""
-    T = k.shape[0]
-    n_kv, hd = k_cache.shape[0], k_cache.shape[2]
-    for t in range(T):
-        p = pos0 + t
-        for h in range(n_kv):
-            for b in range(hd // Q8_BLOCK):
-                c = h * hd + b * Q8_BLOCK
-                kr, vr = k[t, c:c + Q8_BLOCK], v[t, c:c + Q8_BLOCK]
-                ks, vs = _q8_block_scale(kr), _q8_block_scale(vr)
-                k_scale[h, b, p], v_scale[h, p, b] = ks, vs
-                for j in range(Q8_BLOCK):
-                    k_cache[h, p // TILE, b * Q8_BLOCK + j, p % TILE] = np.int8(round(kr[j] / ks))
-                    v_cache[h, p, b * Q8_BLOCK + j] = np.int8(round(vr[j] / vs))
+    for h in range(k_cache.shape[0]):
+        _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h)
+
+
+@njit(cache=True, parallel=True)
+def store_kv_blocks_rows(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
+    """`store_kv_blocks` with the KV heads over the threads (prefill)."""
+    for h in prange(k_cache.shape[0]):
+        _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h)
 
 
 # Reassociation lets LLVM vectorise the dot products and the weighted sum (only the summation order changes);
@@ -269,7 +375,7 @@ def _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, group, scale
                         qi = q[t, h * hd + i] * scale
                         prow = part[h - h0, tile * TILE:(tile + 1) * TILE]
                         for j in range(TILE):
-                            prow[j] += qi * to_f32(krow[j])
+                            prow[j] += qi * cache_value(krow, j)
             sb = ks[b]
             for h in range(h0, h0 + group):
                 srow, prow = scores[h], part[h - h0]
@@ -298,7 +404,7 @@ def _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, group, scale
                     wgt = scores[h, p] * vs[p, b]
                     ov = out[t, h * hd + b * bs:h * hd + (b + 1) * bs]
                     for i in range(bs):
-                        ov[i] += wgt * to_f32(vr[b * bs + i])
+                        ov[i] += wgt * cache_value(vr, b * bs + i)
 
 
 @njit(cache=True, parallel=True)
@@ -332,11 +438,11 @@ def _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32):
         for i in range(hd):
             kr, s = tiles[tile, i], k_scale[i // bs]
             for j in range(TILE):
-                keys_t[i, tile * TILE + j] = to_f32(kr[j]) * s[tile * TILE + j]
+                keys_t[i, tile * TILE + j] = cache_value(kr, j) * s[tile * TILE + j]
     for p in range(n_pos):
         vr, dst = values[p], values32[p]
         for i in range(hd):
-            dst[i] = to_f32(vr[i]) * v_scale[p, i // bs]
+            dst[i] = cache_value(vr, i) * v_scale[p, i // bs]
 
 
 BLAS_ROW_BLOCK = 256   # query rows (tokens x group) per block of _attend_head_blas

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .cache_types import KV_CACHE_KINDS
 from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
 from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
@@ -144,21 +145,25 @@ class Qwen3Config:
 
 
 # KV cache element types: "f16" (IEEE half, as llama.cpp's default; half the bytes decode reads per token),
-# "f32" (exact: what the float32 reference checks use) or "q8" (int8 with a float32 scale per 32 values, like
-# llama.cpp's q8_0: 56% of F16's bytes; layers.store_kv_q8). F16 values are stored as uint16 bit patterns.
-KV_CACHE_TYPES = {"f16": np.uint16, "f32": np.float32, "q8": np.int8}
+# "f32" (exact: what the float32 reference checks use), "q8" (int8 with a float32 scale per 32 values, like
+# llama.cpp's q8_0: 56% of F16's bytes) or "q4" (4-bit with a float32 scale per 32 values, like llama.cpp's q4_0
+# with a wider scale: 31% of F16's bytes; two values per uint8, half.Q4_PACKING); layers.store_kv_blocks writes
+# both. F16 values are stored as uint16 bit patterns.
+KV_CACHE_TYPES = dict(zip(KV_CACHE_KINDS, (np.uint16, np.float32, np.int8, np.uint8)))
+BLOCK_SCALED = ("q8", "q4")   # the types with a scale per 32 values of a row
+VALUES_PER_ELEMENT = {"q4": 2}  # cache values per array element where not 1 (packed)
 
 
 def kv_scale_blocks(config: Qwen3Config, kv_cache: str) -> int:
-    """Scale blocks per cached key / value row: head_dim / 32 for q8, 1 (scales all ones) otherwise."""
-    return config.head_dim // layers.Q8_BLOCK if kv_cache == "q8" else 1
+    """Scale blocks per cached key / value row: head_dim / 32 for q8 and q4, 1 (scales all ones) otherwise."""
+    return config.head_dim // layers.Q8_BLOCK if kv_cache in BLOCK_SCALED else 1
 
 
 def kv_cache_bytes(config: Qwen3Config, n_ctx: int, kv_cache: str = "f32") -> int:
     """Bytes of the K and V caches for n_ctx positions (what load() will allocate: n_ctx rounded up to the
-    attention kernels' step, padded_ctx), q8's scales included."""
-    row = config.head_dim * np.dtype(KV_CACHE_TYPES[kv_cache]).itemsize
-    if kv_cache == "q8":
+    attention kernels' step, padded_ctx), the block scales included."""
+    row = config.head_dim * np.dtype(KV_CACHE_TYPES[kv_cache]).itemsize // VALUES_PER_ELEMENT.get(kv_cache, 1)
+    if kv_cache in BLOCK_SCALED:
         row += 4 * kv_scale_blocks(config, kv_cache)
     return 2 * config.n_layer * config.n_head_kv * padded_ctx(n_ctx) * row
 
@@ -240,25 +245,28 @@ class KVCache:
     Keys in tiles of TILE positions per KV head, (n_layer, n_kv, n_ctx / TILE, hd, TILE): decode's q.k streams
     each tile front to back, a vector per key dimension (kernels/attention.py); values (n_layer, n_kv, n_ctx, hd):
     the weighted sum streams contiguous value rows. n_ctx is rounded up to kernels.attention.CTX_ROUND. float32, uint16
-    holding F16 bits, or int8 (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B
+    holding F16 bits, int8, or uint8 holding two 4-bit values (tiles (.., hd, TILE / 2), value rows hd / 2) (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B
     that is 344 MB in float32, more than the weights). k_scale (n_layer, n_kv, nb, n_ctx) and v_scale
-    (n_layer, n_kv, n_ctx, nb) float32: the scale of each 32-value block of an int8 key / value row; for the
+    (n_layer, n_kv, n_ctx, nb) float32: the scale of each 32-value block of an int8 / 4-bit key / value row; for the
     other types nb = 1 and all ones (attention multiplies by them either way)."""
 
     def __init__(self, config: Qwen3Config, n_ctx: int, kind: str = "f32"):
         dtype, nb = KV_CACHE_TYPES[kind], kv_scale_blocks(config, kind)
         self.kind, self.n_ctx, self.n_past = kind, n_ctx, 0
-        n_alloc = padded_ctx(n_ctx)
-        self.k = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc // TILE, config.head_dim, TILE), dtype)
-        self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc, config.head_dim), dtype)
+        self.rotated = kind in BLOCK_SCALED    # keys and values stored times H (layers.rotate_heads)
+        n_alloc, per = padded_ctx(n_ctx), VALUES_PER_ELEMENT.get(kind, 1)
+        self.k = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc // TILE, config.head_dim, TILE // per), dtype)
+        self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc, config.head_dim // per), dtype)
         self.k_scale = np.ones((config.n_layer, config.n_head_kv, nb, n_alloc), np.float32)
         self.v_scale = np.ones((config.n_layer, config.n_head_kv, n_alloc, nb), np.float32)
-        self.nbytes = self.k.nbytes + self.v.nbytes + (self.k_scale.nbytes + self.v_scale.nbytes if kind == "q8" else 0)
+        self.nbytes = self.k.nbytes + self.v.nbytes + (
+            self.k_scale.nbytes + self.v_scale.nbytes if kind in BLOCK_SCALED else 0)
 
     def append(self, li: int, k: np.ndarray, v: np.ndarray, pos0: int) -> None:
         """Write T new keys/values (T, kv_dim) of layer li at positions pos0.. (n_past moves in `advance`)."""
-        if self.kind == "q8":
-            layers.store_kv_q8(k, v, self.k[li], self.v[li], self.k_scale[li], self.v_scale[li], pos0)
+        if self.kind in BLOCK_SCALED:
+            (layers.store_kv_blocks_rows if k.shape[0] >= layers.PARALLEL_ROWS else layers.store_kv_blocks)(
+                k, v, self.k[li], self.v[li], self.k_scale[li], self.v_scale[li], pos0)
         else:
             (layers.store_kv_rows if k.shape[0] >= layers.PARALLEL_ROWS else layers.store_kv)(
                 k, v, self.k[li], self.v[li], pos0)
@@ -401,7 +409,8 @@ class Qwen3Model:
         logits ~10x closer to float32 than llama.cpp's own int8 path (see generator/kernels/q1_0_simd.py).
         Prompt processing stays float32 either way.
         kv_cache picks the cache element type: "f32" (exact), "f16" (half the memory and the bytes read per
-        decoded token; llama.cpp's default) or "q8" (int8 rows with a scale each: about half of F16 again)."""
+        decoded token; llama.cpp's default), "q8" (int8 with a scale per 32 values: 56% of F16) or "q4" (4-bit
+        with a scale per 32 values: 31% of F16)."""
         gguf = GGUFFile(path)
         config = Qwen3Config.from_gguf(gguf)
         if not 1 <= int(n_ctx) <= config.n_ctx_train:
@@ -506,10 +515,16 @@ class Qwen3Model:
         (layers.split_qkv_norm_rope_rows if rows else layers.split_qkv_norm_rope)(
             w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm, cfg.rms_eps,
             self.rope_cos, self.rope_sin, pos0)
+        rotate = (layers.rotate_heads_rows if rows else layers.rotate_heads) if self.cache.rotated else None
+        if rotate:       # quantized caches hold rotated keys and values (layers.rotate_heads says why)
+            for part in (w.q, w.k, w.v):
+                rotate(part, cfg.head_dim)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
                          cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
                          self.kernel_paths["attention_prefill"], exact=self.exact)
+        if rotate:
+            rotate(w.att, cfg.head_dim)
         _product(lw.wo, w.att, w.proj)
         # feed-forward
         if rows:

@@ -184,39 +184,117 @@ def test_prefill_attention_causal_edge(prefill_attention_path):
         assert np.all(out <= last + 1e-3) and np.all(out >= last - 0.5), prefill_attention_path
 
 
-@pytest.mark.parametrize("T,pos0", [(1, 0), (3, 200), (40, 30)])
-def test_q8_cache_blocks_and_attention(T, pos0, attention_path):
-    """store_kv_q8 keeps each 32-value block of a key / value row as int8 times its own scale max|x|/127 (error
-    <= scale / 2, the block's largest value exact), and attention over that cache, decode loop (T < 16) or
-    matrix products (T >= 16), is the definition's over the dequantized values."""
-    rng = np.random.default_rng(T + pos0)
-    n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
-    nb, n = hd // layers.Q8_BLOCK, pos0 + T
-    # uneven magnitudes across rows and across blocks (an outlier dimension), like trained keys
+def _unpack_q4(packed):
+    """(..., m) uint8 of the 4-bit cache (half.Q4_PACKING) -> (..., 2m) int: each 8 bytes hold 16 values, value j
+    < 8 in the low nibble of byte j, j + 8 in its high nibble, two's complement."""
+    g = packed.reshape(*packed.shape[:-1], -1, 8).astype(np.int16)
+    both = np.concatenate([g & 15, g >> 4], axis=-1)
+    return ((both ^ 8) - 8).reshape(*packed.shape[:-1], -1)
+
+
+def _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng):
+    """n positions of random keys / values (uneven magnitudes across rows and an outlier dimension, like trained
+    keys) stored by store_kv_blocks in a `kind` cache: (stored, (tiles, v_cache, k_scale, v_scale)), and the
+    values it holds read back with numpy: (k_all, v_all, k_q, v_q, k_deq, v_deq), keys position-minor."""
+    nb = hd // layers.Q8_BLOCK
     k_all = rng.standard_normal((n, n_kv * hd), dtype=np.float32) * rng.uniform(0.1, 3, (n, 1)).astype(np.float32)
     k_all[:, 5] *= 20
     v_all = rng.standard_normal((n, n_kv * hd), dtype=np.float32)
-    tiles, v_cache = np.zeros((n_kv, n_ctx // layers.TILE, hd, layers.TILE), np.int8), np.zeros((n_kv, n_ctx, hd), np.int8)
+    per, dtype = (2, np.uint8) if kind == "q4" else (1, np.int8)
+    tiles = np.zeros((n_kv, n_ctx // layers.TILE, hd, layers.TILE // per), dtype)
+    v_cache = np.zeros((n_kv, n_ctx, hd // per), dtype)
     k_scale, v_scale = np.zeros((n_kv, nb, n_ctx), np.float32), np.zeros((n_kv, n_ctx, nb), np.float32)
-    layers.store_kv_q8(k_all, v_all, tiles, v_cache, k_scale, v_scale, 0)
-    k_cache = tiles.transpose(0, 2, 1, 3).reshape(n_kv, hd, n_ctx)                # back to position-minor
-    k_deq = k_cache * np.repeat(k_scale, layers.Q8_BLOCK, axis=1)                # (n_kv, hd, n_ctx)
-    v_deq = v_cache * np.repeat(v_scale, layers.Q8_BLOCK, axis=2)                # (n_kv, n_ctx, hd)
+    layers.store_kv_blocks(k_all, v_all, tiles, v_cache, k_scale, v_scale, 0)
+    k_q, v_q = (_unpack_q4(tiles), _unpack_q4(v_cache)) if kind == "q4" else (tiles, v_cache)
+    k_q = k_q.transpose(0, 2, 1, 3).reshape(n_kv, hd, n_ctx)                    # back to position-minor
+    k_deq = (k_q * np.repeat(k_scale, layers.Q8_BLOCK, axis=1)).astype(np.float32)   # (n_kv, hd, n_ctx)
+    v_deq = (v_q * np.repeat(v_scale, layers.Q8_BLOCK, axis=2)).astype(np.float32)   # (n_kv, n_ctx, hd)
+    return (tiles, v_cache, k_scale, v_scale), (k_all, v_all, k_q, v_q, k_deq, v_deq)
+
+
+@pytest.mark.parametrize("kind", ["q8", "q4"])
+@pytest.mark.parametrize("T,pos0", [(1, 0), (3, 200), (7, 445)])
+def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
+    """store_kv_blocks keeps each 32-value block of a key / value row with its own scale: int8 times max|x|/127
+    (error <= scale / 2, the block's largest value exact), or 4-bit with the scale of least squared error among
+    candidates that include llama.cpp's q4_0 rule (so no block's squared error above that rule's).
+    Each decode path over that cache gives the definition's attention over the dequantized values."""
+    rng = np.random.default_rng(T + pos0)
+    n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
+    nb, n, B = hd // layers.Q8_BLOCK, pos0 + T, layers.Q8_BLOCK
+    stored, (k_all, v_all, k_q, v_q, k_deq, v_deq) = _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng)
+    k_scale, v_scale = stored[2], stored[3]
     k_back = k_deq[:, :, :n].transpose(2, 0, 1).reshape(n, n_kv * hd)
     v_back = v_deq[:, :n].transpose(1, 0, 2).reshape(n, n_kv * hd)
-    k_step = np.repeat(k_scale[:, :, :n].transpose(2, 0, 1).reshape(n, n_kv * nb), layers.Q8_BLOCK, axis=1)
-    v_step = np.repeat(v_scale[:, :n].transpose(1, 0, 2).reshape(n, n_kv * nb), layers.Q8_BLOCK, axis=1)
-    assert np.all(np.abs(k_back - k_all) <= k_step * 0.5 * (1 + 1e-5))
-    assert np.all(np.abs(v_back - v_all) <= v_step * 0.5 * (1 + 1e-5))
-    assert np.all(np.abs(k_cache[:, :, :n]).reshape(n_kv, nb, layers.Q8_BLOCK, n).max(axis=2) == 127)
+    k_step = np.abs(np.repeat(k_scale[:, :, :n].transpose(2, 0, 1).reshape(n, n_kv * nb), B, axis=1))
+    v_step = np.abs(np.repeat(v_scale[:, :n].transpose(1, 0, 2).reshape(n, n_kv * nb), B, axis=1))
+    k_blocks = k_q[:, :, :n].reshape(n_kv, nb, B, n)
+    if kind == "q8":
+        assert np.all(np.abs(k_back - k_all) <= k_step * 0.5 * (1 + 1e-5))
+        assert np.all(np.abs(v_back - v_all) <= v_step * 0.5 * (1 + 1e-5))
+        assert np.all(np.abs(k_blocks).max(axis=2) == 127)
+    else:
+        for back, orig in ((k_back, k_all), (v_back, v_all)):
+            blocks = orig.reshape(-1, B).astype(np.float64)
+            m = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=1)[:, None], axis=1)    # largest magnitude
+            naive = np.clip(np.round(blocks / (m / -8)), -8, 7) * (m / -8)                    # llama.cpp's q4_0
+            sse = ((back.reshape(-1, B) - blocks) ** 2).sum(axis=1)
+            assert np.all(sse <= ((naive - blocks) ** 2).sum(axis=1) * (1 + 1e-4) + 1e-12)
+        assert k_q.min() >= -8 and k_q.max() <= 7
+        assert np.all(k_q[:, :, n:] == 0) and np.all(v_q[:, n:] == 0)     # no write past the positions given
 
     q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
     out = np.full((T, n_heads * hd), np.nan, np.float32)
     scale = np.float32(hd ** -0.5)
-    layers.attention(q, tiles, v_cache, k_scale, v_scale, pos0, n_heads, scale,
-                     np.zeros((n_heads, n_ctx), np.float32), out)
-    ref = _numpy_attention(q, k_deq.astype(np.float32), v_deq.astype(np.float32), pos0, n_heads, scale)
+    layers.attention(q, *stored, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
+    ref = _numpy_attention(q, k_deq, v_deq, pos0, n_heads, scale)
     assert np.abs(out - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["q8", "q4"])
+@pytest.mark.parametrize("T,pos0,n_heads,n_kv,hd", [(40, 30, 8, 2, 64), (72, 128, 16, 8, 128), (20, 411, 32, 8, 128)])
+def test_block_scaled_cache_prefill_attention(kind, T, pos0, n_heads, n_kv, hd, prefill_attention_path):
+    """Each prefill path (AMX tiles, float32 sgemm) over a q8 / q4 cache: the definition's attention over the
+    dequantized values, within the path's bound (_prefill_tolerance)."""
+    rng = np.random.default_rng(T + pos0)
+    n_ctx = 512
+    stored, (*_, k_deq, v_deq) = _block_scaled_cache(kind, pos0 + T, n_kv, hd, n_ctx, rng)
+    q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
+    out = np.full((T, n_heads * hd), np.nan, np.float32)
+    scale = np.float32(hd ** -0.5)
+    assert layers.prefill_path(hd) == prefill_attention_path
+    layers.attention(q, *stored, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
+    ref = _numpy_attention(q, k_deq, v_deq, pos0, n_heads, scale)
+    # the outlier keys make scores of ~50: float32's rounding of them (~2^-24 sum_i |q_i k_i| per score, a few
+    # times over for the sums' order) moves the output past the unit-scale 1e-5
+    n = pos0 + T
+    qa = np.abs(q.astype(np.float64)).reshape(T, n_kv, n_heads // n_kv, hd)
+    worst = max((qa[:, h] @ np.abs(k_deq[h, :, :n].astype(np.float64))).max() for h in range(n_kv)) * scale
+    float32_sums = 2 * 16 * 2.0 ** -24 * worst * np.abs(v_deq[:, :n]).max()
+    bound = _prefill_tolerance(prefill_attention_path, q, k_deq, v_deq, pos0, n_heads, scale) + float32_sums
+    assert np.abs(out - ref).max() <= bound
+
+
+@pytest.mark.parametrize("hd", [64, 128])
+def test_rotate_heads_is_the_orthonormal_hadamard_per_head(hd):
+    """rotate_heads multiplies each head by H_hd / sqrt(hd) (Sylvester's construction, built here by Kronecker
+    products): twice is the identity, dot products within a head are kept, and the row kernel gives the same bits."""
+    rng = np.random.default_rng(hd)
+    h = np.array([[1.0]])
+    while h.shape[0] < hd:
+        h = np.kron(np.array([[1.0, 1.0], [1.0, -1.0]]), h)
+    x = rng.standard_normal((40, 3 * hd), dtype=np.float32)
+    x[:, 7] *= 30                                                             # an outlier dimension
+    y = x.copy()
+    layers.rotate_heads(y, hd)
+    ref = (x.astype(np.float64).reshape(40, 3, hd) @ (h / np.sqrt(hd))).reshape(40, 3 * hd)
+    assert np.abs(y - ref).max() <= 1e-5 * np.abs(x).max()
+    assert np.abs(y[:, :hd]).max() < 0.5 * np.abs(x[:, :hd]).max()            # the outlier spread over the head
+    z = x.copy()
+    layers.rotate_heads_rows(z, hd)
+    assert np.array_equal(z, y)
+    layers.rotate_heads(y, hd)
+    assert np.abs(y - x).max() <= 1e-5 * np.abs(x).max()
 
 
 def test_rmsnorm_and_head_norm_rope():

@@ -135,8 +135,8 @@ def test_malformed_pipeline_section_is_a_config_error(tmp_path):
 
 
 def test_generator_engine_settings_are_validated_and_shared(tmp_path):
-    with pytest.raises(ConfigError, match="kv_cache must be f16, f32 or q8"):
-        load(tmp_path, '[generator]\nkv_cache = "q4"\n')
+    with pytest.raises(ConfigError, match="kv_cache must be one of f16, f32, q8, q4"):
+        load(tmp_path, '[generator]\nkv_cache = "q3"\n')
     cfg = load(tmp_path, '[generator]\nkv_cache = "f32"\nn_ctx = 2048\n')
     packer, gen = ContextPacker.from_config(cfg), BonsaiGenerator.from_config(cfg)
     assert packer.engine == gen.engine == {"n_ctx": 2048, "threads": 0, "decode_kernel": "int11", "kv_cache": "f32"}

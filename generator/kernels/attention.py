@@ -53,11 +53,18 @@ def padded_ctx(n_ctx: int) -> int:
     return -(-n_ctx // CTX_ROUND) * CTX_ROUND
 
 
-_ELEM = {types.uint16: "f16", types.float32: "f32", types.int8: "i8"}
+_ELEM = {types.uint16: "f16", types.float32: "f32", types.int8: "i8", types.uint8: "q4"}
+_VEC_BYTES = {"f16": 32, "f32": 64, "i8": 16, "q4": 8}   # bytes of 16 cache elements (q4: half.Q4_PACKING)
 
 
 def _ir_elem(kind: str) -> ir.Type:
-    return {"f16": ir.IntType(16), "f32": ir.FloatType(), "i8": ir.IntType(8)}[kind]
+    return {"f16": ir.IntType(16), "f32": ir.FloatType(), "i8": ir.IntType(8), "q4": ir.IntType(8)}[kind]
+
+
+def element_pointer(b: ir.IRBuilder, kind: str, ptr, index) -> ir.Value:
+    """Pointer to cache element `index` of ptr (an elem* of `kind`): index / 2 bytes on for the packed 4-bit
+    cache, whose element indices the kernels keep in values (always whole runs of 16 there)."""
+    return b.gep(ptr, [b.lshr(index, ir.Constant(index.type, 1)) if kind == "q4" else index])
 
 
 class _Emit:
@@ -65,7 +72,7 @@ class _Emit:
 
     def __init__(self, module: ir.Module, builder: ir.IRBuilder, kind: str):
         self.b, self.kind = builder, kind
-        self.size = {"f16": 2, "f32": 4, "i8": 1}[kind]
+        self.vec_bytes = _VEC_BYTES[kind]
         self.f32, self.i64 = ir.FloatType(), ir.IntType(64)
         self.vf = ir.VectorType(self.f32, TILE)
         name = "llvm.fmuladd.v16f32"
@@ -78,9 +85,22 @@ class _Emit:
     def const(self, v: int) -> ir.Constant:
         return ir.Constant(self.i64, v)
 
-    def load_vec(self, ptr, index) -> ir.Value:
-        """16 cache elements at ptr[index:index+16] as a float32 vector."""
+    def byte_offset(self, index) -> ir.Value:
+        """Bytes from a cache row's start to its element `index` (a multiple of 16)."""
         b = self.b
+        return b.lshr(index, self.const(1)) if self.kind == "q4" else b.mul(index, self.const(self.vec_bytes // TILE))
+
+    def load_vec(self, ptr, index) -> ir.Value:
+        """16 cache elements at ptr[index:index+16] as a float32 vector (index a multiple of 16 for q4)."""
+        b = self.b
+        if self.kind == "q4":   # 8 bytes -> twice over 16 int32 lanes; lanes 0-7 keep bits 0-3, 8-15 bits 4-7, signed
+            v8 = ir.VectorType(ir.IntType(8), TILE // 2)
+            raw = b.load(b.bitcast(element_pointer(b, "q4", ptr, index), v8.as_pointer()), align=1)
+            vi = ir.VectorType(ir.IntType(32), TILE)
+            wide = b.zext(b.shuffle_vector(raw, raw, ir.Constant(ir.VectorType(ir.IntType(32), TILE),
+                                                                 [i % (TILE // 2) for i in range(TILE)])), vi)
+            up = b.shl(wide, ir.Constant(vi, [28] * (TILE // 2) + [24] * (TILE // 2)))
+            return b.sitofp(b.ashr(up, ir.Constant(vi, [28] * TILE)), self.vf)
         raw_t = ir.VectorType(_ir_elem(self.kind), TILE)
         raw = b.load(b.bitcast(b.gep(ptr, [index]), raw_t.as_pointer()), align=1)
         if self.kind == "f16":
@@ -145,11 +165,11 @@ def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
     def dims(t0, d_first, d_count, into) -> None:
         """into[h, t] += q[h, d] * k[tile t0 + t, d] for d in d_first .. d_first + d_count (a multiple of
         the dimensions per 64-byte line of a tile: one prefetch per line, QK_AHEAD steps ahead)."""
-        per_line = 64 // (TILE * e.size)
+        per_line = 64 // e.vec_bytes
         with cgutils.for_range(b, b.udiv(d_count, e.const(per_line))) as d_loop:
             d_line = b.add(d_first, b.mul(d_loop.index, e.const(per_line)))
             for t in range(step):
-                prefetch_l2(b, e.bytes(k), b.mul(e.const(e.size), b.add(
+                prefetch_l2(b, e.bytes(k), e.byte_offset(b.add(
                     b.mul(b.add(t0, e.const(t + QK_AHEAD * step)), tile_elems), b.mul(d_line, e.const(TILE)))))
             for i in range(per_line):
                 d = b.add(d_line, e.const(i))
@@ -206,8 +226,8 @@ def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
             p = p_loop.index
             row = b.mul(p, hd)
             vals = [e.load_vec(v, b.add(row, b.add(d0, e.const(TILE * j)))) for j in range(nvec)]
-            ahead = b.mul(e.const(e.size), b.add(b.mul(b.add(p, e.const(PV_AHEAD)), hd), d0))
-            for line in range(0, TILE * nvec * e.size, 64):
+            ahead = e.byte_offset(b.add(b.mul(b.add(p, e.const(PV_AHEAD)), hd), d0))
+            for line in range(0, nvec * e.vec_bytes, 64):
                 prefetch_l2(b, e.bytes(v), b.add(ahead, e.const(line)))
             if scaled:                    # one scale per 32 dimensions: vectors 2i and 2i + 1 share it
                 for j in range(0, nvec, 2):

@@ -21,7 +21,7 @@ logits moved by less than their spread between kernel paths. The float mode keep
 one-product sum its 1e-3 reference test fails (2.6e-2).
 
 Per KV head (threads take whole heads): its keys and values up to the last prompt position are converted once
-(`_define_split`: LLVM vector IR, F16/int8/float32 times the int8 blocks' scales, 32 values per step) into the
+(`_define_split`: LLVM vector IR, F16/int8/4-bit/float32 times the quantized blocks' scales, 32 values per step) into the
 tdpbf16ps B-tile layout (1 KB: 16 pairs of inputs x 16 columns x 2): keys as [hi | lo | hi], values as
 [hi | lo]. The group's query rows (token t, head j -> row t * group + j, scaled) become A tiles [lo | hi | hi],
 so one register-block call over the three parts sums lo.hi + hi.lo + hi.hi (not exact: the call starts at the
@@ -47,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import dispatch
-from .attention import TILE, _ELEM, _Emit, _ir_elem, softmax_weights
+from .attention import TILE, _ELEM, _Emit, _ir_elem, element_pointer, softmax_weights
 from .formats import KernelFormatError
 from .pool import atomic_add
 from .q1_0_amx import KSTEP, TILE_CFG, _block, _tiles_off, _tiles_on
@@ -180,7 +180,8 @@ def _split(typingctx, vector_scale, src, src_off, second, pair_stride, sc, sc_of
             return builder.gep(builder.bitcast(data, ty.as_pointer()), [off])
 
         f32 = ir.FloatType()
-        builder.call(fn, [at(1, args[2], _ir_elem(kind)), args[3], args[4], at(5, args[6], f32), args[7],
+        cache = context.make_array(sig.args[1])(context, builder, args[1]).data
+        builder.call(fn, [element_pointer(builder, kind, cache, args[2]), args[3], args[4], at(5, args[6], f32), args[7],
                           args[8], at(9, args[10], _i16), at(9, args[11], _i16), at(9, args[12], _i16), args[13], args[14]])
         return context.get_dummy_value()
 

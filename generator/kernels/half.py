@@ -8,7 +8,8 @@ emits a correct scalar conversion.
 
 `to_f32(x)` and `store(x, like)` are overloaded on the element type, so one kernel source serves a float32
 cache (exact mode) and a uint16/F16 cache alike. `to_f32` also reads int8 (the 8-bit KV cache, whose per-row
-scales the attention kernel applies itself).
+scales the attention kernel applies itself); `cache_value(row, j)` reads element j of a cache row of any type,
+the 4-bit cache's packed nibbles included (uint8 rows: Q4_PACKING).
 """
 
 from __future__ import annotations
@@ -56,6 +57,28 @@ def _to_f32(x):
     if x == types.int8:
         return lambda x: np.float32(x)
     return None
+
+
+Q4_PACKING = """The 4-bit KV cache (uint8 arrays, layers.store_kv_q4) packs each run of 16 consecutive elements of
+a row (16 positions of a key tile row, or 16 dimensions of a value row) into 8 bytes: element j < 8 in the low
+nibble of byte j, element j + 8 in its high nibble, each a two's-complement 4-bit integer (-8..7). WHY this
+order: a vector kernel widens 16 elements from one 8-byte load (both halves, one shift per lane half), with no
+shuffle across bytes."""
+
+
+def cache_value(row, j):
+    """Element j of a KV cache row as float32, before its block scale (uint8 rows: Q4_PACKING). njit code only."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(cache_value, inline="always")
+def _cache_value(row, j):
+    if row.dtype == types.uint8:
+        def q4(row, j):
+            byte = np.int32(row[(j >> 4) * 8 + (j & 7)])
+            return np.float32((((byte >> ((j & 8) >> 1)) & 15) ^ 8) - 8)
+        return q4
+    return lambda row, j: to_f32(row[j])
 
 
 def store(x, like):
