@@ -18,9 +18,9 @@ import numpy as np
 from numba import njit, prange
 
 from generator.kernels import attention as attention_simd
-from generator.kernels import attention_amx, dispatch
+from generator.kernels import attention_amx, dispatch, hadamard
 from generator.kernels.attention import TILE, exp_f32
-from generator.kernels.half import cache_value, store
+from generator.kernels.half import cache_value, store, tile_value
 
 PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the
 # threads; decode's one token stays on the serial ones (a parallel region costs ~10 us to open and close)
@@ -133,42 +133,15 @@ def split_qkv_norm_rope_rows(qkv, q, k, v, n_heads, n_kv, head_dim, q_norm, k_no
         _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0)
 
 
-@njit(inline="always")
-def _rotate_row(x, t, hd):
-    """Each hd-value head of row t of x times the orthonormal Walsh-Hadamard matrix H_hd (Sylvester order, entries
-    +-1 / sqrt(hd); H = H^T = H^-1), in place: a fast transform, log2(hd) passes of butterflies."""
-    norm = np.float32(1.0 / math.sqrt(hd))
-    row = x[t]
-    for h0 in range(0, row.shape[0], hd):
-        half = 1
-        while half < hd:
-            for i in range(h0, h0 + hd, 2 * half):
-                for j in range(i, i + half):
-                    a, b = row[j], row[j + half]
-                    row[j], row[j + half] = a + b, a - b
-            half *= 2
-        for j in range(h0, h0 + hd):
-            row[j] *= norm
-
-
-@njit(cache=True, fastmath=True)
 def rotate_heads(x, hd):
-    """x (T, n * hd) float32 <- each head times H_hd (see _rotate_row).
+    """x (T, n * hd) float32 <- each head times the orthonormal Walsh-Hadamard matrix H_hd (kernels/hadamard.py).
 
     WHY: the quantized KV caches store keys and values rotated, and attention runs on rotated q, k, v, its
     output rotated back (llama.cpp does the same for its quantized caches since PR #21038). H is orthonormal,
     so q.k and the weighted sums are unchanged in exact arithmetic, while an outlier dimension of the keys (a
     few channels many times larger than the rest) is spread over all hd values of the head: a 32-value block's
     scale no longer follows one large value, and the others keep their precision."""
-    for t in range(x.shape[0]):
-        _rotate_row(x, t, hd)
-
-
-@njit(cache=True, fastmath=True, parallel=True)
-def rotate_heads_rows(x, hd):
-    """`rotate_heads` with the tokens over the threads (prefill)."""
-    for t in prange(x.shape[0]):
-        _rotate_row(x, t, hd)
+    hadamard.rotate_heads(x, hd)
 
 
 def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
@@ -246,36 +219,43 @@ def _q8_block_scale(row):
     return amax / np.float32(Q8_MAX) if amax > 0 else np.float32(1.0)
 
 
-Q4_SEARCH = 16    # candidate scales per 4-bit block (see _q4_block_scale)
+Q4_SEARCH = 8     # candidate scales per 4-bit block (see _q4_block_scale): m / -(8 + i Q4_STEP), i < Q4_SEARCH
+Q4_STEP = 0.125  # 8 candidates of 1/8 fitted these random-weight models as well as 16 (logit error, KL)
+
+
+@njit(inline="always")
+def _q4_level(y):
+    """clamp(round(y), -8, 7) as float32, halves rounded up (floor(y + 0.5): vectorises, where rint is a call)."""
+    return min(max(np.floor(y + np.float32(0.5)), np.float32(-8.0)), np.float32(7.0))
 
 
 @njit(inline="always")
 def _q4_error(row, s):
-    """Squared error of a block stored with scale s (q = clamp(rint(x / s), -8, 7))."""
+    """Squared error of a block stored with scale s (q = _q4_level(x / s))."""
     inv = np.float32(1.0) / s
     err = np.float32(0.0)
-    for x in row:
-        e = x - min(max(np.rint(x * inv), np.float32(-8.0)), np.float32(7.0)) * s
+    for j in range(row.shape[0]):
+        e = row[j] - _q4_level(row[j] * inv) * s
         err += e * e
     return err
 
 
 @njit(cache=True, fastmath=True)
 def _q4_block_scale(row):
-    """Scale of one 4-bit block: of the candidates m / -(8 + i / 8), i < Q4_SEARCH (m its value of largest
+    """Scale of one 4-bit block: of the candidates m / -(8 + i Q4_STEP), i < Q4_SEARCH (m its value of largest
     magnitude, stored exactly as -8 at i = 0: llama.cpp's q4_0 rule), the one with the least squared error; 1 for
     an all-zero block. WHY: a finer grid that clips the largest value a little often fits the other 31 better
     (ik_llama.cpp adjusts its Q4_0 cache scales for the same reason); the search costs only the cache writes
     (vectorised: fastmath lets LLVM reorder the error sum)."""
     m = np.float32(0.0)
-    for x in row:
-        if abs(x) > abs(m):
-            m = x
+    for j in range(row.shape[0]):
+        if abs(row[j]) > abs(m):
+            m = row[j]
     if m == 0:
         return np.float32(1.0)
     best, best_err = m / np.float32(Q4_MIN), np.float32(np.inf)
     for i in range(Q4_SEARCH):
-        s = m / (np.float32(Q4_MIN) - np.float32(i / 8))
+        s = m / (np.float32(Q4_MIN) - np.float32(i * Q4_STEP))
         err = _q4_error(row, s)
         if err < best_err:
             best, best_err = s, err
@@ -283,11 +263,9 @@ def _q4_block_scale(row):
 
 
 @njit(inline="always")
-def _put_q4(row, j, x):
-    """Element j of a packed uint8 row (half.Q4_PACKING) <- clamp(rint(x), -8, 7)."""
-    q = np.int32(min(max(np.rint(x), -8.0), 7.0))
-    at, shift = (j >> 4) * 8 + (j & 7), (j & 8) >> 1
-    row[at] = np.uint8((np.int32(row[at]) & ~(15 << shift)) | ((q & 15) << shift))
+def _q4_pair(a, b):
+    """One byte of the 4-bit cache: level a (float32, -8..7) in the low nibble, b in the high one."""
+    return np.uint8((np.int32(a) & 15) | ((np.int32(b) & 15) << 4))
 
 
 @njit(inline="always")
@@ -300,11 +278,14 @@ def _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h):
         for b in range(hd // Q8_BLOCK):
             c = h * hd + b * Q8_BLOCK
             kr, vr = k[t, c:c + Q8_BLOCK], v[t, c:c + Q8_BLOCK]
-            if four_bit:
+            if four_bit:     # whole bytes (half.Q4_PACKING): block b is the 32-element run b of a value row,
+                # and its dimensions 2i, 2i + 1 at this position are one byte of the key tile's run b * 16 + i
                 ks, vs = _q4_block_scale(kr), _q4_block_scale(vr)
-                for j in range(Q8_BLOCK):
-                    _put_q4(krow[b * Q8_BLOCK + j], p % TILE, kr[j] / ks)
-                    _put_q4(vrow, b * Q8_BLOCK + j, vr[j] / vs)
+                kinv, vinv = np.float32(1.0) / ks, np.float32(1.0) / vs
+                for j in range(Q8_BLOCK // 2):
+                    vrow[b * 16 + j] = _q4_pair(_q4_level(vr[j] * vinv), _q4_level(vr[16 + j] * vinv))
+                    at = (b * 16 + j) * 16 + p % TILE
+                    krow[at >> 3, at & 7] = _q4_pair(_q4_level(kr[2 * j] * kinv), _q4_level(kr[2 * j + 1] * kinv))
             else:
                 ks, vs = _q8_block_scale(kr), _q8_block_scale(vr)
                 for j in range(Q8_BLOCK):
@@ -317,7 +298,7 @@ def _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h):
 def store_kv_blocks(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
     """`store_kv` for the block-scaled caches: each block of Q8_BLOCK values of a new (position, KV head) key or
     value row is stored with its own float32 scale s, as int8 q = round(x / s), s = max |x| / 127 (the 8-bit
-    cache, int8 arrays), or as 4-bit q = clamp(rint(x / s), -8, 7), s from _q4_block_scale (the 4-bit cache:
+    cache, int8 arrays), or as 4-bit q = clamp(round(x / s), -8, 7), s from _q4_block_scale (the 4-bit cache:
     uint8 arrays, two values per byte, half.Q4_PACKING; key tiles (n_kv, n_ctx / TILE, hd, TILE / 2), values
     (n_kv, n_ctx, hd / 2)).
     k_scale: (n_kv, hd / Q8_BLOCK, n_ctx) (position-minor, like the keys' tiles), v_scale: (n_kv, n_ctx, hd / Q8_BLOCK).
@@ -370,12 +351,11 @@ def _attend_group(q, k_cache, v_cache, k_scale, v_scale, pos0, kvh, group, scale
             for tile in range(n_tiles):
                 kt = tiles[tile]
                 for i in range(b * bs, (b + 1) * bs):
-                    krow = kt[i]
                     for h in range(h0, h0 + group):
                         qi = q[t, h * hd + i] * scale
                         prow = part[h - h0, tile * TILE:(tile + 1) * TILE]
                         for j in range(TILE):
-                            prow[j] += qi * cache_value(krow, j)
+                            prow[j] += qi * tile_value(kt, i, j)
             sb = ks[b]
             for h in range(h0, h0 + group):
                 srow, prow = scores[h], part[h - h0]
@@ -435,10 +415,11 @@ def _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32):
     nb = k_scale.shape[0]
     bs = hd // nb
     for tile in range(-(-n_pos // TILE)):
+        kt = tiles[tile]
         for i in range(hd):
-            kr, s = tiles[tile, i], k_scale[i // bs]
+            s = k_scale[i // bs]
             for j in range(TILE):
-                keys_t[i, tile * TILE + j] = cache_value(kr, j) * s[tile * TILE + j]
+                keys_t[i, tile * TILE + j] = tile_value(kt, i, j) * s[tile * TILE + j]
     for p in range(n_pos):
         vr, dst = values[p], values32[p]
         for i in range(hd):

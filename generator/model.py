@@ -27,7 +27,7 @@ import numpy as np
 from .cache_types import KV_CACHE_KINDS
 from .errors import GeneratorError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
+from .kernels import KernelFormatError, dequantize, dispatch, hadamard, prepare_matrix, set_threads
 from .kernels.attention import TILE, padded_ctx
 from .kernels.matrix import MATVEC_MAX_ROWS, Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
@@ -253,7 +253,8 @@ class KVCache:
     def __init__(self, config: Qwen3Config, n_ctx: int, kind: str = "f32"):
         dtype, nb = KV_CACHE_TYPES[kind], kv_scale_blocks(config, kind)
         self.kind, self.n_ctx, self.n_past = kind, n_ctx, 0
-        self.rotated = kind in BLOCK_SCALED    # keys and values stored times H (layers.rotate_heads)
+        self.rotated = kind in BLOCK_SCALED and hadamard.fits(config.head_dim)   # keys and values stored times H
+        # (layers.rotate_heads)
         n_alloc, per = padded_ctx(n_ctx), VALUES_PER_ELEMENT.get(kind, 1)
         self.k = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc // TILE, config.head_dim, TILE // per), dtype)
         self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc, config.head_dim // per), dtype)
@@ -515,16 +516,15 @@ class Qwen3Model:
         (layers.split_qkv_norm_rope_rows if rows else layers.split_qkv_norm_rope)(
             w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm, cfg.rms_eps,
             self.rope_cos, self.rope_sin, pos0)
-        rotate = (layers.rotate_heads_rows if rows else layers.rotate_heads) if self.cache.rotated else None
-        if rotate:       # quantized caches hold rotated keys and values (layers.rotate_heads says why)
+        if self.cache.rotated:       # quantized caches hold rotated keys and values (layers.rotate_heads says why)
             for part in (w.q, w.k, w.v):
-                rotate(part, cfg.head_dim)
+                layers.rotate_heads(part, cfg.head_dim)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
                          cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
                          self.kernel_paths["attention_prefill"], exact=self.exact)
-        if rotate:
-            rotate(w.att, cfg.head_dim)
+        if self.cache.rotated:
+            layers.rotate_heads(w.att, cfg.head_dim)
         _product(lw.wo, w.att, w.proj)
         # feed-forward
         if rows:

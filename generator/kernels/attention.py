@@ -55,6 +55,7 @@ def padded_ctx(n_ctx: int) -> int:
 
 _ELEM = {types.uint16: "f16", types.float32: "f32", types.int8: "i8", types.uint8: "q4"}
 _VEC_BYTES = {"f16": 32, "f32": 64, "i8": 16, "q4": 8}   # bytes of 16 cache elements (q4: half.Q4_PACKING)
+Q4_TABLE = [float(i) for i in range(8)] + [float(i) for i in range(-8, 0)]   # a nibble's two's-complement value
 
 
 def _ir_elem(kind: str) -> ir.Type:
@@ -62,17 +63,25 @@ def _ir_elem(kind: str) -> ir.Type:
 
 
 def element_pointer(b: ir.IRBuilder, kind: str, ptr, index) -> ir.Value:
-    """Pointer to cache element `index` of ptr (an elem* of `kind`): index / 2 bytes on for the packed 4-bit
-    cache, whose element indices the kernels keep in values (always whole runs of 16 there)."""
-    return b.gep(ptr, [b.lshr(index, ir.Constant(index.type, 1)) if kind == "q4" else index])
+    """Pointer to cache element `index` of ptr (an elem* of `kind`); for the packed 4-bit cache, to the 16 bytes
+    of the 32-element run that holds it (half.Q4_PACKING: the kernels keep element indices in values)."""
+    if kind != "q4":
+        return b.gep(ptr, [index])
+    return b.gep(ptr, [b.shl(b.lshr(index, ir.Constant(index.type, 5)), ir.Constant(index.type, 4))])
 
 
 class _Emit:
     """Small helpers over an IRBuilder for 16-float vectors."""
 
-    def __init__(self, module: ir.Module, builder: ir.IRBuilder, kind: str):
+    def __init__(self, module: ir.Module, builder: ir.IRBuilder, kind: str, avx512: bool = False):
         self.b, self.kind = builder, kind
         self.vec_bytes = _VEC_BYTES[kind]
+        self.vi = ir.VectorType(ir.IntType(32), TILE)
+        self.permute = None
+        if avx512 and kind == "q4":     # vpermps: lane i <- table[idx_i & 15] (the index's other bits ignored)
+            name = "llvm.x86.avx512.permvar.sf.512"
+            vf = ir.VectorType(ir.FloatType(), TILE)
+            self.permute = module.globals.get(name) or ir.Function(module, ir.FunctionType(vf, [vf, self.vi]), name)
         self.f32, self.i64 = ir.FloatType(), ir.IntType(64)
         self.vf = ir.VectorType(self.f32, TILE)
         name = "llvm.fmuladd.v16f32"
@@ -90,17 +99,40 @@ class _Emit:
         b = self.b
         return b.lshr(index, self.const(1)) if self.kind == "q4" else b.mul(index, self.const(self.vec_bytes // TILE))
 
-    def load_vec(self, ptr, index) -> ir.Value:
-        """16 cache elements at ptr[index:index+16] as a float32 vector (index a multiple of 16 for q4)."""
+    def _q4_lanes(self, ptr, index) -> ir.Value:
+        """The 16 bytes of the 4-bit run holding element `index`, zero-extended to 16 int32 lanes."""
         b = self.b
-        if self.kind == "q4":   # 8 bytes -> twice over 16 int32 lanes; lanes 0-7 keep bits 0-3, 8-15 bits 4-7, signed
-            v8 = ir.VectorType(ir.IntType(8), TILE // 2)
-            raw = b.load(b.bitcast(element_pointer(b, "q4", ptr, index), v8.as_pointer()), align=1)
-            vi = ir.VectorType(ir.IntType(32), TILE)
-            wide = b.zext(b.shuffle_vector(raw, raw, ir.Constant(ir.VectorType(ir.IntType(32), TILE),
-                                                                 [i % (TILE // 2) for i in range(TILE)])), vi)
-            up = b.shl(wide, ir.Constant(vi, [28] * (TILE // 2) + [24] * (TILE // 2)))
-            return b.sitofp(b.ashr(up, ir.Constant(vi, [28] * TILE)), self.vf)
+        v8 = ir.VectorType(ir.IntType(8), TILE)
+        return b.zext(b.load(b.bitcast(element_pointer(b, "q4", ptr, index), v8.as_pointer()), align=1), self.vi)
+
+    def _q4_values(self, lanes, high: bool) -> ir.Value:
+        """The low (or high) nibble of each int32 lane, two's complement, as float32."""
+        b = self.b
+        if self.permute is not None:
+            idx = b.lshr(lanes, ir.Constant(self.vi, [4] * TILE)) if high else lanes
+            table = ir.Constant(self.vf, [ir.Constant(self.f32, x) for x in Q4_TABLE])
+            return b.call(self.permute, [table, idx])
+        up = b.shl(lanes, ir.Constant(self.vi, [24 if high else 28] * TILE))
+        return b.sitofp(b.ashr(up, ir.Constant(self.vi, [28] * TILE)), self.vf)
+
+    def load_pair(self, ptr, index) -> list:
+        """Cache elements index..index+31 as two float32 vectors (index a multiple of 32; for q4 one 16-byte load)."""
+        b = self.b
+        if self.kind != "q4":
+            return [self.load_vec(ptr, index), self.load_vec(ptr, b.add(index, self.const(TILE)))]
+        lanes = self._q4_lanes(ptr, index)
+        return [self._q4_values(lanes, False), self._q4_values(lanes, True)]
+
+    def load_vec(self, ptr, index) -> ir.Value:
+        """16 cache elements at ptr[index:index+16] as a float32 vector (index a multiple of 16)."""
+        b = self.b
+        if self.kind == "q4":   # the run's low or high nibbles, by bit 4 of the index
+            lanes = self._q4_lanes(ptr, index)
+            shift = b.trunc(b.lshr(b.and_(index, self.const(TILE)), self.const(2)), ir.IntType(32))
+            splat = b.insert_element(ir.Constant(self.vi, None), b.sub(ir.Constant(ir.IntType(32), 28), shift),
+                                     ir.Constant(ir.IntType(32), 0))
+            up = b.shl(lanes, b.shuffle_vector(splat, splat, ir.Constant(self.vi, [0] * TILE)))
+            return b.sitofp(b.ashr(up, ir.Constant(self.vi, [28] * TILE)), self.vf)
         raw_t = ir.VectorType(_ir_elem(self.kind), TILE)
         raw = b.load(b.bitcast(b.gep(ptr, [index]), raw_t.as_pointer()), align=1)
         if self.kind == "f16":
@@ -138,7 +170,7 @@ def _ir_kernel(prefix: str):
             fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_ir_elem(kind).as_pointer()] + [f32p] * 3
                                                      + [ir.IntType(64)] * 5), name)
             fn.linkage = "internal"
-            e = _Emit(module, ir.IRBuilder(fn.append_basic_block("entry")), kind)
+            e = _Emit(module, ir.IRBuilder(fn.append_basic_block("entry")), kind, avx512=shape == STEP_TILES["avx512bw"])
             body(e, fn.args, group, shape)
             e.b.ret_void()
             return fn
@@ -171,15 +203,23 @@ def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
             for t in range(step):
                 prefetch_l2(b, e.bytes(k), e.byte_offset(b.add(
                     b.mul(b.add(t0, e.const(t + QK_AHEAD * step)), tile_elems), b.mul(d_line, e.const(TILE)))))
-            for i in range(per_line):
-                d = b.add(d_line, e.const(i))
-                keys = [e.load_vec(k, b.add(b.mul(b.add(t0, e.const(t)), tile_elems), b.mul(d, e.const(TILE))))
-                        for t in range(step)]
-                for h in range(group):
-                    qv = e.splat(b.load(b.gep(q, [b.add(b.mul(e.const(h), hd), d)])))
-                    for t in range(step):
-                        a = into[h * step + t]
-                        b.store(b.call(e.fma, [qv, keys[t], b.load(a)]), a)
+            def tile_row(t, i):
+                return b.add(b.mul(b.add(t0, e.const(t)), tile_elems), b.mul(b.add(d_line, e.const(i)), e.const(TILE)))
+
+            pair = e.kind == "q4"
+            for i0 in range(0, per_line, 2 if pair else 1):
+                if pair:     # dimensions i0, i0 + 1 of a tile are one 32-element run: one load
+                    pairs = [e.load_pair(k, tile_row(t, i0)) for t in range(step)]
+                    by_dim = [[p[0] for p in pairs], [p[1] for p in pairs]]
+                else:
+                    by_dim = [[e.load_vec(k, tile_row(t, i0)) for t in range(step)]]
+                for i, keys in enumerate(by_dim):
+                    d = b.add(d_line, e.const(i0 + i))
+                    for h in range(group):
+                        qv = e.splat(b.load(b.gep(q, [b.add(b.mul(e.const(h), hd), d)])))
+                        for t in range(step):
+                            a = into[h * step + t]
+                            b.store(b.call(e.fma, [qv, keys[t], b.load(a)]), a)
 
     def scale_vec(block, t0, t):
         return e.load_f32vec(ks, b.add(b.mul(block, ks_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE))))
@@ -225,7 +265,7 @@ def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
         with cgutils.for_range(b, n_pos) as p_loop:
             p = p_loop.index
             row = b.mul(p, hd)
-            vals = [e.load_vec(v, b.add(row, b.add(d0, e.const(TILE * j)))) for j in range(nvec)]
+            vals = [x for j in range(0, nvec, 2) for x in e.load_pair(v, b.add(row, b.add(d0, e.const(TILE * j))))]
             ahead = e.byte_offset(b.add(b.mul(b.add(p, e.const(PV_AHEAD)), hd), d0))
             for line in range(0, nvec * e.vec_bytes, 64):
                 prefetch_l2(b, e.bytes(v), b.add(ahead, e.const(line)))

@@ -47,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import dispatch
-from .attention import TILE, _ELEM, _Emit, _ir_elem, element_pointer, softmax_weights
+from .attention import TILE, _ELEM, _Emit, _ir_elem, softmax_weights
 from .formats import KernelFormatError
 from .pool import atomic_add
 from .q1_0_amx import KSTEP, TILE_CFG, _block, _tiles_off, _tiles_on
@@ -84,8 +84,9 @@ def _new_fn(module: ir.Module, name: str, args: list) -> tuple[ir.Function, ir.I
 
 
 def _define_split(module: ir.Module, kind: str, vector_scale: bool) -> ir.Function:
-    """void f(elem* src, i64 second, i64 pair_stride, float* sc, i64 sc_second, i64 sc_pair_stride, i16* hi, i16* lo,
-    i16* hi2, i64 n_pairs, i64 n_rows): for pair k < n_pairs, rows a = src + k pair_stride and b = a + second (16
+    """void f(elem* src, i64 src_off, i64 second, i64 pair_stride, float* sc, i64 sc_second, i64 sc_pair_stride,
+    i16* hi, i16* lo, i16* hi2, i64 n_pairs, i64 n_rows): for pair k < n_pairs, rows a = src + src_off + k pair_stride
+    and b = a + second (offsets in elements: a 4-bit cache's are not byte addresses; 16
     elements each; row 2k + 1 and on are zeros from n_rows on: values past the filled positions may be stale),
     times their scales (vector_scale: 16 floats at sc + k sc_pair_stride and + sc_second; else one float each), are
     interleaved (a0 b0 a1 b1 ...: a tdpbf16ps B-tile row of 16 columns x 2 inputs) and stored split
@@ -94,15 +95,15 @@ def _define_split(module: ir.Module, kind: str, vector_scale: bool) -> ir.Functi
     if name in module.globals:
         return module.globals[name]
     f32p, p16 = ir.FloatType().as_pointer(), _i16.as_pointer()
-    fn, builder = _new_fn(module, name, [_ir_elem(kind).as_pointer(), _i64, _i64, f32p, _i64, _i64, p16, p16, p16,
-                                                 _i64, _i64])
-    src, second, pair_stride, sc, sc_second, sc_pair_stride, hi, lo, hi2, n_pairs, n_rows = fn.args
+    fn, builder = _new_fn(module, name, [_ir_elem(kind).as_pointer(), _i64, _i64, _i64, f32p, _i64, _i64, p16, p16,
+                                                 p16, _i64, _i64])
+    src, src_off, second, pair_stride, sc, sc_second, sc_pair_stride, hi, lo, hi2, n_pairs, n_rows = fn.args
     e = _Emit(module, builder, kind)
     b = e.b
     interleave = ir.Constant(_v32i, [(i // 2) + (i % 2) * TILE for i in range(2 * TILE)])
     with cgutils.for_range(b, n_pairs) as loop:
         k = loop.index
-        at, s_at = b.mul(k, pair_stride), b.mul(k, sc_pair_stride)
+        at, s_at = b.add(src_off, b.mul(k, pair_stride)), b.mul(k, sc_pair_stride)
         rows = []
         for j, (off, s_off) in enumerate(((at, s_at), (b.add(at, second), b.add(s_at, sc_second)))):
             scale = e.load_f32vec(sc, s_off) if vector_scale else e.splat(b.load(b.gep(sc, [s_off])))
@@ -181,7 +182,7 @@ def _split(typingctx, vector_scale, src, src_off, second, pair_stride, sc, sc_of
 
         f32 = ir.FloatType()
         cache = context.make_array(sig.args[1])(context, builder, args[1]).data
-        builder.call(fn, [element_pointer(builder, kind, cache, args[2]), args[3], args[4], at(5, args[6], f32), args[7],
+        builder.call(fn, [cache, args[2], args[3], args[4], at(5, args[6], f32), args[7],
                           args[8], at(9, args[10], _i16), at(9, args[11], _i16), at(9, args[12], _i16), args[13], args[14]])
         return context.get_dummy_value()
 

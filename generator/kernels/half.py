@@ -9,7 +9,8 @@ emits a correct scalar conversion.
 `to_f32(x)` and `store(x, like)` are overloaded on the element type, so one kernel source serves a float32
 cache (exact mode) and a uint16/F16 cache alike. `to_f32` also reads int8 (the 8-bit KV cache, whose per-row
 scales the attention kernel applies itself); `cache_value(row, j)` reads element j of a cache row of any type,
-the 4-bit cache's packed nibbles included (uint8 rows: Q4_PACKING).
+and `tile_value(tile, i, j)` element (i, j) of a key tile, the 4-bit cache's packed nibbles included (uint8:
+Q4_PACKING).
 """
 
 from __future__ import annotations
@@ -59,11 +60,19 @@ def _to_f32(x):
     return None
 
 
-Q4_PACKING = """The 4-bit KV cache (uint8 arrays, layers.store_kv_q4) packs each run of 16 consecutive elements of
-a row (16 positions of a key tile row, or 16 dimensions of a value row) into 8 bytes: element j < 8 in the low
-nibble of byte j, element j + 8 in its high nibble, each a two's-complement 4-bit integer (-8..7). WHY this
-order: a vector kernel widens 16 elements from one 8-byte load (both halves, one shift per lane half), with no
-shuffle across bytes."""
+Q4_PACKING = """The 4-bit KV cache (uint8 arrays, layers.store_kv_blocks) packs each run of 32 consecutive
+elements into 16 bytes: element j < 16 in the low nibble of byte j, element 16 + j in its high nibble, each a
+two's-complement 4-bit integer (-8..7). Element order: a value row's dimensions; a key tile's (hd, TILE) values
+dimension by dimension, so dimensions 2i and 2i + 1 of a tile's 16 positions share 16 bytes. WHY: one 16-byte
+load widened to 16 int32 lanes gives both 16-value vectors, the low nibbles as they are and the high ones after
+one shift, and with AVX-512 a 16-entry table permute (vpermps) reads each lane's low 4 bits as a float directly
+(kernels/attention.py)."""
+
+
+@njit(inline="always")
+def q4_byte(e):
+    """(byte, bit shift) of element e of a 4-bit row (Q4_PACKING)."""
+    return (e >> 5) * 16 + (e & 15), (e & 16) >> 2
 
 
 def cache_value(row, j):
@@ -75,10 +84,26 @@ def cache_value(row, j):
 def _cache_value(row, j):
     if row.dtype == types.uint8:
         def q4(row, j):
-            byte = np.int32(row[(j >> 4) * 8 + (j & 7)])
-            return np.float32((((byte >> ((j & 8) >> 1)) & 15) ^ 8) - 8)
+            at, shift = q4_byte(j)
+            return np.float32((((np.int32(row[at]) >> shift) & 15) ^ 8) - 8)
         return q4
     return lambda row, j: to_f32(row[j])
+
+
+def tile_value(tile, i, j):
+    """Element (i, j) of a key tile (hd, TILE) as float32, before its block scale (uint8 tiles (hd, TILE / 2):
+    Q4_PACKING over the tile's elements in order). njit code only."""
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(tile_value, inline="always")
+def _tile_value(tile, i, j):
+    if tile.dtype == types.uint8:
+        def q4(tile, i, j):
+            at, shift = q4_byte(i * 16 + j)
+            return np.float32((((np.int32(tile[at >> 3, at & 7]) >> shift) & 15) ^ 8) - 8)
+        return q4
+    return lambda tile, i, j: to_f32(tile[i, j])
 
 
 def store(x, like):
