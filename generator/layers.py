@@ -140,8 +140,12 @@ def rotate_heads(x, hd):
     output rotated back (llama.cpp does the same for its quantized caches since PR #21038). H is orthonormal,
     so q.k and the weighted sums are unchanged in exact arithmetic, while an outlier dimension of the keys (a
     few channels many times larger than the rest) is spread over all hd values of the head: a 32-value block's
-    scale no longer follows one large value, and the others keep their precision."""
-    hadamard.rotate_heads(x, hd)
+    scale no longer follows one large value, and the others keep their precision. A prompt chunk's rows are split
+    over the threads."""
+    if x.shape[0] >= PARALLEL_ROWS:
+        hadamard.rotate_heads_rows(x, hd, numba.get_num_threads())
+    else:
+        hadamard.rotate_heads(x, hd)
 
 
 def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
@@ -247,10 +251,10 @@ def _q4_block_scale(row):
     an all-zero block. WHY: a finer grid that clips the largest value a little often fits the other 31 better
     (ik_llama.cpp adjusts its Q4_0 cache scales for the same reason); the search costs only the cache writes
     (vectorised: fastmath lets LLVM reorder the error sum)."""
-    m = np.float32(0.0)
+    lo, hi = np.float32(0.0), np.float32(0.0)     # two plain reductions (they vectorise, an argmax does not)
     for j in range(row.shape[0]):
-        if abs(row[j]) > abs(m):
-            m = row[j]
+        lo, hi = min(lo, row[j]), max(hi, row[j])
+    m = hi if hi >= -lo else lo
     if m == 0:
         return np.float32(1.0)
     best, best_err = m / np.float32(Q4_MIN), np.float32(np.inf)
@@ -520,10 +524,12 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
 
     q:       (T, n_heads*hd) float32 (normed + rotated)
     k_cache: (n_kv, n_ctx / TILE, hd, TILE) float32, uint16 F16 bits or int8 - one layer, keys in tiles of TILE
-             positions: dimension i of TILE consecutive positions is contiguous (kernels/attention.py says why)
-    v_cache: (n_kv, n_ctx, hd) same dtype - one layer, value rows contiguous in position order
+             positions: dimension i of TILE consecutive positions is contiguous (kernels/attention.py says why);
+             or uint8 (n_kv, n_ctx / TILE, hd, TILE / 2): 4-bit values, two per byte (half.Q4_PACKING)
+    v_cache: (n_kv, n_ctx, hd) same dtype (uint8: (n_kv, n_ctx, hd / 2)) - one layer, value rows contiguous in
+             position order
     k_scale: (n_kv, nb, n_ctx), v_scale: (n_kv, n_ctx, nb) float32 scales of the hd / nb-value blocks of
-             each cached key / value row (int8: see store_kv_q8; ones with nb = 1 for the other types)
+             each cached key / value row (int8 and 4-bit: see store_kv_blocks; ones with nb = 1 for the others)
     scores:  (n_heads, n_ctx) float32 scratch
     out:     (T, n_heads*hd) float32
     n_ctx is a multiple of attention_simd.CTX_ROUND (the vector kernels compute whole steps of tiles).

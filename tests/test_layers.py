@@ -282,7 +282,8 @@ def test_block_scaled_cache_prefill_attention(kind, T, pos0, n_heads, n_kv, hd, 
 @pytest.mark.parametrize("hd", [64, 128])
 def test_rotate_heads_is_the_orthonormal_hadamard_per_head(hd):
     """rotate_heads multiplies each head by H_hd / sqrt(hd) (Sylvester's construction, built here by Kronecker
-    products): twice is the identity, and an outlier dimension is spread over its head."""
+    products): twice is the identity, an outlier dimension is spread over its head, and a prompt's rows (split over
+    the threads) get the bits the rows get one at a time."""
     rng = np.random.default_rng(hd)
     h = np.array([[1.0]])
     while h.shape[0] < hd:
@@ -294,6 +295,10 @@ def test_rotate_heads_is_the_orthonormal_hadamard_per_head(hd):
     ref = (x.astype(np.float64).reshape(40, 3, hd) @ (h / np.sqrt(hd))).reshape(40, 3 * hd)
     assert np.abs(y - ref).max() <= 1e-5 * np.abs(x).max()
     assert np.abs(y[:, :hd]).max() < 0.5 * np.abs(x[:, :hd]).max()            # the outlier spread over the head
+    one_by_one = x.copy()
+    for t in range(x.shape[0]):                                               # decode's path: one row at a time
+        layers.rotate_heads(one_by_one[t:t + 1], hd)
+    assert np.array_equal(one_by_one, y)
     layers.rotate_heads(y, hd)
     assert np.abs(y - x).max() <= 1e-5 * np.abs(x).max()
 

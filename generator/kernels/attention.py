@@ -14,8 +14,9 @@ vector: q.k is a vertical multiply-add over positions with q_d broadcast, no hor
 (n_kv, n_ctx, hd): the weighted sum streams contiguous value rows, 16 dimensions per vector.
 
 The kernels are LLVM vector IR (numba has no vector types): F16 bits are widened with `fpext` (vcvtph2ps),
-int8 with `sitofp`, multiply-adds are `llvm.fmuladd`. Scales of int8 blocks (layers.store_kv_q8) are applied
-per block of key dimensions and per value block; the float caches pass all-ones scales (multiplying by 1 and
+int8 with `sitofp`, 4-bit runs (half.Q4_PACKING) from one 16-byte load per two vectors (nibbles through a
+16-entry `vpermps` table on avx512bw, shifts and `sitofp` on avx2), multiply-adds are `llvm.fmuladd`. Scales of
+the quantized blocks (layers.store_kv_blocks) are applied per block of key dimensions and per value block; the float caches pass all-ones scales (multiplying by 1 and
 adding to 0 are exact). Two shapes, chosen by the dispatcher (operation "attention_decode"):
   avx512bw  4 tiles (64 positions) per step, 16-float vectors (one zmm each)
   avx2      2 tiles (32 positions) per step (each 16-float vector is two ymm: 16 registers in all)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -24,20 +24,21 @@ LANES = 16
 
 
 @intrinsic
-def _rotate(typingctx, x, hd, n_pass, norm):
-    """x (C-contiguous float32, whole heads of hd values) <- each head times H_hd * norm; n_pass = log2(hd / 16)."""
+def _rotate(typingctx, x, first, count, hd, n_pass, norm):
+    """Elements first .. first + count of x (C-contiguous float32; whole heads of hd values) <- each head times
+    H_hd * norm; n_pass = log2(hd / 16)."""
     if not (isinstance(x, types.Array) and x.dtype == types.float32 and x.layout == "C"):
         return None
-    sig = types.void(x, types.intp, types.intp, types.float32)
+    sig = types.void(x, types.intp, types.intp, types.intp, types.intp, types.float32)
 
     def codegen(context, builder, sig, args):
         b = builder
         arr = context.make_array(sig.args[0])(context, builder, args[0])
-        hd, n_pass, norm = args[1], args[2], args[3]
+        first, count, hd, n_pass, norm = args[1:]
         i64, i32, f32 = ir.IntType(64), ir.IntType(32), ir.FloatType()
         vf = ir.VectorType(f32, LANES)
         vfp = vf.as_pointer()
-        ptr = arr.data
+        ptr = b.gep(arr.data, [first])
         name = "llvm.fmuladd.v16f32"
         fma = b.module.globals.get(name) or ir.Function(b.module, ir.FunctionType(vf, [vf] * 3), name)
 
@@ -47,7 +48,7 @@ def _rotate(typingctx, x, hd, n_pass, norm):
         def vec_at(index):           # pointer to the 16 floats at vector `index`
             return b.bitcast(b.gep(ptr, [b.mul(index, const(LANES))]), vfp)
 
-        n_vec = b.udiv(arr.nitems, const(LANES))
+        n_vec = b.udiv(count, const(LANES))
         s = b.insert_element(ir.Constant(vf, None), norm, ir.Constant(i32, 0))
         scale = b.shuffle_vector(s, s, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
         # H_16 on every vector (and the norm)
@@ -78,14 +79,31 @@ def _rotate(typingctx, x, hd, n_pass, norm):
     return sig, codegen
 
 
+@njit(inline="always")
+def _passes(hd):
+    n_pass, n = 0, LANES
+    while n < hd:
+        n_pass, n = n_pass + 1, 2 * n
+    return n_pass
+
+
 @njit(cache=True)
 def rotate_heads(x, hd):
     """x (T, n * hd) float32, C-contiguous <- each hd-value head times the orthonormal Walsh-Hadamard matrix
     (Sylvester order, entries +-1 / sqrt(hd); it is its own inverse)."""
-    n_pass, n = 0, LANES
-    while n < hd:
-        n_pass, n = n_pass + 1, 2 * n
-    _rotate(x, hd, n_pass, np.float32(1.0 / math.sqrt(hd)))
+    _rotate(x, 0, x.size, hd, _passes(hd), np.float32(1.0 / math.sqrt(hd)))
+
+
+@njit(cache=True, parallel=True)
+def rotate_heads_rows(x, hd, k):
+    """`rotate_heads` with the rows split in k parts over the threads (a prompt chunk; k = numba's thread count,
+    passed in: numba.get_num_threads() inside would keep the function out of the cache)."""
+    n = x.shape[0]
+    per, width = -(-n // k), x.shape[1]
+    for c in prange(k):
+        r0, r1 = c * per, min(n, (c + 1) * per)
+        if r0 < r1:
+            _rotate(x, r0 * width, (r1 - r0) * width, hd, _passes(hd), np.float32(1.0 / math.sqrt(hd)))
 
 
 def fits(hd: int) -> bool:
