@@ -309,9 +309,15 @@ def _run_measured(cmd: list[str]) -> tuple[str, dict]:
         return out.read(), {"cpu": ru.ru_utime + ru.ru_stime, "wall": wall, "maxrss": ru.ru_maxrss * 1024}
 
 
-def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int, weight_type: str = "Q1_0") -> dict:
+LLAMA_KV = {"q8": "q8_0", "q4": "q4_0"}   # ragbit's quantized cache types -> llama.cpp's nearest (-ctk / -ctv)
+
+
+def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int, weight_type: str = "Q1_0",
+                    kv_types: tuple = ()) -> dict:
     """llama.cpp's own pp512, tg<tg> and tg<tg> after 1,500 cached tokens (-d 1500), tokens/s, on the same file
-    and thread count ({} where it fails); smaller tests for Q2_0 (LLAMA_Q2_0_SIZES). One llama-bench process per
+    and thread count ({} where it fails); smaller tests for Q2_0 (LLAMA_Q2_0_SIZES). For each quantized cache type
+    in kv_types, also its tg at that depth with llama.cpp's nearest cache type (`tg_at1500_q4`: -ctk/-ctv q4_0, flash
+    attention on, which llama.cpp needs for a quantized V cache). One llama-bench process per
     test, so each has its CPU seconds per wall second (`cpu_per_wall`: near the thread count = its threads had
     their cores; llama.cpp's threads spin while they wait, so this is CPU it held, not work) and its peak RSS."""
     pp, depth = (LLAMA_Q2_0_SIZES["pp"], LLAMA_Q2_0_SIZES["depth"]) if weight_type == "Q2_0" else (512, 1500)
@@ -320,6 +326,9 @@ def run_llama_bench(binary: str, path: Path, threads: int, tg: int, repeats: int
     tests = {"pp512": ["-p", str(pp), "-n", "0"], "tg": ["-p", "0", "-n", str(n_tg)]}
     if depth:
         tests["tg_at1500"] = ["-p", "0", "-n", str(n_tg), "-d", str(depth)]
+        for kv in kv_types:
+            if kv in LLAMA_KV:
+                tests[f"tg_at1500_{kv}"] = tests["tg_at1500"] + ["-ctk", LLAMA_KV[kv], "-ctv", LLAMA_KV[kv], "-fa", "1"]
     res = {"sizes": {"pp": pp, "tg": n_tg, "depth": depth}}
     for key, key_args in tests.items():
         try:
@@ -405,7 +414,7 @@ def main() -> None:
                     report(res)
                     rows.append(res)
                 if args.llama_bench:
-                    llama = run_llama_bench(args.llama_bench, paths[wt, m], th, tg, repeats, wt)
+                    llama = run_llama_bench(args.llama_bench, paths[wt, m], th, tg, repeats, wt, tuple(kv_types))
                     for r in rows[-len(kernels) * len(kv_types):]:
                         r["llama"] = llama
     summary(rows)
@@ -477,7 +486,8 @@ def summary(rows: list[dict]) -> None:
     nan = float("nan")
     print(f"\n({source}; 'cpu' columns: tok per CPU second of each thread, i.e. with contention taken out; "
           "ratio = ragbit / llama.cpp; roof: tg / (bandwidth / bytes per token), by wall and by CPU seconds, "
-          "llama.cpp's by CPU seconds; tg@1500 share: of the empty-cache tg, by wall and by CPU seconds per token)")
+          "llama.cpp's by CPU seconds; tg@1500 share: of the empty-cache tg, by wall and by CPU seconds per token; "
+          "llama.cpp's on q8 / q4 rows: with its q8_0 / q4_0 cache)")
     print("model type thr kernel   kv  | pp512 tok/s  cpu | llama.cpp pp  cpu | ratio  cpu | tg tok/s  cpu | llama.cpp "
           "cpu | ratio  cpu | roof wall cpu llama | tg@1500 share cpu | llama.cpp share | ttft1500 wall  cpu | rss MB ragbit llama")
     for r in rows:
@@ -487,7 +497,8 @@ def summary(rows: list[dict]) -> None:
         pp_s, tg_s, at_s = s["pp512"], s["tg"], s["tg_at1500"]
         pp, tgd, at = 512 / pp_s["wall"], tg_s["n"] / tg_s["wall"], at_s["n"] / at_s["wall"]
         pp_cpu, tg_cpu = _per_thread_cpu(pp, pp_s["cpu"] / pp_s["wall"], th), _per_thread_cpu(tgd, tg_s["cpu"] / tg_s["wall"], th)
-        ref_pp, ref_tg, ref_at = ref.get("pp512", nan), ref.get("tg", nan), ref.get("tg_at1500", nan)
+        ref_pp, ref_tg = ref.get("pp512", nan), ref.get("tg", nan)
+        ref_at = ref.get(f"tg_at1500_{r.get('kv')}", ref.get("tg_at1500", nan))   # its own cache of that type
         ref_pp_cpu = _per_thread_cpu(ref_pp, ref.get("pp512_cpu_per_wall", th), th)
         ref_tg_cpu = _per_thread_cpu(ref_tg, ref.get("tg_cpu_per_wall", th), th)
         ceiling = r["bw"] * 1e9 / s["bytes_per_token"]
