@@ -106,23 +106,29 @@ class _Emit:
         v8 = ir.VectorType(ir.IntType(8), TILE)
         return b.zext(b.load(b.bitcast(element_pointer(b, "q4", ptr, index), v8.as_pointer()), align=1), self.vi)
 
-    def _q4_values(self, lanes, high: bool) -> ir.Value:
-        """The low (or high) nibble of each int32 lane, two's complement, as float32."""
+    def _q4_values(self, lanes, high: bool, table=None) -> ir.Value:
+        """The low (or high) nibble of each int32 lane, two's complement, as float32 (through `table`, 16 floats,
+        where the CPU permutes: Q4_TABLE, or Q4_TABLE times a scale)."""
         b = self.b
         if self.permute is not None:
             idx = b.lshr(lanes, ir.Constant(self.vi, [4] * TILE)) if high else lanes
-            table = ir.Constant(self.vf, [ir.Constant(self.f32, x) for x in Q4_TABLE])
+            if table is None:
+                table = ir.Constant(self.vf, [ir.Constant(self.f32, x) for x in Q4_TABLE])
             return b.call(self.permute, [table, idx])
         up = b.shl(lanes, ir.Constant(self.vi, [24 if high else 28] * TILE))
         return b.sitofp(b.ashr(up, ir.Constant(self.vi, [28] * TILE)), self.vf)
 
-    def load_pair(self, ptr, index) -> list:
-        """Cache elements index..index+31 as two float32 vectors (index a multiple of 32; for q4 one 16-byte load)."""
+    def load_pair(self, ptr, index, scale=None) -> list:
+        """Cache elements index..index+31 as two float32 vectors (index a multiple of 32; for q4 one 16-byte load);
+        scale (a splat vector, only where the CPU permutes: `permute`) multiplies the 4-bit table first: one
+        multiply for both vectors."""
         b = self.b
         if self.kind != "q4":
             return [self.load_vec(ptr, index), self.load_vec(ptr, b.add(index, self.const(TILE)))]
         lanes = self._q4_lanes(ptr, index)
-        return [self._q4_values(lanes, False), self._q4_values(lanes, True)]
+        table = None if scale is None else b.fmul(ir.Constant(self.vf, [ir.Constant(self.f32, x) for x in Q4_TABLE]),
+                                                   scale)
+        return [self._q4_values(lanes, False, table), self._q4_values(lanes, True, table)]
 
     def load_vec(self, ptr, index) -> ir.Value:
         """16 cache elements at ptr[index:index+16] as a float32 vector (index a multiple of 16)."""
@@ -266,16 +272,21 @@ def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
         with cgutils.for_range(b, n_pos) as p_loop:
             p = p_loop.index
             row = b.mul(p, hd)
-            vals = [x for j in range(0, nvec, 2) for x in e.load_pair(v, b.add(row, b.add(d0, e.const(TILE * j))))]
+            def scale(j):                 # the scale of vector j's 32-dimension block, splat
+                return e.splat(b.load(b.gep(vs, [b.add(b.mul(p, nb), b.udiv(b.add(d0, e.const(TILE * j)), bs))])))
+
+            at = [b.add(row, b.add(d0, e.const(TILE * j))) for j in range(0, nvec, 2)]
+            if scaled and e.permute is not None:   # 4-bit on AVX-512: the table times the scale, then 2 lookups
+                vals = [x for j, i in zip(range(0, nvec, 2), at) for x in e.load_pair(v, i, scale(j))]
+            else:
+                vals = [x for i in at for x in e.load_pair(v, i)]
+                if scaled:                # one scale per 32 dimensions: vectors 2i and 2i + 1 share it
+                    for j in range(0, nvec, 2):
+                        sv = scale(j)
+                        vals[j], vals[j + 1] = b.fmul(vals[j], sv), b.fmul(vals[j + 1], sv)
             ahead = e.byte_offset(b.add(b.mul(b.add(p, e.const(PV_AHEAD)), hd), d0))
             for line in range(0, nvec * e.vec_bytes, 64):
                 prefetch_l2(b, e.bytes(v), b.add(ahead, e.const(line)))
-            if scaled:                    # one scale per 32 dimensions: vectors 2i and 2i + 1 share it
-                for j in range(0, nvec, 2):
-                    sv = e.splat(b.load(b.gep(vs, [b.add(b.mul(p, nb), b.udiv(b.add(d0, e.const(TILE * j)), bs))])))
-                    vals[j] = b.fmul(vals[j], sv)
-                    if j + 1 < nvec:
-                        vals[j + 1] = b.fmul(vals[j + 1], sv)
             for h in range(group):
                 wh = e.splat(b.load(b.gep(w, [b.add(b.mul(e.const(h), w_stride), p)])))
                 for j in range(nvec):
