@@ -178,6 +178,22 @@ def test_f16_kv_cache_alone_is_close_to_float32():
         Qwen3Model.load(REF / entry["model"], n_ctx=16, kv_cache="q2")
 
 
+def _quantized_cache_logits(entry, kind, dtype, bytes_per_f16_byte):
+    """(model, logits) of an entry with a `kind` KV cache: its prompt but the last 4 tokens prefilled, those 4
+    decoded. Checks the cache's element type, that keys and values are rotated, and its bytes (scales included)
+    against the F16 cache's."""
+    ids = entry["input_ids"]
+    model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, kv_cache=kind)
+    assert model.k_cache.dtype == dtype and model.cache.rotated
+    half_bytes = kv_cache_bytes_for_file(REF / entry["model"], 512, "f16")
+    assert model.kv_cache_bytes == model.cache.nbytes == kv_cache_bytes_for_file(REF / entry["model"], 512, kind)
+    assert model.kv_cache_bytes == half_bytes * bytes_per_f16_byte // 2
+    model.prefill(ids[:-4])
+    for tok in ids[-4:]:
+        ours = model.decode(tok)
+    return model, ours
+
+
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e["step"] == 4], ids=_id)
 def test_q8_kv_cache_stays_within_llama_cpp_tolerances(entry):
     """The 8-bit cache (int8 per 32 values, layers.store_kv_blocks, q k v rotated by layers.rotate_heads) with the
@@ -185,14 +201,7 @@ def test_q8_kv_cache_stays_within_llama_cpp_tolerances(entry):
     and <= 0.15 from the float32 reference (measured 0.048-0.087, F16 alone ~4e-3), the reference's argmax unless
     its top two are within that. It costs 56% of the F16 cache's bytes, scales included."""
     ids = entry["input_ids"]
-    model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, kv_cache="q8")
-    assert model.k_cache.dtype == np.int8 and model.cache.rotated
-    half_bytes = kv_cache_bytes_for_file(REF / entry["model"], 512, "f16")
-    assert model.kv_cache_bytes == model.cache.nbytes == kv_cache_bytes_for_file(REF / entry["model"], 512, "q8")
-    assert model.kv_cache_bytes == half_bytes * (1 + 4 / 32) // 2
-    model.prefill(ids[:-4])
-    for tok in ids[-4:]:
-        ours = model.decode(tok)
+    model, ours = _quantized_cache_logits(entry, "q8", np.int8, 1 + 4 / 32)
     f32ref, llama = np.load(REF / entry["files"]["f32ref"]), np.load(REF / entry["files"]["llamacpp"])
     d_ref, d_llama = np.abs(ours - f32ref), np.abs(ours - llama)
     print(f"\n{_id(entry)} q8 kv: vs f32ref max {d_ref.max():.3f}; vs llama.cpp max {d_llama.max():.3f} "
@@ -219,14 +228,7 @@ def test_q4_kv_cache_rounds_as_llama_cpps_own():
     ours_err, llama_err = [], []
     for entry in [e for e in ENTRIES if e["step"] == 4]:
         ids = entry["input_ids"]
-        model = Qwen3Model.load(REF / entry["model"], n_ctx=512, threads=1, kv_cache="q4")
-        assert model.k_cache.dtype == np.uint8 and model.cache.rotated
-        half_bytes = kv_cache_bytes_for_file(REF / entry["model"], 512, "f16")
-        assert model.kv_cache_bytes == model.cache.nbytes == kv_cache_bytes_for_file(REF / entry["model"], 512, "q4")
-        assert model.kv_cache_bytes == half_bytes * (0.5 + 4 / 32) // 2
-        model.prefill(ids[:-4])
-        for tok in ids[-4:]:
-            ours = model.decode(tok)
+        model, ours = _quantized_cache_logits(entry, "q4", np.uint8, 0.5 + 4 / 32)
         f32ref = np.load(REF / entry["files"]["f32ref"])
         llama_q4 = np.load(REF / entry["files"]["llamacpp"].replace(".llamacpp.npy", ".llamacpp-kv-q4_0.npy"))
         d_ref, d_llama = np.abs(ours - f32ref), np.abs(llama_q4 - f32ref)
