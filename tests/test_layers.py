@@ -217,7 +217,7 @@ def _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng):
 
 
 @pytest.mark.parametrize("kind", ["q8", "q4"])
-@pytest.mark.parametrize("T,pos0", [(1, 0), (3, 200), (7, 445)])
+@pytest.mark.parametrize("T,pos0", [(1, 0), (7, 445)])
 def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
     """store_kv_blocks keeps each 32-value block of a key / value row with its own scale: int8 times max|x|/127
     (error <= scale / 2, the block's largest value exact), or 4-bit with the scale of least squared error among
@@ -256,7 +256,7 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
 
 
 @pytest.mark.parametrize("kind", ["q8", "q4"])
-@pytest.mark.parametrize("T,pos0,n_heads,n_kv,hd", [(40, 30, 8, 2, 64), (72, 128, 16, 8, 128), (20, 411, 32, 8, 128)])
+@pytest.mark.parametrize("T,pos0,n_heads,n_kv,hd", [(40, 30, 8, 2, 64), (72, 128, 16, 8, 128)])   # groups of 4, 2
 def test_block_scaled_cache_prefill_attention(kind, T, pos0, n_heads, n_kv, hd, prefill_attention_path):
     """Each prefill path (AMX tiles, float32 sgemm) over a q8 / q4 cache: the definition's attention over the
     dequantized values, within the path's bound (_prefill_tolerance)."""
