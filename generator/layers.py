@@ -210,8 +210,8 @@ def store_kv_rows(k, v, k_cache, v_cache, pos0):
 
 Q8_MAX = 127.0   # int8 KV cache: q = round(x / s), s = max |x| / 127 per block of Q8_BLOCK values of a row
 Q8_BLOCK = 32    # llama.cpp's q8_0 block: one outlier dimension of a key only coarsens its own 32 values
-Q4_MIN = -8.0    # 4-bit KV cache: s = (the block's value of largest magnitude) / -8, q = clamp(round(x / s), -8, 7),
-# blocks of Q8_BLOCK values too (llama.cpp's q4_0 rule: the largest value is stored exactly, as -8)
+Q4_MIN = -8.0    # 4-bit KV cache, blocks of Q8_BLOCK values too: q = clamp(round(x / s), -8, 7); llama.cpp's q4_0
+# rule takes s = (the block's value of largest magnitude) / -8, and _q4_block_scale searches from there
 
 
 @njit(cache=True)
