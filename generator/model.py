@@ -245,8 +245,9 @@ class KVCache:
     Keys in tiles of TILE positions per KV head, (n_layer, n_kv, n_ctx / TILE, hd, TILE): decode's q.k streams
     each tile front to back, a vector per key dimension (kernels/attention.py); values (n_layer, n_kv, n_ctx, hd):
     the weighted sum streams contiguous value rows. n_ctx is rounded up to kernels.attention.CTX_ROUND. float32, uint16
-    holding F16 bits, int8, or uint8 holding two 4-bit values (tiles (.., hd, TILE / 2), value rows hd / 2) (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B
-    that is 344 MB in float32, more than the weights). k_scale (n_layer, n_kv, nb, n_ctx) and v_scale
+    holding F16 bits, int8, or uint8 holding two 4-bit values (tiles (.., hd, TILE / 2), value rows hd / 2)
+    (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B that is 344 MB in float32,
+    more than the weights). k_scale (n_layer, n_kv, nb, n_ctx) and v_scale
     (n_layer, n_kv, n_ctx, nb) float32: the scale of each 32-value block of an int8 / 4-bit key / value row; for the
     other types nb = 1 and all ones (attention multiplies by them either way)."""
 

@@ -79,6 +79,7 @@ class _Emit:
         self.vec_bytes = _VEC_BYTES[kind]
         self.vi = ir.VectorType(ir.IntType(32), TILE)
         self.permute = None
+        self.q4_table = ir.Constant(ir.VectorType(ir.FloatType(), TILE), [ir.Constant(ir.FloatType(), x) for x in Q4_TABLE])
         if avx512 and kind == "q4":     # vpermps: lane i <- table[idx_i & 15] (the index's other bits ignored)
             name = "llvm.x86.avx512.permvar.sf.512"
             vf = ir.VectorType(ir.FloatType(), TILE)
@@ -112,9 +113,7 @@ class _Emit:
         b = self.b
         if self.permute is not None:
             idx = b.lshr(lanes, ir.Constant(self.vi, [4] * TILE)) if high else lanes
-            if table is None:
-                table = ir.Constant(self.vf, [ir.Constant(self.f32, x) for x in Q4_TABLE])
-            return b.call(self.permute, [table, idx])
+            return b.call(self.permute, [self.q4_table if table is None else table, idx])
         up = b.shl(lanes, ir.Constant(self.vi, [24 if high else 28] * TILE))
         return b.sitofp(b.ashr(up, ir.Constant(self.vi, [28] * TILE)), self.vf)
 
@@ -126,8 +125,7 @@ class _Emit:
         if self.kind != "q4":
             return [self.load_vec(ptr, index), self.load_vec(ptr, b.add(index, self.const(TILE)))]
         lanes = self._q4_lanes(ptr, index)
-        table = None if scale is None else b.fmul(ir.Constant(self.vf, [ir.Constant(self.f32, x) for x in Q4_TABLE]),
-                                                   scale)
+        table = None if scale is None else b.fmul(self.q4_table, scale)
         return [self._q4_values(lanes, False, table), self._q4_values(lanes, True, table)]
 
     def load_vec(self, ptr, index) -> ir.Value:

@@ -75,6 +75,12 @@ def q4_byte(e):
     return (e >> 5) * 16 + (e & 15), (e & 16) >> 2
 
 
+@njit(inline="always")
+def _q4_value(byte, shift):
+    """The two's-complement nibble of `byte` at `shift`, as float32."""
+    return np.float32((((np.int32(byte) >> shift) & 15) ^ 8) - 8)
+
+
 def cache_value(row, j):
     """Element j of a KV cache row as float32, before its block scale (uint8 rows: Q4_PACKING). njit code only."""
     raise NotImplementedError("only callable from numba-compiled code")
@@ -85,7 +91,7 @@ def _cache_value(row, j):
     if row.dtype == types.uint8:
         def q4(row, j):
             at, shift = q4_byte(j)
-            return np.float32((((np.int32(row[at]) >> shift) & 15) ^ 8) - 8)
+            return _q4_value(row[at], shift)
         return q4
     return lambda row, j: to_f32(row[j])
 
@@ -101,7 +107,7 @@ def _tile_value(tile, i, j):
     if tile.dtype == types.uint8:
         def q4(tile, i, j):
             at, shift = q4_byte(i * 16 + j)
-            return np.float32((((np.int32(tile[at >> 3, at & 7]) >> shift) & 15) ^ 8) - 8)
+            return _q4_value(tile[at >> 3, at & 7], shift)
         return q4
     return lambda tile, i, j: to_f32(tile[i, j])
 
