@@ -9,6 +9,7 @@ import pytest
 
 from generator import layers
 from generator.kernels import attention as attention_simd
+from generator.kernels import pool
 
 
 def _tiles(k_t):
@@ -253,6 +254,46 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
     layers.attention(q, *stored, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
     ref = _numpy_attention(q, k_deq, v_deq, pos0, n_heads, scale)
     assert np.abs(out - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind,n_heads,span", [("f16", 16, 64), ("q8", 32, 256), ("q4", 16, 256), ("q4", 32, 64)])
+def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, attention_path):
+    """A decode step over the threads runs on the decode pool (kernels/pool.py) in items of one KV head's query
+    group over a span of positions, merged by their softmax maxima: with spans much shorter than the context
+    (12 and 3 per head here, the last one partial) it is still the definition's attention, equal to the one-thread
+    kernel's, on F16, q8 and q4 caches and query groups of 2 and 4 (Bonsai-1.7B, 8B)."""
+    if attention_path == "portable":
+        pytest.skip("the portable loops keep numba's threads: only the vector kernels run on the pool")
+    if not pool.available():
+        pytest.skip("the decode pool runs on Linux x86-64 only")
+    rng = np.random.default_rng(n_heads + span)
+    n_kv, hd, n_ctx, pos0 = 8, 128, 768, 700
+    if kind == "f16":
+        k_t = rng.standard_normal((n_kv, hd, n_ctx), dtype=np.float32).astype(np.float16)
+        v = rng.standard_normal((n_kv, n_ctx, hd), dtype=np.float32).astype(np.float16)
+        stored = (_tiles(k_t).view(np.uint16), v.view(np.uint16), np.ones((n_kv, 1, n_ctx), np.float32),
+                  np.ones((n_kv, n_ctx, 1), np.float32))
+        k_deq, v_deq = k_t.astype(np.float32), v.astype(np.float32)
+    else:
+        stored, (*_, k_deq, v_deq) = _block_scaled_cache(kind, pos0 + 1, n_kv, hd, n_ctx, rng)
+    q = rng.standard_normal((1, n_heads * hd), dtype=np.float32)
+    scale = np.float32(hd ** -0.5)
+    outs = {}
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        for parallel in (True, False):
+            jobs = pool.get_pool(2).stats()["jobs"]
+            outs[parallel] = np.full((1, n_heads * hd), np.nan, np.float32)
+            attention_simd.run(attention_path, parallel, q, *stored, pos0, n_heads, scale,
+                               np.zeros((n_heads, n_ctx), np.float32), outs[parallel], span)
+            assert pool.get_pool(2).stats()["jobs"] - jobs == int(parallel)
+    finally:
+        numba.set_num_threads(old)
+    assert attention_simd.span_positions(n_heads // n_kv, hd, pos0 + 1, span) == span
+    ref = _numpy_attention(q, k_deq, v_deq, pos0, n_heads, scale)
+    assert np.abs(outs[True] - ref).max() <= 1e-5
+    assert np.abs(outs[True] - outs[False]).max() <= 1e-5
 
 
 @pytest.mark.parametrize("kind", ["q8", "q4"])

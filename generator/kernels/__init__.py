@@ -27,7 +27,8 @@ from .formats import (
     quantize,
     tensor_nbytes,
 )
-from .matrix import QuantMatrix, prepare_matrix, set_threads
+from .matrix import QuantMatrix, prepare_matrix
+from .pool import set_threads
 
 __all__ = [
     "GGML_F32", "GGML_F16", "GGML_Q8_0", "GGML_BF16", "GGML_Q1_0", "GGML_Q2_0",

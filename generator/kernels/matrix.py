@@ -38,22 +38,6 @@ TILE_BYTES = 1 << 20  # float32 bytes of one dequantized row tile in the BLAS pr
 SERIAL_BELOW_BYTES = 512 * 1024
 
 
-_THREADS: list[int] = []     # the count set_threads set last (empty: numba's own)
-
-
-def set_threads(n: int) -> None:
-    """Threads used by every kernel; 0 = all cores numba was started with."""
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS if n == 0 else int(n))
-    _THREADS[:] = [numba.get_num_threads()]
-
-
-def threads_now() -> int:
-    """Threads the decode products use: set_threads' count (process-wide, so a model loaded on one thread and
-    run on another keeps it), else numba's. numba.get_num_threads() takes a lock on every call (~4 us: ~0.5 ms
-    per decode step of Bonsai-1.7B's 113 products)."""
-    return _THREADS[0] if _THREADS else numba.get_num_threads()
-
-
 def _as_f32(a: np.ndarray, ndim: int, n_in: int, name: str) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=np.float32)
     if a.ndim != ndim or a.shape[-1] != n_in:
@@ -291,7 +275,7 @@ class Q1Matrix(QuantMatrix):
             q1_0.matvec_lut8(self.words, self.scales, *self.FORMAT.luts.tables_for(x), out)
         else:
             tab, s = self.FORMAT.int_tables.tables_for(x)
-            n_threads = threads_now()
+            n_threads = pool.threads_now()
             if self.nbytes < SERIAL_BELOW_BYTES or n_threads == 1:
                 self._int11_1t(self.bits_t, self.scales, tab, s, out)
             elif self.pooled:
@@ -314,7 +298,7 @@ class Q1Matrix(QuantMatrix):
             n_cols = self.bits_t.shape[0] * tile_rows                     # rows padding the last tile included
             direct = t_pad == T and n_cols == self.n_out
             dst = out if direct else np.empty((t_pad, n_cols), np.float32)
-            fmt.matmul_amx(self.bits_t, self.scales, xt, dst, q1_0_amx.TILE_CFG, self.amx_panel, threads_now())
+            fmt.matmul_amx(self.bits_t, self.scales, xt, dst, q1_0_amx.TILE_CFG, self.amx_panel, pool.threads_now())
             if not direct:
                 out[:] = dst[:T, :self.n_out]
         elif self.prefill_path in ("avx512vnni", "avxvnni"):
