@@ -193,6 +193,21 @@ def _unpack_q4(packed):
     return ((both ^ 8) - 8).reshape(*packed.shape[:-1], -1)
 
 
+def _query_as_rounded(q, scale, path, kind):
+    """(query, scale) the definition is computed with for `path` over a `kind` cache: on avx512vnni the q8 / q4
+    q.k takes the query in int8 per 32 dimensions (attention.quantize_query: scale max|x| / 127, half to even),
+    as llama.cpp rounds it (Q8_0) for its quantized caches; elsewhere the float32 query."""
+    if path != "avx512vnni" or kind not in ("q8", "q4"):
+        return q, scale
+    qs = q.astype(np.float32) * np.float32(scale)
+    blocks = qs.reshape(q.shape[0], -1, layers.Q8_BLOCK)
+    top = np.abs(blocks).max(axis=2, keepdims=True)
+    inv = np.float32(127) / np.where(top > 0, top, np.float32(1))
+    rounded = np.rint(blocks * np.where(top > 0, inv, np.float32(0)))
+    assert np.abs(rounded).max() <= 127
+    return (rounded * (top / np.float32(127))).reshape(q.shape).astype(np.float64), 1.0
+
+
 def _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng):
     """n positions of random keys / values (uneven magnitudes across rows and an outlier dimension, like trained
     keys) stored by store_kv_blocks in a `kind` cache: (stored, (tiles, v_cache, k_scale, v_scale)), and the
@@ -223,7 +238,8 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
     """store_kv_blocks keeps each 32-value block of a key / value row with its own scale: int8 times max|x|/127
     (error <= scale / 2, the block's largest value exact), or 4-bit with the scale of least squared error among
     candidates that include llama.cpp's q4_0 rule (so no block's squared error above that rule's).
-    Each decode path over that cache gives the definition's attention over the dequantized values."""
+    Each decode path over that cache gives the definition's attention over the dequantized values (on avx512vnni,
+    with the query rounded to int8 as that path's q.k takes it: _query_as_rounded)."""
     rng = np.random.default_rng(T + pos0)
     n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
     nb, n, B = hd // layers.Q8_BLOCK, pos0 + T, layers.Q8_BLOCK
@@ -252,7 +268,8 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
     out = np.full((T, n_heads * hd), np.nan, np.float32)
     scale = np.float32(hd ** -0.5)
     layers.attention(q, *stored, pos0, n_heads, scale, np.zeros((n_heads, n_ctx), np.float32), out)
-    ref = _numpy_attention(q, k_deq, v_deq, pos0, n_heads, scale)
+    q_ref, scale_ref = _query_as_rounded(q, scale, attention_path, kind)
+    ref = _numpy_attention(q_ref, k_deq, v_deq, pos0, n_heads, scale_ref)
     assert np.abs(out - ref).max() <= 1e-5
 
 
@@ -291,7 +308,8 @@ def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, attention_pa
     finally:
         numba.set_num_threads(old)
     assert attention_simd.span_positions(n_heads // n_kv, hd, pos0 + 1, span) == span
-    ref = _numpy_attention(q, k_deq, v_deq, pos0, n_heads, scale)
+    q_ref, scale_ref = _query_as_rounded(q, scale, attention_path, kind)
+    ref = _numpy_attention(q_ref, k_deq, v_deq, pos0, n_heads, scale_ref)
     assert np.abs(outs[True] - ref).max() <= 1e-5
     assert np.abs(outs[True] - outs[False]).max() <= 1e-5
 

@@ -20,7 +20,10 @@ the quantized blocks (layers.store_kv_blocks) are applied per block of key dimen
 adding to 0 are exact). Two shapes, chosen by the dispatcher (operation "attention_decode"):
   avx512bw  4 tiles (64 positions) per step, 16-float vectors (one zmm each)
   avx2      2 tiles (32 positions) per step (each 16-float vector is two ymm: 16 registers in all)
-On other CPUs layers.py's numba loops run (the same tiled layout).
+  avx512vnni is avx512bw with the q.k of the q8 and q4 caches in int8 (`_define_qk_int`: the query rounded to
+            int8 per 32 dimensions, as llama.cpp does for its quantized caches; `vpdpbusd`)
+On other CPUs layers.py's numba loops run (the same tiled layout). A decode step over the threads runs on the
+decode pool (pool.py), in items of one KV head over a span of positions (`attention_pool`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .q1_0_simd import prefetch_l2
 
 TILE = 16        # positions per key tile = float32 lanes per vector
 CTX_ROUND = 64   # the cache's n_ctx is rounded up to this: the widest q.k step (4 tiles) never runs past it
-STEP_TILES = {"avx512bw": 4, "avx2": 2}   # dispatch path -> key tiles per q.k step
+STEP_TILES = {"avx512vnni": 4, "avx512bw": 4, "avx2": 2}   # dispatch path -> key tiles per q.k step
 VALUE_VECTORS = STEP_TILES  # dispatch path -> 16-dim vectors of a value row per pass (= tiles per step: one
 # shape token carries both, see shape_token)
 
@@ -76,7 +79,7 @@ class _Emit:
     """Small helpers over an IRBuilder for 16-float vectors."""
 
     def __init__(self, module: ir.Module, builder: ir.IRBuilder, kind: str, avx512: bool = False):
-        self.b, self.kind = builder, kind
+        self.module, self.b, self.kind = module, builder, kind
         self.vec_bytes = _VEC_BYTES[kind]
         self.vi = ir.VectorType(ir.IntType(32), TILE)
         self.permute = None
@@ -250,6 +253,107 @@ def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
                 e.store_f32vec(b.load(acc[h * step + t]), out, idx)
 
 
+# The int8 q.k (dispatch path avx512vnni, q8 and q4 caches): the query is rounded to int8 per block of key
+# dimensions, as llama.cpp rounds it for its quantized caches (Q8_0), and each key tile is rearranged in registers
+# so that one `vpdpbusd` multiplies 4 dimensions of 16 positions: lane p of a vector holds position p's 4 bytes.
+# WHY: with a 4-bit cache the float q.k spent 2 permutes and 2 multiply-adds per head on every 16 positions x 2
+# dimensions; vpdpbusd does 4 dimensions in one. vpdpbusd takes unsigned bytes times signed ones, so the keys go in
+# offset by half their range (q4: k + 8, q8: k + 128, by flipping the top bit) and the scores take away
+# offset * sum(query bytes) per block (`quantize_query` stores it beside the query's scale).
+#
+# Query layout per head (`query_floats` float32 slots): hd bytes of int8 values, grouped 4 per key group in the
+# order the key lanes hold their dimensions (q4: 4g, 4g+2, 4g+1, 4g+3; q8: 4g .. 4g+3), then nb scales, then nb
+# offset sums (float32).
+_INT_KEY = {"q4": (8, (0, 2, 1, 3)), "i8": (128, (0, 1, 2, 3))}   # kind -> (offset, dimension order in a lane)
+
+
+def _key_lanes(e: "_Emit", chunk) -> list:
+    """A 64-byte load of key tile bytes -> the <16 x i32> lane vectors of the 4-dimension groups it holds (q4: two
+    groups, runs 2g and 2g + 1 each; q8: one group), bytes offset to unsigned."""
+    b = e.b
+    i8, i16 = ir.IntType(8), ir.IntType(16)
+    if e.kind == "i8":        # dims 4g..4g+3 of 16 positions: lane p <- bytes p, 16 + p, 32 + p, 48 + p
+        lanes = b.shuffle_vector(chunk, chunk, ir.Constant(ir.VectorType(ir.IntType(32), 64),
+                                                           [16 * j + p for p in range(TILE) for j in range(4)]))
+        return [b.xor(b.bitcast(lanes, e.vi), ir.Constant(e.vi, [-0x7F7F7F80] * TILE))]   # 0x80808080
+    out = []
+    for half in range(2):     # run r0 = 32 half .. +16, r1 = the next 16 bytes: lane p <- r0[p], r1[p], r0[p], r1[p]
+        idx = [32 * half + 16 * j + p for p in range(TILE) for j in (0, 1, 0, 1)]
+        both = b.shuffle_vector(chunk, chunk, ir.Constant(ir.VectorType(ir.IntType(32), 64), idx))
+        words = b.lshr(b.bitcast(both, ir.VectorType(i16, 32)), ir.Constant(ir.VectorType(i16, 32), [0, 4] * TILE))
+        nibbles = b.and_(b.bitcast(words, e.vi), ir.Constant(e.vi, [0x0F0F0F0F] * TILE))
+        out.append(b.xor(nibbles, ir.Constant(e.vi, [0x08080808] * TILE)))   # two's complement nibble -> k + 8
+    return out
+
+
+@_ir_kernel("ragbit_attn_qk_int")
+def _define_qk_int(e: "_Emit", args, group: int, step: int) -> None:
+    """void f(elem* k, float* q, float* ks, float* out, i64 n_steps, i64 hd, i64 bs, i64 ks_stride, i64 out_stride)
+
+    `_define_qk`'s scores for q8 / q4 keys with the query in int8 (`quantize_query`'s layout, query_floats(hd, nb)
+    floats per head): per block of bs dimensions an int32 sum of vpdpbusd over groups of 4 dimensions, then
+    out += (sum - offset_sum) * query scale * key scale."""
+    from .q1_0_vnni import _vpdpbusd
+
+    k, q, ks, out, n_steps, hd, bs, ks_stride, out_stride = args
+    b = e.b
+    i8, i32 = ir.IntType(8), ir.IntType(32)
+    dpbusd = _vpdpbusd(e.module, TILE)
+    src_ty = dpbusd.function_type.args[1]
+    facc = e.accumulators(group * step)
+    iacc = [cgutils.alloca_once(b, e.vi) for _ in range(group * step)]
+    n_blocks = b.udiv(hd, bs)
+    q_bytes = b.bitcast(q, i8.as_pointer())
+    head_bytes = b.add(hd, b.mul(n_blocks, e.const(8)))          # per head: hd int8, nb scales, nb offset sums
+    tile_elems = b.mul(hd, e.const(TILE))
+    groups_per_load = 2 if e.kind == "q4" else 1
+    izero = ir.Constant(e.vi, [0] * TILE)
+
+    def q_word(h, g):         # the 4 query bytes of group g of head h, in all 16 lanes
+        p = b.gep(q_bytes, [b.add(b.mul(e.const(h), head_bytes), b.mul(g, e.const(4)))])
+        v = b.insert_element(ir.Constant(e.vi, None), b.load(b.bitcast(p, i32.as_pointer()), align=1),
+                             ir.Constant(i32, 0))
+        return b.bitcast(b.shuffle_vector(v, v, izero), src_ty)
+
+    def q_float(h, slot):     # float slot (0: scale, 1: offset sum) of block `block` of head h
+        p = b.gep(q_bytes, [b.add(b.mul(e.const(h), head_bytes), b.add(hd, b.mul(b.add(b.mul(e.const(slot),
+                                                                                          n_blocks), block), e.const(4))))])
+        return e.splat(b.load(b.bitcast(p, e.f32.as_pointer()), align=4))
+
+    with cgutils.for_range(b, n_steps) as s_loop:
+        t0 = b.mul(s_loop.index, e.const(step))
+        for a in facc:
+            b.store(e.zero, a)
+        with cgutils.for_range(b, n_blocks) as b_loop:
+            block = b_loop.index
+            for a in iacc:
+                b.store(izero, a)
+            g_first = b.mul(block, b.udiv(bs, e.const(4)))
+            with cgutils.for_range(b, b.udiv(bs, e.const(4 * groups_per_load))) as l_loop:
+                g0 = b.add(g_first, b.mul(l_loop.index, e.const(groups_per_load)))
+                for t in range(step):
+                    at = b.add(b.mul(b.add(t0, e.const(t)), tile_elems), b.mul(g0, e.const(4 * TILE)))
+                    prefetch_l2(b, e.bytes(k), e.byte_offset(b.add(at, b.mul(tile_elems, e.const(QK_AHEAD * step)))))
+                    chunk = b.load(b.bitcast(b.gep(e.bytes(k), [e.byte_offset(at)]),
+                                             ir.VectorType(i8, 64).as_pointer()), align=1)
+                    for j, lanes in enumerate(_key_lanes(e, chunk)):
+                        keys = b.bitcast(lanes, src_ty)
+                        for h in range(group):
+                            a = iacc[h * step + t]
+                            b.store(b.call(dpbusd, [b.load(a), keys, q_word(h, b.add(g0, e.const(j)))]), a)
+            for h in range(group):
+                q_scale, q_offset = q_float(h, 0), q_float(h, 1)
+                for t in range(step):
+                    kv = e.load_f32vec(ks, b.add(b.mul(block, ks_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE))))
+                    dot = b.fsub(b.sitofp(b.load(iacc[h * step + t]), e.vf), q_offset)
+                    a = facc[h * step + t]
+                    b.store(b.call(e.fma, [dot, b.fmul(kv, q_scale), b.load(a)]), a)
+        for h in range(group):
+            for t in range(step):
+                idx = b.add(b.mul(e.const(h), out_stride), b.mul(b.add(t0, e.const(t)), e.const(TILE)))
+                e.store_f32vec(b.load(facc[h * step + t]), out, idx)
+
+
 @_ir_kernel("ragbit_attn_pv")
 def _define_pv(e: "_Emit", args, group: int, nvec: int) -> None:
     """void f(elem* v, float* w, float* vs, float* out, i64 n_pos, i64 hd, i64 bs, i64 nb, i64 w_stride)
@@ -315,12 +419,13 @@ def _pointers(context, builder, sig, args, which):
     return ptrs
 
 
-def shape_token(step: int, group: int) -> np.ndarray:
+def shape_token(step: int, group: int, int_query: bool = False) -> np.ndarray:
     """A zero-size array whose numba TYPE carries a kernel shape: ndim = query heads per call (4, 2 or 1),
-    itemsize = key tiles per q.k step = 16-dim vectors per value pass (4 or 2). The decode entry points take it
-    so that numba compiles (and caches) one shape per model, and dispatches on it at C speed: integer literals
-    (numba.literally) were resolved in Python on every call (140 ms per call)."""
-    return np.empty((0,) * group, np.dtype(f"i{step}"))
+    itemsize = key tiles per q.k step = 16-dim vectors per value pass (4 or 2), an unsigned dtype = the int8 q.k
+    for q8 / q4 keys (`_define_qk_int`). The decode entry points take it so that numba compiles (and caches) one
+    shape per model, and dispatches on it at C speed: integer literals (numba.literally) were resolved in Python
+    on every call (140 ms per call)."""
+    return np.empty((0,) * group, np.dtype(f"{'u' if int_query else 'i'}{step}"))
 
 
 def _token_shape(token):
@@ -330,14 +435,79 @@ def _token_shape(token):
     return None
 
 
-def _kernel_calls(define, doc):
+def _int_query(token, elem) -> bool:
+    """Whether a shape token and a cache element type (numba types) take the int8 q.k."""
+    return not token.dtype.signed and _ELEM.get(elem) in _INT_KEY
+
+
+@intrinsic
+def int_query(typingctx, token, cache):
+    """True (a constant) where the q.k for this shape token and cache array runs on int8 queries."""
+    if _token_shape(token) is None or not isinstance(cache, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.boolean, _int_query(sig.args[0], sig.args[1].dtype))
+
+    return types.boolean(token, cache), codegen
+
+
+@intrinsic
+def is_q4(typingctx, cache):
+    """True (a constant) for the packed 4-bit cache (uint8 elements)."""
+    if not isinstance(cache, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.boolean, sig.args[0].dtype == types.uint8)
+
+    return types.boolean(cache), codegen
+
+
+def query_floats(hd: int, nb: int) -> int:
+    """float32 slots of one head's int8 query (`quantize_query`): hd bytes, nb scales, nb offset sums."""
+    return hd // 4 + 2 * nb
+
+
+@njit(inline="always")
+def quantize_query(q, scale, n_heads, hd, nb, kind_q4, dst):
+    """The first n_heads heads of q (n_heads * hd floats) times scale, in int8 per block of hd / nb dimensions
+    (scale max|x| / 127, values rounded half to even), into dst in the int8 q.k's layout (`_INT_KEY`): per head
+    query_floats(hd, nb) float32 slots. kind_q4: 4-bit keys (dimension order 4g, 4g+2, 4g+1, 4g+3; offset 8),
+    else int8 keys (offset 128)."""
+    per = hd // 4 + 2 * nb
+    bs = hd // nb
+    raw = dst.view(np.int8)
+    offset = np.float32(8.0) if kind_q4 else np.float32(128.0)
+    for h in range(n_heads):
+        base = h * per
+        for blk in range(nb):
+            top = np.float32(0.0)
+            for i in range(bs):
+                top = max(top, abs(q[h * hd + blk * bs + i] * scale))
+            inv = np.float32(127.0) / top if top > 0 else np.float32(0.0)
+            total = 0
+            for i in range(bs):
+                d = blk * bs + i
+                v = int(np.rint(q[h * hd + d] * scale * inv))
+                j = d % 4
+                if kind_q4 and (j == 1 or j == 2):
+                    j = 3 - j
+                raw[4 * base + 4 * (d // 4) + j] = v
+                total += v
+            dst[base + hd // 4 + blk] = top / np.float32(127.0)
+            dst[base + hd // 4 + nb + blk] = offset * total
+
+
+def _kernel_calls(define, doc, int_define=None):
     """Two intrinsics calling the kernel `define` builds for (cache element type, group, shape), token a
     `shape_token`: f(token, cache, floats, scales, out, five sizes) on array views, and
     f_at(token, elem, cache, floats, scales, out, five sizes) on int64 addresses, the cache's element type carried
     by `elem` (any array of it): for the decode pool's item kernels, which get their arrays as addresses."""
     def emit(builder, token, elem, pointers, sizes):
         group, shape = _token_shape(token)
-        builder.call(define(builder.module, _ELEM[elem], group, shape), pointers + sizes)
+        chosen = int_define if int_define is not None and _int_query(token, elem) else define
+        builder.call(chosen(builder.module, _ELEM[elem], group, shape), pointers + sizes)
 
     def on_arrays(typingctx, token, cache, floats, scales, out, n0, n1, n2, n3, n4):
         if _token_shape(token) is None or cache.dtype not in _ELEM:
@@ -370,7 +540,8 @@ def _kernel_calls(define, doc):
     return intrinsic(on_arrays), intrinsic(at)
 
 
-_qk, _qk_at = _kernel_calls(_define_qk, "q.k of a shape token (group, step) on (keys, q, ks, out, n_steps, hd, bs, ks_stride, out_stride)")
+_qk, _qk_at = _kernel_calls(_define_qk, "q.k of a shape token (group, step) on (keys, q, ks, out, n_steps, hd, bs, "
+                             "ks_stride, out_stride); q in int8 (quantize_query) where the token says so", _define_qk_int)
 _pv, _pv_at = _kernel_calls(_define_pv, "weighted values of a shape token (group, nvec) on (values, w, vs, out, n_pos, hd, bs, nb, w_stride)")
 
 
@@ -489,18 +660,20 @@ def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out
     bs = hd // nb
     g = token.ndim
     step = token.itemsize
+    per = hd // 4 + 2 * nb if int_query(token, keys) else hd     # float32 slots of one head's query
     for kvh in prange(n_kv):
-        qs = np.empty((group, hd), np.float32)
+        qs = np.empty(group * per, np.float32)
         for t in range(T):
             n_pos = pos0 + t + 1
             n_steps = -(-n_pos // (TILE * step))
-            for j in range(group):
-                h = kvh * group + j
-                for i in range(hd):
-                    qs[j, i] = q[t, h * hd + i] * scale
+            if int_query(token, keys):
+                quantize_query(q[t, kvh * group * hd:], scale, group, hd, nb, is_q4(keys), qs)
+            else:
+                for i in range(group * hd):
+                    qs[i] = q[t, kvh * group * hd + i] * scale
             for j0 in range(0, group, g):
                 h0 = kvh * group + j0
-                _qk(token, keys[kvh], qs[j0:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
+                _qk(token, keys[kvh], qs[j0 * per:], k_scale[kvh], scores[h0:], n_steps, hd, bs, scores.shape[1],
                     scores.shape[1])
             dens = np.empty(group, np.float32)
             for j in range(group):
@@ -525,7 +698,8 @@ def attention_serial(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, sc
     _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token)
 
 
-_TOKENS = {(step, g): shape_token(step, g) for step in set(STEP_TILES.values()) for g in (4, 2, 1)}
+_TOKENS = {(step, g, i): shape_token(step, g, i) for step in set(STEP_TILES.values()) for g in (4, 2, 1)
+           for i in (False, True)}
 
 
 def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out,
@@ -534,14 +708,15 @@ def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_he
     and 2), over the threads or on this one (see layers.attention). Both shapes are plain LLVM vector IR (no
     instruction the CPU may lack). One query (a decode step) over the threads runs on the decode pool, in spans
     of at most `span` positions (default: the most an item's buffer holds; tests pass less)."""
-    token = _TOKENS[STEP_TILES[path], group_chunk(n_heads // keys.shape[0])]
+    token = _TOKENS[STEP_TILES[path], group_chunk(n_heads // keys.shape[0]),
+                    path == "avx512vnni" and keys.dtype in (np.uint8, np.int8)]
     n_threads = pool.threads_now()
     if parallel and q.shape[0] == 1 and n_threads > 1 and pool.available():
         n_kv, hd = keys.shape[0], keys.shape[2]
         span = span_positions(n_heads // n_kv, hd, pos0 + 1, span)
         buf = _merge_buffer(n_heads * hd + n_kv * -(-(pos0 + 1) // span) * (n_heads // n_kv) * (hd + 2))
         pool.get_pool(n_threads).run(attention_pool, span_item(keys.dtype, token), q, keys, values, k_scale,
-                                     v_scale, pos0, n_heads, scale, buf, out, span, n_threads)
+                                     v_scale, pos0, n_heads, scale, buf, out, span, n_threads, token)
         return
     kernel = attention_parallel if parallel else attention_serial
     kernel(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out, token)
@@ -599,13 +774,13 @@ def _attend_span(job_addr, i, acc_addr, token, elem):
     offset = kvh * head_bytes + p0 * (head_bytes // n_ctx)     # p0 is whole tiles: keys and values alike
     at = _scores_at(group, hd)
     w = acc_addr + 4 * at                                      # score rows, span floats apart
-    q = job[_P_Q] + 4 * kvh * group * hd
+    q = job[_P_Q] + 4 * kvh * group * (hd // 4 + 2 * nb if int_query(token, elem) else hd)
     ks = job[_P_KS] + 4 * (kvh * nb * n_ctx + p0)
     vs = job[_P_VS] + 4 * (kvh * n_ctx + p0) * nb
     n_steps = -(-n // (TILE * step))
     for j0 in range(0, group, g):
-        _qk_at(token, elem, job[_P_K] + offset, q + 4 * j0 * hd, ks, w + 4 * j0 * span, n_steps, hd, bs, n_ctx,
-               span)
+        _qk_at(token, elem, job[_P_K] + offset, q + 4 * j0 * (hd // 4 + 2 * nb if int_query(token, elem) else hd),
+               ks, w + 4 * j0 * span, n_steps, hd, bs, n_ctx, span)
     acc = pool.carray_f32(acc_addr, at + group * span)
     for j in range(group):
         row = acc[at + j * span:at + (j + 1) * span]
@@ -635,7 +810,7 @@ _SPAN_ITEMS: dict = {}
 def span_item(dtype, token) -> int:
     """Address of the pool item kernel for a cache of `dtype` and a shape token, compiled (or loaded from numba's
     cache: the closure's arrays are part of its key) on first use only."""
-    key = (np.dtype(dtype).str, token.ndim, token.itemsize)
+    key = (np.dtype(dtype).str, token.ndim, token.dtype.str)
     if key not in _SPAN_ITEMS:
         elem = np.empty(0, dtype)
 
@@ -648,7 +823,7 @@ def span_item(dtype, token) -> int:
 
 @njit(cache=True)
 def attention_pool(ctl, scratch, fn, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, buf, out, span,
-                   n_workers):
+                   n_workers, token):
     """One query's attention over the pool (pool.run_job): the scaled query and the spans' results in buf
     (`_merge_buffer`), then each head's spans merged into out. Returns the items taken over."""
     n_kv, hd = keys.shape[0], keys.shape[2]
@@ -658,8 +833,11 @@ def attention_pool(ctl, scratch, fn, q, keys, values, k_scale, v_scale, pos0, n_
     n_spans = -(-n_pos // span)
     part = group * (hd + 2)
     qs, parts = buf[:n_heads * hd], buf[n_heads * hd:]
-    for i in range(n_heads * hd):
-        qs[i] = q[0, i] * scale
+    if int_query(token, keys):
+        quantize_query(q[0], scale, n_heads, hd, nb, is_q4(keys), qs)
+    else:
+        for i in range(n_heads * hd):
+            qs[i] = q[0, i] * scale
     p = pool.PARAMS
     ctl[p + _P_PARTS], ctl[p + _P_Q], ctl[p + _P_K] = pool.address(parts), pool.address(qs), pool.address(keys)
     ctl[p + _P_V], ctl[p + _P_KS], ctl[p + _P_VS] = pool.address(values), pool.address(k_scale), \

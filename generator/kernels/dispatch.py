@@ -58,8 +58,9 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "q2_decode_float": ("portable",),
     "q2_prefill_int11": ("amx", "avx512vnni", "avxvnni"),
     "q2_prefill_float": ("portable",),
-    # decode attention over the KV cache (attention.py): LLVM vector IR, 4 or 2 key tiles per step
-    "attention_decode": ("avx512bw", "avx2", "portable"),
+    # decode attention over the KV cache (attention.py): LLVM vector IR, 4 or 2 key tiles per step; avx512vnni:
+    # the q.k of q8 / q4 caches in int8 (vpdpbusd), the rest as avx512bw
+    "attention_decode": ("avx512vnni", "avx512bw", "avx2", "portable"),
     # prefill attention (T >= 16 queries): split-bf16 tile products on AMX (attention_amx.py); "portable" = float32
     # sgemm through numpy's BLAS (layers._attention_blas)
     "attention_prefill": ("amx", "portable"),
