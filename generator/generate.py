@@ -50,6 +50,7 @@ class GenerationResult:
     finish_reason: str = ""                                   # "eog" | "stop" | "length"
     cached_prompt_tokens: int = 0                             # prompt ids reused from the KV cache
     kernels: dict[str, str] = field(default_factory=dict)     # {"decode"/"prefill": instruction-set path}
+    kv_cache: str = ""                                        # the KV cache's element type ("f16", "q4", ...)
     timings: Timings = field(default_factory=Timings)
 
 
@@ -176,7 +177,8 @@ class Generator:
             raise GenerationError(f"max_tokens must be >= 1, got {max_tokens}")
         ids = self.prompt_ids(prompt, chat, thinking)
         result = GenerationResult(prompt_token_ids=ids, timings=Timings(load_s=self.load_s),
-                                  kernels=dict(getattr(self.model, "kernel_paths", {})))
+                                  kernels=dict(getattr(self.model, "kernel_paths", {})),
+                                  kv_cache=getattr(self.model, "kv_cache_type", ""))
         return result, self._run(ids, max_tokens, Sampler(sampling), _StopMatcher(stop or ()), result, t_start)
 
     def _prefill(self, ids: list[int], result: GenerationResult) -> np.ndarray:

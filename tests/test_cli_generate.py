@@ -33,6 +33,8 @@ def test_json_output_greedy_matches_llama_cpp():
     assert set(out["timings"]) == {"load_s", "prompt_tokens_per_s", "gen_tokens_per_s"}
     int11 = dispatch.choose("q1_decode_int11")            # ragbit's default decode kernel, on this CPU's path
     assert out["kernels"]["decode"] == (f"{int11} (int11)" if int11 != "portable" else "portable (float)")
+    assert out["kv_cache"] == "f16"                          # ragbit's default cache ([generator] kv_cache)
+    assert out["kernels"]["attention_decode"] == dispatch.choose("attention_decode")
     assert out["text"] and out["timings"]["load_s"] > 0
 
 
