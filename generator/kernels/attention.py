@@ -17,7 +17,7 @@ The kernels are LLVM vector IR (numba has no vector types): F16 bits are widened
 int8 with `sitofp`, 4-bit runs (half.Q4_PACKING) from one 16-byte load per two vectors (nibbles through a
 16-entry `vpermps` table on avx512bw, shifts and `sitofp` on avx2), multiply-adds are `llvm.fmuladd`. Scales of
 the quantized blocks (layers.store_kv_blocks) are applied per block of key dimensions and per value block; the float caches pass all-ones scales (multiplying by 1 and
-adding to 0 are exact). Two shapes, chosen by the dispatcher (operation "attention_decode"):
+adding to 0 are exact). The paths, chosen by the dispatcher (operation "attention_decode"):
   avx512bw  4 tiles (64 positions) per step, 16-float vectors (one zmm each)
   avx2      2 tiles (32 positions) per step (each 16-float vector is two ymm: 16 registers in all)
   avx512vnni is avx512bw with the q.k of the q8 and q4 caches in int8 (`_define_qk_int`: the query rounded to
@@ -264,7 +264,7 @@ def _define_qk(e: "_Emit", args, group: int, step: int) -> None:
 # Query layout per head (`query_floats` float32 slots): hd bytes of int8 values, grouped 4 per key group in the
 # order the key lanes hold their dimensions (q4: 4g, 4g+2, 4g+1, 4g+3; q8: 4g .. 4g+3), then nb scales, then nb
 # offset sums (float32).
-_INT_KEY = {"q4": (8, (0, 2, 1, 3)), "i8": (128, (0, 1, 2, 3))}   # kind -> (offset, dimension order in a lane)
+_INT_KEY = ("q4", "i8")     # the cache kinds whose q.k runs in int8 (offsets and orders: quantize_query)
 
 
 def _key_lanes(e: "_Emit", chunk) -> list:
@@ -464,7 +464,8 @@ def is_q4(typingctx, cache):
     return types.boolean(cache), codegen
 
 
-def query_floats(hd: int, nb: int) -> int:
+@njit(inline="always")
+def query_floats(hd, nb):
     """float32 slots of one head's int8 query (`quantize_query`): hd bytes, nb scales, nb offset sums."""
     return hd // 4 + 2 * nb
 
@@ -475,7 +476,7 @@ def quantize_query(q, scale, n_heads, hd, nb, kind_q4, dst):
     (scale max|x| / 127, values rounded half to even), into dst in the int8 q.k's layout (`_INT_KEY`): per head
     query_floats(hd, nb) float32 slots. kind_q4: 4-bit keys (dimension order 4g, 4g+2, 4g+1, 4g+3; offset 8),
     else int8 keys (offset 128)."""
-    per = hd // 4 + 2 * nb
+    per = query_floats(hd, nb)
     bs = hd // nb
     raw = dst.view(np.int8)
     offset = np.float32(8.0) if kind_q4 else np.float32(128.0)
@@ -660,7 +661,7 @@ def _attend(q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out
     bs = hd // nb
     g = token.ndim
     step = token.itemsize
-    per = hd // 4 + 2 * nb if int_query(token, keys) else hd     # float32 slots of one head's query
+    per = query_floats(hd, nb) if int_query(token, keys) else hd     # float32 slots of one head's query
     for kvh in prange(n_kv):
         qs = np.empty(group * per, np.float32)
         for t in range(T):
@@ -705,13 +706,14 @@ _TOKENS = {(step, g, i): shape_token(step, g, i) for step in set(STEP_TILES.valu
 def run(path: str, parallel: bool, q, keys, values, k_scale, v_scale, pos0, n_heads, scale, scores, out,
         span: int | None = None) -> None:
     """Decode attention on `path` ("avx512bw": 4 key tiles per q.k step and 4 vectors per value pass; "avx2": 2
-    and 2), over the threads or on this one (see layers.attention). Both shapes are plain LLVM vector IR (no
-    instruction the CPU may lack). One query (a decode step) over the threads runs on the decode pool, in spans
-    of at most `span` positions (default: the most an item's buffer holds; tests pass less)."""
+    and 2; "avx512vnni": avx512bw's, with the int8 q.k for q8 / q4 keys), over the threads or on this one (see
+    layers.attention). The float shapes are plain LLVM vector IR (no instruction the CPU may lack). One query (a
+    decode step) over the threads runs on the decode pool, in spans of at most `span` positions (default: the
+    most an item's buffer holds; tests pass less); items address keys and values per KV head alike."""
     token = _TOKENS[STEP_TILES[path], group_chunk(n_heads // keys.shape[0]),
                     path == "avx512vnni" and keys.dtype in (np.uint8, np.int8)]
     n_threads = pool.threads_now()
-    if parallel and q.shape[0] == 1 and n_threads > 1 and pool.available():
+    if parallel and q.shape[0] == 1 and n_threads > 1 and pool.available() and keys.strides[0] == values.strides[0]:
         n_kv, hd = keys.shape[0], keys.shape[2]
         span = span_positions(n_heads // n_kv, hd, pos0 + 1, span)
         buf = _merge_buffer(n_heads * hd + n_kv * -(-(pos0 + 1) // span) * (n_heads // n_kv) * (hd + 2))
@@ -774,13 +776,14 @@ def _attend_span(job_addr, i, acc_addr, token, elem):
     offset = kvh * head_bytes + p0 * (head_bytes // n_ctx)     # p0 is whole tiles: keys and values alike
     at = _scores_at(group, hd)
     w = acc_addr + 4 * at                                      # score rows, span floats apart
-    q = job[_P_Q] + 4 * kvh * group * (hd // 4 + 2 * nb if int_query(token, elem) else hd)
+    per = query_floats(hd, nb) if int_query(token, elem) else hd     # float32 slots of one head's query
+    q = job[_P_Q] + 4 * kvh * group * per
     ks = job[_P_KS] + 4 * (kvh * nb * n_ctx + p0)
     vs = job[_P_VS] + 4 * (kvh * n_ctx + p0) * nb
     n_steps = -(-n // (TILE * step))
     for j0 in range(0, group, g):
-        _qk_at(token, elem, job[_P_K] + offset, q + 4 * j0 * (hd // 4 + 2 * nb if int_query(token, elem) else hd),
-               ks, w + 4 * j0 * span, n_steps, hd, bs, n_ctx, span)
+        _qk_at(token, elem, job[_P_K] + offset, q + 4 * j0 * per, ks, w + 4 * j0 * span, n_steps, hd, bs, n_ctx,
+               span)
     acc = pool.carray_f32(acc_addr, at + group * span)
     for j in range(group):
         row = acc[at + j * span:at + (j + 1) * span]
