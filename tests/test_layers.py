@@ -43,12 +43,12 @@ def _decode_kernel(path, parallel):
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("n_heads,n_kv,hd,dtype", [(8, 2, 64, np.float32), (16, 8, 128, np.float16),
                                                    (32, 8, 128, np.float16), (6, 2, 64, np.float32)])
-def test_attention_matches_definition(T, pos0, parallel, n_heads, n_kv, hd, dtype, attention_path):
+def test_attention_matches_definition(T, pos0, parallel, n_heads, n_kv, hd, dtype, float_attention_path):
     """Each decode path (the dispatcher's, per CPU) against the definition: F16 (uint16 bits) and float32
     caches, query groups of 4 (Bonsai-8B), 2 (1.7B) and 3 (run one head at a time), positions that end
     inside a tile and inside a step of tiles."""
-    if not attention_simd.fits(hd, attention_path):
-        pytest.skip(f"the {attention_path} kernels do not take head size {hd}")
+    if not attention_simd.fits(hd, float_attention_path):
+        pytest.skip(f"the {float_attention_path} kernels do not take head size {hd}")
     rng = np.random.default_rng(T * 1000 + pos0)
     n_ctx = 512
     q = rng.standard_normal((T, n_heads * hd), dtype=np.float32)
@@ -57,7 +57,7 @@ def test_attention_matches_definition(T, pos0, parallel, n_heads, n_kv, hd, dtyp
     scores = np.zeros((n_heads, n_ctx), np.float32)
     out = np.full((T, n_heads * hd), np.nan, np.float32)
     scale = np.float32(hd ** -0.5)
-    run = _decode_kernel(attention_path, parallel)
+    run = _decode_kernel(float_attention_path, parallel)
     old = numba.get_num_threads()
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     ks, vs = np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
