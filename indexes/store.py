@@ -343,8 +343,10 @@ class IndexStore:
     def manifest(self) -> dict | None:
         """The committed manifest (with "format_version" and "generation"), or None if no index exists."""
         path = self.current()
-        if path is None:
-            return None
+        return None if path is None else self._manifest_of(path)
+
+    def _manifest_of(self, path: Path) -> dict:
+        """The manifest of generation directory `path` (IndexFormatError if unreadable or of another format)."""
         try:
             data = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
@@ -363,12 +365,13 @@ class IndexStore:
         return data
 
     def require(self) -> tuple[Path, dict]:
-        """(generation directory, manifest) of the committed index; IndexMissingError if there is none."""
-        manifest = self.manifest()
+        """(generation directory, manifest) of the committed index; IndexMissingError if there is none. The
+        manifest is that directory's own: resolving CURRENT twice could pair a generation with the manifest of the
+        one a concurrent writer committed in between (a reader then saw its files as missing or damaged)."""
         path = self.current()
-        if manifest is None or path is None:
+        if path is None:
             raise IndexMissingError(f"no index at {self.root}: run ragbit index first")
-        return path, manifest
+        return path, self._manifest_of(path)
 
     def read(self, loader: Callable[[Path, dict], T], attempts: int = 10) -> T:
         """`loader(generation dir, manifest)` on the committed index, safe against a concurrent writer.

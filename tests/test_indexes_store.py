@@ -235,6 +235,27 @@ def test_read_retries_when_a_writer_replaces_the_generation_mid_load(tmp_path):
     assert calls == ["old", "new"]
 
 
+def test_a_generation_comes_with_its_own_manifest_when_a_writer_commits_meanwhile(tmp_path, monkeypatch):
+    """A writer that commits between a reader's resolving of CURRENT and its reading of the manifest must not pair
+    the new generation with the old manifest (the fault suite's concurrent readers saw such a pair as an index
+    with its files missing)."""
+    store = IndexStore(tmp_path / "idx")
+    _commit(store, "old")
+    real_manifest = IndexStore._manifest_of
+
+    def commit_after_reading(self, path):
+        manifest = real_manifest(self, path)
+        if manifest["text"] == "old":
+            _commit(IndexStore(store.root), "new")    # switch CURRENT (and delete the old generation) now
+        return manifest
+
+    monkeypatch.setattr(IndexStore, "_manifest_of", commit_after_reading)
+    path, manifest = store.require()
+    assert manifest["text"] == "old" and path.name == f"gen-{manifest['generation']:06d}"
+    monkeypatch.undo()
+    assert store.read(lambda p, m: ((p / "payload.txt").read_text(), m["text"])) == ("new", "new")
+
+
 def test_read_does_not_retry_a_broken_generation(tmp_path):
     store = IndexStore(tmp_path / "idx")
     _commit(store, "x")
