@@ -14,15 +14,15 @@ def read_jsonl(name: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _kernel_path_fixture(*ops: str, same_as: tuple[str, ...] = ()):
+def _kernel_path_fixture(*ops: str, leave_out: tuple[str, ...] = ()):
     """A fixture running its test once per path the dispatcher implements for any of `ops`, with RAGBIT_KERNEL
     set to it (so each operation runs its best path up to that one); a path this CPU cannot run is skipped,
-    naming the missing features (or the OS's refusal: AMX needs a per-process grant). `same_as`: paths left out
-    because for what the test covers they run the next path's kernels."""
+    naming the missing features (or the OS's refusal: AMX needs a per-process grant). `leave_out`: paths that do
+    not run what the test covers (or run another path's kernels for it)."""
     from generator.kernels import dispatch
 
     @pytest.fixture(params=[p for p in dispatch.PATHS if any(p in dispatch.IMPLEMENTED[op] for op in ops)
-                            and p not in same_as])
+                            and p not in leave_out])
     def fixture(request, monkeypatch):
         path = request.param
         why = dispatch.missing(path)
@@ -40,7 +40,9 @@ int11_path = _kernel_path_fixture("q1_decode_int11", "q1_prefill_int11")
 # every path of decode attention: LLVM vector kernels (kernels/attention.py) and the portable loops (layers.py)
 attention_path = _kernel_path_fixture("attention_decode")
 # the same over F16 / float32 caches only: avx512vnni runs avx512bw's kernels there (its own q.k is for q8 / q4)
-float_attention_path = _kernel_path_fixture("attention_decode", same_as=("avx512vnni",))
+float_attention_path = _kernel_path_fixture("attention_decode", leave_out=("avx512vnni",))
+# the paths whose decode step runs on the decode pool (kernels/pool.py): the vector kernels, not the portable loops
+pool_attention_path = _kernel_path_fixture("attention_decode", leave_out=("portable",))
 # every path of prefill attention: AMX split-bf16 tiles (kernels/attention_amx.py) and float32 sgemm (layers.py)
 prefill_attention_path = _kernel_path_fixture("attention_prefill")
 

@@ -39,14 +39,18 @@ def _decode_kernel(path, parallel):
     return lambda *args: attention_simd.run(path, parallel, *args)
 
 
-@pytest.mark.parametrize("T,pos0", [(1, 0), (1, 300), (5, 0), (7, 120), (3, 445)])
-@pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("n_heads,n_kv,hd,dtype", [(8, 2, 64, np.float32), (16, 8, 128, np.float16),
-                                                   (32, 8, 128, np.float16), (6, 2, 64, np.float32)])
+_SHAPES = [(8, 2, 64, np.float32), (16, 8, 128, np.float16), (32, 8, 128, np.float16), (6, 2, 64, np.float32)]
+
+
+@pytest.mark.parametrize("T,pos0,parallel,n_heads,n_kv,hd,dtype", [
+    (T, pos0, parallel, *shape) for shape in _SHAPES for parallel in (False, True)
+    for T, pos0 in [(1, 0), (1, 300), (5, 0), (7, 120), (3, 445)]
+    if not (parallel and T > 1 and shape in _SHAPES[::2])])   # numba's threads (T > 1): query groups of 2 and 3
 def test_attention_matches_definition(T, pos0, parallel, n_heads, n_kv, hd, dtype, float_attention_path):
     """Each decode path (the dispatcher's, per CPU) against the definition: F16 (uint16 bits) and float32
     caches, query groups of 4 (Bonsai-8B), 2 (1.7B) and 3 (run one head at a time), positions that end
-    inside a tile and inside a step of tiles."""
+    inside a tile and inside a step of tiles; one thread, the decode pool (one query) and numba's threads
+    (several queries: each shape there is a slow compile on a fresh clone, so two of the four)."""
     if not attention_simd.fits(hd, float_attention_path):
         pytest.skip(f"the {float_attention_path} kernels do not take head size {hd}")
     rng = np.random.default_rng(T * 1000 + pos0)
@@ -273,14 +277,12 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
     assert np.abs(out - ref).max() <= 1e-5
 
 
-@pytest.mark.parametrize("kind,n_heads,span", [("f16", 16, 64), ("q8", 32, 256), ("q4", 16, 256), ("q4", 32, 64)])
-def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, attention_path):
+@pytest.mark.parametrize("kind,n_heads,span", [("f16", 16, 64), ("q8", 32, 256), ("q4", 16, 64)])
+def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, pool_attention_path):
     """A decode step over the threads runs on the decode pool (kernels/pool.py) in items of one KV head's query
     group over a span of positions, merged by their softmax maxima: with spans much shorter than the context
-    (12 and 3 per head here, the last one partial) it is still the definition's attention, equal to the one-thread
+    (11 and 3 per head here, the last one partial) it is still the definition's attention, equal to the one-thread
     kernel's, on F16, q8 and q4 caches and query groups of 2 and 4 (Bonsai-1.7B, 8B)."""
-    if attention_path == "portable":
-        pytest.skip("the portable loops keep numba's threads: only the vector kernels run on the pool")
     if not pool.available():
         pytest.skip("the decode pool runs on Linux x86-64 only")
     rng = np.random.default_rng(n_heads + span)
@@ -302,13 +304,13 @@ def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, attention_pa
         for parallel in (True, False):
             jobs = pool.get_pool(2).stats()["jobs"]
             outs[parallel] = np.full((1, n_heads * hd), np.nan, np.float32)
-            attention_simd.run(attention_path, parallel, q, *stored, pos0, n_heads, scale,
+            attention_simd.run(pool_attention_path, parallel, q, *stored, pos0, n_heads, scale,
                                np.zeros((n_heads, n_ctx), np.float32), outs[parallel], span)
             assert pool.get_pool(2).stats()["jobs"] - jobs == int(parallel)
     finally:
         numba.set_num_threads(old)
     assert attention_simd.span_positions(n_heads // n_kv, hd, pos0 + 1, span) == span
-    q_ref, scale_ref = _query_as_rounded(q, scale, attention_path, kind)
+    q_ref, scale_ref = _query_as_rounded(q, scale, pool_attention_path, kind)
     ref = _numpy_attention(q_ref, k_deq, v_deq, pos0, n_heads, scale_ref)
     assert np.abs(outs[True] - ref).max() <= 1e-5
     assert np.abs(outs[True] - outs[False]).max() <= 1e-5
