@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from generator.kernels import attention as attention_simd
-from generator.kernels import attention_amx, dispatch, hadamard
+from generator.kernels import attention_amx, decode_attention, dispatch, hadamard
 from generator.kernels.attention import TILE, exp_f32
 from generator.kernels.half import cache_value, store, tile_value
 
@@ -551,7 +551,8 @@ def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, score
         run = _attention_parallel if parallel else _attention_serial
         run(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)
     else:
-        attention_simd.run(path, parallel, q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out)
+        decode_attention.run(path, parallel, q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores,
+                             out)
 
 
 def decode_path(hd: int) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from generator import layers
 from generator.kernels import attention as attention_simd
+from generator.kernels import decode_attention
 from generator.kernels import pool
 
 
@@ -36,7 +37,7 @@ def _numpy_attention(q, k_cache, v_cache, pos0, n_heads, scale):
 def _decode_kernel(path, parallel):
     if path == "portable":
         return layers._attention_parallel if parallel else layers._attention_serial
-    return lambda *args: attention_simd.run(path, parallel, *args)
+    return lambda *args: decode_attention.run(path, parallel, *args)
 
 
 _SHAPES = [(8, 2, 64, np.float32), (16, 8, 128, np.float16), (32, 8, 128, np.float16), (6, 2, 64, np.float32)]
@@ -304,12 +305,12 @@ def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, pool_attenti
         for parallel in (True, False):
             jobs = pool.get_pool(2).stats()["jobs"]
             outs[parallel] = np.full((1, n_heads * hd), np.nan, np.float32)
-            attention_simd.run(pool_attention_path, parallel, q, *stored, pos0, n_heads, scale,
-                               np.zeros((n_heads, n_ctx), np.float32), outs[parallel], span)
+            decode_attention.run(pool_attention_path, parallel, q, *stored, pos0, n_heads, scale,
+                                 np.zeros((n_heads, n_ctx), np.float32), outs[parallel], span)
             assert pool.get_pool(2).stats()["jobs"] - jobs == int(parallel)
     finally:
         numba.set_num_threads(old)
-    assert attention_simd.span_positions(n_heads // n_kv, hd, pos0 + 1, span) == span
+    assert decode_attention.span_positions(n_heads // n_kv, hd, pos0 + 1, span) == span
     q_ref, scale_ref = _query_as_rounded(q, scale, pool_attention_path, kind)
     ref = _numpy_attention(q_ref, k_deq, v_deq, pos0, n_heads, scale_ref)
     assert np.abs(outs[True] - ref).max() <= 1e-5
