@@ -19,7 +19,8 @@ from numba import njit, prange
 
 from generator.kernels import attention as attention_simd
 from generator.kernels import attention_amx, decode_attention, dispatch, hadamard
-from generator.kernels.attention import TILE, exp_f32
+from generator.kernels.attention import TILE
+from generator.kernels.softmax import exp_f32
 from generator.kernels.half import cache_value, store, tile_value
 
 PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the

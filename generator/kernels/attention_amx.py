@@ -47,7 +47,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import dispatch
-from .attention import TILE, _ELEM, _Emit, _ir_elem, softmax_weights
+from .attention import TILE, _ELEM, _Emit, _ir_elem
+from .softmax import softmax_weights
 from .formats import KernelFormatError
 from .pool import atomic_add
 from .q1_0_amx import KSTEP, TILE_CFG, _block, _tiles_off, _tiles_on

@@ -12,8 +12,8 @@ from numba import cfunc, njit
 
 from . import pool
 from .attention import (CTX_ROUND, STEP_TILES, TILE, _pv_at, _qk_at, attention_parallel, attention_serial,
-                        exp_f32, exp_shifted, group_chunk, int_query, is_q4, quantize_query, query_floats, row_max,
-                        shape_token)
+                        group_chunk, int_query, is_q4, quantize_query, query_floats, shape_token)
+from .softmax import exp_f32, exp_shifted, row_max
 
 
 _TOKENS = {(step, g, i): shape_token(step, g, i) for step in set(STEP_TILES.values()) for g in (4, 2, 1)
