@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_generator import measure_bandwidth  # noqa: E402
-from generator import layers  # noqa: E402
+from generator import kv_cache, layers  # noqa: E402
 from generator.kernels import dispatch  # noqa: E402
 from generator.kernels.attention import TILE, padded_ctx  # noqa: E402
 
@@ -34,12 +34,12 @@ SHAPES = {"1.7b": dict(n_layer=28, n_head=16, n_kv=8, hd=128), "8b": dict(n_laye
 
 
 def cache(kind: str, n_kv: int, hd: int, n_ctx: int, rng) -> tuple:
-    """One layer's (keys, values, key scales, value scales) in the model's layout (model.KVCache)."""
+    """One layer's (keys, values, key scales, value scales) in the model's layout (kv_cache.KVCache)."""
     if kind == "f16":
         k = rng.standard_normal((n_kv, n_ctx // TILE, hd, TILE)).astype(np.float16).view(np.uint16)
         v = rng.standard_normal((n_kv, n_ctx, hd)).astype(np.float16).view(np.uint16)
         return k, v, np.ones((n_kv, 1, n_ctx), np.float32), np.ones((n_kv, n_ctx, 1), np.float32)
-    nb = hd // layers.Q8_BLOCK
+    nb = hd // kv_cache.Q8_BLOCK
     if kind == "q4":     # two 4-bit values per byte (generator/kernels/half.py, Q4_PACKING)
         k = rng.integers(0, 256, (n_kv, n_ctx // TILE, hd, TILE // 2), dtype=np.uint8)
         v = rng.integers(0, 256, (n_kv, n_ctx, hd // 2), dtype=np.uint8)

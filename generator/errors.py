@@ -7,3 +7,11 @@ built-in base (`ValueError`, `RuntimeError`) too, so code that catches those sti
 
 class GeneratorError(Exception):
     """A model, prompt or setting the generator cannot use; the message says which and why."""
+
+
+class ModelError(GeneratorError, ValueError):
+    """The model cannot do what was asked (bad token id, empty prompt, unsupported architecture, ...)."""
+
+
+class ContextOverflowError(ModelError):
+    """The tokens would not fit in the KV cache (n_ctx)."""

@@ -4,7 +4,7 @@ causal GQA attention over the KV cache, SwiGLU. Plus the RoPE tables (plain nump
 Every kernel works on 2-D row batches `(T, ...)`: prefill passes T prompt tokens, decode passes T = 1
 (a `(1, n)` view of its preallocated buffers), so both paths share one tested implementation.
 Reductions (sum of squares, softmax denominators) accumulate in float64, as ggml does; everything stored
-is float32.
+is float32. The KV cache's writers (store, quantize per block, rotate) are in `generator/kv_cache.py`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 from numba import njit, prange
 
 from generator.kernels import attention as attention_simd
-from generator.kernels import attention_amx, decode_attention, dispatch, hadamard
+from generator.kernels import attention_amx, decode_attention, dispatch
 from generator.kernels.attention import TILE
 from generator.kernels.softmax import exp_f32
-from generator.kernels.half import cache_value, store, tile_value
+from generator.kernels.half import cache_value, tile_value
 
 PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the
 # threads; decode's one token stays on the serial ones (a parallel region costs ~10 us to open and close)
@@ -134,21 +134,6 @@ def split_qkv_norm_rope_rows(qkv, q, k, v, n_heads, n_kv, head_dim, q_norm, k_no
         _split_qkv_row(qkv, q, k, v, t, n_heads, n_kv, head_dim, q_norm, k_norm, eps, cos_tab, sin_tab, pos0)
 
 
-def rotate_heads(x, hd):
-    """x (T, n * hd) float32 <- each head times the orthonormal Walsh-Hadamard matrix H_hd (kernels/hadamard.py).
-
-    WHY: the quantized KV caches store keys and values rotated, and attention runs on rotated q, k, v, its
-    output rotated back (llama.cpp does the same for its quantized caches since PR #21038). H is orthonormal,
-    so q.k and the weighted sums are unchanged in exact arithmetic, while an outlier dimension of the keys (a
-    few channels many times larger than the rest) is spread over all hd values of the head: a 32-value block's
-    scale no longer follows one large value, and the others keep their precision. A prompt chunk's rows are split
-    over the threads."""
-    if x.shape[0] >= PARALLEL_ROWS:
-        hadamard.rotate_heads_rows(x, hd, numba.get_num_threads())
-    else:
-        hadamard.rotate_heads(x, hd)
-
-
 def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0,
                 yarn_orig_ctx: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin tables (n_ctx, head_dim/2) float32 for NEOX RoPE, with YaRN when yarn_factor > 1.
@@ -176,149 +161,6 @@ def rope_tables(n_ctx: int, head_dim: int, base: float, yarn_factor: float = 1.0
 # ---------------------------------------------------------------------------------------------------------------
 # Causal grouped-query attention over the KV cache
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@njit(inline="always")
-def _store_kv_head(k, v, k_cache, v_cache, pos0, h):
-    hd = k_cache.shape[2]
-    for t in range(k.shape[0]):
-        p = pos0 + t
-        for i in range(hd):
-            k_cache[h, p // TILE, i, p % TILE] = store(k[t, h * hd + i], k_cache)
-    for t in range(k.shape[0]):
-        for i in range(hd):
-            v_cache[h, pos0 + t, i] = store(v[t, h * hd + i], v_cache)
-
-
-@njit(cache=True)
-def store_kv(k, v, k_cache, v_cache, pos0):
-    """Append T new keys/values of one layer to its cache at positions pos0..pos0+T-1, in the cache's dtype.
-
-    k, v:    (T, n_kv*hd) float32 (k already normed + rotated)
-    k_cache: (n_kv, n_ctx / TILE, hd, TILE) float32 or uint16 (F16 bits) - keys in tiles of TILE positions
-    v_cache: (n_kv, n_ctx, hd) same dtype
-    """
-    for h in range(k_cache.shape[0]):
-        _store_kv_head(k, v, k_cache, v_cache, pos0, h)
-
-
-@njit(cache=True, parallel=True)
-def store_kv_rows(k, v, k_cache, v_cache, pos0):
-    """`store_kv` with the KV heads over the threads (prefill)."""
-    for h in prange(k_cache.shape[0]):
-        _store_kv_head(k, v, k_cache, v_cache, pos0, h)
-
-
-Q8_MAX = 127.0   # int8 KV cache: q = round(x / s), s = max |x| / 127 per block of Q8_BLOCK values of a row
-Q8_BLOCK = 32    # llama.cpp's q8_0 block: one outlier dimension of a key only coarsens its own 32 values
-Q4_MIN = -8.0    # 4-bit KV cache, blocks of Q8_BLOCK values too: q = clamp(round(x / s), -8, 7); llama.cpp's q4_0
-# rule takes s = (the block's value of largest magnitude) / -8, and _q4_block_scale searches from there
-
-
-@njit(cache=True)
-def _q8_block_scale(row):
-    """Scale of one int8 block: max |x| / 127 (1 for an all-zero block)."""
-    amax = np.float32(0.0)
-    for x in row:
-        amax = max(amax, abs(x))
-    return amax / np.float32(Q8_MAX) if amax > 0 else np.float32(1.0)
-
-
-Q4_SEARCH = 8     # candidate scales per 4-bit block (see _q4_block_scale): m / -(8 + i Q4_STEP), i < Q4_SEARCH
-Q4_STEP = 0.125  # 8 candidates of 1/8 fitted these random-weight models as well as 16 (logit error, KL)
-
-
-@njit(inline="always")
-def _q4_level(y):
-    """clamp(round(y), -8, 7) as float32, halves rounded up (floor(y + 0.5): vectorises, where rint is a call)."""
-    return min(max(np.floor(y + np.float32(0.5)), np.float32(-8.0)), np.float32(7.0))
-
-
-@njit(inline="always")
-def _q4_error(row, s):
-    """Squared error of a block stored with scale s (q = _q4_level(x / s))."""
-    inv = np.float32(1.0) / s
-    err = np.float32(0.0)
-    for j in range(row.shape[0]):
-        e = row[j] - _q4_level(row[j] * inv) * s
-        err += e * e
-    return err
-
-
-@njit(cache=True, fastmath=True)
-def _q4_block_scale(row):
-    """Scale of one 4-bit block: of the candidates m / -(8 + i Q4_STEP), i < Q4_SEARCH (m its value of largest
-    magnitude, stored exactly as -8 at i = 0: llama.cpp's q4_0 rule), the one with the least squared error; 1 for
-    an all-zero block. WHY: a finer grid that clips the largest value a little often fits the other 31 better
-    (ik_llama.cpp adjusts its Q4_0 cache scales for the same reason); the search costs only the cache writes
-    (vectorised: fastmath lets LLVM reorder the error sum)."""
-    lo, hi = np.float32(0.0), np.float32(0.0)     # two plain reductions (they vectorise, an argmax does not)
-    for j in range(row.shape[0]):
-        lo, hi = min(lo, row[j]), max(hi, row[j])
-    m = hi if hi >= -lo else lo
-    if m == 0:
-        return np.float32(1.0)
-    best, best_err = m / np.float32(Q4_MIN), np.float32(np.inf)
-    for i in range(Q4_SEARCH):
-        s = m / (np.float32(Q4_MIN) - np.float32(i * Q4_STEP))
-        err = _q4_error(row, s)
-        if err < best_err:
-            best, best_err = s, err
-    return best
-
-
-@njit(inline="always")
-def _q4_pair(a, b):
-    """One byte of the 4-bit cache: level a (float32, -8..7) in the low nibble, b in the high one."""
-    return np.uint8((np.int32(a) & 15) | ((np.int32(b) & 15) << 4))
-
-
-@njit(inline="always")
-def _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h):
-    hd = k_cache.shape[2]
-    four_bit = k_cache.shape[3] < TILE
-    for t in range(k.shape[0]):
-        p = pos0 + t
-        krow, vrow = k_cache[h, p // TILE], v_cache[h, p]
-        for b in range(hd // Q8_BLOCK):
-            c = h * hd + b * Q8_BLOCK
-            kr, vr = k[t, c:c + Q8_BLOCK], v[t, c:c + Q8_BLOCK]
-            if four_bit:     # whole bytes (half.Q4_PACKING): block b is the 32-element run b of a value row,
-                # and its dimensions 2i, 2i + 1 at this position are one byte of the key tile's run b * 16 + i
-                ks, vs = _q4_block_scale(kr), _q4_block_scale(vr)
-                kinv, vinv = np.float32(1.0) / ks, np.float32(1.0) / vs
-                for j in range(Q8_BLOCK // 2):
-                    vrow[b * 16 + j] = _q4_pair(_q4_level(vr[j] * vinv), _q4_level(vr[16 + j] * vinv))
-                    at = (b * 16 + j) * 16 + p % TILE
-                    krow[at >> 3, at & 7] = _q4_pair(_q4_level(kr[2 * j] * kinv), _q4_level(kr[2 * j + 1] * kinv))
-            else:
-                ks, vs = _q8_block_scale(kr), _q8_block_scale(vr)
-                for j in range(Q8_BLOCK):
-                    krow[b * Q8_BLOCK + j, p % TILE] = np.int8(round(kr[j] / ks))
-                    vrow[b * Q8_BLOCK + j] = np.int8(round(vr[j] / vs))
-            k_scale[h, b, p], v_scale[h, p, b] = ks, vs
-
-
-@njit(cache=True)
-def store_kv_blocks(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
-    """`store_kv` for the block-scaled caches: each block of Q8_BLOCK values of a new (position, KV head) key or
-    value row is stored with its own float32 scale s, as int8 q = round(x / s), s = max |x| / 127 (the 8-bit
-    cache, int8 arrays), or as 4-bit q = clamp(round(x / s), -8, 7), s from _q4_block_scale (the 4-bit cache:
-    uint8 arrays, two values per byte, half.Q4_PACKING; key tiles (n_kv, n_ctx / TILE, hd, TILE / 2), values
-    (n_kv, n_ctx, hd / 2)).
-    k_scale: (n_kv, hd / Q8_BLOCK, n_ctx) (position-minor, like the keys' tiles), v_scale: (n_kv, n_ctx, hd / Q8_BLOCK).
-
-    WHY per-position blocks: attention sums a key block against q (q.k) and weights a value row as a whole
-    (p * v), so each block's scale factors out of its partial sum: one multiply per block, not per value."""
-    for h in range(k_cache.shape[0]):
-        _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h)
-
-
-@njit(cache=True, parallel=True)
-def store_kv_blocks_rows(k, v, k_cache, v_cache, k_scale, v_scale, pos0):
-    """`store_kv_blocks` with the KV heads over the threads (prefill)."""
-    for h in prange(k_cache.shape[0]):
-        _store_blocks_head(k, v, k_cache, v_cache, k_scale, v_scale, pos0, h)
 
 
 # Reassociation lets LLVM vectorise the dot products and the weighted sum (only the summation order changes);

@@ -3,7 +3,7 @@
 Layout follows llama2.c (banner sections, a shape comment on every buffer) and nanoGPT (one config dataclass,
 one readable forward). Prefill and decode share one layer function (`Qwen3Model._layer`) over a `Workspace` of
 T tokens: prefill passes a prompt chunk (each matrix runs its batched matmul kernel), decode passes T = 1 in
-buffers allocated once (the matvec kernel). The KV cache is its own small class (`KVCache`).
+buffers allocated once (the matvec kernel). The KV cache is its own small class (`kv_cache.KVCache`).
 Matrix products come from `generator.kernels`; the other hot loops from `generator.layers`.
 
 Per layer (README of the reference fixtures):
@@ -17,28 +17,19 @@ logits = W_head . (rmsnorm(x_L) * output_norm), W_head = output.weight or (tied)
 from __future__ import annotations
 
 import math
-import mmap
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from .cache_types import KV_CACHE_KINDS
-from .errors import GeneratorError
+from .errors import ContextOverflowError, ModelError
 from .gguf_file import GGUFError, GGUFFile, TensorRef
-from .kernels import KernelFormatError, dequantize, dispatch, hadamard, prepare_matrix, set_threads
-from .kernels.attention import TILE, padded_ctx
+from .kernels import KernelFormatError, dequantize, dispatch, prepare_matrix, set_threads
+from .kernels.attention import padded_ctx
 from .kernels.matrix import MATVEC_MAX_ROWS, Q1_DECODE_MODES, PackedRows, QuantMatrix, merge_kernel_paths, prepare_stacked
 from . import layers
-
-
-class ModelError(GeneratorError, ValueError):
-    """The model cannot do what was asked (bad token id, empty prompt, unsupported architecture, ...)."""
-
-
-class ContextOverflowError(ModelError):
-    """The tokens would not fit in the KV cache (n_ctx)."""
+from .kv_cache import KV_CACHE_TYPES, KVCache, kv_cache_bytes, rotate_heads
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,30 +135,6 @@ class Qwen3Config:
         return cfg
 
 
-# KV cache element types: "f16" (IEEE half, as llama.cpp's default; half the bytes decode reads per token),
-# "f32" (exact: what the float32 reference checks use), "q8" (int8 with a float32 scale per 32 values, like
-# llama.cpp's q8_0: 56% of F16's bytes) or "q4" (4-bit with a float32 scale per 32 values, like llama.cpp's q4_0
-# with a wider scale: 31% of F16's bytes; two values per uint8, half.Q4_PACKING); layers.store_kv_blocks writes
-# both. F16 values are stored as uint16 bit patterns.
-KV_CACHE_TYPES = dict(zip(KV_CACHE_KINDS, (np.uint16, np.float32, np.int8, np.uint8)))
-BLOCK_SCALED = ("q8", "q4")   # the types with a scale per 32 values of a row
-VALUES_PER_ELEMENT = {"q4": 2}  # cache values per array element where not 1 (packed)
-
-
-def kv_scale_blocks(config: Qwen3Config, kv_cache: str) -> int:
-    """Scale blocks per cached key / value row: head_dim / 32 for q8 and q4, 1 (scales all ones) otherwise."""
-    return config.head_dim // layers.Q8_BLOCK if kv_cache in BLOCK_SCALED else 1
-
-
-def kv_cache_bytes(config: Qwen3Config, n_ctx: int, kv_cache: str = "f32") -> int:
-    """Bytes of the K and V caches for n_ctx positions (what load() will allocate: n_ctx rounded up to the
-    attention kernels' step, padded_ctx), the block scales included."""
-    row = config.head_dim * np.dtype(KV_CACHE_TYPES[kv_cache]).itemsize // VALUES_PER_ELEMENT.get(kv_cache, 1)
-    if kv_cache in BLOCK_SCALED:
-        row += 4 * kv_scale_blocks(config, kv_cache)
-    return 2 * config.n_layer * config.n_head_kv * padded_ctx(n_ctx) * row
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Weights
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,21 +166,6 @@ def _matrix(gf: GGUFFile, name: str, n_in: int, n_out: int, q1_decode: str = "fl
     return matrix
 
 
-def _pages_on_use(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A zeroed array whose memory becomes resident only where it is written, 4 KB at a time.
-
-    WHY: numpy advises the kernel to back large arrays with 2 MB huge pages, so one value written at
-    position 0 of every (layer, head) block made the whole KV cache resident at the first token (Bonsai-8B,
-    n_ctx 2048: all 151 MB of values). An anonymous map without that advice grows with the positions used:
-    the value cache of a short prompt costs what the prompt fills; so does the key cache (tiles of TILE
-    positions, each tile's hd rows contiguous)."""
-    if not hasattr(mmap, "MAP_ANONYMOUS"):          # Windows: no anonymous private maps in Python's mmap
-        return np.zeros(shape, dtype)
-    count = int(np.prod(shape))
-    buf = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
-
-
 def _stacked(gf: GGUFFile, names: list[str], n_in: int, n_outs: list[int], q1_decode: str) -> QuantMatrix:
     """Matrices that multiply the same input, as one (see prepare_stacked)."""
     refs = [gf.require(name, (n_in, n)) for name, n in zip(names, n_outs)]
@@ -237,54 +189,6 @@ def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 # KV cache and per-step activations
 # ---------------------------------------------------------------------------------------------------------------
-
-
-class KVCache:
-    """Keys and values of every layer for n_ctx positions, and how many positions are filled (`n_past`).
-
-    Keys in tiles of TILE positions per KV head, (n_layer, n_kv, n_ctx / TILE, hd, TILE): decode's q.k streams
-    each tile front to back, a vector per key dimension (kernels/attention.py); values (n_layer, n_kv, n_ctx, hd):
-    the weighted sum streams contiguous value rows. n_ctx is rounded up to kernels.attention.CTX_ROUND. float32, uint16
-    holding F16 bits, int8, or uint8 holding two 4-bit values (tiles (.., hd, TILE / 2), value rows hd / 2)
-    (decode reads the whole filled cache per token: at 1,500 positions of Bonsai-1.7B that is 344 MB in float32,
-    more than the weights). k_scale (n_layer, n_kv, nb, n_ctx) and v_scale
-    (n_layer, n_kv, n_ctx, nb) float32: the scale of each 32-value block of an int8 / 4-bit key / value row; for the
-    other types nb = 1 and all ones (attention multiplies by them either way)."""
-
-    def __init__(self, config: Qwen3Config, n_ctx: int, kind: str = "f32"):
-        dtype, nb = KV_CACHE_TYPES[kind], kv_scale_blocks(config, kind)
-        self.kind, self.n_ctx, self.n_past = kind, n_ctx, 0
-        self.rotated = kind in BLOCK_SCALED and hadamard.fits(config.head_dim)   # keys and values stored times H
-        # (layers.rotate_heads)
-        n_alloc, per = padded_ctx(n_ctx), VALUES_PER_ELEMENT.get(kind, 1)
-        self.k = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc // TILE, config.head_dim, TILE // per), dtype)
-        self.v = _pages_on_use((config.n_layer, config.n_head_kv, n_alloc, config.head_dim // per), dtype)
-        self.k_scale = np.ones((config.n_layer, config.n_head_kv, nb, n_alloc), np.float32)
-        self.v_scale = np.ones((config.n_layer, config.n_head_kv, n_alloc, nb), np.float32)
-        self.nbytes = self.k.nbytes + self.v.nbytes + (
-            self.k_scale.nbytes + self.v_scale.nbytes if kind in BLOCK_SCALED else 0)
-
-    def append(self, li: int, k: np.ndarray, v: np.ndarray, pos0: int) -> None:
-        """Write T new keys/values (T, kv_dim) of layer li at positions pos0.. (n_past moves in `advance`)."""
-        if self.kind in BLOCK_SCALED:
-            (layers.store_kv_blocks_rows if k.shape[0] >= layers.PARALLEL_ROWS else layers.store_kv_blocks)(
-                k, v, self.k[li], self.v[li], self.k_scale[li], self.v_scale[li], pos0)
-        else:
-            (layers.store_kv_rows if k.shape[0] >= layers.PARALLEL_ROWS else layers.store_kv)(
-                k, v, self.k[li], self.v[li], pos0)
-
-    def advance(self, n: int) -> None:
-        """n more positions are filled (called once per step, after every layer appended)."""
-        self.n_past += n
-
-    def truncate(self, n: int) -> None:
-        """Keep the first n positions (reuse a shared prompt prefix); 0 forgets everything."""
-        if not 0 <= n <= self.n_past:
-            raise ModelError(f"cannot truncate the cache to {n} positions: it holds {self.n_past}")
-        self.n_past = int(n)
-
-    def room_for(self, n: int) -> bool:
-        return self.n_past + n <= self.n_ctx
 
 
 @dataclass
@@ -517,15 +421,15 @@ class Qwen3Model:
         (layers.split_qkv_norm_rope_rows if rows else layers.split_qkv_norm_rope)(
             w.qkv, w.q, w.k, w.v, cfg.n_head, cfg.n_head_kv, cfg.head_dim, lw.q_norm, lw.k_norm, cfg.rms_eps,
             self.rope_cos, self.rope_sin, pos0)
-        if self.cache.rotated:       # quantized caches hold rotated keys and values (layers.rotate_heads says why)
+        if self.cache.rotated:       # quantized caches hold rotated keys and values (kv_cache.rotate_heads says why)
             for part in (w.q, w.k, w.v):
-                layers.rotate_heads(part, cfg.head_dim)
+                rotate_heads(part, cfg.head_dim)
         self.cache.append(li, w.k, w.v, pos0)
         layers.attention(w.q, self.cache.k[li], self.cache.v[li], self.cache.k_scale[li], self.cache.v_scale[li], pos0,
                          cfg.n_head, self.attn_scale, self.scores, w.att, self.kernel_paths["attention_decode"],
                          self.kernel_paths["attention_prefill"], exact=self.exact)
         if self.cache.rotated:
-            layers.rotate_heads(w.att, cfg.head_dim)
+            rotate_heads(w.att, cfg.head_dim)
         _product(lw.wo, w.att, w.proj)
         # feed-forward
         if rows:

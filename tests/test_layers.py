@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from generator import layers
+from generator import kv_cache, layers
 from generator.kernels import attention as attention_simd
 from generator.kernels import decode_attention, softmax
 from generator.kernels import pool
@@ -205,7 +205,7 @@ def _query_as_rounded(q, scale, path, kind):
     if path != "avx512vnni" or kind not in ("q8", "q4"):
         return q, scale
     qs = q.astype(np.float32) * np.float32(scale)
-    blocks = qs.reshape(q.shape[0], -1, layers.Q8_BLOCK)
+    blocks = qs.reshape(q.shape[0], -1, kv_cache.Q8_BLOCK)
     top = np.abs(blocks).max(axis=2, keepdims=True)
     inv = np.float32(127) / np.where(top > 0, top, np.float32(1))
     rounded = np.rint(blocks * np.where(top > 0, inv, np.float32(0)))
@@ -217,7 +217,7 @@ def _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng):
     """n positions of random keys / values (uneven magnitudes across rows and an outlier dimension, like trained
     keys) stored by store_kv_blocks in a `kind` cache: (stored, (tiles, v_cache, k_scale, v_scale)), and the
     values it holds read back with numpy: (k_all, v_all, k_q, v_q, k_deq, v_deq), keys position-minor."""
-    nb = hd // layers.Q8_BLOCK
+    nb = hd // kv_cache.Q8_BLOCK
     k_all = rng.standard_normal((n, n_kv * hd), dtype=np.float32) * rng.uniform(0.1, 3, (n, 1)).astype(np.float32)
     k_all[:, 5] *= 20
     v_all = rng.standard_normal((n, n_kv * hd), dtype=np.float32)
@@ -225,15 +225,15 @@ def _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng):
     tiles = np.zeros((n_kv, n_ctx // layers.TILE, hd, layers.TILE // per), dtype)
     v_cache = np.zeros((n_kv, n_ctx, hd // per), dtype)
     k_scale, v_scale = np.zeros((n_kv, nb, n_ctx), np.float32), np.zeros((n_kv, n_ctx, nb), np.float32)
-    layers.store_kv_blocks(k_all, v_all, tiles, v_cache, k_scale, v_scale, 0)
+    kv_cache.store_kv_blocks(k_all, v_all, tiles, v_cache, k_scale, v_scale, 0)
     if kind == "q4":     # a key tile's elements run dimension by dimension through its bytes
         k_q = _unpack_q4(tiles.reshape(n_kv, -1, hd * 8)).reshape(n_kv, -1, hd, layers.TILE)
         v_q = _unpack_q4(v_cache)
     else:
         k_q, v_q = tiles, v_cache
     k_q = k_q.transpose(0, 2, 1, 3).reshape(n_kv, hd, n_ctx)                    # back to position-minor
-    k_deq = (k_q * np.repeat(k_scale, layers.Q8_BLOCK, axis=1)).astype(np.float32)   # (n_kv, hd, n_ctx)
-    v_deq = (v_q * np.repeat(v_scale, layers.Q8_BLOCK, axis=2)).astype(np.float32)   # (n_kv, n_ctx, hd)
+    k_deq = (k_q * np.repeat(k_scale, kv_cache.Q8_BLOCK, axis=1)).astype(np.float32)   # (n_kv, hd, n_ctx)
+    v_deq = (v_q * np.repeat(v_scale, kv_cache.Q8_BLOCK, axis=2)).astype(np.float32)   # (n_kv, n_ctx, hd)
     return (tiles, v_cache, k_scale, v_scale), (k_all, v_all, k_q, v_q, k_deq, v_deq)
 
 
@@ -247,7 +247,7 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
     with the query rounded to int8 as that path's q.k takes it: _query_as_rounded)."""
     rng = np.random.default_rng(T + pos0)
     n_heads, n_kv, hd, n_ctx = 8, 2, 64, 512
-    nb, n, B = hd // layers.Q8_BLOCK, pos0 + T, layers.Q8_BLOCK
+    nb, n, B = hd // kv_cache.Q8_BLOCK, pos0 + T, kv_cache.Q8_BLOCK
     stored, (k_all, v_all, k_q, v_q, k_deq, v_deq) = _block_scaled_cache(kind, n, n_kv, hd, n_ctx, rng)
     k_scale, v_scale = stored[2], stored[3]
     k_back = k_deq[:, :, :n].transpose(2, 0, 1).reshape(n, n_kv * hd)
@@ -353,15 +353,15 @@ def test_rotate_heads_is_the_orthonormal_hadamard_per_head(hd):
     x = rng.standard_normal((40, 3 * hd), dtype=np.float32)
     x[:, 7] *= 30                                                             # an outlier dimension
     y = x.copy()
-    layers.rotate_heads(y, hd)
+    kv_cache.rotate_heads(y, hd)
     ref = (x.astype(np.float64).reshape(40, 3, hd) @ (h / np.sqrt(hd))).reshape(40, 3 * hd)
     assert np.abs(y - ref).max() <= 1e-5 * np.abs(x).max()
     assert np.abs(y[:, :hd]).max() < 0.5 * np.abs(x[:, :hd]).max()            # the outlier spread over the head
     one_by_one = x.copy()
     for t in range(x.shape[0]):                                               # decode's path: one row at a time
-        layers.rotate_heads(one_by_one[t:t + 1], hd)
+        kv_cache.rotate_heads(one_by_one[t:t + 1], hd)
     assert np.array_equal(one_by_one, y)
-    layers.rotate_heads(y, hd)
+    kv_cache.rotate_heads(y, hd)
     assert np.abs(y - x).max() <= 1e-5 * np.abs(x).max()
 
 
@@ -428,7 +428,7 @@ def test_row_kernels_give_the_serial_kernels_bits():
         np.testing.assert_array_equal(p, r)
 
     caches = []
-    for fn in (layers.store_kv, layers.store_kv_rows):
+    for fn in (kv_cache.store_kv, kv_cache.store_kv_rows):
         kc, vc = np.zeros((n_kv, 64 // 16, hd, 16), np.uint16), np.zeros((n_kv, 64, hd), np.uint16)
         fn(outs[0][1], outs[0][2], kc, vc, 9)
         caches.append((kc, vc))

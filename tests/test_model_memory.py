@@ -1,4 +1,4 @@
-"""The KV cache costs memory only where positions are written (generator.model._pages_on_use).
+"""The KV cache costs memory only where positions are written (generator.kv_cache._pages_on_use).
 
 numpy advises huge pages for large arrays, which had made a whole Bonsai-8B value cache (151 MB) resident at
 the first token. These tests read the process's resident set from /proc (Linux only) and skip where the
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.model import _pages_on_use
+from generator.kv_cache import _pages_on_use
 
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 pytestmark = pytest.mark.skipif(

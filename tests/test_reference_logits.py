@@ -196,7 +196,7 @@ def _quantized_cache_logits(entry, kind, dtype, bytes_per_f16_byte):
 
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e["step"] == 4], ids=_id)
 def test_q8_kv_cache_stays_within_llama_cpp_tolerances(entry):
-    """The 8-bit cache (int8 per 32 values, layers.store_kv_blocks, q k v rotated by layers.rotate_heads) with the
+    """The 8-bit cache (int8 per 32 values, kv_cache.store_kv_blocks, q k v rotated by kv_cache.rotate_heads) with the
     exact float kernels, so only the cache rounds: held to the llama.cpp comparison (max abs <= 0.35, mean <= 0.04)
     and <= 0.15 from the float32 reference (measured 0.048-0.087, F16 alone ~4e-3), the reference's argmax unless
     its top two are within that. It costs 56% of the F16 cache's bytes, scales included."""

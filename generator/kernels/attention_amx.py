@@ -47,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import dispatch
-from .attention import TILE, _ELEM, _Emit, _ir_elem
+from .cache_ir import TILE, _ELEM, _Emit, _ir_elem
 from .softmax import softmax_weights
 from .formats import KernelFormatError
 from .pool import atomic_add

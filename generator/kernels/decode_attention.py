@@ -11,8 +11,9 @@ import numpy as np
 from numba import cfunc, njit
 
 from . import pool
-from .attention import (CTX_ROUND, STEP_TILES, TILE, _pv_at, _qk_at, attention_parallel, attention_serial,
-                        group_chunk, int_query, is_q4, quantize_query, query_floats, shape_token)
+from .attention import CTX_ROUND, _pv_at, _qk_at, attention_parallel, attention_serial, group_chunk
+from .attention_int8 import int_query, is_q4, quantize_query, query_floats
+from .cache_ir import STEP_TILES, TILE, shape_token
 from .softmax import exp_f32, exp_shifted, row_max
 
 

@@ -1,7 +1,7 @@
 """Walsh-Hadamard rotation of attention heads: each hd-value head of a row times H_hd / sqrt(hd), in place.
 
 WHY: the quantized KV caches (q8, q4) hold keys and values rotated, and attention runs on rotated q, k, v with its
-output rotated back (layers.rotate_heads says why). A decode step rotates 48 heads per layer on Bonsai-1.7B;
+output rotated back (kv_cache.rotate_heads says why). A decode step rotates 48 heads per layer on Bonsai-1.7B;
 numba's loops for the fast transform stayed scalar (7-10 us per 16 heads of 128, Emerald Rapids: 0.6 ms per
 token), so this is LLVM vector IR, as the attention kernels are.
 

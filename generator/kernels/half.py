@@ -60,7 +60,7 @@ def _to_f32(x):
     return None
 
 
-Q4_PACKING = """The 4-bit KV cache (uint8 arrays, layers.store_kv_blocks) packs each run of 32 consecutive
+Q4_PACKING = """The 4-bit KV cache (uint8 arrays, kv_cache.store_kv_blocks) packs each run of 32 consecutive
 elements into 16 bytes: element j < 16 in the low nibble of byte j, element 16 + j in its high nibble, each a
 two's-complement 4-bit integer (-8..7). Element order: a value row's dimensions; a key tile's (hd, TILE) values
 dimension by dimension, so dimensions 2i and 2i + 1 of a tile's 16 positions share 16 bytes. WHY: one 16-byte
