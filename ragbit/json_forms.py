@@ -1,4 +1,5 @@
-"""The `--json` documents of `ragbit search`, `query`, `status`, `index`, `symbols` and `eval`: one place builds each.
+"""The `--json` documents of `ragbit search`, `query`, `status`, `index`, `symbols`, `eval` and `generate`: one place
+builds each.
 
 Why one module: scripts and editors depend on these shapes, so each document names its schema and version
 (`"schema": "ragbit.search/1"`) and docs/json.md documents every field as a JSON Schema that the tests
@@ -15,6 +16,7 @@ STATUS_SCHEMA = "ragbit.status/1"
 INDEX_SCHEMA = "ragbit.index/1"
 SYMBOLS_SCHEMA = "ragbit.symbols/1"
 EVAL_SCHEMA = "ragbit.eval/1"
+GENERATE_SCHEMA = "ragbit.generate/1"
 
 
 def search_document(hits) -> dict:
@@ -65,3 +67,13 @@ def eval_document(report) -> dict:
             "context_note": report.context_note,
             "per_question": report.per_question,
             "timings": {k: round(v, 4) for k, v in report.timings.items()}}
+
+
+def generate_document(result) -> dict:
+    """`ragbit generate --json`: the text and token ids, why it stopped, which kernels and KV cache ran, speeds."""
+    t = result.timings
+    return {"schema": GENERATE_SCHEMA, "text": result.text, "prompt_token_ids": list(result.prompt_token_ids),
+            "token_ids": list(result.token_ids), "finish_reason": result.finish_reason,
+            "kernels": dict(result.kernels), "kv_cache": result.kv_cache,
+            "timings": {"load_s": t.load_s, "prompt_tokens_per_s": t.prompt_tokens_per_s,
+                        "gen_tokens_per_s": t.gen_tokens_per_s, "ttft_s": t.ttft_s}}

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from conftest import REFERENCE_DIR, read_jsonl
 from generator.kernels import dispatch
 from ragbit.cli import app
+from tests.test_json_schema import validate
 
 MODEL = str(REFERENCE_DIR / "tiny-untied-yarn-q1_0.gguf")
 RUN = next(r for r in read_jsonl("greedy.jsonl")
@@ -30,7 +31,8 @@ def test_json_output_greedy_matches_llama_cpp():
     assert out["prompt_token_ids"] == RUN["prompt_ids"]
     assert out["token_ids"] == RUN["generated_ids"][:N_SURE]
     assert out["finish_reason"] == "length"
-    assert set(out["timings"]) == {"load_s", "prompt_tokens_per_s", "gen_tokens_per_s"}
+    validate(out)                                            # docs/json.md's ragbit.generate/1
+    assert set(out["timings"]) == {"load_s", "prompt_tokens_per_s", "gen_tokens_per_s", "ttft_s"}
     int11 = dispatch.choose("q1_decode_int11")            # ragbit's default decode kernel, on this CPU's path
     assert out["kernels"]["decode"] == (f"{int11} (int11)" if int11 != "portable" else "portable (float)")
     assert out["kv_cache"] == "f16"                          # ragbit's default cache ([generator] kv_cache)

@@ -30,7 +30,7 @@ def validate(document: dict) -> None:
 
 def test_the_doc_covers_exactly_the_versions_ragbit_prints():
     printed = {json_forms.SEARCH_SCHEMA, json_forms.QUERY_SCHEMA, json_forms.STATUS_SCHEMA, json_forms.INDEX_SCHEMA,
-               json_forms.SYMBOLS_SCHEMA, json_forms.EVAL_SCHEMA}
+               json_forms.SYMBOLS_SCHEMA, json_forms.EVAL_SCHEMA, json_forms.GENERATE_SCHEMA}
     assert set(documented_schemas()) == printed
 
 

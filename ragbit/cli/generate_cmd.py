@@ -70,12 +70,9 @@ def generate(
     result = guarded(go)
     t = result.timings
     if json_out:
-        typer.echo(json.dumps({
-            "text": result.text, "prompt_token_ids": result.prompt_token_ids, "token_ids": result.token_ids,
-            "finish_reason": result.finish_reason, "kernels": result.kernels, "kv_cache": result.kv_cache,
-            "timings": {"load_s": t.load_s, "prompt_tokens_per_s": t.prompt_tokens_per_s,
-                        "gen_tokens_per_s": t.gen_tokens_per_s},
-        }, ensure_ascii=False))
+        from ragbit.json_forms import generate_document
+
+        typer.echo(json.dumps(generate_document(result), ensure_ascii=False))
     else:
         if not result.text.endswith("\n"):
             sys.stdout.write("\n")
