@@ -6,8 +6,9 @@ and BM25 are committed in seconds, so the question is answered from them at once
 that exist, keyword search for the rest), while a detached process embeds the rest and commits the full dense
 index. Later questions use it as soon as it is committed: readers always open the newest generation.
 
-The process is `python -m ragbit.indexing.background CONFIG.json`, with the caller's whole configuration saved
-beside the index (`RagbitConfig.to_dict`), so it indexes with exactly the settings of the question that started it.
+The process is `python -m ragbit.indexing.background CONFIG.json` (started through ragbit/child_process.py, so that
+it never imports the repository's own packages), with the caller's whole configuration saved beside the index
+(`RagbitConfig.to_dict`), so it indexes with exactly the settings of the question that started it.
 It keeps out of the way of the questions asked meanwhile: while one is being answered (`answering()`: a marker
 file named after the answering process) it waits between pieces of PIECE chunks, and otherwise it runs only on
 idle cores (SCHED_IDLE). Both matter: at idle priority alone, the model's caches and memory traffic still slowed a
@@ -28,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ragbit.child_process import module_command
+
 from indexes.store import write_atomic
 from ragbit.config import RagbitConfig
 from ragbit.index_layout import ANSWERING_PREFIX, BACKGROUND_CONFIG, BACKGROUND_LOG, BACKGROUND_PID
@@ -47,7 +50,7 @@ def start(cfg: RagbitConfig) -> int:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
     with open(index_dir / BACKGROUND_LOG, "a", encoding="utf-8") as log:
-        child = subprocess.Popen([sys.executable, "-m", "ragbit.indexing.background", str(config_path)],
+        child = subprocess.Popen(module_command("ragbit.indexing.background", str(config_path)),
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                  cwd=str(cfg.repo), start_new_session=True)
     write_atomic(index_dir / BACKGROUND_PID, str(child.pid).encode("ascii"))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 SOCKET_NAME = "search.sock"
@@ -162,13 +161,13 @@ def spawn_server(cfg):
         return None
     import subprocess
     import ragbit
+    from ragbit.child_process import module_command
     from ragbit.search.registry import SERVER_MODULE      # not at the top: it imports dataclasses (~5 ms)
     env = dict(os.environ)
     root = str(Path(ragbit.__file__).resolve().parent.parent)   # the server imports the same ragbit
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     with open(index_dir / LOG_NAME, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", SERVER_MODULE, "--repo", str(cfg.repo),
-                                 "--index-dir", str(index_dir),
-                                 "--idle-timeout", str(cfg.search.server_idle_timeout)],
+        return subprocess.Popen(module_command(SERVER_MODULE, "--repo", str(cfg.repo), "--index-dir", str(index_dir),
+                                               "--idle-timeout", str(cfg.search.server_idle_timeout)),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(cfg.repo),
                                 start_new_session=True, close_fds=True)
