@@ -8,7 +8,6 @@ writes a marker file and exits when imported; every child must do its work and n
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from ragbit.index_layout import BACKGROUND_LOG, background_indexer
 from ragbit.indexing import background
 from ragbit.search import client
 from tests.retrieval_fixtures import make_repo
+from tests.test_search_server import _wait
 
 PACKAGES = ("ragbit", "indexes", "generator")
 
@@ -37,15 +37,6 @@ def shadowing_repo(root: Path, markers: Path) -> Path:
 
 def ran(markers: Path) -> list[str]:
     return sorted(p.name for p in markers.iterdir())
-
-
-def _wait(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.search_server
