@@ -305,6 +305,32 @@ def test_compile_notice_follows_numbas_cache(tmp_path, monkeypatch, capsys):
     assert kernel_cache.announce_first_compile() is False and capsys.readouterr().err == ""
 
 
+def test_the_compile_notice_follows_what_ran_here(tmp_path, monkeypatch):
+    """A marker per (model file, engine settings, engine sources, numba cache): a setting that compiles other kernels
+    (the q8 cache, other threads, another model) or an upgrade of the engine's code is not warm; a context size is."""
+    from ragbit import kernel_cache
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    engine = {"threads": 0, "decode_kernel": "int11", "kv_cache": "f16"}
+    assert not kernel_cache.is_warm(TINY_MODEL, engine)
+    kernel_cache.mark_warm(TINY_MODEL, engine)
+    assert kernel_cache.is_warm(TINY_MODEL, engine) and kernel_cache.is_warm(TINY_MODEL, {**engine, "n_ctx": 8192})
+    assert list((tmp_path / "numba").glob(kernel_cache.WARM_PREFIX + "*"))      # beside numba's own cache
+    assert not kernel_cache.is_warm(TINY_MODEL, {**engine, "kv_cache": "q8"})
+    assert not kernel_cache.is_warm(TINY_MODEL, {**engine, "threads": 1})
+    assert not kernel_cache.is_warm("bonsai-8b", engine)
+    source = tmp_path / "engine" / "layers.py"                 # the engine's sources, as an upgrade changes them
+    source.parent.mkdir()
+    source.write_text("A = 1\n")
+    monkeypatch.setattr(kernel_cache, "_package_files", lambda name: [source])
+    kernel_cache.mark_warm(TINY_MODEL, engine)
+    assert kernel_cache.is_warm(TINY_MODEL, engine)
+    source.write_text("A = 2\n")
+    assert not kernel_cache.is_warm(TINY_MODEL, engine)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "another-cache"))
+    source.write_text("A = 1\n")
+    assert not kernel_cache.is_warm(TINY_MODEL, engine)
+
+
 @pytest.mark.slow
 def test_first_generate_says_it_compiles_and_the_second_does_not(tmp_path):
     first = run("generate", "hello", "--model", TINY_MODEL, "--max-tokens", "2", cwd=tmp_path,
@@ -313,6 +339,12 @@ def test_first_generate_says_it_compiles_and_the_second_does_not(tmp_path):
     second = run("generate", "hello", "--model", TINY_MODEL, "--max-tokens", "2", cwd=tmp_path,
                  NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     assert second.returncode == 0 and "compiling" not in second.stderr and second.stdout == first.stdout
+    # another KV cache compiles other kernels: said once, although numba's cache is no longer empty
+    (tmp_path / "ragbit.toml").write_text('[generator]\nkv_cache = "q8"\n', encoding="utf-8")
+    for says in (True, False):
+        r = run("generate", "hello", "--model", TINY_MODEL, "--max-tokens", "2", cwd=tmp_path,
+                NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+        assert r.returncode == 0 and ("compiling the CPU kernels once" in r.stderr) == says, r.stderr
 
 
 # ------------------------------------------------------------------------------- 6. chat in a terminal

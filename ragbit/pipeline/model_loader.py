@@ -45,10 +45,25 @@ def load_generator(model: str, n_ctx: int = 4096, threads: int = 0, decode_kerne
     key = (path, int(n_ctx), int(threads), decode_kernel, kv_cache)
     with _LOCK:
         if key not in _CACHE:
-            prepare_kernels(path, threads=threads, decode_kernel=decode_kernel, kv_cache=kv_cache)
+            said = prepare_kernels(path, threads=threads, decode_kernel=decode_kernel, kv_cache=kv_cache)
             _CACHE[key] = Generator.load(path, n_ctx=n_ctx, threads=threads, q1_decode=decode_kernel,
                                          kv_cache=kv_cache)
+            _first_run_here(path, engine, said)
         return _CACHE[key]
+
+
+def _first_run_here(path: str, engine: dict[str, Any], said: bool) -> None:
+    """After a model loaded: when this file, these settings and this install have not run here before
+    (kernel_cache.is_warm), its first prompt compiles what they need (a new KV cache type, another model shape, an
+    upgrade's changed kernels): say so (unless the warm-up already did) and record it for the next run. WHY in
+    this process, not in warm-up processes: only what changed compiles, and that took 15 s here against 16-17 s
+    through a warm-up (a switch to the q8 cache, or three edited kernel files; Emerald Rapids, 2 cores)."""
+    from ragbit.kernel_cache import is_warm, jit_disabled, mark_warm, say_compiling
+    if jit_disabled() or is_warm(path, engine):
+        return
+    if not said:
+        say_compiling()
+    mark_warm(path, engine)
 
 
 def start_kernel_warmup(model: str, n_ctx: int = 0, threads: int = 0, decode_kernel: str = "int11",
@@ -57,8 +72,10 @@ def start_kernel_warmup(model: str, n_ctx: int = 0, threads: int = 0, decode_ker
     (`generator/warmup.py`: two processes, about half the time of compiling on first use). Call it as soon as
     a command knows it will generate: the compiling then overlaps indexing and the model's download, and
     `load_generator` waits for what is left. Takes `engine_settings` (n_ctx does not matter). Does nothing when
-    the kernels are cached, or the model is neither on this machine nor `downloading` (a command that finds no
-    model, e.g. offline, must not leave processes compiling behind it), or its layout is not Bonsai's."""
+    numba's cache holds any of the engine's kernels (then only what a new setting or an upgrade changed is left
+    to compile, cheaper in the answering process itself: `prepare_kernels`), or the model is neither on this
+    machine nor `downloading` (a command that finds no model, e.g. offline, must not leave processes compiling
+    behind it), or its layout is not Bonsai's."""
     from ragbit.kernel_cache import jit_disabled, kernels_cached
     if jit_disabled() or kernels_cached():
         return
@@ -86,13 +103,16 @@ def warming_while_downloading(model: str, engine: dict[str, Any],
 
 
 def prepare_kernels(path: str, n_ctx: int = 0, threads: int = 0, decode_kernel: str = "int11",
-                    kv_cache: str = "f16") -> None:
-    """Have the engine's kernels compiled for the model file `path` before it is loaded: when numba's cache
-    lacks them, say so once and wait for the warm-up processes (started now if `start_kernel_warmup` was not
-    called). Nothing to do on a machine that compiled them before."""
-    from ragbit.kernel_cache import announce_first_compile, jit_disabled, kernels_cached, say_compiling
-    if not _WARMING and (jit_disabled() or kernels_cached()):
-        return                         # the usual case, decided without opening the file
+                    kv_cache: str = "f16") -> bool:
+    """Have the engine's kernels compiled for the model file `path` before it is loaded: when numba's cache has
+    none of them, say so once and wait for the warm-up processes (started now if `start_kernel_warmup` was not
+    called). True when it said so. Nothing to do on a machine that compiled them before (what a new setting
+    or an upgrade changed compiles on first use: `_first_run_here`)."""
+    from ragbit.kernel_cache import announce_first_compile, is_warm, jit_disabled, kernels_cached, mark_warm, \
+        say_compiling
+    engine = {"threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache}
+    if jit_disabled() or (not _WARMING and (kernels_cached() or is_warm(path, engine))):
+        return False                   # the usual case, decided without opening the file
     from generator import warmup
     settings = warmup.settings_for(path, decode_kernel, kv_cache, threads)
     processes = _WARMING.pop(settings, None)       # started early: its first files make the cache look ready
@@ -100,12 +120,17 @@ def prepare_kernels(path: str, n_ctx: int = 0, threads: int = 0, decode_kernel: 
         say_compiling()
     elif announce_first_compile() and settings:    # not started yet: say that the first load compiles
         processes = warmup.start(settings)
+    else:
+        return False
     try:
-        warmup.wait(processes or [])   # a failed warm-up only means the kernels compile here, as before
+        failures = warmup.wait(processes or [])   # a failed warm-up only means the kernels compile here, as before
     except BaseException:              # Ctrl-C stopped this answer: the next one waits for the same processes
         if processes:
             _WARMING[settings] = processes
         raise
+    if processes and not failures:
+        mark_warm(path, engine)
+    return True
 
 
 def model_errors() -> tuple[type[BaseException], ...]:
