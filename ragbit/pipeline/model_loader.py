@@ -108,28 +108,28 @@ def prepare_kernels(path: str, n_ctx: int = 0, threads: int = 0, decode_kernel: 
     none of them, say so once and wait for the warm-up processes (started now if `start_kernel_warmup` was not
     called). True when it said so. Nothing to do on a machine that compiled them before (what a new setting
     or an upgrade changed compiles on first use: `_first_run_here`)."""
-    from ragbit.kernel_cache import announce_first_compile, is_warm, jit_disabled, kernels_cached, mark_warm, \
-        say_compiling
-    engine = {"threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache}
-    if jit_disabled() or (not _WARMING and (kernels_cached() or is_warm(path, engine))):
+    from ragbit.kernel_cache import announce_first_compile, jit_disabled, kernels_cached, mark_warm, say_compiling
+    if jit_disabled() or (not _WARMING and kernels_cached()):
         return False                   # the usual case, decided without opening the file
     from generator import warmup
     settings = warmup.settings_for(path, decode_kernel, kv_cache, threads)
     processes = _WARMING.pop(settings, None)       # started early: its first files make the cache look ready
     if processes:
         say_compiling()
-    elif announce_first_compile() and settings:    # not started yet: say that the first load compiles
+    elif not announce_first_compile():             # not started yet: say that the first load compiles
+        return False
+    elif settings:                                 # ... and warm up where the layout is Bonsai's
         processes = warmup.start(settings)
     else:
-        return False
+        return True
     try:
         failures = warmup.wait(processes or [])   # a failed warm-up only means the kernels compile here, as before
     except BaseException:              # Ctrl-C stopped this answer: the next one waits for the same processes
         if processes:
             _WARMING[settings] = processes
         raise
-    if processes and not failures:
-        mark_warm(path, engine)
+    if not failures:
+        mark_warm(path, {"threads": threads, "decode_kernel": decode_kernel, "kv_cache": kv_cache})
     return True
 
 
