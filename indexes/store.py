@@ -40,6 +40,7 @@ READABLE_FORMATS = (1, 2)       # what this version reads (older formats are con
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "lock"
 GITIGNORE_FILE = ".gitignore"
+_GITIGNORE_TEXT = "# written by ragbit: an index is never committed\n"
 MANIFEST_FILE = "manifest.json"
 _GEN_PREFIX = "gen-"
 _STAGING_PREFIX = ".staging-"
@@ -54,6 +55,10 @@ class IndexLockedError(IndexesError, RuntimeError):
 
 class IndexNotWritableError(IndexesError, PermissionError):
     """The index directory cannot be written (read-only file system, no permission): readers still work."""
+
+
+class IndexDirForeignError(IndexNotWritableError):
+    """The index directory exists and holds something else than a ragbit index: it is never written."""
 
 
 class IndexFormatError(IndexesError, ValueError):
@@ -268,14 +273,46 @@ def check_generation(gen: Path, manifest: dict, parts: tuple[str, ...] | None = 
 class IndexStore:
     """One index directory. Cheap to construct; nothing is created on disk until a lock or a write."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, also_ours: tuple[str, ...] = ()):
         self.root = Path(root)
+        self.also_ours = tuple(also_ours)    # names (or name prefixes) the application keeps beside the index
         self._lock: filelock.FileLock | None = None
 
     def __repr__(self) -> str:
         return f"IndexStore({str(self.root)!r})"
 
     # -- locking ------------------------------------------------------------------------------------------
+
+    def _refuse_foreign(self) -> None:
+        """Raise IndexDirForeignError when the root exists and holds files but no ragbit index.
+
+        WHY: the root can come from the repository itself (a `.ragbit` symbolic link, `[index] dir` in its
+        ragbit.toml). A repository whose `.ragbit` linked to another directory had that directory made private
+        (0700), its `gen-000001` replaced by a generation and a `CURRENT` and `lock` written beside its files.
+        Ours: empty, or with a CURRENT pointer, or with the .gitignore `_ignore_in_git` writes first, or holding only
+        a lock, staging and generation directories (an index whose first commit never came) and `also_ours`."""
+        try:
+            entries = os.listdir(self.root)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            raise IndexDirForeignError(f"the index directory {self.root} is a file, not a directory; put the index "
+                                       "elsewhere with --index-dir or [index] dir in ragbit.toml") from None
+        if not entries or CURRENT_FILE in entries:
+            return
+        if GITIGNORE_FILE in entries:
+            try:
+                if (self.root / GITIGNORE_FILE).read_text(encoding="utf-8", errors="replace").startswith(_GITIGNORE_TEXT):
+                    return
+            except OSError:
+                pass
+        if all(e == LOCK_FILE or e.startswith((_STAGING_PREFIX, _GEN_PREFIX, *self.also_ours)) for e in entries):
+            return
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        where = f"{self.root} (a link to {os.path.realpath(self.root)})" if self.root.is_symlink() else str(self.root)
+        raise IndexDirForeignError(f"{where} is not a ragbit index ({len(entries)} other entries: {shown}); ragbit "
+                                   "does not write into it: put the index in an empty or new directory with "
+                                   "--index-dir or [index] dir in ragbit.toml")
 
     def _ignore_in_git(self) -> None:
         """An index holds copies of the repository's text: keep it out of `git status` and commits."""
@@ -284,7 +321,7 @@ class IndexStore:
             tmp = self.root / f"{GITIGNORE_FILE}.{uuid.uuid4().hex}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # private like the rest of the index
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("# written by ragbit: an index is never committed\n*\n")
+                f.write(_GITIGNORE_TEXT + "*\n")
             os.replace(tmp, path)
 
     @contextmanager
@@ -292,6 +329,7 @@ class IndexStore:
         """Hold the writer lock. Re-entrant within this IndexStore; another holder -> IndexLockedError; a
         directory that cannot be written (read-only mount, no permission) -> IndexNotWritableError."""
         try:
+            self._refuse_foreign()
             self.root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
             make_private(self.root)
             self._ignore_in_git()

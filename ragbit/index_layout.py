@@ -37,6 +37,10 @@ BACKGROUND_LOG = "index-background.log"
 BACKGROUND_PID = "index-background.pid"
 BACKGROUND_CONFIG = "index-background.json"
 ANSWERING_PREFIX = "answering-"         # + the pid of a process generating an answer: the background indexer waits
+VECTOR_CACHE_DIR = "vectors"            # embedded chunks by content hash, reused across generations (indexes/vector_cache)
+# What ragbit keeps in an index directory beside the generations (names or prefixes; the search server's socket,
+# lock and log among them): the index writer still takes such a directory for its own (IndexStore's also_ours).
+APP_FILES = ("index-background.", ANSWERING_PREFIX, VECTOR_CACHE_DIR, "search", ".search")
 # A chunk's scope is the path of definitions around it, joined: "class Indexer > def add". The chunker writes it,
 # the searcher reads it to find the chunks of one definition (a hit's whole function, for packing).
 SCOPE_SEP = " > "

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from indexes.store import (FORMAT_VERSION, IndexFormatError, IndexLockedError, IndexMissingError, IndexStore)
+from indexes.store import (FORMAT_VERSION, IndexDirForeignError, IndexFormatError, IndexLockedError, IndexMissingError,
+                           IndexStore)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -321,3 +322,48 @@ def test_the_writer_skips_files_it_verified_and_that_did_not_change_since(tmp_pa
     data[10] ^= 1
     (gen / "big.bin").write_bytes(bytes(data))
     assert verify_generation(gen, manifest, remember=True) == ["big.bin fails its checksum"] and read == ["big.bin"]
+
+
+def _snapshot(root: Path) -> dict:
+    """Every entry below root with its mode and (for files) contents: what must not change."""
+    return {str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+            for p in [root, *sorted(root.rglob("*"))]}
+
+
+def test_a_directory_of_other_files_is_never_written(tmp_path):
+    """The root can come from the repository (a `.ragbit` link, `[index] dir`): a directory that holds other files
+    and no index is refused before anything is made private, created or replaced in it."""
+    foreign = tmp_path / "someone-elses"
+    (foreign / "gen-000001").mkdir(parents=True)
+    (foreign / "gen-000001" / "keep.txt").write_text("mine")
+    (foreign / "notes.txt").write_text("precious")
+    (foreign / ".gitignore").write_text("*.pyc\n")
+    foreign.chmod(0o755)
+    before = _snapshot(foreign)
+    link = tmp_path / "repo" / ".ragbit"
+    link.parent.mkdir()
+    link.symlink_to(foreign)
+    for root in (foreign, link):
+        with pytest.raises(IndexDirForeignError, match="is not a ragbit index"):
+            with IndexStore(root).write_generation({"text": "x"}) as staging:
+                (staging / "payload.txt").write_text("x")
+    assert _snapshot(foreign) == before
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(IndexDirForeignError, match="is a file"):
+        with IndexStore(tmp_path / "a-file").lock():
+            pass
+
+
+@pytest.mark.parametrize("leftover", [[], ["lock"], ["lock", ".staging-abc"]])
+def test_an_empty_directory_or_an_index_never_committed_is_written(tmp_path, leftover):
+    """An empty directory (a `.ragbit` link to a new disk) is claimed; so is what a crash before the first commit
+    left (the lock, a staging directory); a committed index stays writable (its CURRENT, its .gitignore)."""
+    root = tmp_path / "idx"
+    root.mkdir()
+    for name in leftover:
+        (root / name).mkdir() if name.startswith(".staging") else (root / name).touch()
+    store = IndexStore(root)
+    assert _commit(store, "one").name.startswith("gen-")
+    assert _commit(IndexStore(root), "two").name.startswith("gen-")        # its own files do not count as foreign
+    (root / "CURRENT").unlink()                                          # a .gitignore written by ragbit: still ours
+    assert _commit(IndexStore(root), "three").name.startswith("gen-")

@@ -28,8 +28,9 @@ import numpy as np
 from ragbit.chunk_table import ChunkTable, ChunkTableError
 from ragbit.config import RagbitConfig
 from ragbit.errors import RagbitError
-from ragbit.index_layout import (DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SYMBOLS_FILE_V1, TABLE_DIR,
-                                 TABLE_FILE_V1, check_model, index_dir_ignore, stamp_lookup)
+from ragbit.index_layout import (APP_FILES, DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SYMBOLS_FILE_V1,
+                                 TABLE_DIR, TABLE_FILE_V1, VECTOR_CACHE_DIR, check_model, index_dir_ignore,
+                                 stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
 CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
@@ -190,7 +191,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
     report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir),
                          embed_backend=getattr(embedder, "backend", ""),
                          embed_backend_reason=getattr(embedder, "backend_reason", ""))
-    store = IndexStore(cfg.index_dir)
+    store = IndexStore(cfg.index_dir, also_ours=APP_FILES)
     _check_no_background(cfg.index_dir)
 
     with store.lock(timeout=0):
@@ -295,7 +296,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
 
         # ---- 2. vectors we already have
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
-        cache = VectorCache(Path(cfg.index_dir) / "vectors", getattr(embedder, "vector_cache_id", embedder.model_id),
+        cache = VectorCache(Path(cfg.index_dir) / VECTOR_CACHE_DIR, getattr(embedder, "vector_cache_id", embedder.model_id),
                             dim)
         keys = table.content_hash
         vectors = _CachedRows(cache, keys)                 # read from the cache only where a commit needs them
