@@ -291,8 +291,10 @@ def test_no_socket_takes_the_slow_path(tmp_path, monkeypatch):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["hits"][0]["path"] == "src/net/retry.py"
     finally:
-        _wait(lambda: sock.exists() or not ss.server_running(root / ".ragbit"), START_TIMEOUT, "the server")
-        log = (root / ".ragbit" / ss.LOG_NAME).read_text() if sock.exists() else ""
+        # the server it started: wait for its socket (it may not hold its lock yet when the search returns, and a
+        # server left running here outlives the test until its idle timeout)
+        _wait(lambda: sock.exists(), START_TIMEOUT, "the server's socket")
+        log = (root / ".ragbit" / ss.LOG_NAME).read_text()
         for pid in {int(m) for m in re.findall(r"pid (\d+) serving", log)}:
             os.kill(pid, signal.SIGTERM)
         _wait(lambda: not ss.server_running(root / ".ragbit"), 60, "the spawned server to exit")
