@@ -106,16 +106,6 @@ def compile_part(part: str, settings: EngineSettings) -> None:
         del model                                  # the memory map closes before the directory goes
 
 
-# `python -m generator.warmup` from the caller's working directory (the user's repository) would import a
-# `generator` package of that repository first, and run it: start this module through runpy instead, with the
-# working directory dropped from the child's import path (ragbit/child_process.py does the same for ragbit's own
-# children; the generator imports nothing from ragbit).
-_BOOTSTRAP = ("import runpy, sys\n"
-              "if sys.path and sys.path[0] == '':\n"
-              "    del sys.path[0]\n"
-              "runpy.run_module('generator.warmup', run_name='__main__', alter_sys=True)")
-
-
 def start(settings: EngineSettings) -> list[subprocess.Popen]:
     """Start one compiling process per part (in the background; `wait` for them). They run in a session of
     their own: a Ctrl-C that stops the caller's answer (`ragbit chat`) must not throw their work away."""
@@ -125,9 +115,11 @@ def start(settings: EngineSettings) -> list[subprocess.Popen]:
     processes = []
     for part in PARTS:
         log = tempfile.TemporaryFile()             # its error, if any (a file: nobody reads a pipe meanwhile)
-        p = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP, "--part", part, *settings.argv()],
+        # cwd=root: `-m` puts the working directory first on the import path, and the caller's is the user's
+        # repository, whose own `generator` package would be imported (and run) instead of this one
+        p = subprocess.Popen([sys.executable, "-m", "generator.warmup", "--part", part, *settings.argv()],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
-                             start_new_session=True)
+                             cwd=root, start_new_session=True)
         p.log = log
         processes.append(p)
     return processes

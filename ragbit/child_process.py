@@ -4,8 +4,9 @@ WHY: `python -m MODULE` puts the working directory first on the child's import p
 the user's repository. A repository with a top-level package named `ragbit`, `indexes` or `generator` (the last
 two are common names) then had its `__init__.py` imported, that is run, by `ragbit search` and `ragbit query`,
 and the child ran the wrong code or failed. The command here starts the module through `runpy` after dropping
-that entry, so the child imports exactly what the parent's interpreter path and PYTHONPATH name. Standard
-library only: the search client imports it on every cold search.
+that entry, so the child imports exactly what the parent's interpreter path and PYTHONPATH name (they keep the
+repository as their working directory). Standard library only: the search client imports it on every cold search.
+The kernel warm-up, which needs no working directory, simply runs in its package's parent (generator/warmup.py).
 """
 from __future__ import annotations
 

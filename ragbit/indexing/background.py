@@ -29,9 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ragbit.child_process import module_command
-
 from indexes.store import write_atomic
+from ragbit.child_process import module_command
 from ragbit.config import RagbitConfig
 from ragbit.index_layout import ANSWERING_PREFIX, BACKGROUND_CONFIG, BACKGROUND_LOG, BACKGROUND_PID
 

@@ -296,8 +296,8 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
 
         # ---- 2. vectors we already have
         dim = int(manifest["embed_dim"]) if manifest and manifest.get("embed_dim") else embedder.dim
-        cache = VectorCache(Path(cfg.index_dir) / VECTOR_CACHE_DIR, getattr(embedder, "vector_cache_id", embedder.model_id),
-                            dim)
+        cache = VectorCache(Path(cfg.index_dir) / VECTOR_CACHE_DIR,
+                            getattr(embedder, "vector_cache_id", embedder.model_id), dim)
         keys = table.content_hash
         vectors = _CachedRows(cache, keys)                 # read from the cache only where a commit needs them
         # the chunks a complete IVF generation embedded are in the cache: only the others are looked up (an IVF
