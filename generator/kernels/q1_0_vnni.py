@@ -102,13 +102,16 @@ def _define_expand(module: ir.Module, wbits: int) -> ir.Function:
 
 
 def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
-    """void f(i8* w, i8* xq, i64 x_stride, float* sx, i32* qx, i64 s_stride, i16* d, float* out, i64 o_stride, i64 nt):
-    for up to NT tokens t < nt and 2 * lanes rows r of one expanded block w (see _define_expand:
+    """void f(i8* w, i8* xq, i64 x_stride, float* sx, i32* qx, i64 s_stride, i16* d, float* out, i64 o_stride, i64 T):
+    for every token t < T and 2 * lanes rows r of one expanded block w (see _define_expand:
     lanes 16 = all 32 rows; lanes 8 = the 16 rows of one 64-byte row vector, w, d and out offset to it by the caller):
       out[t*o_stride + r] += d[r] * sum_j sx[t*s_stride + j] * (2 * sum_{g in sub-block j} w_g[r] . xq[t, 4g..] - qx[t*s_stride + j])
     over the block's 4 sub-blocks j of 32 inputs; xq points at the block's first input of token 0, sx / qx at its
     first sub-block, d at the 32 rows' half scales. That is wbits=1 (Q1_0: weight 2 w - 1); wbits=2 (Q2_0: weight
-    w - 1, 64-input blocks) sums over 2 sub-blocks without the factor 2."""
+    w - 1, 64-input blocks) sums over 2 sub-blocks without the factor 2. Tokens go NT at a time (register tiles);
+    xq / sx / qx are read up to the next multiple of NT tokens (the caller pads them), out only up to T.
+    WHY the token loop is here and not in numba: a call per NT tokens cost ~10% of the kernel (Zen4) in numba's
+    slicing and call overhead."""
     name = f"ragbit_q{wbits}_0_vnni_dot_{lanes}"
     subs = SUBS if wbits == 1 else SUBS // 2
     if name in module.globals:
@@ -117,7 +120,7 @@ def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
     fnty = ir.FunctionType(ir.VoidType(), [p8, p8, _i64, pf, p32, _i64, p16, pf, _i64, _i64])
     fn = ir.Function(module, fnty, name)
     fn.linkage = "internal"
-    w, xq, x_stride, sx, qx, s_stride, d, out, o_stride, nt = fn.args
+    w, xq0, x_stride, sx0, qx0, s_stride, d, out0, o_stride, n_tokens = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     dpbusd = _vpdpbusd(module, lanes)
     vi32, vi8, vf32 = ir.VectorType(_i32, lanes), ir.VectorType(_i8, 4 * lanes), ir.VectorType(_f32, lanes)  # one register
@@ -141,6 +144,15 @@ def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
     facc = [[b.alloca(vf32) for _ in range(NT)] for _ in range(2)]   # float sums over the sub-blocks
     iacc = [[b.alloca(vi32) for _ in range(NT)] for _ in range(2)]   # int32 sums of one sub-block
     cacc = [b.alloca(_f32) for _ in range(NT)]                          # C of each token
+    dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(lanes * v)]), ir.VectorType(_i16, lanes).as_pointer()), align=2),
+                            ir.VectorType(ir.HalfType(), lanes)), vf32) for v in range(2)]
+    n_tiles = b.sdiv(b.add(n_tokens, const(NT - 1)), const(NT))
+    tile_loop = cgutils.for_range(b, n_tiles)
+    tile = tile_loop.__enter__().index
+    t0 = b.mul(tile, const(NT))
+    xq, out = b.gep(xq0, [b.mul(t0, x_stride)]), b.gep(out0, [b.mul(t0, o_stride)])
+    sx, qx = b.gep(sx0, [b.mul(t0, s_stride)]), b.gep(qx0, [b.mul(t0, s_stride)])
+    nt = b.sub(n_tokens, t0)
     for row in facc:
         for slot in row:
             b.store(ir.Constant(vf32, [0.0] * lanes), slot)
@@ -170,14 +182,13 @@ def _define_dot(module: ir.Module, wbits: int, lanes: int) -> ir.Function:
             for v in range(2):
                 p = b.sitofp(b.load(iacc[v][t]), vf32)
                 b.store(b.call(fmuladd, [sv, p, b.load(facc[v][t])]), facc[v][t])
-    dv = [b.fpext(b.bitcast(b.load(b.bitcast(b.gep(d, [const(lanes * v)]), ir.VectorType(_i16, lanes).as_pointer()), align=2),
-                            ir.VectorType(ir.HalfType(), lanes)), vf32) for v in range(2)]
     for t in range(NT):
         with b.if_then(b.icmp_signed("<", const(t), nt)):
             cv = splat(b.load(cacc[t]), vf32)
             for v in range(2):
                 op = b.bitcast(b.gep(out, [b.add(b.mul(o_stride, const(t)), const(lanes * v))]), vf32.as_pointer())
                 b.store(b.call(fmuladd, [dv[v], b.fsub(b.load(facc[v][t]), cv), b.load(op, align=4)]), op, align=4)
+    tile_loop.__exit__(None, None, None)
     b.ret_void()
     return fn
 
@@ -277,10 +288,8 @@ def _matmul(bits_t, scales, xq, sx, qx, out, wbits, lanes):
         for b in range(n_blocks):
             _expand(wbits, bits_t[it, b, :, r:], tile_rows, w)
             for h in range(ROWS // rows):
-                for t0 in range(0, T, NT):
-                    _dot(wbits, lanes, w[64 * h:], xq[t0:, b * qk:], xq.shape[1], sx[t0:, b * subs:],
-                         qx[t0:, b * subs:], sx.shape[1], scales[it, b, r + rows * h:], acc[t0:, rows * h:], ROWS,
-                         min(NT, T - t0))
+                _dot(wbits, lanes, w[64 * h:], xq[:, b * qk:], xq.shape[1], sx[:, b * subs:], qx[:, b * subs:],
+                     sx.shape[1], scales[it, b, r + rows * h:], acc[:, rows * h:], ROWS, T)
         n_r = min(ROWS, n_out - r0)
         out[:, r0:r0 + n_r] = acc[:, :n_r]
 
