@@ -20,7 +20,7 @@ from numba import njit, prange
 from generator.kernels import attention as attention_simd
 from generator.kernels import attention_amx, decode_attention, dispatch
 from generator.kernels.attention import TILE
-from generator.kernels.softmax import exp_f32
+from generator.kernels.softmax import exp_f32, exp_shifted, row_max
 from generator.kernels.half import cache_value, tile_value
 
 PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the
@@ -276,31 +276,42 @@ def _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32):
 BLAS_ROW_BLOCK = 256   # query rows (tokens x group) per block of _attend_head_blas
 
 
-def _attend_head_blas(qg, tiles, values, k_scale, v_scale, pos0, future, out):
-    """One KV head: out (T*group, hd) = softmax(qg @ keys[:n_pos].T + mask) @ values[:n_pos].
+def _attend_head_blas(qg, tiles, values, k_scale, v_scale, pos0, group, out):
+    """One KV head: out (T*group, hd) = softmax(qg @ keys[:n_pos].T + causal mask) @ values[:n_pos].
 
     The cache is widened to float32 first (tiles to a plain (hd, n_pos) matrix, int8 times its block scales;
     under 1% of the products' cost): sgemm needs float32. The query rows go in blocks of BLAS_ROW_BLOCK, each
     over the keys up to its last token only. WHY: a block's scores (256 x 1,500 float32: 1.5 MB) stay in L2
-    through the max, exp, sum and second product, where the whole chunk's (1,024 x 1,500: 6 MB) streamed from
+    through the softmax and second product, where the whole chunk's (1,024 x 1,500: 6 MB) streamed from
     memory five times; and a block skips the keys after its last token, which the whole chunk computed and
-    then masked (a quarter of the products a 1,500-token prefill in chunks of 512 computed)."""
-    T = future.shape[1]
-    n_pos, hd = pos0 + T, tiles.shape[1]
-    group = qg.shape[0] // T
+    then masked (a quarter of the products a 1,500-token prefill in chunks of 512 computed). The mask, max, exp
+    and sum are one pass per row (_causal_softmax_rows), not numpy's five."""
+    n_pos, hd = pos0 + qg.shape[0] // group, tiles.shape[1]
     keys_t = np.empty((hd, -(-n_pos // TILE) * TILE), np.float32)
     values32 = np.empty((n_pos, hd), np.float32)
     _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32)
     rows = max(group, BLAS_ROW_BLOCK // group * group)      # whole tokens per block
+    sums = np.empty(rows, np.float32)
     for r0 in range(0, qg.shape[0], rows):
         r1 = min(r0 + rows, qg.shape[0])
         n = pos0 + (r1 - 1) // group + 1                    # keys up to the block's last token
-        s = qg[r0:r1] @ keys_t[:, :n]                       # (rows, n)
-        s[:, pos0:] += future[r0:r1, :n - pos0]
-        s -= s.max(axis=1, keepdims=True)
-        np.exp(s, out=s)
-        np.matmul(s, values32[:n], out=out[r0:r1])           # (rows, hd)
-        out[r0:r1] /= s.sum(axis=1, keepdims=True)
+        s = qg[r0:r1] @ keys_t[:, :-(-n // TILE) * TILE]    # (rows, n rounded up to whole tiles: row_max's reads)
+        _causal_softmax_rows(s, n, pos0 + r0 // group + 1, group, sums)
+        np.matmul(s[:, :n], values32[:n], out=out[r0:r1])   # (rows, hd)
+        out[r0:r1] /= sums[:r1 - r0, None]
+
+
+@njit(cache=True, nogil=True)
+def _causal_softmax_rows(s, n, first_keys, group, sums):
+    """Row r of s (query head r % group of token r // group of the block) <- exp(score - row max) over its
+    first_keys + r // group keys (at most n), zeros after them (the causal mask); sums[r] = the row's sum.
+    s has its columns to a multiple of 16 (row_max reads whole vectors)."""
+    for r in range(s.shape[0]):
+        k = min(n, first_keys + r // group)
+        row = s[r]
+        sums[r] = exp_shifted(row, k, row_max(row, k))
+        for p in range(k, n):
+            row[p] = 0.0
 
 
 _POOL: list = [None, 0]   # [ThreadPoolExecutor, its size]: python threads for KV heads (numpy releases the GIL)
@@ -342,14 +353,12 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
     group = n_heads // n_kv
     # (T, n_kv, group, hd) -> (n_kv, T*group, hd): row t*group + j is query head kvh*group + j of token t
     qg = (q.reshape(T, n_kv, group, hd) * scale).transpose(1, 0, 2, 3).reshape(n_kv, T * group, hd)
-    # -inf where key position pos0 + c is after query token t: (T*group, T)
-    future = np.repeat(np.triu(np.full((T, T), -np.inf, np.float32), 1), group, axis=0)
     res = np.empty((n_kv, T * group, hd), np.float32)
     n_threads = min(numba.get_num_threads(), n_kv)
     with _single_threaded_blas():
         if n_threads <= 1:
             for kvh in range(n_kv):
-                _attend_head_blas(qg[kvh], k_cache[kvh], v_cache[kvh], k_scale[kvh], v_scale[kvh], pos0, future,
+                _attend_head_blas(qg[kvh], k_cache[kvh], v_cache[kvh], k_scale[kvh], v_scale[kvh], pos0, group,
                                   res[kvh])
         else:
             if _POOL[1] != n_threads:
@@ -357,7 +366,7 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
                     _POOL[0].shutdown()
                 _POOL[:] = [ThreadPoolExecutor(n_threads, thread_name_prefix="attn"), n_threads]
             list(_POOL[0].map(lambda h: _attend_head_blas(qg[h], k_cache[h], v_cache[h], k_scale[h], v_scale[h],
-                                                          pos0, future, res[h]), range(n_kv)))
+                                                          pos0, group, res[h]), range(n_kv)))
     out[...] = res.reshape(n_kv, T, group, hd).transpose(1, 0, 2, 3).reshape(T, n_heads * hd)
 
 
