@@ -71,6 +71,70 @@ def check_model(manifest: dict | None, model_id: str, index_dir: Path) -> None:
             f"not {model_id!r}: run `ragbit index --rebuild` to re-embed with the new model")
 
 
+class CommittedIndexError(RagbitError, RuntimeError):
+    """The index directory is tracked by git: it came with the repository, so ragbit neither reads nor writes it."""
+
+
+_TRUSTED: dict[tuple, bool] = {}   # (repo, index dir, CURRENT's stat) -> already checked: not tracked by git
+
+
+def open_index_store(cfg, **kwargs):
+    """The IndexStore of cfg's index directory, for reading or writing, after `refuse_committed_index`: every
+    reader and the writer open the index through here."""
+    from indexes.store import IndexStore
+    refuse_committed_index(cfg.repo, cfg.index_dir)
+    return IndexStore(cfg.index_dir, **kwargs)
+
+
+def refuse_committed_index(repo, index_dir) -> None:
+    """Raise CommittedIndexError when git tracks anything at or under the index directory (or where its link
+    points, inside the repository).
+
+    WHY: an index is read with FAISS's and numpy's loaders and a chunk table, which trust their input. ragbit
+    writes `*` into every index's .gitignore, so an index in the repository's history was not built by ragbit
+    on this machine: a cloned repository could ship a crafted `.ragbit/` that `ragbit search` would load, or
+    that `ragbit index` would extend. One `git ls-files` (a few ms), once per process and committed generation;
+    nothing is asked where git or a repository is missing, or where the index lives outside the repository."""
+    import os
+    import subprocess
+    repo, index_dir = Path(repo), Path(index_dir)
+    try:
+        st = os.stat(index_dir / "CURRENT")
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    key = (str(repo), str(index_dir), stamp)
+    if key in _TRUSTED:
+        return
+    rels = set()
+    for base, target in ((repo.absolute(), index_dir.absolute()), (repo.resolve(), index_dir.resolve())):
+        try:
+            rels.add(target.relative_to(base).as_posix() or ".")
+        except ValueError:
+            pass
+    tracked = ""
+    if rels and ((repo / ".git").exists() or _inside_git(repo)):
+        try:
+            done = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--", *sorted(rels)],
+                                  capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+            if done.returncode == 0:
+                tracked = done.stdout.decode("utf-8", "replace").split("\0")[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if tracked:
+        raise CommittedIndexError(
+            f"the index directory {index_dir} is tracked by git ({tracked} is committed in {repo}): it came with "
+            "the repository, and ragbit does not read or update an index it did not build (a crafted one could "
+            "exploit the index readers); delete that directory and run `ragbit index`, or put the index "
+            "elsewhere with --index-dir or [index] dir")
+    _TRUSTED[key] = True
+
+
+def _inside_git(repo: Path) -> bool:
+    """A repository below a git work tree's top (a monorepo's part): some parent holds .git."""
+    return any((parent / ".git").exists() for parent in Path(repo).absolute().parents)
+
+
 def index_dir_ignore(cfg) -> list[str]:
     """Gitignore pattern for the index directory when it lives inside the repository (it is never indexed)."""
     try:

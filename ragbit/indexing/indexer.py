@@ -30,7 +30,7 @@ from ragbit.config import RagbitConfig
 from ragbit.errors import RagbitError
 from ragbit.index_layout import (APP_FILES, DENSE_DELTA, DENSE_FILE, DENSE_IDS, LEXICAL_DIR, SYMBOLS_FILE_V1,
                                  TABLE_DIR, TABLE_FILE_V1, VECTOR_CACHE_DIR, check_model, index_dir_ignore,
-                                 stamp_lookup)
+                                 open_index_store, stamp_lookup)
 
 EMBED_FLUSH = 256            # vectors per VectorCache.put: what a killed run can lose at most
 CHUNK_BATCH = 2048           # files read before they are chunked (and their texts dropped): bounds memory
@@ -172,7 +172,7 @@ def index_repository(cfg: RagbitConfig, progress: bool = True, rebuild: bool = F
 
 
 def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run, embed_at_most) -> IndexReport:
-    from indexes.store import IndexFormatError, IndexStore, verify_generation
+    from indexes.store import IndexFormatError, verify_generation
     from indexes.vector_cache import VectorCache
     from ragbit.indexing.chunk_pool import chunk_files
     from ragbit.indexing.dense_scope import embedded_rows
@@ -191,7 +191,7 @@ def _index(cfg, progress, rebuild, embedder, warn, embed, confirm_large, ray_run
     report = IndexReport(repo=str(repo), index_dir=str(cfg.index_dir),
                          embed_backend=getattr(embedder, "backend", ""),
                          embed_backend_reason=getattr(embedder, "backend_reason", ""))
-    store = IndexStore(cfg.index_dir, also_ours=APP_FILES)
+    store = open_index_store(cfg, also_ours=APP_FILES)
     _check_no_background(cfg.index_dir)
 
     with store.lock(timeout=0):

@@ -97,12 +97,12 @@ def refresh_index(cfg: RagbitConfig, embedder: Any = None, progress: bool | None
     With `on_note` (the caller answers a question and can tell the user): when more than `[index]
     background_after` chunks would have to be embedded, the chunk table and BM25 are committed, the rest is
     embedded by a background process (ragbit/indexing/background.py), and `on_note` hears one line saying so."""
-    from indexes.store import IndexFormatError, IndexLockedError, IndexNotWritableError, IndexStore
-    from ragbit.index_layout import BACKGROUND_LOG, background_indexer
+    from indexes.store import IndexFormatError, IndexLockedError, IndexNotWritableError
+    from ragbit.index_layout import BACKGROUND_LOG, background_indexer, open_index_store
     from ragbit.indexing import background
     from ragbit.indexing.indexer import index_repository
     t0 = time.perf_counter()
-    store = IndexStore(cfg.index_dir)
+    store = open_index_store(cfg)
     defer = on_note is not None and cfg.index.background_after > 0
     pid = background_indexer(cfg.index_dir) if defer else None
     if pid and store.current() is not None:         # it holds the writer lock; readers use what is committed

@@ -200,9 +200,9 @@ class Searcher:
 
         Only the parts a search needs are loaded (lexical: BM25, dense: FAISS): `--mode lexical` never
         imports faiss, `--mode dense` never imports numba (each costs a noticeable part of a cold search)."""
-        from indexes.store import IndexFormatError, IndexStore
-        from indexes.store import IndexMissingError
-        store = IndexStore(self.cfg.index_dir)
+        from indexes.store import IndexFormatError, IndexMissingError
+        from ragbit.index_layout import open_index_store
+        store = open_index_store(self.cfg)
         gen = store.current()
         if self._loaded and gen == self._generation and (not lexical or self.lexical is not None) \
                 and (not dense or self._dense_loaded):

@@ -51,12 +51,12 @@ def _backend_now(cfg: RagbitConfig) -> str:
 
 
 def index_status(cfg: RagbitConfig) -> IndexStatus:
-    from indexes.store import IndexMissingError, IndexStore, verify_generation
+    from indexes.store import IndexMissingError, verify_generation
     from ragbit.chunk_table import ChunkTable
-    from ragbit.index_layout import background_indexer, index_dir_ignore, stamp_lookup
+    from ragbit.index_layout import background_indexer, index_dir_ignore, open_index_store, stamp_lookup
     from ragbit.indexing.walker import walk_repository
 
-    store = IndexStore(cfg.index_dir)
+    store = open_index_store(cfg)
     if store.current() is None:
         raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first")
     def load(gen, manifest):

@@ -11,13 +11,14 @@ from ragbit.symbols.table import SymbolTable
 def load_symbols(cfg: RagbitConfig) -> SymbolTable:
     """The committed generation's symbol table. Raises IndexMissingError (no index), IndexFormatError (damaged)
     or SymbolTableError (an index written before symbol tables: `ragbit index` adds one)."""
-    from indexes.store import IndexMissingError, IndexStore, check_generation
+    from indexes.store import IndexMissingError, check_generation
+    from ragbit.index_layout import open_index_store
 
     def load(gen: Path, manifest: dict) -> SymbolTable:
         check_generation(gen, manifest, (TABLE_DIR, SYMBOLS_FILE_V1))
         return SymbolTable.load(gen)
 
     try:
-        return IndexStore(cfg.index_dir).read(load)
+        return open_index_store(cfg).read(load)
     except IndexMissingError:
         raise IndexMissingError(f"no index at {cfg.repo}: run `ragbit index {cfg.repo}` first") from None

@@ -37,9 +37,9 @@ class GroundingChecker(Component):
     def _symbols(self):
         """The committed generation's symbol table, reloaded when the generation changed."""
         from indexes.errors import IndexesError
-        from indexes.store import IndexStore
+        from ragbit.index_layout import open_index_store
         from ragbit.symbols.reader import load_symbols
-        generation = IndexStore(self.config.index_dir).current()
+        generation = open_index_store(self.config).current()
         if self._table is None or generation != self._generation:
             try:
                 self._table, self._generation = load_symbols(self.config), generation
