@@ -218,6 +218,8 @@ def test_avx_vnni_kernels_build_for_a_cpu_without_avx512():
     for wbits in (1, 2):
         for fn in (q1_0_vnni._define_dot(module, wbits, 8), q1_0_vnni._define_expand(module, wbits)):
             fn.linkage = "external"                      # kept by codegen without a caller
+    q8 = q1_0_vnni._define_quantize(module)              # the activations' int8 form, on the same CPUs
+    q8.linkage = "external"
     parsed = llvm.parse_assembly(str(module))
     parsed.verify()
     machine = llvm.Target.from_triple(module.triple).create_target_machine(cpu="alderlake", opt=2)
@@ -226,3 +228,31 @@ def test_avx_vnni_kernels_build_for_a_cpu_without_avx512():
     assert len(dots) >= 2 * 2 * 3                        # both formats: 2 row vectors x 3 tokens, unrolled
     assert all(re.search(r"\{vex\}\s*vpdpbusd\s+%ymm", line) for line in dots), dots[:3]
     assert "zmm" not in asm
+
+
+def test_activations_quantize_per_32_inputs():
+    """The VNNI prefill's int8 activations (q1_0_vnni.quantize_rows, LLVM vector IR) against numpy: per token and
+    32 inputs s = max|x| / 127, q = x / s rounded, and the sum of q (llama.cpp's Q8_0, but ties round half to even
+    as np.round does, where llama.cpp's roundf rounds them away from zero); a run of zeros gives s = 0, q = 0."""
+    from generator.kernels import q1_0_vnni
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 256), dtype=np.float32) * np.float32(3.0)
+    x[1, 32:64] = 0.0                                        # a run of zeros
+    x[2, :32] = 0.0
+    x[2, :7] = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5]     # max 127: s = 1, so x / s ties at n + 0.5
+    x[3] *= np.float32(1e-30)                                # tiny, still normal numbers of scale
+    xq = np.full((8, 256), 99, np.int8)
+    sx = np.full((8, 8), -1.0, np.float32)
+    qx = np.full((8, 8), -1, np.int32)
+    q1_0_vnni.quantize_rows(x, xq[:7], sx[:7], qx[:7])
+    runs = x.reshape(7, 8, 32)
+    amax = np.abs(runs).max(axis=2)
+    s = amax / np.float32(127.0)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax > 0, np.float32(1.0) / s, np.float32(0.0)).astype(np.float32)
+    q = np.round(runs * inv[:, :, None]).astype(np.int32)
+    assert np.array_equal(sx[:7], s) and np.array_equal(xq[:7].reshape(7, 8, 32), q.astype(np.int8))
+    assert np.array_equal(qx[:7], q.sum(axis=2))
+    assert (xq[7] == 99).all() and (sx[7] == -1).all()       # the padding row is the caller's
+    assert sx[2, 0] == 1.0 and xq[2, 1:7].tolist() == [0, 2, 2, 0, -2, -2]   # half to even, not away from zero
+    assert sx[1, 1] == 0.0 and (xq[1, 32:64] == 0).all() and (np.abs(xq[:7]) <= 127).all()

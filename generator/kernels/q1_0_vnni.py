@@ -241,26 +241,70 @@ def _dot(typingctx, wbits, lanes, w, xq, x_stride, sx, qx, s_stride, d, out, o_s
     return sig, codegen
 
 
+def _define_quantize(module: ir.Module) -> ir.Function:
+    """void f(float* x, i8* xq, float* s, i32* q): one run of QS inputs -> int8 (llama.cpp's Q8_0 rule):
+    *s = max |x| / 127, xq = x / *s rounded half to even (np.round's rule), *q = sum of xq. As vectors: numba
+    kept the max and the rounding scalar (0.7-0.9 ns per input, ~4% of a prefill on Zen4)."""
+    name = "ragbit_q8_quantize_run"
+    if name in module.globals:
+        return module.globals[name]
+    vf, vb, vi = ir.VectorType(_f32, QS), ir.VectorType(_i8, QS), ir.VectorType(_i32, QS)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_f32.as_pointer(), _i8.as_pointer(), _f32.as_pointer(),
+                                                             _i32.as_pointer()]), name)
+    fn.linkage = "internal"
+    x, xq, s_out, q_out = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def intrinsic_fn(base, ret, args):
+        full = f"{base}.v{QS}{'f32' if args[0] == vf else 'i32'}"
+        return module.globals.get(full) or ir.Function(module, ir.FunctionType(ret, args), full)
+
+    v = b.load(b.bitcast(x, vf.as_pointer()), align=4)
+    amax = b.call(intrinsic_fn("llvm.vector.reduce.fmax", _f32, [vf]), [b.call(intrinsic_fn("llvm.fabs", vf, [vf]), [v])])
+    s = b.fdiv(amax, ir.Constant(_f32, 127.0))
+    inv = b.select(b.fcmp_ordered(">", amax, ir.Constant(_f32, 0.0)), b.fdiv(ir.Constant(_f32, 1.0), s),
+                   ir.Constant(_f32, 0.0))
+    inv_v = b.shuffle_vector(b.insert_element(ir.Constant(vf, None), inv, ir.Constant(_i32, 0)), ir.Constant(vf, None),
+                             ir.Constant(vi, [0] * QS))
+    q = b.fptosi(b.call(intrinsic_fn("llvm.roundeven", vf, [vf]), [b.fmul(v, inv_v)]), vi)
+    b.store(b.trunc(q, vb), b.bitcast(xq, vb.as_pointer()), align=1)
+    b.store(s, s_out)
+    b.store(b.call(intrinsic_fn("llvm.vector.reduce.add", _i32, [vi]), [q]), q_out)
+    b.ret_void()
+    return fn
+
+
+@intrinsic
+def _quantize_run(typingctx, x, xq, sx, qx, j):
+    """Run j (inputs QS j .. QS j + QS - 1) of one token's row: x, xq, sx, qx are the token's rows (contiguous)."""
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in (x, xq, sx, qx)):
+        return None
+    sig = types.void(x, xq, sx, qx, types.intp)
+
+    def codegen(context, builder, sig, args):
+        fn = _define_quantize(builder.module)
+        j64 = args[4]
+        off = builder.mul(j64, ir.Constant(j64.type, QS))
+        ptrs = [builder.gep(_ptr(context, builder, sig.args[0], args[0], _f32), [off]),
+                builder.gep(_ptr(context, builder, sig.args[1], args[1], _i8), [off]),
+                builder.gep(_ptr(context, builder, sig.args[2], args[2], _f32), [j64]),
+                builder.gep(_ptr(context, builder, sig.args[3], args[3], _i32), [j64])]
+        builder.call(fn, ptrs)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(parallel=True, cache=True)
 def quantize_rows(x, xq, sx, qx):
     """x (T, n_in) float32 -> xq (T, n_in) int8, sx (T, n_in // 32) float32 scales, qx (T, n_in // 32) int32 sums
-    of xq per 32 inputs. Rows past T (padding to a multiple of NT tokens) are left as they are: the caller
-    zeroes them."""
+    of xq per 32 inputs (all C-contiguous). Rows past T (padding to a multiple of NT tokens) are left as they are:
+    the caller zeroes them."""
     T, n_in = x.shape
     for t in prange(T):
+        xr, qr, sr, cr = x[t], xq[t], sx[t], qx[t]
         for j in range(n_in // QS):
-            amax = np.float32(0.0)
-            for i in range(j * QS, (j + 1) * QS):
-                amax = max(amax, abs(x[t, i]))
-            s = amax / np.float32(127.0)
-            inv = np.float32(1.0) / s if amax > 0 else np.float32(0.0)
-            tot = 0
-            for i in range(j * QS, (j + 1) * QS):
-                q = np.int32(np.round(x[t, i] * inv))
-                xq[t, i] = q
-                tot += q
-            sx[t, j] = s
-            qx[t, j] = tot
+            _quantize_run(xr, qr, sr, cr, j)
 
 
 @njit(inline="always")
