@@ -304,10 +304,11 @@ class Q1Matrix(QuantMatrix):
         elif self.prefill_path in ("avx512vnni", "avxvnni"):
             T, nt, subs = x.shape[0], q1_0_vnni.NT, self.n_in // q1_0_vnni.QS
             t_pad = -(-T // nt) * nt                                      # zero rows pad the last token tile
-            xq = np.zeros((t_pad, self.n_in), np.int8)
-            sx = np.zeros((t_pad, subs), np.float32)                      # activation scale per token and 32 inputs
-            qx = np.zeros((t_pad, subs), np.int32)                        # sum of those 32 int8 activations
-            q1_0_vnni.quantize_rows(x, xq[:T], sx[:T], qx[:T])
+            xq = np.empty((t_pad, self.n_in), np.int8)
+            sx = np.empty((t_pad, subs), np.float32)                      # activation scale per token and 32 inputs
+            qx = np.empty((t_pad, subs), np.int32)                        # sum of those 32 int8 activations
+            xq[T:], sx[T:], qx[T:] = 0, 0, 0                              # padding tokens: zero activations
+            q1_0_vnni.quantize_rows(np.ascontiguousarray(x), xq[:T], sx[:T], qx[:T])   # its kernel reads whole rows
             kernel = fmt.matmul_vnni if self.prefill_path == "avx512vnni" else fmt.matmul_avxvnni
             kernel(self.bits_t, self.scales, xq, sx, qx, out)
         else:
