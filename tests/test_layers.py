@@ -279,7 +279,7 @@ def test_block_scaled_cache_and_decode_attention(kind, T, pos0, attention_path):
 
 
 @pytest.mark.parametrize("kind,n_heads,span", [("f16", 16, 64), ("q8", 32, 256), ("q4", 16, 64)])
-def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, pool_attention_path):
+def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, pool_attention_path, monkeypatch):
     """A decode step over the threads runs on the decode pool (kernels/pool.py) in items of one KV head's query
     group over a span of positions, merged by their softmax maxima: with spans much shorter than the context
     (11 and 3 per head here, the last one partial) it is still the definition's attention, equal to the one-thread
@@ -301,6 +301,7 @@ def test_decode_attention_on_the_pool_in_spans(kind, n_heads, span, pool_attenti
     outs = {}
     old = numba.get_num_threads()
     numba.set_num_threads(2)
+    monkeypatch.setattr(pool, "_THREADS", [2])      # what set_threads leaves: an earlier model may have set 1
     try:
         for parallel in (True, False):
             jobs = pool.get_pool(2).stats()["jobs"]
