@@ -21,7 +21,7 @@ from generator.kernels import attention as attention_simd
 from generator.kernels import attention_amx, decode_attention, dispatch
 from generator.kernels.attention import TILE
 from generator.kernels.softmax import exp_f32, exp_shifted, row_max
-from generator.kernels.half import cache_value, tile_value
+from generator.kernels.half import cache_value, half_to_float, tile_value
 
 PARALLEL_ROWS = 16   # from this many tokens on (a prompt chunk) the `*_rows` kernels split the tokens over the
 # threads; decode's one token stays on the serial ones (a parallel region costs ~10 us to open and close)
@@ -273,6 +273,24 @@ def _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32):
             dst[i] = cache_value(vr, i) * v_scale[p, i // bs]
 
 
+@njit(cache=True, nogil=True)
+def _widen_head_f16(tiles, values, n_pos, keys_t, values32):
+    """_widen_head for the F16 cache (its scales are ones): row by row over contiguous views, which LLVM turns into
+    vcvtph2ps; the general loop, with its scale per element, stayed scalar (3.3x the time, Zen4)."""
+    hd = tiles.shape[1]
+    for tile in range(-(-n_pos // TILE)):
+        kt = tiles[tile]
+        base = tile * TILE
+        for i in range(hd):
+            src, dst = kt[i], keys_t[i]
+            for j in range(TILE):
+                dst[base + j] = half_to_float(src[j])
+    for p in range(n_pos):
+        src, dst = values[p], values32[p]
+        for i in range(hd):
+            dst[i] = half_to_float(src[i])
+
+
 BLAS_ROW_BLOCK = 256   # query rows (tokens x group) per block of _attend_head_blas
 
 
@@ -289,7 +307,10 @@ def _attend_head_blas(qg, tiles, values, k_scale, v_scale, pos0, group, out):
     n_pos, hd = pos0 + qg.shape[0] // group, tiles.shape[1]
     keys_t = np.empty((hd, -(-n_pos // TILE) * TILE), np.float32)
     values32 = np.empty((n_pos, hd), np.float32)
-    _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32)
+    if tiles.dtype == np.uint16:
+        _widen_head_f16(tiles, values, n_pos, keys_t, values32)
+    else:
+        _widen_head(tiles, values, k_scale, v_scale, n_pos, keys_t, values32)
     rows = max(group, BLAS_ROW_BLOCK // group * group)      # whole tokens per block
     sums = np.empty(rows, np.float32)
     for r0 in range(0, qg.shape[0], rows):
