@@ -373,7 +373,8 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
     n_kv = k_cache.shape[0]
     group = n_heads // n_kv
     q_heads = q.reshape(T, n_kv, group * hd)
-    out_heads = out.reshape(T, n_kv, group * hd)
+    dst = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)   # reshaped below: must be a view
+    out_heads = dst.reshape(T, n_kv, group * hd)
 
     def head(h):
         """KV head h, on its own thread: its queries gathered and its output scattered there too (done for all
@@ -395,6 +396,8 @@ def _attention_blas(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale,
                     _POOL[0].shutdown()
                 _POOL[:] = [ThreadPoolExecutor(n_threads, thread_name_prefix="attn"), n_threads]
             list(_POOL[0].map(head, range(n_kv)))
+    if dst is not out:
+        out[...] = dst
 
 
 def attention(q, k_cache, v_cache, k_scale, v_scale, pos0, n_heads, scale, scores, out, path=None, prefill=None,
