@@ -75,7 +75,7 @@ class CommittedIndexError(RagbitError, RuntimeError):
     """The index directory is tracked by git: it came with the repository, so ragbit neither reads nor writes it."""
 
 
-_TRUSTED: dict[tuple, bool] = {}   # (repo, index dir, CURRENT's stat) -> already checked: not tracked by git
+_TRUSTED: set[tuple] = set()   # (repo, index dir, CURRENT's stat) already checked: not tracked by git
 
 
 def open_index_store(cfg, **kwargs):
@@ -97,9 +97,11 @@ def refuse_committed_index(repo, index_dir) -> None:
     nothing is asked where git or a repository is missing, or where the index lives outside the repository."""
     import os
     import subprocess
+
+    from indexes.store import CURRENT_FILE
     repo, index_dir = Path(repo), Path(index_dir)
     try:
-        st = os.stat(index_dir / "CURRENT")
+        st = os.stat(index_dir / CURRENT_FILE)
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
     except OSError:
         stamp = None
@@ -127,7 +129,7 @@ def refuse_committed_index(repo, index_dir) -> None:
             "the repository, and ragbit does not read or update an index it did not build (a crafted one could "
             "exploit the index readers); delete that directory and run `ragbit index`, or put the index "
             "elsewhere with --index-dir or [index] dir")
-    _TRUSTED[key] = True
+    _TRUSTED.add(key)
 
 
 def _inside_git(repo: Path) -> bool:

@@ -35,7 +35,7 @@ def git(repo: Path, *args: str) -> None:
 def repo(tmp_path, monkeypatch) -> Path:
     """A git repository with an index ragbit built (untracked, as ragbit leaves it)."""
     monkeypatch.setattr(ragbit.indexing.embeddings, "Embedder", lambda cfg=None: FakeEmbedder())
-    monkeypatch.setattr(index_layout, "_TRUSTED", {})
+    monkeypatch.setattr(index_layout, "_TRUSTED", set())
     repo = make_repo(tmp_path / "shop")
     git(repo, "init", "-q")
     git(repo, "add", ".")
